@@ -1,0 +1,53 @@
+// Package testutil holds the helpers shared by tests of every tier: the
+// strict-mode switch that turns a missing prerequisite into a failure, and
+// checks for root, binaries and devices.
+package testutil
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// Strict reports whether ZOS_TEST_STRICT=1 is set: CI sets it so that a test
+// whose prerequisites are missing fails instead of skipping.
+func Strict() bool { return os.Getenv("ZOS_TEST_STRICT") == "1" }
+
+// Skip skips the test with the reason, or fails it in strict mode.
+func Skip(t testing.TB, reason string) {
+	t.Helper()
+	if Strict() {
+		t.Fatalf("prerequisite missing (ZOS_TEST_STRICT=1): %s", reason)
+	}
+	t.Skip(reason)
+}
+
+// RequireRoot skips (or fails in strict mode) unless the test runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Skip(t, "needs root")
+	}
+}
+
+// RequireBinary returns the path of an executable on PATH, skipping (or
+// failing in strict mode) when it is absent.
+func RequireBinary(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Skip(t, "needs "+name+" on PATH (make deps)")
+	}
+	return p
+}
+
+// RequireFile skips (or fails in strict mode) unless path exists.
+func RequireFile(t testing.TB, path string) {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		Skip(t, "needs "+path)
+	}
+}
+
+// Short reports whether heavy tests should be trimmed (go test -short).
+func Short() bool { return testing.Short() }
