@@ -56,7 +56,7 @@ test: deps fmt-check vet build test-unit fuzz
 
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./...
-	@if [ -x scripts/bench.sh ]; then scripts/bench.sh; fi
+	@for s in scripts/bench/*.sh; do [ -x "$$s" ] || continue; echo "== $$s"; "$$s" || exit 1; done
 
 demo: deps build
 	scripts/demo.sh
