@@ -1,0 +1,363 @@
+package explorer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zos-go/zos/internal/registry"
+)
+
+// TotalCountHeader carries the number of items matching a list query, all
+// pages together.
+const TotalCountHeader = "X-Total-Count"
+
+// NodeView is a node as /nodes serves it: the registry record plus its
+// status, free capacity and farm.
+type NodeView struct {
+	registry.Node
+	Status string `json:"status"`
+	// Free is total - used - reserved (§10.2 reservations).
+	Free        registry.Resources `json:"free_resources"`
+	FarmName    string             `json:"farm_name"`
+	FarmFreeIPs int                `json:"farm_free_ips"`
+}
+
+// FarmView is a farm as /farms serves it.
+type FarmView struct {
+	registry.Farm
+	TotalIPs  int `json:"total_ips"`
+	FreeIPs   int `json:"free_ips"`
+	NodeCount int `json:"node_count"`
+	NodesUp   int `json:"nodes_up"`
+}
+
+// Stats is what /stats serves.
+type Stats struct {
+	Nodes            int                `json:"nodes"`
+	NodesByStatus    map[string]int     `json:"nodes_by_status"`
+	Farms            int                `json:"farms"`
+	Twins            int                `json:"twins"`
+	Contracts        int                `json:"contracts"`
+	ContractsByState map[string]int     `json:"contracts_by_state"`
+	Countries        int                `json:"countries"`
+	PublicIPs        int                `json:"public_ips"`
+	FreePublicIPs    int                `json:"free_public_ips"`
+	Total            registry.Resources `json:"total_resources"`
+	Used             registry.Resources `json:"used_resources"`
+	Free             registry.Resources `json:"free_resources"`
+	// Updated is when the explorer last read the registry.
+	Updated time.Time `json:"updated"`
+}
+
+// Handler serves the API and the web page.
+func (e *Explorer) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ping", e.ping)
+	mux.HandleFunc("GET /stats", e.stats)
+	mux.HandleFunc("GET /nodes", e.listNodes)
+	mux.HandleFunc("GET /nodes/{id}", e.getNode)
+	mux.HandleFunc("GET /nodes/{id}/status", e.getNodeStatus)
+	mux.HandleFunc("GET /farms", e.listFarms)
+	mux.HandleFunc("GET /farms/{id}", e.getFarm)
+	mux.HandleFunc("GET /twins/{id}", e.getTwin)
+	mux.HandleFunc("GET /contracts", e.listContracts)
+	mux.HandleFunc("GET /contracts/{id}", e.getContract)
+	e.mountWeb(mux)
+	return mux
+}
+
+func (e *Explorer) ping(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"ping": "pong"})
+}
+
+func (e *Explorer) stats(w http.ResponseWriter, r *http.Request) {
+	if err := newQuery(r.URL.Query()).err(); err != nil {
+		writeError(w, err)
+		return
+	}
+	s, err := e.current(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	now := e.cfg.Now()
+	st := s.totals
+	st.Updated = s.at
+	st.NodesByStatus = map[string]int{StatusUp: 0, StatusStandby: 0, StatusDown: 0}
+	for i := range s.nodes {
+		st.NodesByStatus[Status(&s.nodes[i].node, now)]++
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (e *Explorer) listNodes(w http.ResponseWriter, r *http.Request) {
+	f, err := parseNodeFilter(r.URL.Query(), e.cfg)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s, err := e.current(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	views, total := s.queryNodes(&f, e.cfg.Now())
+	w.Header().Set(TotalCountHeader, strconv.Itoa(total))
+	writeJSON(w, http.StatusOK, views)
+}
+
+// queryNodes returns the page of nodes matching f and how many match in all.
+func (s *snapshot) queryNodes(f *nodeFilter, now time.Time) ([]NodeView, int) {
+	order := s.order(f.sortBy)
+	offset := (f.page.page - 1) * f.page.size
+	views := make([]NodeView, 0, min(f.page.size, len(order)))
+	total := 0
+	for k := range order {
+		i := order[k]
+		if f.desc {
+			i = order[len(order)-1-k]
+		}
+		e := &s.nodes[i]
+		if !f.match(e) {
+			continue
+		}
+		status := Status(&e.node, now)
+		if f.status != "" && status != f.status {
+			continue
+		}
+		if total >= offset && len(views) < f.page.size {
+			views = append(views, e.view(status))
+		}
+		total++
+	}
+	return views, total
+}
+
+func (e *nodeEntry) view(status string) NodeView {
+	v := NodeView{Node: e.node, Status: status, Free: e.free, FarmFreeIPs: e.freeIPs()}
+	if e.farm != nil {
+		v.FarmName = e.farm.farm.Name
+	}
+	return v
+}
+
+// pathID reads the {id} path value.
+func pathID(r *http.Request, bits int) (uint64, error) {
+	s := r.PathValue("id")
+	id, err := strconv.ParseUint(s, 10, bits)
+	if err != nil {
+		return 0, fmt.Errorf("%w: id %q: want an integer from 0 to %d", errBadQuery, s, uint64(1)<<bits-1)
+	}
+	return id, nil
+}
+
+// errNotFound answers 404.
+var errNotFound = errors.New("not found")
+
+func (e *Explorer) nodeByRequest(r *http.Request) (*nodeEntry, error) {
+	id, err := pathID(r, 32)
+	if err != nil {
+		return nil, err
+	}
+	if err := newQuery(r.URL.Query()).err(); err != nil {
+		return nil, err
+	}
+	s, err := e.current(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	i, ok := s.nodeByID[uint32(id)]
+	if !ok {
+		return nil, fmt.Errorf("node %d: %w", id, errNotFound)
+	}
+	return &s.nodes[i], nil
+}
+
+func (e *Explorer) getNode(w http.ResponseWriter, r *http.Request) {
+	n, err := e.nodeByRequest(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, n.view(Status(&n.node, e.cfg.Now())))
+}
+
+func (e *Explorer) getNodeStatus(w http.ResponseWriter, r *http.Request) {
+	n, err := e.nodeByRequest(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": Status(&n.node, e.cfg.Now())})
+}
+
+func (s *snapshot) farmView(fe *farmEntry, now time.Time) FarmView {
+	v := FarmView{Farm: fe.farm, TotalIPs: len(fe.farm.PublicIPs), FreeIPs: fe.freeIPs, NodeCount: len(fe.nodes)}
+	for _, i := range fe.nodes {
+		if Status(&s.nodes[i].node, now) == StatusUp {
+			v.NodesUp++
+		}
+	}
+	return v
+}
+
+func (e *Explorer) listFarms(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFarmFilter(r.URL.Query(), e.cfg)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s, err := e.current(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var matched []*farmEntry
+	for _, fe := range s.farms {
+		if f.match(fe) {
+			matched = append(matched, fe)
+		}
+	}
+	start, end := f.page.window(len(matched))
+	now := e.cfg.Now()
+	views := make([]FarmView, 0, end-start)
+	for _, fe := range matched[start:end] {
+		views = append(views, s.farmView(fe, now))
+	}
+	w.Header().Set(TotalCountHeader, strconv.Itoa(len(matched)))
+	writeJSON(w, http.StatusOK, views)
+}
+
+func (e *Explorer) getFarm(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r, 32)
+	if err == nil {
+		err = newQuery(r.URL.Query()).err()
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s, err := e.current(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	fe, ok := s.farmByID[uint32(id)]
+	if !ok {
+		writeError(w, fmt.Errorf("farm %d: %w", id, errNotFound))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.farmView(fe, e.cfg.Now()))
+}
+
+func (e *Explorer) getTwin(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r, 32)
+	if err == nil {
+		err = newQuery(r.URL.Query()).err()
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s, err := e.current(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	i, ok := s.twinByID[uint32(id)]
+	if !ok {
+		writeError(w, fmt.Errorf("twin %d: %w", id, errNotFound))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.twins[i])
+}
+
+func (e *Explorer) listContracts(w http.ResponseWriter, r *http.Request) {
+	f, err := parseContractFilter(r.URL.Query(), e.cfg)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s, err := e.current(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	matched := []registry.Contract{}
+	for i := range s.contracts {
+		if f.match(&s.contracts[i]) {
+			matched = append(matched, s.contracts[i])
+		}
+	}
+	start, end := f.page.window(len(matched))
+	w.Header().Set(TotalCountHeader, strconv.Itoa(len(matched)))
+	writeJSON(w, http.StatusOK, matched[start:end])
+}
+
+func (e *Explorer) getContract(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r, 64)
+	if err == nil {
+		err = newQuery(r.URL.Query()).err()
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s, err := e.current(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	i, ok := slices.BinarySearchFunc(s.contracts, id, func(c registry.Contract, id uint64) int {
+		switch {
+		case c.ID < id:
+			return -1
+		case c.ID > id:
+			return 1
+		}
+		return 0
+	})
+	if !ok {
+		writeError(w, fmt.Errorf("contract %d: %w", id, errNotFound))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.contracts[i])
+}
+
+// apiError is the body of every error answer.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, errBadQuery):
+		code = http.StatusBadRequest
+	case errors.Is(err, errNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, errNoSnapshot):
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, apiError{Error: strings.ReplaceAll(err.Error(), "\n", "; ")})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		body = []byte(`{"error":"encoding response"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(body, '\n'))
+}

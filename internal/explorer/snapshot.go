@@ -1,0 +1,316 @@
+package explorer
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/zos-go/zos/internal/registry"
+)
+
+// Node statuses, as gridproxy reports them.
+const (
+	StatusUp      = "up"
+	StatusDown    = "down"
+	StatusStandby = "standby"
+)
+
+// Windows of the status rules: nodes report uptime every 40 minutes.
+const (
+	UpWindow      = 2 * 40 * time.Minute
+	StandbyWindow = 24 * time.Hour
+)
+
+// Reservations assumed when a node did not report its own (§10.2).
+const (
+	gib             = uint64(1) << 30
+	minReservedMRU  = 2 * gib
+	defaultReserved = 20 * gib // SRU
+)
+
+// Status is the node's status at now: up if it reported uptime within
+// UpWindow and its power is not (going) down; standby if its power state or
+// target is down and it reported within StandbyWindow; down otherwise.
+func Status(n *registry.Node, now time.Time) string {
+	age := now.Sub(n.Updated)
+	powerDown := n.Power == registry.PowerDown || n.PowerTarget == registry.PowerDown
+	switch {
+	case !powerDown && age <= UpWindow:
+		return StatusUp
+	case powerDown && age <= StandbyWindow:
+		return StatusStandby
+	default:
+		return StatusDown
+	}
+}
+
+// Reserved is what the system keeps on the node: as reported, except memory
+// (max(10% of total, 2 GiB)) and SSD (20 GiB) when the node reported none.
+func Reserved(n *registry.Node) registry.Resources {
+	r := n.Reserved
+	if r.MRU == 0 {
+		r.MRU = max(n.Total.MRU/10, minReservedMRU)
+	}
+	if r.SRU == 0 {
+		r.SRU = defaultReserved
+	}
+	return r
+}
+
+// Free is total - used - reserved for each resource, never below zero.
+func Free(n *registry.Node) registry.Resources {
+	r := Reserved(n)
+	return registry.Resources{
+		CRU: sub(n.Total.CRU, n.Used.CRU, r.CRU),
+		MRU: sub(n.Total.MRU, n.Used.MRU, r.MRU),
+		SRU: sub(n.Total.SRU, n.Used.SRU, r.SRU),
+		HRU: sub(n.Total.HRU, n.Used.HRU, r.HRU),
+	}
+}
+
+// sub is a - b - c, saturating at zero.
+func sub(a, b, c uint64) uint64 {
+	if b >= a {
+		return 0
+	}
+	a -= b
+	if c >= a {
+		return 0
+	}
+	return a - c
+}
+
+func addResources(a, b registry.Resources) registry.Resources {
+	return registry.Resources{CRU: a.CRU + b.CRU, MRU: a.MRU + b.MRU, SRU: a.SRU + b.SRU, HRU: a.HRU + b.HRU}
+}
+
+// nodeEntry is a node with what the filters need precomputed.
+type nodeEntry struct {
+	node     registry.Node
+	free     registry.Resources
+	reserved registry.Resources
+	farm     *farmEntry // nil when the farm is unknown
+	country  string     // lower case
+	domain   bool
+}
+
+// farmEntry is a farm with its public IP counts and nodes.
+type farmEntry struct {
+	farm    registry.Farm
+	freeIPs int
+	nodes   []int32 // indexes in snapshot.nodes
+}
+
+// snapshot is an immutable, indexed copy of the registry.
+type snapshot struct {
+	at        time.Time
+	nodes     []nodeEntry // by ID
+	nodeByID  map[uint32]int32
+	farms     []*farmEntry // by ID
+	farmByID  map[uint32]*farmEntry
+	twins     []registry.Twin // by ID
+	twinByID  map[uint32]int32
+	contracts []registry.Contract // by ID
+
+	totals  Stats // the parts of /stats that do not depend on the clock
+	byOrder [numSortKeys]lazyOrder
+}
+
+// lazyOrder is the node order for one sort key, computed on first use.
+type lazyOrder struct {
+	once  sync.Once
+	order []int32
+}
+
+func buildSnapshot(at time.Time, nodes []registry.Node, farms []registry.Farm, twins []registry.Twin, contracts []registry.Contract) *snapshot {
+	s := &snapshot{
+		at:        at,
+		nodes:     make([]nodeEntry, 0, len(nodes)),
+		nodeByID:  make(map[uint32]int32, len(nodes)),
+		farms:     make([]*farmEntry, 0, len(farms)),
+		farmByID:  make(map[uint32]*farmEntry, len(farms)),
+		twins:     slices.Clone(twins),
+		twinByID:  make(map[uint32]int32, len(twins)),
+		contracts: slices.Clone(contracts),
+	}
+	for _, f := range farms {
+		fe := &farmEntry{farm: f}
+		for _, ip := range f.PublicIPs {
+			if ip.ContractID == 0 {
+				fe.freeIPs++
+			}
+		}
+		s.farms = append(s.farms, fe)
+		s.farmByID[f.ID] = fe
+		s.totals.PublicIPs += len(f.PublicIPs)
+		s.totals.FreePublicIPs += fe.freeIPs
+	}
+	slices.SortFunc(s.farms, func(a, b *farmEntry) int { return cmp.Compare(a.farm.ID, b.farm.ID) })
+
+	countries := map[string]struct{}{}
+	sorted := slices.SortedFunc(slices.Values(nodes), func(a, b registry.Node) int { return cmp.Compare(a.ID, b.ID) })
+	for _, n := range sorted {
+		e := nodeEntry{
+			node:     n,
+			free:     Free(&n),
+			reserved: Reserved(&n),
+			farm:     s.farmByID[n.FarmID],
+			country:  strings.ToLower(n.Location.Country),
+			domain:   n.PublicConfig != nil && n.PublicConfig.Domain != "",
+		}
+		i := int32(len(s.nodes))
+		s.nodes = append(s.nodes, e)
+		s.nodeByID[n.ID] = i
+		if e.farm != nil {
+			e.farm.nodes = append(e.farm.nodes, i)
+		}
+		if e.country != "" {
+			countries[e.country] = struct{}{}
+		}
+		s.totals.Total = addResources(s.totals.Total, n.Total)
+		s.totals.Used = addResources(s.totals.Used, n.Used)
+		s.totals.Free = addResources(s.totals.Free, e.free)
+	}
+	s.totals.Nodes = len(s.nodes)
+	s.totals.Countries = len(countries)
+
+	slices.SortFunc(s.twins, func(a, b registry.Twin) int { return cmp.Compare(a.ID, b.ID) })
+	for i, t := range s.twins {
+		s.twinByID[t.ID] = int32(i)
+	}
+	slices.SortFunc(s.contracts, func(a, b registry.Contract) int { return cmp.Compare(a.ID, b.ID) })
+	s.totals.ContractsByState = map[string]int{}
+	for _, c := range s.contracts {
+		s.totals.ContractsByState[c.State]++
+	}
+	s.totals.Farms = len(s.farms)
+	s.totals.Twins = len(s.twins)
+	s.totals.Contracts = len(s.contracts)
+	return s
+}
+
+// order returns the node indexes sorted ascending by key, ties by node ID.
+func (s *snapshot) order(key sortKey) []int32 {
+	lo := &s.byOrder[key]
+	lo.once.Do(func() {
+		lo.order = make([]int32, len(s.nodes))
+		for i := range lo.order {
+			lo.order[i] = int32(i)
+		}
+		if key == sortNodeID {
+			return // nodes are stored by ID
+		}
+		slices.SortStableFunc(lo.order, func(a, b int32) int {
+			return cmp.Compare(key.value(&s.nodes[a]), key.value(&s.nodes[b]))
+		})
+	})
+	return lo.order
+}
+
+// sortKey names a node order.
+type sortKey int
+
+const (
+	sortNodeID sortKey = iota
+	sortFarmID
+	sortTwinID
+	sortFreeCRU
+	sortFreeMRU
+	sortFreeSRU
+	sortFreeHRU
+	sortTotalCRU
+	sortTotalMRU
+	sortTotalSRU
+	sortTotalHRU
+	sortFreeIPs
+	sortUpdated
+	sortUptime
+	numSortKeys
+)
+
+// name is the key's value of the sort_by query parameter.
+func (k sortKey) name() string {
+	switch k {
+	case sortNodeID:
+		return "node_id"
+	case sortFarmID:
+		return "farm_id"
+	case sortTwinID:
+		return "twin_id"
+	case sortFreeCRU:
+		return "free_cru"
+	case sortFreeMRU:
+		return "free_mru"
+	case sortFreeSRU:
+		return "free_sru"
+	case sortFreeHRU:
+		return "free_hru"
+	case sortTotalCRU:
+		return "total_cru"
+	case sortTotalMRU:
+		return "total_mru"
+	case sortTotalSRU:
+		return "total_sru"
+	case sortTotalHRU:
+		return "total_hru"
+	case sortFreeIPs:
+		return "free_ips"
+	case sortUpdated:
+		return "updated"
+	case sortUptime:
+		return "uptime"
+	}
+	return ""
+}
+
+// value is what the key sorts a node by.
+func (k sortKey) value(e *nodeEntry) int64 {
+	switch k {
+	case sortFarmID:
+		return int64(e.node.FarmID)
+	case sortTwinID:
+		return int64(e.node.TwinID)
+	case sortFreeCRU:
+		return clamp(e.free.CRU)
+	case sortFreeMRU:
+		return clamp(e.free.MRU)
+	case sortFreeSRU:
+		return clamp(e.free.SRU)
+	case sortFreeHRU:
+		return clamp(e.free.HRU)
+	case sortTotalCRU:
+		return clamp(e.node.Total.CRU)
+	case sortTotalMRU:
+		return clamp(e.node.Total.MRU)
+	case sortTotalSRU:
+		return clamp(e.node.Total.SRU)
+	case sortTotalHRU:
+		return clamp(e.node.Total.HRU)
+	case sortFreeIPs:
+		return int64(e.freeIPs())
+	case sortUpdated:
+		return e.node.Updated.UnixNano()
+	case sortUptime:
+		return clamp(e.node.Uptime)
+	}
+	return int64(e.node.ID)
+}
+
+func clamp(v uint64) int64 { return int64(min(v, 1<<63-1)) }
+
+func (e *nodeEntry) freeIPs() int {
+	if e.farm == nil {
+		return 0
+	}
+	return e.farm.freeIPs
+}
+
+func sortKeyNames() []string {
+	names := make([]string, 0, numSortKeys)
+	for k := range numSortKeys {
+		names = append(names, k.name())
+	}
+	return names
+}
