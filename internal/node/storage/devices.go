@@ -1,0 +1,68 @@
+package storage
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+)
+
+// DeviceAllocate gives the zdb engine a zdb subvolume of size bytes on the HDD
+// pool with the most free space that has no zdb device yet.
+func (m *Module) DeviceAllocate(size uint64) (Device, error) {
+	if size == 0 {
+		return Device{}, fmt.Errorf("allocating zdb device: size must be positive: %w", ErrInvalid)
+	}
+	m.mu.Lock()
+	m.refreshLocked()
+	p, err := choose(m.pools, HDDOnly, size, func(p *pool) bool { return m.devices[p.name] == nil })
+	if err != nil {
+		m.mu.Unlock()
+		return Device{}, fmt.Errorf("allocating zdb device: %w", err)
+	}
+	d := &device{pool: p, size: size}
+	m.devices[p.name] = d
+	p.allocated += size
+	m.mu.Unlock()
+
+	path := filepath.Join(p.path, zdbName)
+	err = m.sys.FS.SubvolumeCreate(path)
+	if err == nil {
+		if err = m.sys.Quotas.Limit(path, size); err != nil {
+			_ = m.sys.FS.SubvolumeDelete(path)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		delete(m.devices, p.name)
+		p.allocated -= size
+		return Device{}, fmt.Errorf("allocating zdb device on pool %s: %w", p.name, err)
+	}
+	d.ready = true
+	return Device{ID: p.name, Path: path, Pool: p.name, Size: size}, nil
+}
+
+// DeviceLookup returns the zdb device with the given ID (its pool's name).
+func (m *Module) DeviceLookup(id string) (Device, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.devices[id]
+	if !ok || !d.ready {
+		return Device{}, fmt.Errorf("zdb device %s: %w", id, ErrNotFound)
+	}
+	return Device{ID: id, Path: filepath.Join(d.pool.path, zdbName), Pool: d.pool.name, Size: d.size}, nil
+}
+
+// Devices lists the zdb devices, sorted by ID.
+func (m *Module) Devices() ([]Device, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Device
+	for id, d := range m.devices {
+		if d.ready {
+			out = append(out, Device{ID: id, Path: filepath.Join(d.pool.path, zdbName), Pool: d.pool.name, Size: d.size})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
