@@ -1,0 +1,90 @@
+// Package gridtypes is the deployment model that users sign and nodes
+// verify: deployments, workloads of every type, their JSON (field for field
+// as the original system writes it), the challenge hash (a byte-compatible
+// MD5 stream), validation, the update rules, signature requirements and the
+// capacity each workload uses. It is pure: no I/O, no clock.
+package gridtypes
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Unit is a size in bytes.
+type Unit = uint64
+
+// Sizes in bytes, 1024-based.
+const (
+	Kilobyte Unit = 1024
+	Megabyte      = 1024 * Kilobyte
+	Gigabyte      = 1024 * Megabyte
+	Terabyte      = 1024 * Gigabyte
+)
+
+// Timestamp is a unix time in seconds. In JSON it is written as a number and
+// read from a number or an ISO-8601 (RFC 3339) string.
+type Timestamp int64
+
+// UnmarshalJSON accepts a unix number or an ISO-8601 string.
+func (t *Timestamp) UnmarshalJSON(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if s == "null" {
+		*t = 0
+		return nil
+	}
+	if strings.HasPrefix(s, `"`) {
+		var str string
+		if err := json.Unmarshal(b, &str); err != nil {
+			return fmt.Errorf("timestamp: %w", err)
+		}
+		if str == "" {
+			*t = 0
+			return nil
+		}
+		if n, err := strconv.ParseInt(str, 10, 64); err == nil {
+			*t = Timestamp(n)
+			return nil
+		}
+		for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
+			if tm, err := time.Parse(layout, str); err == nil {
+				*t = Timestamp(tm.Unix())
+				return nil
+			}
+		}
+		return fmt.Errorf("timestamp %q is neither unix seconds nor ISO-8601", str)
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("timestamp %s is not an integer number of seconds", s)
+	}
+	*t = Timestamp(n)
+	return nil
+}
+
+// Time returns the timestamp as a time.Time.
+func (t Timestamp) Time() time.Time { return time.Unix(int64(t), 0) }
+
+// Capacity is what a workload uses: CRU in logical cores, MRU/SRU/HRU in
+// bytes, IPV4U in addresses.
+type Capacity struct {
+	CRU   uint64 `json:"cru"`
+	SRU   Unit   `json:"sru"`
+	HRU   Unit   `json:"hru"`
+	MRU   Unit   `json:"mru"`
+	IPV4U uint64 `json:"ipv4u"`
+}
+
+// Add adds c2 to c.
+func (c *Capacity) Add(c2 Capacity) {
+	c.CRU += c2.CRU
+	c.SRU += c2.SRU
+	c.HRU += c2.HRU
+	c.MRU += c2.MRU
+	c.IPV4U += c2.IPV4U
+}
+
+// Zero reports whether c uses nothing.
+func (c Capacity) Zero() bool { return c == Capacity{} }
