@@ -143,14 +143,6 @@ func (m *Module) DiskWrite(name string, image string) error {
 		return fmt.Errorf("writing disk %s on pool %s: %w", name, p.name, err)
 	}
 	path := filepath.Join(p.path, vdisksName, name)
-	sig, err := m.sys.Disks.Probe(path)
-	if err != nil {
-		return fmt.Errorf("writing disk %s on pool %s: %w", name, p.name, err)
-	}
-	if !sig.Empty() {
-		m.log.Info("disk_write_skipped", "disk", name, "fs", sig.Type, "part_table", sig.PartTable)
-		return nil
-	}
 	src, err := os.Open(image)
 	if err != nil {
 		return fmt.Errorf("writing disk %s: %w", name, err)
@@ -163,6 +155,14 @@ func (m *Module) DiskWrite(name string, image string) error {
 	if uint64(st.Size()) > size {
 		return fmt.Errorf("writing disk %s on pool %s: image %s (%s) is larger than the disk (%s): %w",
 			name, p.name, image, sizeString(uint64(st.Size())), sizeString(size), ErrInvalid)
+	}
+	sig, err := m.sys.Disks.Probe(path)
+	if err != nil {
+		return fmt.Errorf("writing disk %s on pool %s: %w", name, p.name, err)
+	}
+	if !sig.Empty() {
+		m.log.Info("disk_write_skipped", "disk", name, "fs", sig.Type, "part_table", sig.PartTable)
+		return nil
 	}
 	dst, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
