@@ -1,0 +1,723 @@
+package zdb
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+const settingsFile = "zdb-namespace.json"
+
+// nsSettings are the persisted properties of a namespace.
+type nsSettings struct {
+	Password string `json:"password,omitempty"`
+	Public   bool   `json:"public"`
+	MaxSize  uint64 `json:"maxsize"`
+	Worm     bool   `json:"worm,omitempty"`
+	Mode     Mode   `json:"mode"`
+	Locked   bool   `json:"locked,omitempty"`
+	Frozen   bool   `json:"frozen,omitempty"`
+}
+
+// segment is one data file and its index file.
+type segment struct {
+	id        uint32
+	data      *os.File
+	index     *os.File
+	dataSize  int64
+	indexSize int64
+}
+
+// namespace is one set of keys. Its methods are safe for concurrent use.
+type namespace struct {
+	name     string
+	dataDir  string
+	indexDir string
+	cfg      *Config
+	log      *slog.Logger
+
+	mu       sync.RWMutex // guards the fields below
+	settings nsSettings
+	keys     keyIndex
+	dataSize uint64 // bytes of live payloads
+	segs     map[uint32]*segment
+	ids      []uint32 // segment ids, ascending
+	cur      *segment // segment being appended to
+	wbuf     []byte
+	dirty    map[uint32]struct{} // index files changed since INDEX DIRTY RESET
+	gone     bool                // deleted: every call fails
+	writeSeq uint64              // count of appends
+
+	syncMu    sync.Mutex // serialises fsync; guards syncedSeq
+	syncedSeq uint64
+
+	waitMu   sync.Mutex // guards waiters
+	waiters  map[*waiter]struct{}
+	nWaiters atomic.Int32
+}
+
+type waiter struct {
+	cmd string
+	ch  chan string
+}
+
+func segName(kind string, id uint32) string { return fmt.Sprintf("zdb-%s-%05d", kind, id) }
+
+func newNamespace(cfg *Config, log *slog.Logger, name string) *namespace {
+	return &namespace{
+		name:     name,
+		dataDir:  filepath.Join(cfg.DataDir, name),
+		indexDir: filepath.Join(cfg.IndexDir, name),
+		cfg:      cfg,
+		log:      log.With("namespace", name),
+		segs:     map[uint32]*segment{},
+		dirty:    map[uint32]struct{}{},
+		waiters:  map[*waiter]struct{}{},
+	}
+}
+
+func (ns *namespace) newKeyIndex(hint int) {
+	if ns.settings.Mode == ModeSeq {
+		ns.keys = &seqIndex{}
+	} else {
+		ns.keys = newUserIndex(hint)
+	}
+}
+
+func (ns *namespace) saveSettings() error {
+	b, err := json.MarshalIndent(ns.settings, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding settings: %w", err)
+	}
+	tmp := filepath.Join(ns.indexDir, settingsFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("writing settings: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(ns.indexDir, settingsFile)); err != nil {
+		return fmt.Errorf("writing settings: %w", err)
+	}
+	return syncDir(ns.indexDir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("opening directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+func (ns *namespace) now() uint32 { return uint32(ns.cfg.Now().Unix()) }
+
+// createSegment makes a new empty data and index file pair and makes it the
+// current segment. Called with mu held (or before the namespace is shared).
+func (ns *namespace) createSegment(id uint32) error {
+	created := ns.now()
+	seg := &segment{id: id}
+	var err error
+	open := func(dir, kind string, magic [4]byte) (*os.File, error) {
+		f, err := os.OpenFile(filepath.Join(dir, segName(kind, id)), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("creating %s file: %w", kind, err)
+		}
+		h := appendFileHeader(nil, fileHeader{magic: magic, mode: ns.settings.Mode, id: id, created: created})
+		if _, err := f.WriteAt(h, 0); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("writing %s header: %w", kind, err)
+		}
+		return f, nil
+	}
+	if seg.data, err = open(ns.dataDir, "data", dataMagic); err != nil {
+		return err
+	}
+	if seg.index, err = open(ns.indexDir, "index", indexMagic); err != nil {
+		seg.data.Close()
+		return err
+	}
+	seg.dataSize, seg.indexSize = fileHeaderSize, fileHeaderSize
+	ns.segs[id] = seg
+	ns.ids = append(ns.ids, id)
+	ns.cur = seg
+	ns.dirty[id] = struct{}{}
+	if err := syncDir(ns.dataDir); err != nil {
+		return err
+	}
+	return syncDir(ns.indexDir)
+}
+
+// rotate closes the current segment for appends and starts the next one.
+func (ns *namespace) rotate() error {
+	if err := fdatasync(ns.cur.data); err != nil {
+		return fmt.Errorf("syncing data file: %w", err)
+	}
+	if err := fdatasync(ns.cur.index); err != nil {
+		return fmt.Errorf("syncing index file: %w", err)
+	}
+	return ns.createSegment(ns.cur.id + 1)
+}
+
+func fdatasync(f *os.File) error {
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := sc.Control(func(fd uintptr) { serr = syscall.Fdatasync(int(fd)) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+// usable reports whether the namespace can be used at all.
+func (ns *namespace) usable() error {
+	if ns.gone {
+		return ErrNamespaceGone
+	}
+	if ns.settings.Frozen {
+		return ErrFrozen
+	}
+	return nil
+}
+
+// append writes one entry to the current segment and returns its location.
+// Called with mu held for writing.
+func (ns *namespace) append(key []byte, m meta, payload []byte) (loc, error) {
+	need := int64(dataEntryFixed + len(key) + len(payload))
+	if ns.cur.dataSize+need > ns.cfg.MaxDataFileSize && ns.cur.dataSize > fileHeaderSize {
+		if err := ns.rotate(); err != nil {
+			return loc{}, err
+		}
+	}
+	if ns.cur.dataSize+need > int64(^uint32(0)) {
+		return loc{}, errors.New("data file offset overflow")
+	}
+	seg := ns.cur
+	ns.wbuf = appendDataEntry(ns.wbuf[:0], m, key, payload)
+	if _, err := seg.data.WriteAt(ns.wbuf, seg.dataSize); err != nil {
+		_ = seg.data.Truncate(seg.dataSize)
+		return loc{}, fmt.Errorf("writing data entry: %w", err)
+	}
+	l := loc{file: seg.id, off: uint32(seg.dataSize), idx: uint32(seg.indexSize), size: m.size, crc: m.crc, ts: m.ts}
+	ns.wbuf = appendIndexEntry(ns.wbuf[:0], m, l.off, key)
+	if _, err := seg.index.WriteAt(ns.wbuf, seg.indexSize); err != nil {
+		_ = seg.index.Truncate(seg.indexSize)
+		_ = seg.data.Truncate(seg.dataSize)
+		return loc{}, fmt.Errorf("writing index entry: %w", err)
+	}
+	if cap(ns.wbuf) > 1<<20 {
+		ns.wbuf = nil
+	}
+	seg.dataSize += need
+	seg.indexSize += int64(indexEntryFixed + len(key))
+	ns.dirty[seg.id] = struct{}{}
+	ns.writeSeq++
+	return l, nil
+}
+
+// set stores value under key. It returns the key (the new id in seq mode),
+// or nil when the value is unchanged, and the write sequence number to wait
+// for with syncTo.
+func (ns *namespace) set(key, value []byte, ts uint32) ([]byte, uint64, error) {
+	if len(key) > MaxKeyLen {
+		return nil, 0, ErrKeyTooLarge
+	}
+	if len(value) > MaxValueLen {
+		return nil, 0, ErrValueTooLarge
+	}
+	crc := checksum(value)
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if err := ns.usable(); err != nil {
+		return nil, 0, err
+	}
+	if ns.settings.Locked {
+		return nil, 0, ErrLocked
+	}
+	var existing loc
+	var found bool
+	if ns.settings.Mode == ModeSeq {
+		if len(key) == 0 {
+			key = seqKey(ns.keys.(*seqIndex).next())
+		} else if existing, found = ns.keys.get(key); !found {
+			return nil, 0, ErrOnlyUpdate
+		}
+	} else {
+		if len(key) == 0 {
+			return nil, 0, ErrKeyNeeded
+		}
+		existing, found = ns.keys.get(key)
+	}
+	if found && ns.settings.Worm {
+		return nil, 0, ErrWorm
+	}
+	if found && existing.crc == crc && existing.size == uint32(len(value)) {
+		return nil, 0, nil
+	}
+	if ns.settings.MaxSize > 0 {
+		used := ns.dataSize
+		if found {
+			used -= uint64(existing.size)
+		}
+		if used+uint64(len(value)) > ns.settings.MaxSize {
+			return nil, 0, ErrNamespaceFull
+		}
+	}
+	if ts == 0 {
+		ts = ns.now()
+	}
+	m := meta{size: uint32(len(value)), crc: crc, ts: ts}
+	if found {
+		m.prevFile, m.prevOff = existing.file, existing.off
+	}
+	l, err := ns.append(key, m, value)
+	if err != nil {
+		return nil, 0, err
+	}
+	ns.keys.put(key, l)
+	if found {
+		ns.dataSize -= uint64(existing.size)
+	}
+	ns.dataSize += uint64(len(value))
+	return key, ns.writeSeq, nil
+}
+
+// del appends a tombstone for key.
+func (ns *namespace) del(key []byte) (uint64, error) {
+	if len(key) > MaxKeyLen {
+		return 0, ErrKeyTooLarge
+	}
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if err := ns.usable(); err != nil {
+		return 0, err
+	}
+	if ns.settings.Locked {
+		return 0, ErrLocked
+	}
+	existing, found := ns.keys.get(key)
+	if !found {
+		return 0, ErrKeyNotFound
+	}
+	if ns.settings.Worm {
+		return 0, ErrWorm
+	}
+	m := meta{flags: flagDeleted, ts: ns.now(), prevFile: existing.file, prevOff: existing.off, crc: checksum(nil)}
+	if _, err := ns.append(key, m, nil); err != nil {
+		return 0, err
+	}
+	ns.keys.del(key)
+	ns.dataSize -= uint64(existing.size)
+	return ns.writeSeq, nil
+}
+
+// lookup returns the location of key.
+func (ns *namespace) lookup(key []byte) (loc, error) {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	if err := ns.usable(); err != nil {
+		return loc{}, err
+	}
+	l, ok := ns.keys.get(key)
+	if !ok {
+		return loc{}, ErrKeyNotFound
+	}
+	return l, nil
+}
+
+// get appends the value of key to dst. It returns ErrKeyNotFound if absent.
+func (ns *namespace) get(key, dst []byte) ([]byte, error) {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	if err := ns.usable(); err != nil {
+		return dst, err
+	}
+	l, ok := ns.keys.get(key)
+	if !ok {
+		return dst, ErrKeyNotFound
+	}
+	return ns.readPayload(l, len(key), dst)
+}
+
+// readPayload reads a payload; called with mu held.
+func (ns *namespace) readPayload(l loc, klen int, dst []byte) ([]byte, error) {
+	seg := ns.segs[l.file]
+	if seg == nil {
+		return dst, fmt.Errorf("data file %d missing", l.file)
+	}
+	n := len(dst)
+	dst = slices.Grow(dst, int(l.size))[:n+int(l.size)]
+	if _, err := seg.data.ReadAt(dst[n:], int64(l.off)+dataEntryFixed+int64(klen)); err != nil {
+		return dst[:n], fmt.Errorf("reading data file %d: %w", l.file, err)
+	}
+	return dst, nil
+}
+
+// check verifies the payload checksum of key.
+func (ns *namespace) check(key []byte) (bool, error) {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	if err := ns.usable(); err != nil {
+		return false, err
+	}
+	l, ok := ns.keys.get(key)
+	if !ok {
+		return false, ErrKeyNotFound
+	}
+	seg := ns.segs[l.file]
+	if seg == nil {
+		return false, nil
+	}
+	p := make([]byte, dataEntryFixed+len(key)+int(l.size))
+	if _, err := seg.data.ReadAt(p, int64(l.off)); err != nil {
+		return false, nil
+	}
+	m, klen, err := parseDataHeader(p)
+	if err != nil || !bytes.Equal(p[dataEntryFixed:dataEntryFixed+klen], key) {
+		return false, nil
+	}
+	return checksum(p[dataEntryFixed+klen:]) == m.crc && m.crc == l.crc, nil
+}
+
+// dataEntry is a decoded data file entry.
+type dataEntry struct {
+	meta
+	key     []byte
+	payload []byte
+}
+
+// readEntry reads the data entry at (file, off); called with mu held.
+func (ns *namespace) readEntry(file, off uint32) (dataEntry, error) {
+	seg := ns.segs[file]
+	if seg == nil || off < fileHeaderSize || int64(off)+dataEntryFixed > seg.dataSize {
+		return dataEntry{}, ErrInvalidCursor
+	}
+	hdr := make([]byte, dataEntryFixed+MaxKeyLen)
+	n, err := seg.data.ReadAt(hdr, int64(off))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return dataEntry{}, fmt.Errorf("reading data entry: %w", err)
+	}
+	m, klen, err := parseDataHeader(hdr[:n])
+	if err != nil {
+		return dataEntry{}, ErrInvalidCursor
+	}
+	e := dataEntry{meta: m, key: append([]byte(nil), hdr[dataEntryFixed:dataEntryFixed+klen]...)}
+	e.payload = make([]byte, m.size)
+	if _, err := seg.data.ReadAt(e.payload, int64(off)+dataEntryFixed+int64(klen)); err != nil {
+		return dataEntry{}, fmt.Errorf("reading data payload: %w", err)
+	}
+	return e, nil
+}
+
+// history returns the entry of key at cursor (or the current one), with a
+// cursor to its previous version (nil when none).
+func (ns *namespace) history(key, cursor []byte) (prev []byte, e dataEntry, err error) {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	if err := ns.usable(); err != nil {
+		return nil, dataEntry{}, err
+	}
+	var file, off uint32
+	if cursor == nil {
+		l, ok := ns.keys.get(key)
+		if !ok {
+			return nil, dataEntry{}, ErrKeyNotFound
+		}
+		file, off = l.file, l.off
+	} else {
+		var ok bool
+		if file, off, ok = decodeLoc(cursor); !ok {
+			return nil, dataEntry{}, ErrInvalidCursor
+		}
+	}
+	e, err = ns.readEntry(file, off)
+	if err != nil {
+		return nil, dataEntry{}, err
+	}
+	if !bytes.Equal(e.key, key) {
+		return nil, dataEntry{}, ErrInvalidCursor
+	}
+	if e.prevOff != 0 {
+		prev = encodeLoc(e.prevFile, e.prevOff)
+	}
+	return prev, e, nil
+}
+
+// keyCursor returns the cursor of the index entry of key.
+func (ns *namespace) keyCursor(key []byte) ([]byte, error) {
+	l, err := ns.lookup(key)
+	if err != nil {
+		return nil, err
+	}
+	return encodeLoc(l.file, l.idx), nil
+}
+
+// ScanEntry is one key returned by a scan.
+type ScanEntry struct {
+	Key  []byte
+	Size uint32
+	TS   uint32
+}
+
+// readIndexAt reads the index entry at (file, off); called with mu held.
+func (ns *namespace) readIndexAt(seg *segment, off int64, buf []byte) (meta, uint32, []byte, int64, error) {
+	if off < fileHeaderSize || off+indexEntryFixed > seg.indexSize {
+		return meta{}, 0, nil, 0, ErrInvalidCursor
+	}
+	n, err := seg.index.ReadAt(buf[:indexEntryFixed+MaxKeyLen], off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return meta{}, 0, nil, 0, fmt.Errorf("reading index entry: %w", err)
+	}
+	m, dataOff, key, err := parseIndexEntry(buf[:n])
+	if err != nil {
+		return meta{}, 0, nil, 0, ErrInvalidCursor
+	}
+	return m, dataOff, key, off + indexEntryFixed + int64(len(key)), nil
+}
+
+// scan walks the index forward (or backward) from cursor and returns up to
+// max live keys with the cursor of the last one.
+func (ns *namespace) scan(cursor []byte, forward bool, max int) ([]ScanEntry, []byte, error) {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	if err := ns.usable(); err != nil {
+		return nil, nil, err
+	}
+	buf := make([]byte, indexEntryFixed+MaxKeyLen)
+	si := 0 // position in ns.ids
+	var pos int64
+	if cursor == nil {
+		if forward {
+			pos = fileHeaderSize
+		} else {
+			si = len(ns.ids) - 1
+			pos = ns.segs[ns.ids[si]].indexSize
+		}
+	} else {
+		file, off, ok := decodeLoc(cursor)
+		i, found := slices.BinarySearch(ns.ids, file)
+		if !ok || !found {
+			return nil, nil, ErrInvalidCursor
+		}
+		si = i
+		_, _, _, end, err := ns.readIndexAt(ns.segs[file], int64(off), buf)
+		if err != nil {
+			return nil, nil, ErrInvalidCursor
+		}
+		if forward {
+			pos = end
+		} else {
+			pos = int64(off)
+		}
+	}
+	var out []ScanEntry
+	var last []byte
+	for len(out) < max && si >= 0 && si < len(ns.ids) {
+		seg := ns.segs[ns.ids[si]]
+		var entryOff int64
+		if forward {
+			if pos >= seg.indexSize {
+				si, pos = si+1, fileHeaderSize
+				continue
+			}
+			entryOff = pos
+		} else {
+			if pos <= fileHeaderSize {
+				si--
+				if si >= 0 {
+					pos = ns.segs[ns.ids[si]].indexSize
+				}
+				continue
+			}
+			var k [1]byte
+			if _, err := seg.index.ReadAt(k[:], pos-1); err != nil {
+				return nil, nil, fmt.Errorf("reading index: %w", err)
+			}
+			entryOff = pos - indexEntryFixed - int64(k[0])
+		}
+		m, _, key, end, err := ns.readIndexAt(seg, entryOff, buf)
+		if err != nil {
+			return nil, nil, err
+		}
+		if forward {
+			pos = end
+		} else {
+			pos = entryOff
+		}
+		if m.flags&flagDeleted != 0 {
+			continue
+		}
+		if l, ok := ns.keys.get(key); ok && l.file == seg.id && int64(l.idx) == entryOff {
+			out = append(out, ScanEntry{Key: append([]byte(nil), key...), Size: m.size, TS: m.ts})
+			last = encodeLoc(seg.id, uint32(entryOff))
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil, ErrNoMoreData
+	}
+	return out, last, nil
+}
+
+// syncTo makes every append up to seq durable. Concurrent callers share one
+// fsync (group commit).
+func (ns *namespace) syncTo(seq uint64) error {
+	ns.syncMu.Lock()
+	defer ns.syncMu.Unlock()
+	if ns.syncedSeq >= seq {
+		return nil
+	}
+	ns.mu.RLock()
+	if ns.gone {
+		ns.mu.RUnlock()
+		return ErrNamespaceGone
+	}
+	target, data, index := ns.writeSeq, ns.cur.data, ns.cur.index
+	ns.mu.RUnlock()
+	if err := fdatasync(data); err != nil {
+		return fmt.Errorf("syncing data file: %w", err)
+	}
+	if seq == ^uint64(0) { // background sync: the index too
+		if err := fdatasync(index); err != nil {
+			return fmt.Errorf("syncing index file: %w", err)
+		}
+	}
+	ns.syncedSeq = target
+	return nil
+}
+
+// info returns the namespace's public description.
+func (ns *namespace) info() NamespaceInfo {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	var idx int64
+	for _, s := range ns.segs {
+		idx += s.indexSize
+	}
+	entries := 0
+	if ns.keys != nil {
+		entries = ns.keys.len()
+	}
+	return NamespaceInfo{
+		Name: ns.name, MaxSize: ns.settings.MaxSize, DataSize: ns.dataSize, IndexSize: uint64(idx),
+		Entries: uint64(entries), Mode: ns.settings.Mode, Public: ns.settings.Public,
+		HasPassword: ns.settings.Password != "", Worm: ns.settings.Worm,
+		Locked: ns.settings.Locked, Frozen: ns.settings.Frozen,
+	}
+}
+
+// closeFiles closes every file; called with mu held.
+func (ns *namespace) closeFiles() error {
+	var first error
+	for _, s := range ns.segs {
+		for _, f := range []*os.File{s.data, s.index} {
+			if err := f.Close(); err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	ns.segs = map[uint32]*segment{}
+	ns.ids = nil
+	ns.cur = nil
+	return first
+}
+
+// flush removes every entry.
+func (ns *namespace) flush() error {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if err := ns.usable(); err != nil {
+		return err
+	}
+	if err := ns.closeFiles(); err != nil {
+		ns.log.Warn("closing_files", "err", err)
+	}
+	for _, dir := range []string{ns.dataDir, ns.indexDir} {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("listing %s: %w", dir, err)
+		}
+		for _, e := range ents {
+			if e.Name() != settingsFile {
+				if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+					return fmt.Errorf("removing %s: %w", e.Name(), err)
+				}
+			}
+		}
+	}
+	ns.newKeyIndex(0)
+	ns.dataSize = 0
+	ns.dirty = map[uint32]struct{}{}
+	return ns.createSegment(1)
+}
+
+// jump starts a new data and index file.
+func (ns *namespace) jump() error {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if err := ns.usable(); err != nil {
+		return err
+	}
+	return ns.rotate()
+}
+
+// dirtyFiles lists the index files changed since the last reset.
+func (ns *namespace) dirtyFiles(reset bool) []uint32 {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	ids := make([]uint32, 0, len(ns.dirty))
+	for id := range ns.dirty {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	if reset {
+		ns.dirty = map[uint32]struct{}{}
+	}
+	return ids
+}
+
+// waitFor registers a waiter for cmd ("*" for any) on this namespace.
+func (ns *namespace) waitFor(cmd string) *waiter {
+	w := &waiter{cmd: cmd, ch: make(chan string, 1)}
+	ns.waitMu.Lock()
+	ns.waiters[w] = struct{}{}
+	ns.waitMu.Unlock()
+	ns.nWaiters.Add(1)
+	return w
+}
+
+func (ns *namespace) unwait(w *waiter) {
+	ns.waitMu.Lock()
+	if _, ok := ns.waiters[w]; ok {
+		delete(ns.waiters, w)
+		ns.nWaiters.Add(-1)
+	}
+	ns.waitMu.Unlock()
+}
+
+// notify wakes the waiters for cmd.
+func (ns *namespace) notify(cmd string) {
+	if ns.nWaiters.Load() == 0 {
+		return
+	}
+	ns.waitMu.Lock()
+	defer ns.waitMu.Unlock()
+	for w := range ns.waiters {
+		if w.cmd == "*" || w.cmd == cmd {
+			w.ch <- cmd
+			delete(ns.waiters, w)
+			ns.nWaiters.Add(-1)
+		}
+	}
+}

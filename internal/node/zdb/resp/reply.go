@@ -1,0 +1,117 @@
+package resp
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// Kind is the type of a reply.
+type Kind byte
+
+// Reply kinds, named after their RESP prefix.
+const (
+	KindSimple Kind = '+'
+	KindError  Kind = '-'
+	KindInt    Kind = ':'
+	KindBulk   Kind = '$'
+	KindArray  Kind = '*'
+)
+
+// Reply is a decoded reply; clients (tests, tools) use it.
+type Reply struct {
+	Kind  Kind
+	Str   []byte  // simple, error and bulk payload
+	Int   int64   // integer
+	Nil   bool    // null bulk or null array
+	Elems []Reply // array elements
+}
+
+// String renders the reply for test messages.
+func (r Reply) String() string {
+	switch r.Kind {
+	case KindSimple:
+		return "+" + string(r.Str)
+	case KindError:
+		return "-" + string(r.Str)
+	case KindInt:
+		return ":" + strconv.FormatInt(r.Int, 10)
+	case KindBulk:
+		if r.Nil {
+			return "(nil)"
+		}
+		return strconv.Quote(string(r.Str))
+	case KindArray:
+		return fmt.Sprint(r.Elems)
+	}
+	return "?"
+}
+
+// ReadReply decodes one reply, bounding sizes by limits.
+func ReadReply(br *bufio.Reader, limits Limits) (Reply, error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return Reply{}, fmt.Errorf("reading reply: %w", err)
+	}
+	if len(line) < 3 || line[len(line)-2] != '\r' {
+		return Reply{}, protoErr("malformed reply line")
+	}
+	body := line[1 : len(line)-2]
+	switch Kind(line[0]) {
+	case KindSimple, KindError:
+		return Reply{Kind: Kind(line[0]), Str: append([]byte(nil), body...)}, nil
+	case KindInt:
+		n, err := parseInt(body)
+		if err != nil {
+			return Reply{}, protoErr("bad integer reply")
+		}
+		return Reply{Kind: KindInt, Int: n}, nil
+	case KindBulk:
+		n, err := parseInt(body)
+		if err != nil || n > int64(limits.MaxBulk) {
+			return Reply{}, protoErr("bad bulk length")
+		}
+		if n < 0 {
+			return Reply{Kind: KindBulk, Nil: true}, nil
+		}
+		p := make([]byte, n+2)
+		if _, err := io.ReadFull(br, p); err != nil {
+			return Reply{}, fmt.Errorf("reading bulk reply: %w", err)
+		}
+		return Reply{Kind: KindBulk, Str: p[:n]}, nil
+	case KindArray:
+		n, err := parseInt(body)
+		if err != nil || n > int64(limits.MaxArgs)*4 {
+			return Reply{}, protoErr("bad array length")
+		}
+		if n < 0 {
+			return Reply{Kind: KindArray, Nil: true}, nil
+		}
+		r := Reply{Kind: KindArray, Elems: make([]Reply, 0, n)}
+		for i := int64(0); i < n; i++ {
+			e, err := ReadReply(br, limits)
+			if err != nil {
+				return Reply{}, err
+			}
+			r.Elems = append(r.Elems, e)
+		}
+		return r, nil
+	}
+	return Reply{}, protoErr("unknown reply type %q", line[0])
+}
+
+// AppendRequest encodes args as a RESP array of bulk strings.
+func AppendRequest(b []byte, args ...[]byte) []byte {
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(len(args)), 10)
+	b = append(b, '\r', '\n')
+	for _, a := range args {
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(len(a)), 10)
+		b = append(b, '\r', '\n')
+		b = append(b, a...)
+		b = append(b, '\r', '\n')
+	}
+	return b
+}

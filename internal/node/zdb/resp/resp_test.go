@@ -1,0 +1,127 @@
+package resp
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestReadRequest(t *testing.T) {
+	small := Limits{MaxArgs: 3, MaxBulk: 8, MaxLine: 64}
+	tests := []struct {
+		name    string
+		in      string
+		want    []string
+		wantErr bool
+	}{
+		{name: "array", in: "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", want: []string{"GET", "k"}},
+		{name: "empty bulk", in: "*3\r\n$3\r\nSET\r\n$0\r\n\r\n$1\r\nv\r\n", want: []string{"SET", "", "v"}},
+		{name: "binary", in: "*2\r\n$3\r\nGET\r\n$4\r\n\x00\r\n\xff\r\n", want: []string{"GET", "\x00\r\n\xff"}},
+		{name: "inline", in: "PING  hello\r\n", want: []string{"PING", "hello"}},
+		{name: "inline lf", in: "PING\n", want: []string{"PING"}},
+		{name: "empty array", in: "*0\r\n", want: []string{}},
+		{name: "too many args", in: "*4\r\n", wantErr: true},
+		{name: "huge bulk", in: "*1\r\n$9999999999\r\n", wantErr: true},
+		{name: "bulk over limit", in: "*1\r\n$9\r\n", wantErr: true},
+		{name: "negative bulk", in: "*1\r\n$-1\r\n", wantErr: true},
+		{name: "missing dollar", in: "*1\r\n:1\r\n", wantErr: true},
+		{name: "bad crlf", in: "*1\r\n$1\r\nab\r\n", wantErr: true},
+		{name: "truncated", in: "*2\r\n$3\r\nGET\r\n", wantErr: true},
+		{name: "bad count", in: "*x\r\n", wantErr: true},
+		{name: "long line", in: strings.Repeat("a", 100) + "\r\n", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := NewReader(strings.NewReader(tt.in), small)
+			args, err := r.ReadRequest()
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("got %q, want an error", args)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("got error %v", err)
+			}
+			got := make([]string, len(args))
+			for i, a := range args {
+				got[i] = string(a)
+			}
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") || len(got) != len(tt.want) {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPipelined(t *testing.T) {
+	var in []byte
+	for i := 0; i < 100; i++ {
+		in = AppendRequest(in, []byte("SET"), []byte{byte(i)}, bytes.Repeat([]byte{'v'}, i))
+	}
+	r := NewReader(bytes.NewReader(in), DefaultLimits)
+	for i := 0; i < 100; i++ {
+		args, err := r.ReadRequest()
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if len(args) != 3 || args[1][0] != byte(i) || len(args[2]) != i {
+			t.Fatalf("request %d: got %q", i, args)
+		}
+	}
+	if _, err := r.ReadRequest(); !errors.Is(err, io.EOF) {
+		t.Fatalf("got %v, want EOF", err)
+	}
+}
+
+func TestWriterReply(t *testing.T) {
+	var buf bytes.Buffer
+	bw := bufio.NewWriter(&buf)
+	w := NewWriter(bw)
+	w.Array(5)
+	w.Simple("OK")
+	w.Error("bad\nthing")
+	w.Int(-42)
+	w.Bulk([]byte("a\r\nb"))
+	w.Nil()
+	w.Flush()
+	rep, err := ReadReply(bufio.NewReader(&buf), DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[+OK -bad thing :-42 "a\r\nb" (nil)]`
+	if got := rep.String(); got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+}
+
+// FuzzReadRequest feeds arbitrary bytes to the request parser: it must never
+// panic, never return more arguments or bigger ones than the limits allow.
+func FuzzReadRequest(f *testing.F) {
+	f.Add([]byte("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"))
+	f.Add([]byte("PING\r\n"))
+	f.Add([]byte("*1\r\n$-1\r\n"))
+	f.Add([]byte("*3\r\n$3\r\nSET\r\n$0\r\n\r\n$2\r\nab\r\n*1\r\n$4\r\nPING\r\n"))
+	f.Add([]byte("*99999999999\r\n"))
+	limits := Limits{MaxArgs: 8, MaxBulk: 64, MaxLine: 128}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := NewReader(bytes.NewReader(data), limits)
+		for i := 0; i < 64; i++ {
+			args, err := r.ReadRequest()
+			if err != nil {
+				return
+			}
+			if len(args) > limits.MaxArgs {
+				t.Fatalf("got %d args, limit %d", len(args), limits.MaxArgs)
+			}
+			for _, a := range args {
+				if len(a) > limits.MaxBulk && len(a) > limits.MaxLine {
+					t.Fatalf("argument of %d bytes over limits", len(a))
+				}
+			}
+		}
+	})
+}
