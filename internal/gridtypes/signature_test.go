@@ -49,8 +49,10 @@ func TestSignatures(t *testing.T) {
 		{name: "metadata changed after signing", sign: []uint32{1}, after: func(d *Deployment) { d.Metadata = "x" }, wantErr: "does not match"},
 		{name: "missing owner signature", sign: nil, wantErr: "missing the signature of required twin 1"},
 		{
-			name:    "missing required co-signer",
-			setup:   func(d *Deployment) { d.SignatureRequirement.Requests = append(d.SignatureRequirement.Requests, SignatureRequest{TwinID: 2, Required: true, Weight: 1}) },
+			name: "missing required co-signer",
+			setup: func(d *Deployment) {
+				d.SignatureRequirement.Requests = append(d.SignatureRequirement.Requests, SignatureRequest{TwinID: 2, Required: true, Weight: 1})
+			},
 			sign:    []uint32{1},
 			wantErr: "required twin 2",
 		},
@@ -90,10 +92,14 @@ func TestSignatures(t *testing.T) {
 		{name: "short signature", sign: []uint32{1}, after: func(d *Deployment) { d.SignatureRequirement.Signatures[0].Signature = "abcd" }, wantErr: "does not match"},
 		{name: "sr25519 garbage", sign: []uint32{1}, after: func(d *Deployment) { d.SignatureRequirement.Signatures[0].SignatureType = SignatureTypeSr25519 }, wantErr: "sr25519"},
 		{
-			name:    "unknown co-signer key",
-			setup:   func(d *Deployment) { d.SignatureRequirement.Requests = append(d.SignatureRequirement.Requests, SignatureRequest{TwinID: 9, Weight: 1}) },
-			sign:    []uint32{1},
-			after:   func(d *Deployment) { d.SignatureRequirement.Signatures = append(d.SignatureRequirement.Signatures, Signature{TwinID: 9, Signature: "00"}) },
+			name: "unknown co-signer key",
+			setup: func(d *Deployment) {
+				d.SignatureRequirement.Requests = append(d.SignatureRequirement.Requests, SignatureRequest{TwinID: 9, Weight: 1})
+			},
+			sign: []uint32{1},
+			after: func(d *Deployment) {
+				d.SignatureRequirement.Signatures = append(d.SignatureRequirement.Signatures, Signature{TwinID: 9, Signature: "00"})
+			},
 			wantErr: "twin 9 not found",
 		},
 	} {

@@ -8,8 +8,8 @@ import (
 )
 
 var (
-	wgKey   = base64.StdEncoding.EncodeToString(make([]byte, 32))
-	hex32   = strings.Repeat("ab", 32)
+	wgKey = base64.StdEncoding.EncodeToString(make([]byte, 32))
+	hex32 = strings.Repeat("ab", 32)
 )
 
 // twinReq returns a fresh requirement: twin 1 with weight 1.
