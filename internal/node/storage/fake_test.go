@@ -1,0 +1,319 @@
+package storage
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/zos-go/zos/internal/sys/blockdev"
+	"github.com/zos-go/zos/internal/sys/btrfs"
+	"github.com/zos-go/zos/internal/sys/mount"
+)
+
+// fakeSys records what the module asks of the kernel as readable lines and
+// keeps subvolumes as plain directories.
+type fakeSys struct {
+	root string // paths in lines are relative to it
+
+	mu     sync.Mutex
+	lines  []string
+	disks  map[string]blockdev.Disk
+	sigs   map[string]blockdev.Signature
+	limits map[string]uint64 // subvolume path -> limit
+	excl   map[string]uint64 // subvolume path -> exclusive bytes
+}
+
+func newFakeSys(root string) *fakeSys {
+	return &fakeSys{root: root, disks: map[string]blockdev.Disk{}, sigs: map[string]blockdev.Signature{},
+		limits: map[string]uint64{}, excl: map[string]uint64{}}
+}
+
+func (f *fakeSys) system() System {
+	return System{Disks: f, Loops: f, Mounts: f, FS: f, Quotas: f, Files: f}
+}
+
+func (f *fakeSys) logf(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := fmt.Sprintf(format, args...)
+	f.lines = append(f.lines, strings.ReplaceAll(s, f.root, "ROOT"))
+}
+
+func (f *fakeSys) addDisk(name string, size uint64, rot bool, sig blockdev.Signature, parts ...string) {
+	dev := "/dev/" + name
+	f.disks[dev] = blockdev.Disk{Name: name, Path: dev, Size: size, Rotational: rot, Partitions: parts}
+	f.sigs[dev] = sig
+}
+
+func (f *fakeSys) List() ([]blockdev.Disk, error) {
+	var out []blockdev.Disk
+	for _, d := range f.disks {
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func (f *fakeSys) Stat(dev string) (blockdev.Disk, error) {
+	d, ok := f.disks[dev]
+	if !ok {
+		return blockdev.Disk{}, fmt.Errorf("no disk %s", dev)
+	}
+	return d, nil
+}
+
+func (f *fakeSys) Probe(path string) (blockdev.Signature, error) { return f.sigs[path], nil }
+
+func (f *fakeSys) Attach(file string) (string, error) {
+	dev := fmt.Sprintf("/dev/loop%d", 10+len(f.disks))
+	f.addDisk(filepath.Base(dev), 1<<30, false, blockdev.Signature{})
+	f.logf("attach %s", file)
+	return dev, nil
+}
+
+func (f *fakeSys) Detach(dev string) error { f.logf("detach %s", dev); return nil }
+
+func (f *fakeSys) Mount(source, target, fstype, data string) error {
+	f.logf("mount %s %s %s %s", source, target, fstype, data)
+	return os.MkdirAll(target, 0o755)
+}
+
+func (f *fakeSys) Unmount(target string) error { f.logf("unmount %s", target); return nil }
+
+func (f *fakeSys) Mounted(string) (bool, error) { return false, nil }
+
+func (f *fakeSys) Statfs(string) (mount.Stat, error) { return mount.Stat{}, nil }
+
+func (f *fakeSys) Mkfs(dev, label string) error {
+	f.logf("mkfs %s", dev)
+	f.sigs[dev] = blockdev.Signature{Type: "btrfs", Label: label}
+	return nil
+}
+
+func (f *fakeSys) QuotaEnable(mnt string) error { f.logf("quota enable %s", mnt); return nil }
+
+func (f *fakeSys) SubvolumeCreate(path string) error {
+	f.logf("subvolume create %s", path)
+	f.mu.Lock()
+	f.limits[path] = 0
+	f.mu.Unlock()
+	return os.Mkdir(path, 0o755)
+}
+
+func (f *fakeSys) SubvolumeDelete(path string) error {
+	f.logf("subvolume delete %s", path)
+	f.mu.Lock()
+	delete(f.limits, path)
+	f.mu.Unlock()
+	return os.RemoveAll(path)
+}
+
+func (f *fakeSys) Limit(path string, size uint64) error {
+	f.logf("limit %s %d", path, size)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.limits[path] = size
+	return nil
+}
+
+func (f *fakeSys) Qgroup(path string) (btrfs.Qgroup, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return btrfs.Qgroup{Limit: f.limits[path], Exclusive: f.excl[path], Referenced: f.excl[path]}, nil
+}
+
+func (f *fakeSys) Qgroups(mnt string) (map[string]btrfs.Qgroup, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]btrfs.Qgroup{}
+	for p, l := range f.limits {
+		if filepath.Dir(p) == mnt {
+			out[filepath.Base(p)] = btrfs.Qgroup{Limit: l, Exclusive: f.excl[p]}
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeSys) Allocate(path string, size uint64) error {
+	f.logf("allocate %s %d", path, size)
+	return os.WriteFile(path, make([]byte, 0), 0o600)
+}
+
+func (f *fakeSys) take() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := strings.Join(f.lines, "\n")
+	f.lines = nil
+	return s
+}
+
+func TestDiscoveryDecisions(t *testing.T) {
+	root := t.TempDir()
+	fs := newFakeSys(root)
+	ours := "zos-0123456789ab"
+	fs.addDisk("sda", 10*gib, true, blockdev.Signature{})                                     // blank HDD: formatted
+	fs.addDisk("sdb", 10*gib, false, blockdev.Signature{Type: "ext4", Label: "farmer"})       // foreign fs
+	fs.addDisk("sdc", 10*gib, false, blockdev.Signature{}, "sdc1")                            // partitions
+	fs.addDisk("sdd", 20*gib, true, blockdev.Signature{Type: "btrfs", Label: ours})           // ours, typed ssd before
+	fs.addDisk("sde", 10*gib, false, blockdev.Signature{Type: "btrfs", Label: "n2-zos-0123"}) // another node's
+	fs.addDisk("sdf", 10*gib, false, blockdev.Signature{PartTable: "gpt"})                    // partition table
+	fs.addDisk("loop0", 10*gib, false, blockdev.Signature{})                                  // not physical
+	// The existing pool remembers it was typed SSD (despite rotational=1)
+	// and holds a volume and the cache.
+	existing := filepath.Join(root, "mnt", ours)
+	os.MkdirAll(filepath.Join(existing, "vol1"), 0o755)
+	os.MkdirAll(filepath.Join(existing, cacheName), 0o755)
+	os.WriteFile(filepath.Join(existing, markerName), []byte(`{"type":"ssd"}`), 0o644)
+	fs.limits[filepath.Join(existing, "vol1")] = gib
+	fs.limits[filepath.Join(existing, cacheName)] = 5 * gib
+
+	m, err := New(Config{Root: filepath.Join(root, "mnt"), ScanHost: true}, nil, fs.system())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got := fs.take()
+	want := strings.Join([]string{
+		"mkfs /dev/sda",
+		"mount /dev/sda ROOT/mnt/zos-LABEL btrfs ",
+		"quota enable ROOT/mnt/zos-LABEL",
+		"mount /dev/sdd ROOT/mnt/zos-0123456789ab btrfs ",
+	}, "\n")
+	if normalise(got) != want {
+		t.Errorf("kernel calls:\n%s\nwant:\n%s", normalise(got), want)
+	}
+	var ignored []string
+	for _, d := range m.Ignored() {
+		ignored = append(ignored, d.Path)
+	}
+	if strings.Join(ignored, " ") != "/dev/sdb /dev/sdc /dev/sde /dev/sdf" {
+		t.Errorf("ignored %v, want sdb sdc sde sdf", ignored)
+	}
+	pools := m.Pools()
+	if len(pools) != 2 {
+		t.Fatalf("pools %+v", pools)
+	}
+	for _, p := range pools {
+		want := HDD
+		if p.Name == ours {
+			want = SSD
+		}
+		if p.Type != want {
+			t.Errorf("pool %s type %s, want %s", p.Name, p.Type, want)
+		}
+	}
+	if c, limited := m.Cache(); c != filepath.Join(existing, cacheName) || limited {
+		t.Errorf("Cache() = %s, %v; want the existing one", c, limited)
+	}
+	if v, err := m.VolumeLookup("vol1"); err != nil || v.Size != gib {
+		t.Errorf("existing volume = %+v, %v", v, err)
+	}
+	if got := m.Total(SSD); got != 20*gib {
+		t.Errorf("Total(ssd) = %d", got)
+	}
+
+	// The cache quota loop step.
+	fs.excl[filepath.Join(existing, cacheName)] = 4 * gib
+	if err := m.AdjustCache(); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.CacheReserved(); got != 10*gib {
+		t.Errorf("cache after 80%% use = %d, want 10 GiB", got)
+	}
+	fs.excl[filepath.Join(existing, cacheName)] = 1 * gib
+	if err := m.AdjustCache(); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.CacheReserved(); got != 5*gib {
+		t.Errorf("cache after 10%% use = %d, want 5 GiB", got)
+	}
+	fs.take()
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := normalise(fs.take()); !strings.Contains(got, "unmount ROOT/mnt/zos-0123456789ab") || !strings.Contains(got, "unmount ROOT/mnt/zos-LABEL") {
+		t.Errorf("Close calls:\n%s", got)
+	}
+}
+
+// normalise replaces random pool labels.
+func normalise(s string) string {
+	var out []string
+	for _, w := range strings.Split(s, " ") {
+		if i := strings.Index(w, "zos-"); i >= 0 && !strings.Contains(w, "0123456789ab") && !strings.Contains(w, "cache") {
+			w = w[:i] + "zos-LABEL" + w[i+len("zos-")+12:]
+		}
+		out = append(out, w)
+	}
+	return strings.Join(out, " ")
+}
+
+func TestTmpfsFallback(t *testing.T) {
+	root := t.TempDir()
+	fs := newFakeSys(root)
+	m, err := New(Config{Root: filepath.Join(root, "mnt"), CacheTmpfsSize: 1 << 20}, nil, fs.system())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fs.take(), "mount tmpfs ROOT/mnt/zos-cache tmpfs size=1048576,mode=0700"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if c, limited := m.Cache(); !limited || c != filepath.Join(root, "mnt", cacheName) {
+		t.Errorf("Cache() = %s, %v", c, limited)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fs.take(), "unmount ROOT/mnt/zos-cache"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestHostedDisksFake(t *testing.T) {
+	root := t.TempDir()
+	fs := newFakeSys(root)
+	cfg := Config{Root: filepath.Join(root, "mnt"), DataDir: filepath.Join(root, "data"), Prefix: "n1-",
+		Disks: []HostedDisk{{SSD, gib}, {HDD, 2 * gib}}, CacheStep: 64 << 20}
+	m, err := New(cfg, nil, fs.system())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int64{1 << 30, 2 << 30} {
+		st, err := os.Stat(filepath.Join(cfg.DataDir, fmt.Sprintf("n1-disk%d.img", i)))
+		if err != nil || st.Size() != want {
+			t.Errorf("disk file %d: %v, %v; want %d bytes", i, st, err, want)
+		}
+	}
+	for _, p := range m.Pools() {
+		if !strings.HasPrefix(p.Name, "n1-zos-") {
+			t.Errorf("pool %s lacks the node prefix", p.Name)
+		}
+	}
+	if _, err := m.VolumeCreate("v", 10<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.DiskCreate("d", 10<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.DeviceAllocate(gib); err != nil {
+		t.Fatal(err)
+	}
+	fs.take()
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := fs.take()
+	if strings.Count(got, "detach /dev/loop") != 2 || strings.Count(got, "unmount") != 2 {
+		t.Errorf("Close calls:\n%s\nwant two unmounts and two detaches", got)
+	}
+}
