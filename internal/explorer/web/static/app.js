@@ -98,13 +98,14 @@
       const reserved = (k) => Math.max(0, (t[k] || 0) - (u[k] || 0) - (f[k] || 0));
       const pc = n.public_config || {};
       const loc = n.location || {};
+      const place = [loc.country, loc.city].filter(Boolean).join(', ');
       return el('article', { class: 'card node status-' + n.status, 'data-node-id': n.id, 'data-status': n.status },
         el('div', { class: 'card-head' },
           el('strong', { class: 'node-title', text: 'Node ' + n.id }),
           el('span', { class: 'badge ' + n.status, text: n.status })),
         el('div', { class: 'meta' },
           el('span', { class: 'farm-name', text: n.farm_name || 'farm ' + n.farm_id }),
-          document.createTextNode(' · ' + [loc.country, loc.city].filter(Boolean).join(', ') || '')),
+          document.createTextNode(place ? ' · ' + place : '')),
         bar('CPU', u.cru || 0, reserved('cru'), t.cru || 0, cores),
         bar('Memory', u.mru || 0, reserved('mru'), t.mru || 0, bytes),
         bar('SSD', u.sru || 0, reserved('sru'), t.sru || 0, bytes),
