@@ -2,6 +2,7 @@ package zdb
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -135,6 +136,11 @@ func (ns *namespace) recover(ids []uint32) error {
 	}
 	ns.newKeyIndex(int(indexBytes / (indexEntryFixed + 16)))
 
+	// The newest index entries may describe data that never reached the
+	// disk (power loss with the index flushed first): drop them.
+	if err := ns.verifyIndexTail(ns.segs[ids[len(ids)-1]]); err != nil {
+		return err
+	}
 	// Replay index files while they are complete and cover their data file.
 	stop, from := len(ids), int64(fileHeaderSize)
 	for i, id := range ids {
@@ -341,4 +347,68 @@ func (ns *namespace) scanData(seg *segment, from int64, last bool) error {
 		ns.dirty[seg.id] = struct{}{}
 	}
 	return flushIndex()
+}
+
+// verifyIndexTail walks the index file of seg backwards and truncates the
+// entries whose data entry is missing or fails its checksums, stopping at the
+// first good one.
+func (ns *namespace) verifyIndexTail(seg *segment) error {
+	f, err := os.OpenFile(filepath.Join(ns.indexDir, segName("index", seg.id)), os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("opening index file %d: %w", seg.id, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("reading index file %d: %w", seg.id, err)
+	}
+	size := st.Size()
+	pos := size
+	buf := make([]byte, indexEntryFixed+MaxKeyLen)
+	for pos > fileHeaderSize {
+		if _, err := f.ReadAt(buf[:1], pos-1); err != nil {
+			break
+		}
+		start := pos - indexEntryFixed - int64(buf[0])
+		if start < fileHeaderSize {
+			break
+		}
+		n := int(pos - start)
+		if _, err := f.ReadAt(buf[:n], start); err != nil {
+			break
+		}
+		m, dataOff, key, err := parseIndexEntry(buf[:n])
+		if err != nil {
+			break // not an entry boundary: the forward replay handles it
+		}
+		if ns.dataEntryOK(seg, m, dataOff, key) {
+			break
+		}
+		pos = start
+	}
+	if pos < size {
+		ns.log.Warn("index_entries_without_data", "file", seg.id, "offset", pos, "bytes", size-pos)
+		if err := f.Truncate(pos); err != nil {
+			return fmt.Errorf("truncating index file %d: %w", seg.id, err)
+		}
+	}
+	return nil
+}
+
+// dataEntryOK checks that the data entry an index entry points to is whole.
+func (ns *namespace) dataEntryOK(seg *segment, m meta, off uint32, key []byte) bool {
+	n := int64(dataEntryFixed + len(key) + int(m.size))
+	if int64(off)+n > seg.dataSize {
+		return false
+	}
+	p := make([]byte, n)
+	if _, err := seg.data.ReadAt(p, int64(off)); err != nil {
+		return false
+	}
+	dm, klen, err := parseDataHeader(p)
+	return err == nil && klen == len(key) && bytes.Equal(p[dataEntryFixed:dataEntryFixed+klen], key) &&
+		dm.size == m.size && checksum(p[dataEntryFixed+klen:]) == dm.crc
 }
