@@ -62,6 +62,7 @@ func root() *command {
 		name: "zosctl",
 		subs: []*command{
 			keyCommand(),
+			deploymentCommand(),
 			{name: "version", summary: "print the zosctl version", run: func(_ context.Context, env *Env, _ []string) error {
 				fmt.Fprintln(env.Stdout, version.String())
 				return nil

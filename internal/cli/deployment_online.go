@@ -1,0 +1,4 @@
+package cli
+
+// deploymentOnline returns the deployment commands that talk to nodes.
+func deploymentOnline() []*command { return nil }
