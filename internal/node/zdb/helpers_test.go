@@ -3,7 +3,6 @@ package zdb
 import (
 	"bufio"
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -118,6 +117,14 @@ func (c *client) expect(want string, args ...string) {
 	}
 }
 
-var errClosed = errors.New("closed")
+
 
 func fixedClock() time.Time { return time.Unix(1700000000, 0) }
+
+func dialErr(addr string) net.Conn {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil
+	}
+	return c
+}
