@@ -1,0 +1,177 @@
+// Package natsd runs an embedded NATS server with JetStream: the transport of
+// the grid plane. zgrid starts one (or one per process of a zgrid cluster);
+// tests start one or three on loopback. It binds to loopback unless told
+// otherwise, and takes an optional custom authenticator so that the relay can
+// admit clients by their twin key.
+package natsd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// RandomPort asks for a port chosen by the kernel.
+const RandomPort = -1
+
+// Config is the configuration of an embedded server.
+type Config struct {
+	// StoreDir is where JetStream keeps its files. Required.
+	StoreDir string
+	// Name is the server name; required, and unique, in a cluster. Empty
+	// means a name derived from the client port.
+	Name string
+	// Host is the client listen address (default 127.0.0.1).
+	Host string
+	// Port is the client port (0 means 4222, RandomPort a free one).
+	Port int
+	// HTTPPort is the monitoring port (0: no monitoring, RandomPort: a
+	// free one).
+	HTTPPort int
+	// ClusterName, ClusterPort and Routes make the server a member of a
+	// cluster: ClusterPort is where it listens for routes (on Host),
+	// Routes the nats-route://host:port URLs of the other members.
+	ClusterName string
+	ClusterPort int
+	Routes      []string
+	// MaxPayload is the largest message in bytes (0: the NATS default).
+	MaxPayload int32
+	// Authentication, when set, decides which clients may connect (and
+	// may assign their permissions); it is the seam of the relay's twin
+	// authentication.
+	Authentication server.Authentication
+	// ReadyTimeout bounds how long Start waits for the server to accept
+	// connections (default 10 s).
+	ReadyTimeout time.Duration
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.StoreDir == "" {
+		return errors.New("natsd: store dir is required")
+	}
+	if c.Port < RandomPort || c.Port > 65535 || c.HTTPPort < RandomPort || c.HTTPPort > 65535 ||
+		c.ClusterPort < RandomPort || c.ClusterPort > 65535 {
+		return errors.New("natsd: port out of range")
+	}
+	if len(c.Routes) > 0 && c.ClusterPort == 0 {
+		return errors.New("natsd: routes need a cluster port")
+	}
+	for _, r := range c.Routes {
+		if _, err := url.Parse(r); err != nil {
+			return fmt.Errorf("natsd: route %q: %w", r, err)
+		}
+	}
+	return nil
+}
+
+// Server is a running embedded server.
+type Server struct {
+	ns  *server.Server
+	log *slog.Logger
+}
+
+// Start starts the server and waits until it accepts connections.
+func Start(cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "natsd")
+	opts := &server.Options{
+		ServerName:                 cfg.Name,
+		Host:                       cfg.Host,
+		Port:                       cfg.Port,
+		HTTPPort:                   cfg.HTTPPort,
+		JetStream:                  true,
+		StoreDir:                   cfg.StoreDir,
+		NoSigs:                     true,
+		MaxPayload:                 cfg.MaxPayload,
+		CustomClientAuthentication: cfg.Authentication,
+	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	opts.HTTPHost = opts.Host
+	if opts.Port == 0 {
+		opts.Port = 4222
+	}
+	if cfg.ClusterPort != 0 {
+		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: opts.Host, Port: cfg.ClusterPort}
+		if opts.Cluster.Name == "" {
+			opts.Cluster.Name = "zgrid"
+		}
+		opts.Routes = server.RoutesFromStr(strings.Join(cfg.Routes, ","))
+	}
+	if opts.ServerName == "" {
+		opts.ServerName = "zgrid-" + strconv.Itoa(opts.Port)
+		if opts.Port == RandomPort {
+			opts.ServerName = ""
+		}
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("creating nats server: %w", err)
+	}
+	ns.SetLoggerV2(logger{log}, false, false, false)
+	go ns.Start() // owned by ns: Shutdown stops it and WaitForShutdown joins it
+	timeout := cfg.ReadyTimeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	if !ns.ReadyForConnections(timeout) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, fmt.Errorf("starting nats server on %s:%d: not ready after %s", opts.Host, opts.Port, timeout)
+	}
+	s := &Server{ns: ns, log: log}
+	log.Info("nats_started", "url", s.ClientURL(), "store", cfg.StoreDir, "cluster", opts.Cluster.Name)
+	return s, nil
+}
+
+// ClientURL is the nats:// URL clients connect to.
+func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// MonitorAddr is the monitoring address, or nil without monitoring.
+func (s *Server) MonitorAddr() *net.TCPAddr { return s.ns.MonitorAddr() }
+
+// ClusterAddr is the route listen address, or nil outside a cluster.
+func (s *Server) ClusterAddr() *net.TCPAddr { return s.ns.ClusterAddr() }
+
+// NATS returns the underlying server, for what this package does not wrap.
+func (s *Server) NATS() *server.Server { return s.ns }
+
+// Shutdown stops the server and waits until it has stopped. It is safe to
+// call more than once.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
+
+// Run blocks until ctx ends, then shuts the server down.
+func (s *Server) Run(ctx context.Context) error {
+	<-ctx.Done()
+	s.Shutdown()
+	s.log.Info("nats_stopped")
+	return nil
+}
+
+// logger sends the server's logs to slog.
+type logger struct{ l *slog.Logger }
+
+func (l logger) Noticef(format string, v ...any) { l.l.Debug("nats", "msg", fmt.Sprintf(format, v...)) }
+func (l logger) Warnf(format string, v ...any)   { l.l.Warn("nats", "msg", fmt.Sprintf(format, v...)) }
+func (l logger) Fatalf(format string, v ...any)  { l.l.Error("nats", "msg", fmt.Sprintf(format, v...)) }
+func (l logger) Errorf(format string, v ...any)  { l.l.Error("nats", "msg", fmt.Sprintf(format, v...)) }
+func (l logger) Debugf(format string, v ...any)  { l.l.Debug("nats", "msg", fmt.Sprintf(format, v...)) }
+func (l logger) Tracef(string, ...any)           {}

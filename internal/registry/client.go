@@ -1,0 +1,310 @@
+package registry
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zos-go/zos/internal/identity"
+)
+
+// DefaultTimeout bounds a request whose context has no deadline.
+const DefaultTimeout = 10 * time.Second
+
+// Client talks to the registry service over NATS. Writes are signed with
+// its key; reads need no key. It is safe for concurrent use.
+type Client struct {
+	nc  *nats.Conn
+	key identity.Key
+	now func() time.Time
+}
+
+// NewClient returns a client that signs its writes with key (a zero key
+// can only read).
+func NewClient(nc *nats.Conn, key identity.Key) *Client {
+	return &Client{nc: nc, key: key, now: time.Now}
+}
+
+// call sends a request and decodes the result into out.
+func (c *Client) call(ctx context.Context, op string, data []byte, out any) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	msg, err := c.nc.RequestWithContext(ctx, SubjectPrefix+op, data)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("registry %s: no registry service answers on %s: %w", op, c.nc.ConnectedUrlRedacted(), err)
+	}
+	if err != nil {
+		return fmt.Errorf("registry %s: %w", op, err)
+	}
+	var resp response
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return fmt.Errorf("registry %s: malformed response: %w", op, err)
+	}
+	if resp.Error != nil {
+		return errorOf(resp.Error.Code, resp.Error.Message)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(resp.Result, out); err != nil {
+		return fmt.Errorf("registry %s: decoding result: %w", op, err)
+	}
+	return nil
+}
+
+func (c *Client) read(ctx context.Context, op string, req, out any) error {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encoding %s request: %w", op, err)
+	}
+	return c.call(ctx, op, b, out)
+}
+
+func (c *Client) write(ctx context.Context, op string, payload, out any) error {
+	if c.key.Private() == nil {
+		return fmt.Errorf("registry %s: %w: client has no key", op, ErrUnauthorized)
+	}
+	b, err := newSignedRequest(c.key, op, payload, c.now())
+	if err != nil {
+		return err
+	}
+	return c.call(ctx, op, b, out)
+}
+
+// readAll reads every page of a list.
+func readAll[T any](ctx context.Context, c *Client, op string, req listReq, id func(*T) uint64) ([]T, error) {
+	var all []T
+	for {
+		var p listPage[T]
+		if err := c.read(ctx, op, req, &p); err != nil {
+			return nil, err
+		}
+		all = append(all, p.Items...)
+		if !p.More || len(p.Items) == 0 {
+			return all, nil
+		}
+		req.After = id(&p.Items[len(p.Items)-1])
+	}
+}
+
+// CreateTwin creates the twin of the client's key, or returns the twin it
+// already has.
+func (c *Client) CreateTwin(ctx context.Context, relay string) (Twin, error) {
+	var t Twin
+	err := c.write(ctx, OpTwinCreate, twinCreateReq{Relay: relay}, &t)
+	return t, err
+}
+
+// TwinByKey returns the twin of a public key.
+func (c *Client) TwinByKey(ctx context.Context, pub ed25519.PublicKey) (Twin, error) {
+	var t Twin
+	err := c.read(ctx, OpTwinGet, getReq{Key: hex.EncodeToString(pub)}, &t)
+	return t, err
+}
+
+// Twin returns a twin by id.
+func (c *Client) Twin(ctx context.Context, id uint32) (Twin, error) {
+	var t Twin
+	err := c.read(ctx, OpTwinGet, getReq{ID: uint64(id)}, &t)
+	return t, err
+}
+
+// Twins returns every twin.
+func (c *Client) Twins(ctx context.Context) ([]Twin, error) {
+	return readAll(ctx, c, OpTwinList, listReq{}, func(t *Twin) uint64 { return uint64(t.ID) })
+}
+
+// CreateFarm creates a farm owned by the client's twin.
+func (c *Client) CreateFarm(ctx context.Context, name string) (Farm, error) {
+	var f Farm
+	err := c.write(ctx, OpFarmCreate, farmCreateReq{Name: name}, &f)
+	return f, err
+}
+
+// Farm returns a farm by id.
+func (c *Client) Farm(ctx context.Context, id uint32) (Farm, error) {
+	var f Farm
+	err := c.read(ctx, OpFarmGet, getReq{ID: uint64(id)}, &f)
+	return f, err
+}
+
+// Farms returns every farm.
+func (c *Client) Farms(ctx context.Context) ([]Farm, error) {
+	return readAll(ctx, c, OpFarmList, listReq{}, func(f *Farm) uint64 { return uint64(f.ID) })
+}
+
+// AddFarmIP adds a public IP (address with prefix) and its gateway to a farm
+// of the client's twin.
+func (c *Client) AddFarmIP(ctx context.Context, farm uint32, cidr, gw string) error {
+	return c.write(ctx, OpFarmAddIP, farmAddIPReq{FarmID: farm, IP: cidr, Gateway: gw}, nil)
+}
+
+// RegisterNode creates, or updates, the node of the client's twin.
+func (c *Client) RegisterNode(ctx context.Context, reg NodeRegistration) (Node, error) {
+	var n Node
+	err := c.write(ctx, OpNodeRegister, reg, &n)
+	return n, err
+}
+
+// ReportUptime records a node's uptime in seconds (by the node's twin).
+func (c *Client) ReportUptime(ctx context.Context, nodeID uint32, uptime uint64) error {
+	return c.write(ctx, OpNodeUptime, nodeUptimeReq{NodeID: nodeID, Uptime: uptime}, nil)
+}
+
+// SetPublicConfig sets (nil: clears) a node's public config (by the farm's
+// twin).
+func (c *Client) SetPublicConfig(ctx context.Context, nodeID uint32, cfg *PublicConfig) error {
+	return c.write(ctx, OpNodePublicConfig, nodePublicConfigReq{NodeID: nodeID, Config: cfg}, nil)
+}
+
+// ReportUsed records what each contract of a node uses, and the node's
+// total use (by the node's twin).
+func (c *Client) ReportUsed(ctx context.Context, nodeID uint32, used map[uint64]Resources) error {
+	return c.write(ctx, OpNodeUsed, nodeUsedReq{NodeID: nodeID, Used: used}, nil)
+}
+
+// Node returns a node by id.
+func (c *Client) Node(ctx context.Context, id uint32) (Node, error) {
+	var n Node
+	err := c.read(ctx, OpNodeGet, getReq{ID: uint64(id)}, &n)
+	return n, err
+}
+
+// NodeByTwin returns the node of a twin.
+func (c *Client) NodeByTwin(ctx context.Context, twin uint32) (Node, error) {
+	var n Node
+	err := c.read(ctx, OpNodeGet, getReq{Twin: twin}, &n)
+	return n, err
+}
+
+// Nodes returns every node.
+func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
+	return readAll(ctx, c, OpNodeList, listReq{}, func(n *Node) uint64 { return uint64(n.ID) })
+}
+
+// CreateNodeContract creates a contract on a node for a deployment hash,
+// reserving publicIPs free IPs of the node's farm (ErrNoFreeIP when there
+// are not enough).
+func (c *Client) CreateNodeContract(ctx context.Context, node uint32, hash, metadata string, publicIPs uint32) (Contract, error) {
+	var ct Contract
+	err := c.write(ctx, OpContractCreate, contractCreateReq{NodeID: node, Hash: hash, Metadata: metadata, PublicIPs: publicIPs}, &ct)
+	return ct, err
+}
+
+// UpdateNodeContract changes the deployment hash and metadata of a contract.
+func (c *Client) UpdateNodeContract(ctx context.Context, id uint64, hash, metadata string) (Contract, error) {
+	var ct Contract
+	err := c.write(ctx, OpContractUpdate, contractUpdateReq{ID: id, Hash: hash, Metadata: metadata}, &ct)
+	return ct, err
+}
+
+// CancelContract cancels a contract of the client's twin, freeing its IPs,
+// name or node.
+func (c *Client) CancelContract(ctx context.Context, id uint64) error {
+	return c.write(ctx, OpContractCancel, contractIDReq{ID: id}, nil)
+}
+
+// CreateNameContract reserves a name (ErrNameTaken when held).
+func (c *Client) CreateNameContract(ctx context.Context, name string) (Contract, error) {
+	var ct Contract
+	err := c.write(ctx, OpNameCreate, nameCreateReq{Name: name}, &ct)
+	return ct, err
+}
+
+// CreateRentContract rents a whole node (ErrNodeRented when rented).
+func (c *Client) CreateRentContract(ctx context.Context, node uint32) (Contract, error) {
+	var ct Contract
+	err := c.write(ctx, OpRentCreate, rentCreateReq{NodeID: node}, &ct)
+	return ct, err
+}
+
+// Contract returns a contract by id.
+func (c *Client) Contract(ctx context.Context, id uint64) (Contract, error) {
+	var ct Contract
+	err := c.read(ctx, OpContractGet, getReq{ID: id}, &ct)
+	return ct, err
+}
+
+// Contracts returns the contracts that match filter, in id order.
+func (c *Client) Contracts(ctx context.Context, filter ContractFilter) ([]Contract, error) {
+	return readAll(ctx, c, OpContractList, listReq{Contract: filter}, func(ct *Contract) uint64 { return ct.ID })
+}
+
+// ActiveNodeContracts returns the node contracts of a node that are not
+// canceled.
+func (c *Client) ActiveNodeContracts(ctx context.Context, node uint32) ([]Contract, error) {
+	return c.Contracts(ctx, ContractFilter{NodeID: node, State: StateCreated, Type: TypeNode})
+}
+
+// EventsInfo describes the events stream (its last sequence).
+func (c *Client) EventsInfo(ctx context.Context) (EventsInfo, error) {
+	var i EventsInfo
+	err := c.read(ctx, OpEventsInfo, struct{}{}, &i)
+	return i, err
+}
+
+// WatchNode streams the events of a node with a sequence after afterSeq
+// (0: all kept events), then live ones. The channel closes when ctx ends
+// or the stream fails.
+func (c *Client) WatchNode(ctx context.Context, node uint32, afterSeq uint64) (<-chan Event, error) {
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		return nil, fmt.Errorf("watching node %d: %w", node, err)
+	}
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{fmt.Sprintf(eventSubjectFmt, node)},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+	if afterSeq > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = afterSeq + 1
+	}
+	cctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	cons, err := js.OrderedConsumer(cctx, EventsStream, cfg)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("watching node %d: %w", node, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return nil, fmt.Errorf("watching node %d: %w", node, err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	out := make(chan Event, 16)
+	// This goroutine belongs to the caller's ctx: it ends, and closes
+	// out, when ctx ends (which stops the iterator).
+	go func() {
+		defer close(out)
+		defer stop()
+		defer it.Stop()
+		for {
+			m, err := it.Next()
+			if err != nil {
+				return
+			}
+			var ev Event
+			if err := json.Unmarshal(m.Data(), &ev); err != nil {
+				continue
+			}
+			if md, err := m.Metadata(); err == nil {
+				ev.Seq = md.Sequence.Stream
+			}
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}

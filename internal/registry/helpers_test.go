@@ -1,0 +1,176 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/natsd"
+)
+
+// testLogger logs to the test when -v, else discards.
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() && os.Getenv("ZOS_TEST_LOG") == "1" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// startServer starts an embedded server on a random loopback port, shut
+// down at cleanup.
+func startServer(t testing.TB) *natsd.Server {
+	t.Helper()
+	s, err := natsd.Start(natsd.Config{StoreDir: t.TempDir(), Port: natsd.RandomPort}, testLogger(t))
+	if err != nil {
+		t.Fatalf("starting nats: %v", err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// connect connects to urls, closed at cleanup.
+func connect(t testing.TB, urls string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", urls, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// startService runs a registry service on nc until cleanup.
+func startService(t testing.TB, nc *nats.Conn, cfg Config) *Service {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	svc, err := NewService(ctx, nc, cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("starting registry: %v", err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	g, runCtx := errgroup.WithContext(runCtx)
+	g.Go(func() error { return svc.Run(runCtx) })
+	t.Cleanup(func() {
+		stop()
+		if err := g.Wait(); err != nil {
+			t.Errorf("registry run: %v", err)
+		}
+	})
+	waitServing(t, nc)
+	return svc
+}
+
+// waitServing waits until a registry answers on nc.
+func waitServing(t testing.TB, nc *nats.Conn) {
+	t.Helper()
+	c := NewClient(nc, identity.Key{})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := c.EventsInfo(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registry not serving: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// grid is a single-server registry for tests.
+type grid struct {
+	srv *natsd.Server
+	nc  *nats.Conn
+	svc *Service
+}
+
+func newGrid(t testing.TB) *grid {
+	t.Helper()
+	srv := startServer(t)
+	nc := connect(t, srv.ClientURL())
+	svc := startService(t, nc, Config{Replicas: 1})
+	return &grid{srv: srv, nc: nc, svc: svc}
+}
+
+// user is a key with its client and twin.
+type user struct {
+	key  identity.Key
+	c    *Client
+	twin Twin
+}
+
+func (g *grid) user(t testing.TB) *user {
+	t.Helper()
+	k, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient(g.nc, k)
+	tw, err := c.CreateTwin(context.Background(), "")
+	if err != nil {
+		t.Fatalf("creating twin: %v", err)
+	}
+	return &user{key: k, c: c, twin: tw}
+}
+
+// farmWithNode makes a farmer with a farm of ips public IPs and a node.
+func (g *grid) farmWithNode(t testing.TB, name string, ips int) (farmer *user, farm Farm, nodeUser *user, node Node) {
+	t.Helper()
+	ctx := context.Background()
+	farmer = g.user(t)
+	farm, err := farmer.c.CreateFarm(ctx, name)
+	if err != nil {
+		t.Fatalf("creating farm: %v", err)
+	}
+	for i := range ips {
+		if err := farmer.c.AddFarmIP(ctx, farm.ID, fmt.Sprintf("185.1.%d.%d/16", i/200, i%200+2), "185.1.255.1"); err != nil {
+			t.Fatalf("adding ip: %v", err)
+		}
+	}
+	nodeUser = g.user(t)
+	node, err = nodeUser.c.RegisterNode(ctx, NodeRegistration{FarmID: farm.ID, Total: Resources{CRU: 4, MRU: 8 << 30}})
+	if err != nil {
+		t.Fatalf("registering node: %v", err)
+	}
+	return farmer, farm, nodeUser, node
+}
+
+// freePorts returns n free loopback TCP ports.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+// wantErr fails unless err wraps want.
+func wantErr(t testing.TB, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("%s: got error %v, want %v", what, err, want)
+	}
+}
+

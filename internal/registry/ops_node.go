@@ -1,0 +1,247 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// Bounds of a node registration.
+const (
+	maxInterfaces = 64
+	maxUsedReport = 10000
+)
+
+func (s *Service) node(ctx context.Context, id uint32) (Node, error) {
+	var n Node
+	if _, err := getJSON(ctx, s.st.nodes, idKey(uint64(id)), &n); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return Node{}, fmt.Errorf("%w: node %d", ErrNotFound, id)
+		}
+		return Node{}, err
+	}
+	return n, nil
+}
+
+func (s *Service) farm(ctx context.Context, id uint32) (Farm, error) {
+	var f Farm
+	if _, err := getJSON(ctx, s.st.farms, idKey(uint64(id)), &f); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return Farm{}, fmt.Errorf("%w: farm %d", ErrNotFound, id)
+		}
+		return Farm{}, err
+	}
+	return f, nil
+}
+
+func (s *Service) nodeRegister(ctx context.Context, signer string, payload json.RawMessage) (any, error) {
+	var req NodeRegistration
+	if err := decode(payload, &req); err != nil {
+		return nil, err
+	}
+	if len(req.Interfaces) > maxInterfaces || len(req.Version) > 128 {
+		return nil, fmt.Errorf("%w: too many interfaces or version too long", ErrInvalid)
+	}
+	twin, err := s.signerTwin(ctx, signer)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.farm(ctx, req.FarmID); err != nil {
+		return nil, fmt.Errorf("registering node: %w", err)
+	}
+	now := s.cfg.Now().UTC()
+	apply := func(n *Node) error {
+		n.FarmID = req.FarmID
+		n.Total = req.Total
+		n.Reserved = req.Reserved
+		n.Location = req.Location
+		n.Interfaces = req.Interfaces
+		n.Virtualized = req.Virtualized
+		n.Version = req.Version
+		return nil
+	}
+	idxKey := fmt.Sprintf("nodetwin.%d", twin.ID)
+	for range casRetries {
+		id, err := s.st.indexGet(ctx, idxKey)
+		if err == nil {
+			n, err := update(ctx, s.st.nodes, idKey(id), apply)
+			if errors.Is(err, ErrNotFound) {
+				continue // the creator has not written the record yet
+			}
+			if err != nil {
+				return nil, fmt.Errorf("updating node %d: %w", id, err)
+			}
+			return n, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		id, err = s.st.nextID(ctx, "node")
+		if err != nil {
+			return nil, fmt.Errorf("registering node: %w", err)
+		}
+		if err := s.st.indexCreate(ctx, idxKey, id); errors.Is(err, ErrExists) {
+			continue
+		} else if err != nil {
+			return nil, fmt.Errorf("registering node: %w", err)
+		}
+		n := Node{ID: uint32(id), TwinID: twin.ID, Created: now, Updated: now, Power: PowerUp}
+		_ = apply(&n)
+		if err := putJSON(ctx, s.st.nodes, idKey(id), 0, n); err != nil {
+			return nil, fmt.Errorf("registering node: %w", err)
+		}
+		s.log.Info("node_registered", "node_id", n.ID, "farm_id", n.FarmID, "twin_id", twin.ID)
+		return n, nil
+	}
+	return nil, fmt.Errorf("registering node: %w", errConflict)
+}
+
+// updateOwnNode applies f to a node the signer's twin owns.
+func (s *Service) updateOwnNode(ctx context.Context, signer string, id uint32, f func(*Node) error) (Node, error) {
+	twin, err := s.signerTwin(ctx, signer)
+	if err != nil {
+		return Node{}, err
+	}
+	n, err := update(ctx, s.st.nodes, idKey(uint64(id)), func(n *Node) error {
+		if n.TwinID != twin.ID {
+			return fmt.Errorf("%w: node %d belongs to twin %d, not %d", ErrUnauthorized, n.ID, n.TwinID, twin.ID)
+		}
+		return f(n)
+	})
+	if errors.Is(err, ErrNotFound) {
+		return Node{}, fmt.Errorf("%w: node %d", ErrNotFound, id)
+	}
+	return n, err
+}
+
+func (s *Service) nodeUptime(ctx context.Context, signer string, payload json.RawMessage) (any, error) {
+	var req nodeUptimeReq
+	if err := decode(payload, &req); err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now().UTC()
+	_, err := s.updateOwnNode(ctx, signer, req.NodeID, func(n *Node) error {
+		n.Uptime = req.Uptime
+		n.Updated = now
+		n.Power = PowerUp
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reporting uptime of node %d: %w", req.NodeID, err)
+	}
+	return struct{}{}, nil
+}
+
+func validPublicConfig(c *PublicConfig) error {
+	if c == nil {
+		return nil
+	}
+	check := func(cidr, gw string, v4 bool) error {
+		if cidr == "" && gw == "" {
+			return nil
+		}
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil || p.Addr().Is4() != v4 {
+			return fmt.Errorf("%w: public config address %q", ErrInvalid, cidr)
+		}
+		g, err := netip.ParseAddr(gw)
+		if err != nil || !p.Masked().Contains(g) {
+			return fmt.Errorf("%w: public config gateway %q not in %s", ErrInvalid, gw, cidr)
+		}
+		return nil
+	}
+	if err := check(c.IPv4, c.GW4, true); err != nil {
+		return err
+	}
+	if err := check(c.IPv6, c.GW6, false); err != nil {
+		return err
+	}
+	if len(c.Domain) > 255 {
+		return fmt.Errorf("%w: domain too long", ErrInvalid)
+	}
+	return nil
+}
+
+func (s *Service) nodePublicConfig(ctx context.Context, signer string, payload json.RawMessage) (any, error) {
+	var req nodePublicConfigReq
+	if err := decode(payload, &req); err != nil {
+		return nil, err
+	}
+	if err := validPublicConfig(req.Config); err != nil {
+		return nil, err
+	}
+	twin, err := s.signerTwin(ctx, signer)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.node(ctx, req.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.farm(ctx, n.FarmID)
+	if err != nil {
+		return nil, err
+	}
+	if f.TwinID != twin.ID {
+		return nil, fmt.Errorf("%w: node %d is in farm %d of twin %d, not %d", ErrUnauthorized, n.ID, f.ID, f.TwinID, twin.ID)
+	}
+	_, err = update(ctx, s.st.nodes, idKey(uint64(req.NodeID)), func(n *Node) error {
+		if n.FarmID != f.ID {
+			return fmt.Errorf("%w: node %d moved to farm %d", ErrConflict, n.ID, n.FarmID)
+		}
+		n.PublicConfig = req.Config
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("setting public config of node %d: %w", req.NodeID, err)
+	}
+	s.publish(ctx, EventPublicConfigChanged, req.NodeID, nil)
+	return struct{}{}, nil
+}
+
+func (s *Service) nodeUsed(ctx context.Context, signer string, payload json.RawMessage) (any, error) {
+	var req nodeUsedReq
+	if err := decode(payload, &req); err != nil {
+		return nil, err
+	}
+	if len(req.Used) > maxUsedReport {
+		return nil, fmt.Errorf("%w: %d contracts in one report, limit %d", ErrInvalid, len(req.Used), maxUsedReport)
+	}
+	twin, err := s.signerTwin(ctx, signer)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.node(ctx, req.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	if n.TwinID != twin.ID {
+		return nil, fmt.Errorf("%w: node %d belongs to twin %d, not %d", ErrUnauthorized, n.ID, n.TwinID, twin.ID)
+	}
+	var sum Resources
+	for id, r := range req.Used {
+		_, err := update(ctx, s.st.contracts, idKey(id), func(c *Contract) error {
+			if c.NodeID != req.NodeID {
+				return fmt.Errorf("%w: contract %d is not on node %d", ErrUnauthorized, id, req.NodeID)
+			}
+			c.Used = r
+			return nil
+		})
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("%w: contract %d", ErrNotFound, id)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reporting use of contract %d: %w", id, err)
+		}
+		sum.CRU += r.CRU
+		sum.MRU += r.MRU
+		sum.SRU += r.SRU
+		sum.HRU += r.HRU
+	}
+	if _, err := s.updateOwnNode(ctx, signer, req.NodeID, func(n *Node) error { n.Used = sum; return nil }); err != nil {
+		return nil, fmt.Errorf("reporting use of node %d: %w", req.NodeID, err)
+	}
+	return struct{}{}, nil
+}

@@ -1,0 +1,266 @@
+package registry
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+)
+
+// QueueGroup is the NATS queue group of the registry services: several
+// zgrid processes share the requests.
+const QueueGroup = "zos-registry"
+
+// Config configures a registry service.
+type Config struct {
+	// Replicas of the KV buckets and the events stream (1 on a single
+	// server, 3 in a cluster).
+	Replicas int
+	// MaxSkew is how far a write's timestamp may be from the service's
+	// clock (default 60 s).
+	MaxSkew time.Duration
+	// Workers is how many requests are handled at once (default 32).
+	Workers int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.Replicas < 0 || c.Replicas > 5 {
+		return fmt.Errorf("registry: replicas %d out of range 1..5", c.Replicas)
+	}
+	if c.MaxSkew < 0 || c.Workers < 0 {
+		return errors.New("registry: negative max skew or workers")
+	}
+	return nil
+}
+
+// Service serves the registry over NATS.
+type Service struct {
+	cfg Config
+	nc  *nats.Conn
+	st  *store
+	log *slog.Logger
+}
+
+// handler serves one operation. signer is the verified public key of a
+// write (hex), empty for reads.
+type handler func(ctx context.Context, signer string, payload json.RawMessage) (any, error)
+
+// NewService opens (creating when needed) the buckets and the stream on
+// nc's JetStream. It retries while JetStream is not ready, until ctx ends.
+func NewService(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxSkew == 0 {
+		cfg.MaxSkew = 60 * time.Second
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 32
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("opening jetstream: %w", err)
+	}
+	st, err := openStore(ctx, js, cfg.Replicas, 3*cfg.MaxSkew)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, nc: nc, st: st, log: log.With("component", "registry")}, nil
+}
+
+func (s *Service) handlers() map[string]handler {
+	return map[string]handler{
+		OpTwinCreate:       s.twinCreate,
+		OpFarmCreate:       s.farmCreate,
+		OpFarmAddIP:        s.farmAddIP,
+		OpNodeRegister:     s.nodeRegister,
+		OpNodeUptime:       s.nodeUptime,
+		OpNodePublicConfig: s.nodePublicConfig,
+		OpNodeUsed:         s.nodeUsed,
+		OpContractCreate:   s.contractCreate,
+		OpContractUpdate:   s.contractUpdate,
+		OpContractCancel:   s.contractCancel,
+		OpNameCreate:       s.nameCreate,
+		OpRentCreate:       s.rentCreate,
+		OpTwinGet:          s.twinGet,
+		OpTwinList:         s.twinList,
+		OpFarmGet:          s.farmGet,
+		OpFarmList:         s.farmList,
+		OpNodeGet:          s.nodeGet,
+		OpNodeList:         s.nodeList,
+		OpContractGet:      s.contractGet,
+		OpContractList:     s.contractList,
+		OpEventsInfo:       s.eventsInfo,
+	}
+}
+
+// isWrite reports whether op needs a signature.
+func isWrite(op string) bool {
+	switch op {
+	case OpTwinCreate, OpFarmCreate, OpFarmAddIP, OpNodeRegister, OpNodeUptime, OpNodePublicConfig,
+		OpNodeUsed, OpContractCreate, OpContractUpdate, OpContractCancel, OpNameCreate, OpRentCreate:
+		return true
+	}
+	return false
+}
+
+type job struct {
+	op  string
+	msg *nats.Msg
+}
+
+// Run serves requests until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	hs := s.handlers()
+	jobs := make(chan job, 4*s.cfg.Workers)
+	var subs []*nats.Subscription
+	defer func() {
+		for _, sub := range subs {
+			_ = sub.Unsubscribe()
+		}
+	}()
+	for op := range hs {
+		sub, err := s.nc.QueueSubscribe(SubjectPrefix+op, QueueGroup, func(m *nats.Msg) {
+			select {
+			case jobs <- job{op: op, msg: m}:
+			case <-ctx.Done():
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("subscribing %s: %w", SubjectPrefix+op, err)
+		}
+		subs = append(subs, sub)
+	}
+	if err := s.nc.Flush(); err != nil {
+		return fmt.Errorf("flushing subscriptions: %w", err)
+	}
+	s.log.Info("registry_serving", "replicas", s.cfg.Replicas, "workers", s.cfg.Workers)
+	g, gctx := errgroup.WithContext(ctx)
+	for range s.cfg.Workers {
+		g.Go(func() error {
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case j := <-jobs:
+					s.serve(gctx, hs[j.op], j.op, j.msg)
+				}
+			}
+		})
+	}
+	return g.Wait()
+}
+
+// serve answers one request.
+func (s *Service) serve(ctx context.Context, h handler, op string, m *nats.Msg) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	res, err := s.handle(ctx, h, op, m.Data)
+	var resp response
+	if err == nil {
+		resp.Result, err = json.Marshal(res)
+	}
+	if err != nil {
+		code := codeOf(err)
+		if code == "internal" {
+			s.log.Error("request_failed", "op", op, "err", err)
+		} else {
+			s.log.Debug("request_refused", "op", op, "code", code, "err", err)
+		}
+		resp = response{Error: &wireError{Code: code, Message: err.Error()}}
+	}
+	b, err := json.Marshal(resp)
+	if err != nil {
+		b = []byte(`{"error":{"code":"internal","message":"encoding response"}}`)
+	}
+	if m.Reply == "" {
+		return
+	}
+	if err := m.Respond(b); err != nil {
+		s.log.Warn("respond_failed", "op", op, "err", err)
+	}
+}
+
+// handle checks a request and runs its handler.
+func (s *Service) handle(ctx context.Context, h handler, op string, data []byte) (any, error) {
+	if len(data) > MaxRequestSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), MaxRequestSize)
+	}
+	if !isWrite(op) {
+		if len(data) == 0 {
+			data = []byte("{}")
+		}
+		return h(ctx, "", data)
+	}
+	var r signedRequest
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("%w: malformed request: %v", ErrInvalid, err)
+	}
+	if r.Op != op {
+		return nil, fmt.Errorf("%w: request signed for %q sent to %q", ErrInvalid, r.Op, op)
+	}
+	now := s.cfg.Now()
+	ts := time.Unix(0, r.Timestamp)
+	if d := now.Sub(ts); d > s.cfg.MaxSkew || d < -s.cfg.MaxSkew {
+		return nil, fmt.Errorf("%w: timestamp %s is %s from now (window ±%s)", ErrExpired, ts.UTC().Format(time.RFC3339), d.Round(time.Second), s.cfg.MaxSkew)
+	}
+	pub, err := r.verify()
+	if err != nil {
+		return nil, err
+	}
+	keyHex := hex.EncodeToString(pub)
+	if err := s.st.useNonce(ctx, keyHex, r.Nonce); err != nil {
+		return nil, err
+	}
+	if len(r.Payload) == 0 {
+		r.Payload = []byte("{}")
+	}
+	return h(ctx, keyHex, r.Payload)
+}
+
+// decode decodes a payload strictly.
+func decode(payload json.RawMessage, v any) error {
+	if err := json.Unmarshal(payload, v); err != nil {
+		return fmt.Errorf("%w: malformed payload: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+// signerTwin returns the twin of a signing key.
+func (s *Service) signerTwin(ctx context.Context, keyHex string) (Twin, error) {
+	t, err := s.twinByKey(ctx, keyHex)
+	if errors.Is(err, ErrNotFound) {
+		return Twin{}, fmt.Errorf("%w: key %s has no twin (create one first)", ErrNoTwin, keyHex)
+	}
+	return t, err
+}
+
+// publish sends an event on the node's subject (kept in the stream). A
+// failure is logged: the write it follows is already committed, and nodes
+// resync their contracts periodically.
+func (s *Service) publish(ctx context.Context, kind string, node uint32, c *Contract) {
+	ev := Event{Kind: kind, NodeID: node, Contract: c, Time: s.cfg.Now().UTC()}
+	b, err := json.Marshal(ev)
+	if err == nil {
+		_, err = s.st.js.Publish(ctx, fmt.Sprintf(eventSubjectFmt, node), b)
+	}
+	if err != nil {
+		s.log.Error("event_publish_failed", "kind", kind, "node_id", node, "err", err)
+	}
+}

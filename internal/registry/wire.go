@@ -1,0 +1,226 @@
+package registry
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/zos-go/zos/internal/identity"
+)
+
+// SubjectPrefix prefixes every subject of the registry: requests go to
+// SubjectPrefix+op (registry.twin.create), events to
+// SubjectPrefix+"events.node.<id>".
+const SubjectPrefix = "registry."
+
+// Operations, each served on SubjectPrefix+op. Writes are signed; reads are
+// not.
+const (
+	OpTwinCreate       = "twin.create"
+	OpFarmCreate       = "farm.create"
+	OpFarmAddIP        = "farm.add_ip"
+	OpNodeRegister     = "node.register"
+	OpNodeUptime       = "node.uptime"
+	OpNodePublicConfig = "node.public_config"
+	OpNodeUsed         = "node.used"
+	OpContractCreate   = "contract.create"
+	OpContractUpdate   = "contract.update"
+	OpContractCancel   = "contract.cancel"
+	OpNameCreate       = "name.create"
+	OpRentCreate       = "rent.create"
+
+	OpTwinGet       = "twin.get"
+	OpTwinList      = "twin.list"
+	OpFarmGet       = "farm.get"
+	OpFarmList      = "farm.list"
+	OpNodeGet       = "node.get"
+	OpNodeList      = "node.list"
+	OpContractGet   = "contract.get"
+	OpContractList  = "contract.list"
+	OpEventsInfo    = "events.info"
+	eventSubjectFmt = SubjectPrefix + "events.node.%d"
+)
+
+// MaxRequestSize bounds a request's size in bytes.
+const MaxRequestSize = 256 << 10
+
+// signedRequest is a write: the operation, the signer's public key, a
+// timestamp and a nonce, the payload, and the ed25519 signature of
+// signingBytes.
+type signedRequest struct {
+	Op        string          `json:"op"`
+	Key       string          `json:"key"`       // hex ed25519 public key
+	Timestamp int64           `json:"timestamp"` // unix nanoseconds
+	Nonce     string          `json:"nonce"`     // hex, 16 random bytes
+	Payload   json.RawMessage `json:"payload"`
+	Signature string          `json:"signature"` // hex
+}
+
+// signingBytes are the canonical bytes a write's signature covers: a domain
+// tag, then op, key, timestamp and nonce each on a line, then the payload
+// bytes exactly as sent.
+func (r *signedRequest) signingBytes() []byte {
+	var b bytes.Buffer
+	b.WriteString("zos-registry-v1\n")
+	b.WriteString(r.Op)
+	b.WriteByte('\n')
+	b.WriteString(r.Key)
+	b.WriteByte('\n')
+	b.WriteString(strconv.FormatInt(r.Timestamp, 10))
+	b.WriteByte('\n')
+	b.WriteString(r.Nonce)
+	b.WriteByte('\n')
+	b.Write(r.Payload)
+	return b.Bytes()
+}
+
+// newSignedRequest builds and signs a write of payload by key at now.
+func newSignedRequest(key identity.Key, op string, payload any, now time.Time) ([]byte, error) {
+	p, err := json.Marshal(payload)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s payload: %w", op, err)
+	}
+	nonce := make([]byte, 16)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("making nonce: %w", err)
+	}
+	r := signedRequest{Op: op, Key: key.PublicHex(), Timestamp: now.UnixNano(), Nonce: hex.EncodeToString(nonce), Payload: p}
+	r.Signature = hex.EncodeToString(key.Sign(r.signingBytes()))
+	return json.Marshal(r)
+}
+
+// verify checks the shape of the request and its signature, and returns the
+// signer's public key.
+func (r *signedRequest) verify() (ed25519.PublicKey, error) {
+	pub, err := identity.ParsePublic(r.Key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: key: %v", ErrInvalid, err)
+	}
+	if n, err := hex.DecodeString(r.Nonce); err != nil || len(n) < 8 || len(n) > 32 {
+		return nil, fmt.Errorf("%w: nonce must be 8 to 32 hex bytes", ErrInvalid)
+	}
+	sig, err := hex.DecodeString(r.Signature)
+	if err != nil {
+		return nil, fmt.Errorf("%w: signature is not hex", ErrBadSignature)
+	}
+	if !identity.Verify(pub, r.signingBytes(), sig) {
+		return nil, fmt.Errorf("%w: signature does not match key %s", ErrBadSignature, r.Key)
+	}
+	return pub, nil
+}
+
+// response is the reply to every request.
+type response struct {
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  *wireError      `json:"error,omitempty"`
+}
+
+type wireError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Payloads.
+
+type twinCreateReq struct {
+	Relay string `json:"relay"`
+}
+
+type farmCreateReq struct {
+	Name string `json:"name"`
+}
+
+type farmAddIPReq struct {
+	FarmID  uint32 `json:"farm_id"`
+	IP      string `json:"ip"`
+	Gateway string `json:"gateway"`
+}
+
+// NodeRegistration is what a node tells the registry about itself.
+type NodeRegistration struct {
+	FarmID      uint32      `json:"farm_id"`
+	Total       Resources   `json:"total_resources"`
+	Reserved    Resources   `json:"reserved_resources"`
+	Location    Location    `json:"location"`
+	Interfaces  []Interface `json:"interfaces,omitempty"`
+	Virtualized bool        `json:"virtualized"`
+	Version     string      `json:"version,omitempty"`
+}
+
+type nodeUptimeReq struct {
+	NodeID uint32 `json:"node_id"`
+	Uptime uint64 `json:"uptime"`
+}
+
+type nodePublicConfigReq struct {
+	NodeID uint32        `json:"node_id"`
+	Config *PublicConfig `json:"config"`
+}
+
+type nodeUsedReq struct {
+	NodeID uint32               `json:"node_id"`
+	Used   map[uint64]Resources `json:"used"`
+}
+
+type contractCreateReq struct {
+	NodeID    uint32 `json:"node_id"`
+	Hash      string `json:"deployment_hash"`
+	Metadata  string `json:"deployment_data"`
+	PublicIPs uint32 `json:"public_ips"`
+}
+
+type contractUpdateReq struct {
+	ID       uint64 `json:"contract_id"`
+	Hash     string `json:"deployment_hash"`
+	Metadata string `json:"deployment_data"`
+}
+
+type contractIDReq struct {
+	ID uint64 `json:"contract_id"`
+}
+
+type nameCreateReq struct {
+	Name string `json:"name"`
+}
+
+type rentCreateReq struct {
+	NodeID uint32 `json:"node_id"`
+}
+
+type getReq struct {
+	ID   uint64 `json:"id,omitempty"`
+	Key  string `json:"key,omitempty"`  // twin.get by public key
+	Twin uint32 `json:"twin,omitempty"` // node.get by twin
+}
+
+// ContractFilter selects contracts; zero fields match everything.
+type ContractFilter struct {
+	TwinID uint32 `json:"twin_id,omitempty"`
+	NodeID uint32 `json:"node_id,omitempty"`
+	State  string `json:"state,omitempty"`
+	Type   string `json:"type,omitempty"`
+}
+
+type listReq struct {
+	After    uint64         `json:"after"` // ids strictly greater
+	Contract ContractFilter `json:"contract"`
+}
+
+// listPage is one page of a list: items in id order, and whether more
+// follow.
+type listPage[T any] struct {
+	Items []T  `json:"items"`
+	More  bool `json:"more"`
+}
+
+// EventsInfo describes the events stream.
+type EventsInfo struct {
+	Stream   string `json:"stream"`
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+}
