@@ -1,0 +1,162 @@
+package rmb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/zos-go/zos/internal/identity"
+)
+
+// Client calls commands on other twins. It is safe for concurrent use.
+type Client struct {
+	nc    *nats.Conn
+	twin  uint32
+	key   identity.Key
+	peers *peers
+	o     *options
+	err   error // construction error, returned by every Call
+}
+
+// NewClient returns a client that sends as twin, signing with key and
+// resolving the keys of destination twins through r (cached).
+func NewClient(nc *nats.Conn, twin uint32, key identity.Key, r TwinResolver, opts ...Option) *Client {
+	o := buildOptions(opts)
+	c := &Client{nc: nc, twin: twin, key: key, o: o}
+	c.peers, c.err = newPeers(key, r, o)
+	return c
+}
+
+// Call sends cmd with req (JSON-encoded, encrypted to dst) to twin dst and
+// decodes the answer into resp (unless resp is nil). The envelope's ttl is
+// the time left before ctx's deadline, else the default ttl. An error the
+// remote twin answered is a *RemoteError (errors.As), matching the
+// sentinel of its code (errors.Is(err, ErrReplay)...).
+func (c *Client) Call(ctx context.Context, dst uint32, cmd string, req any, resp any) error {
+	if err := c.call(ctx, dst, cmd, req, resp); err != nil {
+		return fmt.Errorf("calling %s on twin %d: %w", cmd, dst, err)
+	}
+	return nil
+}
+
+func (c *Client) call(ctx context.Context, dst uint32, cmd string, req any, resp any) error {
+	if c.err != nil {
+		return c.err
+	}
+	if len(cmd) == 0 || len(cmd) > MaxCommandLen {
+		return fmt.Errorf("%w: command of %d bytes, want 1 to %d", ErrMalformed, len(cmd), MaxCommandLen)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encoding request: %w", err)
+	}
+	if len(body) > c.o.maxPayload {
+		return fmt.Errorf("%w: request of %d bytes, limit %d", ErrTooLarge, len(body), c.o.maxPayload)
+	}
+	ttl := c.o.defaultTTL
+	if dl, ok := ctx.Deadline(); ok {
+		ttl = time.Until(dl)
+	}
+	ttl = min(ttl, c.o.maxTTL)
+	if ttl < time.Millisecond {
+		return fmt.Errorf("%w: no time left before the deadline", ErrTimeout)
+	}
+	ctx, cancel := context.WithTimeout(ctx, ttl)
+	defer cancel()
+
+	p, err := c.peers.get(ctx, dst)
+	if err != nil {
+		return err
+	}
+	id, err := newID()
+	if err != nil {
+		return err
+	}
+	env := &Envelope{
+		Kind:      KindRequest,
+		Flags:     FlagSealed,
+		ID:        id,
+		Src:       c.twin,
+		Dst:       dst,
+		Timestamp: c.o.now(),
+		TTL:       ttl,
+		Command:   cmd,
+	}
+	if env.Payload, err = seal(p.aead, env.header(), body); err != nil {
+		return err
+	}
+	wire, err := env.Sign(c.key)
+	if err != nil {
+		return fmt.Errorf("signing envelope: %w", err)
+	}
+	if mp := c.nc.MaxPayload(); mp > 0 && int64(len(wire)) > mp {
+		return fmt.Errorf("%w: envelope of %d bytes over the NATS server's max_payload %d", ErrTooLarge, len(wire), mp)
+	}
+	msg, err := c.nc.RequestWithContext(ctx, RequestSubject(dst), wire)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("%w: no server on %s", ErrUnreachable, RequestSubject(dst))
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return fmt.Errorf("%w: no answer within %s: %w", ErrTimeout, ttl.Round(time.Millisecond), err)
+	case err != nil:
+		return fmt.Errorf("sending request: %w", err)
+	}
+	return c.readReply(ctx, env, p, msg.Data, resp)
+}
+
+// readReply checks the answer to req and decodes it.
+func (c *Client) readReply(ctx context.Context, req *Envelope, p *peer, data []byte, resp any) error {
+	if len(data) > c.o.maxPayload+SealOverhead+Overhead+MaxCommandLen {
+		return fmt.Errorf("%w: reply of %d bytes", ErrTooLarge, len(data))
+	}
+	r, err := Decode(data)
+	if err != nil {
+		return fmt.Errorf("reading reply: %w", err)
+	}
+	if r.Kind == KindRequest || r.Src != req.Dst || r.Dst != req.Src || r.Ref != req.ID {
+		return fmt.Errorf("%w: %s from twin %d to twin %d for %s does not answer request %s",
+			ErrMalformed, r.Kind, r.Src, r.Dst, r.Ref, req.ID)
+	}
+	if !r.Verify(p.pub) {
+		p2, ok := c.peers.refresh(ctx, req.Dst, p)
+		if !ok || !r.Verify(p2.pub) {
+			return fmt.Errorf("%w: reply signature does not verify against twin %d's key", ErrUnauthorized, req.Dst)
+		}
+		p = p2
+	}
+	now := c.o.now()
+	if now.After(r.Expires()) {
+		return fmt.Errorf("%w: reply expired at %s", ErrExpired, r.Expires().UTC().Format(time.RFC3339Nano))
+	}
+	if r.Timestamp.After(now.Add(c.o.maxSkew)) {
+		return fmt.Errorf("%w: reply timestamp %s is in the future", ErrExpired, r.Timestamp.UTC().Format(time.RFC3339Nano))
+	}
+	body := r.Payload
+	switch {
+	case r.Flags&FlagSealed != 0:
+		if body, err = open(p.aead, r.header(), r.Payload); err != nil {
+			return fmt.Errorf("opening reply: %w", err)
+		}
+	case r.Kind == KindReply:
+		// Only errors raised before the server knew our key are plain.
+		return fmt.Errorf("%w: reply payload is not encrypted", ErrUnauthorized)
+	}
+	if r.Kind == KindError {
+		var re RemoteError
+		if err := json.Unmarshal(body, &re); err != nil {
+			return fmt.Errorf("%w: error reply: %v", ErrMalformed, err)
+		}
+		return &re
+	}
+	if resp == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, resp); err != nil {
+		return fmt.Errorf("decoding reply: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,14 @@
+// Package rmb is the relay of the grid: signed, end-to-end encrypted
+// request/reply messages between twins over NATS, which is treated as an
+// untrusted transport. A Client calls a command on another twin; a Server
+// routes the commands sent to its twin to handlers. Every envelope is signed
+// by its source twin's ed25519 key and checked by the receiver against the
+// key the registry holds (TwinResolver), together with its destination,
+// expiry and a replay cache; payloads are sealed with an AEAD keyed by an
+// X25519 agreement between the two twins' keys. Connect and
+// NewAuthenticator authenticate twins to the embedded NATS server with
+// their keys and confine each to its own inbox.
+//
+// The node and zosctl use the Client and Server; zgrid plugs the
+// authenticator into its embedded server (ConfigureServer).
+package rmb

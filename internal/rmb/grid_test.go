@@ -1,0 +1,193 @@
+package rmb
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/zos-go/zos/internal/identity"
+)
+
+// mapResolver is a registry of twin keys held in memory.
+type mapResolver struct {
+	mu    sync.Mutex // guards keys and calls
+	keys  map[uint32]ed25519.PublicKey
+	calls int
+}
+
+func newMapResolver() *mapResolver { return &mapResolver{keys: make(map[uint32]ed25519.PublicKey)} }
+
+func (r *mapResolver) TwinKey(_ context.Context, twin uint32) (ed25519.PublicKey, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	k, ok := r.keys[twin]
+	if !ok {
+		return nil, fmt.Errorf("twin %d not found", twin)
+	}
+	return k, nil
+}
+
+func (r *mapResolver) set(twin uint32, pub ed25519.PublicKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.keys[twin] = pub
+}
+
+func (r *mapResolver) lookup(pub ed25519.PublicKey) (uint32, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, k := range r.keys {
+		if k.Equal(pub) {
+			return id, true
+		}
+	}
+	return 0, false
+}
+
+// testGrid is an embedded NATS server with the twin authenticator, a
+// registry of twin keys and a system key.
+type testGrid struct {
+	url      string
+	srv      *server.Server
+	resolver *mapResolver
+	system   identity.Key
+}
+
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func newTestGrid(t testing.TB) *testGrid {
+	t.Helper()
+	sys := mustKey(t)
+	g := &testGrid{resolver: newMapResolver(), system: sys}
+	auth := NewAuthenticator(g.resolver.lookup, []ed25519.PublicKey{sys.Public()}, discardLog())
+	opts := &server.Options{
+		Host:      "127.0.0.1",
+		Port:      -1,
+		NoLog:     true,
+		NoSigs:    true,
+		JetStream: true,
+		StoreDir:  t.TempDir(),
+	}
+	ConfigureServer(opts, auth)
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatalf("starting nats server: %v", err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		t.Fatal("nats server not ready after 10s")
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	g.srv = s
+	g.url = s.ClientURL()
+	return g
+}
+
+func mustKey(t testing.TB) identity.Key {
+	t.Helper()
+	k, err := identity.Generate()
+	if err != nil {
+		t.Fatalf("generating key: %v", err)
+	}
+	return k
+}
+
+// twin registers a new twin and returns its key.
+func (g *testGrid) twin(t testing.TB, id uint32) identity.Key {
+	t.Helper()
+	k := mustKey(t)
+	g.resolver.set(id, k.Public())
+	return k
+}
+
+// errCollector records a connection's asynchronous errors.
+type errCollector struct {
+	mu   sync.Mutex // guards errs
+	errs []error
+	ch   chan error
+}
+
+func newErrCollector() *errCollector { return &errCollector{ch: make(chan error, 100)} }
+
+func (e *errCollector) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	e.mu.Lock()
+	e.errs = append(e.errs, err)
+	e.mu.Unlock()
+	select {
+	case e.ch <- err:
+	default:
+	}
+}
+
+// wait returns the next asynchronous error, or nil after d.
+func (e *errCollector) wait(d time.Duration) error {
+	select {
+	case err := <-e.ch:
+		return err
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func (g *testGrid) connect(t testing.TB, key identity.Key, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := Connect(g.url, key, opts...)
+	if err != nil {
+		t.Fatalf("connecting: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// serve runs a Server for twin until the test ends.
+func (g *testGrid) serve(t testing.TB, twin uint32, key identity.Key, handlers map[string]HandlerFunc, opts ...Option) *Server {
+	t.Helper()
+	nc := g.connect(t, key)
+	s := NewServer(nc, twin, key, g.resolver, discardLog(), opts...)
+	for cmd, h := range handlers {
+		s.Handle(cmd, h)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve returned %v, want nil", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Serve did not return 10s after its context ended")
+		}
+	})
+	// Wait until the subscription is visible to others.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if g.srv.NumSubscriptions() > 0 && g.hasSubscriber(t, RequestSubject(twin)) {
+			return s
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("server of twin %d not subscribed after 5s", twin)
+	return s
+}
+
+func (g *testGrid) hasSubscriber(t testing.TB, subject string) bool {
+	t.Helper()
+	acc := g.srv.GlobalAccount()
+	r := acc.Interest(subject)
+	return r > 0
+}

@@ -1,0 +1,563 @@
+package rmb
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+type echoReq struct {
+	Msg string `json:"msg"`
+}
+
+type echoResp struct {
+	Msg string `json:"msg"`
+	Src uint32 `json:"src"`
+}
+
+func echo(_ context.Context, src uint32, payload []byte) (any, error) {
+	var r echoReq
+	if err := json.Unmarshal(payload, &r); err != nil {
+		return nil, fmt.Errorf("decoding request: %w", err)
+	}
+	return echoResp{Msg: r.Msg, Src: src}, nil
+}
+
+func failing(context.Context, uint32, []byte) (any, error) {
+	return nil, errors.New("disk on fire")
+}
+
+func coded(context.Context, uint32, []byte) (any, error) {
+	return nil, &RemoteError{Code: 422, Message: "deployment invalid"}
+}
+
+func panicking(context.Context, uint32, []byte) (any, error) {
+	var m map[string]int
+	m["boom"] = 1 // nil map write
+	return nil, nil
+}
+
+// setup returns a grid with a server on twin 2 and a client of twin 1.
+func setup(t *testing.T, opts ...Option) (*testGrid, *Client, *Server) {
+	t.Helper()
+	g := newTestGrid(t)
+	k1 := g.twin(t, 1)
+	k2 := g.twin(t, 2)
+	s := g.serve(t, 2, k2, map[string]HandlerFunc{
+		"test.echo":  echo,
+		"test.fail":  failing,
+		"test.coded": coded,
+		"test.panic": panicking,
+	}, opts...)
+	c := NewClient(g.connect(t, k1), 1, k1, g.resolver, opts...)
+	return g, c, s
+}
+
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestRoundTrip(t *testing.T) {
+	_, c, _ := setup(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+
+	var got echoResp
+	if err := c.Call(ctx, 2, "test.echo", echoReq{Msg: "hello"}, &got); err != nil {
+		t.Fatalf("Call: %v", err)
+	}
+	if want := (echoResp{Msg: "hello", Src: 1}); got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	// nil resp discards the result.
+	if err := c.Call(ctx, 2, "test.echo", echoReq{Msg: "x"}, nil); err != nil {
+		t.Errorf("Call with nil resp: %v", err)
+	}
+
+	tests := []struct {
+		name     string
+		cmd      string
+		code     int
+		sentinel error
+		message  string
+	}{
+		{"unknown command", "test.nope", CodeUnknownCommand, ErrUnknownCommand, `unknown command "test.nope"`},
+		{"handler error", "test.fail", CodeHandler, nil, "disk on fire"},
+		{"handler remote error", "test.coded", 422, nil, "deployment invalid"},
+		{"handler panic", "test.panic", CodeHandler, nil, "handler failed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := c.Call(ctx, 2, tt.cmd, echoReq{}, nil)
+			var re *RemoteError
+			if !errors.As(err, &re) {
+				t.Fatalf("got %v, want a *RemoteError", err)
+			}
+			if re.Code != tt.code || !strings.Contains(re.Message, tt.message) {
+				t.Errorf("got %d %q, want %d containing %q", re.Code, re.Message, tt.code, tt.message)
+			}
+			if tt.sentinel != nil && !errors.Is(err, tt.sentinel) {
+				t.Errorf("errors.Is(%v, %v) = false", err, tt.sentinel)
+			}
+		})
+	}
+}
+
+func TestCallErrors(t *testing.T) {
+	g, c, _ := setup(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+
+	// A twin the registry does not know.
+	if err := c.Call(ctx, 99, "test.echo", echoReq{}, nil); err == nil || !strings.Contains(err.Error(), "resolving twin 99") {
+		t.Errorf("call to unknown twin: got %v, want a resolving error", err)
+	}
+	// A registered twin with no server.
+	g.twin(t, 3)
+	if err := c.Call(ctx, 3, "test.echo", echoReq{}, nil); !errors.Is(err, ErrUnreachable) {
+		t.Errorf("call to twin without server: got %v, want ErrUnreachable", err)
+	}
+	// Too large to send: refused before it leaves.
+	big := echoReq{Msg: strings.Repeat("a", DefaultMaxPayload)}
+	if err := c.Call(ctx, 2, "test.echo", big, nil); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("oversized call: got %v, want ErrTooLarge", err)
+	}
+	// A bad command name.
+	if err := c.Call(ctx, 2, strings.Repeat("c", 300), echoReq{}, nil); !errors.Is(err, ErrMalformed) {
+		t.Errorf("long command: got %v, want ErrMalformed", err)
+	}
+	// A request that cannot be encoded.
+	if err := c.Call(ctx, 2, "test.echo", make(chan int), nil); err == nil || !strings.Contains(err.Error(), "encoding request") {
+		t.Errorf("unencodable request: got %v, want an encoding error", err)
+	}
+}
+
+// rawRequest builds a signed, sealed request from c as Call would, after
+// letting mutate change the envelope before sealing and signing.
+func rawRequest(t *testing.T, c *Client, dst uint32, cmd string, req any, mutate func(*Envelope)) (*Envelope, []byte) {
+	t.Helper()
+	body, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.peers.get(context.Background(), dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := newID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &Envelope{Kind: KindRequest, Flags: FlagSealed, ID: id, Src: c.twin, Dst: dst,
+		Timestamp: time.Now(), TTL: 10 * time.Second, Command: cmd}
+	if mutate != nil {
+		mutate(env)
+	}
+	if env.Flags&FlagSealed != 0 {
+		if env.Payload, err = seal(p.aead, env.header(), body); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		env.Payload = body
+	}
+	wire, err := env.Sign(c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, wire
+}
+
+// send sends raw bytes to twin dst's inbox and reads the answer as c would.
+func send(t *testing.T, c *Client, dst uint32, req *Envelope, wire []byte) error {
+	t.Helper()
+	msg, err := c.nc.Request(RequestSubject(dst), wire, 10*time.Second)
+	if err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	p, err := c.peers.get(context.Background(), dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.readReply(context.Background(), req, p, msg.Data, nil)
+}
+
+func TestRejections(t *testing.T) {
+	g, c, _ := setup(t)
+	attacker := mustKey(t)
+
+	tests := []struct {
+		name string
+		// build returns the request envelope (for reading the answer) and
+		// the bytes to send.
+		build func(t *testing.T) (*Envelope, []byte)
+		code  int
+		want  string
+	}{
+		{
+			name: "forged signature",
+			build: func(t *testing.T) (*Envelope, []byte) {
+				env, _ := rawRequest(t, c, 2, "test.echo", echoReq{Msg: "hi"}, nil)
+				wire, err := env.Sign(attacker) // claims twin 1, signed by another key
+				if err != nil {
+					t.Fatal(err)
+				}
+				return env, wire
+			},
+			code: CodeUnauthorized, want: "does not verify against twin 1's key",
+		},
+		{
+			name: "tampered payload",
+			build: func(t *testing.T) (*Envelope, []byte) {
+				env, wire := rawRequest(t, c, 2, "test.echo", echoReq{Msg: "hi"}, nil)
+				wire[len(wire)-sigSize-1] ^= 1
+				return env, wire
+			},
+			code: CodeUnauthorized, want: "does not verify",
+		},
+		{
+			name: "expired",
+			build: func(t *testing.T) (*Envelope, []byte) {
+				return rawRequest(t, c, 2, "test.echo", echoReq{}, func(e *Envelope) {
+					e.Timestamp = time.Now().Add(-2 * time.Minute)
+					e.TTL = time.Minute
+				})
+			},
+			code: CodeExpired, want: "expired",
+		},
+		{
+			name: "from the future",
+			build: func(t *testing.T) (*Envelope, []byte) {
+				return rawRequest(t, c, 2, "test.echo", echoReq{}, func(e *Envelope) {
+					e.Timestamp = time.Now().Add(10 * time.Minute)
+				})
+			},
+			code: CodeExpired, want: "in the future",
+		},
+		{
+			name: "ttl over the limit",
+			build: func(t *testing.T) (*Envelope, []byte) {
+				return rawRequest(t, c, 2, "test.echo", echoReq{}, func(e *Envelope) { e.TTL = time.Hour })
+			},
+			code: CodeMalformed, want: "over the limit",
+		},
+		{
+			name: "wrong destination",
+			build: func(t *testing.T) (*Envelope, []byte) {
+				// Addressed to twin 3, delivered to twin 2's inbox.
+				g.twin(t, 3)
+				env, wire := rawRequest(t, c, 3, "test.echo", echoReq{}, nil)
+				answered := *env
+				answered.Dst = 2 // the reply comes from twin 2
+				return &answered, wire
+			},
+			code: CodeWrongDest, want: "envelope for twin 3 reached twin 2",
+		},
+		{
+			name: "unknown source twin",
+			build: func(t *testing.T) (*Envelope, []byte) {
+				return rawRequest(t, c, 2, "test.echo", echoReq{}, func(e *Envelope) { e.Src = 77 })
+			},
+			code: CodeUnauthorized, want: "unknown source twin 77",
+		},
+		{
+			name: "payload not encrypted",
+			build: func(t *testing.T) (*Envelope, []byte) {
+				return rawRequest(t, c, 2, "test.echo", echoReq{}, func(e *Envelope) { e.Flags = 0 })
+			},
+			code: CodeUnauthorized, want: "not encrypted",
+		},
+		{
+			name: "oversized payload",
+			build: func(t *testing.T) (*Envelope, []byte) {
+				return rawRequest(t, c, 2, "test.echo", echoReq{Msg: strings.Repeat("x", DefaultMaxPayload+10)}, nil)
+			},
+			code: CodeTooLarge, want: "limit",
+		},
+		{
+			name: "reply sent as request",
+			build: func(t *testing.T) (*Envelope, []byte) {
+				env, wire := rawRequest(t, c, 2, "test.echo", echoReq{}, func(e *Envelope) { e.Kind = KindReply })
+				return env, wire
+			},
+			code: CodeMalformed, want: "reply envelope sent as a request",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, wire := tt.build(t)
+			err := send(t, c, 2, env, wire)
+			var re *RemoteError
+			if !errors.As(err, &re) {
+				t.Fatalf("got %v, want a *RemoteError", err)
+			}
+			if re.Code != tt.code || !strings.Contains(re.Message, tt.want) {
+				t.Errorf("got %d %q, want %d containing %q", re.Code, re.Message, tt.code, tt.want)
+			}
+		})
+	}
+}
+
+func TestReplay(t *testing.T) {
+	_, c, _ := setup(t)
+	env, wire := rawRequest(t, c, 2, "test.echo", echoReq{Msg: "once"}, nil)
+	if err := send(t, c, 2, env, wire); err != nil {
+		t.Fatalf("first delivery: %v", err)
+	}
+	err := send(t, c, 2, env, wire)
+	if !errors.Is(err, ErrReplay) {
+		t.Fatalf("second delivery: got %v, want ErrReplay", err)
+	}
+	if !strings.Contains(err.Error(), "already received") {
+		t.Errorf("got %q, want a message saying it was already received", err)
+	}
+}
+
+func TestMalformed(t *testing.T) {
+	g, c, _ := setup(t)
+	k2, _ := g.resolver.TwinKey(context.Background(), 2)
+	for _, data := range [][]byte{
+		[]byte("hello"),
+		bytes.Repeat([]byte{0}, 200),
+		append([]byte("ZRMB\x01\x01\x01\x00"), bytes.Repeat([]byte{1}, 200)...),
+	} {
+		msg, err := c.nc.Request(RequestSubject(2), data, 5*time.Second)
+		if err != nil {
+			t.Fatalf("request: %v", err)
+		}
+		r, err := Decode(msg.Data)
+		if err != nil {
+			t.Fatalf("decoding error reply: %v", err)
+		}
+		if !r.Verify(k2) || r.Kind != KindError || r.Src != 2 {
+			t.Fatalf("got %s from %d (verified %v), want an error signed by twin 2", r.Kind, r.Src, r.Verify(k2))
+		}
+		var re RemoteError
+		if err := json.Unmarshal(r.Payload, &re); err != nil {
+			t.Fatalf("decoding error: %v", err)
+		}
+		if re.Code != CodeMalformed {
+			t.Errorf("got code %d (%s), want %d", re.Code, re.Message, CodeMalformed)
+		}
+	}
+}
+
+func TestWireCarriesNoPlaintext(t *testing.T) {
+	g := newTestGrid(t)
+	const secretReq, secretResp = "wg-private-key-SECRET-1234", "zdb-password-SECRET-5678"
+	k1, k2 := g.twin(t, 1), g.twin(t, 2)
+	g.serve(t, 2, k2, map[string]HandlerFunc{
+		"test.secret": func(_ context.Context, _ uint32, p []byte) (any, error) {
+			if !bytes.Contains(p, []byte(secretReq)) {
+				return nil, errors.New("secret missing")
+			}
+			return map[string]string{"password": secretResp}, nil
+		},
+	})
+
+	// A system key sees every subject.
+	spy := g.connect(t, g.system)
+	var mu sync.Mutex
+	var captured []*nats.Msg
+	sub, err := spy.Subscribe(">", func(m *nats.Msg) {
+		mu.Lock()
+		captured = append(captured, m)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spy.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	c := NewClient(g.connect(t, k1), 1, k1, g.resolver)
+	var got map[string]string
+	if err := c.Call(ctxTimeout(t, 10*time.Second), 2, "test.secret", map[string]string{"key": secretReq}, &got); err != nil {
+		t.Fatalf("Call: %v", err)
+	}
+	if got["password"] != secretResp {
+		t.Fatalf("got %v, want the password", got)
+	}
+	if err := spy.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	_ = sub.Unsubscribe()
+
+	mu.Lock()
+	defer mu.Unlock()
+	var sawReq, sawReply bool
+	for _, m := range captured {
+		for _, s := range []string{secretReq, secretResp, "password", "wg-private"} {
+			if bytes.Contains(m.Data, []byte(s)) {
+				t.Errorf("message on %s carries %q in the clear", m.Subject, s)
+			}
+		}
+		sawReq = sawReq || m.Subject == RequestSubject(2)
+		sawReply = sawReply || strings.HasPrefix(m.Subject, InboxPrefix(k1.Public()))
+	}
+	if !sawReq || !sawReply {
+		t.Errorf("captured %d messages (request %v, reply %v), want both the request and the reply", len(captured), sawReq, sawReply)
+	}
+}
+
+func TestHangingHandlerDoesNotBlockOthers(t *testing.T) {
+	g := newTestGrid(t)
+	k1, k2 := g.twin(t, 1), g.twin(t, 2)
+	release := make(chan struct{})
+	entered := make(chan struct{}, 16)
+	g.serve(t, 2, k2, map[string]HandlerFunc{
+		"test.echo": echo,
+		// Ignores its context: only the test's end releases it.
+		"test.hang": func(context.Context, uint32, []byte) (any, error) {
+			entered <- struct{}{}
+			<-release
+			return "late", nil
+		},
+	}, WithConcurrency(4, 0))
+	t.Cleanup(func() { close(release) }) // runs before the server stops
+	c := NewClient(g.connect(t, k1), 1, k1, g.resolver)
+
+	// Two hung calls hold two of the four workers.
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for range 2 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			errs <- c.Call(ctx, 2, "test.hang", echoReq{}, nil)
+		})
+	}
+	for range 2 {
+		select {
+		case <-entered:
+		case <-time.After(5 * time.Second):
+			t.Fatal("hang handler not entered after 5s")
+		}
+	}
+	// Others are answered meanwhile.
+	for i := range 20 {
+		var r echoResp
+		if err := c.Call(ctxTimeout(t, 5*time.Second), 2, "test.echo", echoReq{Msg: fmt.Sprint(i)}, &r); err != nil {
+			t.Fatalf("echo while others hang: %v", err)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, ErrTimeout) {
+			t.Errorf("hung call: got %v, want ErrTimeout", err)
+		}
+	}
+}
+
+func TestHandlerBoundedByTTL(t *testing.T) {
+	g := newTestGrid(t)
+	k1, k2 := g.twin(t, 1), g.twin(t, 2)
+	ended := make(chan error, 1)
+	g.serve(t, 2, k2, map[string]HandlerFunc{
+		"test.slow": func(ctx context.Context, _ uint32, _ []byte) (any, error) {
+			<-ctx.Done()
+			ended <- ctx.Err()
+			return nil, ctx.Err()
+		},
+	})
+	c := NewClient(g.connect(t, k1), 1, k1, g.resolver)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := c.Call(ctx, 2, "test.slow", echoReq{}, nil)
+	if !errors.Is(err, ErrTimeout) {
+		t.Errorf("got %v, want ErrTimeout", err)
+	}
+	select {
+	case err := <-ended:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("handler context ended with %v, want DeadlineExceeded", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("handler context still alive %s after a 300ms ttl", time.Since(start))
+	}
+}
+
+func TestConcurrentCalls(t *testing.T) {
+	g := newTestGrid(t)
+	k2 := g.twin(t, 2)
+	g.serve(t, 2, k2, map[string]HandlerFunc{"test.echo": echo})
+	const clients, goroutines, calls = 3, 16, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, clients*goroutines)
+	for ci := range clients {
+		twin := uint32(10 + ci)
+		k := g.twin(t, twin)
+		c := NewClient(g.connect(t, k), twin, k, g.resolver)
+		for gi := range goroutines {
+			wg.Go(func() {
+				for i := range calls {
+					msg := fmt.Sprintf("%d-%d-%d", twin, gi, i)
+					var r echoResp
+					if err := c.Call(ctxTimeout(t, 20*time.Second), 2, "test.echo", echoReq{Msg: msg}, &r); err != nil {
+						errs <- err
+						return
+					}
+					if r.Msg != msg || r.Src != twin {
+						errs <- fmt.Errorf("got %+v, want %s from %d", r, msg, twin)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestKeyCache(t *testing.T) {
+	g, c, _ := setup(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	for range 10 {
+		if err := c.Call(ctx, 2, "test.echo", echoReq{}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.resolver.mu.Lock()
+	calls := g.resolver.calls
+	g.resolver.mu.Unlock()
+	// One lookup by the client (twin 2), one by the server (twin 1).
+	if calls != 2 {
+		t.Errorf("got %d resolver calls for 10 requests, want 2", calls)
+	}
+}
+
+func TestServeStopsOnClosedConnection(t *testing.T) {
+	g := newTestGrid(t)
+	k := g.twin(t, 5)
+	nc, err := Connect(g.url, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(nc, 5, k, g.resolver, discardLog())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(context.Background()) }()
+	time.Sleep(100 * time.Millisecond)
+	nc.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, nats.ErrConnectionClosed) {
+			t.Errorf("got %v, want ErrConnectionClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve still running 10s after its connection closed")
+	}
+}
