@@ -35,39 +35,28 @@ func (Btrfs) QuotaEnable(mnt string) error {
 	return nil
 }
 
-// SubvolumeCreate creates a subvolume at path.
+// SubvolumeCreate creates a subvolume at path (BTRFS_IOC_SUBVOL_CREATE).
 func (Btrfs) SubvolumeCreate(path string) error {
-	if _, err := run("btrfs", "subvolume", "create", path); err != nil {
+	if err := subvolCreate(path); err != nil {
 		return fmt.Errorf("creating subvolume %s: %w", path, err)
 	}
 	return nil
 }
 
-// SubvolumeDelete deletes the subvolume at path and destroys its qgroup so no
-// stale accounting is left behind.
-func (b Btrfs) SubvolumeDelete(path string) error {
-	id, idErr := run("btrfs", "inspect-internal", "rootid", path)
-	if _, err := run("btrfs", "subvolume", "delete", path); err != nil {
+// SubvolumeDelete deletes the subvolume at path with its content
+// (BTRFS_IOC_SNAP_DESTROY). Its qgroup turns stale and is skipped by Qgroups.
+func (Btrfs) SubvolumeDelete(path string) error {
+	if err := subvolDestroy(path); err != nil {
 		return fmt.Errorf("deleting subvolume %s: %w", path, err)
-	}
-	if idErr == nil {
-		// Best effort: the kernel may still hold the qgroup while the
-		// cleaner drops the tree; a stale qgroup only costs a line.
-		parent := path[:strings.LastIndex(path, "/")+1]
-		_, _ = run("btrfs", "qgroup", "destroy", "0/"+strings.TrimSpace(id), parent)
 	}
 	return nil
 }
 
-// Limit sets the referenced-bytes limit of the subvolume at path; 0 removes
-// the limit.
+// Limit sets the referenced-bytes limit of the subvolume at path
+// (BTRFS_IOC_QGROUP_LIMIT); 0 removes the limit.
 func (Btrfs) Limit(path string, size uint64) error {
-	v := "none"
-	if size > 0 {
-		v = strconv.FormatUint(size, 10)
-	}
-	if _, err := run("btrfs", "qgroup", "limit", v, path); err != nil {
-		return fmt.Errorf("setting qgroup limit of %s to %s: %w", path, v, err)
+	if err := qgroupLimit(path, size); err != nil {
+		return fmt.Errorf("setting qgroup limit of %s to %d: %w", path, size, err)
 	}
 	return nil
 }

@@ -62,7 +62,25 @@ func TestOnLoop(t *testing.T) {
 	if err := b.SubvolumeDelete(vol); err == nil {
 		t.Error("deleting twice: want an error")
 	}
-	if err := b.Limit(filepath.Join(mnt, "missing"), 1); err == nil || !strings.Contains(err.Error(), "btrfs qgroup limit") {
-		t.Errorf("limit on a missing path: got %v, want the argv in the error", err)
+	if err := b.Limit(filepath.Join(mnt, "missing"), 1); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("limit on a missing path: got %v, want an error naming it", err)
+	}
+	if _, err := b.Qgroup(filepath.Join(mnt, "missing")); err == nil || !strings.Contains(err.Error(), "btrfs qgroup show") {
+		t.Errorf("qgroup of a missing path: got %v, want the argv in the error", err)
+	}
+	// Limits through the ioctl are enforced and can be lifted.
+	lim := filepath.Join(mnt, "lim")
+	if err := b.SubvolumeCreate(lim); err != nil {
+		t.Fatal(err)
+	}
+	b.Limit(lim, 4<<20)
+	if err := os.WriteFile(filepath.Join(lim, "f"), make([]byte, 8<<20), 0o644); err == nil || !strings.Contains(err.Error(), "disk quota exceeded") {
+		t.Errorf("write past the limit: got %v, want disk quota exceeded", err)
+	}
+	if err := b.Limit(lim, 0); err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := b.Qgroup(lim); q.Limit != 0 {
+		t.Errorf("limit after removing: %d", q.Limit)
 	}
 }
