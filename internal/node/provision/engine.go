@@ -1,0 +1,595 @@
+// Package provision is the node's provision engine: a bbolt store of
+// deployments with an append-only history of workload results, a durable
+// job queue, and an engine that runs jobs through the managers of each
+// workload type in the install order of the original (reverse order to
+// remove). Jobs of different deployments run in parallel, the workloads of
+// one deployment in order. A job leaves the queue only when it finished, and
+// managers are idempotent, so a crash or reboot replays safely.
+package provision
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/zos-go/zos/internal/gridtypes"
+)
+
+// Workload is what a manager gets: the workload, its id and its deployment.
+type Workload struct {
+	gridtypes.Workload
+	ID         gridtypes.WorkloadID
+	Deployment *gridtypes.Deployment
+}
+
+// Manager provisions the workloads of one type. Provision must be
+// idempotent: called for a workload that already exists, it returns the
+// existing result and changes nothing.
+type Manager interface {
+	Provision(ctx context.Context, wl *Workload) (any, error)
+	Deprovision(ctx context.Context, wl *Workload) error
+}
+
+// Updater is a Manager that can change a workload in place.
+type Updater interface {
+	Update(ctx context.Context, wl *Workload) (any, error)
+}
+
+// UnchangedError is returned by Update when the change cannot be applied
+// and the old configuration keeps running (state "unchanged").
+type UnchangedError struct{ Err error }
+
+func (e *UnchangedError) Error() string { return e.Err.Error() }
+func (e *UnchangedError) Unwrap() error { return e.Err }
+
+// Unchanged wraps err as an UnchangedError.
+func Unchanged(err error) error { return &UnchangedError{Err: err} }
+
+// ErrNoCapacity is returned when a workload does not fit on the node.
+var ErrNoCapacity = errors.New("not enough capacity")
+
+// Resources tells the engine what the node has and what the system keeps.
+type Resources interface {
+	Total() gridtypes.Capacity
+	Reserved() gridtypes.Capacity
+}
+
+// installOrder is the order in which types are provisioned (reverse to
+// remove), as the original: disks and volumes first, then networks, IPs,
+// machines and logs, then the rest.
+var installOrder = []gridtypes.WorkloadType{
+	gridtypes.ZMountType, gridtypes.VolumeType, gridtypes.QuantumSafeFSType,
+	gridtypes.NetworkType, gridtypes.NetworkLightType, gridtypes.PublicIPv4Type, gridtypes.PublicIPType,
+	gridtypes.ZMachineType, gridtypes.ZMachineLightType, gridtypes.ZLogsType,
+	gridtypes.ZDBType, gridtypes.GatewayNameProxyType, gridtypes.GatewayFQDNProxyType,
+}
+
+func typeRank(t gridtypes.WorkloadType) int {
+	for i, x := range installOrder {
+		if x == t {
+			return i
+		}
+	}
+	return len(installOrder)
+}
+
+// sortInstall orders workloads for installation: by type rank, then (for
+// disks and volumes) bigger first, then as given.
+func sortInstall(wls []*gridtypes.Workload) {
+	size := func(w *gridtypes.Workload) uint64 {
+		c, err := w.Capacity()
+		if err != nil {
+			return 0
+		}
+		return c.SRU
+	}
+	sort.SliceStable(wls, func(i, j int) bool {
+		ri, rj := typeRank(wls[i].Type), typeRank(wls[j].Type)
+		if ri != rj {
+			return ri < rj
+		}
+		if wls[i].Type.IsAny(gridtypes.ZMountType, gridtypes.VolumeType) {
+			return size(wls[i]) > size(wls[j])
+		}
+		return false
+	})
+}
+
+// Config of the engine.
+type Config struct {
+	// Workers bounds how many deployments progress at once.
+	Workers int
+	// OnJobDone, if set, is called after each job with the deployment it
+	// touched (used to report capacity per contract).
+	OnJobDone func(twin uint32, contract uint64)
+}
+
+// Engine runs the jobs of the store.
+type Engine struct {
+	cfg      Config
+	store    *Store
+	managers map[gridtypes.WorkloadType]Manager
+	res      Resources
+	log      *slog.Logger
+	wake     chan struct{}
+
+	mu       sync.Mutex // guards pending, inflight, reserved
+	pending  []Job
+	inflight map[string]bool                             // deployment key -> a job runs
+	reserved map[gridtypes.WorkloadID]gridtypes.Capacity // capacity of workloads being provisioned
+}
+
+// NewEngine returns an engine over store with a manager per type.
+func NewEngine(cfg Config, store *Store, managers map[gridtypes.WorkloadType]Manager, res Resources, log *slog.Logger) *Engine {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	return &Engine{
+		cfg: cfg, store: store, managers: managers, res: res, log: log,
+		wake:     make(chan struct{}, 1),
+		inflight: map[string]bool{},
+		reserved: map[gridtypes.WorkloadID]gridtypes.Capacity{},
+	}
+}
+
+// Supports reports whether the engine has a manager for t.
+func (e *Engine) Supports(t gridtypes.WorkloadType) bool { _, ok := e.managers[t]; return ok }
+
+// CanUpdate reports whether the manager of t can update in place.
+func (e *Engine) CanUpdate(t gridtypes.WorkloadType) bool {
+	_, ok := e.managers[t].(Updater)
+	return ok
+}
+
+// Store returns the engine's store.
+func (e *Engine) Store() *Store { return e.store }
+
+// Provision stores a new deployment and queues its provisioning.
+func (e *Engine) Provision(d *gridtypes.Deployment) error {
+	if err := e.store.Create(d, Job{Kind: JobProvision, Twin: d.TwinID, Contract: d.ContractID}); err != nil {
+		return err
+	}
+	e.reload()
+	return nil
+}
+
+// Update stores the new definition of a deployment and queues the ops.
+func (e *Engine) Update(d *gridtypes.Deployment, ops []gridtypes.Op) error {
+	job := Job{Kind: JobUpdate, Twin: d.TwinID, Contract: d.ContractID}
+	for _, op := range ops {
+		switch op.Kind {
+		case gridtypes.OpRemove:
+			job.Removed = append(job.Removed, *op.Workload)
+		case gridtypes.OpUpdate:
+			job.Updated = append(job.Updated, op.Workload.Name)
+		}
+	}
+	if err := e.store.Update(d, job); err != nil {
+		return err
+	}
+	e.reload()
+	return nil
+}
+
+// Deprovision queues the removal of a deployment.
+func (e *Engine) Deprovision(twin uint32, contract uint64, reason string) error {
+	if _, err := e.store.Get(twin, contract); err != nil {
+		return err
+	}
+	if _, err := e.store.Enqueue(Job{Kind: JobDeprovision, Twin: twin, Contract: contract, Reason: reason}); err != nil {
+		return err
+	}
+	e.reload()
+	return nil
+}
+
+// reload re-reads the queue and wakes the scheduler.
+func (e *Engine) reload() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run re-provisions every active deployment (a start is a reboot: the
+// managers see what exists and leave it), purges fully deleted ones, then
+// runs queued jobs until ctx ends.
+func (e *Engine) Run(ctx context.Context) error {
+	if err := e.boot(); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, e.cfg.Workers)
+	for {
+		jobs, err := e.store.Jobs()
+		if err != nil {
+			return fmt.Errorf("reading job queue: %w", err)
+		}
+		e.mu.Lock()
+		e.pending = jobs
+		var start []Job
+		blocked := map[string]bool{}
+		for _, j := range e.pending {
+			k := string(depKey(j.Twin, j.Contract))
+			if e.inflight[k] || blocked[k] {
+				blocked[k] = true
+				continue
+			}
+			blocked[k] = true
+			start = append(start, j)
+		}
+		e.mu.Unlock()
+		for _, j := range start {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return nil
+			default:
+				continue // all workers busy: picked up after the next wake
+			}
+			k := string(depKey(j.Twin, j.Contract))
+			e.mu.Lock()
+			e.inflight[k] = true
+			e.mu.Unlock()
+			wg.Add(1)
+			go func(j Job) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				e.runJob(ctx, j)
+				e.mu.Lock()
+				delete(e.inflight, k)
+				e.mu.Unlock()
+				e.reload()
+			}(j)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.wake:
+		}
+	}
+}
+
+// boot purges deleted deployments and queues re-provisioning of active ones
+// that have no job queued.
+func (e *Engine) boot() error {
+	all, err := e.store.All()
+	if err != nil {
+		return err
+	}
+	jobs, err := e.store.Jobs()
+	if err != nil {
+		return err
+	}
+	queued := map[string]bool{}
+	for _, j := range jobs {
+		queued[string(depKey(j.Twin, j.Contract))] = true
+	}
+	for _, d := range all {
+		if !Active(d) && len(d.Workloads) > 0 {
+			if err := e.store.Delete(d.TwinID, d.ContractID); err != nil {
+				return err
+			}
+			continue
+		}
+		if queued[string(depKey(d.TwinID, d.ContractID))] {
+			continue
+		}
+		if _, err := e.store.Enqueue(Job{Kind: JobProvision, Twin: d.TwinID, Contract: d.ContractID, NoValidation: true}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *Engine) runJob(ctx context.Context, j Job) {
+	log := e.log.With("job", j.Seq, "kind", j.Kind, "deployment", gridtypes.NewDeploymentID(j.Twin, j.Contract))
+	var err error
+	switch j.Kind {
+	case JobProvision:
+		err = e.provision(ctx, j)
+	case JobUpdate:
+		err = e.update(ctx, j)
+	case JobDeprovision:
+		err = e.deprovision(ctx, j)
+	default:
+		err = fmt.Errorf("unknown job kind %q", j.Kind)
+	}
+	if ctx.Err() != nil {
+		// Shutting down: keep the job, it replays on the next start.
+		return
+	}
+	if err != nil {
+		log.Error("job_failed", "err", err)
+	}
+	if err := e.store.Done(j.Seq); err != nil {
+		log.Error("job_done_failed", "err", err)
+	}
+	if e.cfg.OnJobDone != nil {
+		e.cfg.OnJobDone(j.Twin, j.Contract)
+	}
+}
+
+func (e *Engine) workload(d *gridtypes.Deployment, wl *gridtypes.Workload) *Workload {
+	return &Workload{Workload: *wl, ID: d.WorkloadID(wl.Name), Deployment: d}
+}
+
+// record stores a new result of wl.
+func (e *Engine) record(d *gridtypes.Deployment, wl gridtypes.Workload, state gridtypes.ResultState, data any, msg string) error {
+	wl.Result = gridtypes.Result{Created: gridtypes.Timestamp(time.Now().Unix()), State: state, Error: msg}
+	if data != nil {
+		b, err := json.Marshal(data)
+		if err != nil {
+			return fmt.Errorf("encoding result of %s: %w", wl.Name, err)
+		}
+		wl.Result.Data = b
+	}
+	return e.store.SetResult(d.TwinID, d.ContractID, wl)
+}
+
+func (e *Engine) provision(ctx context.Context, j Job) error {
+	d, err := e.store.Get(j.Twin, j.Contract)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	wls := make([]*gridtypes.Workload, 0, len(d.Workloads))
+	for i := range d.Workloads {
+		wls = append(wls, &d.Workloads[i])
+	}
+	sortInstall(wls)
+	for _, wl := range wls {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := e.install(ctx, d, wl, j.NoValidation); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// install provisions one workload unless it is already done (or failed, or
+// was deleted: those are never retried by themselves). At boot, workloads
+// that are ok are provisioned again so that what the reboot lost is
+// rebuilt; a result identical to the current one is not recorded again.
+func (e *Engine) install(ctx context.Context, d *gridtypes.Deployment, wl *gridtypes.Workload, boot bool) error {
+	state := wl.Result.State
+	if state.IsAny(gridtypes.StateDeleted, gridtypes.StateError) {
+		return nil
+	}
+	if state.IsOkay() && !boot {
+		return nil
+	}
+	mgr, ok := e.managers[wl.Type]
+	if !ok {
+		return e.record(d, *wl, gridtypes.StateError, nil, fmt.Sprintf("workload type %q is not supported on this node", wl.Type))
+	}
+	w := e.workload(d, wl)
+	if !state.IsOkay() {
+		release, err := e.reserve(w)
+		if err != nil {
+			return e.record(d, *wl, gridtypes.StateError, nil, err.Error())
+		}
+		defer release()
+	}
+	data, err := mgr.Provision(ctx, w)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		if state.IsOkay() {
+			// It ran before the reboot and cannot be rebuilt now.
+			return e.record(d, *wl, gridtypes.StateError, nil, fmt.Sprintf("restoring after restart: %v", err))
+		}
+		return e.record(d, *wl, gridtypes.StateError, nil, err.Error())
+	}
+	if state.IsOkay() {
+		b, _ := json.Marshal(data)
+		if string(b) == string(wl.Result.Data) {
+			return nil
+		}
+	}
+	return e.record(d, *wl, gridtypes.StateOk, data, "")
+}
+
+// reserve checks that w fits next to everything else and holds its capacity
+// until release.
+func (e *Engine) reserve(w *Workload) (release func(), err error) {
+	need, err := w.Capacity()
+	if err != nil {
+		return nil, err
+	}
+	if need.Zero() {
+		return func() {}, nil
+	}
+	used, err := e.Used()
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, c := range e.reserved {
+		used.Add(c)
+	}
+	total, sys := e.res.Total(), e.res.Reserved()
+	check := func(name string, need, used, sys, total uint64) error {
+		if need == 0 {
+			return nil
+		}
+		if used+sys+need > total {
+			free := int64(total) - int64(used) - int64(sys)
+			return fmt.Errorf("%w: %s needs %d bytes, %d free (total %d, used %d, reserved by the system %d)", ErrNoCapacity, name, need, max(free, 0), total, used, sys)
+		}
+		return nil
+	}
+	if err := check("memory", need.MRU, used.MRU, sys.MRU, total.MRU); err != nil {
+		return nil, err
+	}
+	if err := check("SSD", need.SRU, used.SRU, sys.SRU, total.SRU); err != nil {
+		return nil, err
+	}
+	if err := check("HDD", need.HRU, used.HRU, sys.HRU, total.HRU); err != nil {
+		return nil, err
+	}
+	e.reserved[w.ID] = need
+	return func() {
+		e.mu.Lock()
+		delete(e.reserved, w.ID)
+		e.mu.Unlock()
+	}, nil
+}
+
+// Used sums the capacity of every workload that runs (ok or paused).
+func (e *Engine) Used() (gridtypes.Capacity, error) {
+	all, err := e.store.All()
+	if err != nil {
+		return gridtypes.Capacity{}, err
+	}
+	var used gridtypes.Capacity
+	for _, d := range all {
+		c, err := UsedBy(d)
+		if err != nil {
+			return gridtypes.Capacity{}, err
+		}
+		used.Add(c)
+	}
+	return used, nil
+}
+
+// UsedBy sums the capacity of the running workloads of one deployment.
+func UsedBy(d *gridtypes.Deployment) (gridtypes.Capacity, error) {
+	var used gridtypes.Capacity
+	for i := range d.Workloads {
+		if !d.Workloads[i].Result.State.IsOkay() {
+			continue
+		}
+		c, err := d.Workloads[i].Capacity()
+		if err != nil {
+			return used, err
+		}
+		used.Add(c)
+	}
+	return used, nil
+}
+
+func (e *Engine) update(ctx context.Context, j Job) error {
+	d, err := e.store.Get(j.Twin, j.Contract)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for i := range j.Removed {
+		wl := j.Removed[i]
+		if wl.Result.State.IsAny(gridtypes.StateDeleted) {
+			continue
+		}
+		if err := e.uninstall(ctx, d, &wl, "removed by an update"); err != nil {
+			return err
+		}
+	}
+	updated := map[string]bool{}
+	for _, n := range j.Updated {
+		updated[n] = true
+	}
+	wls := make([]*gridtypes.Workload, 0, len(d.Workloads))
+	for i := range d.Workloads {
+		wls = append(wls, &d.Workloads[i])
+	}
+	sortInstall(wls)
+	for _, wl := range wls {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !updated[wl.Name] {
+			if err := e.install(ctx, d, wl, false); err != nil {
+				return err
+			}
+			continue
+		}
+		if !wl.Result.State.IsAny(gridtypes.StateOk, gridtypes.StateUnChanged) {
+			// Not running: provision it with its new definition.
+			if err := e.install(ctx, d, wl, false); err != nil {
+				return err
+			}
+			continue
+		}
+		up, ok := e.managers[wl.Type].(Updater)
+		if !ok {
+			if err := e.record(d, *wl, gridtypes.StateUnChanged, wl.Result.Data, fmt.Sprintf("a %s cannot be updated", wl.Type)); err != nil {
+				return err
+			}
+			continue
+		}
+		data, err := up.Update(ctx, e.workload(d, wl))
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var unchanged *UnchangedError
+		switch {
+		case errors.As(err, &unchanged):
+			err = e.record(d, *wl, gridtypes.StateUnChanged, json.RawMessage(wl.Result.Data), unchanged.Error())
+		case err != nil:
+			err = e.record(d, *wl, gridtypes.StateError, nil, err.Error())
+		default:
+			err = e.record(d, *wl, gridtypes.StateOk, data, "")
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// uninstall removes one workload and records the outcome.
+func (e *Engine) uninstall(ctx context.Context, d *gridtypes.Deployment, wl *gridtypes.Workload, reason string) error {
+	mgr, ok := e.managers[wl.Type]
+	if !ok {
+		return e.record(d, *wl, gridtypes.StateDeleted, nil, reason)
+	}
+	if err := mgr.Deprovision(ctx, e.workload(d, wl)); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return e.record(d, *wl, gridtypes.StateError, nil, fmt.Sprintf("deleting: %v", err))
+	}
+	return e.record(d, *wl, gridtypes.StateDeleted, nil, reason)
+}
+
+func (e *Engine) deprovision(ctx context.Context, j Job) error {
+	d, err := e.store.Get(j.Twin, j.Contract)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	wls := make([]*gridtypes.Workload, 0, len(d.Workloads))
+	for i := range d.Workloads {
+		wls = append(wls, &d.Workloads[i])
+	}
+	sortInstall(wls)
+	for i := len(wls) - 1; i >= 0; i-- {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		wl := wls[i]
+		if wl.Result.State == gridtypes.StateDeleted {
+			continue
+		}
+		if err := e.uninstall(ctx, d, wl, j.Reason); err != nil {
+			return err
+		}
+	}
+	return nil
+}
