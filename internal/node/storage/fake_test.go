@@ -59,6 +59,8 @@ func (f *fakeSys) List() ([]blockdev.Disk, error) {
 }
 
 func (f *fakeSys) Stat(dev string) (blockdev.Disk, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	d, ok := f.disks[dev]
 	if !ok {
 		return blockdev.Disk{}, fmt.Errorf("no disk %s", dev)
@@ -66,11 +68,17 @@ func (f *fakeSys) Stat(dev string) (blockdev.Disk, error) {
 	return d, nil
 }
 
-func (f *fakeSys) Probe(path string) (blockdev.Signature, error) { return f.sigs[path], nil }
+func (f *fakeSys) Probe(path string) (blockdev.Signature, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sigs[path], nil
+}
 
 func (f *fakeSys) Attach(file string) (string, error) {
+	f.mu.Lock()
 	dev := fmt.Sprintf("/dev/loop%d", 10+len(f.disks))
 	f.addDisk(filepath.Base(dev), 1<<30, false, blockdev.Signature{})
+	f.mu.Unlock()
 	f.logf("attach %s", file)
 	return dev, nil
 }
@@ -90,6 +98,8 @@ func (f *fakeSys) Statfs(string) (mount.Stat, error) { return mount.Stat{}, nil 
 
 func (f *fakeSys) Mkfs(dev, label string) error {
 	f.logf("mkfs %s", dev)
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.sigs[dev] = blockdev.Signature{Type: "btrfs", Label: label}
 	return nil
 }
@@ -143,9 +153,11 @@ func (f *fakeSys) Allocate(path string, size uint64) error {
 	return os.WriteFile(path, make([]byte, 0), 0o600)
 }
 
+// take returns the recorded lines, sorted: disks are set up in parallel.
 func (f *fakeSys) take() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	sort.Strings(f.lines)
 	s := strings.Join(f.lines, "\n")
 	f.lines = nil
 	return s
@@ -182,8 +194,8 @@ func TestDiscoveryDecisions(t *testing.T) {
 	want := strings.Join([]string{
 		"mkfs /dev/sda",
 		"mount /dev/sda ROOT/mnt/zos-LABEL btrfs ",
-		"quota enable ROOT/mnt/zos-LABEL",
 		"mount /dev/sdd ROOT/mnt/zos-0123456789ab btrfs ",
+		"quota enable ROOT/mnt/zos-LABEL",
 	}, "\n")
 	if normalise(got) != want {
 		t.Errorf("kernel calls:\n%s\nwant:\n%s", normalise(got), want)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/zos-go/zos/internal/sys/blockdev"
 )
@@ -58,11 +59,32 @@ func (m *Module) Start(ctx context.Context) error {
 	for _, dev := range m.cfg.Devices {
 		cands = append(cands, candidate{dev: dev})
 	}
-	for _, c := range cands {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("starting storage: %w", err)
+	// Disks are independent: probe, format and mount them in parallel, then
+	// merge what was found in a fixed order.
+	results := make([]claim, len(cands))
+	var wg sync.WaitGroup
+	for i, c := range cands {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = m.claim(ctx, c)
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("starting storage: %w", err)
+	}
+	for i, r := range results {
+		if r.ignored != "" {
+			m.ignore(cands[i].dev, r.ignored)
+			continue
 		}
-		m.claimLocked(c)
+		m.pools = append(m.pools, r.pool)
+		if r.pool.broken != "" {
+			m.log.Error("pool_broken", "pool", r.pool.name, "dev", r.pool.dev, "reason", r.pool.broken)
+			continue
+		}
+		m.mergeLocked(r.pool, r.found)
 	}
 	sort.Slice(m.pools, func(i, j int) bool { return m.pools[i].name < m.pools[j].name })
 	if err := m.setupCacheLocked(); err != nil {
@@ -141,75 +163,89 @@ func (m *Module) newLabel() (string, error) {
 	return m.cfg.Prefix + "zos-" + hex.EncodeToString(b), nil
 }
 
-// claimLocked turns a candidate into a pool: adopt ours, format a blank one,
-// leave anything else alone.
-func (m *Module) claimLocked(c candidate) {
+// claim is what became of one candidate disk: ignored (with the reason) or a
+// pool (maybe broken) with what it holds.
+type claim struct {
+	ignored string
+	pool    *pool
+	found   found
+}
+
+// found is what a pool holds, read from the pool itself.
+type found struct {
+	volumes   map[string]uint64 // name -> limit
+	vdisks    map[string]uint64 // name -> size
+	device    bool
+	deviceLim uint64
+	cache     bool
+	cacheLim  uint64
+}
+
+// claim turns a candidate into a pool: adopt ours, format a blank one, leave
+// anything else alone. It touches no module state, so candidates run in
+// parallel.
+func (m *Module) claim(ctx context.Context, c candidate) claim {
+	if err := ctx.Err(); err != nil {
+		return claim{ignored: err.Error()}
+	}
 	disk, err := m.sys.Disks.Stat(c.dev)
 	if err != nil {
-		m.ignore(c.dev, err.Error())
-		return
+		return claim{ignored: err.Error()}
 	}
 	if len(disk.Partitions) > 0 {
-		m.ignore(c.dev, "has partitions "+strings.Join(disk.Partitions, ","))
-		return
+		return claim{ignored: "has partitions " + strings.Join(disk.Partitions, ",")}
 	}
 	if disk.ReadOnly {
-		m.ignore(c.dev, "is read-only")
-		return
+		return claim{ignored: "is read-only"}
 	}
 	sig, err := m.sys.Disks.Probe(c.dev)
 	if err != nil {
-		m.ignore(c.dev, err.Error())
-		return
+		return claim{ignored: err.Error()}
 	}
 	var label string
 	fresh := false
 	switch {
 	case sig.PartTable != "":
-		m.ignore(c.dev, "carries a "+sig.PartTable+" partition table")
-		return
+		return claim{ignored: "carries a " + sig.PartTable + " partition table"}
 	case sig.Type == "btrfs" && m.ours(sig.Label):
 		label = sig.Label
 	case sig.Type != "":
-		m.ignore(c.dev, fmt.Sprintf("carries a %s file system (label %q) that is not ours", sig.Type, sig.Label))
-		return
+		return claim{ignored: fmt.Sprintf("carries a %s file system (label %q) that is not ours", sig.Type, sig.Label)}
 	default:
 		if label, err = m.newLabel(); err != nil {
-			m.ignore(c.dev, err.Error())
-			return
+			return claim{ignored: err.Error()}
 		}
 		if err := m.sys.FS.Mkfs(c.dev, label); err != nil {
-			m.ignore(c.dev, err.Error())
-			return
+			return claim{ignored: err.Error()}
 		}
 		fresh = true
 		m.log.Info("pool_created", "pool", label, "dev", c.dev)
 	}
 	p := &pool{name: label, dev: c.dev, path: filepath.Join(m.cfg.Root, label), size: disk.Size, backing: c.backing}
-	m.pools = append(m.pools, p)
-	if err := m.mountLocked(p, c, fresh); err != nil {
+	f, err := m.mount(p, c, disk, fresh)
+	if err != nil {
 		p.broken = err.Error()
-		m.log.Error("pool_broken", "pool", p.name, "dev", p.dev, "err", err)
 	}
+	return claim{pool: p, found: f}
 }
 
-func (m *Module) mountLocked(p *pool, c candidate, fresh bool) error {
+func (m *Module) mount(p *pool, c candidate, disk blockdev.Disk, fresh bool) (found, error) {
 	mounted, err := m.sys.Mounts.Mounted(p.path)
 	if err != nil {
-		return fmt.Errorf("checking mount of pool %s: %w", p.name, err)
+		return found{}, fmt.Errorf("checking mount of pool %s: %w", p.name, err)
 	}
 	if !mounted {
 		if err := m.sys.Mounts.Mount(p.dev, p.path, "btrfs", ""); err != nil {
-			return fmt.Errorf("mounting pool %s: %w", p.name, err)
+			return found{}, fmt.Errorf("mounting pool %s: %w", p.name, err)
 		}
 	}
 	p.mounted = true
 	st, err := m.sys.Mounts.Statfs(p.path)
 	if err != nil {
-		return fmt.Errorf("checking pool %s: %w", p.name, err)
+		return found{}, fmt.Errorf("checking pool %s: %w", p.name, err)
 	}
 	if st.ReadOnly {
-		return fmt.Errorf("pool %s is mounted read-only", p.name)
+		return found{}, fmt.Errorf("pool %s is mounted read-only", p.name)
 	}
 	if st.Total > 0 {
 		p.size = st.Total
@@ -221,28 +257,24 @@ func (m *Module) mountLocked(p *pool, c candidate, fresh bool) error {
 		// (A seek-time probe on real hardware is still to do.)
 		t := c.typ
 		if t == "" {
-			disk, err := m.sys.Disks.Stat(p.dev)
-			if err != nil {
-				return fmt.Errorf("typing pool %s: %w", p.name, err)
-			}
 			t = SSD
 			if disk.Rotational {
 				t = HDD
 			}
 		}
 		if err := m.sys.FS.QuotaEnable(p.path); err != nil {
-			return fmt.Errorf("setting up pool %s: %w", p.name, err)
+			return found{}, fmt.Errorf("setting up pool %s: %w", p.name, err)
 		}
 		if err := writeMarker(p.path, marker{Type: t}); err != nil {
-			return fmt.Errorf("setting up pool %s: %w", p.name, err)
+			return found{}, fmt.Errorf("setting up pool %s: %w", p.name, err)
 		}
 		p.typ = t
 	case err != nil:
-		return fmt.Errorf("reading pool %s: %w", p.name, err)
+		return found{}, fmt.Errorf("reading pool %s: %w", p.name, err)
 	default:
 		p.typ = mk.Type
 	}
-	return m.scanLocked(p)
+	return m.scan(p)
 }
 
 func readMarker(dir string) (marker, error) {
@@ -275,16 +307,16 @@ func writeMarker(dir string, mk marker) error {
 	return nil
 }
 
-// scanLocked finds the volumes, vdisks, zdb device and cache of a mounted
-// pool, and counts what they hold against the pool.
-func (m *Module) scanLocked(p *pool) error {
+// scan reads the volumes, vdisks, zdb device and cache of a mounted pool.
+func (m *Module) scan(p *pool) (found, error) {
+	f := found{volumes: map[string]uint64{}, vdisks: map[string]uint64{}}
 	qgroups, err := m.sys.Quotas.Qgroups(p.path)
 	if err != nil {
-		return fmt.Errorf("scanning pool %s: %w", p.name, err)
+		return f, fmt.Errorf("scanning pool %s: %w", p.name, err)
 	}
 	entries, err := os.ReadDir(p.path)
 	if err != nil {
-		return fmt.Errorf("scanning pool %s: %w", p.name, err)
+		return f, fmt.Errorf("scanning pool %s: %w", p.name, err)
 	}
 	for _, e := range entries {
 		if !e.IsDir() {
@@ -295,32 +327,21 @@ func (m *Module) scanLocked(p *pool) error {
 		switch {
 		case name == vdisksName:
 			p.hasVdisks = true
-			if err := m.scanVdisksLocked(p); err != nil {
-				return err
+			if err := scanVdisks(p, f.vdisks); err != nil {
+				return f, err
 			}
 		case name == zdbName && subvol:
-			m.devices[p.name] = &device{pool: p, size: q.Limit, ready: true}
-			p.allocated += q.Limit
+			f.device, f.deviceLim = true, q.Limit
 		case name == cacheName && subvol:
-			if m.cache == nil {
-				m.cache, m.cacheLim = p, q.Limit
-				p.allocated += q.Limit
-			} else {
-				m.log.Warn("extra_cache_ignored", "pool", p.name)
-			}
+			f.cache, f.cacheLim = true, q.Limit
 		case subvol && ValidName(name) == nil:
-			if other, dup := m.volumes[name]; dup {
-				m.log.Warn("duplicate_volume_ignored", "volume", name, "pool", p.name, "kept_pool", other.pool.name)
-				continue
-			}
-			m.volumes[name] = &volume{pool: p, size: q.Limit, ready: true}
-			p.allocated += q.Limit
+			f.volumes[name] = q.Limit
 		}
 	}
-	return nil
+	return f, nil
 }
 
-func (m *Module) scanVdisksLocked(p *pool) error {
+func scanVdisks(p *pool, into map[string]uint64) error {
 	dir := filepath.Join(p.path, vdisksName)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -334,15 +355,51 @@ func (m *Module) scanVdisksLocked(p *pool) error {
 		if err != nil {
 			return fmt.Errorf("scanning vdisks of pool %s: %w", p.name, err)
 		}
-		if other, dup := m.vdisks[e.Name()]; dup {
-			m.log.Warn("duplicate_vdisk_ignored", "vdisk", e.Name(), "pool", p.name, "kept_pool", other.pool.name)
-			continue
-		}
-		size := uint64(info.Size())
-		m.vdisks[e.Name()] = &vdisk{pool: p, size: size, ready: true}
-		p.allocated += size
+		into[e.Name()] = uint64(info.Size())
 	}
 	return nil
+}
+
+// mergeLocked records what a pool holds and counts it against the pool. A
+// name found on two pools keeps the first.
+func (m *Module) mergeLocked(p *pool, f found) {
+	for _, name := range sortedKeys(f.volumes) {
+		if other, dup := m.volumes[name]; dup {
+			m.log.Warn("duplicate_volume_ignored", "volume", name, "pool", p.name, "kept_pool", other.pool.name)
+			continue
+		}
+		m.volumes[name] = &volume{pool: p, size: f.volumes[name], ready: true}
+		p.allocated += f.volumes[name]
+	}
+	for _, name := range sortedKeys(f.vdisks) {
+		if other, dup := m.vdisks[name]; dup {
+			m.log.Warn("duplicate_vdisk_ignored", "vdisk", name, "pool", p.name, "kept_pool", other.pool.name)
+			continue
+		}
+		m.vdisks[name] = &vdisk{pool: p, size: f.vdisks[name], ready: true}
+		p.allocated += f.vdisks[name]
+	}
+	if f.device {
+		m.devices[p.name] = &device{pool: p, size: f.deviceLim, ready: true}
+		p.allocated += f.deviceLim
+	}
+	if f.cache {
+		if m.cache == nil {
+			m.cache, m.cacheLim = p, f.cacheLim
+			p.allocated += f.cacheLim
+		} else {
+			m.log.Warn("extra_cache_ignored", "pool", p.name, "kept_pool", m.cache.name)
+		}
+	}
+}
+
+func sortedKeys(m map[string]uint64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // healthLocked re-checks a pool that looked healthy: its disk file is still
