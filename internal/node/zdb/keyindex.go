@@ -19,6 +19,7 @@ type keyIndex interface {
 	put(key []byte, l loc)
 	del(key []byte) (loc, bool)
 	len() int
+	sum() uint64 // total payload size
 }
 
 // userIndex keeps every key of a user-mode namespace in memory.
@@ -36,6 +37,13 @@ func (u *userIndex) del(key []byte) (loc, bool) {
 	return l, ok
 }
 func (u *userIndex) len() int { return len(u.m) }
+func (u *userIndex) sum() uint64 {
+	var n uint64
+	for _, l := range u.m {
+		n += uint64(l.size)
+	}
+	return n
+}
 
 // seqIndex keeps one location per sequential id; a deleted id keeps its slot
 // (ids are never reused).
@@ -97,3 +105,12 @@ func (s *seqIndex) del(key []byte) (loc, bool) {
 }
 
 func (s *seqIndex) len() int { return s.live }
+func (s *seqIndex) sum() uint64 {
+	var n uint64
+	for _, l := range s.locs {
+		if l.size != seqDeleted {
+			n += uint64(l.size)
+		}
+	}
+	return n
+}

@@ -170,6 +170,7 @@ func (ns *namespace) recover(ids []uint32) error {
 		}
 	}
 	ns.cur = ns.segs[ids[len(ids)-1]]
+	ns.dataSize = ns.keys.sum()
 	// Index files without a data file are leftovers.
 	if idx, err := listSegments(ns.indexDir, "index"); err == nil {
 		for _, id := range idx {
@@ -199,22 +200,17 @@ func (ns *namespace) resetIndex(seg *segment) error {
 	return nil
 }
 
-// apply records one entry in the in-memory index.
+// apply records one entry in the in-memory index during recovery; the data
+// size is summed once at the end (one map probe per entry instead of two).
 func (ns *namespace) apply(key []byte, m meta, l loc) {
 	if ns.settings.Mode == ModeSeq && len(key) != 4 {
 		return
 	}
 	if m.flags&flagDeleted != 0 {
-		if old, ok := ns.keys.del(key); ok {
-			ns.dataSize -= uint64(old.size)
-		}
+		ns.keys.del(key)
 		return
 	}
-	if old, ok := ns.keys.get(key); ok {
-		ns.dataSize -= uint64(old.size)
-	}
 	ns.keys.put(key, l)
-	ns.dataSize += uint64(m.size)
 }
 
 // replayIndex loads the index file of seg. It returns the end of the data
