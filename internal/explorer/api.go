@@ -90,8 +90,9 @@ func (e *Explorer) stats(w http.ResponseWriter, r *http.Request) {
 	st := s.totals
 	st.Updated = s.at
 	st.NodesByStatus = map[string]int{StatusUp: 0, StatusStandby: 0, StatusDown: 0}
-	for i := range s.nodes {
-		st.NodesByStatus[Status(&s.nodes[i].node, now)]++
+	nowNano := unixNano(now)
+	for i := range s.meta {
+		st.NodesByStatus[s.meta[i].status(nowNano)]++
 	}
 	writeJSON(w, http.StatusOK, st)
 }
@@ -107,44 +108,88 @@ func (e *Explorer) listNodes(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	views, total := s.queryNodes(&f, e.cfg.Now())
+	now := e.cfg.Now()
+	page, total := s.queryNodes(&f, now)
+	nowNano := unixNano(now)
+	body := make([]byte, 0, 64+len(page)*1024)
+	body = append(body, '[')
+	for k, i := range page {
+		if k > 0 {
+			body = append(body, ',')
+		}
+		body = s.appendNode(body, i, s.meta[i].status(nowNano))
+	}
+	body = append(body, "]\n"...)
 	w.Header().Set(TotalCountHeader, strconv.Itoa(total))
-	writeJSON(w, http.StatusOK, views)
+	writeRaw(w, http.StatusOK, body)
 }
 
-// queryNodes returns the page of nodes matching f and how many match in all.
-func (s *snapshot) queryNodes(f *nodeFilter, now time.Time) ([]NodeView, int) {
+// queryNodes returns the indexes of the page of nodes matching f and how
+// many match in all.
+func (s *snapshot) queryNodes(f *nodeFilter, now time.Time) ([]int32, int) {
+	var country uint32
+	if f.country != "" {
+		id, ok := s.countryIDs[f.country]
+		if !ok {
+			return nil, 0
+		}
+		country = id
+	}
+	nowNano := unixNano(now)
 	order := s.order(f.sortBy)
 	offset := (f.page.page - 1) * f.page.size
-	views := make([]NodeView, 0, min(f.page.size, len(order)))
+	page := make([]int32, 0, min(f.page.size, len(order)))
 	total := 0
 	for k := range order {
 		i := order[k]
 		if f.desc {
 			i = order[len(order)-1-k]
 		}
-		e := &s.nodes[i]
-		if !f.match(e) {
+		m := &s.meta[i]
+		if !f.match(m) || country != 0 && m.country != country {
 			continue
 		}
-		status := Status(&e.node, now)
-		if f.status != "" && status != f.status {
+		if f.status != "" && m.status(nowNano) != f.status {
 			continue
 		}
-		if total >= offset && len(views) < f.page.size {
-			views = append(views, e.view(status))
+		if total >= offset && len(page) < f.page.size {
+			page = append(page, i)
 		}
 		total++
 	}
-	return views, total
+	return page, total
 }
 
-func (e *nodeEntry) view(status string) NodeView {
-	v := NodeView{Node: e.node, Status: status, Free: e.free, FarmFreeIPs: e.freeIPs()}
-	if e.farm != nil {
-		v.FarmName = e.farm.farm.Name
+// nodeJSONView is NodeView without the status, which changes with the clock;
+// its encoding is cached per snapshot.
+type nodeJSONView struct {
+	registry.Node
+	Free        registry.Resources `json:"free_resources"`
+	FarmName    string             `json:"farm_name"`
+	FarmFreeIPs int                `json:"farm_free_ips"`
+}
+
+// appendNode appends node i as a NodeView object.
+func (s *snapshot) appendNode(dst []byte, i int32, status string) []byte {
+	p := s.nodeJSON[i].Load()
+	if p == nil {
+		e := &s.nodes[i]
+		v := nodeJSONView{Node: e.node, Free: e.free, FarmFreeIPs: e.freeIPs()}
+		if e.farm != nil {
+			v.FarmName = e.farm.farm.Name
+		}
+		b, err := json.Marshal(v)
+		if err != nil || len(b) < 2 || b[0] != '{' || b[1] == '}' {
+			// Cannot happen with these types; keep the answer valid JSON.
+			b = fmt.Appendf(nil, `{"id":%d}`, e.node.ID)
+		}
+		p = &b
+		s.nodeJSON[i].Store(p)
 	}
-	return v
+	dst = append(dst, `{"status":"`...)
+	dst = append(dst, status...)
+	dst = append(dst, `",`...)
+	return append(dst, (*p)[1:]...)
 }
 
 // pathID reads the {id} path value.
@@ -160,47 +205,48 @@ func pathID(r *http.Request, bits int) (uint64, error) {
 // errNotFound answers 404.
 var errNotFound = errors.New("not found")
 
-func (e *Explorer) nodeByRequest(r *http.Request) (*nodeEntry, error) {
+// nodeByRequest finds the node of the {id} path value.
+func (e *Explorer) nodeByRequest(r *http.Request) (*snapshot, int32, error) {
 	id, err := pathID(r, 32)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if err := newQuery(r.URL.Query()).err(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	s, err := e.current(r.Context())
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	i, ok := s.nodeByID[uint32(id)]
 	if !ok {
-		return nil, fmt.Errorf("node %d: %w", id, errNotFound)
+		return nil, 0, fmt.Errorf("node %d: %w", id, errNotFound)
 	}
-	return &s.nodes[i], nil
+	return s, i, nil
 }
 
 func (e *Explorer) getNode(w http.ResponseWriter, r *http.Request) {
-	n, err := e.nodeByRequest(r)
+	s, i, err := e.nodeByRequest(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, n.view(Status(&n.node, e.cfg.Now())))
+	writeRaw(w, http.StatusOK, append(s.appendNode(nil, i, s.meta[i].status(unixNano(e.cfg.Now()))), '\n'))
 }
 
 func (e *Explorer) getNodeStatus(w http.ResponseWriter, r *http.Request) {
-	n, err := e.nodeByRequest(r)
+	s, i, err := e.nodeByRequest(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": Status(&n.node, e.cfg.Now())})
+	writeJSON(w, http.StatusOK, map[string]string{"status": s.meta[i].status(unixNano(e.cfg.Now()))})
 }
 
 func (s *snapshot) farmView(fe *farmEntry, now time.Time) FarmView {
 	v := FarmView{Farm: fe.farm, TotalIPs: len(fe.farm.PublicIPs), FreeIPs: fe.freeIPs, NodeCount: len(fe.nodes)}
 	for _, i := range fe.nodes {
-		if Status(&s.nodes[i].node, now) == StatusUp {
+		if s.meta[i].status(unixNano(now)) == StatusUp {
 			v.NodesUp++
 		}
 	}
@@ -354,10 +400,15 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 		code = http.StatusInternalServerError
 		body = []byte(`{"error":"encoding response"}`)
 	}
+	writeRaw(w, code, append(body, '\n'))
+}
+
+// writeRaw answers with a JSON body already encoded.
+func writeRaw(w http.ResponseWriter, code int, body []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	_, _ = w.Write(append(body, '\n'))
+	_, _ = w.Write(body)
 }

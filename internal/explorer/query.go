@@ -205,33 +205,29 @@ func parseNodeFilter(v url.Values, cfg Config) (nodeFilter, error) {
 	return f, q.err()
 }
 
-// match reports whether the node passes every filter but status, which
-// needs the clock and is checked last.
-func (f *nodeFilter) match(e *nodeEntry) bool {
-	n := &e.node
-	if f.nodeID != nil && n.ID != *f.nodeID {
+// match reports whether the node passes every filter but status and
+// country, which queryNodes checks with the clock and the snapshot's
+// country index.
+func (f *nodeFilter) match(m *nodeMeta) bool {
+	if f.nodeID != nil && m.id != *f.nodeID {
 		return false
 	}
-	if f.twinID != nil && n.TwinID != *f.twinID {
+	if f.twinID != nil && m.twinID != *f.twinID {
 		return false
 	}
-	if len(f.farmIDs) > 0 && !slices.Contains(f.farmIDs, n.FarmID) {
+	if len(f.farmIDs) > 0 && !slices.Contains(f.farmIDs, m.farmID) {
 		return false
 	}
-	if e.free.CRU < f.freeCRU || e.free.MRU < f.freeMRU || e.free.SRU < f.freeSRU || e.free.HRU < f.freeHRU {
+	if m.free.CRU < f.freeCRU || m.free.MRU < f.freeMRU || m.free.SRU < f.freeSRU || m.free.HRU < f.freeHRU {
 		return false
 	}
-	ips := uint64(e.freeIPs())
-	if ips < f.freeIPs {
+	if uint64(m.freeIPs) < f.freeIPs {
 		return false
 	}
-	if f.ipv4 != nil && *f.ipv4 != (ips > 0) {
+	if f.ipv4 != nil && *f.ipv4 != (m.freeIPs > 0) {
 		return false
 	}
-	if f.domain != nil && *f.domain != e.domain {
-		return false
-	}
-	if f.country != "" && e.country != f.country {
+	if f.domain != nil && *f.domain != m.domain {
 		return false
 	}
 	return true

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zos-go/zos/internal/registry"
@@ -86,14 +87,52 @@ func addResources(a, b registry.Resources) registry.Resources {
 	return registry.Resources{CRU: a.CRU + b.CRU, MRU: a.MRU + b.MRU, SRU: a.SRU + b.SRU, HRU: a.HRU + b.HRU}
 }
 
-// nodeEntry is a node with what the filters need precomputed.
+// nodeEntry is a node with its free capacity and farm.
 type nodeEntry struct {
-	node     registry.Node
-	free     registry.Resources
-	reserved registry.Resources
-	farm     *farmEntry // nil when the farm is unknown
-	country  string     // lower case
-	domain   bool
+	node registry.Node
+	free registry.Resources
+	farm *farmEntry // nil when the farm is unknown
+}
+
+// nodeMeta is what the /nodes filters read, kept apart from the full
+// records so that a scan over every node stays in cache.
+type nodeMeta struct {
+	free      registry.Resources
+	updated   int64 // unix nanoseconds of the last uptime report, clamped
+	id        uint32
+	farmID    uint32
+	twinID    uint32
+	freeIPs   uint32 // free public IPs of the farm
+	country   uint32 // index in snapshot.countryIDs; 0 = none
+	powerDown bool
+	domain    bool
+}
+
+// unixNano is t in unix nanoseconds, clamped to years 1700-2200 so that
+// differences never overflow.
+func unixNano(t time.Time) int64 {
+	lo := time.Date(1700, 1, 1, 0, 0, 0, 0, time.UTC)
+	hi := time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+	switch {
+	case t.Before(lo):
+		t = lo
+	case t.After(hi):
+		t = hi
+	}
+	return t.UnixNano()
+}
+
+// status is Status on the compact record; now is from unixNano.
+func (m *nodeMeta) status(now int64) string {
+	age := time.Duration(now - m.updated)
+	switch {
+	case !m.powerDown && age <= UpWindow:
+		return StatusUp
+	case m.powerDown && age <= StandbyWindow:
+		return StatusStandby
+	default:
+		return StatusDown
+	}
 }
 
 // farmEntry is a farm with its public IP counts and nodes.
@@ -105,9 +144,12 @@ type farmEntry struct {
 
 // snapshot is an immutable, indexed copy of the registry.
 type snapshot struct {
-	at        time.Time
-	nodes     []nodeEntry // by ID
-	nodeByID  map[uint32]int32
+	at         time.Time
+	nodes      []nodeEntry // by ID
+	meta       []nodeMeta  // same order as nodes
+	nodeJSON   []atomic.Pointer[[]byte]
+	nodeByID   map[uint32]int32
+	countryIDs map[string]uint32 // lower case country -> nodeMeta.country
 	farms     []*farmEntry // by ID
 	farmByID  map[uint32]*farmEntry
 	twins     []registry.Twin // by ID
@@ -127,7 +169,10 @@ type lazyOrder struct {
 func buildSnapshot(at time.Time, nodes []registry.Node, farms []registry.Farm, twins []registry.Twin, contracts []registry.Contract) *snapshot {
 	s := &snapshot{
 		at:        at,
-		nodes:     make([]nodeEntry, 0, len(nodes)),
+		nodes:      make([]nodeEntry, 0, len(nodes)),
+		meta:       make([]nodeMeta, 0, len(nodes)),
+		nodeJSON:   make([]atomic.Pointer[[]byte], len(nodes)),
+		countryIDs: map[string]uint32{},
 		nodeByID:  make(map[uint32]int32, len(nodes)),
 		farms:     make([]*farmEntry, 0, len(farms)),
 		farmByID:  make(map[uint32]*farmEntry, len(farms)),
@@ -149,32 +194,40 @@ func buildSnapshot(at time.Time, nodes []registry.Node, farms []registry.Farm, t
 	}
 	slices.SortFunc(s.farms, func(a, b *farmEntry) int { return cmp.Compare(a.farm.ID, b.farm.ID) })
 
-	countries := map[string]struct{}{}
 	sorted := slices.SortedFunc(slices.Values(nodes), func(a, b registry.Node) int { return cmp.Compare(a.ID, b.ID) })
 	for _, n := range sorted {
-		e := nodeEntry{
-			node:     n,
-			free:     Free(&n),
-			reserved: Reserved(&n),
-			farm:     s.farmByID[n.FarmID],
-			country:  strings.ToLower(n.Location.Country),
-			domain:   n.PublicConfig != nil && n.PublicConfig.Domain != "",
+		e := nodeEntry{node: n, free: Free(&n), farm: s.farmByID[n.FarmID]}
+		m := nodeMeta{
+			free:      e.free,
+			updated:   unixNano(n.Updated),
+			id:        n.ID,
+			farmID:    n.FarmID,
+			twinID:    n.TwinID,
+			freeIPs:   uint32(e.freeIPs()),
+			powerDown: n.Power == registry.PowerDown || n.PowerTarget == registry.PowerDown,
+			domain:    n.PublicConfig != nil && n.PublicConfig.Domain != "",
+		}
+		if c := strings.ToLower(n.Location.Country); c != "" {
+			id, ok := s.countryIDs[c]
+			if !ok {
+				id = uint32(len(s.countryIDs) + 1)
+				s.countryIDs[c] = id
+			}
+			m.country = id
 		}
 		i := int32(len(s.nodes))
 		s.nodes = append(s.nodes, e)
+		s.meta = append(s.meta, m)
 		s.nodeByID[n.ID] = i
 		if e.farm != nil {
 			e.farm.nodes = append(e.farm.nodes, i)
-		}
-		if e.country != "" {
-			countries[e.country] = struct{}{}
 		}
 		s.totals.Total = addResources(s.totals.Total, n.Total)
 		s.totals.Used = addResources(s.totals.Used, n.Used)
 		s.totals.Free = addResources(s.totals.Free, e.free)
 	}
 	s.totals.Nodes = len(s.nodes)
-	s.totals.Countries = len(countries)
+	s.totals.Countries = len(s.countryIDs)
 
 	slices.SortFunc(s.twins, func(a, b registry.Twin) int { return cmp.Compare(a.ID, b.ID) })
 	for i, t := range s.twins {
