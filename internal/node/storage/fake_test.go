@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/zos-go/zos/internal/sys/blockdev"
 	"github.com/zos-go/zos/internal/sys/btrfs"
@@ -153,6 +154,12 @@ func (f *fakeSys) Allocate(path string, size uint64) error {
 	return os.WriteFile(path, make([]byte, 0), 0o600)
 }
 
+func (f *fakeSys) setExcl(path string, n uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.excl[path] = n
+}
+
 // take returns the recorded lines, sorted: disks are set up in parallel.
 func (f *fakeSys) take() string {
 	f.mu.Lock()
@@ -183,7 +190,7 @@ func TestDiscoveryDecisions(t *testing.T) {
 	fs.limits[filepath.Join(existing, "vol1")] = gib
 	fs.limits[filepath.Join(existing, cacheName)] = 5 * gib
 
-	m, err := New(Config{Root: filepath.Join(root, "mnt"), ScanHost: true}, nil, fs.system())
+	m, err := New(Config{Root: filepath.Join(root, "mnt"), ScanHost: true, CacheCheckInterval: time.Millisecond}, nil, fs.system())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,14 +238,14 @@ func TestDiscoveryDecisions(t *testing.T) {
 	}
 
 	// The cache quota loop step.
-	fs.excl[filepath.Join(existing, cacheName)] = 4 * gib
+	fs.setExcl(filepath.Join(existing, cacheName), 4*gib)
 	if err := m.AdjustCache(); err != nil {
 		t.Fatal(err)
 	}
 	if got := m.CacheReserved(); got != 10*gib {
 		t.Errorf("cache after 80%% use = %d, want 10 GiB", got)
 	}
-	fs.excl[filepath.Join(existing, cacheName)] = 1 * gib
+	fs.setExcl(filepath.Join(existing, cacheName), 1*gib)
 	if err := m.AdjustCache(); err != nil {
 		t.Fatal(err)
 	}
@@ -246,8 +253,14 @@ func TestDiscoveryDecisions(t *testing.T) {
 		t.Errorf("cache after 10%% use = %d, want 5 GiB", got)
 	}
 	fs.take()
+	done := m.done
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	default:
+		t.Error("cache loop still running after Close")
 	}
 	if got := normalise(fs.take()); !strings.Contains(got, "unmount ROOT/mnt/zos-0123456789ab") || !strings.Contains(got, "unmount ROOT/mnt/zos-LABEL") {
 		t.Errorf("Close calls:\n%s", got)

@@ -312,6 +312,13 @@ func (m *Module) scan(p *pool) (found, error) {
 	f := found{volumes: map[string]uint64{}, vdisks: map[string]uint64{}}
 	qgroups, err := m.sys.Quotas.Qgroups(p.path)
 	if err != nil {
+		// Quotas switched off behind our back: switch them on again once.
+		m.log.Warn("pool_quota_missing", "pool", p.name, "err", err)
+		if qerr := m.sys.FS.QuotaEnable(p.path); qerr == nil {
+			qgroups, err = m.sys.Quotas.Qgroups(p.path)
+		}
+	}
+	if err != nil {
 		return f, fmt.Errorf("scanning pool %s: %w", p.name, err)
 	}
 	entries, err := os.ReadDir(p.path)
