@@ -24,6 +24,7 @@ func commands() map[string]func(ctx context.Context, args []string) error {
 	return map[string]func(ctx context.Context, args []string) error{
 		"version": func(context.Context, []string) error { fmt.Println(version.String()); return nil },
 		"zdb":     runZdb,
+		"node":    runNode,
 	}
 }
 

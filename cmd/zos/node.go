@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/zos-go/zos/internal/node/node"
+	"github.com/zos-go/zos/internal/node/storage"
+)
+
+// diskFlags collects repeated --disk TYPE:SIZE flags.
+type diskFlags []storage.HostedDisk
+
+func (d *diskFlags) String() string { return fmt.Sprint(*d) }
+func (d *diskFlags) Set(v string) error {
+	disk, err := storage.ParseHostedDisk(v)
+	if err != nil {
+		return err
+	}
+	*d = append(*d, disk)
+	return nil
+}
+
+// runNode is `zos node`: the node in hosted mode on an existing Linux host.
+//
+//	zos node --data DIR --grid nats://HOST:4222 --farm ID --disk ssd:20G --disk hdd:50G
+//	         [--reserved-mem SIZE] [--listen IP] [--zdb-port 9900] [--uptime-every 40m]
+func runNode(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("zos node", flag.ContinueOnError)
+	var cfg node.Config
+	var disks diskFlags
+	var reserved, logLevel string
+	fs.StringVar(&cfg.DataDir, "data", "", "directory of the node's disks and pools (required)")
+	fs.StringVar(&cfg.Grid, "grid", "nats://127.0.0.1:4222", "NATS URL(s) of the grid, comma separated")
+	farm := fs.Uint("farm", 0, "farm id to register under (required)")
+	fs.Var(&disks, "disk", "hosted disk TYPE:SIZE (ssd:20G, hdd:50G), repeatable")
+	fs.BoolVar(&cfg.ScanHost, "scan-host", false, "claim the machine's free physical disks (real nodes only)")
+	fs.StringVar(&reserved, "reserved-mem", "", "memory kept for the system (default max(10% RAM, 2G))")
+	fs.StringVar(&cfg.ListenIP, "listen", "127.0.0.1", "address workloads are served on")
+	fs.IntVar(&cfg.ZDBPort, "zdb-port", 9900, "port of the 0-db server")
+	fs.StringVar(&cfg.Prefix, "prefix", "", "prefix of kernel objects, when several nodes share a host")
+	fs.DurationVar(&cfg.UptimeEvery, "uptime-every", 40*time.Minute, "uptime report period")
+	fs.DurationVar(&cfg.ResyncEvery, "resync-every", time.Hour, "contract resync period")
+	fs.IntVar(&cfg.Workers, "workers", 4, "deployments provisioned at once")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if *farm == 0 || *farm > 1<<32-1 {
+		return fmt.Errorf("--farm is required")
+	}
+	cfg.FarmID = uint32(*farm)
+	cfg.Disks = disks
+	if reserved != "" {
+		n, err := storage.ParseSize(reserved)
+		if err != nil {
+			return fmt.Errorf("--reserved-mem: %w", err)
+		}
+		cfg.ReservedMem = n
+	}
+	if cfg.DataDir != "" {
+		abs, err := filepath.Abs(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		cfg.DataDir = abs
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return node.Run(ctx, cfg, log)
+}

@@ -1,0 +1,283 @@
+// Package api is the node's public API over the relay: the zos.* commands of
+// the original (deployment deploy/update/get/list/changes/delete,
+// statistics, storage pools, system version and diagnostics). It verifies
+// everything a deployment claims before anything is stored.
+package api
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/node/provision"
+	"github.com/zos-go/zos/internal/node/storage"
+	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/rmb"
+)
+
+// Grid is what the API reads from the registry.
+type Grid interface {
+	Contract(ctx context.Context, id uint64) (registry.Contract, error)
+	Twin(ctx context.Context, id uint32) (registry.Twin, error)
+}
+
+// Engine is what the API needs of the provision engine.
+type Engine interface {
+	Provision(d *gridtypes.Deployment) error
+	Update(d *gridtypes.Deployment, ops []gridtypes.Op) error
+	Supports(t gridtypes.WorkloadType) bool
+	Store() *provision.Store
+	Used() (gridtypes.Capacity, error)
+}
+
+// Node answers the statistics and system commands.
+type Node interface {
+	Total() gridtypes.Capacity
+	Reserved() gridtypes.Capacity
+	Pools() []storage.PoolInfo
+	Version() string
+	Diagnostics() Diagnostics
+}
+
+// Diagnostics is the health of the node's modules.
+type Diagnostics struct {
+	SystemStatusOk bool              `json:"system_status_ok"`
+	Modules        map[string]string `json:"modules"` // module -> "ok" or the error
+	Healthy        bool              `json:"healthy"`
+	LimitedCache   bool              `json:"limited_cache"`
+}
+
+// API is the set of handlers.
+type API struct {
+	nodeID uint32
+	grid   Grid
+	engine Engine
+	node   Node
+}
+
+// New returns the API of node nodeID.
+func New(nodeID uint32, grid Grid, engine Engine, node Node) *API {
+	return &API{nodeID: nodeID, grid: grid, engine: engine, node: node}
+}
+
+// Register adds every command to srv.
+func (a *API) Register(srv *rmb.Server) {
+	srv.Handle("zos.deployment.deploy", a.deploy)
+	srv.Handle("zos.deployment.update", a.update)
+	srv.Handle("zos.deployment.get", a.get)
+	srv.Handle("zos.deployment.list", a.list)
+	srv.Handle("zos.deployment.changes", a.changes)
+	srv.Handle("zos.deployment.delete", a.delete)
+	srv.Handle("zos.statistics.get", a.statistics)
+	srv.Handle("zos.storage.pools", a.pools)
+	srv.Handle("zos.system.version", a.version)
+	srv.Handle("zos.system.diagnostics", a.diagnostics)
+}
+
+// ContractRequest names a contract.
+type ContractRequest struct {
+	ContractID uint64 `json:"contract_id"`
+}
+
+func decodeDeployment(payload []byte) (*gridtypes.Deployment, error) {
+	var d gridtypes.Deployment
+	if err := json.Unmarshal(payload, &d); err != nil {
+		return nil, fmt.Errorf("decoding deployment: %w", err)
+	}
+	return &d, nil
+}
+
+// check verifies a deployment sent by twin src: valid, owned by src, every
+// type supported, signatures, and a contract of src on this node holding
+// this hash with enough public IPs.
+func (a *API) check(ctx context.Context, src uint32, d *gridtypes.Deployment) error {
+	if err := d.Valid(); err != nil {
+		return fmt.Errorf("invalid deployment: %w", err)
+	}
+	if d.TwinID != src {
+		return fmt.Errorf("deployment belongs to twin %d, but twin %d sent it", d.TwinID, src)
+	}
+	for _, wl := range d.Workloads {
+		if !a.engine.Supports(wl.Type) {
+			return fmt.Errorf("workload %q: type %s is not supported on this node", wl.Name, wl.Type)
+		}
+	}
+	err := d.Verify(gridtypes.KeyGetterFunc(func(twin uint32) ([]byte, error) {
+		t, err := a.grid.Twin(ctx, twin)
+		if err != nil {
+			return nil, fmt.Errorf("getting twin %d: %w", twin, err)
+		}
+		return hex.DecodeString(t.PublicKey)
+	}))
+	if err != nil {
+		return fmt.Errorf("verifying signatures: %w", err)
+	}
+	hash, err := d.Hash()
+	if err != nil {
+		return err
+	}
+	c, err := a.grid.Contract(ctx, d.ContractID)
+	if err != nil {
+		return fmt.Errorf("getting contract %d: %w", d.ContractID, err)
+	}
+	switch {
+	case c.Type != registry.TypeNode:
+		return fmt.Errorf("contract %d is a %s contract, not a node contract", c.ID, c.Type)
+	case c.State != registry.StateCreated:
+		return fmt.Errorf("contract %d is %s", c.ID, c.State)
+	case c.NodeID != a.nodeID:
+		return fmt.Errorf("contract %d is for node %d, this is node %d", c.ID, c.NodeID, a.nodeID)
+	case c.TwinID != d.TwinID:
+		return fmt.Errorf("contract %d belongs to twin %d, not %d", c.ID, c.TwinID, d.TwinID)
+	case c.DeploymentHash != hash:
+		return fmt.Errorf("contract %d holds hash %s, the deployment hashes to %s", c.ID, c.DeploymentHash, hash)
+	}
+	capa, err := d.Capacity()
+	if err != nil {
+		return err
+	}
+	if capa.IPV4U > uint64(c.PublicIPsCount) {
+		return fmt.Errorf("deployment needs %d public IPv4 addresses, contract %d reserved %d", capa.IPV4U, c.ID, c.PublicIPsCount)
+	}
+	return nil
+}
+
+func (a *API) deploy(ctx context.Context, src uint32, payload []byte) (any, error) {
+	d, err := decodeDeployment(payload)
+	if err != nil {
+		return nil, err
+	}
+	if d.Version != 0 {
+		return nil, fmt.Errorf("a new deployment must have version 0, got %d (use zos.deployment.update)", d.Version)
+	}
+	if err := a.check(ctx, src, d); err != nil {
+		return nil, err
+	}
+	if err := a.engine.Provision(d); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+func (a *API) update(ctx context.Context, src uint32, payload []byte) (any, error) {
+	d, err := decodeDeployment(payload)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.check(ctx, src, d); err != nil {
+		return nil, err
+	}
+	old, err := a.engine.Store().Get(d.TwinID, d.ContractID)
+	if err != nil {
+		return nil, err
+	}
+	ops, err := gridtypes.Upgrade(old, d)
+	if err != nil {
+		return nil, fmt.Errorf("invalid update: %w", err)
+	}
+	if err := a.engine.Update(d, ops); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+func contractOf(payload []byte) (uint64, error) {
+	var r ContractRequest
+	if err := json.Unmarshal(payload, &r); err != nil {
+		return 0, fmt.Errorf("decoding request: %w", err)
+	}
+	return r.ContractID, nil
+}
+
+func (a *API) get(_ context.Context, src uint32, payload []byte) (any, error) {
+	id, err := contractOf(payload)
+	if err != nil {
+		return nil, err
+	}
+	return a.engine.Store().Get(src, id)
+}
+
+func (a *API) list(_ context.Context, src uint32, _ []byte) (any, error) {
+	l, err := a.engine.Store().List(src)
+	if l == nil {
+		l = []*gridtypes.Deployment{}
+	}
+	return l, err
+}
+
+func (a *API) changes(_ context.Context, src uint32, payload []byte) (any, error) {
+	id, err := contractOf(payload)
+	if err != nil {
+		return nil, err
+	}
+	return a.engine.Store().Changes(src, id)
+}
+
+// ErrDeleteDisabled is the answer to zos.deployment.delete, as the original.
+var ErrDeleteDisabled = errors.New("deletion over the api is disabled, please cancel your contract instead")
+
+func (a *API) delete(context.Context, uint32, []byte) (any, error) { return nil, ErrDeleteDisabled }
+
+// Statistics is the answer to zos.statistics.get.
+type Statistics struct {
+	Total  gridtypes.Capacity `json:"total"`
+	Used   gridtypes.Capacity `json:"used"`
+	System gridtypes.Capacity `json:"system"`
+	Users  UsersCounters      `json:"users"`
+}
+
+// UsersCounters counts what users run.
+type UsersCounters struct {
+	Deployments             int   `json:"deployments"`
+	Workloads               int   `json:"workloads"`
+	LastDeploymentTimestamp int64 `json:"last_deployment_timestamp"`
+}
+
+func (a *API) statistics(context.Context, uint32, []byte) (any, error) {
+	used, err := a.engine.Used()
+	if err != nil {
+		return nil, err
+	}
+	all, err := a.engine.Store().All()
+	if err != nil {
+		return nil, err
+	}
+	var users UsersCounters
+	for _, d := range all {
+		if !provision.Active(d) {
+			continue
+		}
+		users.Deployments++
+		for _, wl := range d.Workloads {
+			if wl.Result.State.IsOkay() {
+				users.Workloads++
+			}
+			if c := int64(wl.Result.Created); c > users.LastDeploymentTimestamp {
+				users.LastDeploymentTimestamp = c
+			}
+		}
+	}
+	sys := a.node.Reserved()
+	total := used
+	total.Add(sys)
+	return Statistics{Total: a.node.Total(), Used: total, System: sys, Users: users}, nil
+}
+
+func (a *API) pools(context.Context, uint32, []byte) (any, error) { return a.node.Pools(), nil }
+
+// Version is the answer to zos.system.version.
+type Version struct {
+	ZOS   string `json:"zos"`
+	ZInit string `json:"zinit"`
+}
+
+func (a *API) version(context.Context, uint32, []byte) (any, error) {
+	return Version{ZOS: a.node.Version(), ZInit: "none (zos supervises its own modules)"}, nil
+}
+
+func (a *API) diagnostics(context.Context, uint32, []byte) (any, error) {
+	return a.node.Diagnostics(), nil
+}

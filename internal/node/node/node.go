@@ -1,0 +1,491 @@
+// Package node wires the node's modules together and runs them: storage,
+// identity, the grid connection and registration, the 0-db engine, the
+// provision engine with its managers, the API over the relay, and the loops
+// that report uptime, follow contract events and resync with the registry.
+// It is the only package that sees the whole graph; cmd/zos calls Run.
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/node/api"
+	"github.com/zos-go/zos/internal/node/primitives"
+	"github.com/zos-go/zos/internal/node/provision"
+	"github.com/zos-go/zos/internal/node/storage"
+	"github.com/zos-go/zos/internal/node/zdb"
+	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/rmb"
+	"github.com/zos-go/zos/internal/sys/sysinfo"
+	"github.com/zos-go/zos/internal/version"
+)
+
+// Config of a node.
+type Config struct {
+	// DataDir holds everything of a hosted node: disk files, pool mounts.
+	DataDir string
+	// Grid is the NATS URL (or comma-separated URLs) of the grid.
+	Grid string
+	// FarmID is the farm the node registers under.
+	FarmID uint32
+	// Disks are the hosted-mode loop-backed disks.
+	Disks []storage.HostedDisk
+	// ScanHost claims the machine's free disks (real nodes only).
+	ScanHost bool
+	// Prefix distinguishes the kernel objects of several nodes on one host.
+	Prefix string
+	// ReservedMem is the memory kept for the system; 0 means
+	// max(10% of RAM, 2 GiB) as the original.
+	ReservedMem uint64
+	// ListenIP is the address workloads are reached on (zdb); ZDBPort the
+	// port of the 0-db server.
+	ListenIP string
+	ZDBPort  int
+	// UptimeEvery is how often uptime is reported (40 min as the original).
+	UptimeEvery time.Duration
+	// ResyncEvery is how often contracts are compared with the registry.
+	ResyncEvery time.Duration
+	// Workers bounds deployments provisioned at once.
+	Workers int
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	if c.DataDir == "" || !filepath.IsAbs(c.DataDir) {
+		return fmt.Errorf("data dir %q must be an absolute path", c.DataDir)
+	}
+	if c.Grid == "" {
+		return errors.New("grid URL is required")
+	}
+	if c.FarmID == 0 {
+		return errors.New("farm id is required")
+	}
+	if c.ListenIP == "" {
+		c.ListenIP = "127.0.0.1"
+	}
+	if net.ParseIP(c.ListenIP) == nil {
+		return fmt.Errorf("listen ip %q is not an IP address", c.ListenIP)
+	}
+	if c.ZDBPort == 0 {
+		c.ZDBPort = 9900
+	}
+	if c.UptimeEvery <= 0 {
+		c.UptimeEvery = 40 * time.Minute
+	}
+	if c.ResyncEvery <= 0 {
+		c.ResyncEvery = time.Hour
+	}
+	return nil
+}
+
+// Node is a running node.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	storage *storage.Module
+	engine  *provision.Engine
+	grid    *registry.Client
+	nodeID  uint32
+	total   gridtypes.Capacity
+
+	mu      sync.Mutex        // guards modules
+	modules map[string]string // module -> "ok", "starting" or its error
+}
+
+func (n *Node) setStatus(module string, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err == nil {
+		n.modules[module] = "ok"
+		return
+	}
+	n.modules[module] = err.Error()
+}
+
+// Total implements api.Node and provision.Resources.
+func (n *Node) Total() gridtypes.Capacity {
+	return gridtypes.Capacity{CRU: n.total.CRU, MRU: n.total.MRU, SRU: n.storage.Total(storage.SSD), HRU: n.storage.Total(storage.HDD)}
+}
+
+// Reserved is what the system keeps: memory reserve and the cache.
+func (n *Node) Reserved() gridtypes.Capacity {
+	mem := n.cfg.ReservedMem
+	if mem == 0 {
+		mem = max(n.total.MRU/10, 2*gridtypes.Gigabyte)
+	}
+	return gridtypes.Capacity{MRU: mem, SRU: n.storage.CacheReserved()}
+}
+
+// Pools implements api.Node.
+func (n *Node) Pools() []storage.PoolInfo { return n.storage.Pools() }
+
+// Version implements api.Node.
+func (n *Node) Version() string { return version.String() }
+
+// Diagnostics implements api.Node.
+func (n *Node) Diagnostics() api.Diagnostics {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	d := api.Diagnostics{Modules: map[string]string{}, SystemStatusOk: true, Healthy: true}
+	for k, v := range n.modules {
+		d.Modules[k] = v
+		if v != "ok" {
+			d.Healthy = false
+		}
+	}
+	_, d.LimitedCache = n.storage.Cache()
+	if d.LimitedCache {
+		d.Healthy = false
+	}
+	return d
+}
+
+// retry runs f until it succeeds or ctx ends, recording failures as the
+// module's status and backing off up to a minute.
+func (n *Node) retry(ctx context.Context, module string, f func() error) error {
+	delay := time.Second
+	for {
+		err := f()
+		n.setStatus(module, err)
+		if err == nil {
+			return nil
+		}
+		n.log.Warn("module_failed", "module", module, "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, time.Minute)
+	}
+}
+
+// Run starts the node and blocks until ctx ends, then stops every module
+// in reverse order. Startup is an ordered list of named steps; the loops
+// that follow run under an errgroup and restart when they fail.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	n := &Node{cfg: cfg, log: log, modules: map[string]string{}}
+	info, err := sysinfo.Read()
+	if err != nil {
+		return err
+	}
+	n.total = gridtypes.Capacity{CRU: uint64(info.CPUs), MRU: info.Memory}
+
+	// 1. Storage: disks, pools, cache. Everything persistent lives there.
+	st, err := storage.New(storage.Config{
+		Root: filepath.Join(cfg.DataDir, "mnt"), DataDir: filepath.Join(cfg.DataDir, "disks"),
+		Disks: cfg.Disks, ScanHost: cfg.ScanHost, Prefix: cfg.Prefix,
+	}, log.With("component", "storage"), storage.HostSystem())
+	if err != nil {
+		return err
+	}
+	if err := st.Start(ctx); err != nil {
+		st.Close()
+		return fmt.Errorf("starting storage: %w", err)
+	}
+	defer st.Close() // last: unmount pools, detach loop devices
+	n.storage = st
+	n.setStatus("storage", nil)
+	cache, limited := st.Cache()
+	if limited {
+		log.Warn("limited_cache", "path", cache)
+	}
+
+	// 2. Identity: the node key, on the cache, mirrored to every pool.
+	var poolDirs []string
+	for _, p := range st.Pools() {
+		if p.Broken == "" {
+			poolDirs = append(poolDirs, filepath.Join(cfg.DataDir, "mnt", p.Name))
+		}
+	}
+	key, err := loadIdentity(cache, poolDirs, log.With("component", "identity"))
+	if err != nil {
+		return err
+	}
+	n.setStatus("identity", nil)
+
+	// 3. Grid: twin, connection with the twin's rights, registration.
+	nc, twin, err := n.connect(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	n.grid = registry.NewClient(nc, key)
+
+	// 4. 0-db: one server for the stores of every HDD zdb device.
+	zsrv := zdb.NewServer(zdb.ServerConfig{}, log.With("component", "zdb"))
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenIP, strconv.Itoa(cfg.ZDBPort)))
+	if err != nil {
+		return fmt.Errorf("listening for 0-db: %w", err)
+	}
+	zdbm, err := primitives.NewZDBManager(st, zsrv, func() []string { return []string{cfg.ListenIP} }, uint(cfg.ZDBPort), log.With("component", "zdb"))
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer zdbm.Close()
+
+	// 5. Provision engine on the cache.
+	store, err := provision.OpenStore(filepath.Join(cache, "provision.bolt"))
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer store.Close()
+	n.engine = provision.NewEngine(provision.Config{Workers: cfg.Workers, OnJobDone: n.reportUsed}, store,
+		map[gridtypes.WorkloadType]provision.Manager{
+			gridtypes.ZMountType: &primitives.ZMountManager{Storage: st},
+			gridtypes.VolumeType: &primitives.VolumeManager{Storage: st},
+			gridtypes.ZDBType:    zdbm,
+		}, n, log.With("component", "provision"))
+
+	// 6. Registration under the farm.
+	if err := n.retry(ctx, "registration", func() error { return n.register(ctx) }); err != nil {
+		ln.Close()
+		return err
+	}
+	log.Info("node_registered", "node", n.nodeID, "twin", twin, "farm", cfg.FarmID)
+
+	// 7. API over the relay.
+	srv := rmb.NewServer(nc, twin, key, twinKeys{n.grid}, log.With("component", "api"))
+	api.New(n.nodeID, n.grid, n.engine, n).Register(srv)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return zsrv.Serve(gctx, ln) })
+	g.Go(func() error { return n.engine.Run(gctx) })
+	g.Go(func() error { return n.loop(gctx, "api", func(ctx context.Context) error { return srv.Serve(ctx) }) })
+	g.Go(func() error { return n.loop(gctx, "uptime", n.uptimeLoop) })
+	g.Go(func() error {
+		return n.loop(gctx, "events", func(ctx context.Context) error { return n.events(ctx, cache) })
+	})
+	g.Go(func() error { return n.loop(gctx, "resync", n.resyncLoop) })
+	n.setStatus("provision", nil)
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// loop runs a long-lived module, restarting it after a failure; only the
+// end of ctx stops it.
+func (n *Node) loop(ctx context.Context, module string, f func(context.Context) error) error {
+	n.setStatus(module, nil)
+	delay := time.Second
+	for {
+		err := f(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		n.setStatus(module, err)
+		n.log.Warn("module_failed", "module", module, "err", err, "restart_in", delay)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, time.Minute)
+		n.setStatus(module, nil)
+	}
+}
+
+// connect makes sure the node's key has a twin (the only thing an unknown
+// key may do), then connects again with the twin's rights.
+func (n *Node) connect(ctx context.Context, key identity.Key) (*nats.Conn, uint32, error) {
+	opts := []nats.Option{nats.Name("zos-node"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+	var twin registry.Twin
+	err := n.retry(ctx, "grid", func() error {
+		nc, err := rmb.Connect(n.cfg.Grid, key, opts...)
+		if err != nil {
+			return fmt.Errorf("connecting to the grid at %s: %w", n.cfg.Grid, err)
+		}
+		defer nc.Close()
+		twin, err = registry.NewClient(nc, key).CreateTwin(ctx, "")
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	var nc *nats.Conn
+	err = n.retry(ctx, "grid", func() (err error) {
+		nc, err = rmb.Connect(n.cfg.Grid, key, opts...)
+		return err
+	})
+	return nc, twin.ID, err
+}
+
+func resources(c gridtypes.Capacity) registry.Resources {
+	return registry.Resources{CRU: c.CRU, MRU: c.MRU, SRU: c.SRU, HRU: c.HRU}
+}
+
+// register creates or updates the node's record.
+func (n *Node) register(ctx context.Context) error {
+	node, err := n.grid.RegisterNode(ctx, registry.NodeRegistration{
+		FarmID:      n.cfg.FarmID,
+		Total:       resources(n.Total()),
+		Reserved:    resources(n.Reserved()),
+		Interfaces:  interfaces(n.cfg.ListenIP),
+		Virtualized: true,
+		Version:     version.String(),
+	})
+	if err != nil {
+		return fmt.Errorf("registering node: %w", err)
+	}
+	n.nodeID = node.ID
+	return nil
+}
+
+func interfaces(ip string) []registry.Interface {
+	return []registry.Interface{{Name: "zos", IPs: []string{ip}}}
+}
+
+// uptimeLoop re-registers (capacity may have changed) and reports uptime
+// now and every UptimeEvery.
+func (n *Node) uptimeLoop(ctx context.Context) error {
+	t := time.NewTicker(n.cfg.UptimeEvery)
+	defer t.Stop()
+	for {
+		info, err := sysinfo.Read()
+		if err != nil {
+			return err
+		}
+		if err := n.register(ctx); err != nil {
+			return err
+		}
+		if err := n.grid.ReportUptime(ctx, n.nodeID, uint64(info.Uptime.Seconds())); err != nil {
+			return fmt.Errorf("reporting uptime: %w", err)
+		}
+		n.setStatus("uptime", nil)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// reportUsed tells the registry what a contract uses after a job on it.
+func (n *Node) reportUsed(twin uint32, contract uint64) {
+	d, err := n.engine.Store().Get(twin, contract)
+	var used gridtypes.Capacity
+	if err == nil {
+		used, err = provision.UsedBy(d)
+	} else if errors.Is(err, provision.ErrNotFound) {
+		err = nil
+	}
+	if err != nil {
+		n.log.Warn("report_used_failed", "contract", contract, "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.grid.ReportUsed(ctx, n.nodeID, map[uint64]registry.Resources{contract: resources(used)}); err != nil {
+		n.log.Warn("report_used_failed", "contract", contract, "err", err)
+	}
+}
+
+// events follows the node's event stream from the last sequence it
+// handled (kept on the cache) and deprovisions canceled contracts.
+func (n *Node) events(ctx context.Context, cache string) error {
+	seqFile := filepath.Join(cache, "events.seq")
+	var last uint64
+	if b, err := os.ReadFile(seqFile); err == nil {
+		last, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	}
+	ch, err := n.grid.WatchNode(ctx, n.nodeID, last)
+	if err != nil {
+		return fmt.Errorf("watching node events: %w", err)
+	}
+	for ev := range ch {
+		if ev.Kind == registry.EventContractCanceled && ev.Contract != nil {
+			err := n.engine.Deprovision(ev.Contract.TwinID, ev.Contract.ID, "contract canceled")
+			if err != nil && !errors.Is(err, provision.ErrNotFound) {
+				n.log.Error("deprovision_failed", "contract", ev.Contract.ID, "err", err)
+			}
+		}
+		if err := os.WriteFile(seqFile, []byte(strconv.FormatUint(ev.Seq, 10)), 0o600); err != nil {
+			n.log.Warn("events_seq_save_failed", "err", err)
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return errors.New("event stream closed")
+}
+
+// resyncLoop deprovisions local deployments whose contract is no longer
+// active on the grid, now and every ResyncEvery: it catches events missed
+// while the node was down or the stream was cut.
+func (n *Node) resyncLoop(ctx context.Context) error {
+	t := time.NewTicker(n.cfg.ResyncEvery)
+	defer t.Stop()
+	for {
+		if err := n.resync(ctx); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) resync(ctx context.Context) error {
+	active, err := n.grid.ActiveNodeContracts(ctx, n.nodeID)
+	if err != nil {
+		return fmt.Errorf("listing active contracts: %w", err)
+	}
+	ok := map[uint64]bool{}
+	for _, c := range active {
+		ok[c.ID] = true
+	}
+	all, err := n.engine.Store().All()
+	if err != nil {
+		return err
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].ContractID < all[j].ContractID })
+	for _, d := range all {
+		if ok[d.ContractID] || !provision.Active(d) {
+			continue
+		}
+		if err := n.engine.Deprovision(d.TwinID, d.ContractID, "contract not active on the grid"); err != nil {
+			n.log.Error("deprovision_failed", "contract", d.ContractID, "err", err)
+		}
+	}
+	return nil
+}
+
+// twinKeys resolves twin keys for the relay from the registry.
+type twinKeys struct{ c *registry.Client }
+
+func (t twinKeys) TwinKey(ctx context.Context, twin uint32) (ed25519.PublicKey, error) {
+	tw, err := t.c.Twin(ctx, twin)
+	if err != nil {
+		return nil, err
+	}
+	return identity.ParsePublic(tw.PublicKey)
+}
