@@ -677,3 +677,26 @@ func (m *Module) poolDev(name string) string {
 	}
 	return ""
 }
+
+func TestReadOnlyPool(t *testing.T) {
+	requireKernel(t)
+	cfg := hostedConfig(t, SSD, SSD)
+	m := startModule(t, cfg)
+	cache, _ := m.Cache()
+	ro := poolOf(t, m, cache) // the pool that holds the cache turns read-only
+	if out, err := exec.Command("mount", "-o", "remount,ro", filepath.Join(cfg.Root, ro.Name)).CombinedOutput(); err != nil {
+		t.Fatalf("remount ro: %v: %s", err, out)
+	}
+	for _, p := range m.Pools() {
+		if p.Name == ro.Name && !strings.Contains(p.Broken, "read-only") {
+			t.Errorf("pool %s after turning read-only: %+v, want broken", p.Name, p)
+		}
+	}
+	if err := m.AdjustCache(); err == nil || !strings.Contains(err.Error(), ro.Name) {
+		t.Errorf("AdjustCache on a read-only pool: got %v, want an error naming it", err)
+	}
+	v, err := m.VolumeCreate("v", 8<<20)
+	if err != nil || poolOf(t, m, v.Path).Name == ro.Name {
+		t.Errorf("VolumeCreate = %+v, %v; want it on the healthy pool", v, err)
+	}
+}
