@@ -108,11 +108,12 @@ type nodeMeta struct {
 	domain    bool
 }
 
-// unixNano is t in unix nanoseconds, clamped to years 1700-2200 so that
-// differences never overflow.
+// unixNano is t in unix nanoseconds, clamped to years 1900-2150 so that
+// the difference of two such values (at most 250 years, under the 292 an
+// int64 holds) never overflows.
 func unixNano(t time.Time) int64 {
-	lo := time.Date(1700, 1, 1, 0, 0, 0, 0, time.UTC)
-	hi := time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+	lo := time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+	hi := time.Date(2150, 1, 1, 0, 0, 0, 0, time.UTC)
 	switch {
 	case t.Before(lo):
 		t = lo
@@ -150,11 +151,11 @@ type snapshot struct {
 	nodeJSON   []atomic.Pointer[[]byte]
 	nodeByID   map[uint32]int32
 	countryIDs map[string]uint32 // lower case country -> nodeMeta.country
-	farms     []*farmEntry // by ID
-	farmByID  map[uint32]*farmEntry
-	twins     []registry.Twin // by ID
-	twinByID  map[uint32]int32
-	contracts []registry.Contract // by ID
+	farms      []*farmEntry      // by ID
+	farmByID   map[uint32]*farmEntry
+	twins      []registry.Twin // by ID
+	twinByID   map[uint32]int32
+	contracts  []registry.Contract // by ID
 
 	totals  Stats // the parts of /stats that do not depend on the clock
 	byOrder [numSortKeys]lazyOrder
@@ -168,17 +169,17 @@ type lazyOrder struct {
 
 func buildSnapshot(at time.Time, nodes []registry.Node, farms []registry.Farm, twins []registry.Twin, contracts []registry.Contract) *snapshot {
 	s := &snapshot{
-		at:        at,
+		at:         at,
 		nodes:      make([]nodeEntry, 0, len(nodes)),
 		meta:       make([]nodeMeta, 0, len(nodes)),
 		nodeJSON:   make([]atomic.Pointer[[]byte], len(nodes)),
 		countryIDs: map[string]uint32{},
-		nodeByID:  make(map[uint32]int32, len(nodes)),
-		farms:     make([]*farmEntry, 0, len(farms)),
-		farmByID:  make(map[uint32]*farmEntry, len(farms)),
-		twins:     slices.Clone(twins),
-		twinByID:  make(map[uint32]int32, len(twins)),
-		contracts: slices.Clone(contracts),
+		nodeByID:   make(map[uint32]int32, len(nodes)),
+		farms:      make([]*farmEntry, 0, len(farms)),
+		farmByID:   make(map[uint32]*farmEntry, len(farms)),
+		twins:      slices.Clone(twins),
+		twinByID:   make(map[uint32]int32, len(twins)),
+		contracts:  slices.Clone(contracts),
 	}
 	for _, f := range farms {
 		fe := &farmEntry{farm: f}
