@@ -21,14 +21,14 @@ import (
 	"github.com/zos-go/zos/internal/registry"
 )
 
-// Source is what the explorer reads the registry through. Each call returns
-// every record of its kind; the explorer filters in memory. zgrid passes the
-// registry client (through a small adapter where its signatures differ).
+// Source is what the explorer reads the registry through; *registry.Client
+// satisfies it. Each call returns every record of its kind (the explorer
+// asks Contracts with an empty filter) and the explorer filters in memory.
 type Source interface {
 	Nodes(ctx context.Context) ([]registry.Node, error)
 	Farms(ctx context.Context) ([]registry.Farm, error)
 	Twins(ctx context.Context) ([]registry.Twin, error)
-	Contracts(ctx context.Context) ([]registry.Contract, error)
+	Contracts(ctx context.Context, filter registry.ContractFilter) ([]registry.Contract, error)
 }
 
 // Defaults of Config.
@@ -283,7 +283,7 @@ func (e *Explorer) load(ctx context.Context) (*snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading twins: %w", err)
 	}
-	contracts, err := e.src.Contracts(ctx)
+	contracts, err := e.src.Contracts(ctx, registry.ContractFilter{})
 	if err != nil {
 		return nil, fmt.Errorf("reading contracts: %w", err)
 	}

@@ -25,7 +25,10 @@ type memSource struct {
 	block chan struct{}
 }
 
-var _ Source = (*memSource)(nil)
+var (
+	_ Source = (*memSource)(nil)
+	_ Source = (*registry.Client)(nil) // what zgrid passes
+)
 
 func (m *memSource) Nodes(ctx context.Context) ([]registry.Node, error) {
 	m.calls.Add(1)
@@ -53,10 +56,19 @@ func (m *memSource) Twins(context.Context) ([]registry.Twin, error) {
 	return slices.Clone(m.twins), m.err
 }
 
-func (m *memSource) Contracts(context.Context) ([]registry.Contract, error) {
+// Contracts honours the filter as the registry does (zero fields match
+// everything), though the explorer only asks for everything.
+func (m *memSource) Contracts(_ context.Context, f registry.ContractFilter) ([]registry.Contract, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return slices.Clone(m.contracts), m.err
+	var out []registry.Contract
+	for _, c := range m.contracts {
+		if (f.TwinID == 0 || c.TwinID == f.TwinID) && (f.NodeID == 0 || c.NodeID == f.NodeID) &&
+			(f.State == "" || c.State == f.State) && (f.Type == "" || c.Type == f.Type) {
+			out = append(out, c)
+		}
+	}
+	return out, m.err
 }
 
 func (m *memSource) setErr(err error) {
