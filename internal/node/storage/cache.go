@@ -35,6 +35,16 @@ func (m *Module) setupCacheLocked() error {
 			m.cacheLim = m.cfg.CacheStep
 			m.cache.allocated += m.cfg.CacheStep
 		}
+		// Fit the quota to what the cache holds now, before anyone writes.
+		for i := 0; i < 64; i++ {
+			changed, err := m.adjustCacheLocked()
+			if err != nil {
+				m.log.Warn("cache_quota_check_failed", "err", err)
+			}
+			if !changed || err != nil {
+				break
+			}
+		}
 		m.log.Info("cache_found", "pool", m.cache.name, "limit", m.cacheLim)
 		return nil
 	}
@@ -90,31 +100,36 @@ func (m *Module) cacheLoop(ctx context.Context, done chan<- struct{}) {
 func (m *Module) AdjustCache() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	_, err := m.adjustCacheLocked()
+	return err
+}
+
+func (m *Module) adjustCacheLocked() (changed bool, err error) {
 	p := m.cache
 	if p == nil {
-		return nil
+		return false, nil
 	}
 	if err := m.healthLocked(p); err != nil {
-		return fmt.Errorf("checking cache quota: %w", err)
+		return false, fmt.Errorf("checking cache quota: %w", err)
 	}
 	q, err := m.sys.Quotas.Qgroup(m.cacheDir)
 	if err != nil {
-		return fmt.Errorf("checking cache quota on pool %s: %w", p.name, err)
+		return false, fmt.Errorf("checking cache quota on pool %s: %w", p.name, err)
 	}
 	next := nextCacheLimit(q.Exclusive, m.cacheLim, m.cfg.CacheStep)
 	if next == m.cacheLim {
-		return nil
+		return false, nil
 	}
 	if next > m.cacheLim && p.free() < next-m.cacheLim {
-		return fmt.Errorf("growing cache on pool %s to %s: %s free: %w", p.name, sizeString(next), sizeString(p.free()), ErrNoSpace)
+		return false, fmt.Errorf("growing cache on pool %s to %s: %s free: %w", p.name, sizeString(next), sizeString(p.free()), ErrNoSpace)
 	}
 	if err := m.sys.Quotas.Limit(m.cacheDir, next); err != nil {
-		return fmt.Errorf("resizing cache on pool %s: %w", p.name, err)
+		return false, fmt.Errorf("resizing cache on pool %s: %w", p.name, err)
 	}
 	m.log.Info("cache_quota_changed", "pool", p.name, "from", m.cacheLim, "to", next, "used", q.Exclusive)
-	p.allocated = p.allocated - m.cacheLim + next
+	p.allocated = p.allocated - min(p.allocated, m.cacheLim) + next
 	m.cacheLim = next
-	return nil
+	return true, nil
 }
 
 // nextCacheLimit is the cache quota policy: grow by a step at 60% use, shrink

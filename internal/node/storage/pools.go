@@ -71,9 +71,7 @@ func (m *Module) Start(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("starting storage: %w", err)
-	}
+	// Record every pool, even when cancelled, so that Close unmounts it.
 	for i, r := range results {
 		if r.ignored != "" {
 			m.ignore(cands[i].dev, r.ignored)
@@ -87,6 +85,9 @@ func (m *Module) Start(ctx context.Context) error {
 		m.mergeLocked(r.pool, r.found)
 	}
 	sort.Slice(m.pools, func(i, j int) bool { return m.pools[i].name < m.pools[j].name })
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("starting storage: %w", err)
+	}
 	if err := m.setupCacheLocked(); err != nil {
 		return fmt.Errorf("starting storage: %w", err)
 	}
@@ -460,6 +461,7 @@ func (m *Module) Pools() []PoolInfo {
 func (m *Module) Total(t DeviceType) uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.refreshLocked()
 	var n uint64
 	for _, p := range m.pools {
 		if p.broken == "" && p.typ == t {

@@ -174,6 +174,19 @@ func TestLifecycle(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(cache, "state"), []byte("x"), 0o600); err != nil {
 		t.Errorf("cache not writable: %v", err)
 	}
+	// The cache quota grows by a step at 60% use, and shrinks back.
+	if _, err := writeFile(filepath.Join(cache, "fill"), 48<<20); err != nil {
+		t.Fatalf("filling the cache: %v", err)
+	}
+	exec.Command("btrfs", "filesystem", "sync", cache).Run()
+	if err := m.AdjustCache(); err != nil || m.CacheReserved() != 2*cfg.CacheStep {
+		t.Errorf("cache quota at 75%% use = %d, %v; want %d", m.CacheReserved(), err, 2*cfg.CacheStep)
+	}
+	os.Remove(filepath.Join(cache, "fill"))
+	exec.Command("btrfs", "filesystem", "sync", cache).Run()
+	if err := m.AdjustCache(); err != nil || m.CacheReserved() != cfg.CacheStep {
+		t.Errorf("cache quota after emptying = %d, %v; want %d", m.CacheReserved(), err, cfg.CacheStep)
+	}
 
 	// Volumes.
 	v, err := m.VolumeCreate("162-1234-vol1", 16<<20)
