@@ -63,6 +63,7 @@ func root() *command {
 		subs: []*command{
 			keyCommand(),
 			deploymentCommand(),
+			deployCommand(),
 			{name: "version", summary: "print the zosctl version", run: func(_ context.Context, env *Env, _ []string) error {
 				fmt.Fprintln(env.Stdout, version.String())
 				return nil
@@ -82,6 +83,9 @@ func Run(ctx context.Context, args []string, env Env) int {
 	}
 	if env.Stderr == nil {
 		env.Stderr = io.Discard
+	}
+	if len(args) >= 2 && args[0] == "deploy" && (args[1] == "-f" || strings.HasPrefix(args[1], "-f=") || strings.HasPrefix(args[1], "--f")) {
+		args = append([]string{"deploy", "file"}, args[1:]...)
 	}
 	cmd, rest, path := resolve(root(), args)
 	if cmd.run == nil || (len(rest) > 0 && (rest[0] == "-h" || rest[0] == "--help" || rest[0] == "help")) {

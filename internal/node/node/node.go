@@ -7,7 +7,6 @@ package node
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -267,7 +266,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("node_registered", "node", n.nodeID, "twin", twin, "farm", cfg.FarmID)
 
 	// 7. API over the relay.
-	srv := rmb.NewServer(nc, twin, key, twinKeys{n.grid}, log.With("component", "api"))
+	srv := rmb.NewServer(nc, twin, key, n.grid, log.With("component", "api"))
 	api.New(n.nodeID, n.grid, n.engine, n).Register(srv)
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -477,15 +476,4 @@ func (n *Node) resync(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// twinKeys resolves twin keys for the relay from the registry.
-type twinKeys struct{ c *registry.Client }
-
-func (t twinKeys) TwinKey(ctx context.Context, twin uint32) (ed25519.PublicKey, error) {
-	tw, err := t.c.Twin(ctx, twin)
-	if err != nil {
-		return nil, err
-	}
-	return identity.ParsePublic(tw.PublicKey)
 }

@@ -160,13 +160,19 @@ func (e *Engine) Provision(d *gridtypes.Deployment) error {
 
 // Update stores the new definition of a deployment and queues the ops.
 func (e *Engine) Update(d *gridtypes.Deployment, ops []gridtypes.Op) error {
+	cur, err := e.store.Get(d.TwinID, d.ContractID)
+	if err != nil {
+		return err
+	}
 	job := Job{Kind: JobUpdate, Twin: d.TwinID, Contract: d.ContractID}
 	for _, op := range ops {
 		switch op.Kind {
 		case gridtypes.OpRemove:
 			job.Removed = append(job.Removed, *op.Workload)
 		case gridtypes.OpUpdate:
-			job.Updated = append(job.Updated, op.Workload.Name)
+			if old := cur.Get(op.Workload.Name); old != nil && old.Result.State.IsAny(gridtypes.StateOk, gridtypes.StateUnChanged) {
+				job.Updated = append(job.Updated, op.Workload.Name)
+			}
 		}
 	}
 	if err := e.store.Update(d, job); err != nil {
@@ -511,14 +517,8 @@ func (e *Engine) update(ctx context.Context, j Job) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if !updated[wl.Name] {
-			if err := e.install(ctx, d, wl, false); err != nil {
-				return err
-			}
-			continue
-		}
-		if !wl.Result.State.IsAny(gridtypes.StateOk, gridtypes.StateUnChanged) {
-			// Not running: provision it with its new definition.
+		if !updated[wl.Name] || wl.Result.State != gridtypes.StateInit {
+			// Added, not running before, or already updated (replay).
 			if err := e.install(ctx, d, wl, false); err != nil {
 				return err
 			}

@@ -242,7 +242,7 @@ func TestProvisionOrderAndResults(t *testing.T) {
 			vol = append(vol, string(wl.Result.State))
 		}
 	}
-	if want := "init ok ok deleted"; strings.Join(vol, " ") != want {
+	if want := "init ok init ok deleted"; strings.Join(vol, " ") != want {
 		t.Fatalf("history of vol: %q, want %q", strings.Join(vol, " "), want)
 	}
 }

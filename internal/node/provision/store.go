@@ -184,12 +184,19 @@ func (s *Store) Update(d *gridtypes.Deployment, job Job) error {
 		}
 		now := gridtypes.Timestamp(time.Now().Unix())
 		for i := range d.Workloads {
-			if old := cur.Get(d.Workloads[i].Name); old != nil {
-				d.Workloads[i].Result = old.Result
+			wl := &d.Workloads[i]
+			old := cur.Get(wl.Name)
+			if old != nil && wl.Version != d.Version {
+				wl.Result = old.Result // untouched by this update
 				continue
 			}
-			d.Workloads[i].Result = gridtypes.Result{Created: now, State: gridtypes.StateInit}
-			if err := appendHistory(tx, d.TwinID, d.ContractID, &d.Workloads[i]); err != nil {
+			// Added or changed: init until the job ran, so that a client
+			// waiting for the new version does not see the old result.
+			wl.Result = gridtypes.Result{Created: now, State: gridtypes.StateInit}
+			if old != nil {
+				wl.Result.Data = old.Result.Data
+			}
+			if err := appendHistory(tx, d.TwinID, d.ContractID, wl); err != nil {
 				return err
 			}
 		}
@@ -354,7 +361,8 @@ type Job struct {
 	// Removed are the workloads an update takes away (gone from the stored
 	// deployment, so they travel with the job).
 	Removed []gridtypes.Workload `json:"removed,omitempty"`
-	// Updated names the workloads an update changes.
+	// Updated names the running workloads an update changes in place;
+	// changed workloads that did not run are provisioned afresh.
 	Updated []string `json:"updated,omitempty"`
 	// NoValidation marks boot-time re-provisioning.
 	NoValidation bool   `json:"no_validation,omitempty"`

@@ -54,16 +54,18 @@ func hostedConfig(t testing.TB, types ...DeviceType) Config {
 // root is unmounted and any loop device over a file in dataDir is detached,
 // so a failing test leaves nothing behind.
 func leftovers(t testing.TB, root, dataDir string) {
-	t.Cleanup(func() {
-		for _, mp := range mountsUnder(root) {
-			t.Logf("cleanup: unmounting leftover %s", mp)
-			_ = exec.Command("umount", "-l", mp).Run()
-		}
-		files, _ := filepath.Glob(filepath.Join(dataDir, "*"))
-		for _, f := range files {
-			detachFile(t, f)
-		}
-	})
+	t.Cleanup(func() { cleanLeftovers(t, root, dataDir) })
+}
+
+func cleanLeftovers(t testing.TB, root, dataDir string) {
+	for _, mp := range mountsUnder(root) {
+		t.Logf("cleanup: unmounting leftover %s", mp)
+		_ = exec.Command("umount", "-l", mp).Run()
+	}
+	files, _ := filepath.Glob(filepath.Join(dataDir, "*"))
+	for _, f := range files {
+		detachFile(t, f)
+	}
 }
 
 func detachFile(t testing.TB, file string) {
@@ -711,5 +713,35 @@ func TestReadOnlyPool(t *testing.T) {
 	v, err := m.VolumeCreate("v", 8<<20)
 	if err != nil || poolOf(t, m, v.Path).Name == ro.Name {
 		t.Errorf("VolumeCreate = %+v, %v; want it on the healthy pool", v, err)
+	}
+}
+
+// TestLeftoversCleaned checks the last-resort cleanup that protects the
+// machine when a test fails before Close: a module left running is undone.
+func TestLeftoversCleaned(t *testing.T) {
+	requireKernel(t)
+	cfg := hostedConfig(t, SSD, HDD)
+	m, err := New(cfg, testLogger(t), HostSystem())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.VolumeCreate("v", 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if len(mountsUnder(cfg.Root)) != 2 {
+		t.Fatalf("mounts under root: %v, want 2 pools", mountsUnder(cfg.Root))
+	}
+	cleanLeftovers(t, cfg.Root, cfg.DataDir) // as if the test had failed here
+	if mps := mountsUnder(cfg.Root); len(mps) != 0 {
+		t.Errorf("still mounted: %v", mps)
+	}
+	files, _ := filepath.Glob(filepath.Join(cfg.DataDir, "*"))
+	for _, f := range files {
+		if out, _ := exec.Command("losetup", "-j", f).Output(); len(bytes.TrimSpace(out)) != 0 {
+			t.Errorf("still attached: %s", out)
+		}
 	}
 }

@@ -25,4 +25,5 @@ var (
 	ErrBadName         = errors.New("This name is not allowed")
 	ErrModeChange      = errors.New("Cannot change mode of a namespace holding data")
 	ErrDefaultNS       = errors.New("Cannot remove default namespace")
+	ErrCorrupted       = errors.New("Data corrupted")
 )

@@ -117,8 +117,6 @@ func (c *client) expect(want string, args ...string) {
 	}
 }
 
-
-
 func fixedClock() time.Time { return time.Unix(1700000000, 0) }
 
 func dialErr(addr string) net.Conn {

@@ -362,6 +362,10 @@ func (ns *namespace) readPayload(l loc, klen int, dst []byte) ([]byte, error) {
 	if _, err := seg.data.ReadAt(dst[n:], int64(l.off)+dataEntryFixed+int64(klen)); err != nil {
 		return dst[:n], fmt.Errorf("reading data file %d: %w", l.file, err)
 	}
+	if checksum(dst[n:]) != l.crc {
+		ns.log.Error("payload_checksum_mismatch", "file", l.file, "offset", l.off)
+		return dst[:n], ErrCorrupted
+	}
 	return dst, nil
 }
 

@@ -1,0 +1,289 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/node/storage"
+)
+
+func deployCommand() *command {
+	return &command{name: "deploy", summary: "deploy workloads on a node and wait until they run", subs: []*command{
+		{name: "zdb", usage: "--node N --size SIZE [--mode user|seq] [--password P] [--public] [--name NAME]", summary: "deploy a 0-db namespace", run: deployZDB},
+		{name: "volume", usage: "--node N --size SIZE [--name NAME]", summary: "deploy a volume", run: deployVolume},
+		{name: "file", usage: "--node N FILE", summary: "deploy a deployment from a JSON or YAML file (also: zosctl deploy -f FILE)", run: deployFile},
+	}}
+}
+
+// deployFlags are the flags of every deploy command.
+type deployFlags struct {
+	gridFlags
+	node    *uint
+	timeout *time.Duration
+}
+
+func addDeployFlags(fs *flag.FlagSet, env *Env) deployFlags {
+	return deployFlags{
+		gridFlags: addGridFlags(fs, env),
+		node:      fs.Uint("node", 0, "node id (required)"),
+		timeout:   fs.Duration("timeout", 10*time.Minute, "how long to wait for the workloads"),
+	}
+}
+
+func (f deployFlags) nodeID() (uint32, error) {
+	if *f.node == 0 || *f.node > 1<<32-1 {
+		return 0, usageError("--node is required")
+	}
+	return uint32(*f.node), nil
+}
+
+func sizeFlag(fs *flag.FlagSet, name, usage string) *string { return fs.String(name, "", usage) }
+
+func parseSizeFlag(name, v string) (uint64, error) {
+	if v == "" {
+		return 0, usageError("--%s is required", name)
+	}
+	n, err := storage.ParseSize(v)
+	if err != nil {
+		return 0, fmt.Errorf("--%s: %w", name, err)
+	}
+	return n, nil
+}
+
+func deployZDB(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("deploy zdb", flag.ContinueOnError)
+	f := addDeployFlags(fs, env)
+	size := sizeFlag(fs, "size", "namespace size, e.g. 10G (required)")
+	mode := fs.String("mode", gridtypes.ZDBModeUser, "user or seq")
+	password := fs.String("password", "", "namespace password")
+	public := fs.Bool("public", false, "readable without the password")
+	name := fs.String("name", "zdb", "workload name")
+	if _, err := parseFlags(fs, env, args); err != nil {
+		return err
+	}
+	n, err := parseSizeFlag("size", *size)
+	if err != nil {
+		return err
+	}
+	wl := gridtypes.Workload{Name: *name, Type: gridtypes.ZDBType}
+	if err := wl.SetData(&gridtypes.ZDB{Size: n, Mode: *mode, Password: *password, Public: *public}); err != nil {
+		return err
+	}
+	return deployWorkloads(ctx, env, f, &gridtypes.Deployment{Workloads: []gridtypes.Workload{wl}})
+}
+
+func deployVolume(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("deploy volume", flag.ContinueOnError)
+	f := addDeployFlags(fs, env)
+	size := sizeFlag(fs, "size", "volume size, e.g. 5G (required)")
+	name := fs.String("name", "vol", "workload name")
+	if _, err := parseFlags(fs, env, args); err != nil {
+		return err
+	}
+	n, err := parseSizeFlag("size", *size)
+	if err != nil {
+		return err
+	}
+	wl := gridtypes.Workload{Name: *name, Type: gridtypes.VolumeType}
+	if err := wl.SetData(&gridtypes.Volume{Size: n}); err != nil {
+		return err
+	}
+	return deployWorkloads(ctx, env, f, &gridtypes.Deployment{Workloads: []gridtypes.Workload{wl}})
+}
+
+func deployFile(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("deploy file", flag.ContinueOnError)
+	f := addDeployFlags(fs, env)
+	file := fs.String("f", "", "deployment file (JSON or YAML)")
+	pos, err := parseFlags(fs, env, args)
+	if err != nil {
+		return err
+	}
+	if *file == "" && len(pos) == 1 {
+		*file = pos[0]
+	}
+	if *file == "" {
+		return usageError("a deployment file is required")
+	}
+	d, err := readDeployment(env, *file)
+	if err != nil {
+		return err
+	}
+	return deployWorkloads(ctx, env, f, d)
+}
+
+// deployWorkloads completes d (twin, versions, signature requirement),
+// signs it, creates its contract, sends it to the node and waits.
+func deployWorkloads(ctx context.Context, env *Env, f deployFlags, d *gridtypes.Deployment) error {
+	node, err := f.nodeID()
+	if err != nil {
+		return err
+	}
+	s, err := openSession(ctx, f.gridFlags, true)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	d.TwinID = s.twin.ID
+	d.Version = 0
+	for i := range d.Workloads {
+		d.Workloads[i].Version = 0
+		d.Workloads[i].Result = gridtypes.Result{}
+	}
+	if len(d.SignatureRequirement.Requests) == 0 {
+		d.SignatureRequirement = gridtypes.SignatureRequirement{
+			Requests:       []gridtypes.SignatureRequest{{TwinID: s.twin.ID, Weight: 1}},
+			WeightRequired: 1,
+		}
+	}
+	d.SignatureRequirement.Signatures = nil
+	if err := d.Valid(); err != nil {
+		return fmt.Errorf("invalid deployment: %w", err)
+	}
+	if err := d.Sign(s.twin.ID, s.key); err != nil {
+		return err
+	}
+	hash, err := d.Hash()
+	if err != nil {
+		return err
+	}
+	capa, err := d.Capacity()
+	if err != nil {
+		return err
+	}
+	c, err := s.reg.CreateNodeContract(ctx, node, hash, d.Metadata, uint32(capa.IPV4U))
+	if err != nil {
+		return fmt.Errorf("creating contract: %w", err)
+	}
+	d.ContractID = c.ID
+	progress(env, *f.json, "contract %d created on node %d\n", c.ID, node)
+	if err := s.callNode(ctx, node, "zos.deployment.deploy", d, nil); err != nil {
+		if cerr := s.reg.CancelContract(context.WithoutCancel(ctx), c.ID); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("canceling contract %d: %w", c.ID, cerr))
+		}
+		return err
+	}
+	return s.wait(ctx, env, f, node, d.ContractID)
+}
+
+// progress prints a progress line unless the output is JSON.
+func progress(env *Env, asJSON bool, format string, a ...any) {
+	if !asJSON {
+		fmt.Fprintf(env.Stderr, format, a...)
+	}
+}
+
+// wait polls the node until every workload of the deployment at version
+// reached a final state, showing progress, then prints the results.
+func (s *session) wait(ctx context.Context, env *Env, f deployFlags, node uint32, contract uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
+	defer cancel()
+	seen := map[string]string{}
+	live := env.terminal() && !*f.json
+	var d gridtypes.Deployment
+	delay := 100 * time.Millisecond
+	for {
+		err := s.callNode(ctx, node, "zos.deployment.get", map[string]uint64{"contract_id": contract}, &d)
+		if err != nil {
+			return err
+		}
+		done := true
+		var lines []string
+		for _, wl := range d.Workloads {
+			st := string(wl.Result.State)
+			if wl.Result.State.IsAny(gridtypes.StateInit, "") {
+				done = false
+				st = "deploying"
+			}
+			line := fmt.Sprintf("  %-20s %-18s %s", wl.Name, wl.Type, st)
+			if wl.Result.Error != "" {
+				line += ": " + wl.Result.Error
+			}
+			lines = append(lines, line)
+			if !live && !*f.json && seen[wl.Name] != st {
+				fmt.Fprintln(env.Stderr, strings.TrimSpace(line))
+			}
+			seen[wl.Name] = st
+		}
+		if live {
+			fmt.Fprintf(env.Stderr, "\r\033[K%s", strings.Join(lines, " |"))
+		}
+		if done {
+			if live {
+				fmt.Fprintln(env.Stderr)
+			}
+			return printResults(env, *f.json, &d)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for contract %d: %w", contract, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}
+
+// printResults prints the workloads' results and fails if any is not ok.
+func printResults(env *Env, asJSON bool, d *gridtypes.Deployment) error {
+	var failed []string
+	for _, wl := range d.Workloads {
+		if !wl.Result.State.IsOkay() {
+			failed = append(failed, fmt.Sprintf("%s: %s %s", wl.Name, wl.Result.State, wl.Result.Error))
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(d); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(env.Stdout, "contract %d, twin %d, version %d\n", d.ContractID, d.TwinID, d.Version)
+		for _, wl := range d.Workloads {
+			fmt.Fprintf(env.Stdout, "%s (%s): %s\n", wl.Name, wl.Type, describe(&wl))
+		}
+	}
+	if len(failed) > 0 {
+		sort.Strings(failed)
+		return fmt.Errorf("deployment %d failed: %s", d.ContractID, strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// describe renders a workload's result for people.
+func describe(wl *gridtypes.Workload) string {
+	r := &wl.Result
+	if !r.State.IsOkay() {
+		return fmt.Sprintf("%s %s", r.State, r.Error)
+	}
+	switch wl.Type {
+	case gridtypes.ZDBType:
+		var z gridtypes.ZDBResult
+		if err := r.Unmarshal(&z); err == nil {
+			return fmt.Sprintf("ok, namespace %s at %s port %d", z.Namespace, strings.Join(z.IPs, ","), z.Port)
+		}
+	case gridtypes.VolumeType:
+		var v gridtypes.VolumeResult
+		if err := r.Unmarshal(&v); err == nil {
+			return "ok, volume " + v.ID
+		}
+	case gridtypes.ZMountType:
+		var v gridtypes.ZMountResult
+		if err := r.Unmarshal(&v); err == nil {
+			return "ok, disk " + v.ID
+		}
+	}
+	var buf bytes.Buffer
+	if len(r.Data) > 0 && json.Compact(&buf, r.Data) == nil {
+		return string(r.State) + " " + buf.String()
+	}
+	return string(r.State)
+}
