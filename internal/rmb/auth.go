@@ -21,16 +21,22 @@ import (
 //	_INBOX.<hex pubkey>.>      replies to the holder of a key (Connect sets
 //	                           this prefix with nats.CustomInboxPrefix)
 //	registry.twin.create       the one subject an unregistered key may use
-//	registry.>                 the registry's API (registered twins)
+//	registry.>                 the registry's API (registered twins), except
+//	registry.events.>          its events, which only system keys publish
+//	$JS.API.CONSUMER.*.ZOS_EVENTS...  read-only consumers of the registry's
+//	                           events stream (registry.Client.WatchNode)
 //
 // Replies to requests are sent on the requester's reply subject; the NATS
 // "allow responses" permission lets a twin answer a request it received
 // without any publish right on _INBOX.>.
 const (
-	RequestPrefix      = "rmb."
-	InboxRoot          = "_INBOX"
-	TwinCreateSubject  = "registry.twin.create"
-	RegistrySubjects   = "registry.>"
+	RequestPrefix     = "rmb."
+	InboxRoot         = "_INBOX"
+	TwinCreateSubject = "registry.twin.create"
+	RegistrySubjects  = "registry.>"
+	RegistryEvents    = "registry.events.>"
+	// EventsStream is the registry's events stream (registry.EventsStream).
+	EventsStream       = "ZOS_EVENTS"
 	requestWildcard    = RequestPrefix + "*"
 	serverQueue        = "rmb"
 	responsePermMaxMsg = 1
@@ -75,10 +81,12 @@ type AuthConfig struct {
 	System []ed25519.PublicKey
 	// TwinPublish and TwinSubscribe are subjects a registered twin may use
 	// besides rmb.* (publish), its rmb.<twin> and its reply inbox
-	// (subscribe). Nil TwinPublish means []string{RegistrySubjects}.
-	TwinPublish   []string
-	TwinSubscribe []string
-	Log           *slog.Logger
+	// (subscribe); TwinPublishDeny overrides TwinPublish. Nil TwinPublish
+	// means DefaultTwinPublish(), nil TwinPublishDeny []string{RegistryEvents}.
+	TwinPublish     []string
+	TwinPublishDeny []string
+	TwinSubscribe   []string
+	Log             *slog.Logger
 }
 
 // NewAuthenticator returns the NATS client authenticator of the embedded
@@ -98,12 +106,16 @@ func NewAuthenticatorConfig(cfg AuthConfig) server.Authentication {
 		lookup:  cfg.Lookup,
 		system:  make(map[string]bool, len(cfg.System)),
 		pub:     cfg.TwinPublish,
+		deny:    cfg.TwinPublishDeny,
 		sub:     cfg.TwinSubscribe,
 		log:     cfg.Log,
 		limiter: newLogLimiter(),
 	}
 	if a.pub == nil {
-		a.pub = []string{RegistrySubjects}
+		a.pub = DefaultTwinPublish()
+	}
+	if a.deny == nil {
+		a.deny = []string{RegistryEvents}
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -113,6 +125,23 @@ func NewAuthenticatorConfig(cfg AuthConfig) server.Authentication {
 		a.system[string(k)] = true
 	}
 	return a
+}
+
+// DefaultTwinPublish is what a registered twin may publish to besides the
+// twins' inboxes: the registry's API, and the JetStream API calls of an
+// ordered consumer of the events stream (create, fetch, info, delete; no
+// stream or bucket changes). Replies come on the twin's own inbox.
+func DefaultTwinPublish() []string {
+	js := "$JS.API.CONSUMER."
+	return []string{
+		RegistrySubjects,
+		js + "CREATE." + EventsStream,
+		js + "CREATE." + EventsStream + ".>",
+		js + "MSG.NEXT." + EventsStream + ".*",
+		js + "INFO." + EventsStream + ".*",
+		js + "DELETE." + EventsStream + ".*",
+		"$JS.API.STREAM.INFO." + EventsStream,
+	}
 }
 
 // ConfigureServer makes an embedded NATS server authenticate clients with
@@ -135,6 +164,7 @@ type authenticator struct {
 	lookup  func(pub ed25519.PublicKey) (uint32, bool)
 	system  map[string]bool // by raw public key; read only
 	pub     []string
+	deny    []string
 	sub     []string
 	log     *slog.Logger
 	limiter *logLimiter
@@ -222,7 +252,7 @@ func (a *authenticator) twinPermissions(twin uint32, pub ed25519.PublicKey) *ser
 	pubAllow := append([]string{requestWildcard}, a.pub...)
 	subAllow := append([]string{RequestSubject(twin), InboxPrefix(pub) + ".>"}, a.sub...)
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: pubAllow},
+		Publish:   &server.SubjectPermission{Allow: pubAllow, Deny: a.deny},
 		Subscribe: &server.SubjectPermission{Allow: subAllow},
 		// Answer the requests received, once each, within the longest ttl.
 		Response: &server.ResponsePermission{MaxMsgs: responsePermMaxMsg, Expires: DefaultMaxTTL},

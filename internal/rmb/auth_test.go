@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 )
 
@@ -188,5 +189,69 @@ func TestSystemKeyUsesJetStream(t *testing.T) {
 	}
 	if _, err := tjs.KeyValue("twins"); err == nil {
 		t.Error("a twin reached a kv bucket")
+	}
+}
+
+func TestTwinReadsEventsButCannotWriteThem(t *testing.T) {
+	g := newTestGrid(t)
+	ctx := ctxTimeout(t, 20*time.Second)
+	sys := g.connect(t, g.system)
+	sjs, err := jetstream.New(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sjs.CreateStream(ctx, jetstream.StreamConfig{Name: EventsStream, Subjects: []string{"registry.events.node.*"}}); err != nil {
+		t.Fatalf("creating stream: %v", err)
+	}
+	if _, err := sjs.Publish(ctx, "registry.events.node.7", []byte(`{"kind":"contract_created"}`)); err != nil {
+		t.Fatalf("publishing event: %v", err)
+	}
+
+	k := g.twin(t, 7)
+	ec := newErrCollector()
+	nc := g.connect(t, k, nats.ErrorHandler(ec.handler))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(ctx, EventsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"registry.events.node.7"}})
+	if err != nil {
+		t.Fatalf("twin creating an ordered consumer: %v", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		t.Fatalf("twin reading events: %v", err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		if m, err := it.Next(); err == nil {
+			got <- m.Data()
+		}
+		close(got)
+	}()
+	select {
+	case d := <-got:
+		if string(d) != `{"kind":"contract_created"}` {
+			t.Errorf("got event %q", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("no event after 10s")
+	}
+	it.Stop()
+
+	// A twin cannot inject events nor change the stream.
+	if err := nc.Publish("registry.events.node.7", []byte(`{"kind":"contract_canceled"}`)); err != nil {
+		t.Fatal(err)
+	}
+	expectViolation(t, ec, "publishing an event")
+	if err := js.DeleteStream(ctxTimeout(t, time.Second), EventsStream); err == nil {
+		t.Error("a twin deleted the events stream")
+	}
+	info, err := sjs.Stream(ctx, EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.CachedInfo().State.Msgs; n != 1 {
+		t.Errorf("stream holds %d messages, want 1", n)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -559,5 +560,44 @@ func TestServeStopsOnClosedConnection(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve still running 10s after its connection closed")
+	}
+}
+
+func TestServeLeavesNoGoroutines(t *testing.T) {
+	g := newTestGrid(t)
+	k1, k2 := g.twin(t, 1), g.twin(t, 2)
+	nc := g.connect(t, k2)
+	s := NewServer(nc, 2, k2, g.resolver, discardLog())
+	s.Handle("test.echo", echo)
+	c := NewClient(g.connect(t, k1), 1, k1, g.resolver)
+
+	run := func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Serve(ctx) }()
+		var err error
+		for range 100 { // until subscribed
+			if err = c.Call(ctxTimeout(t, 5*time.Second), 2, "test.echo", echoReq{}, nil); !errors.Is(err, ErrUnreachable) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("Call: %v", err)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	}
+	run() // warms the client's reply subscription
+	before := runtime.NumGoroutine()
+	run()
+	deadline := time.Now().Add(3 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("got %d goroutines after Serve returned, want at most %d", n, before)
 	}
 }

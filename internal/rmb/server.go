@@ -147,6 +147,10 @@ wait:
 	// ctx done and should return promptly.
 	if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		s.log.Warn("unsubscribe_error", "err", err)
+	} else if err == nil {
+		// Make sure the NATS server knows before we return, so that a new
+		// Serve does not share the queue group with this one.
+		_ = s.nc.FlushTimeout(time.Second)
 	}
 	close(stop)
 	done := make(chan struct{})
@@ -159,7 +163,16 @@ wait:
 	case <-time.After(shutdownGrace):
 		s.log.Error("handlers_still_running", "after", shutdownGrace)
 	}
-	return result
+	// Requests received but not started are told so rather than left to
+	// time out.
+	for {
+		select {
+		case m := <-work:
+			s.answerError(m, headerOf(m.Data), nil, remoteErr(CodeBusy, "twin %d is stopping its server", s.twin))
+		default:
+			return result
+		}
+	}
 }
 
 // handle checks one request and answers it.
