@@ -735,7 +735,7 @@ func TestLeftoversCleaned(t *testing.T) {
 		t.Fatalf("mounts under root: %v, want 2 pools", mountsUnder(cfg.Root))
 	}
 	cleanLeftovers(t, cfg.Root, cfg.DataDir) // as if the test had failed here
-	defer m.Close()                           // stops the cache loop; its devices are gone already
+	defer m.Close()                          // stops the cache loop; its devices are gone already
 	if mps := mountsUnder(cfg.Root); len(mps) != 0 {
 		t.Errorf("still mounted: %v", mps)
 	}
