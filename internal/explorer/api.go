@@ -63,6 +63,7 @@ func (e *Explorer) Handler() http.Handler {
 	mux.HandleFunc("GET /nodes", e.listNodes)
 	mux.HandleFunc("GET /nodes/{id}", e.getNode)
 	mux.HandleFunc("GET /nodes/{id}/status", e.getNodeStatus)
+	mux.HandleFunc("GET /gateways", e.listGateways)
 	mux.HandleFunc("GET /farms", e.listFarms)
 	mux.HandleFunc("GET /farms/{id}", e.getFarm)
 	mux.HandleFunc("GET /twins/{id}", e.getTwin)
@@ -103,13 +104,33 @@ func (e *Explorer) listNodes(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	e.serveNodes(w, r, &f)
+}
+
+// listGateways is /nodes restricted to nodes with a domain in their public
+// config, the ones that can serve gateway workloads.
+func (e *Explorer) listGateways(w http.ResponseWriter, r *http.Request) {
+	f, err := parseNodeFilter(r.URL.Query(), e.cfg)
+	if err == nil && f.domain != nil && !*f.domain {
+		err = fmt.Errorf("%w: domain=false: gateways all have a domain", errBadQuery)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	domain := true
+	f.domain = &domain
+	e.serveNodes(w, r, &f)
+}
+
+func (e *Explorer) serveNodes(w http.ResponseWriter, r *http.Request, f *nodeFilter) {
 	s, err := e.current(r.Context())
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	now := e.cfg.Now()
-	page, total := s.queryNodes(&f, now)
+	page, total := s.queryNodes(f, now)
 	nowNano := unixNano(now)
 	body := make([]byte, 0, 64+len(page)*1024)
 	body = append(body, '[')

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -95,10 +96,16 @@ func TestNodeFilters(t *testing.T) {
 		{"up with 10 GiB", "status=up&free_mru=" + g(10), []uint32{1, 7}},
 		{"standby with ipv4", "status=standby&ipv4=true", []uint32{}},
 		{"down with domain in NL", "status=down&domain=true&country=nl", []uint32{4}},
+		{"gateways", "gateways:", []uint32{1, 4}},
+		{"gateways up", "gateways:status=up", []uint32{1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, body, total := get(t, h, "/nodes?"+tt.query)
+			url := "/nodes?" + tt.query
+			if q, ok := strings.CutPrefix(tt.query, "gateways:"); ok {
+				url = "/gateways?" + q
+			}
+			code, body, total := get(t, h, url)
 			if code != http.StatusOK {
 				t.Fatalf("got status %d (%s), want 200", code, body)
 			}
@@ -184,6 +191,8 @@ func TestBadParameters(t *testing.T) {
 		{"/nodes/999", 404, "node 999"},
 		{"/nodes/1?x=1", 400, "unknown"},
 		{"/nodes/999/status", 404, "node 999"},
+		{"/gateways?domain=false", 400, "domain=false"},
+		{"/gateways?status=x", 400, "status"},
 		{"/farms?free_ips=many", 400, "free_ips"},
 		{"/farms/9", 404, "farm 9"},
 		{"/twins/x", 400, "id"},
@@ -406,7 +415,25 @@ func TestConcurrentReloadsShareOneRead(t *testing.T) {
 	}
 }
 
+// checkGoroutines fails the test if more goroutines than before are still
+// running a moment after the test's own have been told to stop.
+func checkGoroutines(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(3 * time.Second)
+		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > before {
+			buf := make([]byte, 1<<16)
+			t.Errorf("got %d goroutines after the test, want at most %d:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+		}
+	})
+}
+
 func TestRunRefreshesAndServes(t *testing.T) {
+	checkGoroutines(t)
 	src := fixture()
 	e := New(src, Config{Refresh: 10 * time.Millisecond, Addr: "127.0.0.1:0"}, testLogger(t))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -434,6 +461,9 @@ func TestRunRefreshesAndServes(t *testing.T) {
 }
 
 func TestServeOnListener(t *testing.T) {
+	checkGoroutines(t)
+	client := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(client.CloseIdleConnections)
 	e := New(fixture(), Config{Now: func() time.Time { return testNow }}, testLogger(t))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -443,7 +473,7 @@ func TestServeOnListener(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- e.Serve(ctx, ln) }()
 
-	resp, err := http.Get("http://" + ln.Addr().String() + "/nodes?status=up")
+	resp, err := client.Get("http://" + ln.Addr().String() + "/nodes?status=up")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,5 +525,24 @@ func TestWebPageServed(t *testing.T) {
 				t.Errorf("%s refers to %s: the page must not load anything from elsewhere", f, s)
 			}
 		}
+	}
+}
+
+func TestRunStopsWhileSourceHangs(t *testing.T) {
+	checkGoroutines(t)
+	src := fixture()
+	src.block = make(chan struct{}) // never released
+	e := New(src, Config{SourceTimeout: time.Minute}, testLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	for src.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return while the source hung")
 	}
 }

@@ -230,15 +230,18 @@ func (e *Explorer) noteRefresh(ctx context.Context, err error) {
 	}
 }
 
-// Refresh reloads the snapshot from the Source now.
+// Refresh reloads the snapshot from the Source now; canceling ctx aborts it.
 func (e *Explorer) Refresh(ctx context.Context) error {
-	_, err := e.refresh(ctx)
+	_, err := e.refresh(ctx, false)
 	return err
 }
 
 // refresh reloads the snapshot; callers that come while a reload is running
-// share its result. No lock is held across the Source calls.
-func (e *Explorer) refresh(ctx context.Context) (*snapshot, error) {
+// share its result. No lock is held across the Source calls. A detached
+// reload (one that requests share) is not aborted when ctx ends, only by
+// SourceTimeout, so that the first request's cancellation does not fail the
+// others.
+func (e *Explorer) refresh(ctx context.Context, detach bool) (*snapshot, error) {
 	e.mu.Lock()
 	if c := e.inflight; c != nil {
 		e.mu.Unlock()
@@ -253,9 +256,11 @@ func (e *Explorer) refresh(ctx context.Context) (*snapshot, error) {
 	e.inflight = c
 	e.mu.Unlock()
 
-	// The reload is shared: the first caller's cancellation must not fail
-	// the others, so it runs on its own deadline.
-	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.SourceTimeout)
+	lctx := ctx
+	if detach {
+		lctx = context.WithoutCancel(ctx)
+	}
+	lctx, cancel := context.WithTimeout(lctx, e.cfg.SourceTimeout)
 	c.snap, c.err = e.load(lctx)
 	cancel()
 	if c.err == nil {
@@ -297,7 +302,7 @@ func (e *Explorer) current(ctx context.Context) (*snapshot, error) {
 	if s != nil && e.cfg.Now().Sub(s.at) <= e.cfg.MaxAge {
 		return s, nil
 	}
-	fresh, err := e.refresh(ctx)
+	fresh, err := e.refresh(ctx, true)
 	if err == nil {
 		return fresh, nil
 	}
