@@ -190,7 +190,9 @@ func TestDiscoveryDecisions(t *testing.T) {
 	fs.limits[filepath.Join(existing, "vol1")] = gib
 	fs.limits[filepath.Join(existing, cacheName)] = 5 * gib
 
-	m, err := New(Config{Root: filepath.Join(root, "mnt"), ScanHost: true, CacheCheckInterval: time.Millisecond}, nil, fs.system())
+	// sda also named explicitly: claimed once.
+	m, err := New(Config{Root: filepath.Join(root, "mnt"), ScanHost: true, Devices: []string{"/dev/sda"},
+		CacheCheckInterval: time.Millisecond}, nil, fs.system())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,7 @@ func (m *Module) Start(ctx context.Context) error {
 	for _, dev := range m.cfg.Devices {
 		cands = append(cands, candidate{dev: dev})
 	}
+	cands = dedupe(cands)
 	// Disks are independent: probe, format and mount them in parallel, then
 	// merge what was found in a fixed order.
 	results := make([]claim, len(cands))
@@ -97,6 +98,24 @@ func (m *Module) Start(ctx context.Context) error {
 	m.log.Info("storage_started", "pools", len(m.pools), "ignored", len(m.ignored),
 		"volumes", len(m.volumes), "vdisks", len(m.vdisks), "cache", m.cacheDir, "limited_cache", m.limited)
 	return nil
+}
+
+// dedupe drops a device named twice (by two paths or two sources): two
+// claims of one disk would format it twice.
+func dedupe(cands []candidate) []candidate {
+	seen := make(map[string]bool)
+	var out []candidate
+	for _, c := range cands {
+		key := c.dev
+		if real, err := filepath.EvalSymlinks(c.dev); err == nil {
+			key = real
+		}
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // hostedLocked makes the hosted disk files (sparse) and attaches them.

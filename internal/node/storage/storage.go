@@ -137,6 +137,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("hosted disk %d: size %d below the 256 MiB btrfs needs: %w", i, d.Size, ErrInvalid)
 		}
 	}
+	if len(c.Prefix) > 64 {
+		return fmt.Errorf("prefix %q is longer than 64 bytes: %w", c.Prefix, ErrInvalid)
+	}
 	for _, r := range c.Prefix {
 		if !nameRune(r) {
 			return fmt.Errorf("prefix %q may hold only letters, digits and - _ .: %w", c.Prefix, ErrInvalid)
