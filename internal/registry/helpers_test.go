@@ -173,4 +173,3 @@ func wantErr(t testing.TB, what string, err, want error) {
 		t.Fatalf("%s: got error %v, want %v", what, err, want)
 	}
 }
-

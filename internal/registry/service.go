@@ -77,7 +77,7 @@ func NewService(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger
 	if err != nil {
 		return nil, fmt.Errorf("opening jetstream: %w", err)
 	}
-	st, err := openStore(ctx, js, cfg.Replicas, 3*cfg.MaxSkew)
+	st, err := openStore(ctx, js, cfg.Replicas, 3*cfg.MaxSkew, log)
 	if err != nil {
 		return nil, err
 	}

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
 	"sort"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 )
 
 // Names of the KV buckets and the events stream.
@@ -46,7 +49,7 @@ type store struct {
 // openStore creates (or opens) the buckets and the stream. In a fresh
 // cluster JetStream needs a few seconds to elect a leader, so it retries
 // until ctx ends.
-func openStore(ctx context.Context, js jetstream.JetStream, replicas int, nonceTTL time.Duration) (*store, error) {
+func openStore(ctx context.Context, js jetstream.JetStream, replicas int, nonceTTL time.Duration, log *slog.Logger) (*store, error) {
 	if replicas <= 0 {
 		replicas = 1
 	}
@@ -62,44 +65,56 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int, nonceT
 		{&s.index, jetstream.KeyValueConfig{Bucket: bucketIndex}},
 		{&s.nonces, jetstream.KeyValueConfig{Bucket: bucketNonces, TTL: nonceTTL}},
 	}
+	// Created in parallel: in a fresh cluster each replicated stream
+	// waits for its own leader election.
+	g, gctx := errgroup.WithContext(ctx)
 	for _, b := range buckets {
 		b.cfg.Replicas = replicas
 		b.cfg.Storage = jetstream.FileStorage
 		b.cfg.MaxValueSize = MaxRequestSize * 4
-		err := retry(ctx, func(ctx context.Context) error {
-			kv, err := js.CreateOrUpdateKeyValue(ctx, b.cfg)
+		g.Go(func() error {
+			err := retry(gctx, log, func(ctx context.Context) error {
+				kv, err := js.CreateOrUpdateKeyValue(ctx, b.cfg)
+				if err != nil {
+					return err
+				}
+				*b.kv = kv
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("opening bucket %s: %w", b.cfg.Bucket, err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		err := retry(gctx, log, func(ctx context.Context) error {
+			st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+				Name:     EventsStream,
+				Subjects: []string{SubjectPrefix + "events.node.*"},
+				Storage:  jetstream.FileStorage,
+				Replicas: replicas,
+				MaxAge:   30 * 24 * time.Hour,
+			})
 			if err != nil {
 				return err
 			}
-			*b.kv = kv
+			s.events = st
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("opening bucket %s: %w", b.cfg.Bucket, err)
+			return fmt.Errorf("opening stream %s: %w", EventsStream, err)
 		}
-	}
-	err := retry(ctx, func(ctx context.Context) error {
-		st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:     EventsStream,
-			Subjects: []string{SubjectPrefix + "events.node.*"},
-			Storage:  jetstream.FileStorage,
-			Replicas: replicas,
-			MaxAge:   30 * 24 * time.Hour,
-		})
-		if err != nil {
-			return err
-		}
-		s.events = st
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("opening stream %s: %w", EventsStream, err)
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
 
 // retry calls f (each try bounded to 5 s) until it succeeds or ctx ends.
-func retry(ctx context.Context, f func(context.Context) error) error {
+func retry(ctx context.Context, log *slog.Logger, f func(context.Context) error) error {
 	var last error
 	for {
 		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -108,6 +123,7 @@ func retry(ctx context.Context, f func(context.Context) error) error {
 		if last == nil {
 			return nil
 		}
+		log.Debug("jetstream_not_ready", "err", last)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last error: %v)", ctx.Err(), last)
@@ -167,7 +183,7 @@ var errConflict = fmt.Errorf("%w: compare-and-set lost", ErrConflict)
 // when another writer got there first. f may return an error to abort.
 func update[T any](ctx context.Context, kv jetstream.KeyValue, key string, f func(*T) error) (T, error) {
 	var zero T
-	for range casRetries {
+	for i := range casRetries {
 		var v T
 		rev, err := getJSON(ctx, kv, key, &v)
 		if err != nil {
@@ -178,6 +194,7 @@ func update[T any](ctx context.Context, kv jetstream.KeyValue, key string, f fun
 		}
 		err = putJSON(ctx, kv, key, rev, &v)
 		if errors.Is(err, errConflict) {
+			backoff(i)
 			continue
 		}
 		if err != nil {
@@ -188,10 +205,17 @@ func update[T any](ctx context.Context, kv jetstream.KeyValue, key string, f fun
 	return zero, errConflict
 }
 
+// backoff sleeps a little, randomly, after the try-th lost
+// compare-and-set, so that contending writers spread out.
+func backoff(try int) {
+	d := time.Duration(min(try+1, 20)) * 200 * time.Microsecond
+	time.Sleep(rand.N(d) + d/2)
+}
+
 // nextID increments the counter of kind and returns its new value.
 func (s *store) nextID(ctx context.Context, kind string) (uint64, error) {
 	key := "counter." + kind
-	for range casRetries {
+	for i := range casRetries {
 		e, err := s.index.Get(ctx, key)
 		var cur, rev uint64
 		switch {
@@ -212,6 +236,7 @@ func (s *store) nextID(ctx context.Context, kind string) (uint64, error) {
 			_, err = s.index.Update(ctx, key, val, rev)
 		}
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			backoff(i)
 			continue
 		}
 		if err != nil {
