@@ -1,0 +1,343 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zos-go/zos/internal/cli"
+	"github.com/zos-go/zos/internal/testutil"
+)
+
+// binaries are built once per test binary run.
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+func buildBinaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "zos-e2e-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "github.com/zos-go/zos/cmd/zgrid", "github.com/zos-go/zos/cmd/zos")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("building: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// proc is a process of the test, stopped at cleanup.
+type proc struct {
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	done chan struct{}
+	mu   sync.Mutex
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+func start(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(name, args...), log: &bytes.Buffer{}, done: make(chan struct{})}
+	p.cmd.Stdout = lockedWriter{&p.mu, p.log}
+	p.cmd.Stderr = lockedWriter{&p.mu, p.log}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	return p
+}
+
+// stop sends SIGTERM and waits (then SIGKILL after timeout).
+func (p *proc) stop(timeout time.Duration) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.kill()
+	}
+}
+
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// grid is a zgrid for one test.
+type grid struct {
+	url      string
+	httpPort int
+	proc     *proc
+}
+
+func startGrid(t *testing.T) *grid {
+	t.Helper()
+	bin := buildBinaries(t)
+	port, httpPort := freePort(t), freePort(t)
+	g := &grid{url: fmt.Sprintf("nats://127.0.0.1:%d", port), httpPort: httpPort}
+	g.proc = start(t, filepath.Join(bin, "zgrid"), "run", "--data", t.TempDir(), "--port", strconv.Itoa(port), "--http-port", strconv.Itoa(httpPort))
+	t.Cleanup(func() {
+		g.proc.stop(10 * time.Second)
+		if t.Failed() {
+			t.Logf("zgrid output:\n%s", g.proc.output())
+		}
+	})
+	return g
+}
+
+// user is a zosctl home with a key and a twin.
+type user struct {
+	t    *testing.T
+	home string
+	grid *grid
+}
+
+func newUser(t *testing.T, g *grid) *user {
+	u := &user{t: t, home: t.TempDir(), grid: g}
+	u.mustRun("key", "new")
+	// The grid may still be starting: retry twin creation for a while.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, errs, code := u.run("twin", "create")
+		if code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("twin create: %s", errs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return u
+}
+
+func (u *user) run(args ...string) (string, string, int) {
+	var out, errb bytes.Buffer
+	env := map[string]string{"ZOSCTL_HOME": u.home, "ZOS_GRID": u.grid.url}
+	code := cli.Run(context.Background(), args, cli.Env{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }})
+	return out.String(), errb.String(), code
+}
+
+func (u *user) mustRun(args ...string) string {
+	u.t.Helper()
+	out, errs, code := u.run(args...)
+	if code != 0 {
+		u.t.Fatalf("zosctl %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+func (u *user) json(v any, args ...string) {
+	u.t.Helper()
+	out := u.mustRun(append(args, "--json")...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		u.t.Fatalf("zosctl %s: decoding %q: %v", strings.Join(args, " "), out, err)
+	}
+}
+
+// node is a hosted zos node with loop disks.
+type node struct {
+	t       *testing.T
+	data    string
+	args    []string
+	proc    *proc
+	zdbPort int
+	id      uint32
+}
+
+func requireNodePrereqs(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireBinary(t, "mkfs.btrfs")
+	testutil.RequireBinary(t, "losetup")
+}
+
+func startNode(t *testing.T, g *grid, farm uint32, extra ...string) *node {
+	t.Helper()
+	requireNodePrereqs(t)
+	n := &node{t: t, data: t.TempDir(), zdbPort: freePort(t)}
+	n.args = append([]string{"node", "--data", n.data, "--grid", g.url, "--farm", strconv.Itoa(int(farm)),
+		"--disk", "ssd:3G", "--disk", "hdd:3G", "--zdb-port", strconv.Itoa(n.zdbPort), "--uptime-every", "2s",
+		"--resync-every", "3s", "--prefix", fmt.Sprintf("t%d", n.zdbPort), "--reserved-mem", "256M"}, extra...)
+	n.start()
+	t.Cleanup(func() {
+		n.stop()
+		if t.Failed() {
+			t.Logf("node output:\n%s", n.proc.output())
+		}
+		cleanupNode(t, n.data)
+	})
+	return n
+}
+
+func (n *node) start() {
+	n.proc = start(n.t, filepath.Join(buildBinaries(n.t), "zos"), n.args...)
+}
+
+func (n *node) stop() { n.proc.stop(30 * time.Second) }
+
+// crash kills the node without letting it clean up.
+func (n *node) crash() { n.proc.kill() }
+
+// waitRegistered waits until the node's id is known.
+func (n *node) waitRegistered(u *user) uint32 {
+	n.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if id := nodeIDFromLog(n.proc.output()); id != 0 {
+			n.id = id
+			return id
+		}
+		select {
+		case <-n.proc.done:
+			n.t.Fatalf("node exited:\n%s", n.proc.output())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	n.t.Fatalf("node did not register:\n%s", n.proc.output())
+	return 0
+}
+
+func nodeIDFromLog(s string) uint32 {
+	var id uint32
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.Contains(l, "node_registered") {
+			continue
+		}
+		for _, f := range strings.Fields(l) {
+			if v, ok := strings.CutPrefix(f, "node="); ok {
+				if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+					id = uint32(n)
+				}
+			}
+		}
+	}
+	return id
+}
+
+// cleanupNode unmounts whatever is still mounted under dir and detaches
+// loop devices backed by files under it: after a crash test the node had
+// no chance to.
+func cleanupNode(t *testing.T, dir string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err == nil {
+		var mounts []string
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) > 4 && strings.HasPrefix(f[4], dir) {
+				mounts = append(mounts, f[4])
+			}
+		}
+		for i := len(mounts) - 1; i >= 0; i-- {
+			if err := syscall.Unmount(mounts[i], syscall.MNT_DETACH); err != nil {
+				t.Logf("unmounting %s: %v", mounts[i], err)
+			}
+		}
+	}
+	backs, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, bf := range backs {
+		v, err := os.ReadFile(bf)
+		if err != nil || !strings.HasPrefix(strings.TrimSpace(string(v)), dir) {
+			continue
+		}
+		dev := "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(bf)))
+		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
+			t.Logf("detaching %s: %v %s", dev, err, out)
+		}
+	}
+}
+
+// checkClean fails if anything of dir is still mounted or attached.
+func checkClean(t *testing.T, dir string) {
+	t.Helper()
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir) {
+			t.Errorf("still mounted after the node stopped: %s", f[4])
+		}
+	}
+	backs, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, bf := range backs {
+		if v, err := os.ReadFile(bf); err == nil && strings.HasPrefix(strings.TrimSpace(string(v)), dir) {
+			t.Errorf("loop device still attached after the node stopped: %s", bf)
+		}
+	}
+}
+
+// redis runs redis-cli against the node's 0-db with commands on stdin.
+func redis(t *testing.T, port int, cmds string) string {
+	t.Helper()
+	bin := testutil.RequireBinary(t, "redis-cli")
+	cmd := exec.Command(bin, "-p", strconv.Itoa(port))
+	cmd.Stdin = strings.NewReader(cmds)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli: %v\n%s", err, out)
+	}
+	return string(out)
+}
