@@ -21,7 +21,7 @@ import (
 )
 
 // setup starts a grid, a farm and one node, and returns a user.
-func setup(t *testing.T) (*grid, *node, *user) {
+func setup(t testing.TB) (*grid, *node, *user) {
 	requireNodePrereqs(t)
 	g := startGrid(t)
 	farmer := newUser(t, g)
@@ -32,7 +32,7 @@ func setup(t *testing.T) (*grid, *node, *user) {
 	return g, n, newUser(t, g)
 }
 
-func zdbResult(t *testing.T, d *gridtypes.Deployment, name string) gridtypes.ZDBResult {
+func zdbResult(t testing.TB, d *gridtypes.Deployment, name string) gridtypes.ZDBResult {
 	t.Helper()
 	wl := d.Get(name)
 	if wl == nil {
@@ -45,7 +45,7 @@ func zdbResult(t *testing.T, d *gridtypes.Deployment, name string) gridtypes.ZDB
 	return r
 }
 
-func writeJSON(t *testing.T, v any) string {
+func writeJSON(t testing.TB, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -162,7 +162,7 @@ type direct struct {
 	twin registry.Twin
 }
 
-func dial(t *testing.T, u *user) *direct {
+func dial(t testing.TB, u *user) *direct {
 	t.Helper()
 	key, err := identity.Load(filepath.Join(u.home, "key.json"))
 	if err != nil {
@@ -191,7 +191,7 @@ func (c *direct) deployment(name string, size uint64) *gridtypes.Deployment {
 }
 
 // contract signs d and creates its contract on node.
-func (c *direct) contract(t *testing.T, d *gridtypes.Deployment, node uint32) {
+func (c *direct) contract(t testing.TB, d *gridtypes.Deployment, node uint32) {
 	t.Helper()
 	if err := d.Sign(c.twin.ID, c.key); err != nil {
 		t.Fatal(err)

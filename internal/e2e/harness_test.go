@@ -28,7 +28,7 @@ var (
 	buildErr  error
 )
 
-func buildBinaries(t *testing.T) string {
+func buildBinaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "zos-e2e-bin-")
@@ -55,7 +55,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -90,7 +90,7 @@ func (p *proc) output() string {
 	return p.log.String()
 }
 
-func start(t *testing.T, name string, args ...string) *proc {
+func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(name, args...), log: &bytes.Buffer{}, done: make(chan struct{})}
 	p.cmd.Stdout = lockedWriter{&p.mu, p.log}
@@ -135,7 +135,7 @@ type grid struct {
 	proc     *proc
 }
 
-func startGrid(t *testing.T) *grid {
+func startGrid(t testing.TB) *grid {
 	t.Helper()
 	bin := buildBinaries(t)
 	port, httpPort := freePort(t), freePort(t)
@@ -152,12 +152,12 @@ func startGrid(t *testing.T) *grid {
 
 // user is a zosctl home with a key and a twin.
 type user struct {
-	t    *testing.T
+	t    testing.TB
 	home string
 	grid *grid
 }
 
-func newUser(t *testing.T, g *grid) *user {
+func newUser(t testing.TB, g *grid) *user {
 	u := &user{t: t, home: t.TempDir(), grid: g}
 	u.mustRun("key", "new")
 	// The grid may still be starting: retry twin creation for a while.
@@ -201,7 +201,7 @@ func (u *user) json(v any, args ...string) {
 
 // node is a hosted zos node with loop disks.
 type node struct {
-	t       *testing.T
+	t       testing.TB
 	data    string
 	args    []string
 	proc    *proc
@@ -209,13 +209,13 @@ type node struct {
 	id      uint32
 }
 
-func requireNodePrereqs(t *testing.T) {
+func requireNodePrereqs(t testing.TB) {
 	testutil.RequireRoot(t)
 	testutil.RequireBinary(t, "mkfs.btrfs")
 	testutil.RequireBinary(t, "losetup")
 }
 
-func startNode(t *testing.T, g *grid, farm uint32, extra ...string) *node {
+func startNode(t testing.TB, g *grid, farm uint32, extra ...string) *node {
 	t.Helper()
 	requireNodePrereqs(t)
 	n := &node{t: t, data: t.TempDir(), zdbPort: freePort(t)}
@@ -283,7 +283,7 @@ func nodeIDFromLog(s string) uint32 {
 // cleanupNode unmounts whatever is still mounted under dir and detaches
 // loop devices backed by files under it: after a crash test the node had
 // no chance to.
-func cleanupNode(t *testing.T, dir string) {
+func cleanupNode(t testing.TB, dir string) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err == nil {
 		var mounts []string
@@ -313,7 +313,7 @@ func cleanupNode(t *testing.T, dir string) {
 }
 
 // checkClean fails if anything of dir is still mounted or attached.
-func checkClean(t *testing.T, dir string) {
+func checkClean(t testing.TB, dir string) {
 	t.Helper()
 	b, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, l := range strings.Split(string(b), "\n") {
@@ -330,7 +330,7 @@ func checkClean(t *testing.T, dir string) {
 }
 
 // redis runs redis-cli against the node's 0-db with commands on stdin.
-func redis(t *testing.T, port int, cmds string) string {
+func redis(t testing.TB, port int, cmds string) string {
 	t.Helper()
 	bin := testutil.RequireBinary(t, "redis-cli")
 	cmd := exec.Command(bin, "-p", strconv.Itoa(port))
