@@ -130,6 +130,8 @@ func TestWebPageInChromium(t *testing.T) {
 		t.Errorf("got viewport and content widths %v: the page scrolls sideways on a phone", widths)
 	}
 	s.screenshot(t, filepath.Join(artifacts, "explorer-phone.png"))
+	s.exec(t, nil, `document.getElementById('nodes-title').scrollIntoView(); return null`)
+	s.screenshot(t, filepath.Join(artifacts, "explorer-phone-nodes.png"))
 	t.Logf("screenshots in %s", artifacts)
 }
 
