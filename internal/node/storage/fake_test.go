@@ -26,11 +26,12 @@ type fakeSys struct {
 	sigs   map[string]blockdev.Signature
 	limits map[string]uint64 // subvolume path -> limit
 	excl   map[string]uint64 // subvolume path -> exclusive bytes
+	seek   map[string]time.Duration
 }
 
 func newFakeSys(root string) *fakeSys {
 	return &fakeSys{root: root, disks: map[string]blockdev.Disk{}, sigs: map[string]blockdev.Signature{},
-		limits: map[string]uint64{}, excl: map[string]uint64{}}
+		limits: map[string]uint64{}, excl: map[string]uint64{}, seek: map[string]time.Duration{}}
 }
 
 func (f *fakeSys) system() System {
@@ -73,6 +74,16 @@ func (f *fakeSys) Probe(path string) (blockdev.Signature, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.sigs[path], nil
+}
+
+func (f *fakeSys) SeekTime(dev string) (time.Duration, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d, ok := f.seek[dev]
+	if !ok {
+		return 0, fmt.Errorf("no seek time for %s", dev)
+	}
+	return d, nil
 }
 
 func (f *fakeSys) Attach(file string) (string, error) {
@@ -181,6 +192,10 @@ func TestDiscoveryDecisions(t *testing.T) {
 	fs.addDisk("sde", 10*gib, false, blockdev.Signature{Type: "btrfs", Label: "n2-zos-0123"}) // another node's
 	fs.addDisk("sdf", 10*gib, false, blockdev.Signature{PartTable: "gpt"})                    // partition table
 	fs.addDisk("loop0", 10*gib, false, blockdev.Signature{})                                  // not physical
+	fs.addDisk("sdg", 10*gib, true, blockdev.Signature{})                                     // blank, fast despite the flag: ssd
+	fs.seek["/dev/sdg"] = 100 * time.Microsecond
+	fs.addDisk("sdh", 10*gib, false, blockdev.Signature{}) // blank, slow despite the flag: hdd
+	fs.seek["/dev/sdh"] = 8 * time.Millisecond
 	// The existing pool remembers it was typed SSD (despite rotational=1)
 	// and holds a volume and the cache.
 	existing := filepath.Join(root, "mnt", ours)
@@ -202,8 +217,14 @@ func TestDiscoveryDecisions(t *testing.T) {
 	got := fs.take()
 	want := strings.Join([]string{
 		"mkfs /dev/sda",
+		"mkfs /dev/sdg",
+		"mkfs /dev/sdh",
 		"mount /dev/sda ROOT/mnt/zos-LABEL btrfs ",
 		"mount /dev/sdd ROOT/mnt/zos-0123456789ab btrfs ",
+		"mount /dev/sdg ROOT/mnt/zos-LABEL btrfs ",
+		"mount /dev/sdh ROOT/mnt/zos-LABEL btrfs ",
+		"quota enable ROOT/mnt/zos-LABEL",
+		"quota enable ROOT/mnt/zos-LABEL",
 		"quota enable ROOT/mnt/zos-LABEL",
 	}, "\n")
 	if normalise(got) != want {
@@ -217,16 +238,23 @@ func TestDiscoveryDecisions(t *testing.T) {
 		t.Errorf("ignored %v, want sdb sdc sde sdf", ignored)
 	}
 	pools := m.Pools()
-	if len(pools) != 2 {
+	if len(pools) != 4 {
 		t.Fatalf("pools %+v", pools)
 	}
 	for _, p := range pools {
-		want := HDD
-		if p.Name == ours {
+		var want DeviceType
+		switch m.poolDev(p.Name) {
+		case "/dev/sda": // rotational, no seek time: the flag decides
+			want = HDD
+		case "/dev/sdd": // the marker decides
 			want = SSD
+		case "/dev/sdg":
+			want = SSD
+		case "/dev/sdh":
+			want = HDD
 		}
 		if p.Type != want {
-			t.Errorf("pool %s type %s, want %s", p.Name, p.Type, want)
+			t.Errorf("pool on %s type %s, want %s", m.poolDev(p.Name), p.Type, want)
 		}
 	}
 	if c, limited := m.Cache(); c != filepath.Join(existing, cacheName) || limited {
@@ -235,7 +263,7 @@ func TestDiscoveryDecisions(t *testing.T) {
 	if v, err := m.VolumeLookup("vol1"); err != nil || v.Size != gib {
 		t.Errorf("existing volume = %+v, %v", v, err)
 	}
-	if got := m.Total(SSD); got != 20*gib {
+	if got := m.Total(SSD); got != 30*gib {
 		t.Errorf("Total(ssd) = %d", got)
 	}
 

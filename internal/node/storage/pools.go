@@ -273,14 +273,10 @@ func (m *Module) mount(p *pool, c candidate, disk blockdev.Disk, fresh bool) (fo
 	mk, err := readMarker(p.path)
 	switch {
 	case errors.Is(err, os.ErrNotExist) || fresh:
-		// Decided once: declared in hosted mode, else the rotational flag.
-		// (A seek-time probe on real hardware is still to do.)
+		// Decided once: declared in hosted mode, else measured.
 		t := c.typ
 		if t == "" {
-			t = SSD
-			if disk.Rotational {
-				t = HDD
-			}
+			t = m.deviceType(p.dev, disk)
 		}
 		if err := m.sys.FS.QuotaEnable(p.path); err != nil {
 			return found{}, fmt.Errorf("setting up pool %s: %w", p.name, err)
@@ -295,6 +291,25 @@ func (m *Module) mount(p *pool, c candidate, disk blockdev.Disk, fresh bool) (fo
 		p.typ = mk.Type
 	}
 	return m.scan(p)
+}
+
+// deviceType measures the seek time of a disk (the rotational flag is not
+// trusted) and falls back on the flag when the probe fails.
+func (m *Module) deviceType(dev string, disk blockdev.Disk) DeviceType {
+	d, err := m.sys.Disks.SeekTime(dev)
+	if err != nil {
+		m.log.Warn("seek_time_failed", "dev", dev, "rotational", disk.Rotational, "err", err)
+		if disk.Rotational {
+			return HDD
+		}
+		return SSD
+	}
+	t := HDD
+	if d < blockdev.SSDSeekTime {
+		t = SSD
+	}
+	m.log.Info("disk_typed", "dev", dev, "seek_time", d, "type", t)
+	return t
 }
 
 func readMarker(dir string) (marker, error) {

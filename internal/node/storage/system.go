@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/zos-go/zos/internal/sys/blockdev"
 	"github.com/zos-go/zos/internal/sys/btrfs"
@@ -15,6 +16,7 @@ type Disks interface {
 	List() ([]blockdev.Disk, error)
 	Stat(dev string) (blockdev.Disk, error)
 	Probe(path string) (blockdev.Signature, error)
+	SeekTime(dev string) (time.Duration, error)
 }
 
 // Loops attaches files as block devices.
@@ -73,6 +75,9 @@ type hostDisks struct {
 	blockdev.Sysfs
 	blockdev.Blkid
 }
+
+// SeekTime samples 32 random reads.
+func (hostDisks) SeekTime(dev string) (time.Duration, error) { return blockdev.SeekTime(dev, 32) }
 
 // HostSystem is the System of a live machine: sysfs, blkid, losetup,
 // mount(2), btrfs-progs and fallocate.

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 )
 
 func writeTree(t *testing.T, root string, files map[string]string) {
@@ -82,4 +83,23 @@ func FuzzParseExport(f *testing.F) {
 	f.Add([]byte("TYPE=btrfs\nLABEL=x\n"))
 	f.Add([]byte("=\n==\nPTTYPE"))
 	f.Fuzz(func(t *testing.T, b []byte) { _ = ParseExport(b) })
+}
+
+func TestSeekTime(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "disk")
+	if err := os.WriteFile(path, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := SeekTime(path, 8)
+	if err != nil {
+		t.Skipf("O_DIRECT not supported here: %v", err)
+	}
+	if d <= 0 || d > time.Second {
+		t.Errorf("seek time %v", d)
+	}
+	small := filepath.Join(t.TempDir(), "small")
+	os.WriteFile(small, make([]byte, 100), 0o600)
+	if _, err := SeekTime(small, 8); err == nil {
+		t.Error("a 100-byte device: want an error")
+	}
 }
