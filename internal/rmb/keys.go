@@ -35,9 +35,20 @@ type peers struct {
 	max      int
 	now      func() time.Time
 
-	mu sync.Mutex // guards m
-	m  map[uint32]*peer
+	mu     sync.Mutex // guards m and missed
+	m      map[uint32]*peer
+	missed map[uint32]missEntry
 }
+
+// missEntry remembers a failed resolution for a short while, so that
+// envelopes naming unknown twins do not each cost a registry lookup.
+type missEntry struct {
+	at  time.Time
+	err error
+}
+
+// missTTL is how long a failed resolution is remembered.
+const missTTL = 2 * time.Second
 
 func newPeers(key identity.Key, r TwinResolver, o *options) (*peers, error) {
 	priv, err := x25519Private(key)
@@ -52,18 +63,33 @@ func newPeers(key identity.Key, r TwinResolver, o *options) (*peers, error) {
 		max:      o.keyCacheSize,
 		now:      o.now,
 		m:        make(map[uint32]*peer),
+		missed:   make(map[uint32]missEntry),
 	}, nil
 }
 
 // get returns the twin's key and AEAD, from the cache when fresh.
 func (p *peers) get(ctx context.Context, twin uint32) (*peer, error) {
+	now := p.now()
 	p.mu.Lock()
 	e, ok := p.m[twin]
+	miss, missed := p.missed[twin]
 	p.mu.Unlock()
-	if ok && p.now().Sub(e.fetched) < p.ttl {
+	if ok && now.Sub(e.fetched) < p.ttl {
 		return e, nil
 	}
-	return p.fetch(ctx, twin)
+	if missed && now.Sub(miss.at) < missTTL {
+		return nil, miss.err
+	}
+	e, err := p.fetch(ctx, twin)
+	if err != nil && ctx.Err() == nil {
+		p.mu.Lock()
+		if len(p.missed) >= p.max {
+			clear(p.missed)
+		}
+		p.missed[twin] = missEntry{at: now, err: err}
+		p.mu.Unlock()
+	}
+	return e, err
 }
 
 // refresh re-resolves a twin whose cached key failed to verify a signature
@@ -109,5 +135,6 @@ func (p *peers) fetch(ctx context.Context, twin uint32) (*peer, error) {
 		}
 	}
 	p.m[twin] = e
+	delete(p.missed, twin)
 	return e, nil
 }

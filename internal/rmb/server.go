@@ -278,7 +278,9 @@ func (s *Server) run(ctx context.Context, m *nats.Msg, env *Envelope, p *peer, h
 	}
 	if herr != nil {
 		var re *RemoteError
-		if !errors.As(herr, &re) {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.As(herr, &re) {
+			re = remoteErr(CodeTimeout, "handler of %q did not answer within the ttl %s: %v", env.Command, env.TTL, herr)
+		} else if !errors.As(herr, &re) {
 			re = &RemoteError{Code: CodeHandler, Message: herr.Error()}
 		}
 		s.answerError(m, env, p, re)
