@@ -345,7 +345,7 @@ func (k sortKey) value(e *nodeEntry) int64 {
 	case sortFreeIPs:
 		return int64(e.freeIPs())
 	case sortUpdated:
-		return e.node.Updated.UnixNano()
+		return unixNano(e.node.Updated)
 	case sortUptime:
 		return clamp(e.node.Uptime)
 	}
