@@ -98,6 +98,8 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		NoSigs:                     true,
 		MaxPayload:                 cfg.MaxPayload,
 		CustomClientAuthentication: cfg.Authentication,
+		// A custom authenticator checks a signature of the nonce.
+		AlwaysEnableNonce: cfg.Authentication != nil,
 	}
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"

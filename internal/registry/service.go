@@ -45,10 +45,11 @@ func (c Config) Validate() error {
 
 // Service serves the registry over NATS.
 type Service struct {
-	cfg Config
-	nc  *nats.Conn
-	st  *store
-	log *slog.Logger
+	cfg  Config
+	nc   *nats.Conn
+	st   *store
+	log  *slog.Logger
+	keys twinKeys
 }
 
 // handler serves one operation. signer is the verified public key of a
@@ -152,6 +153,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.log.Info("registry_serving", "replicas", s.cfg.Replicas, "workers", s.cfg.Workers)
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.keys.watch(gctx, s.st.index, s.log) })
 	for range s.cfg.Workers {
 		g.Go(func() error {
 			for {

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/zos-go/zos/internal/explorer"
+	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/natsd"
+	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/rmb"
+)
+
+// Config is the configuration of zgrid run.
+type Config struct {
+	DataDir     string
+	Listen      string
+	Port        int // NATS client port; natsd.RandomPort in tests
+	HTTPPort    int // explorer; 0 disables it, natsd.RandomPort picks one
+	MonitorPort int
+	NATS        []string // existing cluster; no embedded server
+	Replicas    int
+	Name        string
+	ClusterName string
+	ClusterPort int
+	Routes      []string
+	Auth        bool
+	SystemKey   string
+	LogLevel    string
+	// Ready, when set, is called once every task has started, with the
+	// addresses clients use (tests).
+	Ready func(Addrs)
+}
+
+// Addrs are where a running zgrid serves.
+type Addrs struct {
+	NATS     string // client URL
+	Explorer string // host:port, empty without explorer
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data is required"))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("--replicas %d: want 1 to 5", c.Replicas))
+	}
+	if len(c.NATS) > 0 && (c.ClusterPort != 0 || len(c.Routes) > 0) {
+		errs = append(errs, errors.New("--nats uses an existing cluster: --cluster-port and --routes are for the embedded server"))
+	}
+	if len(c.Routes) > 0 && c.ClusterPort == 0 {
+		errs = append(errs, errors.New("--routes needs --cluster-port"))
+	}
+	if c.Listen != "" && net.ParseIP(c.Listen) == nil {
+		errs = append(errs, fmt.Errorf("--listen %q is not an IP address", c.Listen))
+	}
+	return errors.Join(errs...)
+}
+
+// plane is what the tasks build and share. Each field is set by one task
+// before the tasks after it start.
+type plane struct {
+	cfg      Config
+	log      *slog.Logger
+	sysKey   identity.Key
+	srv      *natsd.Server                    // nil with --nats
+	nc       *nats.Conn                       // the grid's own connection
+	registry atomic.Pointer[registry.Service] // read by the authenticator
+	addrs    Addrs
+}
+
+// task is one step of startup: setup runs in order and may fail startup;
+// run, when set, then runs under the errgroup until ctx ends.
+type task struct {
+	name  string
+	setup func(ctx context.Context, p *plane) (run func(ctx context.Context) error, err error)
+}
+
+// tasks is zgrid, in start order. Teardown is the reverse: the explorer
+// and the registry stop when ctx ends, then the connection closes, then the
+// embedded server shuts down (see run).
+func tasks() []task {
+	return []task{
+		{"system-key", loadSystemKey},
+		{"nats", startNATS},
+		{"connect", connectNATS},
+		{"registry", startRegistry},
+		{"explorer", startExplorer},
+	}
+}
+
+// run starts the tasks in order and serves until ctx ends or a task fails.
+func run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	p := &plane{cfg: cfg, log: log}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer func() {
+		// Teardown, after every task returned: our connection first, then
+		// the server under it.
+		if p.nc != nil {
+			p.nc.Close()
+		}
+		if p.srv != nil {
+			p.srv.Shutdown()
+		}
+	}()
+	g, gctx := errgroup.WithContext(ctx)
+	for _, t := range tasks() {
+		start := time.Now()
+		runFn, err := t.setup(gctx, p)
+		if err != nil {
+			cancel() // stop the tasks already running
+			_ = g.Wait()
+			return fmt.Errorf("starting %s: %w", t.name, err)
+		}
+		log.Info("task_started", "task", t.name, "took", time.Since(start).Round(time.Millisecond))
+		if runFn != nil {
+			g.Go(func() error {
+				if err := runFn(gctx); err != nil {
+					return fmt.Errorf("%s: %w", t.name, err)
+				}
+				return nil
+			})
+		}
+	}
+	log.Info("zgrid_ready", "nats", p.addrs.NATS, "explorer", p.addrs.Explorer)
+	if cfg.Ready != nil {
+		cfg.Ready(p.addrs)
+	}
+	return g.Wait()
+}
+
+// loadSystemKey loads (creating it once) the key of the grid's own
+// connections; the authenticator gives it every right.
+func loadSystemKey(_ context.Context, p *plane) (func(context.Context) error, error) {
+	path := p.cfg.SystemKey
+	if path == "" {
+		path = filepath.Join(p.cfg.DataDir, "system.key")
+	}
+	k, _, err := identity.LoadOrCreate(path)
+	if err != nil {
+		return nil, fmt.Errorf("loading system key %s: %w", path, err)
+	}
+	p.sysKey = k
+	return nil, nil
+}
+
+// startNATS starts the embedded server, unless --nats names a cluster.
+func startNATS(_ context.Context, p *plane) (func(context.Context) error, error) {
+	if len(p.cfg.NATS) > 0 {
+		p.addrs.NATS = strings.Join(p.cfg.NATS, ",")
+		return nil, nil
+	}
+	nc := natsd.Config{
+		StoreDir:    filepath.Join(p.cfg.DataDir, "jetstream"),
+		Name:        p.cfg.Name,
+		Host:        p.cfg.Listen,
+		Port:        p.cfg.Port,
+		HTTPPort:    p.cfg.MonitorPort,
+		ClusterName: p.cfg.ClusterName,
+		ClusterPort: p.cfg.ClusterPort,
+		Routes:      p.cfg.Routes,
+	}
+	if p.cfg.Auth {
+		// The relay's rules: clients sign the server's nonce with their
+		// twin key; the grid's own key gets every right.
+		nc.Authentication = rmb.NewAuthenticator(func(pub ed25519.PublicKey) (uint32, bool) {
+			if svc := p.registry.Load(); svc != nil {
+				return svc.LookupTwin(pub)
+			}
+			return 0, false
+		}, []ed25519.PublicKey{p.sysKey.Public()}, p.log)
+		nc.MaxPayload = rmb.ServerMaxPayload
+	}
+	srv, err := natsd.Start(nc, p.log)
+	if err != nil {
+		return nil, err
+	}
+	p.srv = srv
+	p.addrs.NATS = srv.ClientURL()
+	// The server is shut down in run's teardown, after our connection.
+	return nil, nil
+}
+
+// connectNATS opens the grid's own connection, as the system key.
+func connectNATS(_ context.Context, p *plane) (func(context.Context) error, error) {
+	url := p.addrs.NATS
+	if p.srv != nil {
+		url = p.srv.ClientURL()
+	}
+	opts := []nats.Option{
+		nats.Name("zgrid"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				p.log.Warn("nats_disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { p.log.Info("nats_reconnected", "url", c.ConnectedUrlRedacted()) }),
+	}
+	nc, err := rmb.Connect(url, p.sysKey, opts...)
+	if err != nil {
+		return nil, err
+	}
+	p.nc = nc
+	return nil, nil
+}
+
+// startRegistry opens the buckets (waiting for JetStream in a fresh
+// cluster) and serves the registry.
+func startRegistry(ctx context.Context, p *plane) (func(context.Context) error, error) {
+	octx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	svc, err := registry.NewService(octx, p.nc, registry.Config{Replicas: p.cfg.Replicas}, p.log)
+	if err != nil {
+		return nil, err
+	}
+	p.registry.Store(svc)
+	return svc.Run, nil
+}
+
+// startExplorer serves the explorer over the registry client.
+func startExplorer(_ context.Context, p *plane) (func(context.Context) error, error) {
+	if p.cfg.HTTPPort == 0 {
+		return nil, nil
+	}
+	port := p.cfg.HTTPPort
+	if port == natsd.RandomPort {
+		port = 0
+	}
+	host := p.cfg.Listen
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return nil, fmt.Errorf("listening for the explorer: %w", err)
+	}
+	p.addrs.Explorer = ln.Addr().String()
+	ex := explorer.New(registry.NewClient(p.nc, identity.Key{}), explorer.Config{}, p.log)
+	return func(ctx context.Context) error { return ex.Serve(ctx, ln) }, nil
+}

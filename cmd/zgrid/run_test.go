@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/natsd"
+	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/rmb"
+)
+
+// startZgrid runs zgrid in-process on random loopback ports until cleanup.
+func startZgrid(t *testing.T) Addrs {
+	t.Helper()
+	ready := make(chan Addrs, 1)
+	cfg := Config{DataDir: t.TempDir(), Listen: "127.0.0.1", Port: natsd.RandomPort, HTTPPort: natsd.RandomPort,
+		Replicas: 1, Auth: true, Ready: func(a Addrs) { ready <- a }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("zgrid run: %v", err)
+		}
+	})
+	select {
+	case a := <-ready:
+		return a
+	case err := <-done:
+		t.Fatalf("zgrid stopped: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("zgrid not ready")
+	}
+	return Addrs{}
+}
+
+func TestRunServesRegistryAndExplorer(t *testing.T) {
+	a := startZgrid(t)
+	ctx := context.Background()
+	k, _ := identity.Generate()
+	connectAs := func() *nats.Conn {
+		nc, err := rmb.Connect(a.NATS, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	tw, err := registry.NewClient(connectAs(), k).CreateTwin(ctx, "")
+	if err != nil {
+		t.Fatalf("CreateTwin as a new key: %v", err)
+	}
+	// A new connection carries the twin's rights once the registry knows it.
+	var farm registry.Farm
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		farm, err = registry.NewClient(connectAs(), k).CreateFarm(ctx, "f1")
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || farm.TwinID != tw.ID {
+		t.Fatalf("CreateFarm: got %+v, %v", farm, err)
+	}
+
+	// Without a key the server refuses the connection.
+	if nc, err := nats.Connect(a.NATS); err == nil {
+		nc.Close()
+		t.Fatal("anonymous connection accepted")
+	}
+
+	// The explorer shows the farm.
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + a.Explorer + "/farms")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && strings.Contains(string(b), `"f1"`) {
+				break
+			}
+			err = errors.New(resp.Status + " " + string(b))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("explorer /farms: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		ok   bool
+	}{
+		{"defaults", []string{"--data", "/tmp/x"}, true},
+		{"no data", nil, false},
+		{"replicas", []string{"--data", "d", "--replicas", "0"}, false},
+		{"nats and routes", []string{"--data", "d", "--nats", "nats://a:4222", "--cluster-port", "6222"}, false},
+		{"routes without port", []string{"--data", "d", "--routes", "nats-route://a:6222"}, false},
+		{"bad listen", []string{"--data", "d", "--listen", "localhost"}, false},
+		{"cluster", []string{"--data", "d", "--replicas", "3", "--cluster-port", "6222", "--routes", "nats-route://127.0.0.1:6223, nats-route://127.0.0.1:6224"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseFlags(tt.args, io.Discard)
+			if (err == nil) != tt.ok {
+				t.Fatalf("parseFlags(%q): got error %v, want ok=%v", tt.args, err, tt.ok)
+			}
+		})
+	}
+}
