@@ -60,6 +60,9 @@ func (s *Store) compactNamespace(ns *namespace, st *CompactStats) error {
 	if err := tmp.createSegment(1); err != nil {
 		return err
 	}
+	if err := ns.flushIndex(); err != nil {
+		return err
+	}
 	buf := make([]byte, indexEntryFixed+MaxKeyLen)
 	for _, id := range ns.ids {
 		seg := ns.segs[id]
@@ -102,6 +105,9 @@ func (s *Store) compactNamespace(ns *namespace, st *CompactStats) error {
 				return err
 			}
 		}
+	}
+	if err := tmp.flushIndex(); err != nil {
+		return err
 	}
 	for _, seg := range tmp.segs {
 		st.BytesAfter += seg.dataSize

@@ -53,6 +53,7 @@ type namespace struct {
 	ids      []uint32 // segment ids, ascending
 	cur      *segment // segment being appended to
 	wbuf     []byte
+	ipend    []byte              // index entries of cur not yet written (written in batches)
 	dirty    map[uint32]struct{} // index files changed since INDEX DIRTY RESET
 	gone     bool                // deleted: every call fails
 	writeSeq uint64              // count of appends
@@ -160,6 +161,9 @@ func (ns *namespace) createSegment(id uint32) error {
 
 // rotate closes the current segment for appends and starts the next one.
 func (ns *namespace) rotate() error {
+	if err := ns.flushIndex(); err != nil {
+		return err
+	}
 	if err := fdatasync(ns.cur.data); err != nil {
 		return fmt.Errorf("syncing data file: %w", err)
 	}
@@ -210,21 +214,40 @@ func (ns *namespace) append(key []byte, m meta, payload []byte) (loc, error) {
 		_ = seg.data.Truncate(seg.dataSize)
 		return loc{}, fmt.Errorf("writing data entry: %w", err)
 	}
-	l := loc{file: seg.id, off: uint32(seg.dataSize), idx: uint32(seg.indexSize), size: m.size, crc: m.crc, ts: m.ts}
-	ns.wbuf = appendIndexEntry(ns.wbuf[:0], m, l.off, key)
-	if _, err := seg.index.WriteAt(ns.wbuf, seg.indexSize); err != nil {
-		_ = seg.index.Truncate(seg.indexSize)
-		_ = seg.data.Truncate(seg.dataSize)
-		return loc{}, fmt.Errorf("writing index entry: %w", err)
-	}
 	if cap(ns.wbuf) > 1<<20 {
 		ns.wbuf = nil
 	}
+	// The index entry is written with the next batch: the data file alone
+	// is enough to recover it after a crash.
+	l := loc{file: seg.id, off: uint32(seg.dataSize), idx: uint32(seg.indexSize), size: m.size, crc: m.crc, ts: m.ts}
+	ns.ipend = appendIndexEntry(ns.ipend, m, l.off, key)
 	seg.dataSize += need
 	seg.indexSize += int64(indexEntryFixed + len(key))
 	ns.dirty[seg.id] = struct{}{}
 	ns.writeSeq++
+	if len(ns.ipend) >= 64<<10 {
+		if err := ns.flushIndex(); err != nil {
+			ns.log.Warn("index_write_failed", "err", err) // retried with the next batch
+		}
+	}
 	return l, nil
+}
+
+// flushIndex writes the pending index entries; called with mu held for
+// writing. On error they stay pending.
+func (ns *namespace) flushIndex() error {
+	if len(ns.ipend) == 0 || ns.cur == nil {
+		return nil
+	}
+	off := ns.cur.indexSize - int64(len(ns.ipend))
+	if _, err := ns.cur.index.WriteAt(ns.ipend, off); err != nil {
+		return fmt.Errorf("writing index file %d: %w", ns.cur.id, err)
+	}
+	ns.ipend = ns.ipend[:0]
+	if cap(ns.ipend) > 1<<20 {
+		ns.ipend = nil
+	}
+	return nil
 }
 
 // set stores value under key. It returns the key (the new id in seq mode),
@@ -494,9 +517,12 @@ func (ns *namespace) readIndexAt(seg *segment, off int64, buf []byte) (meta, uin
 // scan walks the index forward (or backward) from cursor and returns up to
 // max live keys with the cursor of the last one.
 func (ns *namespace) scan(cursor []byte, forward bool, max int) ([]ScanEntry, []byte, error) {
-	ns.mu.RLock()
-	defer ns.mu.RUnlock()
+	ns.mu.Lock() // exclusive: pending index entries are written first
+	defer ns.mu.Unlock()
 	if err := ns.usable(); err != nil {
+		return nil, nil, err
+	}
+	if err := ns.flushIndex(); err != nil {
 		return nil, nil, err
 	}
 	buf := make([]byte, indexEntryFixed+MaxKeyLen)
@@ -589,6 +615,14 @@ func (ns *namespace) syncTo(seq uint64) error {
 	}
 	target, data, index := ns.writeSeq, ns.cur.data, ns.cur.index
 	ns.mu.RUnlock()
+	if seq == ^uint64(0) {
+		ns.mu.Lock()
+		err := ns.flushIndex()
+		ns.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
 	if err := fdatasync(data); err != nil {
 		return fmt.Errorf("syncing data file: %w", err)
 	}
@@ -623,7 +657,7 @@ func (ns *namespace) info() NamespaceInfo {
 
 // closeFiles closes every file; called with mu held.
 func (ns *namespace) closeFiles() error {
-	var first error
+	first := ns.flushIndex()
 	for _, s := range ns.segs {
 		for _, f := range []*os.File{s.data, s.index} {
 			if err := f.Close(); err != nil && first == nil {
@@ -634,6 +668,7 @@ func (ns *namespace) closeFiles() error {
 	ns.segs = map[uint32]*segment{}
 	ns.ids = nil
 	ns.cur = nil
+	ns.ipend = nil
 	return first
 }
 

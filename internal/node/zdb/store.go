@@ -145,10 +145,10 @@ func (s *Store) syncLoop() {
 func (s *Store) syncAll() {
 	for _, ns := range s.list() {
 		ns.mu.RLock()
-		w, gone := ns.writeSeq, ns.gone
+		w, gone, unwritten := ns.writeSeq, ns.gone, len(ns.ipend) > 0
 		ns.mu.RUnlock()
 		ns.syncMu.Lock()
-		pending := ns.syncedSeq < w
+		pending := ns.syncedSeq < w || unwritten
 		ns.syncMu.Unlock()
 		if gone || !pending {
 			continue
