@@ -195,7 +195,7 @@ func (s *snapshot) appendNode(dst []byte, i int32, status string) []byte {
 	p := s.nodeJSON[i].Load()
 	if p == nil {
 		e := &s.nodes[i]
-		v := nodeJSONView{Node: e.node, Free: e.free, FarmFreeIPs: e.freeIPs()}
+		v := nodeJSONView{Node: *e.node, Free: e.free, FarmFreeIPs: e.freeIPs()}
 		if e.farm != nil {
 			v.FarmName = e.farm.farm.Name
 		}

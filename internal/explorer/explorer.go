@@ -23,7 +23,8 @@ import (
 
 // Source is what the explorer reads the registry through; *registry.Client
 // satisfies it. Each call returns every record of its kind (the explorer
-// asks Contracts with an empty filter) and the explorer filters in memory.
+// asks Contracts with an empty filter) in a new slice, which the explorer
+// keeps and reorders, and filters in memory.
 type Source interface {
 	Nodes(ctx context.Context) ([]registry.Node, error)
 	Farms(ctx context.Context) ([]registry.Farm, error)

@@ -89,7 +89,7 @@ func addResources(a, b registry.Resources) registry.Resources {
 
 // nodeEntry is a node with its free capacity and farm.
 type nodeEntry struct {
-	node registry.Node
+	node *registry.Node // in the slice the Source returned
 	free registry.Resources
 	farm *farmEntry // nil when the farm is unknown
 }
@@ -167,6 +167,7 @@ type lazyOrder struct {
 	order []int32
 }
 
+// buildSnapshot indexes the records; it keeps and reorders the slices.
 func buildSnapshot(at time.Time, nodes []registry.Node, farms []registry.Farm, twins []registry.Twin, contracts []registry.Contract) *snapshot {
 	s := &snapshot{
 		at:         at,
@@ -177,9 +178,9 @@ func buildSnapshot(at time.Time, nodes []registry.Node, farms []registry.Farm, t
 		nodeByID:   make(map[uint32]int32, len(nodes)),
 		farms:      make([]*farmEntry, 0, len(farms)),
 		farmByID:   make(map[uint32]*farmEntry, len(farms)),
-		twins:      slices.Clone(twins),
+		twins:      twins,
 		twinByID:   make(map[uint32]int32, len(twins)),
-		contracts:  slices.Clone(contracts),
+		contracts:  contracts,
 	}
 	for _, f := range farms {
 		fe := &farmEntry{farm: f}
@@ -195,9 +196,10 @@ func buildSnapshot(at time.Time, nodes []registry.Node, farms []registry.Farm, t
 	}
 	slices.SortFunc(s.farms, func(a, b *farmEntry) int { return cmp.Compare(a.farm.ID, b.farm.ID) })
 
-	sorted := slices.SortedFunc(slices.Values(nodes), func(a, b registry.Node) int { return cmp.Compare(a.ID, b.ID) })
-	for _, n := range sorted {
-		e := nodeEntry{node: n, free: Free(&n), farm: s.farmByID[n.FarmID]}
+	slices.SortFunc(nodes, func(a, b registry.Node) int { return cmp.Compare(a.ID, b.ID) })
+	for k := range nodes {
+		n := &nodes[k]
+		e := nodeEntry{node: n, free: Free(n), farm: s.farmByID[n.FarmID]}
 		m := nodeMeta{
 			free:      e.free,
 			updated:   unixNano(n.Updated),
