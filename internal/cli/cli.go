@@ -64,6 +64,11 @@ func root() *command {
 			keyCommand(),
 			deploymentCommand(),
 			deployCommand(),
+			twinCommand(),
+			farmCommand(),
+			nodeCommand(),
+			contractCommand(),
+			nameCommand(),
 			{name: "version", summary: "print the zosctl version", run: func(_ context.Context, env *Env, _ []string) error {
 				fmt.Fprintln(env.Stdout, version.String())
 				return nil

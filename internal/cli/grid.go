@@ -1,0 +1,79 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/registry"
+)
+
+// Helpers of the grid commands (twin, farm, node, contract, name); the
+// shared flags and the session are in session.go.
+
+// gridTimeout bounds one grid command.
+const gridTimeout = 30 * time.Second
+
+// connectGrid opens a session as the user's key. Without needKey a missing
+// key file connects anonymously, which grids without authentication accept
+// for reads.
+func connectGrid(ctx context.Context, f gridFlags, needKey bool) (*session, error) {
+	if needKey {
+		return openSession(ctx, f, false)
+	}
+	if _, err := os.Stat(*f.key); err == nil {
+		return openSession(ctx, f, false)
+	}
+	nc, err := nats.Connect(*f.grid, nats.Name("zosctl"))
+	if err != nil {
+		if errors.Is(err, nats.ErrAuthorization) {
+			return nil, fmt.Errorf("connecting to the grid at %s: %w (the grid admits keys only: `zosctl key new`, `zosctl twin create`)", *f.grid, err)
+		}
+		return nil, fmt.Errorf("connecting to the grid at %s: %w", *f.grid, err)
+	}
+	return &session{nc: nc, reg: registry.NewClient(nc, identity.Key{})}, nil
+}
+
+// explain adds a hint to errors a user can act on.
+func explain(err error) error {
+	switch {
+	case errors.Is(err, registry.ErrNoTwin):
+		return fmt.Errorf("%w\n(create your twin with `zosctl twin create`)", err)
+	case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w\n(is zgrid running, and does your key have a twin? `zosctl twin create`)", err)
+	}
+	return err
+}
+
+// table writes aligned columns.
+func table(w io.Writer, header string, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		for i, c := range r {
+			if i > 0 {
+				fmt.Fprint(tw, "\t")
+			}
+			fmt.Fprint(tw, c)
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
+
+// parseID parses a positional id argument.
+func parseID(what, s string, bits int) (uint64, error) {
+	v, err := strconv.ParseUint(s, 10, bits)
+	if err != nil || v == 0 {
+		return 0, usageError("%s %q is not a positive number", what, s)
+	}
+	return v, nil
+}
