@@ -332,12 +332,12 @@ func (c *conn) cmdKeyTime(args [][]byte) {
 	if !c.argc(args, 2, 2) || !c.requireNS() {
 		return
 	}
-	l, err := c.ns.lookup(args[1])
+	ts, err := c.ns.keyTime(args[1])
 	if err != nil {
 		c.replyErr(err)
 		return
 	}
-	c.w.Int(int64(l.ts))
+	c.w.Int(int64(ts))
 }
 
 func (c *conn) cmdDBSize(args [][]byte) {

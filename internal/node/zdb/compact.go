@@ -77,12 +77,12 @@ func (s *Store) compactNamespace(ns *namespace, st *CompactStats) error {
 			if _, err := io.ReadFull(br, buf[indexEntryFixed:n]); err != nil {
 				return fmt.Errorf("reading index %d: %w", id, err)
 			}
-			m, _, key, err := parseIndexEntry(buf[:n])
+			m, dataOff, key, err := parseIndexEntry(buf[:n])
 			if err != nil {
 				return fmt.Errorf("index %d offset %d: %w", id, pos, err)
 			}
 			l, live := ns.keys.get(key)
-			if m.flags&flagDeleted == 0 && live && l.file == id && int64(l.idx) == pos {
+			if m.flags&flagDeleted == 0 && live && l.file == id && l.off == dataOff {
 				e, err := ns.readEntry(l.file, l.off)
 				if err != nil {
 					return fmt.Errorf("reading entry: %w", err)

@@ -2,15 +2,14 @@ package zdb
 
 import "encoding/binary"
 
-// loc is where the current version of a key lives: its data entry, its
-// index entry (same file id) and what GET needs without touching the disk.
+// loc is where the current version of a key lives (16 bytes: memory per
+// key matters in user mode): its data entry, and what GET and SET need
+// without touching the disk.
 type loc struct {
-	file uint32 // data and index file id
+	file uint32 // data (and index) file id
 	off  uint32 // data entry offset
-	idx  uint32 // index entry offset
 	size uint32 // payload length
 	crc  uint32 // payload checksum
-	ts   uint32 // unix seconds
 }
 
 // keyIndex maps keys to their current location; one implementation per mode.

@@ -248,7 +248,7 @@ func (ns *namespace) replayIndex(seg *segment) (int64, bool, error) {
 				m, dataOff, key, err := parseIndexEntry(buf[:n])
 				end := int64(dataOff) + dataEntryFixed + int64(len(key)) + int64(m.size)
 				if err == nil && int64(dataOff) == dataEnd && end <= seg.dataSize {
-					ns.apply(key, m, loc{file: seg.id, off: dataOff, idx: uint32(pos), size: m.size, crc: m.crc, ts: m.ts})
+					ns.apply(key, m, loc{file: seg.id, off: dataOff, size: m.size, crc: m.crc})
 					pos += int64(n)
 					dataEnd = end
 					ok = true
@@ -327,7 +327,7 @@ func (ns *namespace) scanData(seg *segment, from int64, last bool) error {
 			break
 		}
 		key := hdr[dataEntryFixed : dataEntryFixed+klen]
-		l := loc{file: seg.id, off: uint32(pos), idx: uint32(seg.indexSize + int64(len(ibuf))), size: m.size, crc: m.crc, ts: m.ts}
+		l := loc{file: seg.id, off: uint32(pos), size: m.size, crc: m.crc}
 		ibuf = appendIndexEntry(ibuf, m, uint32(pos), key)
 		ns.apply(key, m, l)
 		pos += entryLen

@@ -1,6 +1,7 @@
 package zdb
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -219,7 +220,7 @@ func (ns *namespace) append(key []byte, m meta, payload []byte) (loc, error) {
 	}
 	// The index entry is written with the next batch: the data file alone
 	// is enough to recover it after a crash.
-	l := loc{file: seg.id, off: uint32(seg.dataSize), idx: uint32(seg.indexSize), size: m.size, crc: m.crc, ts: m.ts}
+	l := loc{file: seg.id, off: uint32(seg.dataSize), size: m.size, crc: m.crc}
 	ns.ipend = appendIndexEntry(ns.ipend, m, l.off, key)
 	seg.dataSize += need
 	seg.indexSize += int64(indexEntryFixed + len(key))
@@ -482,13 +483,68 @@ func (ns *namespace) history(key, cursor []byte) (prev []byte, e dataEntry, err 
 	return prev, e, nil
 }
 
-// keyCursor returns the cursor of the index entry of key.
+// keyCursor returns the cursor of the index entry of key. The in-memory
+// index does not keep index offsets (memory per key), so the index file is
+// searched: KEYCUR is rare.
 func (ns *namespace) keyCursor(key []byte) ([]byte, error) {
-	l, err := ns.lookup(key)
-	if err != nil {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if err := ns.usable(); err != nil {
 		return nil, err
 	}
-	return encodeLoc(l.file, l.idx), nil
+	l, ok := ns.keys.get(key)
+	if !ok {
+		return nil, ErrKeyNotFound
+	}
+	if err := ns.flushIndex(); err != nil {
+		return nil, err
+	}
+	seg := ns.segs[l.file]
+	if seg == nil {
+		return nil, fmt.Errorf("index file %d missing", l.file)
+	}
+	br := bufio.NewReaderSize(io.NewSectionReader(seg.index, fileHeaderSize, seg.indexSize-fileHeaderSize), 256<<10)
+	buf := make([]byte, indexEntryFixed+MaxKeyLen)
+	for pos := int64(fileHeaderSize); pos < seg.indexSize; {
+		if _, err := io.ReadFull(br, buf[:indexEntryFixed]); err != nil {
+			return nil, fmt.Errorf("reading index file %d: %w", l.file, err)
+		}
+		n := indexEntryFixed + int(buf[4])
+		if _, err := io.ReadFull(br, buf[indexEntryFixed:n]); err != nil {
+			return nil, fmt.Errorf("reading index file %d: %w", l.file, err)
+		}
+		if _, dataOff, _, err := parseIndexEntry(buf[:n]); err == nil && dataOff == l.off {
+			return encodeLoc(l.file, uint32(pos)), nil
+		}
+		pos += int64(n)
+	}
+	return nil, fmt.Errorf("index entry of data offset %d not found in file %d", l.off, l.file)
+}
+
+// keyTime returns the timestamp of the current version of key.
+func (ns *namespace) keyTime(key []byte) (uint32, error) {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	if err := ns.usable(); err != nil {
+		return 0, err
+	}
+	l, ok := ns.keys.get(key)
+	if !ok {
+		return 0, ErrKeyNotFound
+	}
+	seg := ns.segs[l.file]
+	if seg == nil {
+		return 0, fmt.Errorf("data file %d missing", l.file)
+	}
+	p := make([]byte, dataEntryFixed+len(key))
+	if _, err := seg.data.ReadAt(p, int64(l.off)); err != nil {
+		return 0, fmt.Errorf("reading data file %d: %w", l.file, err)
+	}
+	m, _, err := parseDataHeader(p)
+	if err != nil {
+		return 0, ErrCorrupted
+	}
+	return m.ts, nil
 }
 
 // ScanEntry is one key returned by a scan.
@@ -577,7 +633,7 @@ func (ns *namespace) scan(cursor []byte, forward bool, max int) ([]ScanEntry, []
 			}
 			entryOff = pos - indexEntryFixed - int64(k[0])
 		}
-		m, _, key, end, err := ns.readIndexAt(seg, entryOff, buf)
+		m, dataOff, key, end, err := ns.readIndexAt(seg, entryOff, buf)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -589,7 +645,7 @@ func (ns *namespace) scan(cursor []byte, forward bool, max int) ([]ScanEntry, []
 		if m.flags&flagDeleted != 0 {
 			continue
 		}
-		if l, ok := ns.keys.get(key); ok && l.file == seg.id && int64(l.idx) == entryOff {
+		if l, ok := ns.keys.get(key); ok && l.file == seg.id && l.off == dataOff {
 			out = append(out, ScanEntry{Key: append([]byte(nil), key...), Size: m.size, TS: m.ts})
 			last = encodeLoc(seg.id, uint32(entryOff))
 		}

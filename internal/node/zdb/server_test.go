@@ -95,6 +95,37 @@ func TestServerCommands(t *testing.T) {
 	}
 }
 
+func TestServerKeyCursor(t *testing.T) {
+	s := openStore(t, t.TempDir(), func(c *Config) { c.Now = fixedClock; c.MaxDataFileSize = 4096 })
+	defer s.Close()
+	addr, _ := startServer(t, ServerConfig{}, s)
+	c := dial(t, addr)
+	for i := 0; i < 100; i++ {
+		c.do("SET", fmt.Sprint("k", i), strings.Repeat("v", 100))
+	}
+	c.expect(`"k50"`, "SET", "k50", "new") // k50 moves to the end
+	c.expect(":1700000000", "KEYTIME", "k50")
+	cur := c.do("KEYCUR", "k10")
+	var keys []string
+	next := string(cur.Str)
+	for {
+		r := c.do("SCAN", next)
+		if r.Kind == resp.KindError {
+			if r.String() != "-No more data" {
+				t.Fatalf("SCAN: got %s", r)
+			}
+			break
+		}
+		for _, e := range r.Elems[1].Elems {
+			keys = append(keys, string(e.Elems[0].Str))
+		}
+		next = string(r.Elems[0].Str)
+	}
+	if len(keys) != 89 || keys[0] != "k11" || keys[len(keys)-1] != "k50" {
+		t.Fatalf("SCAN from KEYCUR k10: got %d keys %v", len(keys), keys)
+	}
+}
+
 func TestServerPasswords(t *testing.T) {
 	s := openStore(t, t.TempDir(), nil)
 	defer s.Close()
