@@ -303,6 +303,7 @@ func (wd *webDriver) newSession(t *testing.T, width, height int) *wdSession {
 		"--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--disable-extensions", "--no-first-run", "--no-default-browser-check",
+		"--disable-breakpad", "--disable-crash-reporter",
 		"--user-data-dir=" + wd.profile,
 		fmt.Sprintf("--window-size=%d,%d", width, height),
 	}
