@@ -57,6 +57,7 @@ func (r *mapResolver) lookup(pub ed25519.PublicKey) (uint32, bool) {
 type testGrid struct {
 	url      string
 	srv      *server.Server
+	opts     *server.Options
 	resolver *mapResolver
 	system   identity.Key
 }
@@ -90,7 +91,7 @@ func newTestGrid(t testing.TB) *testGrid {
 		s.Shutdown()
 		s.WaitForShutdown()
 	})
-	g.srv = s
+	g.srv, g.opts = s, opts
 	g.url = s.ClientURL()
 	return g
 }

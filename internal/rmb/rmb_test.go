@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -600,4 +602,52 @@ func TestServeLeavesNoGoroutines(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		t.Errorf("got %d goroutines after Serve returned, want at most %d", n, before)
 	}
+}
+
+func TestSurvivesNATSRestart(t *testing.T) {
+	g := newTestGrid(t)
+	k1, k2 := g.twin(t, 1), g.twin(t, 2)
+	reconnect := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}
+	snc := g.connect(t, k2, reconnect...)
+	s := NewServer(snc, 2, k2, g.resolver, discardLog())
+	s.Handle("test.echo", echo)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	c := NewClient(g.connect(t, k1, reconnect...), 1, k1, g.resolver)
+	callUntilOK := func(what string) {
+		t.Helper()
+		var err error
+		for range 200 {
+			if err = c.Call(ctxTimeout(t, time.Second), 2, "test.echo", echoReq{Msg: what}, nil); err == nil {
+				return
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		t.Fatalf("%s: %v", what, err)
+	}
+	callUntilOK("before restart")
+
+	port := g.srv.Addr().(*net.TCPAddr).Port
+	g.srv.Shutdown()
+	g.srv.WaitForShutdown()
+	o2 := *g.opts
+	o2.Port = port
+	s2, err := server.NewServer(&o2)
+	if err != nil {
+		t.Fatalf("restarting nats: %v", err)
+	}
+	s2.Start()
+	t.Cleanup(func() {
+		s2.Shutdown()
+		s2.WaitForShutdown()
+	})
+	if !s2.ReadyForConnections(10 * time.Second) {
+		t.Fatal("restarted nats server not ready")
+	}
+	callUntilOK("after restart")
 }
