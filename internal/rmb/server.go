@@ -113,6 +113,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.log.Info("serving", "subject", RequestSubject(s.twin), "workers", s.o.concurrency)
 
+	// Handlers get hctx: it ends with ctx, and also when Serve returns
+	// because the connection closed.
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	for range s.o.concurrency {
 		wg.Go(func() {
@@ -121,7 +125,7 @@ func (s *Server) Serve(ctx context.Context) error {
 				case <-stop:
 					return
 				case m := <-work:
-					s.handle(ctx, m)
+					s.handle(hctx, m)
 				}
 			}
 		})
@@ -153,6 +157,7 @@ wait:
 		_ = s.nc.FlushTimeout(time.Second)
 	}
 	close(stop)
+	cancel()
 	done := make(chan struct{})
 	go func() {
 		wg.Wait()
