@@ -197,9 +197,30 @@ func (s *Service) contractCancel(ctx context.Context, signer string, payload jso
 		c.State = StateCanceled
 		return nil
 	})
+	if errors.Is(err, ErrCanceled) {
+		// Canceled before: finish the cleanup in case that cancel was
+		// interrupted, and still report it.
+		if c, rerr := s.contract(ctx, req.ID); rerr == nil {
+			if rerr := s.releaseContract(ctx, c); rerr != nil {
+				s.log.Error("release_contract_failed", "contract_id", c.ID, "err", rerr)
+			}
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("canceling contract %d: %w", req.ID, err)
 	}
+	if err := s.releaseContract(ctx, c); err != nil {
+		return nil, fmt.Errorf("canceling contract %d: %w", c.ID, err)
+	}
+	if c.NodeID != 0 {
+		s.publish(ctx, EventContractCanceled, c.NodeID, &c)
+	}
+	return c, nil
+}
+
+// releaseContract frees what a canceled contract held: its public IPs, its
+// name or its node. It is idempotent.
+func (s *Service) releaseContract(ctx context.Context, c Contract) error {
 	switch c.Type {
 	case TypeNode:
 		if len(c.PublicIPs) > 0 {
@@ -208,22 +229,21 @@ func (s *Service) contractCancel(ctx context.Context, signer string, payload jso
 				err = s.releaseIPs(ctx, n.FarmID, c.ID)
 			}
 			if err != nil {
-				return nil, fmt.Errorf("canceling contract %d: releasing public ips: %w", c.ID, err)
+				return fmt.Errorf("releasing public ips: %w", err)
 			}
 		}
 	case TypeName:
-		if err := s.st.indexDelete(ctx, "name."+c.Name); err != nil {
-			return nil, fmt.Errorf("canceling contract %d: %w", c.ID, err)
+		// Only if the name still points at this contract.
+		if id, err := s.st.indexGet(ctx, "name."+c.Name); err == nil && id == c.ID {
+			return s.st.indexDelete(ctx, "name."+c.Name)
 		}
 	case TypeRent:
-		if err := s.st.indexDelete(ctx, fmt.Sprintf("rent.%d", c.NodeID)); err != nil {
-			return nil, fmt.Errorf("canceling contract %d: %w", c.ID, err)
+		key := fmt.Sprintf("rent.%d", c.NodeID)
+		if id, err := s.st.indexGet(ctx, key); err == nil && id == c.ID {
+			return s.st.indexDelete(ctx, key)
 		}
 	}
-	if c.NodeID != 0 {
-		s.publish(ctx, EventContractCanceled, c.NodeID, &c)
-	}
-	return c, nil
+	return nil
 }
 
 func (s *Service) nameCreate(ctx context.Context, signer string, payload json.RawMessage) (any, error) {

@@ -68,7 +68,14 @@ func (s *Service) nodeRegister(ctx context.Context, signer string, payload json.
 		if err == nil {
 			n, err := update(ctx, s.st.nodes, idKey(id), apply)
 			if errors.Is(err, ErrNotFound) {
-				continue // the creator has not written the record yet
+				// The index is there without its record (a concurrent
+				// registration, or a crash in between): write it.
+				n = Node{ID: uint32(id), TwinID: twin.ID, Created: now, Updated: now, Power: PowerUp}
+				_ = apply(&n)
+				err = putJSON(ctx, s.st.nodes, idKey(id), 0, n)
+				if errors.Is(err, ErrExists) {
+					continue
+				}
 			}
 			if err != nil {
 				return nil, fmt.Errorf("updating node %d: %w", id, err)

@@ -45,20 +45,29 @@ func (s *Service) twinCreate(ctx context.Context, signer string, payload json.Ra
 	if len(req.Relay) > maxRelayLen {
 		return nil, fmt.Errorf("%w: relay longer than %d bytes", ErrInvalid, maxRelayLen)
 	}
-	if t, err := s.twinByKey(ctx, signer); err == nil || !errors.Is(err, ErrNotFound) {
-		return t, err
+	// The key index is claimed first, so two concurrent creates for one key
+	// agree on the id; the record is then written, and a create that finds
+	// the index without its record (a crash in between) writes it.
+	idx := "twinkey." + signer
+	id, err := s.st.indexGet(ctx, idx)
+	if errors.Is(err, ErrNotFound) {
+		if id, err = s.st.nextID(ctx, "twin"); err != nil {
+			return nil, fmt.Errorf("creating twin: %w", err)
+		}
+		if err = s.st.indexCreate(ctx, idx, id); errors.Is(err, ErrExists) {
+			id, err = s.st.indexGet(ctx, idx) // a concurrent create won
+		}
 	}
-	id, err := s.st.nextID(ctx, "twin")
 	if err != nil {
 		return nil, fmt.Errorf("creating twin: %w", err)
 	}
-	if err := s.st.indexCreate(ctx, "twinkey."+signer, id); errors.Is(err, ErrExists) {
-		return s.twinByKey(ctx, signer) // a concurrent create won
-	} else if err != nil {
-		return nil, fmt.Errorf("creating twin: %w", err)
+	if t, err := s.twinByID(ctx, id, false); !errors.Is(err, ErrNotFound) {
+		return t, err
 	}
 	t := Twin{ID: uint32(id), PublicKey: signer, Relay: req.Relay}
-	if err := putJSON(ctx, s.st.twins, idKey(id), 0, t); err != nil {
+	if err := putJSON(ctx, s.st.twins, idKey(id), 0, t); errors.Is(err, ErrExists) {
+		return s.twinByID(ctx, id, false)
+	} else if err != nil {
 		return nil, fmt.Errorf("creating twin: %w", err)
 	}
 	s.log.Info("twin_created", "twin_id", t.ID)
