@@ -73,6 +73,8 @@ func lookupCommand(name string) handler {
 		return (*conn).cmdIndex
 	case "DATA":
 		return (*conn).cmdData
+	case "ECHO":
+		return (*conn).cmdEcho
 	case "COMMAND":
 		return (*conn).cmdEmpty
 	case "CONFIG":
@@ -167,6 +169,13 @@ func (c *conn) requireWrite() bool {
 }
 
 func (c *conn) cmdEmpty(args [][]byte) { c.w.Array(0) }
+
+// cmdEcho is not a 0-db command; redis-cli --pipe needs it to end a bulk load.
+func (c *conn) cmdEcho(args [][]byte) {
+	if c.argc(args, 2, 2) {
+		c.w.Bulk(args[1])
+	}
+}
 
 func (c *conn) cmdPing(args [][]byte) {
 	if len(args) > 1 {
