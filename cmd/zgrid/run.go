@@ -120,6 +120,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if p.srv != nil {
 			p.srv.Shutdown()
 		}
+		log.Info("zgrid_stopped")
 	}()
 	g, gctx := errgroup.WithContext(ctx)
 	for _, t := range tasks() {
@@ -216,7 +217,18 @@ func connectNATS(_ context.Context, p *plane) (func(context.Context) error, erro
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { p.log.Info("nats_reconnected", "url", c.ConnectedUrlRedacted()) }),
 	}
-	nc, err := rmb.Connect(url, p.sysKey, opts...)
+	var nc *nats.Conn
+	var err error
+	if p.srv != nil && p.cfg.Auth {
+		// Our own server checks keys: connect as the system key.
+		nc, err = rmb.Connect(url, p.sysKey, opts...)
+	} else {
+		// An existing cluster (or --auth=false): its own rules apply.
+		nc, err = nats.Connect(url, opts...)
+		if err != nil {
+			err = fmt.Errorf("connecting to %s: %w", url, err)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -26,11 +26,23 @@ const gridTimeout = 30 * time.Second
 // key file connects anonymously, which grids without authentication accept
 // for reads.
 func connectGrid(ctx context.Context, f gridFlags, needKey bool) (*session, error) {
-	if needKey {
-		return openSession(ctx, f, false)
-	}
-	if _, err := os.Stat(*f.key); err == nil {
-		return openSession(ctx, f, false)
+	_, statErr := os.Stat(*f.key)
+	if needKey || statErr == nil {
+		s, err := openSession(ctx, f, false)
+		if !errors.Is(err, nats.ErrNkeysNotSupported) {
+			return s, err
+		}
+		// A NATS server without authentication (a plain nats-server
+		// under zgrid --nats): connect without the key, sign with it.
+		key, kerr := loadKey(*f.key)
+		if kerr != nil {
+			return nil, kerr
+		}
+		nc, err := nats.Connect(*f.grid, nats.Name("zosctl"))
+		if err != nil {
+			return nil, fmt.Errorf("connecting to the grid at %s: %w", *f.grid, err)
+		}
+		return &session{nc: nc, key: key, reg: registry.NewClient(nc, key)}, nil
 	}
 	nc, err := nats.Connect(*f.grid, nats.Name("zosctl"))
 	if err != nil {
