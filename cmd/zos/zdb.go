@@ -63,6 +63,9 @@ func runZdb(ctx context.Context, args []string) error {
 	}
 	defer store.Close()
 	ln, err := net.Listen("tcp", net.JoinHostPort(*listen, strconv.Itoa(*port)))
+	if err != nil && *listen == "::" { // host without IPv6
+		ln, err = net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(*port)))
+	}
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
 	}
