@@ -113,26 +113,35 @@ func TestCrashRecovery(t *testing.T) {
 				defer c.Close()
 				br := bufio.NewReader(c)
 				r := rand.New(rand.NewPCG(uint64(round), uint64(w)))
-				for i := 0; ; i++ {
-					key := fmt.Sprintf("r%d-w%d-%d", round, w, i)
-					value := make([]byte, 100+r.IntN(20000))
-					for j := range value {
-						value[j] = byte(r.IntN(256))
+				batch := 1 + w*3 // writers 1..3 pipeline 4, 7 and 10 requests
+				for i := 0; ; i += batch {
+					var req []byte
+					keys := make([]string, batch)
+					values := make([][]byte, batch)
+					for j := range keys {
+						keys[j] = fmt.Sprintf("r%d-w%d-%d", round, w, i+j)
+						values[j] = make([]byte, 100+r.IntN(20000))
+						for k := range values[j] {
+							values[j][k] = byte(r.IntN(256))
+						}
+						req = resp.AppendRequest(req, []byte("SET"), []byte(keys[j]), values[j])
 					}
-					if _, err := c.Write(resp.AppendRequest(nil, []byte("SET"), []byte(key), value)); err != nil {
+					if _, err := c.Write(req); err != nil {
 						return
 					}
-					rep, err := resp.ReadReply(br, resp.DefaultLimits)
-					if err != nil {
-						return
+					for j := range keys {
+						rep, err := resp.ReadReply(br, resp.DefaultLimits)
+						if err != nil {
+							return
+						}
+						if string(rep.Str) != keys[j] {
+							t.Errorf("SET %s: got %s", keys[j], rep)
+							return
+						}
+						mu.Lock()
+						acked[keys[j]] = values[j]
+						mu.Unlock()
 					}
-					if string(rep.Str) != key {
-						t.Errorf("SET %s: got %s", key, rep)
-						return
-					}
-					mu.Lock()
-					acked[key] = value
-					mu.Unlock()
 				}
 			}()
 		}
