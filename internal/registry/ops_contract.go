@@ -52,7 +52,8 @@ func (s *Service) checkRent(ctx context.Context, node, twin uint32) error {
 	return fmt.Errorf("%w: node %d is rented by twin %d (contract %d)", ErrNodeRented, node, c.TwinID, c.ID)
 }
 
-func (s *Service) contractCreate(ctx context.Context, signer string, payload json.RawMessage) (any, error) {
+func (s *Service) contractCreate(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+	signer := w.Key
 	var req contractCreateReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -80,7 +81,7 @@ func (s *Service) contractCreate(ctx context.Context, signer string, payload jso
 	}
 	now := s.cfg.Now().UTC()
 	c := Contract{ID: id, Type: TypeNode, TwinID: twin.ID, State: StateCreated, NodeID: n.ID,
-		DeploymentHash: req.Hash, Metadata: req.Metadata, PublicIPsCount: req.PublicIPs, Created: now, Updated: now}
+		DeploymentHash: req.Hash, Metadata: req.Metadata, PublicIPsCount: req.PublicIPs, Created: now, Updated: now, Proof: w}
 	if req.PublicIPs > 0 {
 		ips, err := s.reserveIPs(ctx, n.FarmID, id, int(req.PublicIPs))
 		if err != nil {
@@ -162,7 +163,8 @@ func (s *Service) updateOwnContract(ctx context.Context, signer string, id uint6
 	return c, err
 }
 
-func (s *Service) contractUpdate(ctx context.Context, signer string, payload json.RawMessage) (any, error) {
+func (s *Service) contractUpdate(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+	signer := w.Key
 	var req contractUpdateReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -179,6 +181,7 @@ func (s *Service) contractUpdate(ctx context.Context, signer string, payload jso
 		}
 		c.DeploymentHash = req.Hash
 		c.Metadata = req.Metadata
+		c.Proof = w
 		return nil
 	})
 	if err != nil {
@@ -188,13 +191,15 @@ func (s *Service) contractUpdate(ctx context.Context, signer string, payload jso
 	return c, nil
 }
 
-func (s *Service) contractCancel(ctx context.Context, signer string, payload json.RawMessage) (any, error) {
+func (s *Service) contractCancel(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+	signer := w.Key
 	var req contractIDReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
 	}
 	c, err := s.updateOwnContract(ctx, signer, req.ID, func(c *Contract) error {
 		c.State = StateCanceled
+		c.Proof = w
 		return nil
 	})
 	if errors.Is(err, ErrCanceled) {
@@ -246,7 +251,8 @@ func (s *Service) releaseContract(ctx context.Context, c Contract) error {
 	return nil
 }
 
-func (s *Service) nameCreate(ctx context.Context, signer string, payload json.RawMessage) (any, error) {
+func (s *Service) nameCreate(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+	signer := w.Key
 	var req nameCreateReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -271,7 +277,7 @@ func (s *Service) nameCreate(ctx context.Context, signer string, payload json.Ra
 		return nil, fmt.Errorf("reserving name: %w", err)
 	}
 	now := s.cfg.Now().UTC()
-	c := Contract{ID: id, Type: TypeName, TwinID: twin.ID, State: StateCreated, Name: req.Name, Created: now, Updated: now}
+	c := Contract{ID: id, Type: TypeName, TwinID: twin.ID, State: StateCreated, Name: req.Name, Created: now, Updated: now, Proof: w}
 	if err := putJSON(ctx, s.st.contracts, idKey(id), 0, c); err != nil {
 		_ = s.st.indexDelete(ctx, "name."+req.Name)
 		return nil, fmt.Errorf("reserving name: %w", err)
@@ -279,7 +285,8 @@ func (s *Service) nameCreate(ctx context.Context, signer string, payload json.Ra
 	return c, nil
 }
 
-func (s *Service) rentCreate(ctx context.Context, signer string, payload json.RawMessage) (any, error) {
+func (s *Service) rentCreate(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+	signer := w.Key
 	var req rentCreateReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -306,7 +313,7 @@ func (s *Service) rentCreate(ctx context.Context, signer string, payload json.Ra
 		return nil, fmt.Errorf("renting node: %w", err)
 	}
 	now := s.cfg.Now().UTC()
-	c := Contract{ID: id, Type: TypeRent, TwinID: twin.ID, State: StateCreated, NodeID: n.ID, Created: now, Updated: now}
+	c := Contract{ID: id, Type: TypeRent, TwinID: twin.ID, State: StateCreated, NodeID: n.ID, Created: now, Updated: now, Proof: w}
 	if err := putJSON(ctx, s.st.contracts, idKey(id), 0, c); err != nil {
 		_ = s.st.indexDelete(ctx, key)
 		return nil, fmt.Errorf("renting node: %w", err)

@@ -36,7 +36,8 @@ func (s *Service) farm(ctx context.Context, id uint32) (Farm, error) {
 	return f, nil
 }
 
-func (s *Service) nodeRegister(ctx context.Context, signer string, payload json.RawMessage) (any, error) {
+func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+	signer := w.Key
 	var req NodeRegistration
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -123,7 +124,8 @@ func (s *Service) updateOwnNode(ctx context.Context, signer string, id uint32, f
 	return n, err
 }
 
-func (s *Service) nodeUptime(ctx context.Context, signer string, payload json.RawMessage) (any, error) {
+func (s *Service) nodeUptime(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+	signer := w.Key
 	var req nodeUptimeReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -171,7 +173,8 @@ func validPublicConfig(c *PublicConfig) error {
 	return nil
 }
 
-func (s *Service) nodePublicConfig(ctx context.Context, signer string, payload json.RawMessage) (any, error) {
+func (s *Service) nodePublicConfig(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+	signer := w.Key
 	var req nodePublicConfigReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -208,7 +211,8 @@ func (s *Service) nodePublicConfig(ctx context.Context, signer string, payload j
 	return struct{}{}, nil
 }
 
-func (s *Service) nodeUsed(ctx context.Context, signer string, payload json.RawMessage) (any, error) {
+func (s *Service) nodeUsed(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+	signer := w.Key
 	var req nodeUsedReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err

@@ -37,7 +37,8 @@ func (s *Service) twinByID(ctx context.Context, id uint64, wait bool) (Twin, err
 	}
 }
 
-func (s *Service) twinCreate(ctx context.Context, signer string, payload json.RawMessage) (any, error) {
+func (s *Service) twinCreate(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+	signer := w.Key
 	var req twinCreateReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -91,7 +92,8 @@ func validName(s string, max int, lower bool) bool {
 	return true
 }
 
-func (s *Service) farmCreate(ctx context.Context, signer string, payload json.RawMessage) (any, error) {
+func (s *Service) farmCreate(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+	signer := w.Key
 	var req farmCreateReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -123,7 +125,8 @@ func (s *Service) farmCreate(ctx context.Context, signer string, payload json.Ra
 // maxFarmIPs bounds the public IPs of a farm.
 const maxFarmIPs = 4096
 
-func (s *Service) farmAddIP(ctx context.Context, signer string, payload json.RawMessage) (any, error) {
+func (s *Service) farmAddIP(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+	signer := w.Key
 	var req farmAddIPReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err

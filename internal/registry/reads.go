@@ -30,7 +30,7 @@ func page[T any](items []T) (listPage[T], error) {
 	return out, nil
 }
 
-func (s *Service) twinGet(ctx context.Context, _ string, payload json.RawMessage) (any, error) {
+func (s *Service) twinGet(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
 	var req getReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -45,7 +45,7 @@ func (s *Service) twinGet(ctx context.Context, _ string, payload json.RawMessage
 	return s.twinByID(ctx, req.ID, false)
 }
 
-func (s *Service) twinList(ctx context.Context, _ string, payload json.RawMessage) (any, error) {
+func (s *Service) twinList(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
 	var req listReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -57,7 +57,7 @@ func (s *Service) twinList(ctx context.Context, _ string, payload json.RawMessag
 	return page(items)
 }
 
-func (s *Service) farmGet(ctx context.Context, _ string, payload json.RawMessage) (any, error) {
+func (s *Service) farmGet(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
 	var req getReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -65,7 +65,7 @@ func (s *Service) farmGet(ctx context.Context, _ string, payload json.RawMessage
 	return s.farm(ctx, uint32(req.ID))
 }
 
-func (s *Service) farmList(ctx context.Context, _ string, payload json.RawMessage) (any, error) {
+func (s *Service) farmList(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
 	var req listReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -77,7 +77,7 @@ func (s *Service) farmList(ctx context.Context, _ string, payload json.RawMessag
 	return page(items)
 }
 
-func (s *Service) nodeGet(ctx context.Context, _ string, payload json.RawMessage) (any, error) {
+func (s *Service) nodeGet(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
 	var req getReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -95,7 +95,7 @@ func (s *Service) nodeGet(ctx context.Context, _ string, payload json.RawMessage
 	return s.node(ctx, uint32(req.ID))
 }
 
-func (s *Service) nodeList(ctx context.Context, _ string, payload json.RawMessage) (any, error) {
+func (s *Service) nodeList(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
 	var req listReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -107,7 +107,7 @@ func (s *Service) nodeList(ctx context.Context, _ string, payload json.RawMessag
 	return page(items)
 }
 
-func (s *Service) contractGet(ctx context.Context, _ string, payload json.RawMessage) (any, error) {
+func (s *Service) contractGet(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
 	var req getReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -115,7 +115,7 @@ func (s *Service) contractGet(ctx context.Context, _ string, payload json.RawMes
 	return s.contract(ctx, req.ID)
 }
 
-func (s *Service) contractList(ctx context.Context, _ string, payload json.RawMessage) (any, error) {
+func (s *Service) contractList(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
 	var req listReq
 	if err := decode(payload, &req); err != nil {
 		return nil, err
@@ -131,7 +131,7 @@ func (s *Service) contractList(ctx context.Context, _ string, payload json.RawMe
 	return page(items)
 }
 
-func (s *Service) eventsInfo(ctx context.Context, _ string, _ json.RawMessage) (any, error) {
+func (s *Service) eventsInfo(ctx context.Context, _ *signedRequest, _ json.RawMessage) (any, error) {
 	info, err := s.st.events.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading events stream: %w", err)

@@ -2,7 +2,9 @@ package registry
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -123,4 +125,66 @@ func TestRejectedWrites(t *testing.T) {
 func nowNanos() string {
 	b, _ := json.Marshal(time.Now().UnixNano())
 	return string(b)
+}
+
+func TestVerifyContract(t *testing.T) {
+	g := newGrid(t)
+	ctx := context.Background()
+	_, _, _, node := g.farmWithNode(t, "farm1", 0)
+	u := g.user(t)
+	other := g.user(t)
+	c, err := u.c.CreateNodeContract(ctx, node.ID, "abcd", "<meta & more>", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(id uint64) Contract {
+		t.Helper()
+		c, err := other.c.Contract(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if err := VerifyContract(read(c.ID), u.key.Public()); err != nil {
+		t.Fatalf("created: %v", err)
+	}
+	if _, err := u.c.UpdateNodeContract(ctx, c.ID, "ef01", "x"); err != nil {
+		t.Fatal(err)
+	}
+	got := read(c.ID)
+	if err := VerifyContract(got, u.key.Public()); err != nil {
+		t.Fatalf("updated: %v", err)
+	}
+	wantErr(t, "other owner", VerifyContract(got, other.key.Public()), ErrBadSignature)
+	forged := got
+	forged.DeploymentHash = "ffff"
+	wantErr(t, "forged hash", VerifyContract(forged, u.key.Public()), ErrBadSignature)
+	forged = got
+	forged.Proof = nil
+	wantErr(t, "no proof", VerifyContract(forged, u.key.Public()), ErrBadSignature)
+	if err := u.c.CancelContract(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyContract(read(c.ID), u.key.Public()); err != nil {
+		t.Fatalf("canceled: %v", err)
+	}
+	n, err := u.c.CreateNameContract(ctx, "proof")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyContract(read(n.ID), u.key.Public()); err != nil {
+		t.Fatalf("name: %v", err)
+	}
+
+	// A payload that is not compact JSON is refused: its signature could
+	// not be checked once stored.
+	b, _ := newSignedRequest(u.key, OpNameCreate, nameCreateReq{Name: "spaced"}, time.Now())
+	var r signedRequest
+	_ = json.Unmarshal(b, &r)
+	r.Payload = json.RawMessage(`{ "name": "spaced" }`)
+	r.Signature = hex.EncodeToString(u.key.Sign(r.signingBytes()))
+	// Written by hand: json.Marshal would compact the payload.
+	b = fmt.Appendf(nil, `{"op":%q,"key":%q,"timestamp":%d,"nonce":%q,"payload":%s,"signature":%q}`,
+		r.Op, r.Key, r.Timestamp, r.Nonce, r.Payload, r.Signature)
+	wantErr(t, "spaced payload", send(t, g, OpNameCreate, b), ErrInvalid)
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -52,9 +53,9 @@ type Service struct {
 	keys twinKeys
 }
 
-// handler serves one operation. signer is the verified public key of a
-// write (hex), empty for reads.
-type handler func(ctx context.Context, signer string, payload json.RawMessage) (any, error)
+// handler serves one operation. w is the verified write (its Key in
+// lower-case hex), nil for reads.
+type handler func(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error)
 
 // NewService opens (creating when needed) the buckets and the stream on
 // nc's JetStream. It retries while JetStream is not ready, until ctx ends.
@@ -208,11 +209,18 @@ func (s *Service) handle(ctx context.Context, h handler, op string, data []byte)
 		if len(data) == 0 {
 			data = []byte("{}")
 		}
-		return h(ctx, "", data)
+		return h(ctx, nil, data)
 	}
 	var r signedRequest
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("%w: malformed request: %v", ErrInvalid, err)
+	}
+	// Records keep the payload as signed, and JSON encoding compacts and
+	// escapes raw messages: accept only payloads already in that form.
+	if len(r.Payload) > 0 {
+		if b, err := json.Marshal(r.Payload); err != nil || !bytes.Equal(b, r.Payload) {
+			return nil, fmt.Errorf("%w: payload must be compact JSON (as encoding/json writes it)", ErrInvalid)
+		}
 	}
 	if r.Op != op {
 		return nil, fmt.Errorf("%w: request signed for %q sent to %q", ErrInvalid, r.Op, op)
@@ -233,7 +241,8 @@ func (s *Service) handle(ctx context.Context, h handler, op string, data []byte)
 	if len(r.Payload) == 0 {
 		r.Payload = []byte("{}")
 	}
-	return h(ctx, keyHex, r.Payload)
+	r.Key = keyHex
+	return h(ctx, &r, r.Payload)
 }
 
 // decode decodes a payload strictly.

@@ -134,6 +134,9 @@ type Contract struct {
 	Name    string    `json:"name,omitempty"`
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
+	// Proof is the twin's signed request behind the contract's last
+	// change (create, update or cancel); VerifyContract checks it.
+	Proof *Proof `json:"proof,omitempty"`
 }
 
 // Event kinds published on a node's subject.

@@ -49,10 +49,13 @@ const (
 // MaxRequestSize bounds a request's size in bytes.
 const MaxRequestSize = 256 << 10
 
-// signedRequest is a write: the operation, the signer's public key, a
-// timestamp and a nonce, the payload, and the ed25519 signature of
-// signingBytes.
-type signedRequest struct {
+// Proof is a signed write: the operation, the signer's public key, a
+// timestamp and a nonce, the payload, and the ed25519 signature of the
+// canonical bytes (a domain tag, then op, key, timestamp and nonce each on
+// a line, then the payload bytes exactly as sent). Records keep the proof
+// of their last change, so that readers who do not trust the registry
+// check it themselves (VerifyContract).
+type Proof struct {
 	Op        string          `json:"op"`
 	Key       string          `json:"key"`       // hex ed25519 public key
 	Timestamp int64           `json:"timestamp"` // unix nanoseconds
@@ -60,6 +63,9 @@ type signedRequest struct {
 	Payload   json.RawMessage `json:"payload"`
 	Signature string          `json:"signature"` // hex
 }
+
+// signedRequest is a write as the service receives it.
+type signedRequest = Proof
 
 // signingBytes are the canonical bytes a write's signature covers: a domain
 // tag, then op, key, timestamp and nonce each on a line, then the payload
