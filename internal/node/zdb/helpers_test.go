@@ -126,3 +126,5 @@ func dialErr(addr string) net.Conn {
 	}
 	return c
 }
+
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReaderSize(c, 1<<20) }
