@@ -100,12 +100,14 @@ func (srv *Server) Serve(ctx context.Context, ln net.Listener) error {
 			if ctx.Err() != nil || isClosed(srv.stopped) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("accepting: %w", err)
 			}
-			return fmt.Errorf("accepting: %w", err)
+			// Out of file descriptors and the like: keep serving the
+			// connections we have and try again.
+			srv.log.Warn("accept_failed", "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
 		}
 		c := srv.newConn(ctx, nc)
 		srv.mu.Lock()
