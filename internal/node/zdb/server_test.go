@@ -255,8 +255,10 @@ func TestServerPipeliningAndWait(t *testing.T) {
 		}
 	}
 	w := dial(t, addr)
-	w.send("WAIT", "set", "5000")
-	time.Sleep(100 * time.Millisecond)
+	w.send("WAIT", "set", "30000")
+	for ns := mustNS(t, s, DefaultNamespace); ns.nWaiters.Load() == 0; {
+		time.Sleep(5 * time.Millisecond)
+	}
 	c.expect(`"x"`, "SET", "x", "y")
 	if r, err := w.read(); err != nil || r.String() != "+SET" {
 		t.Fatalf("WAIT: got %s %v", r, err)
