@@ -74,6 +74,7 @@ func retrying(t *testing.T, what string, f func(ctx context.Context) error) {
 }
 
 func TestClusterSurvivesServerLoss(t *testing.T) {
+	checkGoroutines(t)
 	if testing.Short() {
 		t.Skip("cluster test in -short")
 	}

@@ -138,6 +138,7 @@ func TestPublicIPReservation(t *testing.T) {
 }
 
 func TestEventsReplay(t *testing.T) {
+	checkGoroutines(t)
 	g := newGrid(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

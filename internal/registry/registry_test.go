@@ -6,6 +6,7 @@ import (
 )
 
 func TestLifecycle(t *testing.T) {
+	checkGoroutines(t)
 	g := newGrid(t)
 	ctx := context.Background()
 	farmer, farm, nodeUser, node := g.farmWithNode(t, "farm1", 2)
