@@ -184,6 +184,8 @@ func TestServerBadInput(t *testing.T) {
 		{"huge bulk", "*2\r\n$3\r\nGET\r\n$99999999999\r\n", "-ERR Protocol error: bulk length 99999999999 over limit 8388608"},
 		{"too many args", "*5000\r\n", "-ERR Protocol error: too many arguments (5000 > 1024)"},
 		{"binary junk", "*1\r\n\x00\xff\r\n", `-ERR Protocol error: expected '$', got '"\x00\xff"'`},
+		{"request too big", "*3\r\n$4\r\nMGET\r\n$5000000\r\n" + strings.Repeat("k", 5000000) + "\r\n$5000000\r\n",
+			"-ERR Protocol error: request over 9437184 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

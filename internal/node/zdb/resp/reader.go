@@ -25,9 +25,10 @@ func protoErr(format string, a ...any) error {
 // Limits bound what one request may hold, so a connection's memory stays
 // bounded whatever the client sends.
 type Limits struct {
-	MaxArgs int // arguments per request, command name included
-	MaxBulk int // bytes of one argument
-	MaxLine int // bytes of an inline request or a header line
+	MaxArgs    int // arguments per request, command name included
+	MaxBulk    int // bytes of one argument
+	MaxLine    int // bytes of an inline request or a header line
+	MaxRequest int // bytes of all the arguments of a request; 0 means MaxBulk + 1 MiB
 }
 
 // DefaultLimits fit 0-db: MGET takes up to 1023 keys, values up to 8 MiB.
@@ -46,6 +47,9 @@ type Reader struct {
 func NewReader(r io.Reader, limits Limits) *Reader {
 	if limits.MaxLine <= 0 {
 		limits.MaxLine = DefaultLimits.MaxLine
+	}
+	if limits.MaxRequest <= 0 {
+		limits.MaxRequest = limits.MaxBulk + 1<<20
 	}
 	size := 64 << 10
 	if limits.MaxLine+2 > size {
@@ -99,6 +103,9 @@ func (r *Reader) ReadRequest() ([][]byte, error) {
 		}
 		if size > int64(r.limits.MaxBulk) {
 			return nil, protoErr("bulk length %d over limit %d", size, r.limits.MaxBulk)
+		}
+		if int64(len(r.buf))+size > int64(r.limits.MaxRequest) {
+			return nil, protoErr("request over %d bytes", r.limits.MaxRequest)
 		}
 		start := len(r.buf)
 		r.offs = append(r.offs, start)

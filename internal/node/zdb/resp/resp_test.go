@@ -10,7 +10,7 @@ import (
 )
 
 func TestReadRequest(t *testing.T) {
-	small := Limits{MaxArgs: 3, MaxBulk: 8, MaxLine: 64}
+	small := Limits{MaxArgs: 3, MaxBulk: 8, MaxLine: 64, MaxRequest: 16}
 	tests := []struct {
 		name    string
 		in      string
@@ -32,6 +32,7 @@ func TestReadRequest(t *testing.T) {
 		{name: "truncated", in: "*2\r\n$3\r\nGET\r\n", wantErr: true},
 		{name: "bad count", in: "*x\r\n", wantErr: true},
 		{name: "long line", in: strings.Repeat("a", 100) + "\r\n", wantErr: true},
+		{name: "request too big", in: "*3\r\n$8\r\n12345678\r\n$8\r\n12345678\r\n$1\r\nx\r\n", wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,10 +118,15 @@ func FuzzReadRequest(f *testing.F) {
 			if len(args) > limits.MaxArgs {
 				t.Fatalf("got %d args, limit %d", len(args), limits.MaxArgs)
 			}
+			total := 0
 			for _, a := range args {
+				total += len(a)
 				if len(a) > limits.MaxBulk && len(a) > limits.MaxLine {
 					t.Fatalf("argument of %d bytes over limits", len(a))
 				}
+			}
+			if total > limits.MaxBulk+1<<20 && total > limits.MaxLine {
+				t.Fatalf("request of %d bytes over limits", total)
 			}
 		}
 	})
