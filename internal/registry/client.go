@@ -43,6 +43,9 @@ func (c *Client) call(ctx context.Context, op string, data []byte, out any) erro
 	if errors.Is(err, nats.ErrNoResponders) {
 		return fmt.Errorf("registry %s: no registry service answers on %s: %w", op, c.nc.ConnectedUrlRedacted(), err)
 	}
+	if err != nil && !c.nc.IsConnected() {
+		return fmt.Errorf("registry %s: %w (not connected to the grid: %s)", op, err, c.nc.Status())
+	}
 	if err != nil {
 		return fmt.Errorf("registry %s: %w", op, err)
 	}

@@ -1,0 +1,73 @@
+package registry
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/zos-go/zos/internal/natsd"
+)
+
+// TestServerRestart restarts the NATS server under a running registry:
+// while it is down requests fail with an error; after it is back every
+// acknowledged record is there and writes go on.
+func TestServerRestart(t *testing.T) {
+	checkGoroutines(t)
+	dir := t.TempDir()
+	port := freePorts(t, 1)[0]
+	cfg := natsd.Config{StoreDir: dir, Port: port}
+	srv, err := natsd.Start(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown() })
+	nc := connect(t, srv.ClientURL())
+	startService(t, nc, Config{Replicas: 1})
+	g := &grid{nc: nc}
+	ctx := context.Background()
+	_, _, _, node := g.farmWithNode(t, "farm1", 1)
+	u := g.user(t)
+	c, err := u.c.CreateNodeContract(ctx, node.ID, "aa", "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Shutdown()
+	dctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	_, err = u.c.Contract(dctx, c.ID)
+	cancel()
+	if err == nil {
+		t.Fatal("read succeeded with the server down")
+	}
+	t.Logf("while down: %v", err)
+
+	srv, err = natsd.Start(cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("restarting: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		got, err := u.c.Contract(rctx, c.ID)
+		cancel()
+		if err == nil {
+			if got.State != StateCreated || len(got.PublicIPs) != 1 {
+				t.Fatalf("contract after restart: %+v", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registry not back after restart: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c2, err := u.c.CreateNodeContract(ctx, node.ID, "bb", "", 0)
+	if err != nil {
+		t.Fatalf("write after restart: %v", err)
+	}
+	if c2.ID <= c.ID {
+		t.Fatalf("id %d after restart reuses the counter (last %d)", c2.ID, c.ID)
+	}
+	_, err = u.c.CreateNodeContract(ctx, node.ID, "cc", "", 1)
+	wantErr(t, "ip held before restart", err, ErrNoFreeIP)
+}
