@@ -176,6 +176,17 @@ func (c *Client) ReportUsed(ctx context.Context, nodeID uint32, used map[uint64]
 	return c.write(ctx, OpNodeUsed, nodeUsedReq{NodeID: nodeID, Used: used}, nil)
 }
 
+// SetPowerTarget asks a node to power up or down (PowerUp, PowerDown; by
+// the farm's twin). The node gets an EventPowerTargetChanged.
+func (c *Client) SetPowerTarget(ctx context.Context, nodeID uint32, target string) error {
+	return c.write(ctx, OpNodePowerTarget, nodePowerReq{NodeID: nodeID, Power: target}, nil)
+}
+
+// ReportPower records a node's power state (by the node's twin).
+func (c *Client) ReportPower(ctx context.Context, nodeID uint32, state string) error {
+	return c.write(ctx, OpNodePower, nodePowerReq{NodeID: nodeID, Power: state}, nil)
+}
+
 // Node returns a node by id.
 func (c *Client) Node(ctx context.Context, id uint32) (Node, error) {
 	var n Node

@@ -256,3 +256,59 @@ func (s *Service) nodeUsed(ctx context.Context, w *signedRequest, payload json.R
 	}
 	return struct{}{}, nil
 }
+
+func validPower(p string) error {
+	if p != PowerUp && p != PowerDown {
+		return fmt.Errorf("%w: power %q: want %q or %q", ErrInvalid, p, PowerUp, PowerDown)
+	}
+	return nil
+}
+
+// nodePowerTarget records what the farmer wants of a node's power, and
+// tells the node.
+func (s *Service) nodePowerTarget(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+	signer := w.Key
+	var req nodePowerReq
+	if err := decode(payload, &req); err != nil {
+		return nil, err
+	}
+	if err := validPower(req.Power); err != nil {
+		return nil, err
+	}
+	twin, err := s.signerTwin(ctx, signer)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.node(ctx, req.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.farm(ctx, n.FarmID)
+	if err != nil {
+		return nil, err
+	}
+	if f.TwinID != twin.ID {
+		return nil, fmt.Errorf("%w: node %d is in farm %d of twin %d, not %d", ErrUnauthorized, n.ID, f.ID, f.TwinID, twin.ID)
+	}
+	if _, err := update(ctx, s.st.nodes, idKey(uint64(n.ID)), func(n *Node) error { n.PowerTarget = req.Power; return nil }); err != nil {
+		return nil, fmt.Errorf("setting power target of node %d: %w", n.ID, err)
+	}
+	s.publish(ctx, EventPowerTargetChanged, n.ID, nil)
+	return struct{}{}, nil
+}
+
+// nodePower records a node's power state, as the node reports it.
+func (s *Service) nodePower(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+	signer := w.Key
+	var req nodePowerReq
+	if err := decode(payload, &req); err != nil {
+		return nil, err
+	}
+	if err := validPower(req.Power); err != nil {
+		return nil, err
+	}
+	if _, err := s.updateOwnNode(ctx, signer, req.NodeID, func(n *Node) error { n.Power = req.Power; return nil }); err != nil {
+		return nil, fmt.Errorf("reporting power of node %d: %w", req.NodeID, err)
+	}
+	return struct{}{}, nil
+}

@@ -34,6 +34,21 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("SetPublicConfig: %v", err)
 	}
 
+	if err := farmer.c.SetPowerTarget(ctx, node.ID, PowerDown); err != nil {
+		t.Fatalf("SetPowerTarget: %v", err)
+	}
+	wantErr(t, "power target by the node", nodeUser.c.SetPowerTarget(ctx, node.ID, PowerUp), ErrUnauthorized)
+	wantErr(t, "bad power", farmer.c.SetPowerTarget(ctx, node.ID, "sideways"), ErrInvalid)
+	if err := nodeUser.c.ReportPower(ctx, node.ID, PowerDown); err != nil {
+		t.Fatalf("ReportPower: %v", err)
+	}
+	if n, _ := farmer.c.Node(ctx, node.ID); n.Power != PowerDown || n.PowerTarget != PowerDown {
+		t.Fatalf("power: got %q target %q", n.Power, n.PowerTarget)
+	}
+	if err := farmer.c.SetPowerTarget(ctx, node.ID, PowerUp); err != nil {
+		t.Fatal(err)
+	}
+
 	u := g.user(t)
 	c, err := u.c.CreateNodeContract(ctx, node.ID, "0123456789abcdef0123456789abcdef", "meta", 1)
 	if err != nil {

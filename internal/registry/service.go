@@ -95,6 +95,8 @@ func (s *Service) handlers() map[string]handler {
 		OpNodeUptime:       s.nodeUptime,
 		OpNodePublicConfig: s.nodePublicConfig,
 		OpNodeUsed:         s.nodeUsed,
+		OpNodePowerTarget:  s.nodePowerTarget,
+		OpNodePower:        s.nodePower,
 		OpContractCreate:   s.contractCreate,
 		OpContractUpdate:   s.contractUpdate,
 		OpContractCancel:   s.contractCancel,
@@ -116,7 +118,7 @@ func (s *Service) handlers() map[string]handler {
 func isWrite(op string) bool {
 	switch op {
 	case OpTwinCreate, OpFarmCreate, OpFarmAddIP, OpNodeRegister, OpNodeUptime, OpNodePublicConfig,
-		OpNodeUsed, OpContractCreate, OpContractUpdate, OpContractCancel, OpNameCreate, OpRentCreate:
+		OpNodeUsed, OpNodePowerTarget, OpNodePower, OpContractCreate, OpContractUpdate, OpContractCancel, OpNameCreate, OpRentCreate:
 		return true
 	}
 	return false

@@ -145,6 +145,7 @@ const (
 	EventContractUpdated     = "contract_updated"
 	EventContractCanceled    = "contract_canceled"
 	EventPublicConfigChanged = "public_config_changed"
+	EventPowerTargetChanged  = "power_target_changed"
 )
 
 // Event is one change that concerns a node. Seq is the position in the

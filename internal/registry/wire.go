@@ -28,6 +28,8 @@ const (
 	OpNodeUptime       = "node.uptime"
 	OpNodePublicConfig = "node.public_config"
 	OpNodeUsed         = "node.used"
+	OpNodePowerTarget  = "node.power_target"
+	OpNodePower        = "node.power"
 	OpContractCreate   = "contract.create"
 	OpContractUpdate   = "contract.update"
 	OpContractCancel   = "contract.cancel"
@@ -166,6 +168,11 @@ type nodeUptimeReq struct {
 type nodePublicConfigReq struct {
 	NodeID uint32        `json:"node_id"`
 	Config *PublicConfig `json:"config"`
+}
+
+type nodePowerReq struct {
+	NodeID uint32 `json:"node_id"`
+	Power  string `json:"power"` // PowerUp or PowerDown
 }
 
 type nodeUsedReq struct {
