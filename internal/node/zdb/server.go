@@ -177,8 +177,8 @@ func (sw syncWriter) Write(p []byte) (int, error) {
 
 func (srv *Server) newConn(ctx context.Context, nc net.Conn) *conn {
 	c := &conn{srv: srv, ctx: ctx, net: nc, r: resp.NewReader(nc, resp.Limits{
-		MaxArgs: MaxMGetKeys + 1, MaxBulk: MaxValueLen, MaxLine: 64 << 10})}
-	c.w = resp.NewWriter(bufio.NewWriterSize(syncWriter{c}, 64<<10))
+		MaxArgs: MaxMGetKeys + 1, MaxBulk: MaxValueLen, MaxLine: 16<<10 - 2})}
+	c.w = resp.NewWriter(bufio.NewWriterSize(syncWriter{c}, 16<<10))
 	c.admin = srv.cfg.Admin == ""
 	if stores := srv.storeList(); len(stores) > 0 {
 		c.ns = stores[0].lookup(DefaultNamespace)

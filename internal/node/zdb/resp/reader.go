@@ -51,9 +51,9 @@ func NewReader(r io.Reader, limits Limits) *Reader {
 	if limits.MaxRequest <= 0 {
 		limits.MaxRequest = limits.MaxBulk + 1<<20
 	}
-	size := 64 << 10
-	if limits.MaxLine+2 > size {
-		size = limits.MaxLine + 2
+	size := limits.MaxLine + 2 // the buffer holds a whole line
+	if size < 4096 {
+		size = 4096
 	}
 	return &Reader{br: bufio.NewReaderSize(r, size), limits: limits}
 }
