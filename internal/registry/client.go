@@ -268,8 +268,10 @@ func (c *Client) EventsInfo(ctx context.Context) (EventsInfo, error) {
 }
 
 // WatchNode streams the events of a node with a sequence after afterSeq
-// (0: all kept events), then live ones. The channel closes when ctx ends
-// or the stream fails.
+// (0: all kept events), then live ones. If some of those events aged out
+// of the stream, an EventResync comes first. The channel closes when ctx
+// ends or the stream fails; a node keeps the Seq of the last event it
+// handled and watches again from there.
 func (c *Client) WatchNode(ctx context.Context, node uint32, afterSeq uint64) (<-chan Event, error) {
 	js, err := jetstream.New(c.nc)
 	if err != nil {
@@ -284,8 +286,22 @@ func (c *Client) WatchNode(ctx context.Context, node uint32, afterSeq uint64) (<
 		cfg.OptStartSeq = afterSeq + 1
 	}
 	cctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
+	// Events after afterSeq that the stream no longer holds are lost to
+	// this watch: say so first.
+	resync := false
+	if afterSeq > 0 {
+		st, err := js.Stream(cctx, EventsStream)
+		if err != nil {
+			return nil, fmt.Errorf("watching node %d: %w", node, err)
+		}
+		info, err := st.Info(cctx)
+		if err != nil {
+			return nil, fmt.Errorf("watching node %d: %w", node, err)
+		}
+		resync = afterSeq+1 < info.State.FirstSeq
+	}
 	cons, err := js.OrderedConsumer(cctx, EventsStream, cfg)
-	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("watching node %d: %w", node, err)
 	}
@@ -301,6 +317,13 @@ func (c *Client) WatchNode(ctx context.Context, node uint32, afterSeq uint64) (<
 		defer close(out)
 		defer stop()
 		defer it.Stop()
+		if resync {
+			select {
+			case out <- Event{Kind: EventResync, NodeID: node, Seq: afterSeq, Time: c.now().UTC()}:
+			case <-ctx.Done():
+				return
+			}
+		}
 		for {
 			m, err := it.Next()
 			if err != nil {

@@ -221,4 +221,18 @@ func TestEventsReplay(t *testing.T) {
 	if rest[0].Seq != evs[2].Seq || rest[1].Kind != EventContractCanceled || rest[2].Seq != live.Seq {
 		t.Fatalf("replay after %d: got %+v", evs[1].Seq, rest)
 	}
+
+	// Events that aged out: the watch starts with a resync.
+	if err := g.svc.st.events.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(ctx)
+	defer rcancel()
+	ch, err = u.c.WatchNode(rctx, node.ID, evs[1].Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := recv(ch, 1)[0]; ev.Kind != EventResync {
+		t.Fatalf("after purge: got %+v, want a resync", ev)
+	}
 }

@@ -146,6 +146,10 @@ const (
 	EventContractCanceled    = "contract_canceled"
 	EventPublicConfigChanged = "public_config_changed"
 	EventPowerTargetChanged  = "power_target_changed"
+	// EventResync is sent by WatchNode (never stored) when events after
+	// the asked sequence have aged out of the stream: re-read the node's
+	// contracts.
+	EventResync = "resync"
 )
 
 // Event is one change that concerns a node. Seq is the position in the
