@@ -89,12 +89,27 @@ func TestAuthRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev := <-events; ev.Kind != registry.EventContractCreated || ev.Contract == nil || ev.Contract.ID != ct.ID {
-		t.Fatalf("event: got %+v", ev)
+	first := <-events
+	if first.Kind != registry.EventContractCreated || first.Contract == nil || first.Contract.ID != ct.ID {
+		t.Fatalf("event: got %+v", first)
+	}
+	// Resuming from a sequence reads the stream's state: allowed too.
+	resumed, err := c.WatchNode(wctx, node.ID, first.Seq)
+	if err != nil {
+		t.Fatalf("WatchNode from a sequence as a twin: %v", err)
+	}
+	if err := c.CancelContract(ctx, ct.ID); err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-resumed; ev.Kind != registry.EventContractCanceled {
+		t.Fatalf("resumed event: got %+v", ev)
+	}
+	if ev := <-events; ev.Kind != registry.EventContractCanceled {
+		t.Fatalf("live event: got %+v", ev)
 	}
 
 	// A twin may neither write the KV buckets directly nor forge events.
-	forged := fmt.Sprintf(`{"contract_id":%d,"type":"node","twin_id":999,"state":"canceled"}`, ct.ID)
+	forged := fmt.Sprintf(`{"contract_id":%d,"type":"node","twin_id":999,"state":"created"}`, ct.ID)
 	for _, subj := range []string{fmt.Sprintf("$KV.zos_contracts.%d", ct.ID), fmt.Sprintf("registry.events.node.%d", node.ID)} {
 		if err := nc.Publish(subj, []byte(forged)); err != nil {
 			t.Fatal(err)
@@ -103,7 +118,7 @@ func TestAuthRules(t *testing.T) {
 	_ = nc.Flush()
 	time.Sleep(200 * time.Millisecond)
 	got, err := c.Contract(ctx, ct.ID)
-	if err != nil || got.State != registry.StateCreated || got.TwinID != ct.TwinID {
+	if err != nil || got.State != registry.StateCanceled || got.TwinID != ct.TwinID {
 		t.Fatalf("contract after direct KV write: got %+v, %v", got, err)
 	}
 	select {
