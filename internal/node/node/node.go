@@ -7,6 +7,8 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -232,7 +234,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	n.grid = registry.NewClient(nc, key)
 
 	// 4. 0-db: one server for the stores of every HDD zdb device.
-	zsrv := zdb.NewServer(zdb.ServerConfig{}, log.With("component", "zdb"))
+	// Users get namespaces through deployments only: the admin commands
+	// (NSNEW, NSDEL, NSSET, STOP) are locked behind a random password.
+	admin := make([]byte, 32)
+	if _, err := rand.Read(admin); err != nil {
+		return fmt.Errorf("making the 0-db admin password: %w", err)
+	}
+	zsrv := zdb.NewServer(zdb.ServerConfig{Admin: hex.EncodeToString(admin), Protect: true}, log.With("component", "zdb"))
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenIP, strconv.Itoa(cfg.ZDBPort)))
 	if err != nil {
 		return fmt.Errorf("listening for 0-db: %w", err)
