@@ -62,6 +62,10 @@ func (s *Service) twinCreate(ctx context.Context, w *signedRequest, payload json
 	if err != nil {
 		return nil, fmt.Errorf("creating twin: %w", err)
 	}
+	// Known to this process's authenticator before the answer leaves, so a
+	// client that reconnects right away gets its twin's rights (the watch
+	// of the index would tell it a moment later).
+	s.keys.set(signer, uint32(id))
 	if t, err := s.twinByID(ctx, id, false); !errors.Is(err, ErrNotFound) {
 		return t, err
 	}
