@@ -335,21 +335,48 @@ func TestCrashAndReboot(t *testing.T) {
 		c.contract(t, d, n.id)
 		ds = append(ds, d)
 	}
+	// Send all 20 at once and kill the node as soon as 8 were accepted:
+	// the rest are in flight, queued or half provisioned.
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	accepted := 0
+	var failed []*gridtypes.Deployment
+	crashed := make(chan struct{})
 	for _, d := range ds {
 		wg.Add(1)
 		go func(d *gridtypes.Deployment) {
 			defer wg.Done()
-			if err := c.send(n, nodeRec.TwinID, "zos.deployment.deploy", d); err != nil {
-				t.Errorf("deploy %d: %v", d.ContractID, err)
+			err := c.send(n, nodeRec.TwinID, "zos.deployment.deploy", d)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = append(failed, d)
+				return
+			}
+			accepted++
+			if accepted == 8 {
+				n.crash()
+				close(crashed)
 			}
 		}(d)
 	}
 	wg.Wait()
-	n.crash()
+	select {
+	case <-crashed:
+	default:
+		n.crash()
+	}
+	t.Logf("%d deployments accepted before the crash, %d to resend", accepted, len(failed))
 	n.start()
 	if id := n.waitRegistered(u); id != nodeRec.ID {
 		t.Fatalf("node id changed from %d to %d", nodeRec.ID, id)
+	}
+	// A client resends what got no answer; one the node stored before it
+	// died is refused as existing.
+	for _, d := range failed {
+		if err := c.send(n, nodeRec.TwinID, "zos.deployment.deploy", d); err != nil && !strings.Contains(err.Error(), "already exists") {
+			t.Fatalf("resending %d: %v", d.ContractID, err)
+		}
 	}
 	waitAllOk := func() {
 		t.Helper()

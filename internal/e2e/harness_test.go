@@ -220,7 +220,7 @@ func startNode(t testing.TB, g *grid, farm uint32, extra ...string) *node {
 	requireNodePrereqs(t)
 	n := &node{t: t, data: t.TempDir(), zdbPort: freePort(t)}
 	n.args = append([]string{"node", "--data", n.data, "--grid", g.url, "--farm", strconv.Itoa(int(farm)),
-		"--disk", "ssd:3G", "--disk", "hdd:3G", "--zdb-port", strconv.Itoa(n.zdbPort), "--uptime-every", "2s",
+		"--disk", "ssd:8G", "--disk", "hdd:3G", "--zdb-port", strconv.Itoa(n.zdbPort), "--uptime-every", "2s",
 		"--resync-every", "3s", "--prefix", fmt.Sprintf("t%d", n.zdbPort), "--reserved-mem", "256M"}, extra...)
 	n.start()
 	t.Cleanup(func() {
