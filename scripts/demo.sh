@@ -96,8 +96,13 @@ say "the volume in the node's pools (zos.storage.pools) and statistics"
 zosctl node pools "$NODE"
 zosctl node stats "$NODE"
 
-say "explorer: http://127.0.0.1:$HTTP_PORT/"
-curl -fsS "http://127.0.0.1:$HTTP_PORT/stats" && echo
+say "explorer: http://127.0.0.1:$HTTP_PORT/ (the web page; the API under /nodes, /farms, /contracts, /stats)"
+for i in $(seq 1 50); do
+	STATS=$(curl -fsS "http://127.0.0.1:$HTTP_PORT/stats" || true)
+	case "$STATS" in *'"nodes":0'*|'') sleep 0.2 ;; *) break ;; esac
+done
+echo "$STATS"
+case "$STATS" in *'"nodes":1'*) ;; *) fail "the explorer does not show the node" ;; esac
 
 if [ -t 0 ]; then
 	say "everything works; the grid and the node keep running. Ctrl-C stops them cleanly."
