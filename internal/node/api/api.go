@@ -135,6 +135,19 @@ func (a *API) check(ctx context.Context, src uint32, d *gridtypes.Deployment) er
 	case c.DeploymentHash != hash:
 		return fmt.Errorf("contract %d holds hash %s, the deployment hashes to %s", c.ID, c.DeploymentHash, hash)
 	}
+	// The registry is not trusted: the contract must carry its owner's
+	// signed request for exactly this node and hash.
+	owner, err := a.grid.Twin(ctx, d.TwinID)
+	if err != nil {
+		return fmt.Errorf("getting twin %d: %w", d.TwinID, err)
+	}
+	ownerKey, err := hex.DecodeString(owner.PublicKey)
+	if err != nil {
+		return fmt.Errorf("twin %d has a malformed key: %w", d.TwinID, err)
+	}
+	if err := registry.VerifyContract(c, ownerKey); err != nil {
+		return fmt.Errorf("contract %d is not signed by twin %d: %w", c.ID, d.TwinID, err)
+	}
 	capa, err := d.Capacity()
 	if err != nil {
 		return err

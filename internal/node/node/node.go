@@ -427,7 +427,19 @@ func (n *Node) events(ctx context.Context, cache string) error {
 		return fmt.Errorf("watching node events: %w", err)
 	}
 	for ev := range ch {
+		if ev.Kind == registry.EventResync {
+			// Events were lost (aged out of the stream): compare with the
+			// registry instead.
+			if err := n.resync(ctx); err != nil {
+				n.log.Warn("resync_failed", "err", err)
+			}
+			continue
+		}
 		if ev.Kind == registry.EventContractCanceled && ev.Contract != nil {
+			if err := n.verifyCancel(ctx, *ev.Contract); err != nil {
+				n.log.Error("cancel_event_rejected", "contract", ev.Contract.ID, "err", err)
+				continue
+			}
 			err := n.engine.Deprovision(ev.Contract.TwinID, ev.Contract.ID, "contract canceled")
 			if err != nil && !errors.Is(err, provision.ErrNotFound) {
 				n.log.Error("deprovision_failed", "contract", ev.Contract.ID, "err", err)
@@ -441,6 +453,16 @@ func (n *Node) events(ctx context.Context, cache string) error {
 		return nil
 	}
 	return errors.New("event stream closed")
+}
+
+// verifyCancel checks that the owner of a contract signed its
+// cancellation: the registry alone cannot take a deployment down.
+func (n *Node) verifyCancel(ctx context.Context, c registry.Contract) error {
+	key, err := n.grid.TwinKey(ctx, c.TwinID)
+	if err != nil {
+		return err
+	}
+	return registry.VerifyContract(c, key)
 }
 
 // resyncLoop deprovisions local deployments whose contract is no longer
