@@ -501,7 +501,20 @@ func (n *Node) resync(ctx context.Context) error {
 		if ok[d.ContractID] || !provision.Active(d) {
 			continue
 		}
-		if err := n.engine.Deprovision(d.TwinID, d.ContractID, "contract not active on the grid"); err != nil {
+		// Only a cancellation signed by the owner takes a deployment down;
+		// a contract the registry lost or cannot prove is kept and reported.
+		c, err := n.grid.Contract(ctx, d.ContractID)
+		if err == nil && c.State != registry.StateCanceled {
+			continue
+		}
+		if err == nil {
+			err = n.verifyCancel(ctx, c)
+		}
+		if err != nil {
+			n.log.Warn("resync_kept_deployment", "contract", d.ContractID, "err", err)
+			continue
+		}
+		if err := n.engine.Deprovision(d.TwinID, d.ContractID, "contract canceled (found by resync)"); err != nil {
 			n.log.Error("deprovision_failed", "contract", d.ContractID, "err", err)
 		}
 	}
