@@ -431,3 +431,40 @@ func TestCrashAndReboot(t *testing.T) {
 		t.Fatalf("data lost across reboot: %q", out)
 	}
 }
+
+// TestCancelWhileDown cancels a contract while its node is stopped: when
+// the node comes back it catches up (event stream from its last sequence,
+// or the resync) and removes the deployment.
+func TestCancelWhileDown(t *testing.T) {
+	_, n, u := setup(t)
+	var d gridtypes.Deployment
+	u.json(&d, "deploy", "zdb", "--node", strconv.Itoa(int(n.id)), "--size", "64M", "--name", "db")
+	n.stop()
+	c := dial(t, u)
+	ctx := context.Background()
+	if err := c.reg.CancelContract(ctx, d.ContractID); err != nil {
+		t.Fatal(err)
+	}
+	n.start()
+	n.waitRegistered(u)
+	nodeRec, err := c.reg.Node(ctx, n.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var got gridtypes.Deployment
+		err := c.rmb.Call(ctx, nodeRec.TwinID, "zos.deployment.get", map[string]uint64{"contract_id": d.ContractID}, &got)
+		if err == nil && got.Get("db").Result.State == gridtypes.StateDeleted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deployment not removed after the node came back: %v %+v", err, got)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	ns := fmt.Sprintf("%d-%d-db", d.TwinID, d.ContractID)
+	if out := redis(t, n.zdbPort, fmt.Sprintf("SELECT %s\n", ns)); !strings.Contains(strings.ToLower(out), "not found") {
+		t.Fatalf("namespace still served: %q", out)
+	}
+}
