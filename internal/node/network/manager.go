@@ -1,0 +1,340 @@
+package network
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"sync"
+
+	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/node/provision"
+)
+
+// Kernel applies namespaces, links, addresses, routes, sysctls and
+// nftables rulesets; ns "" is the node manager's own namespace.
+type Kernel interface {
+	CreateNS(name string) error
+	DeleteNS(name string) error
+	AddBridge(ns, name string) error
+	AddVeth(ns, name, master, peerNS, peer string) error
+	AddAddr(ns, link string, p netip.Prefix) error
+	SetUp(ns, link string) error
+	AddRoute(ns string, r Route) error
+	DeleteLink(ns, name string) error
+	Nft(ns, ruleset string) error
+	Sysctl(ns, key, value string) error
+}
+
+// WireGuard starts WireGuard devices: the TUN interface name inside tunNS,
+// the UDP sockets in sockNS.
+type WireGuard interface {
+	Start(name, tunNS, sockNS string) (Device, error)
+}
+
+// Device is a running WireGuard device.
+type Device interface {
+	// Configure sets key, port and peers (replacing every peer) and
+	// brings the device up.
+	Configure(key [32]byte, port uint16, peers []Peer) error
+	Close() error
+}
+
+// Config of the network manager.
+type Config struct {
+	// Prefix is the node's prefix for kernel objects.
+	Prefix string
+	// NodeNS is the namespace that stands for the node's root namespace:
+	// it holds the bridges, the WireGuard sockets and the resources'
+	// public links. "" is the process's namespace.
+	NodeNS string
+	// Uplink says NodeNS belongs to the node and leads to its uplink: the
+	// manager enables forwarding and NAT there and gives every resource a
+	// public link. Without it (a node sharing the host's namespace),
+	// resources only reach each other over WireGuard: the host's
+	// forwarding and firewall are never touched.
+	Uplink bool
+}
+
+// Manager provisions `network` workloads (network resources).
+type Manager struct {
+	cfg Config
+	k   Kernel
+	wg  WireGuard
+	log *slog.Logger
+
+	mu  sync.Mutex            // guards res
+	res map[string]*resource // by network id
+}
+
+type resource struct {
+	r   Resource
+	dev Device
+	wl  gridtypes.WorkloadID
+}
+
+var (
+	_ provision.Manager = (*Manager)(nil)
+	_ provision.Updater = (*Manager)(nil)
+)
+
+// NewManager returns a manager; Start prepares the node namespace.
+func NewManager(cfg Config, k Kernel, wg WireGuard, log *slog.Logger) *Manager {
+	return &Manager{cfg: cfg, k: k, wg: wg, log: log, res: map[string]*resource{}}
+}
+
+// Start enables forwarding and NAT in the node namespace (with an uplink).
+func (m *Manager) Start() error {
+	if !m.cfg.Uplink {
+		return nil
+	}
+	if err := m.k.Sysctl(m.cfg.NodeNS, "net/ipv4/ip_forward", "1"); err != nil {
+		return err
+	}
+	return m.k.Nft(m.cfg.NodeNS, NodeRuleset())
+}
+
+// Close stops every WireGuard device and removes every resource's kernel
+// objects (they are rebuilt from the store at the next start), then the
+// node namespace's rules.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for id, r := range m.res {
+		errs = append(errs, m.teardown(r.r.Names, r.dev))
+		delete(m.res, id)
+	}
+	if m.cfg.Uplink {
+		errs = append(errs, m.k.Nft(m.cfg.NodeNS, "table inet zos-nr\ndelete table inet zos-nr\n"))
+	}
+	return errors.Join(errs...)
+}
+
+func networkData(wl *provision.Workload) (*gridtypes.Network, error) {
+	d, err := wl.WorkloadData()
+	if err != nil {
+		return nil, err
+	}
+	n, ok := d.(*gridtypes.Network)
+	if !ok {
+		return nil, fmt.Errorf("workload %s is a %s, not a network", wl.Name, wl.Type)
+	}
+	return n, nil
+}
+
+func netIDOf(wl *provision.Workload) string {
+	return gridtypes.NetID(wl.Deployment.TwinID, wl.Name)
+}
+
+// Provision creates the network resource, or returns at once if it runs.
+func (m *Manager) Provision(ctx context.Context, wl *provision.Workload) (any, error) {
+	n, err := networkData(wl)
+	if err != nil {
+		return nil, err
+	}
+	id := netIDOf(wl)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.res[id]; ok {
+		return nil, nil
+	}
+	return nil, m.create(id, wl.ID, n)
+}
+
+// Update applies a new configuration: peers in place when only they
+// changed, otherwise the resource is made again.
+func (m *Manager) Update(ctx context.Context, wl *provision.Workload) (any, error) {
+	n, err := networkData(wl)
+	if err != nil {
+		return nil, err
+	}
+	id := netIDOf(wl)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.res[id]
+	if !ok {
+		return nil, m.create(id, wl.ID, n)
+	}
+	if err := m.checkPort(id, n.WGListenPort); err != nil {
+		return nil, provision.Unchanged(err)
+	}
+	next, err := Plan(m.cfg.Prefix, id, n, cur.r.Public)
+	if err != nil {
+		return nil, provision.Unchanged(err)
+	}
+	if next.Range == cur.r.Range && next.Gateway == cur.r.Gateway && next.PrivateKey == cur.r.PrivateKey && next.ListenPort == cur.r.ListenPort {
+		if err := cur.dev.Configure(next.PrivateKey, next.ListenPort, next.Peers); err != nil {
+			return nil, err
+		}
+		for _, rt := range next.Routes {
+			if err := m.k.AddRoute(next.Names.NS, rt); err != nil {
+				return nil, err
+			}
+		}
+		cur.r = next
+		return nil, nil
+	}
+	if err := m.teardown(cur.r.Names, cur.dev); err != nil {
+		return nil, err
+	}
+	delete(m.res, id)
+	return nil, m.create(id, wl.ID, n)
+}
+
+// Deprovision removes the resource: device, namespace, links, socket.
+func (m *Manager) Deprovision(ctx context.Context, wl *provision.Workload) error {
+	id := netIDOf(wl)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.res[id]
+	if !ok {
+		return m.teardown(NamesOf(m.cfg.Prefix, id), nil)
+	}
+	delete(m.res, id)
+	return m.teardown(cur.r.Names, cur.dev)
+}
+
+// checkPort refuses a port another resource of this node listens on.
+// Caller holds mu.
+func (m *Manager) checkPort(id string, port uint16) error {
+	for other, r := range m.res {
+		if other != id && r.r.ListenPort == port {
+			return fmt.Errorf("wireguard_listen_port: %d is taken by another network on this node", port)
+		}
+	}
+	return nil
+}
+
+// allocPublic picks the resource's address in PublicRange: a hash of its
+// id, probing past addresses in use. Caller holds mu.
+func (m *Manager) allocPublic(id string) (netip.Addr, error) {
+	used := map[netip.Addr]bool{}
+	for _, r := range m.res {
+		used[r.r.Public] = true
+	}
+	h := sha256.Sum256([]byte(m.cfg.Prefix + ":" + id))
+	const size = 255 * 253 // 100.127.1.2 .. 100.127.255.254
+	start := int(binary.BigEndian.Uint32(h[:4]) % size)
+	for i := range size {
+		v := (start + i) % size
+		a := netip.AddrFrom4([4]byte{100, 127, byte(1 + v/253), byte(2 + v%253)})
+		if !used[a] {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, errors.New("no free address left in 100.127.0.0/16")
+}
+
+// create makes resource id from scratch, removing leftovers of an earlier
+// run first; on error nothing is left behind. Caller holds mu.
+func (m *Manager) create(id string, wlid gridtypes.WorkloadID, n *gridtypes.Network) error {
+	if err := m.checkPort(id, n.WGListenPort); err != nil {
+		return err
+	}
+	var public netip.Addr
+	if m.cfg.Uplink {
+		var err error
+		if public, err = m.allocPublic(id); err != nil {
+			return err
+		}
+	}
+	r, err := Plan(m.cfg.Prefix, id, n, public)
+	if err != nil {
+		return err
+	}
+	if err := m.teardown(r.Names, nil); err != nil {
+		return fmt.Errorf("removing leftovers of network %s: %w", id, err)
+	}
+	dev, err := m.apply(r)
+	if err != nil {
+		if terr := m.teardown(r.Names, dev); terr != nil {
+			m.log.Error("network_cleanup_failed", "net_id", id, "err", terr)
+		}
+		return fmt.Errorf("creating network resource %s: %w", id, err)
+	}
+	m.res[id] = &resource{r: r, dev: dev, wl: wlid}
+	m.log.Info("network_created", "net_id", id, "workload", wlid, "subnet", r.Gateway.Masked(), "port", r.ListenPort)
+	return nil
+}
+
+// apply makes the kernel objects of r, in order. The device is returned
+// even on error so that the caller can close it.
+func (m *Manager) apply(r Resource) (Device, error) {
+	nn, node := r.Names, m.cfg.NodeNS
+	steps := []func() error{
+		func() error { return m.k.CreateNS(nn.NS) },
+		func() error { return m.k.SetUp(nn.NS, "lo") },
+		func() error { return m.k.Sysctl(nn.NS, "net/ipv4/ip_forward", "1") },
+		func() error { return m.k.Nft(nn.NS, r.Ruleset) },
+		func() error { return m.k.AddBridge(node, nn.Bridge) },
+		func() error { return m.k.AddVeth(node, nn.BridgeVeth, nn.Bridge, nn.NS, nn.NRVeth) },
+		func() error { return m.k.AddAddr(nn.NS, nn.NRVeth, r.Gateway) },
+	}
+	if r.Public.IsValid() {
+		steps = append(steps,
+			func() error { return m.k.AddVeth(node, nn.PublicVeth, "", nn.NS, PublicIface) },
+			func() error { return m.k.AddAddr(node, nn.PublicVeth, netip.PrefixFrom(PublicGateway, 32)) },
+			func() error {
+				return m.k.AddRoute(node, Route{Dst: netip.PrefixFrom(r.Public, 32), Dev: nn.PublicVeth})
+			},
+			func() error { return m.k.AddAddr(nn.NS, PublicIface, netip.PrefixFrom(r.Public, 32)) },
+		)
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return nil, err
+		}
+	}
+	dev, err := m.wg.Start(nn.WG, nn.NS, node)
+	if err != nil {
+		return nil, err
+	}
+	if err := dev.Configure(r.PrivateKey, r.ListenPort, r.Peers); err != nil {
+		return dev, err
+	}
+	if err := m.k.AddAddr(nn.NS, nn.WG, r.WGAddr); err != nil {
+		return dev, err
+	}
+	if err := m.k.SetUp(nn.NS, nn.WG); err != nil {
+		return dev, err
+	}
+	for _, rt := range r.Routes {
+		if err := m.k.AddRoute(nn.NS, rt); err != nil {
+			return dev, err
+		}
+	}
+	return dev, nil
+}
+
+// teardown removes whatever exists of a resource; dev may be nil.
+func (m *Manager) teardown(nn Names, dev Device) error {
+	var errs []error
+	if dev != nil {
+		errs = append(errs, dev.Close())
+	}
+	node := m.cfg.NodeNS
+	errs = append(errs,
+		m.k.DeleteNS(nn.NS),
+		m.k.DeleteLink(node, nn.BridgeVeth),
+		m.k.DeleteLink(node, nn.PublicVeth),
+		m.k.DeleteLink(node, nn.Bridge),
+	)
+	return errors.Join(errs...)
+}
+
+// WGPorts returns the WireGuard ports taken on this node, sorted.
+func (m *Manager) WGPorts() []uint16 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ports := []uint16{}
+	for _, r := range m.res {
+		ports = append(ports, r.r.ListenPort)
+	}
+	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+	return ports
+}

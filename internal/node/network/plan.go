@@ -1,0 +1,244 @@
+// Package network is the node's network module: it computes what a
+// private network resource (the `network` workload) is made of on a node
+// (namespace, bridge, veths, WireGuard device, addresses, routes, peers,
+// nftables rulesets) as plain values, and its Manager applies that through
+// small interfaces implemented by internal/sys adapters. It also holds the
+// pure computations of the client side (subnets, keys, peers, wg-quick
+// configs) that zosctl uses.
+package network
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/zos-go/zos/internal/gridtypes"
+)
+
+var (
+	// PublicRange holds the addresses of network resources towards the
+	// node's routing namespace (the original's ndmz range).
+	PublicRange = netip.MustParsePrefix("100.127.0.0/16")
+	// PublicGateway is the node side of every resource's public link.
+	PublicGateway = netip.MustParseAddr("100.127.0.1")
+	// WGRange holds the WireGuard addresses of a network.
+	WGRange = netip.MustParsePrefix("100.64.0.0/16")
+)
+
+// PublicIface is the name of a resource's link towards the node.
+const PublicIface = "public"
+
+// Names are the names of a resource's kernel objects. Names of links in
+// the node's namespace (and of the UAPI socket, which is host-wide) carry
+// the node prefix through a hash so that several nodes share one host and
+// stay within the 15 characters of a link name.
+type Names struct {
+	NS         string // the resource's namespace
+	Bridge     string // bridge in the node namespace (VM taps join it)
+	BridgeVeth string // node-namespace end of the veth on the bridge
+	NRVeth     string // resource end of that veth, holding the gateway
+	WG         string // WireGuard TUN in the resource namespace; UAPI socket name
+	PublicVeth string // node-namespace end of the public link
+}
+
+// NamesOf returns the names of network netID on a node with prefix.
+func NamesOf(prefix, netID string) Names {
+	sid := netID
+	if prefix != "" {
+		h := sha256.Sum256([]byte(prefix + ":" + netID))
+		sid = strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h[:]))[:13]
+	}
+	return Names{
+		NS:         prefix + "n-" + netID,
+		Bridge:     "b-" + sid,
+		BridgeVeth: "l-" + sid,
+		NRVeth:     "n-" + netID,
+		WG:         "w-" + sid,
+		PublicVeth: "u-" + sid,
+	}
+}
+
+// Peer is a WireGuard peer as applied.
+type Peer struct {
+	PublicKey  [32]byte
+	Endpoint   netip.AddrPort
+	AllowedIPs []netip.Prefix
+	Keepalive  int
+}
+
+// Route is a route inside a namespace.
+type Route struct {
+	Dst netip.Prefix
+	Dev string
+	Via netip.Addr
+}
+
+func (r Route) String() string {
+	s := r.Dst.String() + " dev " + r.Dev
+	if r.Via.IsValid() {
+		s += " via " + r.Via.String()
+	}
+	return s
+}
+
+// Resource is the desired state of one network resource on a node.
+type Resource struct {
+	NetID      string
+	Names      Names
+	Range      netip.Prefix // the user's network, /16
+	Gateway    netip.Prefix // .1 of the subnet, on NRVeth
+	WGAddr     netip.Prefix // 100.64.a.b/16 on WG
+	PrivateKey [32]byte
+	ListenPort uint16
+	Peers      []Peer
+	Routes     []Route // in the resource namespace
+	// Public is the resource's address towards the node's routing
+	// namespace; invalid when the node has no uplink namespace.
+	Public  netip.Addr
+	Ruleset string // nftables ruleset of the resource namespace
+}
+
+// WGAddress returns the WireGuard address of subnet: 100.64.<b1>.<b2>/16
+// (10.20.3.0/24 -> 100.64.20.3).
+func WGAddress(subnet netip.Prefix) netip.Prefix {
+	b := subnet.Addr().As4()
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64, b[1], b[2]}), 16)
+}
+
+func prefixOf(n gridtypes.IPNet) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(n.String())
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("invalid prefix %s", n)
+	}
+	return p.Masked(), nil
+}
+
+// Plan computes the resource of network n (id netID) on a node with
+// prefix; public is its address towards the node (invalid: no uplink).
+// Bad keys, endpoints or addresses give an error naming the field.
+func Plan(prefix, netID string, n *gridtypes.Network, public netip.Addr) (Resource, error) {
+	if err := n.Valid(nil); err != nil {
+		return Resource{}, err
+	}
+	rng, err := prefixOf(n.NetworkIPRange)
+	if err != nil {
+		return Resource{}, fmt.Errorf("ip_range: %w", err)
+	}
+	sub, err := prefixOf(n.Subnet)
+	if err != nil {
+		return Resource{}, fmt.Errorf("subnet: %w", err)
+	}
+	if !sub.Addr().Is4() {
+		return Resource{}, fmt.Errorf("subnet: %s is not IPv4", sub)
+	}
+	if n.WGListenPort == 0 {
+		return Resource{}, fmt.Errorf("wireguard_listen_port: must be set")
+	}
+	key, err := ParseKey(n.WGPrivateKey)
+	if err != nil {
+		return Resource{}, fmt.Errorf("wireguard_private_key: %w", err)
+	}
+	names := NamesOf(prefix, netID)
+	r := Resource{
+		NetID: netID, Names: names, Range: rng,
+		Gateway:    netip.PrefixFrom(sub.Addr().Next(), sub.Bits()),
+		WGAddr:     WGAddress(sub),
+		PrivateKey: key, ListenPort: n.WGListenPort, Public: public,
+	}
+	r.Routes = append(r.Routes, Route{Dst: rng, Dev: names.WG})
+	seen := map[netip.Prefix]bool{rng: true}
+	for i, p := range n.Peers {
+		var peer Peer
+		if peer.PublicKey, err = ParseKey(p.WGPublicKey); err != nil {
+			return Resource{}, fmt.Errorf("peers[%d].wireguard_public_key: %w", i, err)
+		}
+		if peer.PublicKey == publicOf(key) {
+			return Resource{}, fmt.Errorf("peers[%d]: is this resource itself", i)
+		}
+		if p.Endpoint != "" {
+			ap, err := netip.ParseAddrPort(p.Endpoint)
+			if err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() {
+				return Resource{}, fmt.Errorf("peers[%d].endpoint: %q is not ip:port", i, p.Endpoint)
+			}
+			peer.Endpoint = ap
+			peer.Keepalive = 20
+		}
+		for j, a := range p.AllowedIPs {
+			ap, err := prefixOf(a)
+			if err != nil {
+				return Resource{}, fmt.Errorf("peers[%d].allowed_ips[%d]: %w", i, j, err)
+			}
+			if ap.Bits() >= sub.Bits() && sub.Contains(ap.Addr()) {
+				return Resource{}, fmt.Errorf("peers[%d].allowed_ips[%d]: %s is inside this resource's subnet %s", i, j, ap, sub)
+			}
+			peer.AllowedIPs = append(peer.AllowedIPs, ap)
+			if !seen[ap] && !rng.Contains(ap.Addr()) && !WGRange.Contains(ap.Addr()) {
+				seen[ap] = true
+				r.Routes = append(r.Routes, Route{Dst: ap, Dev: names.WG})
+			}
+		}
+		r.Peers = append(r.Peers, peer)
+	}
+	if public.IsValid() {
+		r.Routes = append(r.Routes,
+			Route{Dst: netip.PrefixFrom(PublicGateway, 32), Dev: PublicIface},
+			Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Dev: PublicIface, Via: PublicGateway})
+	}
+	r.Ruleset = ResourceRuleset(public.IsValid())
+	return r, nil
+}
+
+// ResourceRuleset is the firewall of a resource namespace: new traffic
+// from outside (the public link) is dropped, answers pass, outbound SMTP
+// is refused, and traffic leaving through the public link is masqueraded.
+func ResourceRuleset(public bool) string {
+	var b strings.Builder
+	b.WriteString(`table inet zos
+delete table inet zos
+table inet zos {
+	chain input {
+		type filter hook input priority filter; policy accept;
+		ct state established,related accept
+		iifname "public" drop
+	}
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		ct state established,related accept
+		iifname "public" drop
+		tcp dport { 25, 465, 587 } reject with tcp reset
+	}
+`)
+	if public {
+		b.WriteString(`	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "public" masquerade fully-random
+	}
+`)
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// NodeRuleset is the firewall of the node's routing namespace: resources
+// reach the uplink masqueraded, cannot reach each other, and are not
+// reachable from outside unless answering.
+func NodeRuleset() string {
+	return `table inet zos-nr
+delete table inet zos-nr
+table inet zos-nr {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		ip saddr 100.127.0.0/16 ip daddr 100.127.0.0/16 drop
+		ct state established,related accept
+		ip daddr 100.127.0.0/16 drop
+		ip saddr 100.127.0.0/16 tcp dport { 25, 465, 587 } reject with tcp reset
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 100.127.0.0/16 ip daddr != 100.127.0.0/16 masquerade fully-random
+	}
+}
+`
+}

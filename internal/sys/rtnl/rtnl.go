@@ -1,0 +1,236 @@
+// Package rtnl applies links, addresses and routes inside named network
+// namespaces over netlink. The network manager uses it; every function
+// takes the namespace explicitly ("" is the caller's) and never changes the
+// calling thread's namespace.
+package rtnl
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/zos-go/zos/internal/sys/netns"
+)
+
+// Route is a route in a namespace: to Dst through Dev, via Via when set.
+type Route struct {
+	Dst netip.Prefix
+	Dev string
+	Via netip.Addr
+}
+
+func handle(ns string) (*netlink.Handle, error) {
+	h, err := netns.Open(ns)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	nh, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return nil, fmt.Errorf("netlink handle in namespace %q: %w", ns, err)
+	}
+	return nh, nil
+}
+
+func link(h *netlink.Handle, ns, name string) (netlink.Link, error) {
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("finding link %s in namespace %q: %w", name, ns, err)
+	}
+	return l, nil
+}
+
+// LinkExists reports whether link name exists in ns.
+func LinkExists(ns, name string) bool {
+	h, err := handle(ns)
+	if err != nil {
+		return false
+	}
+	defer h.Close()
+	_, err = h.LinkByName(name)
+	return err == nil
+}
+
+// AddBridge creates bridge name in ns and sets it up.
+func AddBridge(ns, name string) error {
+	h, err := handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}
+	if err := h.LinkAdd(br); err != nil {
+		return fmt.Errorf("creating bridge %s in namespace %q: %w", name, ns, err)
+	}
+	if err := h.LinkSetUp(br); err != nil {
+		return fmt.Errorf("setting bridge %s up: %w", name, err)
+	}
+	return nil
+}
+
+// AddVeth creates a veth pair: name in ns, peer in peerNS, both up. When
+// master is set, name is enslaved to that bridge.
+func AddVeth(ns, name, master, peerNS, peer string) error {
+	h, err := handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	pns, err := netns.Open(peerNS)
+	if err != nil {
+		return err
+	}
+	defer pns.Close()
+	attrs := netlink.LinkAttrs{Name: name}
+	if master != "" {
+		br, err := link(h, ns, master)
+		if err != nil {
+			return err
+		}
+		attrs.MasterIndex = br.Attrs().Index
+	}
+	v := &netlink.Veth{LinkAttrs: attrs, PeerName: peer, PeerNamespace: netlink.NsFd(int(pns))}
+	if err := h.LinkAdd(v); err != nil {
+		return fmt.Errorf("creating veth %s (peer %s in namespace %q) in namespace %q: %w", name, peer, peerNS, ns, err)
+	}
+	if err := h.LinkSetUp(v); err != nil {
+		return fmt.Errorf("setting %s up: %w", name, err)
+	}
+	return SetUp(peerNS, peer)
+}
+
+// SetUp sets link name in ns up.
+func SetUp(ns, name string) error {
+	h, err := handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := link(h, ns, name)
+	if err != nil {
+		return err
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("setting %s up in namespace %q: %w", name, ns, err)
+	}
+	return nil
+}
+
+// AddAddr adds address p to link name in ns; an existing one is kept.
+func AddAddr(ns, name string, p netip.Prefix) error {
+	h, err := handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := link(h, ns, name)
+	if err != nil {
+		return err
+	}
+	a := &netlink.Addr{IPNet: ipnet(p)}
+	if err := h.AddrAdd(l, a); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("adding %s to %s in namespace %q: %w", p, name, ns, err)
+	}
+	return nil
+}
+
+// Addrs returns the IPv4 and IPv6 addresses of every link in ns but lo.
+func Addrs(ns string) (map[string][]netip.Prefix, error) {
+	h, err := handle(ns)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("listing links in namespace %q: %w", ns, err)
+	}
+	out := map[string][]netip.Prefix{}
+	for _, l := range links {
+		if l.Attrs().Name == "lo" {
+			continue
+		}
+		addrs, err := h.AddrList(l, unix.AF_UNSPEC)
+		if err != nil {
+			return nil, fmt.Errorf("listing addresses of %s: %w", l.Attrs().Name, err)
+		}
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok || ip.Is6() && ip.Unmap().IsLinkLocalUnicast() {
+				continue
+			}
+			ones, _ := a.Mask.Size()
+			out[l.Attrs().Name] = append(out[l.Attrs().Name], netip.PrefixFrom(ip.Unmap(), ones))
+		}
+	}
+	return out, nil
+}
+
+// AddRoute adds (or replaces) r in ns.
+func AddRoute(ns string, r Route) error {
+	h, err := handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := link(h, ns, r.Dev)
+	if err != nil {
+		return err
+	}
+	nr := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: ipnet(r.Dst), Scope: netlink.SCOPE_LINK}
+	if r.Via.IsValid() {
+		nr.Gw = net.IP(r.Via.AsSlice())
+		nr.Scope = netlink.SCOPE_UNIVERSE
+		nr.Flags = int(netlink.FLAG_ONLINK)
+	}
+	if err := h.RouteReplace(nr); err != nil {
+		return fmt.Errorf("adding route %s dev %s via %s in namespace %q: %w", r.Dst, r.Dev, r.Via, ns, err)
+	}
+	return nil
+}
+
+// HasRoute reports whether ns has a route to exactly dst.
+func HasRoute(ns string, dst netip.Prefix) bool {
+	h, err := handle(ns)
+	if err != nil {
+		return false
+	}
+	defer h.Close()
+	routes, err := h.RouteListFiltered(unix.AF_INET, &netlink.Route{Dst: ipnet(dst)}, netlink.RT_FILTER_DST)
+	return err == nil && len(routes) > 0
+}
+
+// DeleteLink removes link name from ns; a missing link is not an error.
+func DeleteLink(ns, name string) error {
+	if ns != "" && !netns.Exists(ns) {
+		return nil
+	}
+	h, err := handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("finding link %s in namespace %q: %w", name, ns, err)
+	}
+	if err := h.LinkDel(l); err != nil {
+		return fmt.Errorf("deleting link %s in namespace %q: %w", name, ns, err)
+	}
+	return nil
+}
+
+func ipnet(p netip.Prefix) *net.IPNet {
+	if p.Addr().Is4() {
+		return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), 32)}
+	}
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), 128)}
+}

@@ -1,0 +1,179 @@
+// Package wg runs userspace WireGuard (wireguard-go) devices for the
+// network manager: the TUN interface lives in one network namespace (the
+// network resource's), the UDP sockets in another (the node's), and the
+// UAPI socket under /var/run/wireguard lets `wg show` see the device.
+package wg
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/ipc"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/zos-go/zos/internal/sys/netns"
+)
+
+// MTU of the devices (WireGuard over IPv4/IPv6 UDP on a 1500 link).
+const MTU = 1420
+
+// Peer is a WireGuard peer.
+type Peer struct {
+	PublicKey  [32]byte
+	Endpoint   netip.AddrPort // zero: the peer connects to us
+	AllowedIPs []netip.Prefix
+	Keepalive  int // seconds, 0 for none
+}
+
+// Config is a device's configuration.
+type Config struct {
+	PrivateKey [32]byte
+	ListenPort uint16
+	Peers      []Peer
+}
+
+// UAPI renders c as a wireguard UAPI "set" request replacing every peer.
+func (c Config) UAPI() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "private_key=%s\nlisten_port=%d\nreplace_peers=true\n", hex.EncodeToString(c.PrivateKey[:]), c.ListenPort)
+	for _, p := range c.Peers {
+		fmt.Fprintf(&b, "public_key=%s\nreplace_allowed_ips=true\n", hex.EncodeToString(p.PublicKey[:]))
+		if p.Endpoint.IsValid() {
+			fmt.Fprintf(&b, "endpoint=%s\n", p.Endpoint)
+		}
+		if p.Keepalive > 0 {
+			fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", p.Keepalive)
+		}
+		for _, a := range p.AllowedIPs {
+			fmt.Fprintf(&b, "allowed_ip=%s\n", a)
+		}
+	}
+	return b.String()
+}
+
+// Device is a running wireguard-go device.
+type Device struct {
+	name string
+	dev  *device.Device
+	uapi net.Listener
+	done chan struct{} // closed when the UAPI accept loop ends
+	once sync.Once
+}
+
+// nsBind opens the UDP sockets of a device inside a namespace.
+type nsBind struct {
+	conn.Bind
+	ns string
+}
+
+func (b *nsBind) Open(port uint16) (fns []conn.ReceiveFunc, actual uint16, err error) {
+	derr := netns.Do(b.ns, func() error {
+		fns, actual, err = b.Bind.Open(port)
+		return nil
+	})
+	if derr != nil {
+		return nil, 0, derr
+	}
+	return fns, actual, err
+}
+
+// Start creates TUN interface name inside namespace tunNS, its sockets in
+// sockNS ("" for the caller's), and serves the UAPI socket
+// /var/run/wireguard/<name>.sock. The device is down until Configure.
+func Start(name, tunNS, sockNS string, log *slog.Logger) (*Device, error) {
+	var td tun.Device
+	err := netns.Do(tunNS, func() error {
+		var err error
+		td, err = tun.CreateTUN(name, MTU)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating tun %s in namespace %q: %w", name, tunNS, err)
+	}
+	logger := &device.Logger{
+		Verbosef: func(format string, args ...any) { log.Debug("wireguard", "msg", fmt.Sprintf(format, args...)) },
+		Errorf: func(format string, args ...any) {
+			msg := fmt.Sprintf(format, args...)
+			if strings.Contains(msg, "MTU") {
+				// The TUN lives in another namespace than the thread
+				// reading MTU updates: expected, and the MTU is fixed.
+				log.Debug("wireguard", "msg", msg)
+				return
+			}
+			log.Warn("wireguard_error", "msg", msg)
+		},
+	}
+	var dev *device.Device
+	// NewDevice reads the MTU by interface name: do it in the TUN's namespace.
+	_ = netns.Do(tunNS, func() error {
+		dev = device.NewDevice(td, &nsBind{Bind: conn.NewStdNetBind(), ns: sockNS}, logger)
+		return nil
+	})
+	f, err := ipc.UAPIOpen(name)
+	if err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("opening the UAPI socket of %s: %w", name, err)
+	}
+	l, err := ipc.UAPIListen(name, f)
+	f.Close()
+	if err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("listening on the UAPI socket of %s: %w", name, err)
+	}
+	d := &Device{name: name, dev: dev, uapi: l, done: make(chan struct{})}
+	go d.serve()
+	return d, nil
+}
+
+func (d *Device) serve() {
+	defer close(d.done)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := d.uapi.Accept()
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.dev.IpcHandle(c)
+		}()
+	}
+}
+
+// Configure replaces the device's key, port and peers and brings it up.
+func (d *Device) Configure(c Config) error {
+	if err := d.dev.IpcSet(c.UAPI()); err != nil {
+		return fmt.Errorf("configuring %s: %w", d.name, err)
+	}
+	if err := d.dev.Up(); err != nil {
+		return fmt.Errorf("bringing %s up (listen port %d): %w", d.name, c.ListenPort, err)
+	}
+	return nil
+}
+
+// Close stops the device: the TUN interface disappears, the sockets and
+// the UAPI socket are closed.
+func (d *Device) Close() error {
+	var err error
+	d.once.Do(func() {
+		err = d.uapi.Close()
+		d.dev.Close()
+		<-d.done
+		// UAPIListen removes the socket file on Close; make sure.
+		if rerr := os.Remove("/var/run/wireguard/" + d.name + ".sock"); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+	})
+	return err
+}
