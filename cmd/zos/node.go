@@ -45,6 +45,7 @@ func runNode(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.ListenIP, "listen", "127.0.0.1", "address workloads are served on")
 	fs.IntVar(&cfg.ZDBPort, "zdb-port", 9900, "port of the 0-db server")
 	fs.StringVar(&cfg.Prefix, "prefix", "", "prefix of kernel objects, when several nodes share a host")
+	fs.StringVar(&cfg.NetNS, "netns", "", "namespace standing for the node's root namespace and uplink (several nodes on one host)")
 	fs.DurationVar(&cfg.UptimeEvery, "uptime-every", 40*time.Minute, "uptime report period")
 	fs.DurationVar(&cfg.ResyncEvery, "resync-every", time.Hour, "contract resync period")
 	fs.IntVar(&cfg.Workers, "workers", 4, "deployments provisioned at once")

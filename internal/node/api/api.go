@@ -75,6 +75,10 @@ func (a *API) Register(srv *rmb.Server) {
 	srv.Handle("zos.storage.pools", a.pools)
 	srv.Handle("zos.system.version", a.version)
 	srv.Handle("zos.system.diagnostics", a.diagnostics)
+	srv.Handle("zos.network.list_wg_ports", a.listWGPorts)
+	srv.Handle("zos.network.public_config_get", a.publicConfig)
+	srv.Handle("zos.network.interfaces", a.interfaces)
+	srv.Handle("zos.network.list_private_ips", a.listPrivateIPs)
 }
 
 // ContractRequest names a contract.

@@ -67,7 +67,7 @@ type Manager struct {
 	wg  WireGuard
 	log *slog.Logger
 
-	mu  sync.Mutex            // guards res
+	mu  sync.Mutex           // guards res
 	res map[string]*resource // by network id
 }
 

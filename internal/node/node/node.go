@@ -27,6 +27,7 @@ import (
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/node/api"
+	"github.com/zos-go/zos/internal/node/network"
 	"github.com/zos-go/zos/internal/node/primitives"
 	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/node/storage"
@@ -64,6 +65,11 @@ type Config struct {
 	ResyncEvery time.Duration
 	// Workers bounds deployments provisioned at once.
 	Workers int
+	// NetNS is a namespace that stands for the node's root namespace and
+	// holds its uplink (several nodes on one host): network resources are
+	// NATed through it. "" keeps the host's namespace and gives network
+	// resources no uplink.
+	NetNS string
 }
 
 // Validate checks the configuration and fills defaults.
@@ -101,6 +107,7 @@ type Node struct {
 	log *slog.Logger
 
 	storage *storage.Module
+	network *network.Manager
 	engine  *provision.Engine
 	grid    *registry.Client
 	nodeID  uint32
@@ -252,6 +259,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer zdbm.Close()
 
+	// 4b. Networks: namespaces, bridges, WireGuard devices. Close stops the
+	// devices and removes the resources; they are rebuilt from the store.
+	netlog := log.With("component", "network")
+	n.network = network.NewManager(network.Config{Prefix: cfg.Prefix, NodeNS: cfg.NetNS, Uplink: cfg.NetNS != ""},
+		network.SysKernel{}, network.SysWireGuard{Log: netlog}, netlog)
+	if err := n.network.Start(); err != nil {
+		ln.Close()
+		return fmt.Errorf("starting the network module: %w", err)
+	}
+	defer n.network.Close()
+
 	// 5. Provision engine on the cache.
 	store, err := provision.OpenStore(filepath.Join(cache, "provision.bolt"))
 	if err != nil {
@@ -261,9 +279,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer store.Close()
 	n.engine = provision.NewEngine(provision.Config{Workers: cfg.Workers, OnJobDone: n.reportUsed}, store,
 		map[gridtypes.WorkloadType]provision.Manager{
-			gridtypes.ZMountType: &primitives.ZMountManager{Storage: st},
-			gridtypes.VolumeType: &primitives.VolumeManager{Storage: st},
-			gridtypes.ZDBType:    zdbm,
+			gridtypes.ZMountType:  &primitives.ZMountManager{Storage: st},
+			gridtypes.VolumeType:  &primitives.VolumeManager{Storage: st},
+			gridtypes.ZDBType:     zdbm,
+			gridtypes.NetworkType: n.network,
 		}, n, log.With("component", "provision"))
 
 	// 6. Registration under the farm.

@@ -1,0 +1,112 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/zos-go/zos/internal/gridtypes"
+)
+
+// Network answers the zos.network.* commands; the node implements it
+// when its network module runs.
+type Network interface {
+	WGPorts() []uint16
+	PublicConfig(ctx context.Context) (PublicConfig, error)
+	Interfaces() (map[string][]string, error)
+}
+
+// PublicConfig is the answer to zos.network.public_config_get, as the
+// original: {type, ipv4, ipv6, gw4, gw6, domain}.
+type PublicConfig struct {
+	Type   string `json:"type"`
+	IPv4   string `json:"ipv4"`
+	IPv6   string `json:"ipv6"`
+	GW4    string `json:"gw4"`
+	GW6    string `json:"gw6"`
+	Domain string `json:"domain"`
+}
+
+// ErrNoNetwork is returned when the node has no network module.
+var ErrNoNetwork = errors.New("the network module is not running on this node")
+
+func (a *API) network() (Network, error) {
+	n, ok := a.node.(Network)
+	if !ok {
+		return nil, ErrNoNetwork
+	}
+	return n, nil
+}
+
+func (a *API) listWGPorts(context.Context, uint32, []byte) (any, error) {
+	n, err := a.network()
+	if err != nil {
+		return nil, err
+	}
+	return n.WGPorts(), nil
+}
+
+func (a *API) publicConfig(ctx context.Context, _ uint32, _ []byte) (any, error) {
+	n, err := a.network()
+	if err != nil {
+		return nil, err
+	}
+	return n.PublicConfig(ctx)
+}
+
+func (a *API) interfaces(context.Context, uint32, []byte) (any, error) {
+	n, err := a.network()
+	if err != nil {
+		return nil, err
+	}
+	return n.Interfaces()
+}
+
+// PrivateIPsRequest names a network of the sender.
+type PrivateIPsRequest struct {
+	NetworkName string `json:"network_name"`
+}
+
+// listPrivateIPs returns the private IPs the sender's machines use in its
+// network network_name on this node.
+func (a *API) listPrivateIPs(_ context.Context, src uint32, payload []byte) (any, error) {
+	var r PrivateIPsRequest
+	if err := json.Unmarshal(payload, &r); err != nil {
+		return nil, fmt.Errorf("decoding request: %w", err)
+	}
+	if r.NetworkName == "" {
+		return nil, errors.New("network_name is required")
+	}
+	ds, err := a.engine.Store().List(src)
+	if err != nil {
+		return nil, err
+	}
+	ips := []string{}
+	for _, d := range ds {
+		for i := range d.Workloads {
+			wl := &d.Workloads[i]
+			if !wl.Type.IsAny(gridtypes.ZMachineType, gridtypes.ZMachineLightType) || !wl.Result.State.IsOkay() {
+				continue
+			}
+			data, err := wl.WorkloadData()
+			if err != nil {
+				continue
+			}
+			var ifaces []gridtypes.MachineInterface
+			switch m := data.(type) {
+			case *gridtypes.ZMachine:
+				ifaces = m.Network.Interfaces
+			case *gridtypes.ZMachineLight:
+				ifaces = m.Network.Interfaces
+			}
+			for _, inf := range ifaces {
+				if inf.Network == r.NetworkName && inf.IP != nil {
+					ips = append(ips, net.IP(inf.IP).String())
+				}
+			}
+		}
+	}
+	return ips, nil
+}
