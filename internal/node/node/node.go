@@ -70,6 +70,9 @@ type Config struct {
 	// NATed through it. "" keeps the host's namespace and gives network
 	// resources no uplink.
 	NetNS string
+	// OnRegistered, when set, is called once the node is registered, with
+	// the node for read-only status (zos init's console).
+	OnRegistered func(*Node)
 }
 
 // Validate checks the configuration and fills defaults.
@@ -113,8 +116,10 @@ type Node struct {
 	nodeID  uint32
 	total   gridtypes.Capacity
 
-	mu      sync.Mutex        // guards modules
-	modules map[string]string // module -> "ok", "starting" or its error
+	mu       sync.Mutex        // guards modules and dirty
+	modules  map[string]string // module -> "ok", "starting" or its error
+	dirty    map[uint64]uint32 // contract -> twin, use to report
+	usedWake chan struct{}
 }
 
 func (n *Node) setStatus(module string, err error) {
@@ -140,6 +145,9 @@ func (n *Node) Reserved() gridtypes.Capacity {
 	}
 	return gridtypes.Capacity{MRU: mem, SRU: n.storage.CacheReserved()}
 }
+
+// ID is the node id the registry gave (0 before registration).
+func (n *Node) ID() uint32 { return n.nodeID }
 
 // Pools implements api.Node.
 func (n *Node) Pools() []storage.PoolInfo { return n.storage.Pools() }
@@ -192,7 +200,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	n := &Node{cfg: cfg, log: log, modules: map[string]string{}}
+	n := &Node{cfg: cfg, log: log, modules: map[string]string{}, usedWake: make(chan struct{}, 1)}
 	info, err := sysinfo.Read()
 	if err != nil {
 		return err
@@ -291,6 +299,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("node_registered", "node", n.nodeID, "twin", twin, "farm", cfg.FarmID)
+	if cfg.OnRegistered != nil {
+		cfg.OnRegistered(n)
+	}
 
 	// 7. API over the relay.
 	srv := rmb.NewServer(nc, twin, key, n.grid, log.With("component", "api"))
@@ -305,6 +316,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return n.loop(gctx, "events", func(ctx context.Context) error { return n.events(ctx, cache) })
 	})
 	g.Go(func() error { return n.loop(gctx, "resync", n.resyncLoop) })
+	g.Go(func() error { return n.loop(gctx, "used", n.usedLoop) })
 	n.setStatus("provision", nil)
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
@@ -413,23 +425,69 @@ func (n *Node) uptimeLoop(ctx context.Context) error {
 	}
 }
 
-// reportUsed tells the registry what a contract uses after a job on it.
+// reportUsed marks a contract whose use changed after a job; the used
+// loop reports the marked contracts together, so a burst of deployments
+// costs the registry one write per interval instead of one per job.
 func (n *Node) reportUsed(twin uint32, contract uint64) {
-	d, err := n.engine.Store().Get(twin, contract)
-	var used gridtypes.Capacity
-	if err == nil {
-		used, err = provision.UsedBy(d)
-	} else if errors.Is(err, provision.ErrNotFound) {
-		err = nil
+	n.mu.Lock()
+	if n.dirty == nil {
+		n.dirty = map[uint64]uint32{}
 	}
-	if err != nil {
-		n.log.Warn("report_used_failed", "contract", contract, "err", err)
-		return
+	n.dirty[contract] = twin
+	n.mu.Unlock()
+	select {
+	case n.usedWake <- struct{}{}:
+	default:
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := n.grid.ReportUsed(ctx, n.nodeID, map[uint64]registry.Resources{contract: resources(used)}); err != nil {
-		n.log.Warn("report_used_failed", "contract", contract, "err", err)
+}
+
+// usedLoop reports what the marked contracts use, at most twice a second.
+func (n *Node) usedLoop(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-n.usedWake:
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+		n.mu.Lock()
+		dirty := n.dirty
+		n.dirty = nil
+		n.mu.Unlock()
+		used := make(map[uint64]registry.Resources, len(dirty))
+		for contract, twin := range dirty {
+			d, err := n.engine.Store().Get(twin, contract)
+			if errors.Is(err, provision.ErrNotFound) {
+				used[contract] = registry.Resources{}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			c, err := provision.UsedBy(d)
+			if err != nil {
+				return err
+			}
+			used[contract] = resources(c)
+		}
+		if err := n.grid.ReportUsed(ctx, n.nodeID, used); err != nil {
+			// Keep them for the next round.
+			n.mu.Lock()
+			for contract, twin := range dirty {
+				if _, again := n.dirty[contract]; !again {
+					if n.dirty == nil {
+						n.dirty = map[uint64]uint32{}
+					}
+					n.dirty[contract] = twin
+				}
+			}
+			n.mu.Unlock()
+			return fmt.Errorf("reporting used capacity: %w", err)
+		}
 	}
 }
 

@@ -455,21 +455,7 @@ func (e *Engine) reserve(w *Workload) (release func(), err error) {
 }
 
 // Used sums the capacity of every workload that runs (ok or paused).
-func (e *Engine) Used() (gridtypes.Capacity, error) {
-	all, err := e.store.All()
-	if err != nil {
-		return gridtypes.Capacity{}, err
-	}
-	var used gridtypes.Capacity
-	for _, d := range all {
-		c, err := UsedBy(d)
-		if err != nil {
-			return gridtypes.Capacity{}, err
-		}
-		used.Add(c)
-	}
-	return used, nil
-}
+func (e *Engine) Used() (gridtypes.Capacity, error) { return e.store.Used() }
 
 // UsedBy sums the capacity of the running workloads of one deployment.
 func UsedBy(d *gridtypes.Deployment) (gridtypes.Capacity, error) {

@@ -345,3 +345,68 @@ func TestSharableNames(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestUsedIndex checks the used-capacity index against a full recount
+// through provision, update and deprovision.
+func TestUsedIndex(t *testing.T) {
+	f := newFixture(t)
+	recount := func() gridtypes.Capacity {
+		all, err := f.eng.store.All()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c gridtypes.Capacity
+		for _, d := range all {
+			u, err := UsedBy(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Add(u)
+		}
+		return c
+	}
+	check := func(when string) {
+		t.Helper()
+		got, err := f.eng.Used()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := recount(); got != want {
+			t.Fatalf("%s: index says %+v, recount %+v", when, got, want)
+		}
+	}
+	d := mkdep(1, `a:zmount:{"size":10}`, `b:zdb:{"size":20,"mode":"user"}`)
+	if err := f.eng.Provision(d); err != nil {
+		t.Fatal(err)
+	}
+	got := f.wait(1, 1)
+	check("after provision")
+	if u, _ := f.eng.Used(); u.SRU != 10 || u.HRU != 20 {
+		t.Fatalf("used %+v", u)
+	}
+	nd := got.Clone()
+	nd.Version = 1
+	nd.Workloads = []gridtypes.Workload{*nd.Get("b")}
+	nd.Workloads[0].Version = 1
+	nd.Workloads[0].Data = json.RawMessage(`{"size":30,"mode":"user"}`)
+	ops, err := gridtypes.Upgrade(got, nd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.eng.Update(nd, ops); err != nil {
+		t.Fatal(err)
+	}
+	f.wait(1, 1)
+	check("after update")
+	if u, _ := f.eng.Used(); u.SRU != 0 || u.HRU != 30 {
+		t.Fatalf("used after update %+v", u)
+	}
+	if err := f.eng.Deprovision(1, 1, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	f.wait(1, 1)
+	check("after deprovision")
+	if u, _ := f.eng.Used(); !u.Zero() {
+		t.Fatalf("used after deprovision %+v", u)
+	}
+}

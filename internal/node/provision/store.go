@@ -23,10 +23,12 @@ var (
 	bucketHistory     = []byte("history")     // key(twin,contract) -> bucket seq -> Workload JSON
 	bucketGlobal      = []byte("global")      // twin|name -> key(twin,contract), for sharable names
 	bucketJobs        = []byte("jobs")        // seq -> Job JSON
+	bucketUsed        = []byte("used")        // key(twin,contract)|name -> capacity of a running workload
 )
 
 // Store keeps deployments, the append-only history of workload results and
-// the durable job queue in one bbolt file.
+// the durable job queue in one bbolt file. Every write is committed (and
+// fsynced) before it returns.
 type Store struct {
 	db *bolt.DB
 }
@@ -38,7 +40,7 @@ func OpenStore(path string) (*Store, error) {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketDeployments, bucketHistory, bucketGlobal, bucketJobs} {
+		for _, b := range [][]byte{bucketDeployments, bucketHistory, bucketGlobal, bucketJobs, bucketUsed} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -49,6 +51,9 @@ func OpenStore(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialising store %s: %w", path, err)
 	}
+	// Concurrent writers (the engine's workers, the API) share one commit
+	// and one fsync through Batch; a short delay keeps single writers fast.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	return &Store{db: db}, nil
 }
 
@@ -135,7 +140,7 @@ func releaseNames(tx *bolt.Tx, twin uint32, contract uint64, names ...string) er
 
 // Create stores a new deployment and enqueues job, atomically.
 func (s *Store) Create(d *gridtypes.Deployment, job Job) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketDeployments).Get(depKey(d.TwinID, d.ContractID)) != nil {
 			return fmt.Errorf("%w: twin %d contract %d", ErrExists, d.TwinID, d.ContractID)
 		}
@@ -195,6 +200,9 @@ func (s *Store) Update(d *gridtypes.Deployment, job Job) error {
 			wl.Result = gridtypes.Result{Created: now, State: gridtypes.StateInit}
 			if old != nil {
 				wl.Result.Data = old.Result.Data
+			}
+			if err := setUsed(tx, d.TwinID, d.ContractID, wl); err != nil {
+				return err
 			}
 			if err := appendHistory(tx, d.TwinID, d.ContractID, wl); err != nil {
 				return err
@@ -270,7 +278,7 @@ func appendHistory(tx *bolt.Tx, twin uint32, contract uint64, wl *gridtypes.Work
 // SetResult records a new result of a workload: appended to the history and
 // made current in the deployment (if the workload is still part of it).
 func (s *Store) SetResult(twin uint32, contract uint64, wl gridtypes.Workload) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
 		d, err := getDeployment(tx, twin, contract)
 		if err != nil {
 			return err
@@ -280,6 +288,11 @@ func (s *Store) SetResult(twin uint32, contract uint64, wl gridtypes.Workload) e
 			if err := putDeployment(tx, d); err != nil {
 				return err
 			}
+			if err := setUsed(tx, twin, contract, cur); err != nil {
+				return err
+			}
+		} else if err := tx.Bucket(bucketUsed).Delete(usedKey(twin, contract, wl.Name)); err != nil {
+			return err
 		}
 		return appendHistory(tx, twin, contract, &wl)
 	})
@@ -326,11 +339,58 @@ func (s *Store) Delete(twin uint32, contract uint64) error {
 		if err := tx.Bucket(bucketDeployments).Delete(depKey(twin, contract)); err != nil {
 			return err
 		}
+		for _, wl := range d.Workloads {
+			if err := tx.Bucket(bucketUsed).Delete(usedKey(twin, contract, wl.Name)); err != nil {
+				return err
+			}
+		}
 		if tx.Bucket(bucketHistory).Bucket(depKey(twin, contract)) != nil {
 			return tx.Bucket(bucketHistory).DeleteBucket(depKey(twin, contract))
 		}
 		return nil
 	})
+}
+
+func usedKey(twin uint32, contract uint64, name string) []byte {
+	return append(depKey(twin, contract), name...)
+}
+
+// setUsed records the capacity of a running (ok or paused) workload, or
+// forgets it for any other state.
+func setUsed(tx *bolt.Tx, twin uint32, contract uint64, wl *gridtypes.Workload) error {
+	b := tx.Bucket(bucketUsed)
+	k := usedKey(twin, contract, wl.Name)
+	if !wl.Result.State.IsOkay() {
+		return b.Delete(k)
+	}
+	c, err := wl.Capacity()
+	if err != nil {
+		return fmt.Errorf("capacity of %s: %w", wl.Name, err)
+	}
+	v := make([]byte, 40)
+	for i, x := range []uint64{c.CRU, c.MRU, c.SRU, c.HRU, c.IPV4U} {
+		binary.BigEndian.PutUint64(v[i*8:], x)
+	}
+	return b.Put(k, v)
+}
+
+// Used sums the capacity of every running workload, from an index kept
+// with each result so that it does not decode every deployment.
+func (s *Store) Used() (gridtypes.Capacity, error) {
+	var used gridtypes.Capacity
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUsed).ForEach(func(_, v []byte) error {
+			if len(v) != 40 {
+				return fmt.Errorf("malformed used-capacity record of %d bytes", len(v))
+			}
+			used.Add(gridtypes.Capacity{
+				CRU: binary.BigEndian.Uint64(v), MRU: binary.BigEndian.Uint64(v[8:]), SRU: binary.BigEndian.Uint64(v[16:]),
+				HRU: binary.BigEndian.Uint64(v[24:]), IPV4U: binary.BigEndian.Uint64(v[32:]),
+			})
+			return nil
+		})
+	})
+	return used, err
 }
 
 // Active reports whether any workload of d still runs or is on its way
@@ -385,7 +445,7 @@ func enqueue(tx *bolt.Tx, job *Job) error {
 
 // Enqueue adds a job to the queue and returns it with its sequence.
 func (s *Store) Enqueue(job Job) (Job, error) {
-	err := s.db.Update(func(tx *bolt.Tx) error { return enqueue(tx, &job) })
+	err := s.db.Batch(func(tx *bolt.Tx) error { return enqueue(tx, &job) })
 	return job, err
 }
 
@@ -407,5 +467,5 @@ func (s *Store) Jobs() ([]Job, error) {
 
 // Done removes a finished job.
 func (s *Store) Done(seq uint64) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketJobs).Delete(seqKey(seq)) })
+	return s.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketJobs).Delete(seqKey(seq)) })
 }
