@@ -101,27 +101,34 @@ func deploymentList(ctx context.Context, env *Env, args []string) error {
 	return tw.Flush()
 }
 
-func deploymentGet(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("deployment get", flag.ContinueOnError)
+// askContract parses CONTRACT, finds its node and asks it cmd about the
+// contract, decoding the answer into resp.
+func askContract(ctx context.Context, env *Env, args []string, name, cmd string, resp any) (c registry.Contract, asJSON bool, err error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	f := addGridFlags(fs, env)
 	pos, err := parseFlags(fs, env, args)
 	if err != nil {
-		return err
+		return c, false, err
 	}
 	id, err := contractArg(pos)
 	if err != nil {
-		return err
+		return c, false, err
 	}
 	s, c, err := nodeContract(ctx, f, id)
 	if err != nil {
-		return err
+		return c, false, err
 	}
 	defer s.Close()
+	return c, *f.json, s.callNode(ctx, c.NodeID, cmd, map[string]uint64{"contract_id": id}, resp)
+}
+
+func deploymentGet(ctx context.Context, env *Env, args []string) error {
 	var d gridtypes.Deployment
-	if err := s.callNode(ctx, c.NodeID, "zos.deployment.get", map[string]uint64{"contract_id": id}, &d); err != nil {
+	c, asJSON, err := askContract(ctx, env, args, "deployment get", "zos.deployment.get", &d)
+	if err != nil {
 		return err
 	}
-	if *f.json {
+	if asJSON {
 		return printJSON(env, d)
 	}
 	fmt.Fprintf(env.Stdout, "contract %d on node %d, twin %d, version %d\n", d.ContractID, c.NodeID, d.TwinID, d.Version)
@@ -132,26 +139,12 @@ func deploymentGet(ctx context.Context, env *Env, args []string) error {
 }
 
 func deploymentChanges(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("deployment changes", flag.ContinueOnError)
-	f := addGridFlags(fs, env)
-	pos, err := parseFlags(fs, env, args)
-	if err != nil {
-		return err
-	}
-	id, err := contractArg(pos)
-	if err != nil {
-		return err
-	}
-	s, c, err := nodeContract(ctx, f, id)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
 	var ch []gridtypes.Workload
-	if err := s.callNode(ctx, c.NodeID, "zos.deployment.changes", map[string]uint64{"contract_id": id}, &ch); err != nil {
+	_, asJSON, err := askContract(ctx, env, args, "deployment changes", "zos.deployment.changes", &ch)
+	if err != nil {
 		return err
 	}
-	if *f.json {
+	if asJSON {
 		return printJSON(env, ch)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
