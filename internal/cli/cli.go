@@ -69,6 +69,7 @@ func root() *command {
 			nodeCommand(),
 			contractCommand(),
 			nameCommand(),
+			networkCommand(),
 			{name: "version", summary: "print the zosctl version", run: func(_ context.Context, env *Env, _ []string) error {
 				fmt.Fprintln(env.Stdout, version.String())
 				return nil

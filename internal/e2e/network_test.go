@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/node/network"
+	"github.com/zos-go/zos/internal/node/network/netlab"
+	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/sys/netns"
+	"github.com/zos-go/zos/internal/testutil"
+)
+
+// TestNetworkMesh runs three hosted nodes, each in its own namespace on a
+// farm LAN: two public, one hidden. zosctl makes one network across them;
+// every gateway answers from every node (the hidden one through the access
+// node), the resources reach the "internet" through NAT, an access peer is
+// added, and canceling the contracts removes every namespace.
+func TestNetworkMesh(t *testing.T) {
+	requireNodePrereqs(t)
+	testutil.RequireBinary(t, "nft")
+	testutil.RequireBinary(t, "busybox")
+	testutil.RequireFile(t, "/dev/net/tun")
+	lab := netlab.New(t, 3)
+	g := startGrid(t)
+	farmer := newUser(t, g)
+	var farm registry.Farm
+	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(freePort(t)))
+	var nodes []*node
+	for _, ln := range lab.Nodes {
+		nodes = append(nodes, startNode(t, g, farm.ID, "--netns", ln.NS))
+	}
+	for _, n := range nodes {
+		n.waitRegistered(farmer)
+	}
+	// The farmer gives nodes 1 and 2 a public config; node 3 stays hidden.
+	fd := dial(t, farmer)
+	for i := range 2 {
+		pc := &registry.PublicConfig{IPv4: netip.PrefixFrom(lab.Nodes[i].IP, 24).String(), GW4: netlab.LANGateway.String()}
+		if err := fd.reg.SetPublicConfig(context.Background(), nodes[i].id, pc); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	u := newUser(t, g)
+	ids := []string{}
+	for _, n := range nodes {
+		ids = append(ids, strconv.Itoa(int(n.id)))
+	}
+	start := time.Now()
+	u.mustRun("network", "create", "--name", "net", "--nodes", strings.Join(ids, ","), "--ip-range", "10.20.0.0/16")
+	t.Logf("network on 3 nodes created in %v", time.Since(start))
+	twin := dial(t, u).twin.ID
+	netID := gridtypes.NetID(twin, "net")
+	nsOf := func(i int) string { return network.NamesOf(nodes[i].prefix(), netID).NS }
+	// Subnets are given in node order from x.x.2.0.
+	gwOf := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 20, byte(2 + i), 1}) }
+
+	for i := range nodes {
+		if !netns.Exists(nsOf(i)) {
+			t.Fatalf("node %d has no namespace %s", i+1, nsOf(i))
+		}
+	}
+	for _, c := range [][2]int{{0, 1}, {1, 0}, {0, 2}, {2, 0}, {1, 2}, {2, 1}} {
+		if ok, out := pingRetry(nsOf(c[0]), gwOf(c[1])); !ok {
+			t.Errorf("node %d's resource cannot ping node %d's gateway %s: %s", c[0]+1, c[1]+1, gwOf(c[1]), out)
+		}
+	}
+	if ok, out := pingRetry(nsOf(2), netlab.InternetHost); !ok {
+		t.Errorf("the hidden node's resource cannot reach the internet: %s", out)
+	}
+
+	var ports []uint16
+	u.json(&ports, "network", "ports", "--node", ids[0])
+	if len(ports) != 1 {
+		t.Errorf("ports on node 1: got %v, want one", ports)
+	}
+
+	conf := u.mustRun("network", "add-access", "--name", "net")
+	if !strings.Contains(conf, "[Peer]") || !strings.Contains(conf, "Endpoint = "+lab.Nodes[0].IP.String()) {
+		t.Errorf("wg-quick config:\n%s", conf)
+	}
+	out, err := netns.Run("", "", "wg", "show", network.NamesOf(nodes[0].prefix(), netID).WG, "peers")
+	if err != nil || len(strings.Fields(out)) != 3 {
+		t.Errorf("access node peers after add-access: got %q (%v), want 3", out, err)
+	}
+
+	// Cancel: every namespace goes.
+	var cs []registry.Contract
+	u.json(&cs, "contract", "list")
+	for _, c := range cs {
+		u.mustRun("contract", "cancel", strconv.FormatUint(c.ID, 10))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for i := range nodes {
+		for netns.Exists(nsOf(i)) && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if netns.Exists(nsOf(i)) {
+			t.Errorf("namespace %s left after cancel", nsOf(i))
+		}
+	}
+	if _, err := os.Stat("/var/run/wireguard/" + network.NamesOf(nodes[0].prefix(), netID).WG + ".sock"); err == nil {
+		t.Errorf("UAPI socket left after cancel")
+	}
+}
+
+func (n *node) prefix() string {
+	for i, a := range n.args {
+		if a == "--prefix" && i+1 < len(n.args) {
+			return n.args[i+1]
+		}
+	}
+	return ""
+}
+
+func pingRetry(ns string, a netip.Addr) (bool, string) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ok, out := netlab.Ping(ns, a, 1)
+		if ok || time.Now().After(deadline) {
+			return ok, out
+		}
+	}
+}
