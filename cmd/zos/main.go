@@ -25,10 +25,15 @@ func commands() map[string]func(ctx context.Context, args []string) error {
 		"version": func(context.Context, []string) error { fmt.Println(version.String()); return nil },
 		"zdb":     runZdb,
 		"node":    runNode,
+		"init":    runInit,
+		"kernel":  runKernel,
 	}
 }
 
 func main() {
+	if os.Getpid() == 1 { // the image's /init: never returns
+		runPID1()
+	}
 	subcommands := commands()
 	if len(os.Args) < 2 || subcommands[os.Args[1]] == nil {
 		names := make([]string, 0, len(subcommands))

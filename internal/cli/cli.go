@@ -70,6 +70,7 @@ func root() *command {
 			contractCommand(),
 			nameCommand(),
 			networkCommand(),
+			imageCommand(),
 			{name: "version", summary: "print the zosctl version", run: func(_ context.Context, env *Env, _ []string) error {
 				fmt.Fprintln(env.Stdout, version.String())
 				return nil

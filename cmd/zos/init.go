@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/zos-go/zos/internal/image/kernel"
+	"github.com/zos-go/zos/internal/node/boot"
+	"github.com/zos-go/zos/internal/sys/pid1"
+	"github.com/zos-go/zos/internal/version"
+)
+
+// runInit is `zos init`: PID 1 of the Zero-OS image (chosen automatically
+// when zos runs as PID 1), and its helpers:
+//
+//	zos init                 the init process (PID 1 only)
+//	zos init node FLAGS      the node child init supervises
+//	zos init poweroff|reboot ask PID 1 to stop the node and power off / reboot
+func runInit(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		if os.Getpid() != 1 {
+			return fmt.Errorf("zos init runs as PID 1 of the image only")
+		}
+		return runPID1()
+	}
+	switch args[0] {
+	case "node":
+		return runInitNode(ctx, args[1:])
+	case "poweroff":
+		return pid1.SignalInit(unix.SIGUSR2)
+	case "reboot":
+		return pid1.SignalInit(unix.SIGUSR1)
+	}
+	return fmt.Errorf("unknown init command %q (node, poweroff, reboot)", args[0])
+}
+
+// runPID1 runs init and never returns while the machine is up; if init
+// fails to halt, it blocks: PID 1 must not exit.
+func runPID1() error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "init")
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "/init"
+	}
+	err = boot.Init(boot.InitConfig{Exe: exe, Version: version.String(), Halt: true, Console: os.Stderr, ScreenPath: "/dev/tty1"}, log)
+	log.Error("init_ended", "err", err)
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+func runInitNode(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("zos init node", flag.ContinueOnError)
+	var cfg boot.NodeConfig
+	farm := fs.Uint("farm", 0, "farm id")
+	fs.StringVar(&cfg.Grid, "grid", "", "grid NATS URL")
+	fs.StringVar(&cfg.ListenIP, "listen", "", "address of the NIC")
+	fs.StringVar(&cfg.DataDir, "data", boot.DataDir, "pool mounts")
+	fs.StringVar(&cfg.StatusFile, "status", boot.StatusFile, "status file for the console")
+	fs.IntVar(&cfg.ZDBPort, "zdb-port", 9900, "0-db port")
+	debug := fs.Bool("debug", false, "debug logs")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if *farm > 1<<32-1 {
+		return fmt.Errorf("--farm out of range")
+	}
+	cfg.Farm = uint32(*farm)
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return boot.RunNode(ctx, cfg, log)
+}
+
+// runKernel is `zos kernel fetch --dir DIR`: download and unpack Debian's
+// kernel into DIR (idempotent) and print what is there.
+func runKernel(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "fetch" {
+		return fmt.Errorf("usage: zos kernel fetch --dir DIR")
+	}
+	fs := flag.NewFlagSet("zos kernel fetch", flag.ContinueOnError)
+	dir := fs.String("dir", ".cache/kernel", "cache directory")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "kernel")
+	k, err := kernel.Fetch(ctx, *dir, log)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("version: %s\nbzImage: %s\nvmlinux: %s\nmodules: %s\n", k.Version, k.BzImage, k.Vmlinux, k.ModulesDir())
+	return nil
+}

@@ -1,0 +1,83 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/zos-go/zos/internal/image"
+)
+
+func imageCommand() *command {
+	return &command{name: "image", summary: "the bootable Zero-OS image", subs: []*command{
+		{name: "build", usage: "-o DIR [--farm ID] [--grid URL] [--kernel-cache DIR] [--zos FILE] [--no-qemu] [--json]",
+			summary: "build kernel + initramfs (zos as /init, no shell); --farm/--grid boot straight into a farm", run: imageBuild},
+	}}
+}
+
+func imageBuild(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("image build", flag.ContinueOnError)
+	out := fs.String("o", "", "output directory (required)")
+	farm := fs.Uint("farm", 0, "farm the node registers under (baked in as farm=)")
+	grid := fs.String("grid", "", "grid NATS URL the node connects to (baked in as grid=)")
+	cache := fs.String("kernel-cache", ".cache/kernel", "directory of the Debian kernel package (make deps fills it)")
+	zos := fs.String("zos", "", "static zos binary (default: next to zosctl, then PATH)")
+	noQEMU := fs.Bool("no-qemu", false, "leave QEMU and virtiofsd out")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	pos, err := parseFlags(fs, env, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 || *out == "" {
+		return usageError("want -o DIR and no arguments")
+	}
+	if *farm > 1<<32-1 {
+		return usageError("--farm out of range")
+	}
+	if *zos == "" {
+		if *zos, err = findZos(); err != nil {
+			return err
+		}
+	}
+	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	res, err := image.Build(ctx, image.Config{Out: *out, KernelCache: *cache, Zos: *zos, Farm: uint32(*farm),
+		Grid: *grid, NoQEMU: *noQEMU}, log.With("component", "image"))
+	if err != nil {
+		return fmt.Errorf("building the image: %w", err)
+	}
+	if *asJSON {
+		r := *res
+		r.Files = nil
+		return printJSON(env, r)
+	}
+	w := env.Stdout
+	fmt.Fprintf(w, "kernel:    %s (%s, %s)\n", res.Kernel, res.BzImage, res.Vmlinux)
+	fmt.Fprintf(w, "initramfs: %s\n", res.Initramfs)
+	fmt.Fprintf(w, "size:      %d bytes compressed (%.1f MiB), %.1f MiB uncompressed, zstd\n", res.Size, float64(res.Size)/(1<<20), float64(res.RawSize)/(1<<20))
+	fmt.Fprintf(w, "sha256:    %s\n", res.SHA256)
+	fmt.Fprintf(w, "modules:   %d (not in this kernel: %s)\n", res.Modules, strings.Join(res.Missing, " "))
+	fmt.Fprintf(w, "helpers:   %s\n", strings.Join(res.Helpers, " "))
+	fmt.Fprintf(w, "cmdline:   %s\n", res.Cmdline)
+	return nil
+}
+
+// findZos looks for the zos binary next to the running program, then on
+// PATH.
+func findZos() (string, error) {
+	if exe, err := os.Executable(); err == nil {
+		if p := filepath.Join(filepath.Dir(exe), "zos"); fileExists(p) {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("zos"); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("no zos binary next to zosctl or on PATH: pass --zos FILE (make build)")
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

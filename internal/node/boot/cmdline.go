@@ -1,0 +1,135 @@
+// Package boot is zos as PID 1 of the Zero-OS image: it mounts the pseudo
+// file systems, loads the kernel modules, sets the clock, brings up the NIC
+// with a link by DHCP, reads its settings from the kernel command line,
+// starts the node (as a child process it restarts when it dies), draws a
+// read-only status console, reaps orphans and powers off cleanly. Kernel
+// work goes through internal/sys/{pid1,kmod,netcfg,dhcp}; cmd/zos calls
+// Init (PID 1) and RunNode (the node child).
+package boot
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Run modes (runmode=).
+var runModes = map[string]bool{"dev": true, "qa": true, "test": true, "prod": true}
+
+// Config is what the kernel command line (over the image's baked-in
+// defaults) says.
+type Config struct {
+	Farm    uint32
+	Grid    string
+	RunMode string
+	Debug   bool
+}
+
+// DefaultRunMode is the run mode without runmode=.
+const DefaultRunMode = "prod"
+
+// Validate reports what keeps the node from starting.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Farm == 0 {
+		errs = append(errs, errors.New("no farm: boot with farm=ID (zosctl image build --farm ID)"))
+	}
+	if c.Grid == "" {
+		errs = append(errs, errors.New("no grid: boot with grid=nats://HOST:PORT (zosctl image build --grid URL)"))
+	}
+	return errors.Join(errs...)
+}
+
+// SplitCmdline splits a kernel command line into words, honouring double
+// quotes as the kernel does (`a="b c"` is one word).
+func SplitCmdline(s string) []string {
+	var out []string
+	var cur strings.Builder
+	inQuote, have := false, false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			inQuote = !inQuote
+			have = true
+		case !inQuote && (r == ' ' || r == '\t' || r == '\n'):
+			if have {
+				out = append(out, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteRune(r)
+			have = true
+		}
+	}
+	if have {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+// ParseCmdline reads defaults then the command line (later words win) into
+// a Config. Invalid values are reported in the returned errors and
+// ignored: a bad word never stops the boot.
+func ParseCmdline(defaults, cmdline string) (Config, []error) {
+	cfg := Config{RunMode: DefaultRunMode}
+	var errs []error
+	for _, w := range append(SplitCmdline(defaults), SplitCmdline(cmdline)...) {
+		k, v, hasValue := strings.Cut(w, "=")
+		switch k {
+		case "farm", "farmer_id":
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || n == 0 {
+				errs = append(errs, fmt.Errorf("kernel command line: %s=%q is not a farm id", k, v))
+				continue
+			}
+			cfg.Farm = uint32(n)
+		case "grid":
+			if err := checkGrid(v); err != nil {
+				errs = append(errs, fmt.Errorf("kernel command line: grid=%q: %w", v, err))
+				continue
+			}
+			cfg.Grid = v
+		case "runmode":
+			if !runModes[v] {
+				errs = append(errs, fmt.Errorf("kernel command line: runmode=%q is not dev, qa, test or prod", v))
+				continue
+			}
+			cfg.RunMode = v
+		case "zos-debug":
+			if hasValue && v != "1" && v != "true" {
+				cfg.Debug = false
+				continue
+			}
+			cfg.Debug = true
+		}
+	}
+	return cfg, errs
+}
+
+// checkGrid accepts NATS URLs, comma separated.
+func checkGrid(v string) error {
+	if v == "" {
+		return errors.New("empty")
+	}
+	for _, u := range strings.Split(v, ",") {
+		p, err := url.Parse(u)
+		if err != nil {
+			return err
+		}
+		if p.Scheme != "nats" && p.Scheme != "tls" {
+			return fmt.Errorf("scheme %q is not nats or tls", p.Scheme)
+		}
+		if p.Hostname() == "" {
+			return errors.New("no host")
+		}
+		if port := p.Port(); port != "" {
+			if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+				return fmt.Errorf("bad port %q", port)
+			}
+		}
+	}
+	return nil
+}
