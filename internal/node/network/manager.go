@@ -318,11 +318,13 @@ func (m *Manager) teardown(nn Names, dev Device) error {
 		errs = append(errs, dev.Close())
 	}
 	node := m.cfg.NodeNS
+	// Node-side veth ends first: their peers go with them at once, while
+	// the namespace's links go when the kernel frees it.
 	errs = append(errs,
-		m.k.DeleteNS(nn.NS),
 		m.k.DeleteLink(node, nn.BridgeVeth),
 		m.k.DeleteLink(node, nn.PublicVeth),
 		m.k.DeleteLink(node, nn.Bridge),
+		m.k.DeleteNS(nn.NS),
 	)
 	return errors.Join(errs...)
 }

@@ -191,7 +191,7 @@ func TestManagerLines(t *testing.T) {
 		t.Fatal("injected failure: got no error")
 	}
 	last := k2.lines[len(k2.lines)-4:]
-	if last[0] != "netns del n-"+id || last[3] != "[node] del b-"+id {
+	if last[0] != "[node] del l-"+id || last[3] != "netns del n-"+id {
 		t.Errorf("teardown after failure: got %q", last)
 	}
 	if len(m2.WGPorts()) != 0 {

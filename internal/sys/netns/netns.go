@@ -156,3 +156,11 @@ func Sysctl(name, key, value string) error {
 		return nil
 	})
 }
+
+// Start starts cmd inside namespace name; the process stays there.
+func Start(name string, cmd *exec.Cmd) error {
+	if err := Do(name, cmd.Start); err != nil {
+		return fmt.Errorf("starting %q in namespace %q: %w", cmd.Args, name, err)
+	}
+	return nil
+}

@@ -222,7 +222,8 @@ func DeleteLink(ns, name string) error {
 		}
 		return fmt.Errorf("finding link %s in namespace %q: %w", name, ns, err)
 	}
-	if err := h.LinkDel(l); err != nil {
+	if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		// ENODEV: it went meanwhile (a veth whose peer's namespace died).
 		return fmt.Errorf("deleting link %s in namespace %q: %w", name, ns, err)
 	}
 	return nil

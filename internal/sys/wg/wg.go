@@ -17,7 +17,6 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
-	"golang.zx2c4.com/wireguard/ipc"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/zos-go/zos/internal/sys/netns"
@@ -118,16 +117,10 @@ func Start(name, tunNS, sockNS string, log *slog.Logger) (*Device, error) {
 		dev = device.NewDevice(td, &nsBind{Bind: conn.NewStdNetBind(), ns: sockNS}, logger)
 		return nil
 	})
-	f, err := ipc.UAPIOpen(name)
+	l, err := listenUAPI(name)
 	if err != nil {
 		dev.Close()
-		return nil, fmt.Errorf("opening the UAPI socket of %s: %w", name, err)
-	}
-	l, err := ipc.UAPIListen(name, f)
-	f.Close()
-	if err != nil {
-		dev.Close()
-		return nil, fmt.Errorf("listening on the UAPI socket of %s: %w", name, err)
+		return nil, err
 	}
 	d := &Device{name: name, dev: dev, uapi: l, done: make(chan struct{})}
 	go d.serve()
@@ -170,10 +163,41 @@ func (d *Device) Close() error {
 		err = d.uapi.Close()
 		d.dev.Close()
 		<-d.done
-		// UAPIListen removes the socket file on Close; make sure.
-		if rerr := os.Remove("/var/run/wireguard/" + d.name + ".sock"); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		// The listener unlinks the socket on Close; make sure.
+		if rerr := os.Remove(socketPath(d.name)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = errors.Join(err, rerr)
 		}
 	})
 	return err
+}
+
+// SocketDir is where UAPI sockets live; `wg` looks there.
+const SocketDir = "/var/run/wireguard"
+
+func socketPath(name string) string { return SocketDir + "/" + name + ".sock" }
+
+// listenUAPI listens on the UAPI socket of name, replacing a stale one.
+// (wireguard-go's own UAPI listener leaks a goroutine on Close.)
+func listenUAPI(name string) (*net.UnixListener, error) {
+	if err := os.MkdirAll(SocketDir, 0o755); err != nil {
+		return nil, fmt.Errorf("making %s: %w", SocketDir, err)
+	}
+	p := socketPath(name)
+	if c, err := net.Dial("unix", p); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("UAPI socket %s is in use", p)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("removing stale UAPI socket: %w", err)
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listening on UAPI socket %s: %w", p, err)
+	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("protecting UAPI socket %s: %w", p, err)
+	}
+	l.SetUnlinkOnClose(true)
+	return l, nil
 }
