@@ -91,6 +91,18 @@ func TestNetworkMesh(t *testing.T) {
 		t.Errorf("access node peers after add-access: got %q (%v), want 3", out, err)
 	}
 
+	// A node that stops removes its resources; started again, it rebuilds
+	// them from its store and its peers find it again.
+	nodes[1].stop()
+	if netns.Exists(nsOf(1)) {
+		t.Errorf("namespace %s left after the node stopped", nsOf(1))
+	}
+	nodes[1].start()
+	nodes[1].waitRegistered(u)
+	if ok, out := pingRetry(nsOf(0), gwOf(1)); !ok {
+		t.Errorf("node 2's gateway unreachable after its restart: %s", out)
+	}
+
 	// Cancel: every namespace goes.
 	var cs []registry.Contract
 	u.json(&cs, "contract", "list")
