@@ -79,6 +79,7 @@ func (a *API) Register(srv *rmb.Server) {
 	srv.Handle("zos.network.public_config_get", a.publicConfig)
 	srv.Handle("zos.network.interfaces", a.interfaces)
 	srv.Handle("zos.network.list_private_ips", a.listPrivateIPs)
+	srv.Handle("zos.network.list_public_ips", a.listPublicIPs)
 }
 
 // ContractRequest names a contract.

@@ -110,3 +110,25 @@ func (a *API) listPrivateIPs(_ context.Context, src uint32, payload []byte) (any
 	}
 	return ips, nil
 }
+
+// listPublicIPs returns the public IPs user workloads hold on this node.
+func (a *API) listPublicIPs(context.Context, uint32, []byte) (any, error) {
+	all, err := a.engine.Store().All()
+	if err != nil {
+		return nil, err
+	}
+	ips := []string{}
+	for _, d := range all {
+		for i := range d.Workloads {
+			wl := &d.Workloads[i]
+			if !wl.Type.IsAny(gridtypes.PublicIPType, gridtypes.PublicIPv4Type) || !wl.Result.State.IsOkay() {
+				continue
+			}
+			var r gridtypes.PublicIPResult
+			if err := wl.Result.Unmarshal(&r); err == nil && !r.IP.IsZero() {
+				ips = append(ips, r.IP.String())
+			}
+		}
+	}
+	return ips, nil
+}

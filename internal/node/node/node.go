@@ -287,10 +287,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer store.Close()
 	n.engine = provision.NewEngine(provision.Config{Workers: cfg.Workers, OnJobDone: n.reportUsed}, store,
 		map[gridtypes.WorkloadType]provision.Manager{
-			gridtypes.ZMountType:  &primitives.ZMountManager{Storage: st},
-			gridtypes.VolumeType:  &primitives.VolumeManager{Storage: st},
-			gridtypes.ZDBType:     zdbm,
-			gridtypes.NetworkType: n.network,
+			gridtypes.ZMountType:   &primitives.ZMountManager{Storage: st},
+			gridtypes.VolumeType:   &primitives.VolumeManager{Storage: st},
+			gridtypes.ZDBType:      zdbm,
+			gridtypes.NetworkType:  n.network,
+			gridtypes.PublicIPType: network.NewPublicIPManager(cfg.NetNS, network.SysKernel{}, n.grid, netlog),
 		}, n, log.With("component", "provision"))
 
 	// 6. Registration under the farm.
