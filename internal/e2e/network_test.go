@@ -103,6 +103,20 @@ func TestNetworkMesh(t *testing.T) {
 		t.Errorf("node 2's gateway unreachable after its restart: %s", out)
 	}
 
+	// A public IP of the farm, reserved on the contract, taken by an ip
+	// workload.
+	farmer.mustRun("farm", "add-ip", "--farm", strconv.Itoa(int(farm.ID)), "10.99.0.100/24", "--gw", netlab.LANGateway.String())
+	ipwl := gridtypes.Workload{Name: "pub", Type: gridtypes.PublicIPType}
+	if err := ipwl.SetData(&gridtypes.PublicIP{V4: true}); err != nil {
+		t.Fatal(err)
+	}
+	var dep gridtypes.Deployment
+	u.json(&dep, "deploy", "file", "--node", ids[0], writeJSON(t, gridtypes.Deployment{Workloads: []gridtypes.Workload{ipwl}}))
+	var ipr gridtypes.PublicIPResult
+	if wl := dep.Get("pub"); wl == nil || wl.Result.Unmarshal(&ipr) != nil || ipr.IP.String() != "10.99.0.100/24" || ipr.Gateway != "10.99.0.1" {
+		t.Errorf("ip workload: got %+v", dep.Workloads)
+	}
+
 	// Cancel: every namespace goes.
 	var cs []registry.Contract
 	u.json(&cs, "contract", "list")
