@@ -180,7 +180,7 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 	}
 	res.Files = a.Paths()
 	for _, p := range res.Files {
-		if isShell(p) {
+		if IsShell(p) {
 			return nil, fmt.Errorf("the image would contain a shell: %s", p)
 		}
 	}
@@ -367,7 +367,9 @@ func parseLdd(out string) ([]string, error) {
 var shells = map[string]bool{"sh": true, "bash": true, "dash": true, "ash": true, "zsh": true, "busybox": true,
 	"login": true, "getty": true, "agetty": true, "sshd": true, "dropbear": true, "su": true, "sudo": true}
 
-func isShell(p string) bool { return shells[path.Base(p)] }
+// IsShell reports whether a path names a shell, login or remote access
+// program (none may be in the image).
+func IsShell(p string) bool { return shells[path.Base(p)] }
 
 // writeInitramfs writes the archive zstd-compressed with one encoder
 // thread (deterministic output).

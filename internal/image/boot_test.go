@@ -1,0 +1,434 @@
+package image_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/zos-go/zos/internal/cli"
+	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/image"
+	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/testutil"
+)
+
+// repoRoot finds the module root (for .cache/kernel, filled by make deps).
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ; dir != "/"; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+	}
+	t.Fatal("no go.mod above the test")
+	return ""
+}
+
+// kernelCache is the cache make deps fills; the test skips without it.
+func kernelCache(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(repoRoot(t), ".cache", "kernel")
+	debs, _ := filepath.Glob(filepath.Join(dir, "linux-image-*-amd64_*.deb"))
+	if len(debs) == 0 {
+		testutil.Skip(t, "no Debian kernel in "+dir+" (make deps)")
+	}
+	return dir
+}
+
+func goBuild(t testing.TB, dir string, pkgs ...string) {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// syncBuffer collects a process's output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// vmConfig is one QEMU boot of the image.
+type vmConfig struct {
+	Kernel, Initrd, Cmdline string
+	Disks                   []string // first one fast (SSD-like), the others throttled (HDD-like)
+	Monitor                 string   // HMP unix socket
+	HostFwd                 [][2]int // host port -> guest port
+	MemMiB                  int
+}
+
+// qemuArgs is the ordered argv of a boot: microvm, PVH vmlinux, virtio-mmio
+// disks and NIC, user networking (DHCP, host at 10.0.2.2).
+func qemuArgs(c vmConfig) []string {
+	args := []string{"-M", "microvm,rtc=on", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", strconv.Itoa(c.MemMiB),
+		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio",
+		"-monitor", "unix:" + c.Monitor + ",server,nowait",
+		"-kernel", c.Kernel, "-initrd", c.Initrd, "-append", c.Cmdline}
+	for i, d := range c.Disks {
+		drive := fmt.Sprintf("id=d%d,file=%s,format=raw,if=none,cache=unsafe", i, d)
+		if i > 0 {
+			// A throttled disk measures as rotational (seek time).
+			drive += ",throttling.iops-total=200"
+		}
+		args = append(args, "-drive", drive, "-device", fmt.Sprintf("virtio-blk-device,drive=d%d", i))
+	}
+	netdev := "user,id=n0"
+	for _, f := range c.HostFwd {
+		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f[0], f[1])
+	}
+	return append(args, "-netdev", netdev, "-device", "virtio-net-device,netdev=n0")
+}
+
+func TestQEMUArgs(t *testing.T) {
+	got := strings.Join(qemuArgs(vmConfig{Kernel: "/k", Initrd: "/i", Cmdline: "farm=1", Disks: []string{"/a", "/b"},
+		Monitor: "/m", HostFwd: [][2]int{{1234, 9900}}, MemMiB: 1536}), " ")
+	want := "-M microvm,rtc=on -accel tcg -cpu max -smp 2 -m 1536 -nodefaults -no-user-config -nographic -no-reboot " +
+		"-serial stdio -monitor unix:/m,server,nowait -kernel /k -initrd /i -append farm=1 " +
+		"-drive id=d0,file=/a,format=raw,if=none,cache=unsafe -device virtio-blk-device,drive=d0 " +
+		"-drive id=d1,file=/b,format=raw,if=none,cache=unsafe,throttling.iops-total=200 -device virtio-blk-device,drive=d1 " +
+		"-netdev user,id=n0,hostfwd=tcp:127.0.0.1:1234-:9900 -device virtio-net-device,netdev=n0"
+	if got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// vm is a running QEMU.
+type vm struct {
+	cmd     *exec.Cmd
+	out     *syncBuffer
+	done    chan struct{}
+	monitor string
+	started time.Time
+}
+
+func bootVM(t *testing.T, c vmConfig, timeout time.Duration) *vm {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	v := &vm{out: &syncBuffer{}, done: make(chan struct{}), monitor: c.Monitor}
+	v.cmd = exec.CommandContext(ctx, "qemu-system-x86_64", qemuArgs(c)...)
+	v.cmd.Stdout, v.cmd.Stderr = v.out, v.out
+	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	v.started = time.Now()
+	if err := v.cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("starting qemu: %v", err)
+	}
+	go func() { v.cmd.Wait(); cancel(); close(v.done) }()
+	t.Cleanup(func() {
+		v.cmd.Process.Kill()
+		<-v.done
+		if t.Failed() {
+			t.Logf("serial console:\n%s", v.out.String())
+		}
+	})
+	return v
+}
+
+// wait waits for a regexp on the serial console and returns its matches.
+func (v *vm) wait(t *testing.T, re *regexp.Regexp, timeout time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(v.out.String()); m != nil {
+			return m
+		}
+		select {
+		case <-v.done:
+			t.Fatalf("qemu exited while waiting for %q", re)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no %q on the console after %s", re, timeout)
+	return nil
+}
+
+// powerdown presses the ACPI power button and waits for QEMU to exit.
+func (v *vm) powerdown(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	c, err := net.Dial("unix", v.monitor)
+	if err != nil {
+		t.Fatalf("monitor: %v", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	bufio.NewReader(c).ReadString('\n') // banner
+	if _, err := io.WriteString(c, "system_powerdown\n"); err != nil {
+		t.Fatalf("monitor: %v", err)
+	}
+	select {
+	case <-v.done:
+	case <-time.After(timeout):
+		t.Fatalf("the node did not power off within %s", timeout)
+	}
+	if !strings.Contains(v.out.String(), "msg=halting") {
+		t.Fatal("qemu exited without the init's halt")
+	}
+}
+
+// zosctl runs the CLI in-process.
+func zosctl(t testing.TB, home, grid string, args ...string) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	env := map[string]string{"ZOSCTL_HOME": home, "ZOS_GRID": grid}
+	code := cli.Run(context.Background(), args, cli.Env{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }})
+	if code != 0 {
+		t.Fatalf("zosctl %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
+	}
+	return out.String()
+}
+
+func redisCLI(t testing.TB, port int, cmds string) string {
+	t.Helper()
+	cmd := exec.Command("redis-cli", "-p", strconv.Itoa(port))
+	cmd.Stdin = strings.NewReader(cmds)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// listInitramfs decompresses and lists an image's initramfs.
+func listInitramfs(t testing.TB, path string) []image.ReadEntry {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := zstd.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	ents, err := image.ReadArchive(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ents
+}
+
+var (
+	registeredRe = regexp.MustCompile(`msg=node_registered node=(\d+)`)
+	statusRe     = regexp.MustCompile(`zos-status node=(\d+) farm=(\d+) state=registered listening=(\S*)`)
+)
+
+// TestImageBoot is the image's end-to-end test: the farmer flow (farm,
+// then an image baked for it), a reproducible build without a shell, a
+// tcg boot with two virtio disks and user networking that registers under
+// the farm, a zdb deployment answered through redis-cli, a clean power off
+// by the ACPI button, and a second boot from the same disks with the same
+// node id and the workload back.
+func TestImageBoot(t *testing.T) {
+	for _, b := range []string{"qemu-system-x86_64", "redis-cli", "ldd", "xz", "mkfs.btrfs", "btrfs", "blkid"} {
+		testutil.RequireBinary(t, b)
+	}
+	cache := kernelCache(t)
+	bin := t.TempDir()
+	goBuild(t, bin, "github.com/zos-go/zos/cmd/zgrid", "github.com/zos-go/zos/cmd/zos")
+
+	// The grid on the host; the guest reaches it as 10.0.2.2.
+	port, httpPort := freePort(t), freePort(t)
+	gridURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	zgrid := exec.Command(filepath.Join(bin, "zgrid"), "run", "--data", t.TempDir(), "--port", strconv.Itoa(port), "--http-port", strconv.Itoa(httpPort))
+	glog := &syncBuffer{}
+	zgrid.Stdout, zgrid.Stderr = glog, glog
+	if err := zgrid.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		zgrid.Process.Signal(syscall.SIGTERM)
+		zgrid.Wait()
+		if t.Failed() {
+			t.Logf("zgrid:\n%s", glog.String())
+		}
+	})
+
+	farmer, user := t.TempDir(), t.TempDir()
+	zosctl(t, farmer, gridURL, "key", "new")
+	zosctl(t, user, gridURL, "key", "new")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var out, errb bytes.Buffer
+		env := map[string]string{"ZOSCTL_HOME": farmer, "ZOS_GRID": gridURL}
+		if cli.Run(context.Background(), []string{"twin", "create"}, cli.Env{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }}) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("twin create: %s", errb.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	zosctl(t, user, gridURL, "twin", "create")
+	var farm registry.Farm
+	if err := json.Unmarshal([]byte(zosctl(t, farmer, gridURL, "farm", "create", "imagefarm", "--json")), &farm); err != nil {
+		t.Fatal(err)
+	}
+
+	// Farmer flow: an image that boots straight into the farm.
+	guestGrid := fmt.Sprintf("nats://10.0.2.2:%d", port)
+	imgA := t.TempDir()
+	t0 := time.Now()
+	out := zosctl(t, farmer, gridURL, "image", "build", "-o", imgA, "--farm", strconv.Itoa(int(farm.ID)), "--grid", guestGrid,
+		"--kernel-cache", cache, "--zos", filepath.Join(bin, "zos"))
+	t.Logf("image build (%s):\n%s", time.Since(t0).Round(time.Millisecond), out)
+
+	t.Run("reproducible", func(t *testing.T) {
+		imgB := t.TempDir()
+		if _, err := image.Build(context.Background(), image.Config{Out: imgB, KernelCache: cache, Zos: filepath.Join(bin, "zos"),
+			Farm: farm.ID, Grid: guestGrid}, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"initramfs.img", "vmlinux", "vmlinuz", "cmdline"} {
+			a, err1 := os.ReadFile(filepath.Join(imgA, f))
+			b, err2 := os.ReadFile(filepath.Join(imgB, f))
+			if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
+				t.Errorf("%s differs between two builds of the same inputs (%v %v)", f, err1, err2)
+			}
+		}
+	})
+	t.Run("no-shell", func(t *testing.T) {
+		ents := listInitramfs(t, filepath.Join(imgA, "initramfs.img"))
+		have := map[string]image.ReadEntry{}
+		for _, e := range ents {
+			have[e.Path] = e
+			if image.IsShell(e.Path) {
+				t.Errorf("the image holds %s", e.Path)
+			}
+		}
+		for _, p := range []string{"/init", "/usr/sbin/mkfs.btrfs", "/usr/bin/btrfs", image.CACertsFile, image.DefaultsFile} {
+			if _, ok := have[p]; !ok {
+				t.Errorf("the image lacks %s", p)
+			}
+		}
+		if d := string(have[image.DefaultsFile].Data); !strings.Contains(d, "farm="+strconv.Itoa(int(farm.ID))) || !strings.Contains(d, guestGrid) {
+			t.Errorf("defaults %q lack the farm and grid", d)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	// Two disks (sparse) the node claims; the second measures as an HDD.
+	disks := t.TempDir()
+	var paths []string
+	for _, n := range []string{"ssd.img", "hdd.img"} {
+		p := filepath.Join(disks, n)
+		if err := os.Truncate(p, 0); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Truncate(8 << 30)
+		f.Close()
+		paths = append(paths, p)
+	}
+	zdbPort := freePort(t)
+	cfg := vmConfig{Kernel: filepath.Join(imgA, "vmlinux"), Initrd: filepath.Join(imgA, "initramfs.img"),
+		Cmdline: "console=ttyS0 quiet tsc_early_khz=2600000 panic=-1", Disks: paths, Monitor: filepath.Join(disks, "mon.sock"),
+		HostFwd: [][2]int{{zdbPort, 9900}}, MemMiB: 1536}
+
+	// First boot: registration under the farm.
+	v := bootVM(t, cfg, 4*time.Minute)
+	m := v.wait(t, registeredRe, 150*time.Second)
+	t.Logf("first boot: QEMU start to registered %s", time.Since(v.started).Round(100*time.Millisecond))
+	nodeID := m[1]
+	var node registry.Node
+	if err := json.Unmarshal([]byte(zosctl(t, user, gridURL, "node", "show", nodeID, "--json")), &node); err != nil {
+		t.Fatal(err)
+	}
+	if node.FarmID != farm.ID {
+		t.Fatalf("node %s is in farm %d, want %d", nodeID, node.FarmID, farm.ID)
+	}
+
+	// A zdb through the grid, answered from the host.
+	var d gridtypes.Deployment
+	if err := json.Unmarshal([]byte(zosctl(t, user, gridURL, "deploy", "zdb", "--node", nodeID, "--size", "1G", "--password", "pw1", "--name", "db", "--json")), &d); err != nil {
+		t.Fatal(err)
+	}
+	wl := d.Get("db")
+	if wl == nil || wl.Result.State != gridtypes.StateOk {
+		t.Fatalf("zdb workload: %+v", wl)
+	}
+	var zr gridtypes.ZDBResult
+	if err := wl.Result.Unmarshal(&zr); err != nil {
+		t.Fatal(err)
+	}
+	if got := redisCLI(t, zdbPort, fmt.Sprintf("SELECT %s pw1\nSET k hello\nGET k\n", zr.Namespace)); !strings.Contains(got, "hello") {
+		t.Fatalf("redis-cli: %q", got)
+	}
+	// The node listens on the 0-db port only (its TCP sockets, as the
+	// console reports them from /proc/net/tcp{,6}).
+	st := v.wait(t, statusRe, 30*time.Second)
+	if st[3] != "10.0.2.15:9900" {
+		t.Errorf("the node listens on %q, want only the 0-db port", st[3])
+	}
+	v.powerdown(t, 60*time.Second)
+
+	// Second boot from the same disks: same node, the workload back.
+	v2 := bootVM(t, cfg, 4*time.Minute)
+	m2 := v2.wait(t, registeredRe, 150*time.Second)
+	t.Logf("second boot: QEMU start to registered %s", time.Since(v2.started).Round(100*time.Millisecond))
+	if m2[1] != nodeID {
+		t.Fatalf("second boot registered node %s, want %s", m2[1], nodeID)
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		got := redisCLI(t, zdbPort, fmt.Sprintf("SELECT %s pw1\nGET k\n", zr.Namespace))
+		if strings.Contains(got, "hello") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the zdb did not come back: %q", got)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	v2.powerdown(t, 60*time.Second)
+}
