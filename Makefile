@@ -18,7 +18,7 @@ FUZZ_TARGETS := $(shell grep -rl --include='*_test.go' '^func Fuzz' internal | \
 	sed -E 's|^(.*)/[^/]+_test.go:func (Fuzz[A-Za-z0-9_]*)|./\1:\2|' | sort -u)
 FUZZTIME ?= 10s
 
-.PHONY: all deps build test test-unit vet fmt-check fuzz bench demo clean
+.PHONY: all deps build test test-unit vet fmt-check fuzz bench demo clean image
 
 all: build
 
@@ -31,6 +31,13 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@$(GO) mod download
+	@# The Debian kernel the image and the VM tests boot (idempotent; kept in .cache/kernel).
+	@if ! ls .cache/kernel/linux-image-*-amd64_*.deb >/dev/null 2>&1; then \
+		mkdir -p .cache/kernel && cd .cache/kernel && \
+		pkg=$$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ {print $$2; exit}'); \
+		if [ -z "$$pkg" ]; then apt-get update -qq; pkg=$$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ {print $$2; exit}'); fi; \
+		echo "fetching kernel $$pkg"; apt-get download -q -o APT::Sandbox::User=root $$pkg || exit 1; \
+	fi
 
 build:
 	@mkdir -p $(BIN)
@@ -60,6 +67,13 @@ bench: deps build
 
 demo: deps build
 	scripts/demo.sh
+
+# The bootable image: kernel + initramfs in bin/image (FARM and GRID bake in
+# farm= and grid=, e.g. make image FARM=1 GRID=nats://10.0.2.2:4222).
+IMAGE_DIR ?= $(BIN)/image
+image: deps build
+	$(BIN)/zosctl image build -o $(IMAGE_DIR) --kernel-cache .cache/kernel --zos $(BIN)/zos \
+		$(if $(FARM),--farm $(FARM)) $(if $(GRID),--grid $(GRID))
 
 clean:
 	rm -rf $(BIN)
