@@ -117,6 +117,42 @@ func TestNetworkMesh(t *testing.T) {
 		t.Errorf("ip workload: got %+v", dep.Workloads)
 	}
 
+	// The zos.network.* commands.
+	ud := dial(t, u)
+	call := func(cmd string, req, resp any) {
+		t.Helper()
+		rec, err := ud.reg.Node(context.Background(), nodes[0].id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := ud.rmb.Call(ctx, rec.TwinID, cmd, req, resp); err != nil {
+			t.Errorf("%s: %v", cmd, err)
+		}
+	}
+	var ifaces map[string][]string
+	call("zos.network.interfaces", nil, &ifaces)
+	if len(ifaces["eth0"]) != 1 || ifaces["eth0"][0] != lab.Nodes[0].IP.String() {
+		t.Errorf("zos.network.interfaces: got %v, want eth0 %s", ifaces, lab.Nodes[0].IP)
+	}
+	var pc struct {
+		IPv4 string `json:"ipv4"`
+	}
+	call("zos.network.public_config_get", nil, &pc)
+	if pc.IPv4 != netip.PrefixFrom(lab.Nodes[0].IP, 24).String() {
+		t.Errorf("zos.network.public_config_get: got %+v", pc)
+	}
+	var pubIPs, privIPs []string
+	call("zos.network.list_public_ips", nil, &pubIPs)
+	if len(pubIPs) != 1 || pubIPs[0] != "10.99.0.100/24" {
+		t.Errorf("zos.network.list_public_ips: got %v", pubIPs)
+	}
+	call("zos.network.list_private_ips", map[string]string{"network_name": "net"}, &privIPs)
+	if privIPs == nil || len(privIPs) != 0 {
+		t.Errorf("zos.network.list_private_ips: got %v, want [] (no machines)", privIPs)
+	}
+
 	// Cancel: every namespace goes.
 	var cs []registry.Contract
 	u.json(&cs, "contract", "list")

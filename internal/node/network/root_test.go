@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -143,6 +144,33 @@ func TestRootMesh(t *testing.T) {
 	t.Run("internet through NAT", func(t *testing.T) {
 		if ok, out := pingRetry(idA.NS, netlab.InternetHost); !ok {
 			t.Fatalf("resource cannot reach the internet: %s", out)
+		}
+	})
+
+	t.Run("outbound SMTP is refused", func(t *testing.T) {
+		for _, c := range []struct {
+			port string
+			ok   bool
+		}{{"8080", true}, {"25", false}, {"587", false}} {
+			var ln net.Listener
+			err := netns.Do(l.Internet, func() (err error) {
+				ln, err = net.Listen("tcp", net.JoinHostPort(netlab.InternetHost.String(), c.port))
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = netns.Do(idA.NS, func() error {
+				conn, err := net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
+				if err == nil {
+					conn.Close()
+				}
+				return err
+			})
+			ln.Close()
+			if (err == nil) != c.ok {
+				t.Errorf("port %s: got dial error %v, want success %v", c.port, err, c.ok)
+			}
 		}
 	})
 
