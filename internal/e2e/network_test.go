@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strconv"
@@ -14,6 +15,8 @@ import (
 	"github.com/zos-go/zos/internal/node/network/netlab"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/sys/netns"
+	"github.com/zos-go/zos/internal/sys/rtnl"
+	"github.com/zos-go/zos/internal/sys/wg"
 	"github.com/zos-go/zos/internal/testutil"
 )
 
@@ -90,6 +93,7 @@ func TestNetworkMesh(t *testing.T) {
 	if err != nil || len(strings.Fields(out)) != 3 {
 		t.Errorf("access node peers after add-access: got %q (%v), want 3", out, err)
 	}
+	laptop(t, lab, conf, gwOf(1))
 
 	// A node that stops removes its resources; started again, it rebuilds
 	// them from its store and its peers find it again.
@@ -189,5 +193,56 @@ func pingRetry(ns string, a netip.Addr) (bool, string) {
 		if ok || time.Now().After(deadline) {
 			return ok, out
 		}
+	}
+}
+
+// laptop joins the farm LAN as the user's machine with the wg-quick
+// config conf (a wireguard-go device stands for wg-quick) and pings target
+// through the access node.
+func laptop(t *testing.T, lab *netlab.Lab, conf string, target netip.Addr) {
+	t.Helper()
+	kv := map[string]string{}
+	for _, l := range strings.Split(conf, "\n") {
+		if k, v, ok := strings.Cut(l, " = "); ok {
+			kv[k] = v
+		}
+	}
+	ns := "zl" + lab.ID + "-laptop"
+	if err := netns.Create(ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = netns.Delete(ns) })
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(rtnl.AddVeth(lab.Internet, "laptop", "lan", ns, "eth0"))
+	must(rtnl.AddAddr(ns, "eth0", netip.MustParsePrefix("10.99.0.50/24")))
+	priv, err := network.ParseKey(kv["PrivateKey"])
+	must(err)
+	pub, err := network.ParseKey(kv["PublicKey"])
+	must(err)
+	ep, err := netip.ParseAddrPort(kv["Endpoint"])
+	must(err)
+	var allowed []netip.Prefix
+	for _, a := range strings.Split(kv["AllowedIPs"], ", ") {
+		p, err := netip.ParsePrefix(a)
+		must(err)
+		allowed = append(allowed, p)
+	}
+	addr, err := netip.ParsePrefix(kv["Address"])
+	must(err)
+	name := "wl" + lab.ID
+	dev, err := wg.Start(name, ns, ns, slog.New(slog.DiscardHandler))
+	must(err)
+	t.Cleanup(func() { _ = dev.Close() })
+	must(dev.Configure(wg.Config{PrivateKey: priv, Peers: []wg.Peer{{PublicKey: pub, Endpoint: ep, AllowedIPs: allowed, Keepalive: 25}}}))
+	must(rtnl.AddAddr(ns, name, addr))
+	must(rtnl.SetUp(ns, name))
+	must(rtnl.AddRoute(ns, rtnl.Route{Dst: allowed[0], Dev: name}))
+	if ok, out := pingRetry(ns, target); !ok {
+		t.Errorf("the laptop cannot reach %s through the access node: %s", target, out)
 	}
 }
