@@ -1,0 +1,129 @@
+package boot
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestSplitCmdline(t *testing.T) {
+	got := SplitCmdline(" a=1  b=\"x y\"\tc \n")
+	want := []string{"a=1", "b=x y", "c"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func TestParseCmdline(t *testing.T) {
+	tests := []struct {
+		name, defaults, cmdline string
+		want                    Config
+		errs                    int
+	}{
+		{"baked defaults", "farm=3 grid=nats://10.0.2.2:4222", "console=ttyS0 quiet",
+			Config{Farm: 3, Grid: "nats://10.0.2.2:4222", RunMode: "prod"}, 0},
+		{"command line wins", "farm=3 grid=nats://a:1", "farm=7 grid=nats://b:2 runmode=dev zos-debug",
+			Config{Farm: 7, Grid: "nats://b:2", RunMode: "dev", Debug: true}, 0},
+		{"original farmer_id", "", "farmer_id=9 grid=nats://g", Config{Farm: 9, Grid: "nats://g", RunMode: "prod"}, 0},
+		{"garbage is reported, defaults kept", "farm=3 grid=nats://a:1", "farm=x grid=http://b runmode=fast farm=0 \x00\xff",
+			Config{Farm: 3, Grid: "nats://a:1", RunMode: "prod"}, 4},
+		{"bad port", "", "grid=nats://a:99999", Config{RunMode: "prod"}, 1},
+		{"several grids", "", "grid=nats://a:1,nats://b:2", Config{Grid: "nats://a:1,nats://b:2", RunMode: "prod"}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, errs := ParseCmdline(tt.defaults, tt.cmdline)
+			if got != tt.want || len(errs) != tt.errs {
+				t.Fatalf("got %+v with %d errors %v, want %+v with %d", got, len(errs), errs, tt.want, tt.errs)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	err := Config{}.Validate()
+	if err == nil || !strings.Contains(err.Error(), "no farm") || !strings.Contains(err.Error(), "no grid") {
+		t.Fatalf("got %v, want both missing settings reported", err)
+	}
+	if err := (Config{Farm: 1, Grid: "nats://a"}).Validate(); err != nil {
+		t.Fatalf("got %v, want nil", err)
+	}
+}
+
+func FuzzParseCmdline(f *testing.F) {
+	f.Add("farm=1 grid=nats://a:1 runmode=dev zos-debug")
+	f.Add(`grid="nats://x" farm=`)
+	f.Fuzz(func(t *testing.T, s string) {
+		cfg, errs := ParseCmdline("", s)
+		if cfg.RunMode == "" {
+			t.Fatal("empty run mode")
+		}
+		_ = fmt.Sprint(errs)
+	})
+}
+
+func TestParseListenLine(t *testing.T) {
+	tests := []struct {
+		line, want string
+		ok         bool
+	}{
+		{"   0: 0F02000A:26AC 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1234 1", "10.0.2.15:9900", true},
+		{"   1: 0100007F:0016 0F02000A:9C40 01 00000000:00000000", "", false}, // established
+		{"   2: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A", "[::]:8080", true},
+		{"  sl  local_address rem_address   st", "", false},
+		{"   3: zz:zz 0 0A", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := parseListenLine(tt.line)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("%q: got %q %v, want %q %v", tt.line, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestSelectModules(t *testing.T) {
+	list := parseLoadList(strings.Join([]string{
+		"kernel/drivers/virtio/virtio.ko\t\t",
+		"kernel/drivers/virtio/virtio_ring.ko\t\t",
+		"kernel/drivers/virtio/virtio_mmio.ko\tvirtio,virtio_ring\tacpi*:LNRO0005:* of:N*T*Cvirtio,mmio",
+		"kernel/drivers/block/virtio_blk.ko\tvirtio,virtio_ring\tvirtio:d00000002v*",
+		"kernel/drivers/net/ethernet/intel/e1000e/e1000e.ko\t\tpci:v00008086d000010D3sv*sd*bc*sc*i*",
+		"kernel/lib/libcrc32c.ko\t\t",
+		"kernel/fs/btrfs/btrfs.ko\tlibcrc32c\t*",
+		"",
+		"# comment",
+	}, "\n"))
+	names := func(es []modEntry) string {
+		var n []string
+		for _, e := range es {
+			n = append(n, e.Name)
+		}
+		return strings.Join(n, " ")
+	}
+	tried := map[string]bool{}
+	got := names(selectModules(list, []string{"acpi:LNRO0005:", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00"}, tried))
+	if want := "virtio virtio_ring virtio_mmio libcrc32c btrfs"; got != want {
+		t.Fatalf("round 1: got %q, want %q", got, want)
+	}
+	for _, n := range strings.Fields(got) {
+		tried[n] = true
+	}
+	got = names(selectModules(list, []string{"acpi:LNRO0005:", "virtio:d00000002v00554D45"}, tried))
+	if want := "virtio_blk"; got != want {
+		t.Fatalf("round 2: got %q, want %q", got, want)
+	}
+}
+
+func TestRender(t *testing.T) {
+	s := Screen{Version: "v1", Config: Config{Farm: 2, Grid: "nats://g", RunMode: "prod"}, Network: "eth0 10.0.2.15/24",
+		NodeUp: true, Node: NodeStatus{State: "registered", NodeID: 5, Modules: map[string]string{"grid": "dial: refused", "storage": "ok"}},
+		Listening: []string{"10.0.2.15:9900"}, Errors: []string{"kernel command line: farm=\"x\" is not a farm id"}}
+	out := s.Render()
+	for _, want := range []string{"node:      5", "farm:      2", "(registered)", "eth0 10.0.2.15/24", "error:     grid: dial: refused",
+		"farm=\"x\" is not a farm id", "zos-status node=5 farm=2 state=registered listening=10.0.2.15:9900"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("screen lacks %q:\n%s", want, out)
+		}
+	}
+}
