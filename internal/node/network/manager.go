@@ -28,6 +28,8 @@ type Kernel interface {
 	DeleteLink(ns, name string) error
 	Nft(ns, ruleset string) error
 	Sysctl(ns, key, value string) error
+	ListNS(prefix string) ([]string, error)
+	Links(ns, prefix string) ([]string, error)
 }
 
 // WireGuard starts WireGuard devices: the TUN interface name inside tunNS,
@@ -87,8 +89,13 @@ func NewManager(cfg Config, k Kernel, wg WireGuard, log *slog.Logger) *Manager {
 	return &Manager{cfg: cfg, k: k, wg: wg, log: log, res: map[string]*resource{}}
 }
 
-// Start enables forwarding and NAT in the node namespace (with an uplink).
+// Start removes what an earlier run that did not stop cleanly left (the
+// engine provisions live resources again), then enables forwarding and
+// NAT in the node namespace (with an uplink).
 func (m *Manager) Start() error {
+	if err := m.removeLeftovers(); err != nil {
+		return err
+	}
 	if !m.cfg.Uplink {
 		return nil
 	}
@@ -339,4 +346,30 @@ func (m *Manager) WGPorts() []uint16 {
 	}
 	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
 	return ports
+}
+
+// removeLeftovers deletes the resource namespaces of this node's prefix
+// and, in a node namespace of its own, the resources' links there.
+func (m *Manager) removeLeftovers() error {
+	nss, err := m.k.ListNS(m.cfg.Prefix + "n-")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ns := range nss {
+		m.log.Info("network_leftover_removed", "netns", ns)
+		errs = append(errs, m.k.DeleteNS(ns))
+	}
+	if m.cfg.Uplink {
+		for _, p := range []string{"l-", "u-", "b-"} {
+			links, err := m.k.Links(m.cfg.NodeNS, p)
+			if err != nil {
+				return err
+			}
+			for _, l := range links {
+				errs = append(errs, m.k.DeleteLink(m.cfg.NodeNS, l))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

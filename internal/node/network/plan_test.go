@@ -136,7 +136,11 @@ func (f *fakeKernel) SetUp(ns, l string) error          { return f.do("[%s] up %
 func (f *fakeKernel) DeleteLink(ns, n string) error     { return f.do("[%s] del %s", ns, n) }
 func (f *fakeKernel) Nft(ns, r string) error            { return f.do("[%s] nft %d bytes", ns, len(r)) }
 func (f *fakeKernel) AddRoute(ns string, r Route) error { return f.do("[%s] route %s", ns, r) }
-func (f *fakeKernel) Sysctl(ns, k, v string) error      { return f.do("[%s] sysctl %s=%s", ns, k, v) }
+func (f *fakeKernel) ListNS(p string) ([]string, error) { return nil, f.do("netns list %s", p) }
+func (f *fakeKernel) Links(ns, p string) ([]string, error) {
+	return nil, f.do("[%s] links %s", ns, p)
+}
+func (f *fakeKernel) Sysctl(ns, k, v string) error { return f.do("[%s] sysctl %s=%s", ns, k, v) }
 func (f *fakeKernel) AddAddr(ns, l string, p netip.Prefix) error {
 	return f.do("[%s] addr %s %s", ns, l, p)
 }

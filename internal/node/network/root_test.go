@@ -322,3 +322,39 @@ func TestRootNoLeak(t *testing.T) {
 		t.Errorf("goroutines: got %d, want at most %d\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestRootLeftovers: a node that did not stop cleanly finds its resources'
+// namespaces and links at start and removes them.
+func TestRootLeftovers(t *testing.T) {
+	requireNet(t)
+	l := netlab.New(t, 1)
+	m := labManagers(t, l)[0]
+	k := newKey(t)
+	wl := netWorkload(t, 5, "crash", gridtypes.Network{NetworkIPRange: ipnet("10.60.0.0/16"), Subnet: ipnet("10.60.2.0/24"), WGPrivateKey: k.priv, WGListenPort: 6200})
+	if _, err := m.Provision(context.Background(), wl); err != nil {
+		t.Fatal(err)
+	}
+	// The crash: the process (and so its device) goes, the objects stay.
+	id := gridtypes.NetID(5, "crash")
+	m.mu.Lock()
+	nn := m.res[id].r.Names
+	_ = m.res[id].dev.Close()
+	delete(m.res, id)
+	m.mu.Unlock()
+	if !netns.Exists(nn.NS) || !rtnl.LinkExists(l.Nodes[0].NS, nn.Bridge) {
+		t.Fatal("setup: the resource is not there")
+	}
+	m2 := NewManager(m.cfg, SysKernel{}, SysWireGuard{Log: testLog(t)}, testLog(t))
+	if err := m2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m2.Close() })
+	if netns.Exists(nn.NS) {
+		t.Errorf("namespace %s left after start", nn.NS)
+	}
+	for _, link := range []string{nn.Bridge, nn.BridgeVeth, nn.PublicVeth} {
+		if rtnl.LinkExists(l.Nodes[0].NS, link) {
+			t.Errorf("link %s left after start", link)
+		}
+	}
+}

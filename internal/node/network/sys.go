@@ -53,6 +53,12 @@ func (SysKernel) Nft(ns, ruleset string) error {
 	return err
 }
 
+// ListNS implements Kernel.
+func (SysKernel) ListNS(prefix string) ([]string, error) { return netns.List(prefix) }
+
+// Links implements Kernel.
+func (SysKernel) Links(ns, prefix string) ([]string, error) { return rtnl.Links(ns, prefix) }
+
 // Sysctl implements Kernel.
 func (SysKernel) Sysctl(ns, key, value string) error { return netns.Sysctl(ns, key, value) }
 

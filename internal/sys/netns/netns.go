@@ -164,3 +164,21 @@ func Start(name string, cmd *exec.Cmd) error {
 	}
 	return nil
 }
+
+// List returns the named namespaces whose name starts with prefix.
+func List(prefix string) ([]string, error) {
+	ents, err := os.ReadDir(Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", Dir, err)
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
