@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sort"
 	"sync"
@@ -29,6 +30,8 @@ type Kernel interface {
 	Nft(ns, ruleset string) error
 	Sysctl(ns, key, value string) error
 	ListNS(prefix string) ([]string, error)
+	// DialIn connects from inside namespace ns.
+	DialIn(ctx context.Context, ns, network, addr string) (net.Conn, error)
 	Links(ns, prefix string) ([]string, error)
 }
 
@@ -372,4 +375,20 @@ func (m *Manager) removeLeftovers() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Dialer returns a dial function that connects from inside the twin's
+// network resource named name (for gateways with private backends).
+func (m *Manager) Dialer(twin uint32, name string) (func(ctx context.Context, network, addr string) (net.Conn, error), error) {
+	id := gridtypes.NetID(twin, name)
+	m.mu.Lock()
+	r, ok := m.res[id]
+	m.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("network %q has no resource on this node", name)
+	}
+	ns := r.r.Names.NS
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return m.k.DialIn(ctx, ns, network, addr)
+	}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -139,6 +140,9 @@ func (f *fakeKernel) AddRoute(ns string, r Route) error { return f.do("[%s] rout
 func (f *fakeKernel) ListNS(p string) ([]string, error) { return nil, f.do("netns list %s", p) }
 func (f *fakeKernel) Links(ns, p string) ([]string, error) {
 	return nil, f.do("[%s] links %s", ns, p)
+}
+func (f *fakeKernel) DialIn(_ context.Context, ns, network, addr string) (net.Conn, error) {
+	return nil, f.do("[%s] dial %s %s", ns, network, addr)
 }
 func (f *fakeKernel) Sysctl(ns, k, v string) error { return f.do("[%s] sysctl %s=%s", ns, k, v) }
 func (f *fakeKernel) AddAddr(ns, l string, p netip.Prefix) error {

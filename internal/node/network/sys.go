@@ -1,9 +1,12 @@
 package network
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"time"
 
 	"github.com/zos-go/zos/internal/sys/netns"
 	"github.com/zos-go/zos/internal/sys/rtnl"
@@ -51,6 +54,17 @@ func (SysKernel) Nft(ns, ruleset string) error {
 	}
 	_, err := netns.Run(ns, ruleset, "nft", "-f", "-")
 	return err
+}
+
+// DialIn implements Kernel: the socket is made inside ns.
+func (SysKernel) DialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := netns.Do(ns, func() (err error) {
+		d := net.Dialer{Timeout: 10 * time.Second}
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
 }
 
 // ListNS implements Kernel.
