@@ -2,6 +2,10 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -36,8 +40,14 @@ func TestNetworkMesh(t *testing.T) {
 	var farm registry.Farm
 	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(freePort(t)))
 	var nodes []*node
-	for _, ln := range lab.Nodes {
-		nodes = append(nodes, startNode(t, g, farm.ID, "--netns", ln.NS))
+	for i, ln := range lab.Nodes {
+		args := []string{"--netns", ln.NS}
+		if i == 0 {
+			// Node 1 is also a gateway (no ACME server here: self-signed,
+			// asked for explicitly).
+			args = append(args, "--gateway-listen", net.JoinHostPort(ln.IP.String(), "443"), "--gateway-self-signed")
+		}
+		nodes = append(nodes, startNode(t, g, farm.ID, args...))
 	}
 	for _, n := range nodes {
 		n.waitRegistered(farmer)
@@ -46,6 +56,9 @@ func TestNetworkMesh(t *testing.T) {
 	fd := dial(t, farmer)
 	for i := range 2 {
 		pc := &registry.PublicConfig{IPv4: netip.PrefixFrom(lab.Nodes[i].IP, 24).String(), GW4: netlab.LANGateway.String()}
+		if i == 0 {
+			pc.Domain = "gw.test"
+		}
 		if err := fd.reg.SetPublicConfig(context.Background(), nodes[i].id, pc); err != nil {
 			t.Fatal(err)
 		}
@@ -106,6 +119,8 @@ func TestNetworkMesh(t *testing.T) {
 	if ok, out := pingRetry(nsOf(0), gwOf(1)); !ok {
 		t.Errorf("node 2's gateway unreachable after its restart: %s", out)
 	}
+
+	gatewayChecks(t, lab, farmer, u, ids[0], nsOf(1), gwOf(1))
 
 	// A public IP of the farm, reserved on the contract, taken by an ip
 	// workload.
@@ -244,5 +259,64 @@ func laptop(t *testing.T, lab *netlab.Lab, conf string, target netip.Addr) {
 	must(rtnl.AddRoute(ns, rtnl.Route{Dst: allowed[0], Dev: name}))
 	if ok, out := pingRetry(ns, target); !ok {
 		t.Errorf("the laptop cannot reach %s through the access node: %s", target, out)
+	}
+}
+
+// gatewayChecks: a name proxy on node 1 reaches a backend in node 2's
+// network resource over the user's network; a name of another twin is
+// refused.
+func gatewayChecks(t *testing.T, lab *netlab.Lab, farmer, u *user, gwNode, backendNS string, backendIP netip.Addr) {
+	t.Helper()
+	var ln net.Listener
+	if err := netns.Do(backendNS, func() (err error) {
+		ln, err = net.Listen("tcp", net.JoinHostPort(backendIP.String(), "8080"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "backend "+r.Host) }))
+	}()
+	u.mustRun("name", "reserve", "app")
+	farmer.mustRun("name", "reserve", "theirs")
+	netName := "net"
+	gw := func(name string) string {
+		wl := gridtypes.Workload{Name: "gw" + name, Type: gridtypes.GatewayNameProxyType}
+		if err := wl.SetData(&gridtypes.GatewayNameProxy{Name: name, GatewayBase: gridtypes.GatewayBase{
+			Backends: []gridtypes.Backend{gridtypes.Backend("http://" + net.JoinHostPort(backendIP.String(), "8080"))}, Network: &netName}}); err != nil {
+			t.Fatal(err)
+		}
+		return writeJSON(t, gridtypes.Deployment{Workloads: []gridtypes.Workload{wl}})
+	}
+	var dep gridtypes.Deployment
+	u.json(&dep, "deploy", "file", "--node", gwNode, gw("app"))
+	var res gridtypes.GatewayProxyResult
+	if wl := dep.Get("gwapp"); wl == nil || wl.Result.Unmarshal(&res) != nil || res.FQDN != "app.gw.test" {
+		t.Errorf("gateway result: got %+v", dep.Workloads)
+	}
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+		DialContext: func(ctx context.Context, network, _ string) (c net.Conn, err error) {
+			err = netns.Do(lab.Internet, func() error {
+				c, err = (&net.Dialer{}).DialContext(ctx, network, net.JoinHostPort(lab.Nodes[0].IP.String(), "443"))
+				return err
+			})
+			return c, err
+		},
+	}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://app.gw.test/")
+	if err != nil {
+		t.Errorf("https://app.gw.test through the gateway: %v", err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "backend app.gw.test" {
+			t.Errorf("https://app.gw.test: got %q", b)
+		}
+	}
+	if _, errs, code := u.run("deploy", "file", "--node", gwNode, gw("theirs")); code == 0 || !strings.Contains(errs, "another twin") {
+		t.Errorf("a name of another twin: got exit %d, %s", code, errs)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/node/api"
 	"github.com/zos-go/zos/internal/node/network"
+	"github.com/zos-go/zos/internal/node/network/gateway"
 	"github.com/zos-go/zos/internal/node/primitives"
 	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/node/storage"
@@ -70,6 +71,12 @@ type Config struct {
 	// NATed through it. "" keeps the host's namespace and gives network
 	// resources no uplink.
 	NetNS string
+	// GatewayListen, when set, makes the node a gateway: its TLS front
+	// listens there (in NetNS). Certificates come from the ACME server
+	// at ACMEDirectory, or, only if GatewaySelfSigned, are self-signed.
+	GatewayListen     string
+	ACMEDirectory     string
+	GatewaySelfSigned bool
 	// OnRegistered, when set, is called once the node is registered, with
 	// the node for read-only status (zos init's console).
 	OnRegistered func(*Node)
@@ -91,6 +98,9 @@ func (c *Config) Validate() error {
 	}
 	if net.ParseIP(c.ListenIP) == nil {
 		return fmt.Errorf("listen ip %q is not an IP address", c.ListenIP)
+	}
+	if c.GatewayListen != "" && c.ACMEDirectory == "" && !c.GatewaySelfSigned {
+		return errors.New("a gateway needs an ACME directory URL, or self-signed certificates asked for explicitly")
 	}
 	if c.ZDBPort == 0 {
 		c.ZDBPort = 9900
@@ -277,6 +287,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("starting the network module: %w", err)
 	}
 	defer n.network.Close()
+	gw, gwm := n.gateway(cache, netlog)
 
 	// 5. Provision engine on the cache.
 	store, err := provision.OpenStore(filepath.Join(cache, "provision.bolt"))
@@ -285,14 +296,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer store.Close()
+	managers := map[gridtypes.WorkloadType]provision.Manager{
+		gridtypes.ZMountType:   &primitives.ZMountManager{Storage: st},
+		gridtypes.VolumeType:   &primitives.VolumeManager{Storage: st},
+		gridtypes.ZDBType:      zdbm,
+		gridtypes.NetworkType:  n.network,
+		gridtypes.PublicIPType: network.NewPublicIPManager(cfg.NetNS, network.SysKernel{}, n.grid, netlog),
+	}
+	if gwm != nil {
+		managers[gridtypes.GatewayNameProxyType] = gwm
+		managers[gridtypes.GatewayFQDNProxyType] = gwm
+	}
 	n.engine = provision.NewEngine(provision.Config{Workers: cfg.Workers, OnJobDone: n.reportUsed}, store,
-		map[gridtypes.WorkloadType]provision.Manager{
-			gridtypes.ZMountType:   &primitives.ZMountManager{Storage: st},
-			gridtypes.VolumeType:   &primitives.VolumeManager{Storage: st},
-			gridtypes.ZDBType:      zdbm,
-			gridtypes.NetworkType:  n.network,
-			gridtypes.PublicIPType: network.NewPublicIPManager(cfg.NetNS, network.SysKernel{}, n.grid, netlog),
-		}, n, log.With("component", "provision"))
+		managers, n, log.With("component", "provision"))
 
 	// 6. Registration under the farm.
 	if err := n.retry(ctx, "registration", func() error { return n.register(ctx) }); err != nil {
@@ -308,7 +324,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	srv := rmb.NewServer(nc, twin, key, n.grid, log.With("component", "api"))
 	api.New(n.nodeID, n.grid, n.engine, n).Register(srv)
 
+	var gwln net.Listener
+	if gw != nil {
+		if gwln, err = gateway.Listen(cfg.NetNS, cfg.GatewayListen); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
+	if gw != nil {
+		g.Go(func() error { return gw.Serve(gctx, gwln) })
+	}
 	g.Go(func() error { return zsrv.Serve(gctx, ln) })
 	g.Go(func() error { return n.engine.Run(gctx) })
 	g.Go(func() error { return n.loop(gctx, "api", func(ctx context.Context) error { return srv.Serve(ctx) }) })

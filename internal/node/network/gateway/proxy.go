@@ -22,6 +22,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/zos-go/zos/internal/sys/netns"
 )
 
 // DialFunc dials a backend.
@@ -343,3 +345,16 @@ func (l *chanListener) Close() error {
 }
 
 func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// Listen listens on addr inside namespace ns ("" for the caller's).
+func Listen(ns, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := netns.Do(ns, func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listening for the gateway on %s in namespace %q: %w", addr, ns, err)
+	}
+	return ln, nil
+}
