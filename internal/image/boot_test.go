@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -258,24 +258,26 @@ var (
 	statusRe     = regexp.MustCompile(`zos-status node=(\d+) farm=(\d+) state=registered listening=(\S*)`)
 )
 
-// TestImageBoot is the image's end-to-end test: the farmer flow (farm,
-// then an image baked for it), a reproducible build without a shell, a
-// tcg boot with two virtio disks and user networking that registers under
-// the farm, a zdb deployment answered through redis-cli, a clean power off
-// by the ACPI button, and a second boot from the same disks with the same
-// node id and the workload back.
-func TestImageBoot(t *testing.T) {
+// imageEnv is a grid on the host, a farmer with a farm, a user, and an
+// image built for the farm (the farmer flow).
+type imageEnv struct {
+	bin, cache, gridURL, guestGrid, farmer, user, img string
+	farm                                              registry.Farm
+}
+
+func newImageEnv(t *testing.T) *imageEnv {
+	t.Helper()
 	for _, b := range []string{"qemu-system-x86_64", "redis-cli", "ldd", "xz", "mkfs.btrfs", "btrfs", "blkid"} {
 		testutil.RequireBinary(t, b)
 	}
-	cache := kernelCache(t)
-	bin := t.TempDir()
-	goBuild(t, bin, "github.com/zos-go/zos/cmd/zgrid", "github.com/zos-go/zos/cmd/zos")
+	e := &imageEnv{cache: kernelCache(t), bin: t.TempDir()}
+	goBuild(t, e.bin, "github.com/zos-go/zos/cmd/zgrid", "github.com/zos-go/zos/cmd/zos", "github.com/zos-go/zos/cmd/zosctl")
 
 	// The grid on the host; the guest reaches it as 10.0.2.2.
 	port, httpPort := freePort(t), freePort(t)
-	gridURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	zgrid := exec.Command(filepath.Join(bin, "zgrid"), "run", "--data", t.TempDir(), "--port", strconv.Itoa(port), "--http-port", strconv.Itoa(httpPort))
+	e.gridURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
+	e.guestGrid = fmt.Sprintf("nats://10.0.2.2:%d", port)
+	zgrid := exec.Command(filepath.Join(e.bin, "zgrid"), "run", "--data", t.TempDir(), "--port", strconv.Itoa(port), "--http-port", strconv.Itoa(httpPort))
 	glog := &syncBuffer{}
 	zgrid.Stdout, zgrid.Stderr = glog, glog
 	if err := zgrid.Start(); err != nil {
@@ -288,14 +290,13 @@ func TestImageBoot(t *testing.T) {
 			t.Logf("zgrid:\n%s", glog.String())
 		}
 	})
-
-	farmer, user := t.TempDir(), t.TempDir()
-	zosctl(t, farmer, gridURL, "key", "new")
-	zosctl(t, user, gridURL, "key", "new")
+	e.farmer, e.user = t.TempDir(), t.TempDir()
+	zosctl(t, e.farmer, e.gridURL, "key", "new")
+	zosctl(t, e.user, e.gridURL, "key", "new")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var out, errb bytes.Buffer
-		env := map[string]string{"ZOSCTL_HOME": farmer, "ZOS_GRID": gridURL}
+		env := map[string]string{"ZOSCTL_HOME": e.farmer, "ZOS_GRID": e.gridURL}
 		if cli.Run(context.Background(), []string{"twin", "create"}, cli.Env{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }}) == 0 {
 			break
 		}
@@ -304,26 +305,62 @@ func TestImageBoot(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	zosctl(t, user, gridURL, "twin", "create")
-	var farm registry.Farm
-	if err := json.Unmarshal([]byte(zosctl(t, farmer, gridURL, "farm", "create", "imagefarm", "--json")), &farm); err != nil {
+	zosctl(t, e.user, e.gridURL, "twin", "create")
+	if err := json.Unmarshal([]byte(zosctl(t, e.farmer, e.gridURL, "farm", "create", "imagefarm", "--json")), &e.farm); err != nil {
 		t.Fatal(err)
 	}
-
-	// Farmer flow: an image that boots straight into the farm.
-	guestGrid := fmt.Sprintf("nats://10.0.2.2:%d", port)
-	imgA := t.TempDir()
+	e.img = t.TempDir()
 	t0 := time.Now()
-	out := zosctl(t, farmer, gridURL, "image", "build", "-o", imgA, "--farm", strconv.Itoa(int(farm.ID)), "--grid", guestGrid,
-		"--kernel-cache", cache, "--zos", filepath.Join(bin, "zos"))
+	out := e.build(t, e.img)
 	t.Logf("image build (%s):\n%s", time.Since(t0).Round(time.Millisecond), out)
+	return e
+}
+
+// build runs `zosctl image build` (the binary: the test process may be
+// race-instrumented, which makes compression slow).
+func (e *imageEnv) build(t testing.TB, out string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(e.bin, "zosctl"), "image", "build", "-o", out, "--farm", strconv.Itoa(int(e.farm.ID)),
+		"--grid", e.guestGrid, "--kernel-cache", e.cache, "--zos", filepath.Join(e.bin, "zos"))
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("zosctl image build: %v\n%s", err, b)
+	}
+	return string(b)
+}
+
+// sparseDisks makes n sparse 8 GiB disk files.
+func sparseDisks(t testing.TB, dir string, n int) []string {
+	t.Helper()
+	var paths []string
+	for i := 0; i < n; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("disk%d.img", i))
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(8 << 30); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		paths = append(paths, p)
+	}
+	return paths
+}
+
+// TestImageBoot is the image's end-to-end test: the farmer flow (farm,
+// then an image baked for it), a reproducible build without a shell, a
+// tcg boot with two virtio disks and user networking that registers under
+// the farm, a zdb deployment answered through redis-cli, a clean power off
+// by the ACPI button, and a second boot from the same disks with the same
+// node id and the workload back.
+func TestImageBoot(t *testing.T) {
+	e := newImageEnv(t)
+	gridURL, farm, user, imgA, guestGrid := e.gridURL, e.farm, e.user, e.img, e.guestGrid
 
 	t.Run("reproducible", func(t *testing.T) {
 		imgB := t.TempDir()
-		if _, err := image.Build(context.Background(), image.Config{Out: imgB, KernelCache: cache, Zos: filepath.Join(bin, "zos"),
-			Farm: farm.ID, Grid: guestGrid}, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-			t.Fatal(err)
-		}
+		e.build(t, imgB)
 		for _, f := range []string{"initramfs.img", "vmlinux", "vmlinuz", "cmdline"} {
 			a, err1 := os.ReadFile(filepath.Join(imgA, f))
 			b, err2 := os.ReadFile(filepath.Join(imgB, f))
@@ -356,20 +393,7 @@ func TestImageBoot(t *testing.T) {
 
 	// Two disks (sparse) the node claims; the second measures as an HDD.
 	disks := t.TempDir()
-	var paths []string
-	for _, n := range []string{"ssd.img", "hdd.img"} {
-		p := filepath.Join(disks, n)
-		if err := os.Truncate(p, 0); err != nil && !os.IsNotExist(err) {
-			t.Fatal(err)
-		}
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.Truncate(8 << 30)
-		f.Close()
-		paths = append(paths, p)
-	}
+	paths := sparseDisks(t, disks, 2)
 	zdbPort := freePort(t)
 	cfg := vmConfig{Kernel: filepath.Join(imgA, "vmlinux"), Initrd: filepath.Join(imgA, "initramfs.img"),
 		Cmdline: "console=ttyS0 quiet tsc_early_khz=2600000 panic=-1", Disks: paths, Monitor: filepath.Join(disks, "mon.sock"),
@@ -419,7 +443,7 @@ func TestImageBoot(t *testing.T) {
 	if m2[1] != nodeID {
 		t.Fatalf("second boot registered node %s, want %s", m2[1], nodeID)
 	}
-	deadline = time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		got := redisCLI(t, zdbPort, fmt.Sprintf("SELECT %s pw1\nGET k\n", zr.Namespace))
 		if strings.Contains(got, "hello") {
@@ -431,4 +455,68 @@ func TestImageBoot(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	v2.powerdown(t, 60*time.Second)
+}
+
+// foreignDisk writes an MBR partition table and some data, as a disk of
+// another system would have.
+func foreignDisk(t testing.TB, path string) []byte {
+	t.Helper()
+	head := make([]byte, 2<<20)
+	// One Linux partition from sector 2048, 8 MiB long.
+	entry := head[446:462]
+	entry[4] = 0x83
+	binary.LittleEndian.PutUint32(entry[8:], 2048)
+	binary.LittleEndian.PutUint32(entry[12:], 16384)
+	head[510], head[511] = 0x55, 0xAA
+	copy(head[1<<20:], "someone else's data")
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(head, 0); err != nil {
+		t.Fatal(err)
+	}
+	return head
+}
+
+// TestImageBadInput boots with garbage on the kernel command line, a grid
+// URL nobody answers, and a disk of someone else next to a blank one: the
+// node says what is wrong on the console, keeps retrying, claims only the
+// blank disk, leaves the other byte for byte as it was, and still powers
+// off cleanly.
+func TestImageBadInput(t *testing.T) {
+	e := newImageEnv(t)
+	dir := t.TempDir()
+	paths := sparseDisks(t, dir, 2)
+	before := foreignDisk(t, paths[0])
+	cfg := vmConfig{Kernel: filepath.Join(e.img, "vmlinux"), Initrd: filepath.Join(e.img, "initramfs.img"),
+		Cmdline: "console=ttyS0 quiet tsc_early_khz=2600000 farm=abc runmode=fast grid=nats://10.0.2.2:1",
+		Disks:   paths, Monitor: filepath.Join(dir, "mon.sock"), MemMiB: 1536}
+	v := bootVM(t, cfg, 3*time.Minute)
+	for _, re := range []string{
+		`error: +kernel command line: farm="abc" is not a farm id`,
+		`error: +kernel command line: runmode="fast"`,
+		`msg=disk_ignored .*dev=/dev/vda reason=`,
+		`msg=pool_created .*dev=/dev/vdb`,
+		`error: +grid: connecting to the grid at nats://10.0.2.2:1`,
+	} {
+		v.wait(t, regexp.MustCompile(re), 120*time.Second)
+	}
+	if strings.Contains(v.out.String(), "node_registered") {
+		t.Fatal("registered with a grid that does not exist")
+	}
+	v.powerdown(t, 60*time.Second)
+	f, err := os.Open(paths[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	after := make([]byte, len(before))
+	if _, err := io.ReadFull(f, after); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatal("the node wrote to a disk it does not own")
+	}
 }

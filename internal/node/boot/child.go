@@ -34,6 +34,8 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 	if cfg.ZDBPort == 0 {
 		cfg.ZDBPort = 9900
 	}
+	tap := newModuleTap(log.Handler())
+	log = slog.New(tap)
 	var registered atomic.Pointer[node.Node]
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -51,7 +53,7 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 		t := time.NewTicker(2 * time.Second)
 		defer t.Stop()
 		for {
-			s := NodeStatus{State: "starting", Farm: cfg.Farm, Grid: cfg.Grid, Updated: time.Now().UTC()}
+			s := NodeStatus{State: "starting", Farm: cfg.Farm, Grid: cfg.Grid, Updated: time.Now().UTC(), Modules: tap.failures()}
 			if n := registered.Load(); n != nil {
 				s.State, s.NodeID, s.Pools, s.Modules = "registered", n.ID(), n.Pools(), n.Diagnostics().Modules
 			}

@@ -2,6 +2,7 @@ package boot
 
 import (
 	"fmt"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -125,5 +126,19 @@ func TestRender(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("screen lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestModuleTap(t *testing.T) {
+	var buf strings.Builder
+	tap := newModuleTap(slog.NewTextHandler(&buf, nil))
+	log := slog.New(tap).With("component", "node")
+	log.Warn("module_failed", "module", "grid", "err", "dial tcp 10.0.2.2:1: connection refused")
+	log.Info("node_registered", "node", 1)
+	if got := tap.failures()["grid"]; got != "dial tcp 10.0.2.2:1: connection refused" {
+		t.Fatalf("got %q", got)
+	}
+	if !strings.Contains(buf.String(), "module_failed") {
+		t.Fatal("the record was not passed on")
 	}
 }
