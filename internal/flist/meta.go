@@ -266,7 +266,7 @@ func Open(ctx context.Context, path string) (*Meta, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("opening flist: %w", err)
 	}
-	d, err := dsn(path, "mode=ro&immutable=1")
+	d, err := dsn(path, "mode=ro&immutable=1&_pragma=cell_size_check(1)")
 	if err != nil {
 		return nil, err
 	}
@@ -282,22 +282,102 @@ func Open(ctx context.Context, path string) (*Meta, error) {
 	return m, nil
 }
 
+// rawMeta is the rows of a metadata file, before any check.
+type rawMeta struct {
+	tags   [][2]string
+	inodes []rawInode
+	extras []rawExtra
+	blocks []rawBlock
+	routes []rawRoute
+}
+
+type rawInode struct {
+	ino, parent          int64
+	name                 string
+	size, uid, gid, mode int64
+	rdev, ctime, mtime   int64
+}
+
+type rawExtra struct {
+	ino  int64
+	data string
+}
+
+type rawBlock struct {
+	ino     int64
+	id, key []byte
+}
+
+type rawRoute struct {
+	start, end int64
+	url        string
+}
+
 func readDB(ctx context.Context, db *sql.DB) (*Meta, error) {
-	m := &Meta{Inodes: make(map[uint64]*Inode), Children: make(map[uint64][]uint64), Tags: make(map[string]string)}
-	rows, err := db.QueryContext(ctx, `SELECT key, value FROM tag`)
+	var raw rawMeta
+	err := query(ctx, db, `SELECT key, value FROM tag`, func(rows *sql.Rows) error {
+		var t [2]string
+		err := rows.Scan(&t[0], &t[1])
+		raw.tags = append(raw.tags, t)
+		return err
+	})
+	if err == nil {
+		err = query(ctx, db, `SELECT ino, parent, name, size, uid, gid, mode, rdev, ctime, mtime FROM inode`, func(rows *sql.Rows) error {
+			var in rawInode
+			err := rows.Scan(&in.ino, &in.parent, &in.name, &in.size, &in.uid, &in.gid, &in.mode, &in.rdev, &in.ctime, &in.mtime)
+			raw.inodes = append(raw.inodes, in)
+			return err
+		})
+	}
+	if err == nil {
+		err = query(ctx, db, `SELECT ino, data FROM extra`, func(rows *sql.Rows) error {
+			var e rawExtra
+			err := rows.Scan(&e.ino, &e.data)
+			raw.extras = append(raw.extras, e)
+			return err
+		})
+	}
+	if err == nil {
+		err = query(ctx, db, `SELECT ino, id, key FROM block ORDER BY rowid`, func(rows *sql.Rows) error {
+			var b rawBlock
+			err := rows.Scan(&b.ino, &b.id, &b.key)
+			raw.blocks = append(raw.blocks, b)
+			return err
+		})
+	}
+	if err == nil {
+		err = query(ctx, db, `SELECT start, end, url FROM route`, func(rows *sql.Rows) error {
+			var r rawRoute
+			err := rows.Scan(&r.start, &r.end, &r.url)
+			raw.routes = append(raw.routes, r)
+			return err
+		})
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: tags: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	return raw.meta()
+}
+
+func query(ctx context.Context, db *sql.DB, q string, row func(*sql.Rows) error) error {
+	rows, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
 	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("%w: tag: %v", ErrInvalid, err)
+		if err := row(rows); err != nil {
+			return err
 		}
-		m.Tags[k] = v
 	}
-	if err := closeRows(rows); err != nil {
-		return nil, err
+	return rows.Err()
+}
+
+// meta checks the rows and assembles the tree.
+func (raw *rawMeta) meta() (*Meta, error) {
+	m := &Meta{Inodes: make(map[uint64]*Inode), Children: make(map[uint64][]uint64), Tags: make(map[string]string)}
+	for _, t := range raw.tags {
+		m.Tags[t[0]] = t[1]
 	}
 	m.BlockSize = DefaultBlockSize
 	if v, ok := m.Tags[TagBlockSize]; ok {
@@ -307,98 +387,40 @@ func readDB(ctx context.Context, db *sql.DB) (*Meta, error) {
 		}
 		m.BlockSize = n
 	}
-
-	rows, err = db.QueryContext(ctx, `SELECT ino, parent, name, size, uid, gid, mode, rdev, ctime, mtime FROM inode`)
-	if err != nil {
-		return nil, fmt.Errorf("%w: inodes: %v", ErrInvalid, err)
-	}
-	for rows.Next() {
-		var in Inode
-		var ino, parent, size, uid, gid, mode, rdev int64
-		if err := rows.Scan(&ino, &parent, &in.Name, &size, &uid, &gid, &mode, &rdev, &in.Ctime, &in.Mtime); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("%w: inode: %v", ErrInvalid, err)
+	for _, r := range raw.inodes {
+		if r.ino <= 0 || r.parent < 0 || r.size < 0 || r.uid < 0 || r.uid > 1<<32-1 || r.gid < 0 || r.gid > 1<<32-1 ||
+			r.mode < 0 || r.mode > 0o177777 || r.rdev < 0 {
+			return nil, fmt.Errorf("%w: inode %d: field out of range", ErrInvalid, r.ino)
 		}
-		if ino <= 0 || parent < 0 || size < 0 || uid < 0 || uid > 1<<32-1 || gid < 0 || gid > 1<<32-1 ||
-			mode < 0 || mode > 0o177777 || rdev < 0 {
-			rows.Close()
-			return nil, fmt.Errorf("%w: inode %d: field out of range", ErrInvalid, ino)
+		if _, dup := m.Inodes[uint64(r.ino)]; dup {
+			return nil, fmt.Errorf("%w: inode %d twice", ErrInvalid, r.ino)
 		}
-		if _, dup := m.Inodes[uint64(ino)]; dup {
-			rows.Close()
-			return nil, fmt.Errorf("%w: inode %d twice", ErrInvalid, ino)
-		}
-		in.Ino, in.Parent, in.Size = uint64(ino), uint64(parent), uint64(size)
-		in.UID, in.GID, in.Mode, in.Rdev = uint32(uid), uint32(gid), uint32(mode), uint64(rdev)
-		m.Inodes[in.Ino] = &in
+		m.Inodes[uint64(r.ino)] = &Inode{Ino: uint64(r.ino), Parent: uint64(r.parent), Name: r.name, Size: uint64(r.size),
+			UID: uint32(r.uid), GID: uint32(r.gid), Mode: uint32(r.mode), Rdev: uint64(r.rdev), Ctime: r.ctime, Mtime: r.mtime}
 	}
-	if err := closeRows(rows); err != nil {
-		return nil, err
-	}
-
-	rows, err = db.QueryContext(ctx, `SELECT ino, data FROM extra`)
-	if err != nil {
-		return nil, fmt.Errorf("%w: extra: %v", ErrInvalid, err)
-	}
-	for rows.Next() {
-		var ino int64
-		var data string
-		if err := rows.Scan(&ino, &data); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("%w: extra: %v", ErrInvalid, err)
-		}
-		if in, ok := m.Inodes[uint64(ino)]; ok && ino > 0 {
-			in.Target = data
+	for _, e := range raw.extras {
+		if in, ok := m.Inodes[uint64(e.ino)]; ok && e.ino > 0 {
+			in.Target = e.data
 		}
 	}
-	if err := closeRows(rows); err != nil {
-		return nil, err
-	}
-
-	rows, err = db.QueryContext(ctx, `SELECT ino, id, key FROM block ORDER BY rowid`)
-	if err != nil {
-		return nil, fmt.Errorf("%w: blocks: %v", ErrInvalid, err)
-	}
-	for rows.Next() {
-		var ino int64
-		var id, key []byte
-		if err := rows.Scan(&ino, &id, &key); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("%w: block: %v", ErrInvalid, err)
+	for _, b := range raw.blocks {
+		in, ok := m.Inodes[uint64(b.ino)]
+		if !ok || b.ino <= 0 || len(b.id) != HashSize || len(b.key) != HashSize {
+			return nil, fmt.Errorf("%w: block of inode %d: bad id, key or inode", ErrInvalid, b.ino)
 		}
-		in, ok := m.Inodes[uint64(ino)]
-		if !ok || ino <= 0 || len(id) != HashSize || len(key) != HashSize {
-			rows.Close()
-			return nil, fmt.Errorf("%w: block of inode %d: bad id, key or inode", ErrInvalid, ino)
+		if in.Type() != ModeRegular || uint64(len(in.Blocks))*uint64(m.BlockSize) >= in.Size {
+			return nil, fmt.Errorf("%w: inode %d: more blocks than its size needs", ErrInvalid, b.ino)
 		}
-		var b BlockRef
-		copy(b.ID[:], id)
-		copy(b.Key[:], key)
-		in.Blocks = append(in.Blocks, b)
+		var ref BlockRef
+		copy(ref.ID[:], b.id)
+		copy(ref.Key[:], b.key)
+		in.Blocks = append(in.Blocks, ref)
 	}
-	if err := closeRows(rows); err != nil {
-		return nil, err
-	}
-
-	rows, err = db.QueryContext(ctx, `SELECT start, end, url FROM route`)
-	if err != nil {
-		return nil, fmt.Errorf("%w: routes: %v", ErrInvalid, err)
-	}
-	for rows.Next() {
-		var start, end int64
-		var u string
-		if err := rows.Scan(&start, &end, &u); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("%w: route: %v", ErrInvalid, err)
+	for _, r := range raw.routes {
+		if r.start < 0 || r.end > 255 || r.start > r.end {
+			return nil, fmt.Errorf("%w: route %d-%d", ErrInvalid, r.start, r.end)
 		}
-		if start < 0 || end > 255 || start > end {
-			rows.Close()
-			return nil, fmt.Errorf("%w: route %d-%d", ErrInvalid, start, end)
-		}
-		m.Routes = append(m.Routes, Route{Start: byte(start), End: byte(end), URL: u})
-	}
-	if err := closeRows(rows); err != nil {
-		return nil, err
+		m.Routes = append(m.Routes, Route{Start: byte(r.start), End: byte(r.end), URL: r.url})
 	}
 	for _, in := range m.Inodes {
 		if in.Ino != RootIno {
@@ -413,15 +435,6 @@ func readDB(ctx context.Context, db *sql.DB) (*Meta, error) {
 		return nil, err
 	}
 	return m, nil
-}
-
-func closeRows(rows *sql.Rows) error {
-	err := rows.Err()
-	rows.Close()
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	return nil
 }
 
 // Validate checks the tree: one root directory, every other inode reachable
