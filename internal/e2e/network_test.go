@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/network"
+	"github.com/zos-go/zos/internal/node/network/gateway/acmetest"
 	"github.com/zos-go/zos/internal/node/network/netlab"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/sys/netns"
@@ -35,6 +37,20 @@ func TestNetworkMesh(t *testing.T) {
 	testutil.RequireBinary(t, "busybox")
 	testutil.RequireFile(t, "/dev/net/tun")
 	lab := netlab.New(t, 3)
+	// The ACME server checks tls-alpn-01 on node 1's gateway from the
+	// internet.
+	gwAddr := net.JoinHostPort(lab.Nodes[0].IP.String(), "443")
+	ca, err := acmetest.Start(gwAddr, func(addr string, cfg *tls.Config) (c *tls.Conn, err error) {
+		err = netns.Do(lab.Internet, func() error {
+			c, err = tls.Dial("tcp", addr, cfg)
+			return err
+		})
+		return c, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
 	g := startGrid(t)
 	farmer := newUser(t, g)
 	var farm registry.Farm
@@ -43,9 +59,8 @@ func TestNetworkMesh(t *testing.T) {
 	for i, ln := range lab.Nodes {
 		args := []string{"--netns", ln.NS}
 		if i == 0 {
-			// Node 1 is also a gateway (no ACME server here: self-signed,
-			// asked for explicitly).
-			args = append(args, "--gateway-listen", net.JoinHostPort(ln.IP.String(), "443"), "--gateway-self-signed")
+			// Node 1 is also a gateway.
+			args = append(args, "--gateway-listen", gwAddr, "--acme", ca.URL())
 		}
 		nodes = append(nodes, startNode(t, g, farm.ID, args...))
 	}
@@ -120,7 +135,7 @@ func TestNetworkMesh(t *testing.T) {
 		t.Errorf("node 2's gateway unreachable after its restart: %s", out)
 	}
 
-	gatewayChecks(t, lab, farmer, u, ids[0], nsOf(1), gwOf(1))
+	gatewayChecks(t, lab, farmer, u, ids[0], nsOf(1), gwOf(1), ca.Roots)
 
 	// A public IP of the farm, reserved on the contract, taken by an ip
 	// workload.
@@ -262,10 +277,10 @@ func laptop(t *testing.T, lab *netlab.Lab, conf string, target netip.Addr) {
 	}
 }
 
-// gatewayChecks: a name proxy on node 1 reaches a backend in node 2's
-// network resource over the user's network; a name of another twin is
-// refused.
-func gatewayChecks(t *testing.T, lab *netlab.Lab, farmer, u *user, gwNode, backendNS string, backendIP netip.Addr) {
+// gatewayChecks: a name proxy on node 1, with a certificate from the test
+// ACME server, reaches a backend in node 2's network resource over the
+// user's network; a name of another twin is refused.
+func gatewayChecks(t *testing.T, lab *netlab.Lab, farmer, u *user, gwNode, backendNS string, backendIP netip.Addr, roots *x509.CertPool) {
 	t.Helper()
 	var ln net.Listener
 	if err := netns.Do(backendNS, func() (err error) {
@@ -296,7 +311,7 @@ func gatewayChecks(t *testing.T, lab *netlab.Lab, farmer, u *user, gwNode, backe
 		t.Errorf("gateway result: got %+v", dep.Workloads)
 	}
 	tr := &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+		TLSClientConfig: &tls.Config{RootCAs: roots}, // the certificate comes from the test ACME server
 		DialContext: func(ctx context.Context, network, _ string) (c net.Conn, err error) {
 			err = netns.Do(lab.Internet, func() error {
 				c, err = (&net.Dialer{}).DialContext(ctx, network, net.JoinHostPort(lab.Nodes[0].IP.String(), "443"))
