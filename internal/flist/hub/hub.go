@@ -107,9 +107,20 @@ func (h *Hub) Handler() http.Handler {
 	mux.HandleFunc("PUT /api/v1/blocks/{id}", h.putBlock)
 	mux.HandleFunc("GET /api/flist", h.listRepos)
 	mux.HandleFunc("GET /api/flist/{repo}", h.listRepo)
-	mux.HandleFunc("GET /api/flist/{repo}/{name}/light", h.info)
+	// {name}/light and tags/{tag} share one pattern (ServeMux cannot
+	// tell them apart).
+	mux.HandleFunc("GET /api/flist/{repo}/{name}/{what}", func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.PathValue("name") == "tags":
+			r.SetPathValue("tag", r.PathValue("what"))
+			h.getTag(w, r)
+		case r.PathValue("what") == "light":
+			h.info(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
 	mux.HandleFunc("PUT /api/flist/{repo}/{name}", h.putFlist)
-	mux.HandleFunc("GET /api/flist/{repo}/tags/{tag}", h.getTag)
 	mux.HandleFunc("PUT /api/flist/{repo}/tags/{tag}", h.putTag)
 	mux.HandleFunc("GET /{repo}/{name}", h.download)
 	return mux

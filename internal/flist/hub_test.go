@@ -1,0 +1,161 @@
+package flist_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/zos-go/zos/internal/flist"
+	"github.com/zos-go/zos/internal/flist/hub"
+	"github.com/zos-go/zos/internal/identity"
+)
+
+type twinKeys map[uint32]ed25519.PublicKey
+
+func (k twinKeys) TwinKey(_ context.Context, twin uint32) (ed25519.PublicKey, error) {
+	if pub, ok := k[twin]; ok {
+		return pub, nil
+	}
+	return nil, errors.New("no such twin")
+}
+
+// TestRoundTripHub builds the busybox tree into the hub's block store over
+// HTTP, pushes the flist, downloads it back, mounts it and runs from it.
+func TestRoundTripHub(t *testing.T) {
+	key, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hub.New(hub.Config{Dir: t.TempDir()}, twinKeys{7: key.Public()}, flist.TestLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h.Handler())
+	defer srv.Close()
+	signer := flist.KeySigner{Twin: 7, Key: key}
+	store, err := flist.OpenStore(srv.URL, flist.StoreOptions{Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := flist.BusyboxTree(t)
+	path, m := flist.BuildDir(t, src, store)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c := flist.NewHubClient(srv.URL, signer)
+	if _, err := c.Upload(ctx, "twin7", "busybox.fl", data); err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	if _, err := c.Tag(ctx, "twin7", "latest", "busybox.fl"); err != nil {
+		t.Fatalf("tag: %v", err)
+	}
+	list, err := c.List(ctx, "twin7")
+	if err != nil || len(list) != 2 {
+		t.Fatalf("list: %v %+v", err, list)
+	}
+	got, err := flist.NewHubClient(srv.URL, nil).Download(ctx, "twin7", "latest")
+	if err != nil || string(got) != string(data) {
+		t.Fatalf("download by tag: %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "dl.fl")
+	if err := os.WriteFile(p, got, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := flist.Open(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Mount reading from the hub, with the routes the flist carries.
+	r, err := flist.NewRouter(m2.Routes, flist.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mnt := flist.MountMeta(t, m2, flist.MountConfig{Store: r})
+	flist.CompareTrees(t, src, mnt.Dir)
+	if out := flist.RunChroot(t, mnt.Dir, "sha256sum", "/etc/passwd"); !strings.Contains(out, "/etc/passwd") {
+		t.Errorf("chroot output %q", out)
+	}
+	// Blocks are deduplicated: building again stores nothing new.
+	before := h.Stats()
+	flist.BuildDir(t, src, store)
+	after := h.Stats()
+	if after.BlocksStored != before.BlocksStored || after.BlocksDedup <= before.BlocksDedup {
+		t.Errorf("rebuild stats %+v -> %+v: want only dedup hits", before, after)
+	}
+	if n := len(m.Blocks()); int(after.BlocksStored) != n {
+		t.Errorf("hub stored %d blocks, flist has %d", after.BlocksStored, n)
+	}
+}
+
+func TestHubAuth(t *testing.T) {
+	owner, _ := identity.Generate()
+	other, _ := identity.Generate()
+	h, err := hub.New(hub.Config{Dir: t.TempDir()}, twinKeys{1: owner.Public(), 2: other.Public()}, flist.TestLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h.Handler())
+	defer srv.Close()
+	ctx := context.Background()
+	ref, data, _ := flist.SealBlock([]byte("hello"))
+
+	anon := flist.NewHubClient(srv.URL, nil)
+	if _, err := anon.Do(ctx, "PUT", "/api/v1/blocks/"+ref.String(), data); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("unsigned upload: got %v, want 401", err)
+	}
+	forged := flist.NewHubClient(srv.URL, flist.KeySigner{Twin: 1, Key: other})
+	if _, err := forged.Do(ctx, "PUT", "/api/v1/blocks/"+ref.String(), data); err == nil || !strings.Contains(err.Error(), "bad signature") {
+		t.Errorf("forged upload: got %v, want bad signature", err)
+	}
+	c1 := flist.NewHubClient(srv.URL, flist.KeySigner{Twin: 1, Key: owner})
+	if _, err := c1.Do(ctx, "PUT", "/api/v1/blocks/"+ref.String(), []byte("not it")); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Errorf("mismatched block: got %v", err)
+	}
+	if _, err := c1.Do(ctx, "PUT", "/api/v1/blocks/"+ref.String(), data); err != nil {
+		t.Errorf("upload: %v", err)
+	}
+	if _, err := c1.Upload(ctx, "repo", "junk.fl", []byte("not sqlite")); err == nil || !strings.Contains(err.Error(), "not a valid flist") {
+		t.Errorf("junk flist: got %v", err)
+	}
+	// A repository belongs to its first uploader.
+	fl := minimalFlist(t)
+	if _, err := c1.Upload(ctx, "repo", "a.fl", fl); err != nil {
+		t.Fatal(err)
+	}
+	c2 := flist.NewHubClient(srv.URL, flist.KeySigner{Twin: 2, Key: other})
+	if _, err := c2.Upload(ctx, "repo", "b.fl", fl); err == nil || !strings.Contains(err.Error(), "belongs to twin 1") {
+		t.Errorf("upload into another twin's repo: got %v", err)
+	}
+	if _, err := c1.Upload(ctx, "../etc", "x.fl", fl); err == nil {
+		t.Errorf("bad repository name accepted")
+	}
+	if _, err := anon.Download(ctx, "repo", "missing.fl"); !errors.Is(err, flist.ErrNotFound) {
+		t.Errorf("missing flist: got %v", err)
+	}
+}
+
+func minimalFlist(t *testing.T) []byte {
+	t.Helper()
+	store, _ := flist.NewDirStore(t.TempDir())
+	b := flist.NewBuilder(store, flist.BuildConfig{}, flist.TestLog(t))
+	if err := b.Add(context.Background(), flist.Entry{Path: "etc", Mode: flist.ModeDir | 0o755}, nil); err != nil {
+		t.Fatal(err)
+	}
+	m, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "m.fl")
+	if err := flist.Write(context.Background(), p, m); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(p)
+	return data
+}
