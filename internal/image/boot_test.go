@@ -253,6 +253,26 @@ func listInitramfs(t testing.TB, path string) []image.ReadEntry {
 	return ents
 }
 
+// extract writes archive entries under root (files, links, directories).
+func extract(t testing.TB, ents []image.ReadEntry, root string) {
+	t.Helper()
+	for _, e := range ents {
+		p := filepath.Join(root, e.Path)
+		var err error
+		switch e.Mode & 0o170000 {
+		case 0o040000:
+			err = os.MkdirAll(p, os.FileMode(e.Mode&0o777))
+		case 0o120000:
+			err = os.Symlink(string(e.Data), p)
+		case 0o100000:
+			err = os.WriteFile(p, e.Data, os.FileMode(e.Mode&0o777))
+		}
+		if err != nil {
+			t.Fatalf("extracting %s: %v", e.Path, err)
+		}
+	}
+}
+
 var (
 	registeredRe = regexp.MustCompile(`msg=node_registered node=(\d+)`)
 	statusRe     = regexp.MustCompile(`zos-status node=(\d+) farm=(\d+) state=registered listening=(\S*)`)
@@ -385,6 +405,22 @@ func TestImageBoot(t *testing.T) {
 		}
 		if d := string(have[image.DefaultsFile].Data); !strings.Contains(d, "farm="+strconv.Itoa(int(farm.ID))) || !strings.Contains(d, guestGrid) {
 			t.Errorf("defaults %q lack the farm and grid", d)
+		}
+		// The helpers run inside the image's tree: their libraries are all
+		// there.
+		if os.Geteuid() != 0 {
+			return
+		}
+		root := t.TempDir()
+		extract(t, ents, root)
+		for _, argv := range [][]string{{"/usr/sbin/mkfs.btrfs", "--version"}, {"/usr/bin/btrfs", "--version"},
+			{"/usr/sbin/blkid", "--version"}, {"/usr/bin/qemu-system-x86_64", "--version"}} {
+			cmd := exec.Command(argv[0], argv[1:]...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+			cmd.Dir = "/"
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("%s in the image: %v\n%s", argv[0], err, out)
+			}
 		}
 	})
 	if t.Failed() {

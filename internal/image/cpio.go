@@ -156,7 +156,7 @@ type ReadEntry struct {
 	Path string
 	Mode uint32
 	Size int
-	Data []byte // symlink targets and small files (< 1 MiB)
+	Data []byte // file content or symlink target
 }
 
 // ErrFormat reports a malformed archive.
@@ -211,14 +211,11 @@ func ReadArchive(r io.Reader) ([]ReadEntry, error) {
 			return out, nil
 		}
 		e := ReadEntry{Path: "/" + n, Mode: uint32(mode), Size: size}
-		if size < 1<<20 {
-			if e.Data, err = read(size); err != nil {
-				return nil, fmt.Errorf("%w: data of %s: %v", ErrFormat, n, err)
-			}
-		} else if _, err := io.CopyN(io.Discard, br, int64(size)); err != nil {
+		if size > 1<<30 {
+			return nil, fmt.Errorf("%w: %s is %d bytes", ErrFormat, n, size)
+		}
+		if e.Data, err = read(size); err != nil {
 			return nil, fmt.Errorf("%w: data of %s: %v", ErrFormat, n, err)
-		} else {
-			off += size
 		}
 		if err := skipPad(); err != nil {
 			return nil, err
