@@ -2,6 +2,8 @@
 //
 //	zos node ...   run the node (hosted mode on an existing Linux host)
 //	zos zdb ...    run the 0-db compatible key-value server on its own
+//	zos init ...   PID 1 of the bootable image (automatic when zos runs as PID 1)
+//	zos kernel fetch --dir DIR   fetch and unpack Debian's kernel for the image
 //	zos version    print the version
 //
 // main parses the subcommand, takes a context cancelled on SIGINT/SIGTERM,

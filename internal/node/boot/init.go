@@ -71,10 +71,20 @@ type state struct {
 	restarts int
 }
 
+// addError records a boot error once (a retried failure is not repeated;
+// the list stays bounded).
 func (s *state) addError(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.errors = append(s.errors, err.Error())
+	msg := err.Error()
+	for _, e := range s.errors {
+		if e == msg {
+			return
+		}
+	}
+	if len(s.errors) < 20 {
+		s.errors = append(s.errors, msg)
+	}
 }
 
 // Init is PID 1. It returns after the node stopped on poweroff or reboot,

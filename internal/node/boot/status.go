@@ -64,6 +64,14 @@ type Screen struct {
 
 func gib(n uint64) string { return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30)) }
 
+// free is size-used, 0 when over-allocated.
+func free(size, used uint64) uint64 {
+	if used > size {
+		return 0
+	}
+	return size - used
+}
+
 // Render draws the screen as text lines (no escapes).
 func (s Screen) Render() string {
 	var b strings.Builder
@@ -95,7 +103,7 @@ func (s Screen) Render() string {
 			hddSize, hddUsed = hddSize+p.Size, hddUsed+p.Used
 		}
 	}
-	w("capacity:  SSD %s used, %s free; HDD %s used, %s free", gib(ssdUsed), gib(ssdSize-ssdUsed), gib(hddUsed), gib(hddSize-hddUsed))
+	w("capacity:  SSD %s used, %s free; HDD %s used, %s free", gib(ssdUsed), gib(free(ssdSize, ssdUsed)), gib(hddUsed), gib(free(hddSize, hddUsed)))
 	for _, p := range s.Node.Pools {
 		line := fmt.Sprintf("  pool %s %s %s/%s", p.Name, p.Type, gib(p.Used), gib(p.Size))
 		if p.Broken != "" {
