@@ -60,6 +60,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1", "address of the NATS client, cluster and HTTP listeners")
 	fs.IntVar(&cfg.Port, "port", 4222, "NATS client port")
 	fs.IntVar(&cfg.HTTPPort, "http-port", 8080, "explorer HTTP port (0: no explorer)")
+	fs.IntVar(&cfg.HubPort, "hub", 0, "flist hub HTTP port (0: no hub); data under DATA/hub")
 	fs.IntVar(&cfg.MonitorPort, "monitor-port", 0, "NATS monitoring HTTP port (0: off)")
 	fs.StringVar(&natsURLs, "nats", "", "comma-separated URLs of an existing NATS cluster (no embedded server)")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "replicas of the registry's buckets and stream")

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/zos-go/zos/internal/explorer"
+	"github.com/zos-go/zos/internal/flist/hub"
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/natsd"
 	"github.com/zos-go/zos/internal/registry"
@@ -29,6 +30,7 @@ type Config struct {
 	Listen      string
 	Port        int // NATS client port; natsd.RandomPort in tests
 	HTTPPort    int // explorer; 0 disables it, natsd.RandomPort picks one
+	HubPort     int // flist hub; 0 disables it, natsd.RandomPort picks one
 	MonitorPort int
 	NATS        []string // existing cluster; no embedded server
 	Replicas    int
@@ -48,6 +50,7 @@ type Config struct {
 type Addrs struct {
 	NATS     string // client URL
 	Explorer string // host:port, empty without explorer
+	Hub      string // host:port, empty without hub
 }
 
 // Validate checks the configuration.
@@ -100,6 +103,7 @@ func tasks() []task {
 		{"connect", connectNATS},
 		{"registry", startRegistry},
 		{"explorer", startExplorer},
+		{"hub", startHub},
 	}
 }
 
@@ -269,4 +273,30 @@ func startExplorer(_ context.Context, p *plane) (func(context.Context) error, er
 	p.addrs.Explorer = ln.Addr().String()
 	ex := explorer.New(registry.NewClient(p.nc, identity.Key{}), explorer.Config{}, p.log)
 	return func(ctx context.Context) error { return ex.Serve(ctx, ln) }, nil
+}
+
+// startHub serves the flist hub (DATA/hub), checking uploads against the
+// registry's twin keys.
+func startHub(_ context.Context, p *plane) (func(context.Context) error, error) {
+	if p.cfg.HubPort == 0 {
+		return nil, nil
+	}
+	port := p.cfg.HubPort
+	if port == natsd.RandomPort {
+		port = 0
+	}
+	host := p.cfg.Listen
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	h, err := hub.New(hub.Config{Dir: filepath.Join(p.cfg.DataDir, "hub")}, registry.NewClient(p.nc, identity.Key{}), p.log.With("component", "hub"))
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return nil, fmt.Errorf("listening for the hub: %w", err)
+	}
+	p.addrs.Hub = ln.Addr().String()
+	return func(ctx context.Context) error { return h.Serve(ctx, ln) }, nil
 }

@@ -69,6 +69,7 @@ func root() *command {
 			nodeCommand(),
 			contractCommand(),
 			nameCommand(),
+			flistCommand(),
 			networkCommand(),
 			imageCommand(),
 			{name: "version", summary: "print the zosctl version", run: func(_ context.Context, env *Env, _ []string) error {
