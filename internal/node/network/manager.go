@@ -352,7 +352,8 @@ func (m *Manager) WGPorts() []uint16 {
 }
 
 // removeLeftovers deletes the resource namespaces of this node's prefix
-// and, in a node namespace of its own, the resources' links there.
+// and, in a node namespace of its own (never the host's), the resources'
+// links there.
 func (m *Manager) removeLeftovers() error {
 	nss, err := m.k.ListNS(m.cfg.Prefix + "n-")
 	if err != nil {
@@ -363,7 +364,7 @@ func (m *Manager) removeLeftovers() error {
 		m.log.Info("network_leftover_removed", "netns", ns)
 		errs = append(errs, m.k.DeleteNS(ns))
 	}
-	if m.cfg.Uplink {
+	if m.cfg.Uplink && m.cfg.NodeNS != "" {
 		for _, p := range []string{"l-", "u-", "b-"} {
 			links, err := m.k.Links(m.cfg.NodeNS, p)
 			if err != nil {

@@ -68,8 +68,8 @@ type Config struct {
 	Workers int
 	// NetNS is a namespace that stands for the node's root namespace and
 	// holds its uplink (several nodes on one host): network resources are
-	// NATed through it. "" keeps the host's namespace and gives network
-	// resources no uplink.
+	// NATed through it. "" keeps the host's namespace: resources are NATed
+	// there only when the node owns the machine (ScanHost).
 	NetNS string
 	// GatewayListen, when set, makes the node a gateway: its TLS front
 	// listens there (in NetNS). Certificates come from the ACME server
@@ -280,7 +280,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// 4b. Networks: namespaces, bridges, WireGuard devices. Close stops the
 	// devices and removes the resources; they are rebuilt from the store.
 	netlog := log.With("component", "network")
-	n.network = network.NewManager(network.Config{Prefix: cfg.Prefix, NodeNS: cfg.NetNS, Uplink: cfg.NetNS != ""},
+	// A node owns its namespace's forwarding and firewall when it runs in
+	// a namespace of its own (--netns) or owns the machine (a booted node,
+	// or --scan-host): resources are NATed there.
+	n.network = network.NewManager(network.Config{Prefix: cfg.Prefix, NodeNS: cfg.NetNS, Uplink: cfg.NetNS != "" || cfg.ScanHost},
 		network.SysKernel{}, network.SysWireGuard{Log: netlog}, netlog)
 	if err := n.network.Start(); err != nil {
 		ln.Close()
