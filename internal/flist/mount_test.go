@@ -284,3 +284,18 @@ func TestWritableOverlay(t *testing.T) {
 		t.Errorf("upper tmp/new = %q", b)
 	}
 }
+
+func TestUnpack(t *testing.T) {
+	testutil.RequireRoot(t)
+	src := busyboxTree(t)
+	store, _ := NewDirStore(t.TempDir())
+	_, m := buildDir(t, src, store)
+	dst := filepath.Join(t.TempDir(), "out")
+	if err := Unpack(context.Background(), m, store, dst); err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, src, dst)
+	if err := Unpack(context.Background(), m, store, dst); err == nil {
+		t.Errorf("unpacking over an existing tree succeeded")
+	}
+}
