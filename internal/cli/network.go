@@ -102,6 +102,10 @@ func networkCreate(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if nds, err := findNetwork(ctx, s, *name); err == nil && len(nds) > 0 {
+		s.Close()
+		return fmt.Errorf("you already have a network %q (on node %d): pick another name", *name, nds[0].node)
+	}
 	m := network.Mesh{Range: rng.Masked()}
 	for _, id := range ids {
 		n, err := s.reg.Node(ctx, id)
@@ -148,10 +152,33 @@ func networkCreate(ctx context.Context, env *Env, args []string) error {
 		*f.node = uint(n.NodeID)
 		progress(env, *f.json, "node %d: subnet %s, wireguard %s port %d\n", n.NodeID, n.Subnet, network.WGAddress(n.Subnet).Addr(), n.Port)
 		if err := deployWorkloads(ctx, env, f, &gridtypes.Deployment{Workloads: []gridtypes.Workload{wl}}); err != nil {
-			return fmt.Errorf("node %d: %w", n.NodeID, err)
+			err = fmt.Errorf("node %d: %w", n.NodeID, err)
+			return errors.Join(err, undoNetwork(context.WithoutCancel(ctx), env, f, *name))
 		}
 	}
 	return nil
+}
+
+// undoNetwork cancels the contracts of the resources of network name
+// already deployed, so that a failed create leaves nothing behind.
+func undoNetwork(ctx context.Context, env *Env, f deployFlags, name string) error {
+	s, err := openSession(ctx, f.gridFlags, true)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	nds, err := findNetwork(ctx, s, name)
+	if err != nil {
+		return nil // nothing deployed
+	}
+	var errs []error
+	for _, nd := range nds {
+		progress(env, *f.json, "canceling contract %d on node %d\n", nd.d.ContractID, nd.node)
+		if err := s.reg.CancelContract(ctx, nd.d.ContractID); err != nil {
+			errs = append(errs, fmt.Errorf("canceling contract %d: %w", nd.d.ContractID, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func contains(ids []uint32, id uint32) bool {

@@ -87,6 +87,9 @@ func TestNetworkMesh(t *testing.T) {
 	start := time.Now()
 	u.mustRun("network", "create", "--name", "net", "--nodes", strings.Join(ids, ","), "--ip-range", "10.20.0.0/16")
 	t.Logf("network on 3 nodes created in %v", time.Since(start))
+	if _, errs, code := u.run("network", "create", "--name", "net", "--nodes", ids[0]); code == 0 || !strings.Contains(errs, "already have") {
+		t.Errorf("creating the network twice: got exit %d, %s", code, errs)
+	}
 	twin := dial(t, u).twin.ID
 	netID := gridtypes.NetID(twin, "net")
 	nsOf := func(i int) string { return network.NamesOf(nodes[i].prefix(), netID).NS }
