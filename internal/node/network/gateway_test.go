@@ -175,6 +175,10 @@ func TestRootGateway(t *testing.T) {
 			GatewayBase: gridtypes.GatewayBase{Backends: []gridtypes.Backend{"http://127.0.0.1:80"}}}), "loopback"},
 		{"fqdn under the domain", gwWorkload(t, 7, "v", gridtypes.GatewayFQDNProxyType, &gridtypes.GatewayFQDNProxy{FQDN: "x.gw.test",
 			GatewayBase: gridtypes.GatewayBase{Backends: []gridtypes.Backend{"http://10.20.2.1:8080"}}}), "domain"},
+		{"name not a DNS label", gwWorkload(t, 7, "u", gridtypes.GatewayNameProxyType, &gridtypes.GatewayNameProxy{Name: "my_app",
+			GatewayBase: gridtypes.GatewayBase{Backends: []gridtypes.Backend{"http://10.20.2.1:8080"}}}), "DNS label"},
+		{"fqdn label not DNS", gwWorkload(t, 7, "s", gridtypes.GatewayFQDNProxyType, &gridtypes.GatewayFQDNProxy{FQDN: "-a.example.org",
+			GatewayBase: gridtypes.GatewayBase{Backends: []gridtypes.Backend{"http://10.20.2.1:8080"}}}), "DNS label"},
 		{"name in use", gwWorkload(t, 8, "app", gridtypes.GatewayFQDNProxyType, &gridtypes.GatewayFQDNProxy{FQDN: "secure.example.org",
 			GatewayBase: gridtypes.GatewayBase{Backends: []gridtypes.Backend{"http://10.20.2.1:8080"}}}), "already served"},
 	} {

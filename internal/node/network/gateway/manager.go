@@ -82,6 +82,9 @@ func (m *Manager) Provision(ctx context.Context, wl *provision.Workload) (any, e
 	var result any
 	switch g := data.(type) {
 	case *gridtypes.GatewayNameProxy:
+		if err := dnsLabel(g.Name); err != nil {
+			return nil, fmt.Errorf("name: %w", err)
+		}
 		owner, err := m.reg.NameOwner(ctx, g.Name)
 		if err != nil {
 			return nil, fmt.Errorf("name %q: %w", g.Name, err)
@@ -93,7 +96,12 @@ func (m *Manager) Provision(ctx context.Context, wl *provision.Workload) (any, e
 		base = g.GatewayBase
 		result = gridtypes.GatewayProxyResult{FQDN: fqdn}
 	case *gridtypes.GatewayFQDNProxy:
-		fqdn = strings.ToLower(g.FQDN)
+		fqdn = strings.ToLower(strings.TrimSuffix(g.FQDN, "."))
+		for _, l := range strings.Split(fqdn, ".") {
+			if err := dnsLabel(l); err != nil {
+				return nil, fmt.Errorf("fqdn %q: %w", g.FQDN, err)
+			}
+		}
 		if fqdn == domain || strings.HasSuffix(fqdn, "."+domain) {
 			return nil, fmt.Errorf("fqdn %q is under the gateway's domain: use a name proxy", g.FQDN)
 		}
@@ -136,5 +144,20 @@ func (m *Manager) Provision(ctx context.Context, wl *provision.Workload) (any, e
 // Deprovision removes the route.
 func (m *Manager) Deprovision(_ context.Context, wl *provision.Workload) error {
 	m.proxy.Delete(string(wl.ID))
+	return nil
+}
+
+// dnsLabel checks that s is a DNS label (RFC 1123): 1 to 63 letters,
+// digits and inner hyphens.
+func dnsLabel(s string) error {
+	if len(s) == 0 || len(s) > 63 {
+		return fmt.Errorf("%q is not a DNS label (1 to 63 characters)", s)
+	}
+	for i, c := range s {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(s)-1
+		if !ok {
+			return fmt.Errorf("%q is not a DNS label (letters, digits and inner hyphens)", s)
+		}
+	}
 	return nil
 }
