@@ -20,6 +20,7 @@ func networkCommand() *command {
 		{name: "create", usage: "--name NAME --nodes N,N,... [--ip-range 10.20.0.0/16] [--access-node N]", summary: "deploy a network resource on every node, peered as one network", run: networkCreate},
 		{name: "add-access", usage: "--name NAME [--access-node N]", summary: "add your machine to a network and print its wg-quick config", run: networkAddAccess},
 		{name: "ports", usage: "--node N", summary: "list the WireGuard ports taken on a node", run: networkPorts},
+		{name: "delete", usage: "--name NAME", summary: "cancel the contracts of a network's resources", run: networkDelete},
 	}}
 }
 
@@ -412,4 +413,31 @@ func networkPorts(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintln(env.Stdout, p)
 	}
 	return nil
+}
+
+func networkDelete(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("network delete", flag.ContinueOnError)
+	f := addDeployFlags(fs, env)
+	name := fs.String("name", "", "network name (required)")
+	if _, err := parseFlags(fs, env, args); err != nil {
+		return err
+	}
+	if *name == "" {
+		return usageError("--name is required")
+	}
+	s, err := openSession(ctx, f.gridFlags, true)
+	if err != nil {
+		return err
+	}
+	nds, err := findNetwork(ctx, s, *name)
+	s.Close()
+	if err != nil {
+		return err
+	}
+	for _, nd := range nds {
+		if len(nd.d.Workloads) > 1 {
+			return fmt.Errorf("contract %d on node %d holds other workloads than the network: cancel it with zosctl contract cancel", nd.d.ContractID, nd.node)
+		}
+	}
+	return undoNetwork(ctx, env, f, *name)
 }

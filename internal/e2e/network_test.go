@@ -190,11 +190,14 @@ func TestNetworkMesh(t *testing.T) {
 		t.Errorf("zos.network.list_private_ips: got %v, want [] (no machines)", privIPs)
 	}
 
-	// Cancel: every namespace goes.
+	// Delete the network: every namespace goes; then the rest.
+	u.mustRun("network", "delete", "--name", "net")
 	var cs []registry.Contract
 	u.json(&cs, "contract", "list")
 	for _, c := range cs {
-		u.mustRun("contract", "cancel", strconv.FormatUint(c.ID, 10))
+		if c.State == registry.StateCreated {
+			u.mustRun("contract", "cancel", strconv.FormatUint(c.ID, 10))
+		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for i := range nodes {
