@@ -154,17 +154,21 @@ func chrootRun(b *testing.B, root string, args ...string) {
 	}
 }
 
-// BenchmarkFirstRun: time until `/bin/busybox --help` has run from a cold
+// BenchmarkFirstRun: time until `/bin/busybox --help` (FLIST_BENCH_CMD) has run from a cold
 // lazy mount, versus unpacking the whole tree first (both from a store
 // over loopback HTTP); reports both and their ratio.
 func BenchmarkFirstRun(b *testing.B) {
 	testutil.RequireRoot(b)
 	_, m, dir := benchFlist(b)
 	store := hubStore(b, dir)
+	cmd := strings.Fields(os.Getenv("FLIST_BENCH_CMD"))
+	if len(cmd) == 0 {
+		cmd = []string{"/bin/busybox", "--help"}
+	}
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
 		mnt := mountMeta(b, m, MountConfig{Store: store})
-		chrootRun(b, mnt.Dir, "/bin/busybox", "--help")
+		chrootRun(b, mnt.Dir, cmd...)
 		lazy := time.Since(start)
 		fetched := mnt.FS.Stats().FetchBytes
 
@@ -173,7 +177,7 @@ func BenchmarkFirstRun(b *testing.B) {
 		if err := Unpack(context.Background(), m, store, out); err != nil {
 			b.Fatal(err)
 		}
-		chrootRun(b, out, "/bin/busybox", "--help")
+		chrootRun(b, out, cmd...)
 		unpack := time.Since(start)
 		b.ReportMetric(float64(lazy.Milliseconds()), "lazy_ms")
 		b.ReportMetric(float64(unpack.Milliseconds()), "unpack_ms")
