@@ -26,6 +26,7 @@ type Kernel interface {
 	AddAddr(ns, link string, p netip.Prefix) error
 	SetUp(ns, link string) error
 	AddRoute(ns string, r Route) error
+	DelRoute(ns string, r Route) error
 	DeleteLink(ns, name string) error
 	Nft(ns, ruleset string) error
 	Sysctl(ns, key, value string) error
@@ -181,9 +182,18 @@ func (m *Manager) Update(ctx context.Context, wl *provision.Workload) (any, erro
 		if err := cur.dev.Configure(next.PrivateKey, next.ListenPort, next.Peers); err != nil {
 			return nil, err
 		}
+		keep := map[Route]bool{}
 		for _, rt := range next.Routes {
+			keep[rt] = true
 			if err := m.k.AddRoute(next.Names.NS, rt); err != nil {
 				return nil, err
+			}
+		}
+		for _, rt := range cur.r.Routes {
+			if !keep[rt] {
+				if err := m.k.DelRoute(cur.r.Names.NS, rt); err != nil {
+					return nil, err
+				}
 			}
 		}
 		cur.r = next

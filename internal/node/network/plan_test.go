@@ -141,6 +141,7 @@ func (f *fakeKernel) ListNS(p string) ([]string, error) { return nil, f.do("netn
 func (f *fakeKernel) Links(ns, p string) ([]string, error) {
 	return nil, f.do("[%s] links %s", ns, p)
 }
+func (f *fakeKernel) DelRoute(ns string, r Route) error { return f.do("[%s] route del %s", ns, r) }
 func (f *fakeKernel) DialIn(_ context.Context, ns, network, addr string) (net.Conn, error) {
 	return nil, f.do("[%s] dial %s %s", ns, network, addr)
 }
@@ -265,5 +266,26 @@ func TestMesh(t *testing.T) {
 	}
 	if p, _ := FreePort([]uint16{3000, 3001}, 0, 3000, 3005); p != 3002 {
 		t.Errorf("FreePort: got %d, want 3002", p)
+	}
+}
+
+func TestManagerUpdateRoutes(t *testing.T) {
+	k := &fakeKernel{}
+	m := NewManager(Config{NodeNS: "node"}, k, fakeWG{k}, testLog(t))
+	extra := gridtypes.Peer{Subnet: ipnet("10.20.3.0/24"), WGPublicKey: newKey(t).pub,
+		AllowedIPs: []gridtypes.IPNet{ipnet("10.20.3.0/24"), ipnet("192.168.9.0/24")}}
+	n := testNet(t, extra)
+	if _, err := m.Provision(context.Background(), netWorkload(t, 1, "net", n)); err != nil {
+		t.Fatal(err)
+	}
+	n.Peers = nil
+	k.lines = nil
+	if _, err := m.Update(context.Background(), netWorkload(t, 1, "net", n)); err != nil {
+		t.Fatal(err)
+	}
+	id := gridtypes.NetID(1, "net")
+	want := "[n-" + id + "] route del 192.168.9.0/24 dev w-" + id
+	if got := strings.Join(k.lines, "\n"); !strings.Contains(got, want) || strings.Contains(got, "netns add") {
+		t.Errorf("update: want %q and no re-creation in\n%s", want, got)
 	}
 }

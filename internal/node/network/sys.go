@@ -44,6 +44,11 @@ func (SysKernel) AddRoute(ns string, r Route) error {
 	return rtnl.AddRoute(ns, rtnl.Route{Dst: r.Dst, Dev: r.Dev, Via: r.Via})
 }
 
+// DelRoute implements Kernel.
+func (SysKernel) DelRoute(ns string, r Route) error {
+	return rtnl.DelRoute(ns, rtnl.Route{Dst: r.Dst, Dev: r.Dev, Via: r.Via})
+}
+
 // DeleteLink implements Kernel.
 func (SysKernel) DeleteLink(ns, name string) error { return rtnl.DeleteLink(ns, name) }
 

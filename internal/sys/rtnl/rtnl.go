@@ -256,3 +256,22 @@ func Links(ns, prefix string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// DelRoute removes the route to r.Dst through r.Dev from ns; a missing
+// route is not an error.
+func DelRoute(ns string, r Route) error {
+	h, err := handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(r.Dev)
+	if err != nil {
+		return nil // the link, and so the route, is gone
+	}
+	nr := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: ipnet(r.Dst)}
+	if err := h.RouteDel(nr); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("deleting route %s dev %s in namespace %q: %w", r.Dst, r.Dev, ns, err)
+	}
+	return nil
+}

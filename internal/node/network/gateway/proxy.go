@@ -148,9 +148,14 @@ func (p *Proxy) Metrics() map[string]Traffic {
 	return out
 }
 
+// MaxConns bounds the connections a proxy serves at once; more wait in
+// the listen queue.
+const MaxConns = 4096
+
 // Serve accepts TLS connections on ln until ctx ends; it closes ln and
 // waits for its connections.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	slots := make(chan struct{}, MaxConns)
 	terminated := newChanListener(ln.Addr())
 	srv := &http.Server{Handler: http.HandlerFunc(p.serveHTTP), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)}
@@ -164,6 +169,14 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	defer stop()
 	var err error
 	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			err = ctx.Err()
+			break
+		}
 		var c net.Conn
 		c, err = ln.Accept()
 		if err != nil {
@@ -172,7 +185,9 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.handle(ctx, c, terminated)
+			// The slot is held until the connection ends, also a
+			// terminated one (closeNotify releases it).
+			p.handle(ctx, &releaseConn{Conn: c, release: func() { <-slots }}, terminated)
 		}()
 	}
 	ln.Close()
@@ -357,4 +372,17 @@ func Listen(ns, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("listening for the gateway on %s in namespace %q: %w", addr, ns, err)
 	}
 	return ln, nil
+}
+
+// releaseConn gives its slot back once, when closed.
+type releaseConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *releaseConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
