@@ -357,3 +357,47 @@ func hugeTar(t *testing.T) []byte {
 	}
 	return append(buf.Bytes(), "short"...)
 }
+
+// TestOCIArchive: an OCI layout packed in a tar (as skopeo and buildah write
+// it) builds like the directory.
+func TestOCIArchive(t *testing.T) {
+	dir := writeOCI(t, makeTar(t, true, reg("etc/os-release", "ID=zos\n")))
+	var entries []tarEntry
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		b, err := os.ReadFile(p)
+		entries = append(entries, tarEntry{h: tar.Header{Name: "./" + rel, Typeflag: tar.TypeReg}, body: string(b)})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "oci.tar")
+	if err := os.WriteFile(p, makeTar(t, false, entries...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store, _ := NewDirStore(t.TempDir())
+	b := NewBuilder(store, BuildConfig{}, testLog(t))
+	if err := AddSource(context.Background(), b, p); err != nil {
+		t.Fatal(err)
+	}
+	m, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in, ok := m.Lookup("etc/os-release"); !ok || in.Size != 7 {
+		t.Errorf("etc/os-release missing or wrong: %+v", in)
+	}
+	// A manifest naming a layer outside the archive is refused.
+	man := `[{"Layers": ["../../etc/passwd"]}]`
+	bad := filepath.Join(t.TempDir(), "bad")
+	_ = os.MkdirAll(bad, 0o755)
+	_ = os.WriteFile(filepath.Join(bad, "index.json"), []byte(`{}`), 0o644)
+	_ = os.WriteFile(filepath.Join(bad, "manifest.json"), []byte(man), 0o644)
+	if err := AddSource(context.Background(), NewBuilder(store, BuildConfig{}, testLog(t)), bad); err == nil || !strings.Contains(err.Error(), `".."`) {
+		t.Errorf("layer outside the image: got %v", err)
+	}
+}

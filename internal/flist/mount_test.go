@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -297,5 +298,36 @@ func TestUnpack(t *testing.T) {
 	compareTrees(t, src, dst)
 	if err := Unpack(context.Background(), m, store, dst); err == nil {
 		t.Errorf("unpacking over an existing tree succeeded")
+	}
+}
+
+// TestMountLeaksNothing: after Close, the FUSE server and the prefetchers
+// are gone.
+func TestMountLeaksNothing(t *testing.T) {
+	testutil.RequireRoot(t)
+	src := busyboxTree(t)
+	store, _ := NewDirStore(t.TempDir())
+	_, m := buildDir(t, src, store)
+	before := runtime.NumGoroutine()
+	dir := filepath.Join(t.TempDir(), "mnt")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mnt, err := MountFS(dir, m, MountConfig{Store: store}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sysfuse.LazyUnmount(dir) })
+	compareFile(t, src, dir, "usr/share/data/random.bin")
+	if err := mnt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("goroutines: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
