@@ -223,3 +223,21 @@ func BenchmarkRead(b *testing.B) {
 		b.ReportMetric(warm, "warm_MB/s")
 	}
 }
+
+// BenchmarkOpenBlock: CPU cost of checking and opening one 512 KiB block
+// (id hash, AES-GCM, snappy, key hash), the floor of any read path.
+func BenchmarkOpenBlock(b *testing.B) {
+	plain := make([]byte, DefaultBlockSize)
+	rand.New(rand.NewSource(1)).Read(plain)
+	ref, data, err := SealBlock(plain)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(plain)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := OpenBlock(ref, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
