@@ -3,6 +3,7 @@ package flist
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -125,7 +126,8 @@ func (s *ZDBStore) call(ctx context.Context, args ...[]byte) (resp.Reply, error)
 		return resp.Reply{}, err
 	}
 	r, err := s.do(ctx, c, args...)
-	if _, ok := err.(*zdbError); err != nil && !ok {
+	var zerr *zdbError
+	if err != nil && !errors.As(err, &zerr) {
 		c.c.Close()
 		return r, fmt.Errorf("%s: %s: %w", s.URL(), args[0], err)
 	}
