@@ -287,7 +287,7 @@ type imageEnv struct {
 
 func newImageEnv(t *testing.T) *imageEnv {
 	t.Helper()
-	for _, b := range []string{"qemu-system-x86_64", "redis-cli", "ldd", "xz", "mkfs.btrfs", "btrfs", "blkid"} {
+	for _, b := range []string{"qemu-system-x86_64", "redis-cli", "ldd", "xz", "mkfs.btrfs", "btrfs", "blkid", "nft"} {
 		testutil.RequireBinary(t, b)
 	}
 	e := &imageEnv{cache: kernelCache(t), bin: t.TempDir()}
@@ -414,7 +414,7 @@ func TestImageBoot(t *testing.T) {
 		root := t.TempDir()
 		extract(t, ents, root)
 		for _, argv := range [][]string{{"/usr/sbin/mkfs.btrfs", "--version"}, {"/usr/bin/btrfs", "--version"},
-			{"/usr/sbin/blkid", "--version"}, {"/usr/bin/qemu-system-x86_64", "--version"}} {
+			{"/usr/sbin/blkid", "--version"}, {"/usr/sbin/nft", "--version"}, {"/usr/bin/qemu-system-x86_64", "--version"}} {
 			cmd := exec.Command(argv[0], argv[1:]...)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
 			cmd.Dir = "/"

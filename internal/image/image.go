@@ -52,9 +52,9 @@ type Helper struct {
 }
 
 // DefaultHelpers are the binaries the node executes: disk probing and
-// btrfs (storage), QEMU and virtiofsd (VMs).
+// btrfs (storage), nft (network), QEMU and virtiofsd (VMs).
 var DefaultHelpers = []Helper{
-	{Name: "mkfs.btrfs"}, {Name: "btrfs"}, {Name: "blkid"},
+	{Name: "mkfs.btrfs"}, {Name: "btrfs"}, {Name: "blkid"}, {Name: "nft"},
 	{Name: "qemu-system-x86_64", Optional: true}, {Name: "/usr/lib/qemu/virtiofsd", Optional: true},
 }
 
