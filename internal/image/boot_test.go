@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -253,6 +254,21 @@ func listInitramfs(t testing.TB, path string) []image.ReadEntry {
 	return ents
 }
 
+// portOpen reports whether a forwarded port reaches a listener in the
+// guest: the connection stays open (no EOF within a second).
+func portOpen(t testing.TB, port int) bool {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	_, err = c.Read(make([]byte, 1))
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // extract writes archive entries under root (files, links, directories).
 func extract(t testing.TB, ents []image.ReadEntry, root string) {
 	t.Helper()
@@ -431,9 +447,16 @@ func TestImageBoot(t *testing.T) {
 	disks := t.TempDir()
 	paths := sparseDisks(t, disks, 2)
 	zdbPort := freePort(t)
+	// Ports a node must not serve, forwarded to probe them from the host.
+	probes := map[int]int{}
+	fwd := [][2]int{{zdbPort, 9900}}
+	for _, p := range []int{22, 80, 443, 2375, 6379, 8080} {
+		probes[p] = freePort(t)
+		fwd = append(fwd, [2]int{probes[p], p})
+	}
 	cfg := vmConfig{Kernel: filepath.Join(imgA, "vmlinux"), Initrd: filepath.Join(imgA, "initramfs.img"),
 		Cmdline: "console=ttyS0 quiet tsc_early_khz=2600000 panic=-1", Disks: paths, Monitor: filepath.Join(disks, "mon.sock"),
-		HostFwd: [][2]int{{zdbPort, 9900}}, MemMiB: 1536}
+		HostFwd: fwd, MemMiB: 1536}
 
 	// First boot: registration under the farm.
 	v := bootVM(t, cfg, 4*time.Minute)
@@ -469,6 +492,17 @@ func TestImageBoot(t *testing.T) {
 	st := v.wait(t, statusRe, 30*time.Second)
 	if st[3] != "10.0.2.15:9900" {
 		t.Errorf("the node listens on %q, want only the 0-db port", st[3])
+	}
+	// From the host: the 0-db port holds a connection open, the others
+	// are closed at once (user networking accepts, then drops what the
+	// guest refuses).
+	if !portOpen(t, zdbPort) {
+		t.Error("the 0-db port looks closed from the host")
+	}
+	for guest, host := range probes {
+		if portOpen(t, host) {
+			t.Errorf("the node serves port %d", guest)
+		}
 	}
 	v.powerdown(t, 60*time.Second)
 
