@@ -16,6 +16,7 @@ import (
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/node/api"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/rmb"
 )
@@ -126,8 +127,17 @@ func TestDeployLifecycle(t *testing.T) {
 		t.Fatalf("versions after grow: %+v", upd2)
 	}
 
-	// Cancel: everything removed, namespace gone.
+	// Cancel: everything removed, namespace gone, space freed.
+	var before, after api.Statistics
+	u.json(&before, "node", "stats", node)
 	u.mustRun("deployment", "cancel", strconv.FormatUint(d.ContractID, 10))
+	u.json(&after, "node", "stats", node)
+	if freed := before.Used.HRU - after.Used.HRU; freed != gridtypes.Gigabyte {
+		t.Fatalf("cancel freed %d bytes of HDD, want %d (the zdb)", freed, gridtypes.Gigabyte)
+	}
+	if freed := before.Used.SRU - after.Used.SRU; freed != gridtypes.Gigabyte {
+		t.Fatalf("cancel freed %d bytes of SSD, want %d (the volume)", freed, gridtypes.Gigabyte)
+	}
 	if out := redis(t, n.zdbPort, fmt.Sprintf("SELECT %s pw2\n", r.Namespace)); !strings.Contains(strings.ToLower(out), "not found") {
 		t.Fatalf("namespace still there after cancel: %q", out)
 	}
