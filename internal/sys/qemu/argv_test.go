@@ -1,0 +1,111 @@
+package qemu
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata")
+
+func goldenVMs() map[string]VM {
+	return map[string]VM{
+		"minimal": {
+			Accel: AccelTCG, CPUs: 1, MemoryMiB: 256,
+			Kernel: "/k/vmlinux", Console: "/run/vm/console.log", QMP: "/run/vm/qmp.sock",
+			Cmdline: "quiet",
+		},
+		"container": {
+			Name: "vm1", Accel: AccelTCG, CPUs: 2, MemoryMiB: 512,
+			Kernel: "/k/vmlinux", Initrd: "/k/initrd.cpio",
+			Cmdline: "root=vroot rootfstype=virtiofs panic=1",
+			Disks:   []Disk{{ID: "d0", Path: "/vd/data.raw"}, {ID: "d1", Path: "/vd/ro.raw", ReadOnly: true}},
+			NICs:    []NIC{{ID: "n0", Tap: "t-abc", MAC: "52:54:00:12:34:56"}},
+			FS:      []FS{{ID: "fs0", Tag: "vroot", Socket: "/run/vm/fs0.sock"}, {ID: "fs1", Tag: "vol1", Socket: "/run/vm/fs1.sock"}},
+			Console: "/run/vm/console.log", QMP: "/run/vm/qmp.sock",
+		},
+		"kvm-9p": {
+			Accel: AccelKVM, CPUs: 4, MemoryMiB: 1024,
+			Kernel: "/k/vmlinux", Initrd: "/k/initrd.cpio", Cmdline: "console=hvc0 root=vroot rootfstype=9p",
+			P9:      []P9{{ID: "p0", Tag: "vroot", Path: "/srv/root"}, {ID: "p1", Tag: "ro", Path: "/srv/ro", ReadOnly: true}},
+			Console: "/run/vm/console.log", QMP: "/run/vm/qmp.sock",
+		},
+	}
+}
+
+func TestArgvGolden(t *testing.T) {
+	for name, vm := range goldenVMs() {
+		t.Run(name, func(t *testing.T) {
+			if err := vm.Validate(); err != nil {
+				t.Fatalf("validate: %v", err)
+			}
+			got := strings.Join(Argv(vm), "\n") + "\n"
+			golden := filepath.Join("testdata", name+".argv")
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("reading golden (run with -update): %v", err)
+			}
+			if got != string(want) {
+				t.Errorf("got\n%s\nwant\n%s", got, want)
+			}
+			if again := strings.Join(Argv(vm), "\n") + "\n"; again != got {
+				t.Error("Argv is not deterministic")
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := goldenVMs()["container"]
+	tests := []struct {
+		name string
+		mod  func(v *VM)
+		want string
+	}{
+		{"ok", func(v *VM) {}, ""},
+		{"accel", func(v *VM) { v.Accel = "xen" }, "accel"},
+		{"cpus", func(v *VM) { v.CPUs = 0 }, "cpus"},
+		{"memory", func(v *VM) { v.MemoryMiB = 1 }, "memory"},
+		{"relative kernel", func(v *VM) { v.Kernel = "vmlinux" }, "absolute"},
+		{"comma in path", func(v *VM) { v.Disks = []Disk{{ID: "d0", Path: "/a,b"}} }, "commas"},
+		{"duplicate id", func(v *VM) { v.NICs = []NIC{{ID: "d0", Tap: "t"}} }, "used twice"},
+		{"bad tag", func(v *VM) { v.FS[0].Tag = "a,b" }, "virtiofs tag"},
+		{"no console", func(v *VM) { v.Console = "" }, "console"},
+		{"newline cmdline", func(v *VM) { v.Cmdline = "a\nb" }, "command line"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := ok
+			v.Disks = append([]Disk(nil), ok.Disks...)
+			v.FS = append([]FS(nil), ok.FS...)
+			tt.mod(&v)
+			err := v.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("got %v, want no error", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("got %v, want an error about %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestGuestCmdline(t *testing.T) {
+	tests := []struct{ accel, in, want string }{
+		{AccelTCG, "quiet", "console=ttyS0 quiet " + TSCEarlyKHz},
+		{AccelKVM, "quiet", "console=ttyS0 quiet"},
+		{AccelTCG, "console=hvc0 tsc_early_khz=1", "console=hvc0 tsc_early_khz=1"},
+	}
+	for _, tt := range tests {
+		if got := GuestCmdline(tt.accel, tt.in); got != tt.want {
+			t.Errorf("GuestCmdline(%s, %q): got %q, want %q", tt.accel, tt.in, got, tt.want)
+		}
+	}
+}
