@@ -18,7 +18,7 @@ import (
 // DefaultBinary is QEMU's x86-64 system emulator.
 const DefaultBinary = "qemu-system-x86_64"
 
-// Process is a started QEMU. Its pid is kept from the start (a pidfile
+// Process is a started QEMU (or virtiofsd). Its pid is kept from the start (a pidfile
 // disappears when QEMU quits). It runs in its own session so that it
 // survives the node process.
 type Process struct {
@@ -39,22 +39,32 @@ func Start(bin string, vm VM, log *slog.Logger) (*Process, error) {
 	if bin == "" {
 		bin = DefaultBinary
 	}
-	argv := Argv(vm)
+	p, err := startProcess(bin, Argv(vm))
+	if err != nil {
+		return nil, fmt.Errorf("starting qemu: %w", err)
+	}
+	log.Info("qemu_started", "pid", p.Pid, "name", vm.Name)
+	return p, nil
+}
+
+// startProcess starts bin in its own session, keeping its pid and a
+// bounded copy of its output; a goroutine owned by the Process waits for
+// it and closes Done.
+func startProcess(bin string, argv []string) (*Process, error) {
 	p := &Process{Argv: argv, done: make(chan struct{})}
 	cmd := exec.Command(bin, argv...)
 	w := &lockedWriter{p: p}
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting qemu %s %s: %w", bin, strings.Join(argv, " "), err)
+		return nil, fmt.Errorf("%s %s: %w", bin, strings.Join(argv, " "), err)
 	}
 	p.Pid = cmd.Process.Pid
-	log.Info("qemu_started", "pid", p.Pid, "name", vm.Name)
 	go func() {
 		err := cmd.Wait()
 		p.mu.Lock()
 		if err != nil {
-			err = fmt.Errorf("qemu %s %s: %w: %s", bin, strings.Join(argv, " "), err, strings.TrimSpace(p.out.String()))
+			err = fmt.Errorf("%s %s: %w: %s", bin, strings.Join(argv, " "), err, strings.TrimSpace(p.out.String()))
 		}
 		p.err = err
 		p.mu.Unlock()

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/zos-go/zos/internal/node/vm/guest"
+	"github.com/zos-go/zos/internal/sys/kmod"
+	"github.com/zos-go/zos/internal/sys/mount"
+	"github.com/zos-go/zos/internal/sys/netcfg"
+	"github.com/zos-go/zos/internal/sys/pid1"
+)
+
+// newRoot is where the root share is mounted before switching to it.
+const newRoot = "/newroot"
+
+// run boots the guest up to the entrypoint and returns its exit code.
+func run(log *slog.Logger) (int, error) {
+	if err := pid1.MountPseudo(); err != nil {
+		// cgroup2 or devpts may be missing in a small kernel: go on.
+		log.Warn("pseudo_mounts", "err", err)
+	}
+	b, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return 0, fmt.Errorf("reading the kernel command line: %w", err)
+	}
+	cmdline := guest.ParseCmdline(string(b))
+	list := cmdline[guest.ParamModules]
+	if list == "" {
+		list = guest.ModulesFile
+	}
+	if err := loadModules(list, log); err != nil {
+		return 0, err
+	}
+	if err := mountRoot(cmdline, log); err != nil {
+		return 0, err
+	}
+	cfg, err := readConfig(cmdline)
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range cfg.Mounts {
+		target := filepath.Join(newRoot, m.Mountpoint)
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			return 0, fmt.Errorf("creating mountpoint %s: %w", m.Mountpoint, err)
+		}
+		if err := (mount.Mounter{}).Mount(m.Tag, target, "virtiofs", ""); err != nil {
+			return 0, err
+		}
+	}
+	if err := configureNetwork(cfg, log); err != nil {
+		return 0, err
+	}
+	if cfg.Hostname != "" {
+		if err := sethostname(cfg.Hostname); err != nil {
+			log.Warn("hostname", "err", err)
+		}
+	}
+	if err := writeSSHKey(newRoot, cfg.Env["SSH_KEY"]); err != nil {
+		log.Warn("ssh_key", "err", err)
+	}
+	if err := switchRoot(newRoot); err != nil {
+		return 0, err
+	}
+	env := append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}, cfg.Environ()...)
+	if cfg.Init {
+		log.Info("exec_init", "path", cfg.Entrypoint[0])
+		return 0, execInit(cfg.Entrypoint, env)
+	}
+	return supervise(cfg, env, log)
+}
+
+// loadModules loads every module in the list file, in order. A missing
+// list means a kernel with the drivers built in.
+func loadModules(list string, log *slog.Logger) error {
+	f, err := os.Open(list)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("opening module list: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	n := 0
+	for sc.Scan() {
+		p := strings.TrimSpace(sc.Text())
+		if p == "" || strings.HasPrefix(p, "#") {
+			continue
+		}
+		if err := kmod.Load(p); err != nil {
+			return err
+		}
+		n++
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reading module list: %w", err)
+	}
+	log.Debug("modules_loaded", "count", n)
+	return nil
+}
+
+// mountRoot mounts the root share: virtiofs unless rootfstype=9p, and 9p
+// with the same tag when virtiofs fails. The device may appear a little
+// after its driver loads, so mounting is retried briefly.
+func mountRoot(cmdline guest.Cmdline, log *slog.Logger) error {
+	tag := cmdline[guest.ParamRoot]
+	if tag == "" {
+		return errors.New("no root= on the kernel command line")
+	}
+	if err := os.MkdirAll(newRoot, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", newRoot, err)
+	}
+	types := []string{"virtiofs", "9p"}
+	if cmdline[guest.ParamRootFSType] == "9p" {
+		types = []string{"9p", "virtiofs"}
+	}
+	data := map[string]string{"9p": "trans=virtio,version=9p2000.L,msize=524288,cache=loose"}
+	var errs []error
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		errs = errs[:0]
+		for _, t := range types {
+			err := (mount.Mounter{}).Mount(tag, newRoot, t, data[t])
+			if err == nil {
+				log.Debug("root_mounted", "tag", tag, "fstype", t)
+				return nil
+			}
+			errs = append(errs, err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("mounting the root share %q: %w", tag, errors.Join(errs...))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// readConfig takes the config from the command line, else from the root.
+func readConfig(cmdline guest.Cmdline) (*guest.Config, error) {
+	if s := cmdline[guest.ParamConfig]; s != "" {
+		return guest.Decode(s)
+	}
+	b, err := os.ReadFile(filepath.Join(newRoot, guest.ConfigFile))
+	if err != nil {
+		return nil, fmt.Errorf("no %s on the command line and no config in the root: %w", guest.ParamConfig, err)
+	}
+	return guest.Parse(b)
+}
+
+// configureNetwork brings lo and the configured interfaces up, sets their
+// addresses and default routes, and writes resolv.conf into the root.
+func configureNetwork(cfg *guest.Config, log *slog.Logger) error {
+	if err := netcfg.Up("lo"); err != nil {
+		log.Warn("loopback", "err", err)
+	}
+	for _, i := range cfg.Interfaces {
+		ip, ipn, err := net.ParseCIDR(i.Address)
+		if err != nil {
+			return fmt.Errorf("interface %s: %w", i.Name, err)
+		}
+		if err := netcfg.Up(i.Name); err != nil {
+			return err
+		}
+		if err := netcfg.SetAddr(i.Name, ip, ipn.Mask); err != nil {
+			return err
+		}
+		if i.Gateway != "" {
+			if err := netcfg.AddDefaultRoute(i.Name, net.ParseIP(i.Gateway)); err != nil {
+				return err
+			}
+		}
+	}
+	if len(cfg.DNS) > 0 {
+		etc := filepath.Join(newRoot, "etc")
+		if st, err := os.Stat(etc); err == nil && st.IsDir() {
+			var b strings.Builder
+			for _, d := range cfg.DNS {
+				fmt.Fprintf(&b, "nameserver %s\n", d)
+			}
+			rc := filepath.Join(etc, "resolv.conf")
+			os.Remove(rc) // may be a dangling symlink
+			if err := os.WriteFile(rc, []byte(b.String()), 0o644); err != nil {
+				return fmt.Errorf("writing resolv.conf: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// writeSSHKey appends key to root's authorized_keys when the image has a
+// /root (and the key is not there yet).
+func writeSSHKey(root, key string) error {
+	key = strings.TrimSpace(key)
+	if key == "" {
+		return nil
+	}
+	home := filepath.Join(root, "root")
+	if st, err := os.Stat(home); err != nil || !st.IsDir() {
+		return nil
+	}
+	dir := filepath.Join(home, ".ssh")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	p := filepath.Join(dir, "authorized_keys")
+	old, _ := os.ReadFile(p)
+	for _, l := range strings.Split(string(old), "\n") {
+		if strings.TrimSpace(l) == key {
+			return nil
+		}
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", p, err)
+	}
+	defer f.Close()
+	if len(old) > 0 && !strings.HasSuffix(string(old), "\n") {
+		key = "\n" + key
+	}
+	if _, err := f.WriteString(key + "\n"); err != nil {
+		return fmt.Errorf("writing %s: %w", p, err)
+	}
+	return nil
+}

@@ -1,0 +1,80 @@
+package guest
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestEncodeDecode(t *testing.T) {
+	c := Config{
+		Hostname: "vm1", Entrypoint: []string{"/bin/sh", "-c", "echo hi"},
+		Env:        map[string]string{"B": "2", "A": "1", "SSH_KEY": "ssh-ed25519 AAAA x"},
+		Interfaces: []Interface{{Name: "eth0", Address: "10.20.2.5/24", Gateway: "10.20.2.1"}},
+		DNS:        []string{"8.8.8.8"}, Mounts: []Mount{{Tag: "vol1", Mountpoint: "/data"}},
+	}
+	s, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(s, " =") {
+		t.Fatalf("encoded config %q has separators", s)
+	}
+	got, err := Decode(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, w := strings.Join(got.Environ(), ","), "A=1,B=2,SSH_KEY=ssh-ed25519 AAAA x"; g != w {
+		t.Fatalf("got env %q, want %q", g, w)
+	}
+	if got.Interfaces[0].Gateway != "10.20.2.1" || got.Mounts[0].Mountpoint != "/data" {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name, json, want string
+	}{
+		{"ok", `{"entrypoint":["/bin/true"]}`, ""},
+		{"no entrypoint", `{}`, "entrypoint: missing"},
+		{"relative entrypoint", `{"entrypoint":["true"]}`, "absolute"},
+		{"bad address", `{"entrypoint":["/x"],"interfaces":[{"name":"eth0","address":"10.0.0.1"}]}`, "CIDR"},
+		{"bad gateway", `{"entrypoint":["/x"],"interfaces":[{"name":"eth0","address":"10.0.0.1/24","gateway":"x"}]}`, "gateway"},
+		{"bad dns", `{"entrypoint":["/x"],"dns":["nope"]}`, "dns"},
+		{"root mount", `{"entrypoint":["/x"],"mounts":[{"tag":"a","mountpoint":"/"}]}`, "mount"},
+		{"bad env", `{"entrypoint":["/x"],"env":{"A=B":"1"}}`, "env"},
+		{"not json", `{`, "parsing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.json))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("got %v, want no error", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("got %v, want an error about %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseCmdline(t *testing.T) {
+	c := ParseCmdline("console=ttyS0 root=vroot rootfstype=virtiofs quiet vminit.config=abc root=other")
+	if c["root"] != "other" || c["rootfstype"] != "virtiofs" || c["vminit.config"] != "abc" {
+		t.Fatalf("got %v", c)
+	}
+	if _, ok := c["quiet"]; !ok {
+		t.Fatal("flag quiet missing")
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add("eyJlbnRyeXBvaW50IjpbIi9iaW4vdHJ1ZSJdfQ")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := Decode(s)
+		if err == nil && c.Validate() != nil {
+			t.Fatal("Decode returned an invalid config")
+		}
+	})
+}

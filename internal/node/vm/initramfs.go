@@ -1,0 +1,106 @@
+// Package vm runs the node's micro-VMs: the guest initramfs (vminit and
+// the modules it loads), and the VM manager on top of internal/sys/qemu.
+package vm
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/zos-go/zos/internal/image"
+	"github.com/zos-go/zos/internal/image/kernel"
+	"github.com/zos-go/zos/internal/node/vm/guest"
+)
+
+// GuestModules are the modules vminit loads, by name; their dependencies
+// are added and everything is ordered (virtio before virtio_mmio, fuse
+// before virtiofs, ...).
+func GuestModules() []string {
+	return []string{"virtio_mmio", "virtio_blk", "virtio_net", "virtiofs", "9pnet_virtio", "9p"}
+}
+
+// InitramfsConfig says what goes into a guest initramfs.
+type InitramfsConfig struct {
+	// Vminit is the static vminit binary, installed as /init.
+	Vminit string
+	// ModulesDir is the kernel's lib/modules/VERSION.
+	ModulesDir string
+	// Modules are wanted module names (GuestModules when nil).
+	Modules []string
+}
+
+// Initramfs is a built guest initramfs.
+type Initramfs struct {
+	// Modules are the module paths in the image, in load order.
+	Modules []string
+	// Missing are wanted modules found nowhere (neither built in).
+	Missing []string
+}
+
+// BuildInitramfs writes a deterministic cpio newc archive to w: /init
+// (vminit), /dev/console, the mountpoints vminit needs, the modules under
+// /lib/modules and their load list at guest.ModulesFile.
+func BuildInitramfs(cfg InitramfsConfig, w io.Writer) (*Initramfs, error) {
+	if cfg.Vminit == "" || cfg.ModulesDir == "" {
+		return nil, fmt.Errorf("guest initramfs: vminit and modules dir are required")
+	}
+	wanted := cfg.Modules
+	if wanted == nil {
+		wanted = GuestModules()
+	}
+	ix, err := kernel.ReadIndex(cfg.ModulesDir)
+	if err != nil {
+		return nil, fmt.Errorf("guest initramfs: reading modules: %w", err)
+	}
+	order, missing := ix.Resolve(wanted)
+	a := image.NewArchive()
+	errs := []error{
+		a.HostFile("/init", 0o755, cfg.Vminit),
+		a.CharDev("/dev/console", 0o600, 5, 1),
+		a.CharDev("/dev/null", 0o666, 1, 3),
+	}
+	for _, d := range []string{"/proc", "/sys", "/run", "/tmp", "/newroot", "/etc/vminit"} {
+		errs = append(errs, a.Dir(d, 0o755))
+	}
+	res := &Initramfs{Missing: missing}
+	for _, m := range order {
+		p := "/lib/modules/" + m.Path
+		errs = append(errs, a.HostFile(p, 0o644, filepath.Join(cfg.ModulesDir, m.Path)))
+		res.Modules = append(res.Modules, p)
+	}
+	list := strings.Join(res.Modules, "\n")
+	if list != "" {
+		list += "\n"
+	}
+	errs = append(errs, a.File(guest.ModulesFile, 0o644, []byte(list)))
+	for _, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("guest initramfs: %w", err)
+		}
+	}
+	if err := a.WriteTo(w, os.ReadFile); err != nil {
+		return nil, fmt.Errorf("guest initramfs: writing: %w", err)
+	}
+	return res, nil
+}
+
+// WriteInitramfs builds the initramfs into the file out (atomically).
+func WriteInitramfs(cfg InitramfsConfig, out string) (*Initramfs, error) {
+	var buf bytes.Buffer
+	res, err := BuildInitramfs(cfg, &buf)
+	if err != nil {
+		return nil, err
+	}
+	tmp := out + ".tmp"
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", out, err)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("writing %s: %w", out, err)
+	}
+	return res, nil
+}
