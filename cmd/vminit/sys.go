@@ -95,14 +95,12 @@ func supervise(cfg *guest.Config, env []string, log *slog.Logger) (int, error) {
 
 // poweroff stops what is left, syncs and powers the VM off.
 func poweroff(log *slog.Logger, code int) {
+	// Every orphan is our child: once wait4 says there are none, nothing
+	// is left running.
 	unix.Kill(-1, unix.SIGTERM)
 	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
-		pid1.Reap()
-		if err := unix.Kill(-1, 0); errors.Is(err, unix.ESRCH) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	for time.Now().Before(deadline) && !noChildren() {
+		time.Sleep(10 * time.Millisecond)
 	}
 	unix.Kill(-1, unix.SIGKILL)
 	pid1.Reap()
@@ -111,4 +109,18 @@ func poweroff(log *slog.Logger, code int) {
 		log.Error("poweroff_failed", "err", err)
 	}
 	select {} // PID 1 must not exit
+}
+
+// noChildren reaps exited children and reports whether none is left.
+func noChildren() bool {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if errors.Is(err, unix.ECHILD) {
+			return true
+		}
+		if pid <= 0 {
+			return false
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -77,8 +78,16 @@ func newGuestKit(t testing.TB) *guestKit {
 	return &guestKit{kernel: k, initramfs: initrd, vminit: vminit, modules: res.Modules}
 }
 
-func TestInitramfs(t *testing.T) {
+// TestGuest builds the kit once (vminit, initramfs) for its subtests.
+func TestGuest(t *testing.T) {
 	kit := newGuestKit(t)
+	t.Run("initramfs", func(t *testing.T) { testInitramfs(t, kit) })
+	t.Run("vminit_boot", func(t *testing.T) { testVminitBoot(t, kit) })
+	t.Run("bad_entrypoint", func(t *testing.T) { testBadEntrypoint(t, kit) })
+	t.Run("bare_boot", func(t *testing.T) { testBareBoot(t, kit) })
+}
+
+func testInitramfs(t *testing.T, kit *guestKit) {
 	f, err := os.Open(kit.initramfs)
 	if err != nil {
 		t.Fatal(err)
@@ -162,10 +171,6 @@ func boot(t testing.TB, vmc qemu.VM, shares map[string]string, timeout time.Dura
 	dir := t.TempDir()
 	vmc.Console = filepath.Join(dir, "console.log")
 	vmc.QMP = filepath.Join(dir, "qmp.sock")
-	tags := make([]string, 0, len(shares))
-	for tag := range shares {
-		tags = append(tags, tag)
-	}
 	for i, tag := range sortedKeys(shares) {
 		sock := filepath.Join(dir, fmt.Sprintf("fs%d.sock", i))
 		fsd, err := qemu.StartVirtiofsd(ctx, "", sock, shares[tag], log)
@@ -175,7 +180,6 @@ func boot(t testing.TB, vmc qemu.VM, shares map[string]string, timeout time.Dura
 		t.Cleanup(fsd.Kill)
 		vmc.FS = append(vmc.FS, qemu.FS{ID: fmt.Sprintf("fs%d", i), Tag: tag, Socket: sock})
 	}
-	_ = tags
 	start := time.Now()
 	p, err := qemu.Start("", vmc, log)
 	if err != nil {
@@ -210,11 +214,7 @@ func sortedKeys(m map[string]string) []string {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
+	sort.Strings(keys)
 	return keys
 }
 
@@ -228,17 +228,16 @@ func (kit *guestKit) containerVM(t testing.TB, cfg guest.Config) qemu.VM {
 	return qemu.VM{
 		Name: "t", Accel: qemu.AccelTCG, CPUs: 1, MemoryMiB: 256,
 		Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs,
-		Cmdline: "quiet panic=-1 root=vroot rootfstype=virtiofs " + guest.ParamConfig + "=" + enc,
+		Cmdline: os.Getenv("ZOS_VM_CMDLINE") + " panic=-1 root=vroot rootfstype=virtiofs " + guest.ParamConfig + "=" + enc,
 	}
 }
 
-// TestVminitBoot boots a busybox root shared by virtiofs with vminit: the
+// testVminitBoot boots a busybox root shared by virtiofs with vminit: the
 // entrypoint prints the marker, sees its env and the extra share, and the
 // VM powers off when it ends.
-func TestVminitBoot(t *testing.T) {
+func testVminitBoot(t *testing.T, kit *guestKit) {
 	testutil.RequireRoot(t)
 	testutil.RequireFile(t, qemu.DefaultVirtiofsd)
-	kit := newGuestKit(t)
 	root := busyboxRoot(t)
 	vol := t.TempDir()
 	cfg := guest.Config{
@@ -264,18 +263,98 @@ func TestVminitBoot(t *testing.T) {
 		t.Errorf("authorized_keys: got %q, %v", b, err)
 	}
 	t.Logf("launch to marker: %s", res.toMarker.Round(time.Millisecond))
+	if os.Getenv("ZOS_VM_CONSOLE") != "" {
+		t.Logf("console:\n%s", res.console)
+	}
 }
 
-// TestVminitBadEntrypoint: an entrypoint that does not exist gives a
+// testBadEntrypoint: an entrypoint that does not exist gives a
 // clear error on the console and a powered-off VM, not a hang.
-func TestVminitBadEntrypoint(t *testing.T) {
+func testBadEntrypoint(t *testing.T, kit *guestKit) {
 	testutil.RequireRoot(t)
 	testutil.RequireFile(t, qemu.DefaultVirtiofsd)
-	kit := newGuestKit(t)
 	root := busyboxRoot(t)
 	cfg := guest.Config{Entrypoint: []string{"/no/such/entrypoint"}}
 	res := boot(t, kit.containerVM(t, cfg), map[string]string{"vroot": root}, 60*time.Second)
 	if !strings.Contains(res.console, "starting entrypoint") || !strings.Contains(res.console, "no such file") {
 		t.Fatalf("console lacks the entrypoint error:\n%s", res.console)
+	}
+}
+
+// bareInitramfs is the guest initramfs with busybox and a /bare-init
+// script appended (the kernel reads concatenated archives): the same
+// kernel and initramfs without vminit's work, for the ratio benchmark.
+func (kit *guestKit) bareInitramfs(t testing.TB) string {
+	t.Helper()
+	bb := testutil.RequireBinary(t, "busybox")
+	base, err := os.ReadFile(kit.initramfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := image.NewArchive()
+	script := "#!/bin/busybox sh\n/bin/busybox echo " + marker + "\n/bin/busybox poweroff -f\n"
+	if err := a.HostFile("/bin/busybox", 0o755, bb); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.File("/bare-init", 0o755, []byte(script)); err != nil {
+		t.Fatal(err)
+	}
+	buf := bytes.NewBuffer(base)
+	if err := a.WriteTo(buf, os.ReadFile); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "bare.cpio")
+	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// bareVM boots the bare initramfs: no modules, no shares.
+func (kit *guestKit) bareVM(initrd string) qemu.VM {
+	return qemu.VM{
+		Name: "bare", Accel: qemu.AccelTCG, CPUs: 1, MemoryMiB: 256,
+		Kernel: kit.kernel.Vmlinux, Initrd: initrd, Cmdline: "quiet panic=-1 rdinit=/bare-init",
+	}
+}
+
+func testBareBoot(t *testing.T, kit *guestKit) {
+	res := boot(t, kit.bareVM(kit.bareInitramfs(t)), nil, 60*time.Second)
+	if res.toMarker == 0 {
+		t.Fatalf("no marker on the console:\n%s", res.console)
+	}
+	t.Logf("bare launch to marker: %s", res.toMarker.Round(time.Millisecond))
+}
+
+// BenchmarkBoot measures QEMU launch to the entrypoint's marker for a
+// container-mode boot (vminit, virtiofs root) and for a bare boot of the
+// same kernel and initramfs; scripts/bench/vm.sh prints the ratio.
+func BenchmarkBoot(b *testing.B) {
+	testutil.RequireRoot(b)
+	testutil.RequireFile(b, qemu.DefaultVirtiofsd)
+	kit := newGuestKit(b)
+	root := busyboxRoot(b)
+	bare := kit.bareInitramfs(b)
+	cfg := guest.Config{Entrypoint: []string{"/bin/busybox", "echo", marker}}
+	cases := []struct {
+		name   string
+		vm     qemu.VM
+		shares map[string]string
+	}{
+		{"vminit", kit.containerVM(b, cfg), map[string]string{"vroot": root}},
+		{"bare", kit.bareVM(bare), nil},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			var total time.Duration
+			for i := 0; i < b.N; i++ {
+				res := boot(b, c.vm, c.shares, 60*time.Second)
+				if res.toMarker == 0 {
+					b.Fatalf("no marker on the console:\n%s", res.console)
+				}
+				total += res.toMarker
+			}
+			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/marker")
+		})
 	}
 }
