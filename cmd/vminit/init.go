@@ -36,10 +36,10 @@ func run(log *slog.Logger) (int, error) {
 	if list == "" {
 		list = guest.ModulesFile
 	}
-	if err := loadModules(list, log); err != nil {
+	if err := loadModules(list, "", log); err != nil {
 		return 0, err
 	}
-	if err := mountRoot(cmdline, log); err != nil {
+	if err := mountRoot(cmdline, func() error { return loadModules(list, guest.Group9P, log) }, log); err != nil {
 		return 0, err
 	}
 	cfg, err := readConfig(cmdline)
@@ -77,9 +77,9 @@ func run(log *slog.Logger) (int, error) {
 	return supervise(cfg, env, log)
 }
 
-// loadModules loads every module in the list file, in order. A missing
-// list means a kernel with the drivers built in.
-func loadModules(list string, log *slog.Logger) error {
+// loadModules loads the modules of group in the list file, in order. A
+// missing list means a kernel with the drivers built in.
+func loadModules(list, group string, log *slog.Logger) error {
 	f, err := os.Open(list)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -91,8 +91,15 @@ func loadModules(list string, log *slog.Logger) error {
 	sc := bufio.NewScanner(f)
 	n := 0
 	for sc.Scan() {
-		p := strings.TrimSpace(sc.Text())
-		if p == "" || strings.HasPrefix(p, "#") {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		p, g := f[0], ""
+		if len(f) > 1 {
+			g = f[1]
+		}
+		if g != group {
 			continue
 		}
 		if err := kmod.Load(p); err != nil {
@@ -103,14 +110,15 @@ func loadModules(list string, log *slog.Logger) error {
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("reading module list: %w", err)
 	}
-	log.Debug("modules_loaded", "count", n)
+	log.Debug("modules_loaded", "group", group, "count", n)
 	return nil
 }
 
 // mountRoot mounts the root share: virtiofs unless rootfstype=9p, and 9p
-// with the same tag when virtiofs fails. The device may appear a little
-// after its driver loads, so mounting is retried briefly.
-func mountRoot(cmdline guest.Cmdline, log *slog.Logger) error {
+// with the same tag when virtiofs fails (load9p loads its modules first).
+// The device may appear a little after its driver loads, so mounting is
+// retried briefly.
+func mountRoot(cmdline guest.Cmdline, load9p func() error, log *slog.Logger) error {
 	tag := cmdline[guest.ParamRoot]
 	if tag == "" {
 		return errors.New("no root= on the kernel command line")
@@ -124,10 +132,18 @@ func mountRoot(cmdline guest.Cmdline, log *slog.Logger) error {
 	}
 	data := map[string]string{"9p": "trans=virtio,version=9p2000.L,msize=524288,cache=loose"}
 	var errs []error
+	loaded9p := false
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		errs = errs[:0]
 		for _, t := range types {
+			if t == "9p" && !loaded9p {
+				loaded9p = true
+				if err := load9p(); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+			}
 			err := (mount.Mounter{}).Mount(tag, newRoot, t, data[t])
 			if err == nil {
 				log.Debug("root_mounted", "tag", tag, "fstype", t)
@@ -138,7 +154,7 @@ func mountRoot(cmdline guest.Cmdline, log *slog.Logger) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("mounting the root share %q: %w", tag, errors.Join(errs...))
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -84,6 +84,7 @@ func TestGuest(t *testing.T) {
 	t.Run("initramfs", func(t *testing.T) { testInitramfs(t, kit) })
 	t.Run("vminit_boot", func(t *testing.T) { testVminitBoot(t, kit) })
 	t.Run("bad_entrypoint", func(t *testing.T) { testBadEntrypoint(t, kit) })
+	t.Run("9p_root", func(t *testing.T) { test9PRoot(t, kit) })
 	t.Run("bare_boot", func(t *testing.T) { testBareBoot(t, kit) })
 }
 
@@ -356,5 +357,19 @@ func BenchmarkBoot(b *testing.B) {
 			}
 			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/marker")
 		})
+	}
+}
+
+// test9PRoot boots the root over 9p (the fallback of hosts without
+// virtiofsd): vminit loads the 9p modules only then.
+func test9PRoot(t *testing.T, kit *guestKit) {
+	testutil.RequireRoot(t)
+	root := busyboxRoot(t)
+	vm := kit.containerVM(t, guest.Config{Entrypoint: []string{"/bin/sh", "-c", "echo " + marker + " $(cat /proc/mounts | grep ' / ')"}})
+	vm.Cmdline = strings.Replace(vm.Cmdline, "rootfstype=virtiofs", "rootfstype=9p", 1)
+	vm.P9 = []qemu.P9{{ID: "p0", Tag: "vroot", Path: root}}
+	res := boot(t, vm, nil, 60*time.Second)
+	if !strings.Contains(res.console, marker+" vroot / 9p") {
+		t.Fatalf("no marker with a 9p root on the console:\n%s", res.console)
 	}
 }

@@ -15,12 +15,17 @@ import (
 	"github.com/zos-go/zos/internal/node/vm/guest"
 )
 
-// GuestModules are the modules vminit loads, by name; their dependencies
-// are added and everything is ordered (virtio before virtio_mmio, fuse
-// before virtiofs, ...).
+// GuestModules are the modules vminit loads at every boot, by name; their
+// dependencies are added and everything is ordered (virtio before
+// virtio_mmio, fuse before virtiofs, ...).
 func GuestModules() []string {
-	return []string{"virtio_mmio", "virtio_blk", "virtio_net", "virtiofs", "9pnet_virtio", "9p"}
+	return []string{"virtio_mmio", "virtio_blk", "virtio_net", "virtiofs"}
 }
+
+// FallbackModules are loaded only when the root is not on virtiofs
+// (group guest.Group9P in the module list): 9p costs about 0.1 s to load
+// under tcg.
+func FallbackModules() []string { return []string{"9pnet_virtio", "9p"} }
 
 // InitramfsConfig says what goes into a guest initramfs.
 type InitramfsConfig struct {
@@ -30,6 +35,8 @@ type InitramfsConfig struct {
 	ModulesDir string
 	// Modules are wanted module names (GuestModules when nil).
 	Modules []string
+	// Fallback are the 9p modules (FallbackModules when nil).
+	Fallback []string
 }
 
 // Initramfs is a built guest initramfs.
@@ -55,7 +62,13 @@ func BuildInitramfs(cfg InitramfsConfig, w io.Writer) (*Initramfs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("guest initramfs: reading modules: %w", err)
 	}
+	fallback := cfg.Fallback
+	if fallback == nil {
+		fallback = FallbackModules()
+	}
 	order, missing := ix.Resolve(wanted)
+	late, missingLate := ix.Resolve(fallback)
+	missing = append(missing, missingLate...)
 	a := image.NewArchive()
 	errs := []error{
 		a.HostFile("/init", 0o755, cfg.Vminit),
@@ -66,16 +79,25 @@ func BuildInitramfs(cfg InitramfsConfig, w io.Writer) (*Initramfs, error) {
 		errs = append(errs, a.Dir(d, 0o755))
 	}
 	res := &Initramfs{Missing: missing}
-	for _, m := range order {
-		p := "/lib/modules/" + m.Path
-		errs = append(errs, a.HostFile(p, 0o644, filepath.Join(cfg.ModulesDir, m.Path)))
-		res.Modules = append(res.Modules, p)
+	var list strings.Builder
+	have := map[string]bool{}
+	for i, ms := range [][]*kernel.Module{order, late} {
+		for _, m := range ms {
+			if have[m.Name] {
+				continue
+			}
+			have[m.Name] = true
+			p := "/lib/modules/" + m.Path
+			errs = append(errs, a.HostFile(p, 0o644, filepath.Join(cfg.ModulesDir, m.Path)))
+			res.Modules = append(res.Modules, p)
+			list.WriteString(p)
+			if i == 1 {
+				list.WriteString(" " + guest.Group9P)
+			}
+			list.WriteString("\n")
+		}
 	}
-	list := strings.Join(res.Modules, "\n")
-	if list != "" {
-		list += "\n"
-	}
-	errs = append(errs, a.File(guest.ModulesFile, 0o644, []byte(list)))
+	errs = append(errs, a.File(guest.ModulesFile, 0o644, []byte(list.String())))
 	for _, err := range errs {
 		if err != nil {
 			return nil, fmt.Errorf("guest initramfs: %w", err)

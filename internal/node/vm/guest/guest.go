@@ -30,8 +30,13 @@ const (
 const ConfigFile = "/.vminit/config.json"
 
 // ModulesFile is the default module list in the initramfs: one absolute
-// .ko path a line, in load order.
+// .ko path a line, in load order, optionally followed by a group name.
+// Modules without a group load at every boot; Group9P only when the root
+// is mounted over 9p.
 const ModulesFile = "/etc/vminit/modules"
+
+// Group9P marks the modules of the 9p fallback in ModulesFile.
+const Group9P = "9p"
 
 // MaxCmdlineConfig is the most bytes an encoded config may take on the
 // command line (x86 COMMAND_LINE_SIZE is 2048 with the rest).
