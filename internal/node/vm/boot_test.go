@@ -3,6 +3,7 @@ package vm
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -86,6 +87,7 @@ func TestGuest(t *testing.T) {
 	t.Run("bad_entrypoint", func(t *testing.T) { testBadEntrypoint(t, kit) })
 	t.Run("9p_root", func(t *testing.T) { test9PRoot(t, kit) })
 	t.Run("bare_boot", func(t *testing.T) { testBareBoot(t, kit) })
+	t.Run("manager", func(t *testing.T) { testManager(t, kit) })
 }
 
 func testInitramfs(t *testing.T, kit *guestKit) {
@@ -315,7 +317,7 @@ func (kit *guestKit) bareInitramfs(t testing.TB) string {
 func (kit *guestKit) bareVM(initrd string) qemu.VM {
 	return qemu.VM{
 		Name: "bare", Accel: qemu.AccelTCG, CPUs: 1, MemoryMiB: 256,
-		Kernel: kit.kernel.Vmlinux, Initrd: initrd, Cmdline: "quiet panic=-1 rdinit=/bare-init",
+		Kernel: kit.kernel.Vmlinux, Initrd: initrd, Cmdline: os.Getenv("ZOS_VM_CMDLINE") + " quiet panic=-1 rdinit=/bare-init",
 	}
 }
 
@@ -372,4 +374,94 @@ func test9PRoot(t *testing.T, kit *guestKit) {
 	if !strings.Contains(res.console, marker+" vroot / 9p") {
 		t.Fatalf("no marker with a 9p root on the console:\n%s", res.console)
 	}
+}
+
+// testManager runs a long-lived VM through the Manager, re-adopts it from
+// a second Manager (a node restart) without rebooting it, and deletes it.
+func testManager(t *testing.T, kit *guestKit) {
+	testutil.RequireRoot(t)
+	testutil.RequireFile(t, qemu.DefaultVirtiofsd)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := Config{Root: t.TempDir(), Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs, Accel: qemu.AccelTCG, StopTimeout: time.Second}
+	m1, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := Spec{
+		Name: "vm1", CPUs: 1, MemoryMiB: 256, RootDir: busyboxRoot(t),
+		Shares: []Share{{Dir: t.TempDir(), Mountpoint: "/data"}},
+		Guest:  guest.Config{Entrypoint: []string{"/bin/sh", "-c", "echo " + marker + "; while true; do sleep 1; done"}},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := m1.Run(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m1.Delete(context.Background(), "vm1") })
+	if err := m1.Run(ctx, spec); !errors.Is(err, ErrExists) {
+		t.Fatalf("second run: got %v, want ErrExists", err)
+	}
+	info, err := m1.Inspect(ctx, "vm1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(readFile(info.Console), marker) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no marker; console:\n%s", readFile(info.Console))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if info.Status != "running" {
+		t.Fatalf("got status %q, want running", info.Status)
+	}
+	st, _ := readState(t, cfg.Root, "vm1")
+
+	// A node restart: a new manager adopts the running VM.
+	m2, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adopted, err := m2.Adopt(ctx)
+	if err != nil || len(adopted) != 1 || adopted[0] != "vm1" {
+		t.Fatalf("adopt: got %v, %v; want [vm1]", adopted, err)
+	}
+	info2, err := m2.Inspect(ctx, "vm1")
+	if err != nil || info2.Pid != info.Pid || info2.Status != "running" {
+		t.Fatalf("adopted: got %+v, %v; want pid %d running", info2, err, info.Pid)
+	}
+	if n := strings.Count(readFile(info.Console), "Linux version"); n > 1 {
+		t.Fatalf("the VM rebooted on adoption (%d boots)", n)
+	}
+	if err := m2.Delete(ctx, "vm1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range append([]int{st.QEMU}, st.Virtiofsd...) {
+		if processLive(pid) {
+			t.Errorf("pid %d still alive after delete", pid)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Root, "vm1")); !os.IsNotExist(err) {
+		t.Errorf("vm dir left after delete: %v", err)
+	}
+	if _, err := m2.Inspect(ctx, "vm1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("inspect after delete: got %v, want ErrNotFound", err)
+	}
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+func readState(t *testing.T, root, name string) (state, error) {
+	t.Helper()
+	var st state
+	if err := readJSON(filepath.Join(root, name, "state.json"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.QEMU == 0 || len(st.Virtiofsd) != 2 {
+		t.Fatalf("got state %+v, want a qemu pid and 2 virtiofsd pids", st)
+	}
+	return st, nil
 }
