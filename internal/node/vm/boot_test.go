@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,6 +89,7 @@ func TestGuest(t *testing.T) {
 	t.Run("9p_root", func(t *testing.T) { test9PRoot(t, kit) })
 	t.Run("bare_boot", func(t *testing.T) { testBareBoot(t, kit) })
 	t.Run("manager", func(t *testing.T) { testManager(t, kit) })
+	t.Run("crash_restart", func(t *testing.T) { testCrashRestart(t, kit) })
 }
 
 func testInitramfs(t *testing.T, kit *guestKit) {
@@ -464,4 +466,65 @@ func readState(t *testing.T, root, name string) (state, error) {
 		t.Fatalf("got state %+v, want a qemu pid and 2 virtiofsd pids", st)
 	}
 	return st, nil
+}
+
+// testCrashRestart kills QEMU: Check restarts the VM (it boots again to
+// its marker); the fifth crash within the window decommissions it.
+func testCrashRestart(t *testing.T, kit *guestKit) {
+	testutil.RequireRoot(t)
+	testutil.RequireFile(t, qemu.DefaultVirtiofsd)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := Config{Root: t.TempDir(), Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs, Accel: qemu.AccelTCG, StopTimeout: time.Second}
+	m, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := Spec{Name: "crashy", CPUs: 1, MemoryMiB: 256, RootDir: busyboxRoot(t),
+		Guest: guest.Config{Entrypoint: []string{"/bin/sh", "-c", "echo " + marker + "; while true; do sleep 1; done"}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := m.Run(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Delete(context.Background(), "crashy") })
+	now := time.Now()
+	for crash := 1; crash <= MaxCrashes+1; crash++ {
+		info, err := m.Inspect(ctx, "crashy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if crash == 2 { // one full boot after a restart
+			for !strings.Contains(readFile(info.Console), marker) {
+				select {
+				case <-ctx.Done():
+					t.Fatalf("restarted VM: no marker; console:\n%s", readFile(info.Console))
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}
+		syscall.Kill(info.Pid, syscall.SIGKILL)
+		if !waitGone(ctx, info.Pid, 10*time.Second) {
+			t.Fatalf("qemu %d survived SIGKILL", info.Pid)
+		}
+		now = now.Add(time.Second)
+		ev := m.Check(ctx, now)
+		if len(ev) != 1 {
+			t.Fatalf("crash %d: got events %+v, want one", crash, ev)
+		}
+		if crash <= MaxCrashes {
+			if !ev[0].Restarted || ev[0].Err != nil {
+				t.Fatalf("crash %d: got %+v, want a restart", crash, ev[0])
+			}
+			continue
+		}
+		if !errors.Is(ev[0].Err, ErrDecommissioned) {
+			t.Fatalf("crash %d: got %+v, want decommissioned", crash, ev[0])
+		}
+	}
+	if len(m.List()) != 0 {
+		t.Fatalf("got vms %v after decommission, want none", m.List())
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Root, "crashy")); !os.IsNotExist(err) {
+		t.Fatalf("vm dir left after decommission: %v", err)
+	}
 }

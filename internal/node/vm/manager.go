@@ -106,6 +106,8 @@ type machine struct {
 	// proc is set for a VM started by this process (nil when adopted).
 	proc *qemu.Process
 	fsds []*qemu.Process
+	// crashes are the recent crash times (for the decommission policy).
+	crashes []time.Time
 }
 
 // Manager runs VMs under QEMU and keeps them across node restarts.

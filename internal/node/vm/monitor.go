@@ -1,0 +1,101 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/zos-go/zos/internal/sys/qemu"
+)
+
+// Crash policy (zos §7): a crashed VM is restarted; more than MaxCrashes
+// within CrashWindow decommissions it.
+const (
+	MaxCrashes  = 4
+	CrashWindow = 2 * time.Minute
+)
+
+// ErrDecommissioned wraps the reason a VM was given up on.
+var ErrDecommissioned = errors.New("vm decommissioned")
+
+// Event is something the monitor did to a VM.
+type Event struct {
+	Name string
+	// Restarted is set when the VM was started again after a crash.
+	Restarted bool
+	// Err is set when the VM was decommissioned (wraps
+	// ErrDecommissioned) or could not be restarted.
+	Err error
+}
+
+// Check restarts every VM whose QEMU died since the last check, and
+// decommissions (stops tracking, cleans up) one that crashed more than
+// MaxCrashes times within CrashWindow. Owners call it periodically (the
+// node every 10 s); it returns what it did.
+func (m *Manager) Check(ctx context.Context, now time.Time) []Event {
+	m.mu.Lock()
+	var dead []*machine
+	for _, mc := range m.vms {
+		if !qemu.Alive(mc.state.QEMU) {
+			dead = append(dead, mc)
+		}
+	}
+	m.mu.Unlock()
+	var events []Event
+	for _, mc := range dead {
+		name := mc.spec.Name
+		crashes := []time.Time{now}
+		for _, c := range mc.crashes {
+			if now.Sub(c) < CrashWindow {
+				crashes = append(crashes, c)
+			}
+		}
+		m.log.Warn("vm_crashed", "vm", name, "crashes", len(crashes))
+		m.mu.Lock()
+		if m.vms[name] != mc { // deleted meanwhile
+			m.mu.Unlock()
+			continue
+		}
+		delete(m.vms, name)
+		m.mu.Unlock()
+		m.stopProcesses(mc)
+		if len(crashes) > MaxCrashes {
+			err := fmt.Errorf("vm %s: %w: crashed %d times within %s", name, ErrDecommissioned, len(crashes), CrashWindow)
+			os.RemoveAll(mc.dir)
+			events = append(events, Event{Name: name, Err: err})
+			continue
+		}
+		if err := m.Run(ctx, mc.spec); err != nil {
+			events = append(events, Event{Name: name, Err: fmt.Errorf("restarting vm %s: %w", name, err)})
+			continue
+		}
+		m.mu.Lock()
+		if nm := m.vms[name]; nm != nil {
+			nm.crashes = crashes
+		}
+		m.mu.Unlock()
+		events = append(events, Event{Name: name, Restarted: true})
+	}
+	return events
+}
+
+// Monitor calls Check every interval until ctx ends, passing the events
+// to report (the owner runs it in its errgroup).
+func (m *Manager) Monitor(ctx context.Context, interval time.Duration, report func(Event)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, e := range m.Check(ctx, now) {
+				if report != nil {
+					report(e)
+				}
+			}
+		}
+	}
+}
