@@ -528,3 +528,62 @@ func testCrashRestart(t *testing.T, kit *guestKit) {
 		t.Fatalf("vm dir left after decommission: %v", err)
 	}
 }
+
+// BenchmarkQEMUMemory reports QEMU's memory beyond guest RAM for a booted
+// container-mode VM (256 MiB guest): guest RAM is the memfd, counted in
+// RssShmem; QEMU's own memory is RssAnon + RssFile.
+func BenchmarkQEMUMemory(b *testing.B) {
+	testutil.RequireRoot(b)
+	testutil.RequireFile(b, qemu.DefaultVirtiofsd)
+	kit := newGuestKit(b)
+	root := busyboxRoot(b)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, err := New(Config{Root: b.TempDir(), Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs, Accel: qemu.AccelTCG, StopTimeout: time.Second}, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var own, shmem float64
+	for i := 0; i < b.N; i++ {
+		name := fmt.Sprintf("mem%d", i)
+		spec := Spec{Name: name, CPUs: 1, MemoryMiB: 256, RootDir: root,
+			Guest: guest.Config{Entrypoint: []string{"/bin/sh", "-c", "echo " + marker + "; while true; do sleep 1; done"}}}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		if err := m.Run(ctx, spec); err != nil {
+			cancel()
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { m.Delete(context.Background(), name) })
+		info, err := m.Inspect(ctx, name)
+		if err != nil {
+			cancel()
+			b.Fatal(err)
+		}
+		for !strings.Contains(readFile(info.Console), marker) {
+			select {
+			case <-ctx.Done():
+				cancel()
+				b.Fatalf("no marker; console:\n%s", readFile(info.Console))
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		cancel()
+		st := readFile(fmt.Sprintf("/proc/%d/status", info.Pid))
+		own += float64(statusKB(st, "RssAnon:")+statusKB(st, "RssFile:")) / 1024
+		shmem += float64(statusKB(st, "RssShmem:")) / 1024
+		m.Delete(context.Background(), name)
+	}
+	b.ReportMetric(own/float64(b.N), "MiB-qemu-own")
+	b.ReportMetric(shmem/float64(b.N), "MiB-guest-touched")
+}
+
+// statusKB reads a "Key:   123 kB" line of /proc/PID/status.
+func statusKB(status, key string) int {
+	for _, l := range strings.Split(status, "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == key {
+			var n int
+			fmt.Sscan(f[1], &n)
+			return n
+		}
+	}
+	return 0
+}
