@@ -223,6 +223,16 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
+// debugCmdline is appended to the guest command line from ZOS_VM_CMDLINE
+// (e.g. "loglevel=7 printk.time=1" to see the kernel's timing; set
+// ZOS_VM_CONSOLE=1 to log the console of the vminit boot).
+func debugCmdline() string {
+	if s := os.Getenv("ZOS_VM_CMDLINE"); s != "" {
+		return " " + s
+	}
+	return ""
+}
+
 // containerVM is the VM of a container-mode boot of root with cfg.
 func (kit *guestKit) containerVM(t testing.TB, cfg guest.Config) qemu.VM {
 	t.Helper()
@@ -233,7 +243,7 @@ func (kit *guestKit) containerVM(t testing.TB, cfg guest.Config) qemu.VM {
 	return qemu.VM{
 		Name: "t", Accel: qemu.AccelTCG, CPUs: 1, MemoryMiB: 256,
 		Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs,
-		Cmdline: os.Getenv("ZOS_VM_CMDLINE") + " panic=-1 root=vroot rootfstype=virtiofs " + guest.ParamConfig + "=" + enc,
+		Cmdline: "quiet panic=-1 root=vroot rootfstype=virtiofs " + guest.ParamConfig + "=" + enc + debugCmdline(),
 	}
 }
 
@@ -319,7 +329,7 @@ func (kit *guestKit) bareInitramfs(t testing.TB) string {
 func (kit *guestKit) bareVM(initrd string) qemu.VM {
 	return qemu.VM{
 		Name: "bare", Accel: qemu.AccelTCG, CPUs: 1, MemoryMiB: 256,
-		Kernel: kit.kernel.Vmlinux, Initrd: initrd, Cmdline: os.Getenv("ZOS_VM_CMDLINE") + " quiet panic=-1 rdinit=/bare-init",
+		Kernel: kit.kernel.Vmlinux, Initrd: initrd, Cmdline: "quiet panic=-1 rdinit=/bare-init" + debugCmdline(),
 	}
 }
 
