@@ -442,7 +442,19 @@ func testManager(t *testing.T, kit *guestKit) {
 	if err != nil || info2.Pid != info.Pid || info2.Status != "running" {
 		t.Fatalf("adopted: got %+v, %v; want pid %d running", info2, err, info.Pid)
 	}
-	if n := strings.Count(readFile(info.Console), "Linux version"); n > 1 {
+	if err := m2.Pause(ctx, "vm1"); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := m2.Inspect(ctx, "vm1"); err != nil || info.Status != "paused" {
+		t.Fatalf("after pause: got %+v, %v; want paused", info, err)
+	}
+	if err := m2.Resume(ctx, "vm1"); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := m2.Inspect(ctx, "vm1"); err != nil || info.Status != "running" {
+		t.Fatalf("after resume: got %+v, %v; want running", info, err)
+	}
+	if n := strings.Count(readFile(info.Console), marker); n != 1 {
 		t.Fatalf("the VM rebooted on adoption (%d boots)", n)
 	}
 	if err := m2.Delete(ctx, "vm1"); err != nil {

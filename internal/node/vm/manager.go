@@ -258,6 +258,34 @@ func (m *Manager) Inspect(ctx context.Context, name string) (Info, error) {
 	return info, nil
 }
 
+// Pause stops the VM's vCPUs (QMP stop); Resume continues them.
+func (m *Manager) Pause(ctx context.Context, name string) error {
+	return m.qmp(ctx, name, "pausing", (*qemu.QMP).Stop)
+}
+
+// Resume continues a paused VM (QMP cont).
+func (m *Manager) Resume(ctx context.Context, name string) error {
+	return m.qmp(ctx, name, "resuming", (*qemu.QMP).Cont)
+}
+
+func (m *Manager) qmp(ctx context.Context, name, what string, do func(*qemu.QMP, context.Context) error) error {
+	m.mu.Lock()
+	mc, ok := m.vms[name]
+	m.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%s vm %s: %w", what, name, ErrNotFound)
+	}
+	q, err := qemu.DialQMP(ctx, filepath.Join(mc.dir, "qmp.sock"))
+	if err != nil {
+		return fmt.Errorf("%s vm %s: %w", what, name, err)
+	}
+	defer q.Close()
+	if err := do(q, ctx); err != nil {
+		return fmt.Errorf("%s vm %s: %w", what, name, err)
+	}
+	return nil
+}
+
 // List returns the names of the VMs, sorted.
 func (m *Manager) List() []string {
 	m.mu.Lock()
