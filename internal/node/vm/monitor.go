@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/zos-go/zos/internal/sys/qemu"
@@ -36,13 +37,22 @@ type Event struct {
 // node every 10 s); it returns what it did.
 func (m *Manager) Check(ctx context.Context, now time.Time) []Event {
 	m.mu.Lock()
-	var dead []*machine
+	var dead, alive []*machine
 	for _, mc := range m.vms {
-		if !qemu.Alive(mc.state.QEMU) {
+		if qemu.Alive(mc.state.QEMU) {
+			alive = append(alive, mc)
+		} else {
 			dead = append(dead, mc)
 		}
 	}
 	m.mu.Unlock()
+	// After a KVM internal error QEMU stays alive, paused: a crash too.
+	for _, mc := range alive {
+		if m.internalError(ctx, mc) {
+			m.log.Warn("vm_internal_error", "vm", mc.spec.Name)
+			dead = append(dead, mc)
+		}
+	}
 	var events []Event
 	for _, mc := range dead {
 		name := mc.spec.Name
@@ -98,4 +108,17 @@ func (m *Manager) Monitor(ctx context.Context, interval time.Duration, report fu
 			}
 		}
 	}
+}
+
+// internalError asks QEMU whether the VM stopped on an internal error.
+func (m *Manager) internalError(ctx context.Context, mc *machine) bool {
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	q, err := qemu.DialQMP(qctx, filepath.Join(mc.dir, "qmp.sock"))
+	if err != nil {
+		return false
+	}
+	defer q.Close()
+	st, err := q.QueryStatus(qctx)
+	return err == nil && st.Status == qemu.StatusInternalError
 }
