@@ -90,6 +90,28 @@ func TestGuest(t *testing.T) {
 	t.Run("bare_boot", func(t *testing.T) { testBareBoot(t, kit) })
 	t.Run("manager", func(t *testing.T) { testManager(t, kit) })
 	t.Run("crash_restart", func(t *testing.T) { testCrashRestart(t, kit) })
+	t.Run("canary", func(t *testing.T) { testCanary(t, kit) })
+}
+
+// testCanary: the canary boot passes under tcg, and accel auto picks tcg
+// here (KVM is absent, or it is the nested kind that hangs: bounded).
+func testCanary(t *testing.T, kit *guestKit) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	canary := Canary("", kit.kernel.Vmlinux, kit.initramfs, log)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := canary(ctx, qemu.AccelTCG); err != nil {
+		t.Fatalf("tcg canary: %v", err)
+	}
+	start := time.Now()
+	accel, err := qemu.ResolveAccel(ctx, "auto", canary, 8*time.Second, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("accel auto: %s in %s", accel, time.Since(start).Round(time.Millisecond))
+	if _, err := os.Stat("/dev/kvm"); err != nil && accel != qemu.AccelTCG {
+		t.Fatalf("got %s without /dev/kvm, want tcg", accel)
+	}
 }
 
 func testInitramfs(t *testing.T, kit *guestKit) {
