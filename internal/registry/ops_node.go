@@ -173,6 +173,27 @@ func validPublicConfig(c *PublicConfig) error {
 	return nil
 }
 
+// farmerNode returns a node whose farm belongs to the signer's twin: only
+// the farmer sets a node's public config and power target.
+func (s *Service) farmerNode(ctx context.Context, signer string, nodeID uint32) (Node, error) {
+	twin, err := s.signerTwin(ctx, signer)
+	if err != nil {
+		return Node{}, err
+	}
+	n, err := s.node(ctx, nodeID)
+	if err != nil {
+		return Node{}, err
+	}
+	f, err := s.farm(ctx, n.FarmID)
+	if err != nil {
+		return Node{}, err
+	}
+	if f.TwinID != twin.ID {
+		return Node{}, fmt.Errorf("%w: node %d is in farm %d of twin %d, not %d", ErrUnauthorized, n.ID, f.ID, f.TwinID, twin.ID)
+	}
+	return n, nil
+}
+
 func (s *Service) nodePublicConfig(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
 	signer := w.Key
 	var req nodePublicConfigReq
@@ -182,23 +203,12 @@ func (s *Service) nodePublicConfig(ctx context.Context, w *signedRequest, payloa
 	if err := validPublicConfig(req.Config); err != nil {
 		return nil, err
 	}
-	twin, err := s.signerTwin(ctx, signer)
+	owned, err := s.farmerNode(ctx, signer, req.NodeID)
 	if err != nil {
 		return nil, err
-	}
-	n, err := s.node(ctx, req.NodeID)
-	if err != nil {
-		return nil, err
-	}
-	f, err := s.farm(ctx, n.FarmID)
-	if err != nil {
-		return nil, err
-	}
-	if f.TwinID != twin.ID {
-		return nil, fmt.Errorf("%w: node %d is in farm %d of twin %d, not %d", ErrUnauthorized, n.ID, f.ID, f.TwinID, twin.ID)
 	}
 	_, err = update(ctx, s.st.nodes, idKey(uint64(req.NodeID)), func(n *Node) error {
-		if n.FarmID != f.ID {
+		if n.FarmID != owned.FarmID {
 			return fmt.Errorf("%w: node %d moved to farm %d", ErrConflict, n.ID, n.FarmID)
 		}
 		n.PublicConfig = req.Config
@@ -275,20 +285,9 @@ func (s *Service) nodePowerTarget(ctx context.Context, w *signedRequest, payload
 	if err := validPower(req.Power); err != nil {
 		return nil, err
 	}
-	twin, err := s.signerTwin(ctx, signer)
+	n, err := s.farmerNode(ctx, signer, req.NodeID)
 	if err != nil {
 		return nil, err
-	}
-	n, err := s.node(ctx, req.NodeID)
-	if err != nil {
-		return nil, err
-	}
-	f, err := s.farm(ctx, n.FarmID)
-	if err != nil {
-		return nil, err
-	}
-	if f.TwinID != twin.ID {
-		return nil, fmt.Errorf("%w: node %d is in farm %d of twin %d, not %d", ErrUnauthorized, n.ID, f.ID, f.TwinID, twin.ID)
 	}
 	if _, err := update(ctx, s.st.nodes, idKey(uint64(n.ID)), func(n *Node) error { n.PowerTarget = req.Power; return nil }); err != nil {
 		return nil, fmt.Errorf("setting power target of node %d: %w", n.ID, err)
