@@ -301,18 +301,28 @@ func (e *Explorer) listFarms(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, views)
 }
 
-func (e *Explorer) getFarm(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r, 32)
+// byID reads the {id} of a path that takes no query parameters and the
+// current snapshot; on failure it has written the error.
+func (e *Explorer) byID(w http.ResponseWriter, r *http.Request, bits int) (uint64, *snapshot, bool) {
+	id, err := pathID(r, bits)
 	if err == nil {
 		err = newQuery(r.URL.Query()).err()
 	}
 	if err != nil {
 		writeError(w, err)
-		return
+		return 0, nil, false
 	}
 	s, err := e.current(r.Context())
 	if err != nil {
 		writeError(w, err)
+		return 0, nil, false
+	}
+	return id, s, true
+}
+
+func (e *Explorer) getFarm(w http.ResponseWriter, r *http.Request) {
+	id, s, ok := e.byID(w, r, 32)
+	if !ok {
 		return
 	}
 	fe, ok := s.farmByID[uint32(id)]
@@ -324,17 +334,8 @@ func (e *Explorer) getFarm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (e *Explorer) getTwin(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r, 32)
-	if err == nil {
-		err = newQuery(r.URL.Query()).err()
-	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	s, err := e.current(r.Context())
-	if err != nil {
-		writeError(w, err)
+	id, s, ok := e.byID(w, r, 32)
+	if !ok {
 		return
 	}
 	i, ok := s.twinByID[uint32(id)]
@@ -368,17 +369,8 @@ func (e *Explorer) listContracts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (e *Explorer) getContract(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r, 64)
-	if err == nil {
-		err = newQuery(r.URL.Query()).err()
-	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	s, err := e.current(r.Context())
-	if err != nil {
-		writeError(w, err)
+	id, s, ok := e.byID(w, r, 64)
+	if !ok {
 		return
 	}
 	i, ok := slices.BinarySearchFunc(s.contracts, id, func(c registry.Contract, id uint64) int {
