@@ -84,14 +84,7 @@ func contractList(ctx context.Context, env *Env, args []string) error {
 func contractShow(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("contract show", flag.ContinueOnError)
 	o := addGridFlags(fs, env)
-	pos, err := parseFlags(fs, env, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError("want one contract id")
-	}
-	id, err := parseID("contract id", pos[0], 64)
+	id, err := oneIDArg(fs, env, args, "contract id", 64)
 	if err != nil {
 		return err
 	}
@@ -113,14 +106,7 @@ func contractShow(ctx context.Context, env *Env, args []string) error {
 func contractCancel(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("contract cancel", flag.ContinueOnError)
 	o := addGridFlags(fs, env)
-	pos, err := parseFlags(fs, env, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError("want one contract id")
-	}
-	id, err := parseID("contract id", pos[0], 64)
+	id, err := oneIDArg(fs, env, args, "contract id", 64)
 	if err != nil {
 		return err
 	}

@@ -45,8 +45,6 @@ func (f deployFlags) nodeID() (uint32, error) {
 	return uint32(*f.node), nil
 }
 
-func sizeFlag(fs *flag.FlagSet, name, usage string) *string { return fs.String(name, "", usage) }
-
 func parseSizeFlag(name, v string) (uint64, error) {
 	if v == "" {
 		return 0, usageError("--%s is required", name)
@@ -61,7 +59,7 @@ func parseSizeFlag(name, v string) (uint64, error) {
 func deployZDB(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("deploy zdb", flag.ContinueOnError)
 	f := addDeployFlags(fs, env)
-	size := sizeFlag(fs, "size", "namespace size, e.g. 10G (required)")
+	size := fs.String("size", "", "namespace size, e.g. 10G (required)")
 	mode := fs.String("mode", gridtypes.ZDBModeUser, "user or seq")
 	password := fs.String("password", "", "namespace password")
 	public := fs.Bool("public", false, "readable without the password")
@@ -83,7 +81,7 @@ func deployZDB(ctx context.Context, env *Env, args []string) error {
 func deployVolume(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("deploy volume", flag.ContinueOnError)
 	f := addDeployFlags(fs, env)
-	size := sizeFlag(fs, "size", "volume size, e.g. 5G (required)")
+	size := fs.String("size", "", "volume size, e.g. 5G (required)")
 	name := fs.String("name", "vol", "workload name")
 	if _, err := parseFlags(fs, env, args); err != nil {
 		return err

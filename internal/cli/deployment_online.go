@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -23,18 +22,6 @@ func deploymentOnline() []*command {
 		{name: "update", usage: "-f FILE CONTRACT", summary: "change a deployment to what FILE describes and wait", run: deploymentUpdate},
 		{name: "cancel", usage: "CONTRACT", summary: "cancel a deployment's contract and wait until the node removed it", run: deploymentCancel},
 	}
-}
-
-// contractArg parses the one CONTRACT argument.
-func contractArg(pos []string) (uint64, error) {
-	if len(pos) != 1 {
-		return 0, usageError("want one contract id")
-	}
-	id, err := strconv.ParseUint(pos[0], 10, 64)
-	if err != nil || id == 0 {
-		return 0, usageError("contract id %q is not a positive number", pos[0])
-	}
-	return id, nil
 }
 
 // nodeContract opens a session and returns the node contract id names.
@@ -106,11 +93,7 @@ func deploymentList(ctx context.Context, env *Env, args []string) error {
 func askContract(ctx context.Context, env *Env, args []string, name, cmd string, resp any) (c registry.Contract, asJSON bool, err error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	f := addGridFlags(fs, env)
-	pos, err := parseFlags(fs, env, args)
-	if err != nil {
-		return c, false, err
-	}
-	id, err := contractArg(pos)
+	id, err := oneIDArg(fs, env, args, "contract id", 64)
 	if err != nil {
 		return c, false, err
 	}
@@ -159,11 +142,7 @@ func deploymentUpdate(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("deployment update", flag.ContinueOnError)
 	f := addDeployFlags(fs, env)
 	file := fs.String("f", "", "the new deployment (JSON or YAML; versions and signatures are filled in)")
-	pos, err := parseFlags(fs, env, args)
-	if err != nil {
-		return err
-	}
-	id, err := contractArg(pos)
+	id, err := oneIDArg(fs, env, args, "contract id", 64)
 	if err != nil {
 		return err
 	}
@@ -246,11 +225,7 @@ func nextVersion(old, want *gridtypes.Deployment) (*gridtypes.Deployment, error)
 func deploymentCancel(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("deployment cancel", flag.ContinueOnError)
 	f := addDeployFlags(fs, env)
-	pos, err := parseFlags(fs, env, args)
-	if err != nil {
-		return err
-	}
-	id, err := contractArg(pos)
+	id, err := oneIDArg(fs, env, args, "contract id", 64)
 	if err != nil {
 		return err
 	}

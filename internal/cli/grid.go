@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -88,4 +89,16 @@ func parseID(what, s string, bits int) (uint64, error) {
 		return 0, usageError("%s %q is not a positive number", what, s)
 	}
 	return v, nil
+}
+
+// oneIDArg parses args with fs and returns the single positional id.
+func oneIDArg(fs *flag.FlagSet, env *Env, args []string, what string, bits int) (uint64, error) {
+	pos, err := parseFlags(fs, env, args)
+	if err != nil {
+		return 0, err
+	}
+	if len(pos) != 1 {
+		return 0, usageError("want one %s", what)
+	}
+	return parseID(what, pos[0], bits)
 }

@@ -80,14 +80,7 @@ func gib(b uint64) string { return strconv.FormatUint(b>>30, 10) }
 func nodeShow(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("node show", flag.ContinueOnError)
 	o := addGridFlags(fs, env)
-	pos, err := parseFlags(fs, env, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError("want one node id")
-	}
-	id, err := parseID("node id", pos[0], 32)
+	id, err := oneIDArg(fs, env, args, "node id", 32)
 	if err != nil {
 		return err
 	}

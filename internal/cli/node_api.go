@@ -22,14 +22,7 @@ func nodeAPICommands() []*command {
 func nodeCall(ctx context.Context, env *Env, args []string, name, cmd string, resp any) (bool, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	f := addGridFlags(fs, env)
-	pos, err := parseFlags(fs, env, args)
-	if err != nil {
-		return false, err
-	}
-	if len(pos) != 1 {
-		return false, usageError("want one node id")
-	}
-	id, err := parseID("node id", pos[0], 32)
+	id, err := oneIDArg(fs, env, args, "node id", 32)
 	if err != nil {
 		return false, err
 	}
