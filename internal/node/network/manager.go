@@ -23,6 +23,9 @@ type Kernel interface {
 	DeleteNS(name string) error
 	AddBridge(ns, name string) error
 	AddVeth(ns, name, master, peerNS, peer string) error
+	// AddTap makes a persistent tap enslaved to bridge master (an existing
+	// one is enslaved again).
+	AddTap(ns, name, master string) error
 	AddAddr(ns, link string, p netip.Prefix) error
 	SetUp(ns, link string) error
 	AddRoute(ns string, r Route) error
@@ -403,3 +406,37 @@ func (m *Manager) Dialer(twin uint32, name string) (func(ctx context.Context, ne
 		return m.k.DialIn(ctx, ns, network, addr)
 	}, nil
 }
+
+// Attachment is where a VM's interface on a network resource plugs in.
+type Attachment struct {
+	// NS holds the bridge and the VM's tap: the node namespace ("" is
+	// the process's).
+	NS     string
+	Bridge string
+	// Gateway is the resource's address on its subnet (x.y.z.1/24): the
+	// VM's default route; its masked prefix is the VM's subnet.
+	Gateway netip.Prefix
+	// ResourceNS is the resource's namespace (reaches every VM on it).
+	ResourceNS string
+}
+
+// Attach makes tap a port of the bridge of the twin's network resource
+// named name and returns where it is. It is idempotent: after a node
+// restart the bridge is new and the VM's tap joins it again.
+func (m *Manager) Attach(twin uint32, name, tap string) (Attachment, error) {
+	id := gridtypes.NetID(twin, name)
+	m.mu.Lock()
+	r, ok := m.res[id]
+	m.mu.Unlock()
+	if !ok {
+		return Attachment{}, fmt.Errorf("network %q has no resource on this node (deploy the network workload first)", name)
+	}
+	a := Attachment{NS: m.cfg.NodeNS, Bridge: r.r.Names.Bridge, Gateway: r.r.Gateway, ResourceNS: r.r.Names.NS}
+	if err := m.k.AddTap(m.cfg.NodeNS, tap, a.Bridge); err != nil {
+		return Attachment{}, err
+	}
+	return a, nil
+}
+
+// Detach removes a VM's tap.
+func (m *Manager) Detach(tap string) error { return m.k.DeleteLink(m.cfg.NodeNS, tap) }

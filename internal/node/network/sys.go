@@ -33,6 +33,9 @@ func (SysKernel) AddVeth(ns, name, master, peerNS, peer string) error {
 	return rtnl.AddVeth(ns, name, master, peerNS, peer)
 }
 
+// AddTap implements Kernel.
+func (SysKernel) AddTap(ns, name, master string) error { return rtnl.AddTap(ns, name, master) }
+
 // AddAddr implements Kernel.
 func (SysKernel) AddAddr(ns, link string, p netip.Prefix) error { return rtnl.AddAddr(ns, link, p) }
 

@@ -194,6 +194,25 @@ func (e *Engine) Deprovision(twin uint32, contract uint64, reason string) error 
 	return nil
 }
 
+// Decommission removes one workload the node gave up on (a VM that kept
+// crashing): its manager cleans up and the workload ends deleted with
+// "workload decommissioned by system, reason: ...". It goes through the
+// queue, so it is ordered with the deployment's other jobs.
+func (e *Engine) Decommission(id gridtypes.WorkloadID, reason string) error {
+	twin, contract, name, err := id.Parts()
+	if err != nil {
+		return err
+	}
+	if _, err := e.store.Get(twin, contract); err != nil {
+		return err
+	}
+	if _, err := e.store.Enqueue(Job{Kind: JobDecommission, Twin: twin, Contract: contract, Name: name, Reason: reason}); err != nil {
+		return err
+	}
+	e.reload()
+	return nil
+}
+
 // reload re-reads the queue and wakes the scheduler.
 func (e *Engine) reload() {
 	select {
@@ -304,6 +323,8 @@ func (e *Engine) runJob(ctx context.Context, j Job) {
 		err = e.update(ctx, j)
 	case JobDeprovision:
 		err = e.deprovision(ctx, j)
+	case JobDecommission:
+		err = e.decommission(ctx, j)
 	default:
 		err = fmt.Errorf("unknown job kind %q", j.Kind)
 	}
@@ -578,4 +599,19 @@ func (e *Engine) deprovision(ctx context.Context, j Job) error {
 		}
 	}
 	return nil
+}
+
+func (e *Engine) decommission(ctx context.Context, j Job) error {
+	d, err := e.store.Get(j.Twin, j.Contract)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	wl := d.Get(j.Name)
+	if wl == nil || !wl.Result.State.IsOkay() {
+		return nil
+	}
+	return e.uninstall(ctx, d, wl, "workload decommissioned by system, reason: "+j.Reason)
 }

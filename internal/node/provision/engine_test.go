@@ -410,3 +410,27 @@ func TestUsedIndex(t *testing.T) {
 		t.Fatalf("used after deprovision %+v", u)
 	}
 }
+
+// A decommissioned workload is removed by its manager and ends deleted
+// with the reason; the rest of its deployment keeps running.
+func TestDecommission(t *testing.T) {
+	f := newFixture(t)
+	d := mkdep(7, `disk:zmount:{"size":1}`, `db:zdb:{"size":1,"mode":"user"}`)
+	if err := f.eng.Provision(d); err != nil {
+		t.Fatal(err)
+	}
+	f.wait(1, 7)
+	if err := f.eng.Decommission(gridtypes.NewWorkloadID(1, 7, "db"), "crashed 5 times in 2m0s"); err != nil {
+		t.Fatal(err)
+	}
+	got := f.wait(1, 7)
+	if s := states(got); s != "disk=ok db=deleted" {
+		t.Fatalf("states: %s", s)
+	}
+	if msg := got.Get("db").Result.Error; msg != "workload decommissioned by system, reason: crashed 5 times in 2m0s" {
+		t.Fatalf("reason: %q", msg)
+	}
+	if err := f.eng.Decommission(gridtypes.NewWorkloadID(1, 99, "db"), "x"); err == nil {
+		t.Fatal("decommissioning a workload of an unknown deployment succeeded")
+	}
+}

@@ -409,6 +409,9 @@ const (
 	JobProvision   = "provision"   // provision every workload of the deployment
 	JobUpdate      = "update"      // apply Ops of an update
 	JobDeprovision = "deprovision" // remove every workload, Reason says why
+	// JobDecommission removes one workload the node gave up on (Name; a VM
+	// that kept crashing), Reason says why.
+	JobDecommission = "decommission"
 )
 
 // Job is one durable unit of work on a deployment. It leaves the queue only
@@ -427,6 +430,8 @@ type Job struct {
 	// NoValidation marks boot-time re-provisioning.
 	NoValidation bool   `json:"no_validation,omitempty"`
 	Reason       string `json:"reason,omitempty"`
+	// Name is the workload of a decommission.
+	Name string `json:"name,omitempty"`
 }
 
 func enqueue(tx *bolt.Tx, job *Job) error {

@@ -275,3 +275,43 @@ func DelRoute(ns string, r Route) error {
 	}
 	return nil
 }
+
+// AddTap makes name a persistent tap in ns enslaved to bridge master and
+// up. An existing tap (a VM that outlived the node process, its bridge
+// made again) is enslaved again, not recreated.
+func AddTap(ns, name, master string) error {
+	h, err := handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	br, err := link(h, ns, master)
+	if err != nil {
+		return err
+	}
+	l, err := h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if !errors.As(err, &nf) {
+			return fmt.Errorf("finding link %s in namespace %q: %w", name, ns, err)
+		}
+		// The tun device is created in the namespace of the calling thread.
+		tap := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: name}, Mode: netlink.TUNTAP_MODE_TAP,
+			Flags: netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR}
+		if err := netns.Do(ns, func() error { return netlink.LinkAdd(tap) }); err != nil {
+			return fmt.Errorf("creating tap %s in namespace %q: %w", name, ns, err)
+		}
+		if l, err = link(h, ns, name); err != nil {
+			return err
+		}
+	}
+	if l.Attrs().MasterIndex != br.Attrs().Index {
+		if err := h.LinkSetMasterByIndex(l, br.Attrs().Index); err != nil {
+			return fmt.Errorf("enslaving %s to %s in namespace %q: %w", name, master, ns, err)
+		}
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("setting %s up in namespace %q: %w", name, ns, err)
+	}
+	return nil
+}
