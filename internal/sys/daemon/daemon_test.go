@@ -1,0 +1,57 @@
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zos-go/zos/internal/testutil"
+)
+
+func TestStartStop(t *testing.T) {
+	sh := testutil.RequireBinary(t, "sh")
+	log := filepath.Join(t.TempDir(), "log")
+	// The marker argument tells this daemon apart from any other sh.
+	p, err := Start(sh, []string{"-c", "echo started; trap 'echo term; exit 0' TERM; while :; do sleep 0.05; done", "zos-daemon-test"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Kill(p.Pid, "zos-daemon-test") })
+	if !Alive(p.Pid, "zos-daemon-test") {
+		t.Fatalf("Alive(%d) = false right after start", p.Pid)
+	}
+	if Alive(p.Pid, "something-else") {
+		t.Errorf("Alive with a foreign marker = true, want false")
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if out, _ := os.ReadFile(log); strings.Contains(string(out), "started") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("daemon did not start")
+		}
+	}
+	if err := Stop(p.Pid, 5*time.Second, "zos-daemon-test"); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed after Stop")
+	}
+	if Alive(p.Pid, "zos-daemon-test") {
+		t.Errorf("Alive after Stop = true")
+	}
+	out, _ := os.ReadFile(log)
+	if !strings.Contains(string(out), "started") || !strings.Contains(string(out), "term") {
+		t.Errorf("log = %q, want started and term", out)
+	}
+}
+
+func TestAliveNoProcess(t *testing.T) {
+	if Alive(0) || Alive(-1) || Alive(1<<30) {
+		t.Error("Alive of an impossible pid = true")
+	}
+}
