@@ -14,7 +14,7 @@ func TestStartStop(t *testing.T) {
 	sh := testutil.RequireBinary(t, "sh")
 	log := filepath.Join(t.TempDir(), "log")
 	// The marker argument tells this daemon apart from any other sh.
-	p, err := Start(sh, []string{"-c", "echo started; trap 'echo term; exit 0' TERM; while :; do sleep 0.05; done", "zos-daemon-test"}, log)
+	p, err := Start(sh, []string{"-c", "trap 'echo term; exit 0' TERM; echo started; while :; do sleep 0.05; done", "zos-daemon-test"}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
