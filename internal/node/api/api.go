@@ -56,11 +56,16 @@ type API struct {
 	grid   Grid
 	engine Engine
 	node   Node
+	logs   ConsoleLogs // nil: the node's, if it has them
 }
 
 // New returns the API of node nodeID.
-func New(nodeID uint32, grid Grid, engine Engine, node Node) *API {
-	return &API{nodeID: nodeID, grid: grid, engine: engine, node: node}
+func New(nodeID uint32, grid Grid, engine Engine, node Node, opts ...Option) *API {
+	a := &API{nodeID: nodeID, grid: grid, engine: engine, node: node}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
 }
 
 // Register adds every command to srv.
@@ -80,6 +85,7 @@ func (a *API) Register(srv *rmb.Server) {
 	srv.Handle("zos.network.interfaces", a.interfaces)
 	srv.Handle("zos.network.list_private_ips", a.listPrivateIPs)
 	srv.Handle("zos.network.list_public_ips", a.listPublicIPs)
+	srv.Handle("zos.zmachine.logs", a.zmachineLogs)
 }
 
 // ContractRequest names a contract.
