@@ -1,6 +1,8 @@
-// Package qemu runs micro-VMs under QEMU (-M microvm, PVH vmlinux,
-// virtio-mmio devices): the ordered argv of a VM from one pure function
-// (Argv), the process started with its pid kept, and a QMP client for
+// Package qemu runs VMs under QEMU: micro-VMs (-M microvm, a PVH vmlinux
+// or a bzImage, virtio-mmio devices) and full VMs booting their first disk
+// through SeaBIOS (-M pc, virtio-pci devices). It holds the ordered argv
+// of a VM from one pure function (Argv), the process started with its pid
+// kept (optionally inside a network namespace), and a QMP client for
 // status, pause, resume, power-down and quit. internal/node/vm uses it; it
 // decides no policy.
 package qemu
@@ -23,9 +25,20 @@ const (
 // about one boot in twenty hangs calibrating the TSC.
 const TSCEarlyKHz = "tsc_early_khz=2600000"
 
-// Disk is a raw image attached as virtio-blk-device.
+// Machines.
+const (
+	// MachineMicrovm boots Kernel directly (qboot firmware: a PVH vmlinux
+	// or a bzImage), virtio-mmio devices. The default.
+	MachineMicrovm = "microvm"
+	// MachinePC boots the first disk with its own boot loader through
+	// SeaBIOS (i440fx), virtio-pci devices; no Kernel.
+	MachinePC = "pc"
+)
+
+// Disk is a raw image attached as virtio-blk (its ID is also the serial
+// the guest reads in /sys/block/vdX/serial).
 type Disk struct {
-	ID       string // drive id, unique in the VM
+	ID       string // drive id and serial, unique in the VM
 	Path     string // absolute
 	ReadOnly bool
 }
@@ -55,13 +68,17 @@ type P9 struct {
 
 // VM is everything Argv needs.
 type VM struct {
-	Name      string
+	Name string
+	// Machine is MachineMicrovm ("" too) or MachinePC.
+	Machine   string
 	Accel     string // AccelKVM or AccelTCG
 	CPUs      int
 	MemoryMiB int
-	Kernel    string // absolute path of an uncompressed vmlinux (PVH)
-	Initrd    string // absolute, optional
-	Cmdline   string
+	// Kernel is the absolute path of an uncompressed vmlinux (PVH) or a
+	// bzImage; microvm only.
+	Kernel  string
+	Initrd  string // absolute, optional; microvm only
+	Cmdline string // microvm only
 	Disks     []Disk
 	NICs      []NIC
 	FS        []FS
@@ -70,7 +87,12 @@ type VM struct {
 	Console string
 	// QMP is the path of the QMP unix socket QEMU listens on (absolute).
 	QMP string
+	// NetNS is the network namespace QEMU is started in ("" = the
+	// caller's), where the taps of NICs live. Not part of the argv.
+	NetNS string
 }
+
+func (v *VM) pc() bool { return v.Machine == MachinePC }
 
 // Validate reports the first problem that would make Argv produce a VM
 // QEMU refuses or that misbehaves: relative paths, missing fields,
@@ -101,8 +123,23 @@ func (v *VM) Validate() error {
 			bad("%s %q: commas and newlines are not allowed", what, p)
 		}
 	}
-	abs("kernel", v.Kernel, true)
-	abs("initrd", v.Initrd, false)
+	switch v.Machine {
+	case "", MachineMicrovm:
+		abs("kernel", v.Kernel, true)
+		abs("initrd", v.Initrd, false)
+	case MachinePC:
+		if v.Kernel != "" || v.Initrd != "" || v.Cmdline != "" {
+			bad("machine pc boots its first disk: kernel, initrd and command line must be empty")
+		}
+		if len(v.Disks) == 0 {
+			bad("machine pc: no disk to boot")
+		}
+		if len(v.P9) > 0 {
+			bad("machine pc: 9p shares are not supported")
+		}
+	default:
+		bad("machine %q: want %s or %s", v.Machine, MachineMicrovm, MachinePC)
+	}
 	abs("console", v.Console, true)
 	abs("qmp socket", v.QMP, true)
 	if strings.ContainsAny(v.Cmdline, "\n\x00") {
@@ -151,6 +188,12 @@ func (v *VM) Validate() error {
 // pure: the same VM always gives the same slice. Call Validate first.
 func Argv(v VM) []string {
 	machine := "microvm,rtc=on"
+	// Device models: virtio-mmio on microvm, virtio-pci on pc.
+	blk, net, fs := "virtio-blk-device", "virtio-net-device", "vhost-user-fs-device"
+	if v.pc() {
+		machine = "pc"
+		blk, net, fs = "virtio-blk-pci", "virtio-net-pci", "vhost-user-fs-pci"
+	}
 	if len(v.FS) > 0 {
 		// vhost-user needs guest RAM in shared memory.
 		machine += ",memory-backend=mem"
@@ -172,32 +215,40 @@ func Argv(v VM) []string {
 		"-m", mem+"M",
 	)
 	if len(v.FS) > 0 {
-		a = append(a,
-			"-object", "memory-backend-memfd,id=mem,size="+mem+"M,share=on",
+		a = append(a, "-object", "memory-backend-memfd,id=mem,size="+mem+"M,share=on")
+		if !v.pc() {
 			// vhost-user-fs-device is virtio 1.0 only.
-			"-global", "virtio-mmio.force-legacy=false",
-		)
+			a = append(a, "-global", "virtio-mmio.force-legacy=false")
+		}
 	}
 	a = append(a,
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-		"-chardev", "file,id=console,path="+v.Console,
+		// append=on: the console log may be truncated from the front
+		// (rotation) while QEMU keeps writing at its end.
+		"-chardev", "file,id=console,path="+v.Console+",append=on",
 		"-serial", "chardev:console",
 		"-qmp", "unix:"+v.QMP+",server=on,wait=off",
-		"-kernel", v.Kernel,
 	)
-	if v.Initrd != "" {
-		a = append(a, "-initrd", v.Initrd)
+	if !v.pc() {
+		a = append(a, "-kernel", v.Kernel)
+		if v.Initrd != "" {
+			a = append(a, "-initrd", v.Initrd)
+		}
+		a = append(a, "-append", GuestCmdline(v.Accel, v.Cmdline))
 	}
-	a = append(a, "-append", GuestCmdline(v.Accel, v.Cmdline))
-	for _, d := range v.Disks {
+	for i, d := range v.Disks {
 		drive := "id=" + d.ID + ",file=" + d.Path + ",format=raw,if=none"
 		if d.ReadOnly {
 			drive += ",readonly=on"
 		}
-		a = append(a, "-drive", drive, "-device", "virtio-blk-device,drive="+d.ID)
+		dev := blk + ",drive=" + d.ID + ",serial=" + d.ID
+		if v.pc() && i == 0 {
+			dev += ",bootindex=0"
+		}
+		a = append(a, "-drive", drive, "-device", dev)
 	}
 	for _, n := range v.NICs {
-		dev := "virtio-net-device,netdev=" + n.ID
+		dev := net + ",netdev=" + n.ID
 		if n.MAC != "" {
 			dev += ",mac=" + n.MAC
 		}
@@ -206,7 +257,7 @@ func Argv(v VM) []string {
 	for _, f := range v.FS {
 		a = append(a,
 			"-chardev", "socket,id="+f.ID+",path="+f.Socket,
-			"-device", "vhost-user-fs-device,chardev="+f.ID+",tag="+f.Tag,
+			"-device", fs+",chardev="+f.ID+",tag="+f.Tag,
 		)
 	}
 	for _, p := range v.P9 {

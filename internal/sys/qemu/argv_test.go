@@ -26,6 +26,20 @@ func goldenVMs() map[string]VM {
 			FS:      []FS{{ID: "fs0", Tag: "vroot", Socket: "/run/vm/fs0.sock"}, {ID: "fs1", Tag: "vol1", Socket: "/run/vm/fs1.sock"}},
 			Console: "/run/vm/console.log", QMP: "/run/vm/qmp.sock",
 		},
+		"disk": {
+			Name: "full", Machine: MachinePC, Accel: AccelTCG, CPUs: 2, MemoryMiB: 512,
+			Disks:   []Disk{{ID: "d0", Path: "/vd/image.raw"}, {ID: "d1", Path: "/vd/data.raw"}},
+			NICs:    []NIC{{ID: "n0", Tap: "t-abc", MAC: "52:54:00:12:34:56"}},
+			FS:      []FS{{ID: "fs1", Tag: "vol1", Socket: "/run/vm/fs1.sock"}},
+			Console: "/run/vm/console.log", QMP: "/run/vm/qmp.sock",
+		},
+		"kernel": {
+			Name: "vm2", Accel: AccelTCG, CPUs: 1, MemoryMiB: 256,
+			Kernel: "/flist/boot/vmlinuz", Initrd: "/flist/boot/initrd.img",
+			Cmdline: "panic=-1 root=vroot rootfstype=virtiofs rw init=/sbin/init",
+			FS:      []FS{{ID: "fs0", Tag: "vroot", Socket: "/run/vm/fs0.sock"}},
+			Console: "/run/vm/console.log", QMP: "/run/vm/qmp.sock",
+		},
 		"kvm-9p": {
 			Accel: AccelKVM, CPUs: 4, MemoryMiB: 1024,
 			Kernel: "/k/vmlinux", Initrd: "/k/initrd.cpio", Cmdline: "console=hvc0 root=vroot rootfstype=9p",
@@ -79,6 +93,12 @@ func TestValidate(t *testing.T) {
 		{"bad tag", func(v *VM) { v.FS[0].Tag = "a,b" }, "virtiofs tag"},
 		{"no console", func(v *VM) { v.Console = "" }, "console"},
 		{"newline cmdline", func(v *VM) { v.Cmdline = "a\nb" }, "command line"},
+		{"bad machine", func(v *VM) { v.Machine = "q35" }, "machine"},
+		{"pc with kernel", func(v *VM) { v.Machine = MachinePC }, "must be empty"},
+		{"pc without disk", func(v *VM) {
+			v.Machine, v.Kernel, v.Initrd, v.Cmdline, v.Disks = MachinePC, "", "", "", nil
+		}, "no disk"},
+		{"pc ok", func(v *VM) { v.Machine, v.Kernel, v.Initrd, v.Cmdline = MachinePC, "", "", "" }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/zos-go/zos/internal/sys/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,7 +40,7 @@ func Start(bin string, vm VM, log *slog.Logger) (*Process, error) {
 	if bin == "" {
 		bin = DefaultBinary
 	}
-	p, err := startProcess(bin, Argv(vm))
+	p, err := startProcess(bin, Argv(vm), vm.NetNS)
 	if err != nil {
 		return nil, fmt.Errorf("starting qemu: %w", err)
 	}
@@ -47,16 +48,16 @@ func Start(bin string, vm VM, log *slog.Logger) (*Process, error) {
 	return p, nil
 }
 
-// startProcess starts bin in its own session, keeping its pid and a
-// bounded copy of its output; a goroutine owned by the Process waits for
-// it and closes Done.
-func startProcess(bin string, argv []string) (*Process, error) {
+// startProcess starts bin in its own session (inside network namespace
+// netns unless ""), keeping its pid and a bounded copy of its output; a
+// goroutine owned by the Process waits for it and closes Done.
+func startProcess(bin string, argv []string, ns string) (*Process, error) {
 	p := &Process{Argv: argv, done: make(chan struct{})}
 	cmd := exec.Command(bin, argv...)
 	w := &lockedWriter{p: p}
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	if err := netns.Start(ns, cmd); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", bin, strings.Join(argv, " "), err)
 	}
 	p.Pid = cmd.Process.Pid
@@ -133,6 +134,10 @@ func Alive(pid int) bool {
 	exe := string(bytes.SplitN(b, []byte{0}, 2)[0])
 	return strings.Contains(exe, "qemu-system")
 }
+
+// KillPid sends SIGKILL to pid (a process of a previous node run, with no
+// Process to wait on).
+func KillPid(pid int) error { return unix.Kill(pid, unix.SIGKILL) }
 
 // Canary boots a VM with accel and reports whether it reached the guest
 // (the caller decides how: a marker on the console).

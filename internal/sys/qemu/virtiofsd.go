@@ -33,7 +33,7 @@ func StartVirtiofsd(ctx context.Context, bin, socket, dir string, log *slog.Logg
 		return nil, fmt.Errorf("starting virtiofsd: shared dir %s is not a directory", dir)
 	}
 	os.Remove(socket)
-	p, err := startProcess(bin, VirtiofsdArgv(socket, dir))
+	p, err := startProcess(bin, VirtiofsdArgv(socket, dir), "")
 	if err != nil {
 		return nil, fmt.Errorf("starting virtiofsd: %w", err)
 	}
