@@ -79,10 +79,10 @@ type VM struct {
 	Kernel  string
 	Initrd  string // absolute, optional; microvm only
 	Cmdline string // microvm only
-	Disks     []Disk
-	NICs      []NIC
-	FS        []FS
-	P9        []P9
+	Disks   []Disk
+	NICs    []NIC
+	FS      []FS
+	P9      []P9
 	// Console is the file the serial console is written to (absolute).
 	Console string
 	// QMP is the path of the QMP unix socket QEMU listens on (absolute).
