@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,8 @@ import (
 	"github.com/zos-go/zos/internal/sys/mount"
 	"github.com/zos-go/zos/internal/sys/netcfg"
 	"github.com/zos-go/zos/internal/sys/pid1"
+	"github.com/zos-go/zos/internal/sys/proc"
+	"github.com/zos-go/zos/internal/sys/switchroot"
 )
 
 // newRoot is where the root share is mounted before switching to it.
@@ -46,6 +49,14 @@ func run(log *slog.Logger) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if len(cfg.Disks) > 0 {
+		if err := loadModules(list, guest.GroupDisk, log); err != nil {
+			return 0, err
+		}
+		if err := mountDisks(cfg.Disks, "/sys/block", log); err != nil {
+			return 0, err
+		}
+	}
 	for _, m := range cfg.Mounts {
 		target := filepath.Join(newRoot, m.Mountpoint)
 		if err := os.MkdirAll(target, 0o755); err != nil {
@@ -59,22 +70,74 @@ func run(log *slog.Logger) (int, error) {
 		return 0, err
 	}
 	if cfg.Hostname != "" {
-		if err := sethostname(cfg.Hostname); err != nil {
+		if err := proc.SetHostname(cfg.Hostname); err != nil {
 			log.Warn("hostname", "err", err)
 		}
 	}
 	if err := writeSSHKey(newRoot, cfg.Env["SSH_KEY"]); err != nil {
 		log.Warn("ssh_key", "err", err)
 	}
-	if err := switchRoot(newRoot); err != nil {
+	// The power button is watched from here on (PID 1 for good); an
+	// exec'ed init watches it itself.
+	var power <-chan struct{}
+	if !cfg.Init {
+		power = watchPowerButton(context.Background(), log)
+	}
+	if err := switchroot.Into(newRoot); err != nil {
 		return 0, err
 	}
 	env := append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}, cfg.Environ()...)
 	if cfg.Init {
 		log.Info("exec_init", "path", cfg.Entrypoint[0])
-		return 0, execInit(cfg.Entrypoint, env)
+		return 0, proc.Exec(cfg.Entrypoint, env)
 	}
-	return supervise(cfg, env, log)
+	return supervise(cfg, env, power, log)
+}
+
+// mountDisks mounts each disk, found by its serial under sysBlock, at its
+// mountpoint in the new root. A disk may show up a little after its
+// driver loads: it is waited for briefly.
+func mountDisks(disks []guest.Disk, sysBlock string, log *slog.Logger) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for _, d := range disks {
+		var dev string
+		for {
+			dev = findDisk(sysBlock, d.Serial)
+			if dev != "" || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if dev == "" {
+			return fmt.Errorf("disk %s for %s: no virtio disk with that serial", d.Serial, d.Mountpoint)
+		}
+		fstype := d.FSType
+		if fstype == "" {
+			fstype = "btrfs"
+		}
+		target := filepath.Join(newRoot, d.Mountpoint)
+		if err := (mount.Mounter{}).Mount("/dev/"+dev, target, fstype, ""); err != nil {
+			return fmt.Errorf("disk %s: %w", d.Serial, err)
+		}
+		log.Debug("disk_mounted", "dev", dev, "mountpoint", d.Mountpoint, "fstype", fstype)
+	}
+	return nil
+}
+
+// findDisk returns the name (vda, ...) of the virtio disk whose serial is
+// serial, or "".
+func findDisk(sysBlock, serial string) string {
+	ents, _ := os.ReadDir(sysBlock)
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), "vd") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(sysBlock, e.Name(), "serial"))
+		if err == nil && strings.TrimSpace(string(b)) == serial {
+			return e.Name()
+		}
+	}
+	return ""
 }
 
 // loadModules loads the modules of group in the list file, in order. A

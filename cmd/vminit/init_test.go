@@ -57,3 +57,20 @@ func TestLoadModulesGroups(t *testing.T) {
 		t.Fatalf("missing list: %v", err)
 	}
 }
+
+func TestFindDisk(t *testing.T) {
+	sys := t.TempDir()
+	for dev, serial := range map[string]string{"vda": "d1\n", "vdb": "d0", "sda": "d2"} {
+		if err := os.MkdirAll(filepath.Join(sys, dev), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(sys, dev, "serial"), []byte(serial), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for serial, want := range map[string]string{"d0": "vdb", "d1": "vda", "d2": "", "d9": ""} {
+		if got := findDisk(sys, serial); got != want {
+			t.Errorf("findDisk(%s): got %q, want %q", serial, got, want)
+		}
+	}
+}

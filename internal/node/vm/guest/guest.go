@@ -38,6 +38,10 @@ const ModulesFile = "/etc/vminit/modules"
 // Group9P marks the modules of the 9p fallback in ModulesFile.
 const Group9P = "9p"
 
+// GroupDisk marks the file system modules (btrfs, ext4) in ModulesFile:
+// loaded only when the config has Disks.
+const GroupDisk = "disk"
+
 // MaxCmdlineConfig is the most bytes an encoded config may take on the
 // command line (x86 COMMAND_LINE_SIZE is 2048 with the rest).
 const MaxCmdlineConfig = 1200
@@ -55,6 +59,15 @@ type Mount struct {
 	Mountpoint string `json:"mountpoint"`
 }
 
+// Disk is a virtio-blk disk mounted at Mountpoint. The guest finds it by
+// Serial (/sys/block/vdX/serial: the device order under virtio-mmio is
+// not the command line's), FSType is its file system (btrfs when empty).
+type Disk struct {
+	Serial     string `json:"serial"`
+	Mountpoint string `json:"mountpoint"`
+	FSType     string `json:"fstype,omitempty"`
+}
+
 // Config is what vminit does after mounting the root.
 type Config struct {
 	Hostname   string            `json:"hostname,omitempty"`
@@ -67,6 +80,7 @@ type Config struct {
 	Interfaces []Interface `json:"interfaces,omitempty"`
 	DNS        []string    `json:"dns,omitempty"`
 	Mounts     []Mount     `json:"mounts,omitempty"`
+	Disks      []Disk      `json:"disks,omitempty"`
 }
 
 // Validate checks the config.
@@ -102,6 +116,11 @@ func (c *Config) Validate() error {
 	for _, m := range c.Mounts {
 		if m.Tag == "" || !path.IsAbs(m.Mountpoint) || path.Clean(m.Mountpoint) == "/" {
 			errs = append(errs, fmt.Errorf("mount %q at %q: want a tag and an absolute mountpoint other than /", m.Tag, m.Mountpoint))
+		}
+	}
+	for _, d := range c.Disks {
+		if d.Serial == "" || strings.ContainsAny(d.Serial, "/ \n") || !path.IsAbs(d.Mountpoint) || path.Clean(d.Mountpoint) == "/" {
+			errs = append(errs, fmt.Errorf("disk %q at %q: want a serial and an absolute mountpoint other than /", d.Serial, d.Mountpoint))
 		}
 	}
 	return errors.Join(errs...)

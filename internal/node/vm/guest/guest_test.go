@@ -43,6 +43,10 @@ func TestValidate(t *testing.T) {
 		{"bad dns", `{"entrypoint":["/x"],"dns":["nope"]}`, "dns"},
 		{"root mount", `{"entrypoint":["/x"],"mounts":[{"tag":"a","mountpoint":"/"}]}`, "mount"},
 		{"bad env", `{"entrypoint":["/x"],"env":{"A=B":"1"}}`, "env"},
+		{"disk ok", `{"entrypoint":["/x"],"disks":[{"serial":"d0","mountpoint":"/data"}]}`, ""},
+		{"disk no serial", `{"entrypoint":["/x"],"disks":[{"mountpoint":"/data"}]}`, "disk"},
+		{"disk root", `{"entrypoint":["/x"],"disks":[{"serial":"d0","mountpoint":"/"}]}`, "disk"},
+		{"disk relative", `{"entrypoint":["/x"],"disks":[{"serial":"d0","mountpoint":"data"}]}`, "disk"},
 		{"not json", `{`, "parsing"},
 	}
 	for _, tt := range tests {
