@@ -73,19 +73,29 @@ func Read(path string, offset int64, max int) (Chunk, error) {
 	return ReadAt(f, st.Size(), offset, max)
 }
 
+// MinOverlap is the shortest end of the old log that Resume trusts to
+// start a rotated log.
+const MinOverlap = 32
+
 // Resume returns where to continue in data, the start of a rotated log, when
 // tail is the end of what was already read: just after the first
-// occurrence of tail (repeating a little rather than losing any), or 0 with
-// found false when tail is not in data.
+// occurrence of tail (repeating a little rather than losing any), or, when
+// the rotation kept less than tail, after the longest end of tail (at least
+// MinOverlap bytes) that data starts with. It returns 0 with found false
+// when data does not hold what was read.
 func Resume(data, tail []byte) (at int, found bool) {
 	if len(tail) == 0 {
 		return 0, false
 	}
-	i := bytes.Index(data, tail)
-	if i < 0 {
-		return 0, false
+	if i := bytes.Index(data, tail); i >= 0 {
+		return i + len(tail), true
 	}
-	return i + len(tail), true
+	for k := min(len(tail)-1, len(data)); k >= MinOverlap; k-- {
+		if bytes.HasPrefix(data, tail[len(tail)-k:]) {
+			return k, true
+		}
+	}
+	return 0, false
 }
 
 func max64(a, b int64) int64 {

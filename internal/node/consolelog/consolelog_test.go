@@ -79,6 +79,10 @@ func TestResume(t *testing.T) {
 		{"abcdef", "zz", 0, false},
 		{"abcdef", "", 0, false},
 		{"abab", "ab", 2, true},
+		// The rotation kept only the last 40 bytes of what was read.
+		{strings.Repeat("y", 40) + "new", strings.Repeat("x", 100) + strings.Repeat("y", 40), 40, true},
+		// Too short an overlap is not trusted.
+		{strings.Repeat("y", 20) + "new", strings.Repeat("x", 100) + strings.Repeat("y", 20), 0, false},
 	} {
 		at, found := Resume([]byte(tt.data), []byte(tt.tail))
 		if at != tt.at || found != tt.found {
