@@ -18,9 +18,16 @@ import (
 // GuestModules are the modules vminit loads at every boot, by name; their
 // dependencies are added and everything is ordered (virtio before
 // virtio_mmio, fuse before virtiofs, ...).
+// evdev and button carry the ACPI power button (QEMU's system_powerdown)
+// to vminit as KEY_POWER.
 func GuestModules() []string {
-	return []string{"virtio_mmio", "virtio_blk", "virtio_net", "virtiofs"}
+	return []string{"virtio_mmio", "virtio_blk", "virtio_net", "virtiofs", "evdev", "button"}
 }
+
+// DiskModules are the file systems of disks (group guest.GroupDisk),
+// loaded only when the VM has disks to mount: btrfs alone brings about
+// ten modules (raid6_pq, xor, zstd, crc32c, ...).
+func DiskModules() []string { return []string{"btrfs", "ext4"} }
 
 // FallbackModules are loaded only when the root is not on virtiofs
 // (group guest.Group9P in the module list): 9p costs about 0.1 s to load
@@ -37,6 +44,8 @@ type InitramfsConfig struct {
 	Modules []string
 	// Fallback are the 9p modules (FallbackModules when nil).
 	Fallback []string
+	// Disk are the disk file system modules (DiskModules when nil).
+	Disk []string
 }
 
 // Initramfs is a built guest initramfs.
@@ -66,9 +75,22 @@ func BuildInitramfs(cfg InitramfsConfig, w io.Writer) (*Initramfs, error) {
 	if fallback == nil {
 		fallback = FallbackModules()
 	}
-	order, missing := ix.Resolve(wanted)
-	late, missingLate := ix.Resolve(fallback)
-	missing = append(missing, missingLate...)
+	disk := cfg.Disk
+	if disk == nil {
+		disk = DiskModules()
+	}
+	// Each group with its dependencies, read from the modules' own
+	// .modinfo (depends=, softdep pre:), what depmod writes to modules.dep:
+	// the deb ships none. A module already in an earlier group is not
+	// repeated.
+	groups := []string{"", guest.Group9P, guest.GroupDisk}
+	var lists [][]*kernel.Module
+	var missing []string
+	for _, wanted := range [][]string{wanted, fallback, disk} {
+		order, miss := ix.Resolve(wanted)
+		lists = append(lists, order)
+		missing = append(missing, miss...)
+	}
 	a := image.NewArchive()
 	errs := []error{
 		a.HostFile("/init", 0o755, cfg.Vminit),
@@ -81,7 +103,7 @@ func BuildInitramfs(cfg InitramfsConfig, w io.Writer) (*Initramfs, error) {
 	res := &Initramfs{Missing: missing}
 	var list strings.Builder
 	have := map[string]bool{}
-	for i, ms := range [][]*kernel.Module{order, late} {
+	for i, ms := range lists {
 		for _, m := range ms {
 			if have[m.Name] {
 				continue
@@ -91,8 +113,8 @@ func BuildInitramfs(cfg InitramfsConfig, w io.Writer) (*Initramfs, error) {
 			errs = append(errs, a.HostFile(p, 0o644, filepath.Join(cfg.ModulesDir, m.Path)))
 			res.Modules = append(res.Modules, p)
 			list.WriteString(p)
-			if i == 1 {
-				list.WriteString(" " + guest.Group9P)
+			if groups[i] != "" {
+				list.WriteString(" " + groups[i])
 			}
 			list.WriteString("\n")
 		}

@@ -11,12 +11,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/zos-go/zos/internal/node/vm/guest"
+	"github.com/zos-go/zos/internal/sys/blockdev"
 	"github.com/zos-go/zos/internal/sys/qemu"
-	"golang.org/x/sys/unix"
 )
 
 // ErrNotFound is returned for a VM the manager does not know.
@@ -39,6 +40,14 @@ type Config struct {
 	// StopTimeout is how long Delete waits for a graceful power-off
 	// before killing QEMU (default 10 s).
 	StopTimeout time.Duration
+	// NetNS is the network namespace QEMU runs in ("" = the node's):
+	// the taps of Spec.NICs are looked up there.
+	NetNS string
+	// LogCheck is how often the console logs are checked (default 10 s);
+	// one larger than LogMax (default 8 MiB) is cut to its last LogKeep
+	// bytes (default 4 MiB), in place.
+	LogCheck        time.Duration
+	LogMax, LogKeep int64
 }
 
 // Validate checks the config and fills defaults.
@@ -54,6 +63,18 @@ func (c *Config) Validate() error {
 	if c.StopTimeout <= 0 {
 		c.StopTimeout = 10 * time.Second
 	}
+	if c.LogCheck <= 0 {
+		c.LogCheck = 10 * time.Second
+	}
+	if c.LogMax <= 0 {
+		c.LogMax = 8 << 20
+	}
+	if c.LogKeep <= 0 {
+		c.LogKeep = 4 << 20
+	}
+	if c.LogKeep >= c.LogMax {
+		return fmt.Errorf("vm manager: log keep %d must be less than log max %d", c.LogKeep, c.LogMax)
+	}
 	return nil
 }
 
@@ -63,32 +84,108 @@ type Share struct {
 	Mountpoint string `json:"mountpoint"`
 }
 
-// Spec is a VM to run: a container-mode guest whose root is RootDir.
+// Boot modes.
+const (
+	// BootContainer (the default, also ""): Debian's kernel and the vminit
+	// initramfs of the Config, the root shared from RootDir over
+	// virtiofs; vminit mounts shares and disks and runs Guest.Entrypoint.
+	BootContainer = "container"
+	// BootKernel: the root is still RootDir over virtiofs (tag vroot),
+	// but the kernel (a bzImage, e.g. the flist's /boot/vmlinuz) and the
+	// optional initrd come from Boot; Guest.Entrypoint[0] is the kernel's
+	// init= and its arguments follow "--". The guest's own init mounts
+	// shares (tags fs1, fs2, ...) and disks.
+	BootKernel = "kernel"
+	// BootDisk: a full VM booting its first disk with its own boot loader
+	// (SeaBIOS, -M pc, virtio-pci devices). RootDir and Guest are unused.
+	BootDisk = "disk"
+)
+
+// Boot selects how a VM boots.
+type Boot struct {
+	Mode string `json:"mode,omitempty"`
+	// Kernel and Initrd (absolute) are the kernel-mode kernel and initrd.
+	Kernel string `json:"kernel,omitempty"`
+	Initrd string `json:"initrd,omitempty"`
+	// Cmdline is added to the kernel-mode command line.
+	Cmdline string `json:"cmdline,omitempty"`
+}
+
+// Disk is a raw disk file attached as virtio-blk, in order. In container
+// mode a disk with a Mountpoint is formatted btrfs before its first boot
+// when it is blank (FormatBlank) and vminit mounts it there; in the other
+// modes the guest mounts its disks itself.
+type Disk struct {
+	Path       string `json:"path"`
+	Mountpoint string `json:"mountpoint,omitempty"`
+}
+
+// Spec is a VM to run. Container mode (the default) runs Guest.Entrypoint
+// in RootDir; see Boot for the others.
 type Spec struct {
 	Name      string       `json:"name"`
 	CPUs      int          `json:"cpus"`
 	MemoryMiB int          `json:"memory_mib"`
-	RootDir   string       `json:"root_dir"`
+	Boot      Boot         `json:"boot,omitempty"`
+	RootDir   string       `json:"root_dir,omitempty"`
 	Shares    []Share      `json:"shares,omitempty"`
-	Disks     []string     `json:"disks,omitempty"`
+	Disks     []Disk       `json:"disks,omitempty"`
 	NICs      []qemu.NIC   `json:"nics,omitempty"`
 	Guest     guest.Config `json:"guest"`
 }
 
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+
+// mode is the spec's boot mode, "" meaning BootContainer.
+func (s *Spec) mode() string {
+	if s.Boot.Mode == "" {
+		return BootContainer
+	}
+	return s.Boot.Mode
+}
+
 // Validate checks the spec.
 func (s *Spec) Validate() error {
-	if !regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`).MatchString(s.Name) {
+	if !nameRE.MatchString(s.Name) {
 		return fmt.Errorf("vm name %q: invalid", s.Name)
 	}
-	if !filepath.IsAbs(s.RootDir) {
-		return fmt.Errorf("vm %s: root dir %q is not an absolute path", s.Name, s.RootDir)
+	var errs []error
+	bad := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("vm %s: "+format, append([]any{s.Name}, a...)...))
+	}
+	switch s.mode() {
+	case BootContainer, BootKernel:
+		if !filepath.IsAbs(s.RootDir) {
+			bad("root dir %q is not an absolute path", s.RootDir)
+		}
+	case BootDisk:
+		if len(s.Disks) == 0 {
+			bad("boot mode disk: no disk to boot")
+		}
+	default:
+		bad("boot mode %q: want %s, %s or %s", s.Boot.Mode, BootContainer, BootKernel, BootDisk)
+	}
+	if s.mode() == BootKernel {
+		if !filepath.IsAbs(s.Boot.Kernel) {
+			bad("boot kernel %q is not an absolute path", s.Boot.Kernel)
+		}
+		if s.Boot.Initrd != "" && !filepath.IsAbs(s.Boot.Initrd) {
+			bad("boot initrd %q is not an absolute path", s.Boot.Initrd)
+		}
+	} else if s.Boot.Kernel != "" || s.Boot.Initrd != "" || s.Boot.Cmdline != "" {
+		bad("boot kernel, initrd and command line are for boot mode kernel only")
 	}
 	for _, sh := range s.Shares {
 		if !filepath.IsAbs(sh.Dir) {
-			return fmt.Errorf("vm %s: share %q is not an absolute path", s.Name, sh.Dir)
+			bad("share %q is not an absolute path", sh.Dir)
 		}
 	}
-	return nil
+	for _, d := range s.Disks {
+		if !filepath.IsAbs(d.Path) {
+			bad("disk %q is not an absolute path", d.Path)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // state is what survives a node restart next to the spec: the pids,
@@ -131,37 +228,110 @@ func New(cfg Config, log *slog.Logger) (*Manager, error) {
 
 func (m *Manager) vmDir(name string) string { return filepath.Join(m.cfg.Root, name) }
 
-// qemuVM is the qemu.VM of a spec (pure).
-func (m *Manager) qemuVM(s Spec, dir string) (qemu.VM, error) {
-	g := s.Guest
-	g.Mounts = nil
-	fs := []qemu.FS{{ID: "fs0", Tag: "vroot", Socket: filepath.Join(dir, "fs0.sock")}}
-	for i, sh := range s.Shares {
-		id := fmt.Sprintf("fs%d", i+1)
-		fs = append(fs, qemu.FS{ID: id, Tag: id, Socket: filepath.Join(dir, id+".sock")})
-		g.Mounts = append(g.Mounts, guest.Mount{Tag: id, Mountpoint: sh.Mountpoint})
-	}
-	if err := g.Validate(); err != nil {
-		return qemu.VM{}, fmt.Errorf("vm %s: %w", s.Name, err)
-	}
-	enc, err := g.Encode()
-	if err != nil {
-		return qemu.VM{}, err
-	}
-	if len(enc) > guest.MaxCmdlineConfig {
-		return qemu.VM{}, fmt.Errorf("vm %s: guest config too large for the command line (%d bytes)", s.Name, len(enc))
-	}
+// qemuVM is the qemu.VM of a spec (pure): fstypes are the file systems
+// found on the disks (by index, "" for none), which vminit is told.
+func (m *Manager) qemuVM(s Spec, dir string, fstypes []string) (qemu.VM, error) {
 	v := qemu.VM{
 		Name: s.Name, Accel: m.cfg.Accel, CPUs: s.CPUs, MemoryMiB: s.MemoryMiB,
-		Kernel: m.cfg.Kernel, Initrd: m.cfg.Initrd,
-		Cmdline: "quiet panic=-1 root=vroot rootfstype=virtiofs " + guest.ParamConfig + "=" + enc,
-		FS:      fs, NICs: s.NICs,
+		NICs: s.NICs, NetNS: m.cfg.NetNS,
 		Console: filepath.Join(dir, "console.log"), QMP: filepath.Join(dir, "qmp.sock"),
 	}
 	for i, d := range s.Disks {
-		v.Disks = append(v.Disks, qemu.Disk{ID: fmt.Sprintf("d%d", i), Path: d})
+		v.Disks = append(v.Disks, qemu.Disk{ID: fmt.Sprintf("d%d", i), Path: d.Path})
+	}
+	if s.mode() != BootDisk {
+		v.FS = append(v.FS, qemu.FS{ID: "fs0", Tag: "vroot", Socket: filepath.Join(dir, "fs0.sock")})
+	}
+	for i := range s.Shares {
+		id := fmt.Sprintf("fs%d", i+1)
+		v.FS = append(v.FS, qemu.FS{ID: id, Tag: id, Socket: filepath.Join(dir, id+".sock")})
+	}
+	switch s.mode() {
+	case BootDisk:
+		v.Machine = qemu.MachinePC
+	case BootKernel:
+		if len(s.Guest.Entrypoint) == 0 || !filepath.IsAbs(s.Guest.Entrypoint[0]) {
+			return qemu.VM{}, fmt.Errorf("vm %s: boot mode kernel: the entrypoint (init=) must be an absolute path", s.Name)
+		}
+		cmdline := "panic=-1 root=vroot rootfstype=virtiofs rw init=" + s.Guest.Entrypoint[0]
+		if s.Boot.Cmdline != "" {
+			cmdline += " " + s.Boot.Cmdline
+		}
+		if args := s.Guest.Entrypoint[1:]; len(args) > 0 {
+			for _, a := range args {
+				if a == "" || strings.ContainsAny(a, " \t\n\"") {
+					return qemu.VM{}, fmt.Errorf("vm %s: boot mode kernel: entrypoint argument %q cannot go on a kernel command line", s.Name, a)
+				}
+			}
+			cmdline += " -- " + strings.Join(args, " ")
+		}
+		v.Kernel, v.Initrd, v.Cmdline = s.Boot.Kernel, s.Boot.Initrd, cmdline
+	default:
+		g := s.Guest
+		g.Mounts, g.Disks = nil, nil
+		for i := range s.Shares {
+			g.Mounts = append(g.Mounts, guest.Mount{Tag: fmt.Sprintf("fs%d", i+1), Mountpoint: s.Shares[i].Mountpoint})
+		}
+		for i, d := range s.Disks {
+			if d.Mountpoint == "" {
+				continue
+			}
+			fst := ""
+			if i < len(fstypes) {
+				fst = fstypes[i]
+			}
+			g.Disks = append(g.Disks, guest.Disk{Serial: v.Disks[i].ID, Mountpoint: d.Mountpoint, FSType: fst})
+		}
+		if err := g.Validate(); err != nil {
+			return qemu.VM{}, fmt.Errorf("vm %s: %w", s.Name, err)
+		}
+		enc, err := g.Encode()
+		if err != nil {
+			return qemu.VM{}, err
+		}
+		if len(enc) > guest.MaxCmdlineConfig {
+			return qemu.VM{}, fmt.Errorf("vm %s: guest config too large for the command line (%d bytes)", s.Name, len(enc))
+		}
+		v.Kernel, v.Initrd = m.cfg.Kernel, m.cfg.Initrd
+		v.Cmdline = "quiet panic=-1 root=vroot rootfstype=virtiofs " + guest.ParamConfig + "=" + enc
 	}
 	return v, v.Validate()
+}
+
+// shareDirs are the directories served by virtiofsd, in the order of the
+// qemu.VM's FS.
+func shareDirs(s Spec) []string {
+	var dirs []string
+	if s.mode() != BootDisk {
+		dirs = append(dirs, s.RootDir)
+	}
+	for _, sh := range s.Shares {
+		dirs = append(dirs, sh.Dir)
+	}
+	return dirs
+}
+
+// prepareDisks formats the blank disks vminit mounts (container mode)
+// and returns the file system of every disk ("" when none or not probed).
+func prepareDisks(s Spec) ([]string, error) {
+	fstypes := make([]string, len(s.Disks))
+	if s.mode() != BootContainer {
+		return fstypes, nil
+	}
+	for i, d := range s.Disks {
+		if d.Mountpoint == "" {
+			continue
+		}
+		if _, err := FormatBlank(d.Path); err != nil {
+			return nil, err
+		}
+		sig, err := (blockdev.Blkid{}).Probe(d.Path)
+		if err != nil {
+			return nil, fmt.Errorf("probing disk %s: %w", d.Path, err)
+		}
+		fstypes[i] = sig.Type
+	}
+	return fstypes, nil
 }
 
 // Run starts a VM: one virtiofsd per share, then QEMU. The spec and the
@@ -176,7 +346,11 @@ func (m *Manager) Run(ctx context.Context, s Spec) error {
 		return fmt.Errorf("running vm %s: %w", s.Name, ErrExists)
 	}
 	dir := m.vmDir(s.Name)
-	vm, err := m.qemuVM(s, dir)
+	fstypes, err := prepareDisks(s)
+	if err != nil {
+		return fmt.Errorf("running vm %s: %w", s.Name, err)
+	}
+	vm, err := m.qemuVM(s, dir, fstypes)
 	if err != nil {
 		return err
 	}
@@ -192,11 +366,7 @@ func (m *Manager) Run(ctx context.Context, s Spec) error {
 	if err := writeJSON(filepath.Join(dir, "spec.json"), s); err != nil {
 		return fail(err)
 	}
-	dirs := []string{s.RootDir}
-	for _, sh := range s.Shares {
-		dirs = append(dirs, sh.Dir)
-	}
-	for i, d := range dirs {
+	for i, d := range shareDirs(s) {
 		p, err := qemu.StartVirtiofsd(ctx, m.cfg.Virtiofsd, vm.FS[i].Socket, d, m.log)
 		if err != nil {
 			return fail(err)
@@ -298,6 +468,18 @@ func (m *Manager) List() []string {
 	return out
 }
 
+// ConsolePath is the file a VM's serial console is written to (kept
+// under Config.LogMax by the log rotation of Monitor).
+func (m *Manager) ConsolePath(name string) (string, error) {
+	m.mu.Lock()
+	mc, ok := m.vms[name]
+	m.mu.Unlock()
+	if !ok {
+		return "", fmt.Errorf("console of vm %s: %w", name, ErrNotFound)
+	}
+	return filepath.Join(mc.dir, "console.log"), nil
+}
+
 // Delete stops a VM: ACPI power-down, QEMU killed after StopTimeout, its
 // virtiofsds stopped and its directory removed.
 func (m *Manager) Delete(ctx context.Context, name string) error {
@@ -338,7 +520,7 @@ func (m *Manager) stopProcesses(mc *machine) {
 			return
 		}
 		if pid > 0 && (!isQEMU || qemu.Alive(pid)) && sameVMProcess(pid, mc.dir) {
-			unix.Kill(pid, unix.SIGKILL)
+			qemu.KillPid(pid)
 			waitGone(context.Background(), pid, 5*time.Second)
 		}
 	}

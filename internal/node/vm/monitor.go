@@ -92,8 +92,15 @@ func (m *Manager) Check(ctx context.Context, now time.Time) []Event {
 }
 
 // Monitor calls Check every interval until ctx ends, passing the events
-// to report (the owner runs it in its errgroup).
+// to report, and rotates the console logs every Config.LogCheck (the
+// owner runs it in its errgroup; it returns once both loops ended).
 func (m *Manager) Monitor(ctx context.Context, interval time.Duration, report func(Event)) {
+	rotated := make(chan struct{})
+	go func() {
+		defer close(rotated)
+		m.rotateLoop(ctx)
+	}()
+	defer func() { <-rotated }()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

@@ -271,9 +271,17 @@ func Argv(v VM) []string {
 }
 
 // GuestCmdline is the kernel command line QEMU passes: cmdline with the
-// console on the serial port and, under tcg, TSCEarlyKHz.
+// console on the serial port and, under tcg, TSCEarlyKHz. Both go before
+// a "--" (what follows it are init's arguments).
 func GuestCmdline(accel, cmdline string) string {
 	fields := strings.Fields(cmdline)
+	var initArgs []string
+	for i, f := range fields {
+		if f == "--" {
+			fields, initArgs = fields[:i:i], fields[i:]
+			break
+		}
+	}
 	has := func(prefix string) bool {
 		for _, f := range fields {
 			if strings.HasPrefix(f, prefix) {
@@ -288,5 +296,5 @@ func GuestCmdline(accel, cmdline string) string {
 	if accel == AccelTCG && !has("tsc_early_khz=") {
 		fields = append(fields, TSCEarlyKHz)
 	}
-	return strings.Join(fields, " ")
+	return strings.Join(append(fields, initArgs...), " ")
 }

@@ -122,6 +122,8 @@ func TestGuestCmdline(t *testing.T) {
 		{AccelTCG, "quiet", "console=ttyS0 quiet " + TSCEarlyKHz},
 		{AccelKVM, "quiet", "console=ttyS0 quiet"},
 		{AccelTCG, "console=hvc0 tsc_early_khz=1", "console=hvc0 tsc_early_khz=1"},
+		{AccelTCG, "init=/sbin/init -- single x", "console=ttyS0 init=/sbin/init " + TSCEarlyKHz + " -- single x"},
+		{AccelTCG, "a -- console=x", "console=ttyS0 a " + TSCEarlyKHz + " -- console=x"},
 	}
 	for _, tt := range tests {
 		if got := GuestCmdline(tt.accel, tt.in); got != tt.want {
