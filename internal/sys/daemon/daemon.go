@@ -36,6 +36,7 @@ func Start(bin string, args []string, logPath string) (*Proc, error) {
 	defer out.Close() // the child has its own copy
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Dir = "/" // pin no directory of the starter
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s %s: %w", bin, strings.Join(args, " "), err)

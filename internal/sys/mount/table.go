@@ -80,7 +80,8 @@ const (
 	MagicOverlay = 0x794c7630
 )
 
-// ErrDisconnected marks a FUSE mount whose server is gone (ENOTCONN).
+// ErrDisconnected marks a FUSE mount whose server is gone (ENOTCONN, or
+// ECONNABORTED once the kernel aborted the connection).
 var ErrDisconnected = errors.New("transport endpoint is not connected")
 
 // Magic returns the f_type of the file system holding path. A FUSE mount
@@ -88,7 +89,7 @@ var ErrDisconnected = errors.New("transport endpoint is not connected")
 func (Mounter) Magic(path string) (int64, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(path, &st); err != nil {
-		if errors.Is(err, unix.ENOTCONN) {
+		if errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED) {
 			return 0, fmt.Errorf("statfs %s: %w", path, ErrDisconnected)
 		}
 		return 0, fmt.Errorf("statfs %s: %w", path, err)

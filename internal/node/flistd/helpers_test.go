@@ -1,0 +1,277 @@
+package flistd
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zos-go/zos/internal/flist"
+	"github.com/zos-go/zos/internal/sys/daemon"
+	"github.com/zos-go/zos/internal/sys/mount"
+	"github.com/zos-go/zos/internal/testutil"
+)
+
+func testLog(t testing.TB) *slog.Logger {
+	if os.Getenv("FLISTD_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// tree describes files to build a flist from: path -> content; a content
+// starting with "->" makes a symlink to the rest.
+type tree map[string]string
+
+// buildFlist writes tr into a directory and builds it into a .fl file whose
+// blocks live in a dir store of the test.
+func buildFlist(t testing.TB, tr tree) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "src")
+	for p, c := range tr {
+		full := filepath.Join(src, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if target, ok := strings.CutPrefix(c, "->"); ok {
+			err = os.Symlink(target, full)
+		} else if strings.HasSuffix(p, "/") {
+			err = os.MkdirAll(full, 0o755)
+		} else {
+			err = os.WriteFile(full, []byte(c), 0o755)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	store, err := flist.NewDirStore(filepath.Join(t.TempDir(), "blocks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	b := flist.NewBuilder(store, flist.BuildConfig{}, testLog(t))
+	if err := flist.AddSource(ctx, b, src); err != nil {
+		t.Fatalf("building flist: %v", err)
+	}
+	m, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "test.fl")
+	if err := flist.Write(ctx, out, m); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// hub serves files under /name like zgrid --hub serves flists, counting
+// requests per path.
+type hub struct {
+	*httptest.Server
+	mu    sync.Mutex // guards files
+	files map[string][]byte
+	hits  sync.Map // path -> *atomic.Int64
+}
+
+func newHub(t testing.TB) *hub {
+	h := &hub{files: map[string][]byte{}}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := h.hits.LoadOrStore(r.URL.Path, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		h.mu.Lock()
+		data, ok := h.files[r.URL.Path]
+		h.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(data)
+	}))
+	t.Cleanup(h.Close)
+	return h
+}
+
+// put publishes a file (the .fl at path, or raw bytes) and returns its URL.
+func (h *hub) put(t testing.TB, name string, data []byte) string {
+	h.mu.Lock()
+	h.files["/repo/"+name] = data
+	h.mu.Unlock()
+	return h.URL + "/repo/" + name
+}
+
+func (h *hub) publish(t testing.TB, name, flPath string) string {
+	data, err := os.ReadFile(flPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.put(t, name, data)
+}
+
+func (h *hub) count(name string) int64 {
+	n, ok := h.hits.Load("/repo/" + name)
+	if !ok {
+		return 0
+	}
+	return n.(*atomic.Int64).Load()
+}
+
+var (
+	zosOnce sync.Once
+	zosBin  string
+	zosErr  string
+)
+
+// zosBinary returns a zos executable: $ZOS_TEST_BINARY, or cmd/zos built
+// once for the whole test run.
+func zosBinary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("ZOS_TEST_BINARY"); p != "" {
+		return p
+	}
+	zosOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "flistd-zos-")
+		if err != nil {
+			zosErr = err.Error()
+			return
+		}
+		zosBin = filepath.Join(dir, "zos")
+		out, err := exec.Command("go", "build", "-o", zosBin, "github.com/zos-go/zos/cmd/zos").CombinedOutput()
+		if err != nil {
+			zosErr = err.Error() + ": " + string(out)
+		}
+	})
+	if zosErr != "" {
+		t.Fatalf("building zos: %s", zosErr)
+	}
+	return zosBin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if zosBin != "" {
+		os.RemoveAll(filepath.Dir(zosBin))
+	}
+	os.Exit(code)
+}
+
+// requireFUSE skips unless the test can mount FUSE and overlays.
+func requireFUSE(t testing.TB) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	testutil.RequireFile(t, "/dev/fuse")
+}
+
+// newRoot makes a module root whose daemons and mounts are all gone when the
+// test ends, even when it fails: overlays under the test's directories are
+// unmounted, daemons stopped, read-only mounts detached, and the mount
+// table is checked for leftovers.
+func newRoot(t testing.TB) string {
+	t.Helper()
+	base := t.TempDir()
+	root := filepath.Join(base, "flist")
+	t.Cleanup(func() {
+		var mnt mount.Mounter
+		table, err := mnt.Table()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		// Overlays first (they hold the read-only mounts), newest first.
+		for i := len(table) - 1; i >= 0; i-- {
+			if e := table[i]; strings.HasPrefix(e.Mountpoint, base+"/") && e.FSType == "overlay" {
+				if err := mnt.Unmount(e.Mountpoint); err != nil {
+					t.Errorf("cleanup: %v", err)
+				}
+			}
+		}
+		pids, _ := filepath.Glob(filepath.Join(root, dirRun, "*.pid"))
+		for _, p := range pids {
+			hash := strings.TrimSuffix(filepath.Base(p), ".pid")
+			pid := readPidFile(p)
+			if err := daemon.Stop(pid, 5*time.Second, marks(filepath.Join(root, dirMounts, hash))...); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+		table, _ = mnt.Table()
+		for i := len(table) - 1; i >= 0; i-- {
+			if e := table[i]; strings.HasPrefix(e.Mountpoint, base+"/") {
+				if err := mnt.Detach(e.Mountpoint); err != nil {
+					t.Errorf("cleanup: %v", err)
+				}
+			}
+		}
+		table, _ = mnt.Table()
+		for _, e := range table {
+			if strings.HasPrefix(e.Mountpoint, base+"/") {
+				t.Errorf("mount left after cleanup: %+v", e)
+			}
+		}
+	})
+	return root
+}
+
+func readPidFile(p string) int {
+	s, _ := readSmall(p)
+	var pid int
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		pid = pid*10 + int(c-'0')
+	}
+	return pid
+}
+
+func newModule(t testing.TB, root string, cfg Config) *Module {
+	t.Helper()
+	cfg.Root = root
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = filepath.Join(filepath.Dir(root), "cache")
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = 64 << 20
+	}
+	m, err := New(cfg, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// mountsUnder returns the mount table entries below dir.
+func mountsUnder(t testing.TB, dir string) []mount.Entry {
+	t.Helper()
+	table, err := mount.Mounter{}.Table()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []mount.Entry
+	for _, e := range table {
+		if strings.HasPrefix(e.Mountpoint, dir+"/") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func mustRead(t testing.TB, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
