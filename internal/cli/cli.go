@@ -64,6 +64,7 @@ func root() *command {
 			keyCommand(),
 			deploymentCommand(),
 			deployCommand(),
+			logsCommand(),
 			twinCommand(),
 			farmCommand(),
 			nodeCommand(),
