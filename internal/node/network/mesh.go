@@ -79,7 +79,10 @@ func (m *Mesh) Check() error {
 			return err
 		}
 	}
-	if (hidden || len(m.Users) > 0) && !accessOK {
+	// A hidden node alone needs nobody: its VMs reach each other on its
+	// bridge. With other nodes or access peers it is reached through the
+	// access node.
+	if ((hidden && len(m.Nodes) > 1) || len(m.Users) > 0) && !accessOK {
 		return errors.New("hidden nodes and access peers need an access node with a public address among the network's nodes")
 	}
 	return nil

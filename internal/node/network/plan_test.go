@@ -265,6 +265,15 @@ func TestMesh(t *testing.T) {
 	if _, err := m.Resources(); err == nil || !strings.Contains(err.Error(), "already used") {
 		t.Errorf("overlapping subnets: got %v", err)
 	}
+	// A hidden node alone needs no access node; with another node it does.
+	alone := Mesh{Range: m.Range, Nodes: []MeshNode{m.Nodes[2]}}
+	if _, err := alone.Resources(); err != nil {
+		t.Errorf("a hidden node alone: %v", err)
+	}
+	alone.Nodes = append(alone.Nodes, MeshNode{NodeID: 4, Subnet: netip.MustParsePrefix("10.20.9.0/24"), PrivateKey: k1.priv, Port: 3004})
+	if _, err := alone.Resources(); err == nil {
+		t.Error("two hidden nodes without an access node: got no error")
+	}
 	if p, _ := FreePort([]uint16{3000, 3001}, 0, 3000, 3005); p != 3002 {
 		t.Errorf("FreePort: got %d, want 3002", p)
 	}
