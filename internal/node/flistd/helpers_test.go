@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -224,13 +225,7 @@ func newRoot(t testing.TB) string {
 
 func readPidFile(p string) int {
 	s, _ := readSmall(p)
-	var pid int
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0
-		}
-		pid = pid*10 + int(c-'0')
-	}
+	pid, _ := strconv.Atoi(s)
 	return pid
 }
 
