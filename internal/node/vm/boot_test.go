@@ -91,6 +91,11 @@ func TestGuest(t *testing.T) {
 	t.Run("manager", func(t *testing.T) { testManager(t, kit) })
 	t.Run("crash_restart", func(t *testing.T) { testCrashRestart(t, kit) })
 	t.Run("canary", func(t *testing.T) { testCanary(t, kit) })
+	t.Run("disk_persists", func(t *testing.T) { testDiskPersists(t, kit) })
+	t.Run("netns", func(t *testing.T) { testNetNS(t, kit) })
+	t.Run("console_flood", func(t *testing.T) { testConsoleFlood(t, kit) })
+	t.Run("kernel_mode", func(t *testing.T) { testKernelMode(t, kit) })
+	t.Run("disk_mode", func(t *testing.T) { testDiskMode(t, kit) })
 }
 
 // testCanary: the canary boot passes under tcg, and accel auto picks tcg
@@ -173,7 +178,7 @@ func busyboxRoot(t testing.TB) string {
 	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{"sh", "cat", "echo", "mount", "ls", "hostname", "sleep"} {
+	for _, a := range []string{"sh", "cat", "echo", "mount", "ls", "hostname", "sleep", "sync", "poweroff"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,415 @@
+package vm
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zos-go/zos/internal/image"
+	"github.com/zos-go/zos/internal/image/kernel"
+	"github.com/zos-go/zos/internal/node/vm/guest"
+	"github.com/zos-go/zos/internal/sys/netns"
+	"github.com/zos-go/zos/internal/sys/qemu"
+	"github.com/zos-go/zos/internal/testutil"
+)
+
+// newTestManager is a manager over the kit with its VMs deleted in
+// t.Cleanup.
+func newTestManager(t *testing.T, kit *guestKit, mod func(*Config)) (*Manager, Config) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	testutil.RequireFile(t, qemu.DefaultVirtiofsd)
+	cfg := Config{Root: t.TempDir(), Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs, Accel: qemu.AccelTCG, StopTimeout: 10 * time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
+	m, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, n := range m.List() {
+			m.Delete(context.Background(), n)
+		}
+	})
+	return m, cfg
+}
+
+// waitConsole waits until the VM's console holds want.
+func waitConsole(ctx context.Context, t *testing.T, m *Manager, name, want string) {
+	t.Helper()
+	p, err := m.ConsolePath(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(readFile(p), want) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no %q on the console of %s:\n%s", want, name, readFile(p))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func sparseFile(t *testing.T, p string, size int64) {
+	t.Helper()
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testDiskPersists: a blank disk is formatted btrfs and mounted at /data;
+// the VM writes a file, is deleted (power button: well under StopTimeout)
+// and run again with the same disk, and reads the file back.
+func testDiskPersists(t *testing.T, kit *guestKit) {
+	testutil.RequireBinary(t, "mkfs.btrfs")
+	m, cfg := newTestManager(t, kit, nil)
+	disk := filepath.Join(t.TempDir(), "zmount.raw")
+	sparseFile(t, disk, 256<<20)
+	spec := Spec{Name: "zm", CPUs: 1, MemoryMiB: 256, RootDir: busyboxRoot(t),
+		Disks: []Disk{{Path: disk, Mountpoint: "/data"}},
+		Guest: guest.Config{Entrypoint: []string{"/bin/sh", "-c",
+			"if [ -f /data/f ]; then echo " + marker + " read $(cat /data/f); else echo from-first-boot > /data/f; sync; echo " + marker + " wrote; fi; " +
+				"cat /proc/mounts | grep ' /data '; while true; do sleep 1; done"}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	for boot, want := range []string{marker + " wrote", marker + " read from-first-boot"} {
+		if err := m.Run(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		waitConsole(ctx, t, m, "zm", want)
+		waitConsole(ctx, t, m, "zm", " /data btrfs ")
+		start := time.Now()
+		if err := m.Delete(ctx, "zm"); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		t.Logf("boot %d: delete (power button) took %s", boot, took.Round(time.Millisecond))
+		if took > cfg.StopTimeout/2 {
+			t.Errorf("boot %d: delete took %s: the guest ignored the power button (stop timeout %s)", boot, took, cfg.StopTimeout)
+		}
+	}
+}
+
+func randomName(t *testing.T, prefix string) string {
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return prefix + hex.EncodeToString(b)
+}
+
+// tapState is the ip link line of tap in namespace ns ("" if missing).
+func tapState(ns, tap string) string {
+	out, err := netns.Run(ns, "", "ip", "-o", "link", "show", "dev", tap)
+	if err != nil {
+		return ""
+	}
+	return out
+}
+
+// testNetNS: QEMU runs inside Config.NetNS and attaches the tap made
+// there (carrier up), none is created on the host; a crash restart and
+// an adoption keep it there.
+func testNetNS(t *testing.T, kit *guestKit) {
+	testutil.RequireBinary(t, "ip")
+	ns := randomName(t, "zvt-")
+	if err := netns.Create(ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { netns.Delete(ns) })
+	tap := randomName(t, "tv")
+	if _, err := netns.Run(ns, "", "ip", "tuntap", "add", "dev", tap, "mode", "tap"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netns.Run(ns, "", "ip", "link", "set", tap, "up"); err != nil {
+		t.Fatal(err)
+	}
+	if st := tapState(ns, tap); !strings.Contains(st, "NO-CARRIER") {
+		t.Fatalf("tap before the VM: got %q, want NO-CARRIER", st)
+	}
+	m, cfg := newTestManager(t, kit, func(c *Config) { c.NetNS = ns })
+	spec := Spec{Name: "nsvm", CPUs: 1, MemoryMiB: 256, RootDir: busyboxRoot(t),
+		NICs:  []qemu.NIC{{ID: "n0", Tap: tap, MAC: "52:54:00:aa:bb:01"}},
+		Guest: guest.Config{Entrypoint: []string{"/bin/sh", "-c", "echo " + marker + "; while true; do sleep 1; done"}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := m.Run(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	attached := func(when string) {
+		t.Helper()
+		if st := tapState(ns, tap); !strings.Contains(st, "LOWER_UP") || strings.Contains(st, "NO-CARRIER") {
+			t.Fatalf("%s: tap in %s: got %q, want carrier (QEMU attached)", when, ns, st)
+		}
+		if st := tapState("", tap); st != "" {
+			t.Fatalf("%s: QEMU made tap %s on the host: %q", when, tap, st)
+		}
+	}
+	attached("after run")
+	waitConsole(ctx, t, m, "nsvm", marker)
+	info, err := m.Inspect(ctx, "nsvm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	qemu.KillPid(info.Pid)
+	if !waitGone(ctx, info.Pid, 10*time.Second) {
+		t.Fatal("qemu survived SIGKILL")
+	}
+	if ev := m.Check(ctx, time.Now()); len(ev) != 1 || !ev[0].Restarted {
+		t.Fatalf("got events %+v, want a restart", ev)
+	}
+	attached("after a crash restart")
+	m2, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := m2.Adopt(ctx); err != nil || len(got) != 1 {
+		t.Fatalf("adopt: got %v, %v", got, err)
+	}
+	attached("after adoption")
+	if err := m2.Delete(ctx, "nsvm"); err != nil {
+		t.Fatal(err)
+	}
+	// The carrier drops once QEMU's tap file is released (asynchronously
+	// after its exit).
+	for i := 0; i < 100 && !strings.Contains(tapState(ns, tap), "NO-CARRIER"); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := tapState(ns, tap); !strings.Contains(st, "NO-CARRIER") {
+		out, _ := exec.Command("sh", "-c", "ps -eo pid,stat,args | grep "+tap+" | grep -v grep").CombinedOutput()
+		t.Fatalf("tap after delete: got %q, want NO-CARRIER; processes:\n%s", st, out)
+	}
+}
+
+// testConsoleFlood: an entrypoint writing to the console as fast as it
+// can: Monitor's rotation keeps console.log near LogMax, QEMU keeps
+// appending at the end, and the node (QMP, Check) stays responsive.
+func testConsoleFlood(t *testing.T, kit *guestKit) {
+	const logMax, logKeep = 256 << 10, 128 << 10
+	m, _ := newTestManager(t, kit, func(c *Config) {
+		c.LogMax, c.LogKeep, c.LogCheck = logMax, logKeep, 100*time.Millisecond
+	})
+	line := strings.Repeat("0123456789", 10)
+	spec := Spec{Name: "flood", CPUs: 1, MemoryMiB: 256, RootDir: busyboxRoot(t),
+		Guest: guest.Config{Entrypoint: []string{"/bin/sh", "-c", "echo " + marker + "; while true; do echo " + line + "; done"}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := m.Run(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	mctx, mcancel := context.WithCancel(ctx)
+	monitored := make(chan struct{})
+	go func() { defer close(monitored); m.Monitor(mctx, time.Second, nil) }()
+	defer func() { mcancel(); <-monitored }()
+	p, _ := m.ConsolePath("flood")
+	waitConsole(ctx, t, m, "flood", marker)
+	var maxSize, cuts int64
+	var last int64
+	var slowest time.Duration
+	end := time.Now().Add(8 * time.Second)
+	for time.Now().Before(end) {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() > maxSize {
+			maxSize = st.Size()
+		}
+		if st.Size() < last {
+			cuts++
+		}
+		last = st.Size()
+		start := time.Now()
+		if info, err := m.Inspect(ctx, "flood"); err != nil || info.Status != "running" {
+			t.Fatalf("inspect during the flood: got %+v, %v", info, err)
+		}
+		if d := time.Since(start); d > slowest {
+			slowest = d
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("console: max %d bytes, %d cuts, slowest inspect %s", maxSize, cuts, slowest.Round(time.Millisecond))
+	if cuts == 0 {
+		t.Fatalf("the console was never cut (max %d bytes): the flood did not reach %d bytes or rotation is off", maxSize, logMax)
+	}
+	// Bound: LogMax plus what the guest writes in one check interval
+	// (the serial port under tcg writes well under 1 MiB/s).
+	if maxSize > 2*logMax {
+		t.Fatalf("console reached %d bytes, want at most %d", maxSize, 2*logMax)
+	}
+	if ev := m.Check(ctx, time.Now()); len(ev) != 0 {
+		t.Fatalf("check during the flood: got %+v, want nothing", ev)
+	}
+	b, _ := os.ReadFile(p)
+	if i := strings.IndexByte(string(b), 0); i >= 0 {
+		t.Fatalf("console has a NUL at %d of %d: QEMU writes past a hole (no append)", i, len(b))
+	}
+	if !strings.Contains(string(b[len(b)-300:]), line) {
+		t.Fatalf("console tail is not the flood: %q", b[len(b)-300:])
+	}
+}
+
+// markerInitramfs is a tiny busybox initramfs; script is its /init.
+// Modules (with their dependencies) are added under /lib/modules and
+// listed in /modules in load order.
+func markerInitramfs(t *testing.T, kit *guestKit, script string, modules []string) string {
+	t.Helper()
+	bb := testutil.RequireBinary(t, "busybox")
+	a := image.NewArchive()
+	errs := []error{a.HostFile("/bin/busybox", 0o755, bb), a.File("/init", 0o755, []byte(script))}
+	for _, d := range []string{"/proc", "/sys", "/dev", "/newroot"} {
+		errs = append(errs, a.Dir(d, 0o755))
+	}
+	if len(modules) > 0 {
+		ix, err := kernel.ReadIndex(kit.kernel.ModulesDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		order, missing := ix.Resolve(modules)
+		if len(missing) > 0 {
+			t.Fatalf("modules missing: %v", missing)
+		}
+		var list strings.Builder
+		for _, m := range order {
+			p := "/lib/modules/" + m.Path
+			errs = append(errs, a.HostFile(p, 0o644, filepath.Join(kit.kernel.ModulesDir(), m.Path)))
+			list.WriteString(p + "\n")
+		}
+		errs = append(errs, a.File("/modules", 0o644, []byte(list.String())))
+	}
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "initrd.cpio")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := a.WriteTo(f, os.ReadFile); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// testKernelMode boots the Debian bzImage (as a flist's /boot/vmlinuz)
+// with an initrd that mounts the virtiofs root and switches to init=,
+// which gets the entrypoint's arguments and prints the marker.
+func testKernelMode(t *testing.T, kit *guestKit) {
+	m, _ := newTestManager(t, kit, nil)
+	script := `#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+for m in $(/bin/busybox cat /modules); do /bin/busybox insmod $m; done
+i=0
+until /bin/busybox mount -t virtiofs vroot /newroot; do
+	i=$((i+1)); [ $i -gt 100 ] && /bin/busybox poweroff -f
+	/bin/busybox sleep 0.05
+done
+init=$(/bin/busybox sed -n 's/.* init=\([^ ]*\).*/\1/p' /proc/cmdline)
+/bin/busybox umount /proc
+exec /bin/busybox switch_root /newroot "$init" "$@"
+`
+	initrd := markerInitramfs(t, kit, script, []string{"virtio_mmio", "virtiofs"})
+	root := busyboxRoot(t)
+	if err := os.WriteFile(filepath.Join(root, "marker-init"), []byte("#!/bin/sh\necho "+marker+" init-args=$1\n/bin/poweroff -f\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := Spec{Name: "kmode", CPUs: 1, MemoryMiB: 256, RootDir: root,
+		Boot:  Boot{Mode: BootKernel, Kernel: kit.kernel.BzImage, Initrd: initrd},
+		Guest: guest.Config{Entrypoint: []string{"/marker-init", "first-arg"}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := m.Run(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	waitConsole(ctx, t, m, "kmode", marker+" init-args=first-arg")
+	t.Logf("kernel mode: launch to marker %s", time.Since(start).Round(time.Millisecond))
+}
+
+// bootableImage builds a raw disk image: an MBR (syslinux) with one FAT
+// partition holding the kernel, initrd and syslinux.cfg, installed with
+// syslinux --offset (mtools: no loop device, no mount).
+func bootableImage(t *testing.T, kit *guestKit, initrd string) string {
+	t.Helper()
+	for _, b := range []string{"sfdisk", "mkfs.fat", "mcopy", "syslinux"} {
+		testutil.RequireBinary(t, b)
+	}
+	mbr := "/usr/lib/syslinux/mbr/mbr.bin"
+	testutil.RequireFile(t, mbr)
+	img := filepath.Join(t.TempDir(), "image.raw")
+	const size, start = 48 << 20, 1 << 20
+	sparseFile(t, img, size)
+	run := func(stdin string, argv ...string) {
+		t.Helper()
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Stdin = strings.NewReader(stdin)
+		cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+		}
+	}
+	run("label: dos\nstart=2048, type=c, bootable\n", "sfdisk", "-q", img)
+	run("", "dd", "if="+mbr, "of="+img, "bs=440", "count=1", "conv=notrunc", "status=none")
+	run("", "mkfs.fat", "-n", "ZOSBOOT", "--offset", "2048", img, fmt.Sprint((size-start)/1024))
+	cfg := "SERIAL 0 115200\nDEFAULT linux\nPROMPT 0\nTIMEOUT 0\nLABEL linux\n  KERNEL /vmlinuz\n  INITRD /initrd.img\n" +
+		"  APPEND console=ttyS0 quiet panic=-1 " + qemu.TSCEarlyKHz + "\n"
+	cfgFile := filepath.Join(t.TempDir(), "syslinux.cfg")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	part := fmt.Sprintf("%s@@%d", img, start)
+	run("", "mcopy", "-i", part, kit.kernel.BzImage, "::/vmlinuz")
+	run("", "mcopy", "-i", part, initrd, "::/initrd.img")
+	run("", "mcopy", "-i", part, cfgFile, "::/syslinux.cfg")
+	run("", "syslinux", "--offset", fmt.Sprint(start), "--install", img)
+	return img
+}
+
+// testDiskMode writes a bootable image into a larger disk (WriteImage)
+// and boots it in disk mode (SeaBIOS, syslinux, the Debian kernel, an
+// initramfs printing the marker).
+func testDiskMode(t *testing.T, kit *guestKit) {
+	m, _ := newTestManager(t, kit, nil)
+	initrd := markerInitramfs(t, kit, "#!/bin/busybox sh\n/bin/busybox echo "+marker+" disk-mode\n/bin/busybox poweroff -f\n", nil)
+	img := bootableImage(t, kit, initrd)
+	disk := filepath.Join(t.TempDir(), "vda.raw")
+	sparseFile(t, disk, 32<<20)
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	if err := WriteImage(f, st.Size(), disk); err == nil {
+		t.Fatal("a 48 MiB image fits a 32 MiB disk")
+	}
+	sparseFile(t, disk, 64<<20)
+	if err := WriteImage(f, st.Size(), disk); err != nil {
+		t.Fatal(err)
+	}
+	spec := Spec{Name: "dmode", CPUs: 1, MemoryMiB: 256, Boot: Boot{Mode: BootDisk}, Disks: []Disk{{Path: disk}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := m.Run(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	waitConsole(ctx, t, m, "dmode", marker+" disk-mode")
+	t.Logf("disk mode: launch to marker %s", time.Since(start).Round(time.Millisecond))
+}
