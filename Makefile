@@ -10,7 +10,8 @@ LDFLAGS := -X github.com/zos-go/zos/internal/version.Version=$(VERSION)
 # Debian packages the tests and the demo use.
 APT_PACKAGES := btrfs-progs e2fsprogs util-linux iproute2 nftables redis-tools \
 	qemu-system-x86 qemu-utils cpio busybox-static kmod xz-utils zstd \
-	wireguard-tools iperf3 chromium chromium-driver nats-server fuse3 debootstrap
+	wireguard-tools iperf3 chromium chromium-driver nats-server fuse3 debootstrap \
+	fdisk dosfstools mtools syslinux syslinux-common
 
 # Fuzz targets run briefly by make test: package:FuzzName.
 FUZZ_TARGETS := $(shell grep -rl --include='*_test.go' '^func Fuzz' internal | \
