@@ -147,6 +147,44 @@ func testInitramfs(t *testing.T, kit *guestKit) {
 			t.Errorf("module %s loads after %s", dep[0], dep[1])
 		}
 	}
+	// The disk group: btrfs and ext4 after every module depmod says they
+	// need (depmod -n prints modules.dep without writing it).
+	if depmod, err := exec.LookPath("depmod"); err == nil {
+		out, err := exec.Command(depmod, "-n", "-b", kit.kernel.Root, kit.kernel.Version).Output()
+		if err != nil {
+			t.Fatalf("depmod: %v", err)
+		}
+		deps := map[string][]string{}
+		for _, l := range strings.Split(string(out), "\n") {
+			mod, rest, ok := strings.Cut(l, ":")
+			if ok && strings.HasSuffix(mod, ".ko") {
+				deps[mod] = strings.Fields(rest)
+			}
+		}
+		at := map[string]int{}
+		for i, m := range kit.modules {
+			at[strings.TrimPrefix(m, "/lib/modules/")] = i
+		}
+		for _, fs := range []string{"kernel/fs/btrfs/btrfs.ko", "kernel/fs/ext4/ext4.ko"} {
+			i, ok := at[fs]
+			if !ok {
+				t.Errorf("initramfs lacks %s", fs)
+				continue
+			}
+			if len(deps[fs]) == 0 {
+				t.Errorf("depmod lists no dependencies for %s", fs)
+			}
+			for _, d := range deps[fs] {
+				if j, ok := at[d]; !ok || j > i {
+					t.Errorf("%s needs %s (modules.dep): in the initramfs %v, before it %v", fs, d, ok, j < i)
+				}
+			}
+		}
+		list, _ := os.ReadFile(kit.initramfs)
+		if !bytes.Contains(list, []byte("btrfs.ko "+guest.GroupDisk)) {
+			t.Error("btrfs is not in the disk group of the module list")
+		}
+	}
 	var again bytes.Buffer
 	if _, err := BuildInitramfs(InitramfsConfig{Vminit: kit.vminit, ModulesDir: kit.kernel.ModulesDir()}, &again); err != nil {
 		t.Fatal(err)
