@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/zos-go/zos/internal/version.Version=$(VERSION)
 
 # Debian packages the tests and the demo use.
-APT_PACKAGES := btrfs-progs e2fsprogs util-linux iproute2 nftables redis-tools \
+APT_PACKAGES := btrfs-progs e2fsprogs util-linux iproute2 nftables redis-tools redis-server \
 	qemu-system-x86 qemu-utils cpio busybox-static kmod xz-utils zstd \
 	wireguard-tools iperf3 chromium chromium-driver nats-server fuse3 debootstrap \
 	fdisk dosfstools mtools syslinux syslinux-common

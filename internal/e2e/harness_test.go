@@ -35,7 +35,7 @@ func buildBinaries(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "github.com/zos-go/zos/cmd/zgrid", "github.com/zos-go/zos/cmd/zos")
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "github.com/zos-go/zos/cmd/zgrid", "github.com/zos-go/zos/cmd/zos", "github.com/zos-go/zos/cmd/vminit")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("building: %v\n%s", err, out)
@@ -132,15 +132,17 @@ func (p *proc) kill() {
 type grid struct {
 	url      string
 	httpPort int
+	hub      string // flist hub URL
 	proc     *proc
 }
 
 func startGrid(t testing.TB) *grid {
 	t.Helper()
 	bin := buildBinaries(t)
-	port, httpPort := freePort(t), freePort(t)
-	g := &grid{url: fmt.Sprintf("nats://127.0.0.1:%d", port), httpPort: httpPort}
-	g.proc = start(t, filepath.Join(bin, "zgrid"), "run", "--data", t.TempDir(), "--port", strconv.Itoa(port), "--http-port", strconv.Itoa(httpPort))
+	port, httpPort, hubPort := freePort(t), freePort(t), freePort(t)
+	g := &grid{url: fmt.Sprintf("nats://127.0.0.1:%d", port), httpPort: httpPort, hub: fmt.Sprintf("http://127.0.0.1:%d", hubPort)}
+	g.proc = start(t, filepath.Join(bin, "zgrid"), "run", "--data", t.TempDir(), "--port", strconv.Itoa(port),
+		"--http-port", strconv.Itoa(httpPort), "--hub", strconv.Itoa(hubPort))
 	t.Cleanup(func() {
 		g.proc.stop(10 * time.Second)
 		if t.Failed() {
@@ -284,6 +286,9 @@ func nodeIDFromLog(s string) uint32 {
 // loop devices backed by files under it: after a crash test the node had
 // no chance to.
 func cleanupNode(t testing.TB, dir string) {
+	// VMs outlive their node (a restart adopts them): stop what runs from
+	// dir (QEMU, virtiofsd, flist daemons) before unmounting.
+	killUnder(t, dir)
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err == nil {
 		var mounts []string
@@ -340,4 +345,33 @@ func redis(t testing.TB, port int, cmds string) string {
 		t.Fatalf("redis-cli: %v\n%s", err, out)
 	}
 	return string(out)
+}
+
+// killUnder kills the processes whose command line names a path under
+// dir and waits until they are gone.
+func killUnder(t testing.TB, dir string) {
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var pids []int
+	for _, c := range cmdlines {
+		b, err := os.ReadFile(c)
+		if err != nil || !strings.Contains(string(b), dir+"/") {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(c)))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			pids = append(pids, pid)
+		}
+	}
+	for _, pid := range pids {
+		for i := 0; i < 100; i++ {
+			if syscall.Kill(pid, 0) != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("killed leftover process %d", pid)
+	}
 }

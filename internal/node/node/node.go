@@ -77,6 +77,11 @@ type Config struct {
 	GatewayListen     string
 	ACMEDirectory     string
 	GatewaySelfSigned bool
+	// VMKernel is the directory of the guest kernel's Debian package
+	// (`zos kernel fetch --dir DIR`, make deps: .cache/kernel); without it
+	// the node runs no VMs. Vminit is the guest init ("" = vminit next to
+	// the zos binary). Accel is auto, kvm or tcg.
+	VMKernel, Vminit, Accel string
 	// OnRegistered, when set, is called once the node is registered, with
 	// the node for read-only status (zos init's console).
 	OnRegistered func(*Node)
@@ -121,6 +126,7 @@ type Node struct {
 
 	storage *storage.Module
 	network *network.Manager
+	vms     *machines
 	engine  *provision.Engine
 	grid    *registry.Client
 	nodeID  uint32
@@ -229,7 +235,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		st.Close()
 		return fmt.Errorf("starting storage: %w", err)
 	}
-	defer st.Close() // last: unmount pools, detach loop devices
+	defer func() {
+		// Last: unmount pools, detach loop devices. VMs outlive the node
+		// process (a restart adopts them): their pools stay mounted.
+		if n.vms != nil && len(n.vms.vms.List()) > 0 {
+			log.Info("vms_left_running", "count", len(n.vms.vms.List()))
+			return
+		}
+		st.Close()
+	}()
 	n.storage = st
 	n.setStatus("storage", nil)
 	cache, limited := st.Cache()
@@ -299,12 +313,23 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer store.Close()
+	n.vms, err = n.startMachines(ctx, cache, log)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("starting the VM module: %w", err)
+	}
 	managers := map[gridtypes.WorkloadType]provision.Manager{
 		gridtypes.ZMountType:   &primitives.ZMountManager{Storage: st},
 		gridtypes.VolumeType:   &primitives.VolumeManager{Storage: st},
 		gridtypes.ZDBType:      zdbm,
 		gridtypes.NetworkType:  n.network,
 		gridtypes.PublicIPType: network.NewPublicIPManager(cfg.NetNS, network.SysKernel{}, n.grid, netlog),
+	}
+	zlogs := primitives.NewZLogsManager(primitives.ZLogsConfig{}, n, n.network.Dialer, log.With("component", "zlogs"))
+	defer zlogs.Close()
+	managers[gridtypes.ZLogsType] = zlogs
+	if n.vms != nil {
+		managers[gridtypes.ZMachineType] = n.vms.manager
 	}
 	if gwm != nil {
 		managers[gridtypes.GatewayNameProxyType] = gwm
@@ -348,6 +373,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	g.Go(func() error { return n.loop(gctx, "resync", n.resyncLoop) })
 	g.Go(func() error { return n.loop(gctx, "used", n.usedLoop) })
+	if n.vms != nil {
+		g.Go(func() error {
+			return n.loop(gctx, "vms", func(ctx context.Context) error { return n.monitorVMs(ctx, n.vms.vms) })
+		})
+	}
 	n.setStatus("provision", nil)
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {

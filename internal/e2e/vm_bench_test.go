@@ -1,0 +1,115 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/node/primitives"
+)
+
+// consoleHas polls the console log of VM name on node n (read on the
+// node's disk, not through the grid: no polling delay of its own) until
+// it holds marker, and returns when it was seen.
+func consoleHas(n *node, name, marker string, timeout time.Duration) (time.Time, bool) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		logs, _ := filepath.Glob(filepath.Join(n.data, "mnt", "*", "*", "vm", "machines", name, "console.log"))
+		logs2, _ := filepath.Glob(filepath.Join(n.data, "mnt", "*", "vm", "machines", name, "console.log"))
+		for _, l := range append(logs, logs2...) {
+			if b, err := os.ReadFile(l); err == nil && strings.Contains(string(b), marker) {
+				return time.Now(), true
+			}
+		}
+	}
+	return time.Time{}, false
+}
+
+// BenchmarkVMs measures, through the grid with zosctl on a hosted node
+// under tcg: the latency from `zosctl deploy vm` to the entrypoint's
+// marker on the console (one VM; compare with scripts/bench/vm.sh's bare
+// boot of the same kernel and initramfs), and the wall time of ten VMs
+// deployed at once until all are ok and until all ran their entrypoint.
+//
+//	go test -run '^$' -bench VMs -benchtime 1x -timeout 30m ./internal/e2e
+func BenchmarkVMs(b *testing.B) {
+	cache := requireVMPrereqs(b)
+	g := startGrid(b)
+	farmer := newUser(b, g)
+	n := vmNode(b, g, farmer, cache, "--disk", "ssd:20G", "--workers", "10")
+	u := newUser(b, g)
+	root := b.TempDir()
+	buildRootfs(b, root)
+	// The bench entrypoint needs no disk or volume.
+	if err := os.WriteFile(filepath.Join(root, "mark.sh"), []byte("#!/bin/sh\necho zos-bench-marker\nexec sleep 2147483647\n"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	url := publishFlist(b, u, root, "bench")
+	id := strconv.Itoa(int(n.id))
+	u.mustRun("network", "create", "--name", "net", "--nodes", id, "--ip-range", "10.31.0.0/16")
+	twin := dial(b, u).twin.ID
+	for i := 0; i < b.N; i++ {
+		// One VM, deploy to entrypoint.
+		start := time.Now()
+		var d gridtypes.Deployment
+		u.json(&d, "deploy", "vm", "--node", id, "--flist", url, "--network", "net", "--memory", "256M",
+			"--entrypoint", "/mark.sh", "--name", "one", "--ip", "10.31.2.2")
+		okAt := time.Since(start)
+		seen, ok := consoleHas(n, primitives.VMName(gridtypes.NewWorkloadID(twin, d.ContractID, "one")), "zos-bench-marker", 2*time.Minute)
+		if !ok {
+			b.Fatal("the VM's entrypoint never ran")
+		}
+		b.ReportMetric(okAt.Seconds(), "s/deploy-to-ok")
+		b.ReportMetric(seen.Sub(start).Seconds(), "s/deploy-to-entrypoint")
+		u.mustRun("deployment", "cancel", strconv.FormatUint(d.ContractID, 10))
+
+		// Ten at once, each its own deployment.
+		const ten = 10
+		var wg sync.WaitGroup
+		contracts := make([]uint64, ten)
+		errs := make([]error, ten)
+		start = time.Now()
+		for v := 0; v < ten; v++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out, errOut, code := u.run("deploy", "vm", "--node", id, "--flist", url, "--network", "net", "--memory", "256M",
+					"--entrypoint", "/mark.sh", "--name", fmt.Sprintf("vm%d", v), "--ip", fmt.Sprintf("10.31.2.%d", 10+v))
+				if code != 0 {
+					errs[v] = fmt.Errorf("vm%d: %s%s", v, out, errOut)
+					return
+				}
+				if _, err := fmt.Sscanf(out, "contract %d", &contracts[v]); err != nil {
+					errs[v] = fmt.Errorf("vm%d: %q: %v", v, out, err)
+				}
+			}()
+		}
+		wg.Wait()
+		allOK := time.Since(start)
+		for _, err := range errs {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		var last time.Time
+		for v := 0; v < ten; v++ {
+			seen, ok := consoleHas(n, primitives.VMName(gridtypes.NewWorkloadID(twin, contracts[v], fmt.Sprintf("vm%d", v))), "zos-bench-marker", 5*time.Minute)
+			if !ok {
+				b.Fatalf("vm%d never ran its entrypoint", v)
+			}
+			if seen.After(last) {
+				last = seen
+			}
+		}
+		b.ReportMetric(allOK.Seconds(), "s/ten-vms-ok")
+		b.ReportMetric(last.Sub(start).Seconds(), "s/ten-vms-entrypoint")
+		for _, c := range contracts {
+			u.mustRun("deployment", "cancel", strconv.FormatUint(c, 10))
+		}
+	}
+}

@@ -1,0 +1,240 @@
+package e2e
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/node/network"
+	"github.com/zos-go/zos/internal/node/primitives"
+	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/sys/netns"
+	"github.com/zos-go/zos/internal/sys/qemu"
+	"github.com/zos-go/zos/internal/sys/rtnl"
+	"github.com/zos-go/zos/internal/testutil"
+)
+
+// requireVMPrereqs skips (fails when strict) without what VMs need.
+func requireVMPrereqs(t testing.TB) string {
+	t.Helper()
+	requireNodePrereqs(t)
+	testutil.RequireBinary(t, "qemu-system-x86_64")
+	testutil.RequireBinary(t, "busybox")
+	testutil.RequireFile(t, "/dev/net/tun")
+	testutil.RequireFile(t, qemu.DefaultVirtiofsd)
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(wd, "..", "..", ".cache", "kernel")
+	if debs, _ := filepath.Glob(filepath.Join(cache, "linux-image-*-amd64_*.deb")); len(debs) == 0 {
+		testutil.Skip(t, "no Debian kernel in "+cache+" (make deps)")
+	}
+	return cache
+}
+
+// VMScript is the demo VM's entrypoint: it counts its boots on the disk
+// at /data, writes to the shared volume, prints markers and stays up.
+const VMScript = `#!/bin/sh
+echo "boot" >> /data/boots
+sync
+echo "zos-vm-up boots=$(wc -l < /data/boots) ip=$(ip -4 -o addr show eth0 | awk '{print $4}')"
+echo "hello from $(hostname)" > /shared/hello
+ls /shared
+exec sleep 2147483647
+`
+
+// buildRootfs makes a busybox root filesystem with the entrypoint.
+func buildRootfs(t testing.TB, dir string) {
+	t.Helper()
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "data", "shared"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"sh", "echo", "cat", "ls", "wc", "ip", "awk", "sleep", "sync", "hostname", "ping", "mount", "df"} {
+		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "start.sh"), []byte(VMScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publishFlist builds dir into a flist on the grid's hub and returns its URL.
+func publishFlist(t testing.TB, u *user, dir, name string) string {
+	t.Helper()
+	fl := filepath.Join(t.TempDir(), name+".fl")
+	u.mustRun("flist", "build", dir, "-o", fl, "--store", u.grid.hub)
+	out := u.mustRun("flist", "push", fl, "--hub", u.grid.hub)
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, u.grid.hub+"/") {
+			return strings.Fields(l)[0]
+		}
+	}
+	t.Fatalf("flist push printed no URL: %q", out)
+	return ""
+}
+
+// vmNode starts a node that runs VMs (tcg) in a grid with a farm.
+func vmNode(t testing.TB, g *grid, farmer *user, cache string, extra ...string) *node {
+	t.Helper()
+	var farm registry.Farm
+	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(freePort(t)))
+	bin := buildBinaries(t)
+	n := startNode(t, g, farm.ID, append([]string{"--vm-kernel", cache, "--vminit", filepath.Join(bin, "vminit"), "--accel", "tcg"}, extra...)...)
+	n.waitRegistered(farmer)
+	return n
+}
+
+// console waits until the VM's console log, read with zosctl logs,
+// matches re, and returns the log.
+func waitConsole(t testing.TB, u *user, contract uint64, vm string, re *regexp.Regexp, timeout time.Duration) string {
+	t.Helper()
+	var out string
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Second) {
+		var code int
+		out, _, code = u.run("logs", strconv.FormatUint(contract, 10), vm)
+		if code == 0 && re.MatchString(out) {
+			return out
+		}
+	}
+	t.Fatalf("console of %s never matched %s; last log:\n%s", vm, re, out)
+	return ""
+}
+
+func qemuPid(t testing.TB, name string) int {
+	t.Helper()
+	out, err := exec.Command("pgrep", "-f", "-x", ".*qemu-system-x86_64 -name "+regexp.QuoteMeta(name)+" .*").Output()
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.Fields(string(out))[0])
+	return pid
+}
+
+// TestVMLifecycle deploys a container-mode VM through the grid with
+// zosctl: its entrypoint runs, it answers ping on its private IP, its
+// disk at /data survives a crash restart, it sees its shared volume, its
+// log is readable with zosctl logs; a node restart adopts it without a
+// reboot; canceling removes QEMU, tap, virtiofsd and the root volume.
+func TestVMLifecycle(t *testing.T) {
+	cache := requireVMPrereqs(t)
+	g := startGrid(t)
+	farmer := newUser(t, g)
+	n := vmNode(t, g, farmer, cache)
+	u := newUser(t, g)
+	root := t.TempDir()
+	buildRootfs(t, root)
+	url := publishFlist(t, u, root, "busybox")
+	id := strconv.Itoa(int(n.id))
+
+	u.mustRun("network", "create", "--name", "net", "--nodes", id, "--ip-range", "10.30.0.0/16")
+	var d gridtypes.Deployment
+	u.json(&d, "deploy", "vm", "--node", id, "--flist", url, "--network", "net", "--memory", "256M",
+		"--entrypoint", "/start.sh", "--disk", "1G:/data", "--volume", "100M:/shared")
+	contract := d.ContractID
+	wlid := d.WorkloadID("vm")
+	vmName := primitives.VMName(wlid)
+	var res gridtypes.ZMachineResult
+	if err := d.Get("vm").Result.Unmarshal(&res); err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr(res.IP)
+	tap := (&primitives.ZMachineManager{Prefix: n.prefix()}).TapName(wlid)
+	t.Cleanup(func() { rtnl.DeleteLink("", tap) })
+
+	log1 := waitConsole(t, u, contract, "vm", regexp.MustCompile(`zos-vm-up boots=1 ip=`+regexp.QuoteMeta(ip.String())), 90*time.Second)
+	t.Logf("console:\n%s", log1)
+	if !strings.Contains(log1, "hello") {
+		t.Errorf("the VM did not list its shared volume:\n%s", log1)
+	}
+	hello, _ := filepath.Glob(filepath.Join(n.data, "mnt", "*", string(d.WorkloadID("vmvol0")), "hello"))
+	if len(hello) != 1 {
+		t.Errorf("the file the VM wrote to its volume is not on the node's volume: %v", hello)
+	}
+	nrNS := network.NamesOf(n.prefix(), gridtypes.NetID(d.TwinID, "net")).NS
+	if ok, out := pingRetry(nrNS, ip); !ok {
+		t.Errorf("the network resource cannot ping the VM at %s: %s", ip, out)
+	}
+
+	// Killing QEMU: the node restarts the VM, the disk keeps its data.
+	pid := qemuPid(t, vmName)
+	if pid == 0 {
+		t.Fatal("no QEMU process for the VM")
+	}
+	if err := exec.Command("kill", "-9", strconv.Itoa(pid)).Run(); err != nil {
+		t.Fatal(err)
+	}
+	waitConsole(t, u, contract, "vm", regexp.MustCompile(`zos-vm-up boots=2`), 120*time.Second)
+	pid = qemuPid(t, vmName)
+
+	// A node restart adopts the running VM: same QEMU, no new boot, and
+	// its tap joins the rebuilt bridge again.
+	n.stop()
+	if !processAlive(pid) {
+		t.Fatal("stopping the node stopped the VM")
+	}
+	n.start()
+	n.waitRegistered(u)
+	waitFor(t, 60*time.Second, "the network to come back", func() bool { return netns.Exists(nrNS) })
+	if ok, out := pingRetry(nrNS, ip); !ok {
+		t.Errorf("after a node restart, the network resource cannot ping the VM at %s: %s", ip, out)
+	}
+	if got := qemuPid(t, vmName); got != pid {
+		t.Errorf("after a node restart the VM runs as pid %d, want the adopted %d", got, pid)
+	}
+	if log := u.mustRun("logs", strconv.FormatUint(contract, 10), "vm"); strings.Contains(log, "boots=3") {
+		t.Errorf("the VM rebooted with the node:\n%s", log)
+	}
+
+	// Cancel: everything of the VM goes.
+	u.mustRun("deployment", "cancel", strconv.FormatUint(contract, 10))
+	waitFor(t, 60*time.Second, "QEMU to stop", func() bool { return qemuPid(t, vmName) == 0 })
+	waitFor(t, 30*time.Second, "the tap to go", func() bool { return !rtnl.LinkExists("", tap) })
+	if out, _ := exec.Command("pgrep", "-f", "virtiofsd.*"+regexp.QuoteMeta(string(wlid))).Output(); len(out) > 0 {
+		t.Errorf("virtiofsd still runs for the VM: %s", out)
+	}
+	waitFor(t, 30*time.Second, "the root volume to go", func() bool {
+		m, _ := filepath.Glob(filepath.Join(n.data, "mnt", "*", "rootfs-"+string(wlid)))
+		return len(m) == 0
+	})
+}
+
+func processAlive(pid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return err == nil
+}
+
+func waitFor(t testing.TB, timeout time.Duration, what string, f func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if f() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}

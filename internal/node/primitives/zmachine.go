@@ -1,0 +1,321 @@
+package primitives
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/node/flistd"
+	"github.com/zos-go/zos/internal/node/network"
+	"github.com/zos-go/zos/internal/node/provision"
+	"github.com/zos-go/zos/internal/node/storage"
+	"github.com/zos-go/zos/internal/node/vm"
+	"github.com/zos-go/zos/internal/node/vm/guest"
+	"github.com/zos-go/zos/internal/sys/qemu"
+)
+
+// Flists is what the zmachine manager needs of the flist module.
+type Flists interface {
+	Inspect(ctx context.Context, url string) (flistd.Info, error)
+	MountOverlay(ctx context.Context, url, rwDir, target string) error
+	Unmount(target string) error
+	GC() error
+}
+
+// VMs is what the zmachine manager needs of the VM manager.
+type VMs interface {
+	Run(ctx context.Context, s vm.Spec) error
+	Inspect(ctx context.Context, name string) (vm.Info, error)
+	Delete(ctx context.Context, name string) error
+}
+
+// Networks is what the zmachine manager needs of the network module.
+type Networks interface {
+	Attach(twin uint32, name, tap string) (network.Attachment, error)
+	Detach(tap string) error
+}
+
+// MachineStorage is what the zmachine manager needs of storage: the
+// rootfs volume, and the disks and volumes a VM mounts.
+type MachineStorage interface {
+	Volumes
+	DiskLookup(name string) (storage.VDisk, error)
+}
+
+// ZMachineManager provisions zmachine workloads as micro-VMs. In container
+// mode the flist is mounted lazily, made writable by an overlay whose
+// upper layer lives on a volume of the VM's root size, and shared with the
+// guest over virtiofs; vminit mounts it as the root and runs the
+// entrypoint. A zmount mounted by the VM is a virtio-blk disk (formatted
+// when blank), a volume a virtiofs share; the one interface is a tap on
+// the network resource's bridge.
+type ZMachineManager struct {
+	Storage  MachineStorage
+	Flists   Flists
+	VMs      VMs
+	Networks Networks
+	// RootfsDir holds the VMs' root overlays (one directory each).
+	RootfsDir string
+	// Prefix distinguishes the taps of several nodes on one host.
+	Prefix string
+	// DNS are the guests' name servers.
+	DNS []string
+	Log *slog.Logger
+}
+
+var _ provision.Manager = (*ZMachineManager)(nil)
+
+// VMName is the VM of a zmachine workload.
+func VMName(id gridtypes.WorkloadID) string { return string(id) }
+
+func rootfsVolume(id gridtypes.WorkloadID) string { return "rootfs-" + string(id) }
+
+// TapName is the tap of a zmachine workload's private interface: under
+// 15 characters, distinct across the nodes sharing a host.
+func (m *ZMachineManager) TapName(id gridtypes.WorkloadID) string {
+	h := sha256.Sum256([]byte(m.Prefix + ":" + string(id)))
+	return "t-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h[:]))[:12]
+}
+
+// tapMAC is a locally administered unicast MAC derived from the tap name.
+func tapMAC(tap string) string {
+	h := sha256.Sum256([]byte(tap))
+	return fmt.Sprintf("02:%02x:%02x:%02x:%02x:%02x", h[0], h[1], h[2], h[3], h[4])
+}
+
+func machineData(wl *provision.Workload) (*gridtypes.ZMachine, error) {
+	d, err := wl.WorkloadData()
+	if err != nil {
+		return nil, err
+	}
+	z, ok := d.(*gridtypes.ZMachine)
+	if !ok {
+		return nil, fmt.Errorf("workload %s is a %s, not a zmachine", wl.Name, wl.Type)
+	}
+	return z, nil
+}
+
+// Provision boots the VM, or, when it runs already (a node restart adopted
+// it), joins its tap to the network again and returns the same result.
+func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload) (any, error) {
+	data, err := machineData(wl)
+	if err != nil {
+		return nil, err
+	}
+	name, tap := VMName(wl.ID), m.TapName(wl.ID)
+	iface := data.Network.Interfaces[0]
+	att, err := m.Networks.Attach(wl.Deployment.TwinID, iface.Network, tap)
+	if err != nil {
+		return nil, err
+	}
+	result := gridtypes.ZMachineResult{ID: name, IP: iface.IP.String()}
+	addr, err := vmAddress(iface, att.Gateway)
+	if err != nil {
+		m.Networks.Detach(tap)
+		return nil, err
+	}
+	if info, err := m.VMs.Inspect(ctx, name); err == nil && info.Status != "stopped" {
+		return result, nil
+	}
+	spec, err := m.spec(ctx, wl, data, tap, addr, att.Gateway.Addr())
+	if err != nil {
+		m.Networks.Detach(tap)
+		return nil, err
+	}
+	if err := m.VMs.Run(ctx, spec); err != nil && !errors.Is(err, vm.ErrExists) {
+		m.Networks.Detach(tap)
+		return nil, err
+	}
+	return result, nil
+}
+
+// vmAddress checks the interface's IP against the resource's subnet.
+func vmAddress(iface gridtypes.MachineInterface, gw netip.Prefix) (netip.Prefix, error) {
+	ip, ok := netip.AddrFromSlice(iface.IP.To4())
+	if !ok {
+		return netip.Prefix{}, fmt.Errorf("network.interfaces[0].ip: %s is not an IPv4 address", iface.IP)
+	}
+	subnet := gw.Masked()
+	if !subnet.Contains(ip) {
+		return netip.Prefix{}, fmt.Errorf("network.interfaces[0].ip: %s is not in the network's subnet %s on this node", ip, subnet)
+	}
+	b := ip.As4()
+	if ip == gw.Addr() || b[3] == 0 || b[3] == 255 {
+		return netip.Prefix{}, fmt.Errorf("network.interfaces[0].ip: %s is reserved in subnet %s (use .2 to .254)", ip, subnet)
+	}
+	return netip.PrefixFrom(ip, gw.Bits()), nil
+}
+
+// spec prepares the root and the devices and returns the VM to run.
+func (m *ZMachineManager) spec(ctx context.Context, wl *provision.Workload, data *gridtypes.ZMachine, tap string, addr netip.Prefix, gw netip.Addr) (vm.Spec, error) {
+	info, err := m.Flists.Inspect(ctx, data.FList)
+	if err != nil {
+		return vm.Spec{}, fmt.Errorf("flist %s: %w", data.FList, err)
+	}
+	if info.ImageRaw >= 0 {
+		return vm.Spec{}, fmt.Errorf("flist %s carries /image.raw (a full VM image): not supported yet", data.FList)
+	}
+	if !info.HasShell && info.Kernel == "" && data.Entrypoint == "" && info.Startup == nil {
+		return vm.Spec{}, fmt.Errorf("flist %s is not a root filesystem (no /bin/sh, no /image.raw, no /boot/vmlinuz) and the workload gives no entrypoint", data.FList)
+	}
+	s := vm.Spec{
+		Name:      VMName(wl.ID),
+		CPUs:      int(data.ComputeCapacity.CPU),
+		MemoryMiB: int(data.ComputeCapacity.Memory / gridtypes.Megabyte),
+		NICs:      []qemu.NIC{{ID: "n0", Tap: tap, MAC: tapMAC(tap)}},
+	}
+	s.Guest.Hostname = wl.Name
+	s.Guest.Interfaces = []guest.Interface{{Name: "eth0", Address: addr.String(), Gateway: gw.String()}}
+	s.Guest.DNS = m.DNS
+
+	// Root: the flist, writable through an overlay on the rootfs volume.
+	vol, err := m.rootfs(wl.ID, uint64(data.RootSize()))
+	if err != nil {
+		return vm.Spec{}, err
+	}
+	target := filepath.Join(m.RootfsDir, string(wl.ID))
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return vm.Spec{}, err
+	}
+	if err := m.Flists.MountOverlay(ctx, data.FList, vol.Path, target); err != nil {
+		return vm.Spec{}, fmt.Errorf("mounting flist %s: %w", data.FList, err)
+	}
+	s.RootDir = target
+	undo := func() { m.Flists.Unmount(target) }
+
+	// Entrypoint and environment: the workload's win over the flist's
+	// .startup.toml.
+	if err := m.entrypoint(&s, data, info, target); err != nil {
+		undo()
+		return vm.Spec{}, err
+	}
+	if err := m.devices(&s, wl, data); err != nil {
+		undo()
+		return vm.Spec{}, err
+	}
+	return s, nil
+}
+
+// rootfs creates (or finds) the volume holding the VM's writable layer.
+func (m *ZMachineManager) rootfs(id gridtypes.WorkloadID, size uint64) (storage.Volume, error) {
+	name := rootfsVolume(id)
+	if v, err := m.Storage.VolumeLookup(name); err == nil {
+		return v, nil
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return storage.Volume{}, err
+	}
+	v, err := m.Storage.VolumeCreate(name, size)
+	if err != nil {
+		return storage.Volume{}, fmt.Errorf("creating the root volume: %w", err)
+	}
+	return v, nil
+}
+
+func (m *ZMachineManager) entrypoint(s *vm.Spec, data *gridtypes.ZMachine, info flistd.Info, root string) error {
+	env := map[string]string{}
+	var ep []string
+	if st := info.Startup; st != nil {
+		for k, v := range st.Env {
+			env[k] = v
+		}
+		if st.Name != "" {
+			ep = append([]string{st.Name}, st.Args...)
+		}
+		s.Guest.Dir = st.Dir
+	}
+	for k, v := range data.Env {
+		env[k] = v
+	}
+	if data.Entrypoint != "" {
+		ep = strings.Fields(data.Entrypoint)
+	}
+	if len(ep) == 0 {
+		// No entrypoint: the image's own init, if it has one.
+		if exists(root, "/sbin/init") {
+			ep, s.Guest.Init = []string{"/sbin/init"}, true
+		} else {
+			return errors.New("entrypoint: the workload gives none, the flist has no .startup.toml and no /sbin/init")
+		}
+	}
+	if !path.IsAbs(ep[0]) {
+		return fmt.Errorf("entrypoint %q: not an absolute path", ep[0])
+	}
+	if !exists(root, ep[0]) {
+		return fmt.Errorf("entrypoint %q: no such file in the flist", ep[0])
+	}
+	if len(env) > 0 {
+		s.Guest.Env = env
+	}
+	s.Guest.Entrypoint = ep
+	return nil
+}
+
+// exists reports whether p exists in the root at root; a symbolic link
+// counts (the guest resolves it inside its own root).
+func exists(root, p string) bool {
+	_, err := os.Lstat(filepath.Join(root, filepath.Clean("/"+p)))
+	return err == nil
+}
+
+// devices adds the mounts: zmounts as disks, volumes as virtiofs shares.
+func (m *ZMachineManager) devices(s *vm.Spec, wl *provision.Workload, data *gridtypes.ZMachine) error {
+	for i, mnt := range data.Mounts {
+		ref := wl.Deployment.Get(mnt.Name)
+		if ref == nil {
+			return fmt.Errorf("mounts[%d]: no workload %q in the deployment", i, mnt.Name)
+		}
+		id := wl.Deployment.WorkloadID(mnt.Name)
+		switch ref.Type {
+		case gridtypes.ZMountType:
+			d, err := m.Storage.DiskLookup(string(id))
+			if err != nil {
+				return fmt.Errorf("mounts[%d]: disk %q: %w", i, mnt.Name, err)
+			}
+			if _, err := vm.FormatBlank(d.Path); err != nil {
+				return fmt.Errorf("mounts[%d]: disk %q: %w", i, mnt.Name, err)
+			}
+			s.Disks = append(s.Disks, vm.Disk{Path: d.Path, Mountpoint: mnt.Mountpoint})
+		case gridtypes.VolumeType:
+			v, err := m.Storage.VolumeLookup(string(id))
+			if err != nil {
+				return fmt.Errorf("mounts[%d]: volume %q: %w", i, mnt.Name, err)
+			}
+			s.Shares = append(s.Shares, vm.Share{Dir: v.Path, Mountpoint: mnt.Mountpoint})
+		default:
+			return fmt.Errorf("mounts[%d]: %q is a %s, want a zmount or a volume", i, mnt.Name, ref.Type)
+		}
+	}
+	return nil
+}
+
+// Deprovision stops the VM and removes its tap, root overlay and root
+// volume. Disks and volumes it mounted are workloads of their own.
+func (m *ZMachineManager) Deprovision(ctx context.Context, wl *provision.Workload) error {
+	var errs []error
+	if err := m.VMs.Delete(ctx, VMName(wl.ID)); err != nil && !errors.Is(err, vm.ErrNotFound) {
+		errs = append(errs, err)
+	}
+	errs = append(errs, m.Networks.Detach(m.TapName(wl.ID)))
+	target := filepath.Join(m.RootfsDir, string(wl.ID))
+	if err := m.Flists.Unmount(target); err != nil {
+		errs = append(errs, err)
+	} else {
+		os.Remove(target)
+	}
+	if err := m.Storage.VolumeDelete(rootfsVolume(wl.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		errs = append(errs, err)
+	}
+	if err := m.Flists.GC(); err != nil {
+		m.Log.Warn("flist_gc_failed", "err", err)
+	}
+	return errors.Join(errs...)
+}
