@@ -287,7 +287,7 @@ func describe(wl *gridtypes.Workload) string {
 		}
 	}
 	var buf bytes.Buffer
-	if len(r.Data) > 0 && json.Compact(&buf, r.Data) == nil {
+	if len(r.Data) > 0 && string(r.Data) != "null" && json.Compact(&buf, r.Data) == nil {
 		return string(r.State) + " " + buf.String()
 	}
 	return string(r.State)
