@@ -92,32 +92,24 @@ func (n *Node) startMachines(ctx context.Context, cache string, log *slog.Logger
 	}}, nil
 }
 
-// monitorVMs restarts crashed VMs every 10 s; one that crashes too often
-// is decommissioned: its workload ends deleted with the reason.
+// monitorVMs restarts crashed VMs every 10 s and rotates their console
+// logs; one that crashes too often is decommissioned: its workload ends
+// deleted with the reason.
 func (n *Node) monitorVMs(ctx context.Context, vms *vm.Manager) error {
-	t := time.NewTicker(10 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+	vms.Monitor(ctx, 10*time.Second, func(ev vm.Event) {
+		if ev.Err == nil {
+			n.log.Warn("vm_restarted", "vm", ev.Name)
+			return
 		}
-		for _, ev := range vms.Check(ctx, time.Now()) {
-			if ev.Err == nil {
-				n.log.Warn("vm_restarted", "vm", ev.Name)
-				continue
-			}
-			n.log.Error("vm_failed", "vm", ev.Name, "err", ev.Err)
-			if !errors.Is(ev.Err, vm.ErrDecommissioned) {
-				continue
-			}
-			err := n.engine.Decommission(gridtypes.WorkloadID(ev.Name), ev.Err.Error())
-			if err != nil {
-				n.log.Error("decommission_failed", "vm", ev.Name, "err", err)
-			}
+		n.log.Error("vm_failed", "vm", ev.Name, "err", ev.Err)
+		if !errors.Is(ev.Err, vm.ErrDecommissioned) {
+			return
 		}
-	}
+		if err := n.engine.Decommission(gridtypes.WorkloadID(ev.Name), ev.Err.Error()); err != nil {
+			n.log.Error("decommission_failed", "vm", ev.Name, "err", err)
+		}
+	})
+	return nil
 }
 
 // ConsoleLog implements api.ConsoleLogs and primitives.ConsoleLogs: the

@@ -20,6 +20,7 @@ import (
 	"github.com/zos-go/zos/internal/node/storage"
 	"github.com/zos-go/zos/internal/node/vm"
 	"github.com/zos-go/zos/internal/node/vm/guest"
+	"github.com/zos-go/zos/internal/sys/blockdev"
 	"github.com/zos-go/zos/internal/sys/qemu"
 )
 
@@ -28,6 +29,7 @@ type Flists interface {
 	Inspect(ctx context.Context, url string) (flistd.Info, error)
 	MountOverlay(ctx context.Context, url, rwDir, target string) error
 	Unmount(target string) error
+	MountRO(ctx context.Context, url string) (dir, hash string, err error)
 	GC() error
 }
 
@@ -155,23 +157,26 @@ func vmAddress(iface gridtypes.MachineInterface, gw netip.Prefix) (netip.Prefix,
 	return netip.PrefixFrom(ip, gw.Bits()), nil
 }
 
-// spec prepares the root and the devices and returns the VM to run.
+// spec prepares the root and the devices and returns the VM to run, in
+// the boot mode the flist asks for: /image.raw is a full VM booted from
+// its first disk, /boot/vmlinuz a VM with its own kernel over the shared
+// root, anything else a container under vminit.
 func (m *ZMachineManager) spec(ctx context.Context, wl *provision.Workload, data *gridtypes.ZMachine, tap string, addr netip.Prefix, gw netip.Addr) (vm.Spec, error) {
 	info, err := m.Flists.Inspect(ctx, data.FList)
 	if err != nil {
 		return vm.Spec{}, fmt.Errorf("flist %s: %w", data.FList, err)
-	}
-	if info.ImageRaw >= 0 {
-		return vm.Spec{}, fmt.Errorf("flist %s carries /image.raw (a full VM image): not supported yet", data.FList)
-	}
-	if !info.HasShell && info.Kernel == "" && data.Entrypoint == "" && info.Startup == nil {
-		return vm.Spec{}, fmt.Errorf("flist %s is not a root filesystem (no /bin/sh, no /image.raw, no /boot/vmlinuz) and the workload gives no entrypoint", data.FList)
 	}
 	s := vm.Spec{
 		Name:      VMName(wl.ID),
 		CPUs:      int(data.ComputeCapacity.CPU),
 		MemoryMiB: int(data.ComputeCapacity.Memory / gridtypes.Megabyte),
 		NICs:      []qemu.NIC{{ID: "n0", Tap: tap, MAC: tapMAC(tap)}},
+	}
+	if info.ImageRaw >= 0 {
+		return s, m.fullVM(ctx, &s, wl, data, info)
+	}
+	if !info.HasShell && info.Kernel == "" && data.Entrypoint == "" && info.Startup == nil {
+		return vm.Spec{}, fmt.Errorf("flist %s is not a root filesystem (no /bin/sh, /image.raw, /boot/vmlinuz or .startup.toml) and the workload gives no entrypoint", data.FList)
 	}
 	s.Guest.Hostname = wl.Name
 	s.Guest.Interfaces = []guest.Interface{{Name: "eth0", Address: addr.String(), Gateway: gw.String()}}
@@ -192,17 +197,65 @@ func (m *ZMachineManager) spec(ctx context.Context, wl *provision.Workload, data
 	s.RootDir = target
 	undo := func() { m.Flists.Unmount(target) }
 
-	// Entrypoint and environment: the workload's win over the flist's
-	// .startup.toml.
-	if err := m.entrypoint(&s, data, info, target); err != nil {
+	if info.Kernel != "" {
+		// The flist's own kernel: the entrypoint is its init.
+		s.Boot = vm.Boot{Mode: vm.BootKernel, Kernel: filepath.Join(target, info.Kernel)}
+		if info.Initrd != "" {
+			s.Boot.Initrd = filepath.Join(target, info.Initrd)
+		}
+		s.Guest.Entrypoint = []string{"/sbin/init"}
+		if data.Entrypoint != "" {
+			s.Guest.Entrypoint = strings.Fields(data.Entrypoint)
+		}
+		s.Guest.Env = data.Env
+	} else if err := m.entrypoint(&s, data, info, target); err != nil {
+		// The workload's entrypoint and env win over the flist's
+		// .startup.toml.
 		undo()
 		return vm.Spec{}, err
 	}
-	if err := m.devices(&s, wl, data); err != nil {
+	if err := m.devices(&s, wl, data, 0); err != nil {
 		undo()
 		return vm.Spec{}, err
 	}
 	return s, nil
+}
+
+// fullVM prepares a VM that boots the flist's /image.raw from its first
+// mount, a zmount: the image is written there once (a disk that already
+// carries a file system or partition table is the VM's own by now).
+func (m *ZMachineManager) fullVM(ctx context.Context, s *vm.Spec, wl *provision.Workload, data *gridtypes.ZMachine, info flistd.Info) error {
+	if len(data.Mounts) == 0 || wl.Deployment.Get(data.Mounts[0].Name) == nil || wl.Deployment.Get(data.Mounts[0].Name).Type != gridtypes.ZMountType {
+		return fmt.Errorf("flist %s is a full VM image (/image.raw): the first mount must be a zmount to write it to", data.FList)
+	}
+	disk, err := m.Storage.DiskLookup(string(wl.Deployment.WorkloadID(data.Mounts[0].Name)))
+	if err != nil {
+		return fmt.Errorf("mounts[0]: disk %q: %w", data.Mounts[0].Name, err)
+	}
+	if info.ImageRaw > int64(disk.Size) {
+		return fmt.Errorf("flist %s: /image.raw is %d bytes, larger than disk %q (%d bytes)", data.FList, info.ImageRaw, data.Mounts[0].Name, disk.Size)
+	}
+	sig, err := (blockdev.Blkid{}).Probe(disk.Path)
+	if err != nil {
+		return fmt.Errorf("probing disk %q: %w", data.Mounts[0].Name, err)
+	}
+	if sig.Empty() {
+		dir, _, err := m.Flists.MountRO(ctx, data.FList)
+		if err != nil {
+			return fmt.Errorf("mounting flist %s: %w", data.FList, err)
+		}
+		f, err := os.Open(filepath.Join(dir, "image.raw"))
+		if err != nil {
+			return fmt.Errorf("flist %s: %w", data.FList, err)
+		}
+		defer f.Close()
+		if err := vm.WriteImage(f, info.ImageRaw, disk.Path); err != nil {
+			return fmt.Errorf("flist %s: %w", data.FList, err)
+		}
+	}
+	s.Boot = vm.Boot{Mode: vm.BootDisk}
+	s.Disks = []vm.Disk{{Path: disk.Path}}
+	return m.devices(s, wl, data, 1)
 }
 
 // rootfs creates (or finds) the volume holding the VM's writable layer.
@@ -266,9 +319,12 @@ func exists(root, p string) bool {
 	return err == nil
 }
 
-// devices adds the mounts: zmounts as disks, volumes as virtiofs shares.
-func (m *ZMachineManager) devices(s *vm.Spec, wl *provision.Workload, data *gridtypes.ZMachine) error {
-	for i, mnt := range data.Mounts {
+// devices adds the mounts from the from-th on: zmounts as disks (vminit
+// mounts them, formatting a blank one, in container mode), volumes as
+// virtiofs shares.
+func (m *ZMachineManager) devices(s *vm.Spec, wl *provision.Workload, data *gridtypes.ZMachine, from int) error {
+	for i := from; i < len(data.Mounts); i++ {
+		mnt := data.Mounts[i]
 		ref := wl.Deployment.Get(mnt.Name)
 		if ref == nil {
 			return fmt.Errorf("mounts[%d]: no workload %q in the deployment", i, mnt.Name)
@@ -278,9 +334,6 @@ func (m *ZMachineManager) devices(s *vm.Spec, wl *provision.Workload, data *grid
 		case gridtypes.ZMountType:
 			d, err := m.Storage.DiskLookup(string(id))
 			if err != nil {
-				return fmt.Errorf("mounts[%d]: disk %q: %w", i, mnt.Name, err)
-			}
-			if _, err := vm.FormatBlank(d.Path); err != nil {
 				return fmt.Errorf("mounts[%d]: disk %q: %w", i, mnt.Name, err)
 			}
 			s.Disks = append(s.Disks, vm.Disk{Path: d.Path, Mountpoint: mnt.Mountpoint})
