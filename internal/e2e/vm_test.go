@@ -238,3 +238,84 @@ func waitFor(t testing.TB, timeout time.Duration, what string, f func() bool) {
 	}
 	t.Fatalf("timed out waiting for %s", what)
 }
+
+// TestVMBadInput: an flist that is not a root filesystem, an entrypoint
+// that does not exist, an image.raw larger than its disk and a kernel that
+// cannot boot each end in a clear workload error, leave nothing behind,
+// and a VM already running on the node is unaffected.
+func TestVMBadInput(t *testing.T) {
+	cache := requireVMPrereqs(t)
+	g := startGrid(t)
+	farmer := newUser(t, g)
+	n := vmNode(t, g, farmer, cache)
+	u := newUser(t, g)
+	id := strconv.Itoa(int(n.id))
+	u.mustRun("network", "create", "--name", "net", "--nodes", id, "--ip-range", "10.32.0.0/16")
+
+	root := t.TempDir()
+	buildRootfs(t, root)
+	good := publishFlist(t, u, root, "good")
+	var d gridtypes.Deployment
+	u.json(&d, "deploy", "vm", "--node", id, "--flist", good, "--network", "net", "--memory", "256M",
+		"--entrypoint", "/start.sh", "--disk", "200M:/data", "--volume", "10M:/shared", "--name", "good")
+	waitConsole(t, u, d.ContractID, "good", regexp.MustCompile(`zos-vm-up boots=1`), 90*time.Second)
+
+	notRoot := t.TempDir()
+	if err := os.WriteFile(filepath.Join(notRoot, "README"), []byte("just a file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tooBig := t.TempDir()
+	if err := os.WriteFile(filepath.Join(tooBig, "image.raw"), make([]byte, 60<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badKernel := t.TempDir()
+	buildRootfs(t, badKernel)
+	if err := os.MkdirAll(filepath.Join(badKernel, "boot"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(badKernel, "boot", "vmlinuz"), []byte("not a kernel"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		flist string
+		args  []string
+		want  string
+	}{
+		{"notroot", publishFlist(t, u, notRoot, "notroot"), nil, "not a root filesystem"},
+		{"noentry", good, []string{"--entrypoint", "/no/such/program"}, "no such file in the flist"},
+		{"toobig", publishFlist(t, u, tooBig, "toobig"), []string{"--disk", "50M:/data"}, "larger than disk"},
+		{"nokernel", publishFlist(t, u, badKernel, "badkernel"), nil, "vm"},
+	}
+	for i, c := range cases {
+		args := append([]string{"deploy", "vm", "--node", id, "--flist", c.flist, "--network", "net", "--memory", "256M",
+			"--name", c.name, "--ip", fmt.Sprintf("10.32.2.%d", 20+i)}, c.args...)
+		out, errs, code := u.run(args...)
+		if code == 0 || !strings.Contains(errs, c.want) {
+			t.Errorf("%s: got exit %d, want an error about %q:\n%s%s", c.name, code, c.want, out, errs)
+		}
+		wlid := gridtypes.NewWorkloadID(d.TwinID, d.ContractID+uint64(i)+1, c.name)
+		if pid := qemuPid(t, primitives.VMName(wlid)); pid != 0 {
+			t.Errorf("%s: a QEMU process (%d) is left", c.name, pid)
+		}
+		if m, _ := filepath.Glob(filepath.Join(n.data, "mnt", "*", "rootfs-"+string(wlid))); len(m) > 0 {
+			t.Errorf("%s: its root volume is left: %v", c.name, m)
+		}
+	}
+	// The good VM still runs: same boot, still answers.
+	nrNS := network.NamesOf(n.prefix(), gridtypes.NetID(d.TwinID, "net")).NS
+	var res gridtypes.ZMachineResult
+	if err := d.Get("good").Result.Unmarshal(&res); err != nil {
+		t.Fatal(err)
+	}
+	if ok, out := pingRetry(nrNS, netip.MustParseAddr(res.IP)); !ok {
+		t.Errorf("the good VM stopped answering: %s", out)
+	}
+	if log := u.mustRun("logs", strconv.FormatUint(d.ContractID, 10), "good"); strings.Contains(log, "boots=2") {
+		t.Errorf("the good VM rebooted:\n%s", log)
+	}
+	u.mustRun("deployment", "cancel", strconv.FormatUint(d.ContractID, 10))
+	waitFor(t, 60*time.Second, "the good VM to stop", func() bool {
+		return qemuPid(t, primitives.VMName(gridtypes.NewWorkloadID(d.TwinID, d.ContractID, "good"))) == 0
+	})
+}

@@ -129,12 +129,21 @@ func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload)
 		return result, nil
 	}
 	spec, err := m.spec(ctx, wl, data, tap, addr, att.Gateway.Addr())
-	if err != nil {
-		m.Networks.Detach(tap)
-		return nil, err
+	if err == nil {
+		if err = m.VMs.Run(ctx, spec); errors.Is(err, vm.ErrExists) {
+			err = nil
+		}
 	}
-	if err := m.VMs.Run(ctx, spec); err != nil && !errors.Is(err, vm.ErrExists) {
-		m.Networks.Detach(tap)
+	if err != nil {
+		// A new VM that failed leaves nothing behind; one that ran before
+		// (a reboot) keeps its root volume for the next attempt.
+		if !wl.Result.State.IsOkay() {
+			if cerr := m.Deprovision(ctx, wl); cerr != nil {
+				m.Log.Warn("zmachine_cleanup_failed", "workload", wl.ID, "err", cerr)
+			}
+		} else {
+			m.Networks.Detach(tap)
+		}
 		return nil, err
 	}
 	return result, nil
