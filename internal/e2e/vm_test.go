@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -13,8 +14,10 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/image/kernel"
 	"github.com/zos-go/zos/internal/node/network"
 	"github.com/zos-go/zos/internal/node/primitives"
+	"github.com/zos-go/zos/internal/node/vm/vmtest"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/sys/netns"
 	"github.com/zos-go/zos/internal/sys/qemu"
@@ -317,5 +320,37 @@ func TestVMBadInput(t *testing.T) {
 	u.mustRun("deployment", "cancel", strconv.FormatUint(d.ContractID, 10))
 	waitFor(t, 60*time.Second, "the good VM to stop", func() bool {
 		return qemuPid(t, primitives.VMName(gridtypes.NewWorkloadID(d.TwinID, d.ContractID, "good"))) == 0
+	})
+}
+
+// TestVMFullImage deploys a full VM: a flist whose /image.raw (MBR,
+// syslinux, the Debian kernel and an initramfs printing a marker) is
+// written to the VM's first zmount and booted from it by the firmware.
+func TestVMFullImage(t *testing.T) {
+	cache := requireVMPrereqs(t)
+	debs, _ := filepath.Glob(filepath.Join(cache, "linux-image-*-amd64_*.deb"))
+	k, err := kernel.Open(context.Background(), debs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGrid(t)
+	farmer := newUser(t, g)
+	n := vmNode(t, g, farmer, cache)
+	u := newUser(t, g)
+	id := strconv.Itoa(int(n.id))
+	u.mustRun("network", "create", "--name", "net", "--nodes", id, "--ip-range", "10.33.0.0/16")
+
+	const marker = "zos-full-vm-booted"
+	initrd := vmtest.MarkerInitramfs(t, k.ModulesDir(), "#!/bin/busybox sh\n/bin/busybox echo "+marker+"\nexec /bin/busybox sleep 2147483647\n", nil)
+	dir := t.TempDir()
+	vmtest.BootableImage(t, k.BzImage, initrd, filepath.Join(dir, "image.raw"))
+	url := publishFlist(t, u, dir, "fullvm")
+
+	var d gridtypes.Deployment
+	u.json(&d, "deploy", "vm", "--node", id, "--flist", url, "--network", "net", "--memory", "256M", "--disk", "200M:/disk", "--name", "full")
+	waitConsole(t, u, d.ContractID, "full", regexp.MustCompile(marker), 3*time.Minute)
+	u.mustRun("deployment", "cancel", strconv.FormatUint(d.ContractID, 10))
+	waitFor(t, 60*time.Second, "the VM to stop", func() bool {
+		return qemuPid(t, primitives.VMName(d.WorkloadID("full"))) == 0
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -14,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zos-go/zos/internal/image"
-	"github.com/zos-go/zos/internal/image/kernel"
 	"github.com/zos-go/zos/internal/node/vm/guest"
+	"github.com/zos-go/zos/internal/node/vm/vmtest"
 	"github.com/zos-go/zos/internal/sys/netns"
 	"github.com/zos-go/zos/internal/sys/qemu"
 	"github.com/zos-go/zos/internal/testutil"
@@ -60,16 +58,6 @@ func waitConsole(ctx context.Context, t *testing.T, m *Manager, name, want strin
 	}
 }
 
-func sparseFile(t *testing.T, p string, size int64) {
-	t.Helper()
-	if err := os.WriteFile(p, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(p, size); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // testDiskPersists: a blank disk is formatted btrfs and mounted at /data;
 // the VM writes a file, is deleted (power button: well under StopTimeout)
 // and run again with the same disk, and reads the file back.
@@ -77,7 +65,7 @@ func testDiskPersists(t *testing.T, kit *guestKit) {
 	testutil.RequireBinary(t, "mkfs.btrfs")
 	m, cfg := newTestManager(t, kit, nil)
 	disk := filepath.Join(t.TempDir(), "zmount.raw")
-	sparseFile(t, disk, 256<<20)
+	vmtest.SparseFile(t, disk, 256<<20)
 	spec := Spec{Name: "zm", CPUs: 1, MemoryMiB: 256, RootDir: busyboxRoot(t),
 		Disks: []Disk{{Path: disk, Mountpoint: "/data"}},
 		Guest: guest.Config{Entrypoint: []string{"/bin/sh", "-c",
@@ -262,51 +250,6 @@ func testConsoleFlood(t *testing.T, kit *guestKit) {
 	}
 }
 
-// markerInitramfs is a tiny busybox initramfs; script is its /init.
-// Modules (with their dependencies) are added under /lib/modules and
-// listed in /modules in load order.
-func markerInitramfs(t *testing.T, kit *guestKit, script string, modules []string) string {
-	t.Helper()
-	bb := testutil.RequireBinary(t, "busybox")
-	a := image.NewArchive()
-	errs := []error{a.HostFile("/bin/busybox", 0o755, bb), a.File("/init", 0o755, []byte(script))}
-	for _, d := range []string{"/proc", "/sys", "/dev", "/newroot"} {
-		errs = append(errs, a.Dir(d, 0o755))
-	}
-	if len(modules) > 0 {
-		ix, err := kernel.ReadIndex(kit.kernel.ModulesDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		order, missing := ix.Resolve(modules)
-		if len(missing) > 0 {
-			t.Fatalf("modules missing: %v", missing)
-		}
-		var list strings.Builder
-		for _, m := range order {
-			p := "/lib/modules/" + m.Path
-			errs = append(errs, a.HostFile(p, 0o644, filepath.Join(kit.kernel.ModulesDir(), m.Path)))
-			list.WriteString(p + "\n")
-		}
-		errs = append(errs, a.File("/modules", 0o644, []byte(list.String())))
-	}
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	out := filepath.Join(t.TempDir(), "initrd.cpio")
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := a.WriteTo(f, os.ReadFile); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // testKernelMode boots the Debian bzImage (as a flist's /boot/vmlinuz)
 // with an initrd that mounts the virtiofs root and switches to init=,
 // which gets the entrypoint's arguments and prints the marker.
@@ -324,7 +267,7 @@ init=$(/bin/busybox sed -n 's/.* init=\([^ ]*\).*/\1/p' /proc/cmdline)
 /bin/busybox umount /proc
 exec /bin/busybox switch_root /newroot "$init" "$@"
 `
-	initrd := markerInitramfs(t, kit, script, []string{"virtio_mmio", "virtiofs"})
+	initrd := vmtest.MarkerInitramfs(t, kit.kernel.ModulesDir(), script, []string{"virtio_mmio", "virtiofs"})
 	root := busyboxRoot(t)
 	if err := os.WriteFile(filepath.Join(root, "marker-init"), []byte("#!/bin/sh\necho "+marker+" init-args=$1\n/bin/poweroff -f\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -342,54 +285,16 @@ exec /bin/busybox switch_root /newroot "$init" "$@"
 	t.Logf("kernel mode: launch to marker %s", time.Since(start).Round(time.Millisecond))
 }
 
-// bootableImage builds a raw disk image: an MBR (syslinux) with one FAT
-// partition holding the kernel, initrd and syslinux.cfg, installed with
-// syslinux --offset (mtools: no loop device, no mount).
-func bootableImage(t *testing.T, kit *guestKit, initrd string) string {
-	t.Helper()
-	for _, b := range []string{"sfdisk", "mkfs.fat", "mcopy", "syslinux"} {
-		testutil.RequireBinary(t, b)
-	}
-	mbr := "/usr/lib/syslinux/mbr/mbr.bin"
-	testutil.RequireFile(t, mbr)
-	img := filepath.Join(t.TempDir(), "image.raw")
-	const size, start = 48 << 20, 1 << 20
-	sparseFile(t, img, size)
-	run := func(stdin string, argv ...string) {
-		t.Helper()
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Stdin = strings.NewReader(stdin)
-		cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
-		}
-	}
-	run("label: dos\nstart=2048, type=c, bootable\n", "sfdisk", "-q", img)
-	run("", "dd", "if="+mbr, "of="+img, "bs=440", "count=1", "conv=notrunc", "status=none")
-	run("", "mkfs.fat", "-n", "ZOSBOOT", "--offset", "2048", img, fmt.Sprint((size-start)/1024))
-	cfg := "SERIAL 0 115200\nDEFAULT linux\nPROMPT 0\nTIMEOUT 0\nLABEL linux\n  KERNEL /vmlinuz\n  INITRD /initrd.img\n" +
-		"  APPEND console=ttyS0 quiet panic=-1 " + qemu.TSCEarlyKHz + "\n"
-	cfgFile := filepath.Join(t.TempDir(), "syslinux.cfg")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	part := fmt.Sprintf("%s@@%d", img, start)
-	run("", "mcopy", "-i", part, kit.kernel.BzImage, "::/vmlinuz")
-	run("", "mcopy", "-i", part, initrd, "::/initrd.img")
-	run("", "mcopy", "-i", part, cfgFile, "::/syslinux.cfg")
-	run("", "syslinux", "--offset", fmt.Sprint(start), "--install", img)
-	return img
-}
-
 // testDiskMode writes a bootable image into a larger disk (WriteImage)
 // and boots it in disk mode (SeaBIOS, syslinux, the Debian kernel, an
 // initramfs printing the marker).
 func testDiskMode(t *testing.T, kit *guestKit) {
 	m, _ := newTestManager(t, kit, nil)
-	initrd := markerInitramfs(t, kit, "#!/bin/busybox sh\n/bin/busybox echo "+marker+" disk-mode\n/bin/busybox poweroff -f\n", nil)
-	img := bootableImage(t, kit, initrd)
+	initrd := vmtest.MarkerInitramfs(t, kit.kernel.ModulesDir(), "#!/bin/busybox sh\n/bin/busybox echo "+marker+" disk-mode\n/bin/busybox poweroff -f\n", nil)
+	img := filepath.Join(t.TempDir(), "image.raw")
+	vmtest.BootableImage(t, kit.kernel.BzImage, initrd, img)
 	disk := filepath.Join(t.TempDir(), "vda.raw")
-	sparseFile(t, disk, 32<<20)
+	vmtest.SparseFile(t, disk, 32<<20)
 	f, err := os.Open(img)
 	if err != nil {
 		t.Fatal(err)
@@ -399,7 +304,7 @@ func testDiskMode(t *testing.T, kit *guestKit) {
 	if err := WriteImage(f, st.Size(), disk); err == nil {
 		t.Fatal("a 48 MiB image fits a 32 MiB disk")
 	}
-	sparseFile(t, disk, 64<<20)
+	vmtest.SparseFile(t, disk, 64<<20)
 	if err := WriteImage(f, st.Size(), disk); err != nil {
 		t.Fatal(err)
 	}
