@@ -64,6 +64,11 @@ func BenchmarkVMs(b *testing.B) {
 		if !ok {
 			b.Fatal("the VM's entrypoint never ran")
 		}
+		for _, l := range strings.Split(n.proc.output(), "\n") {
+			if strings.Contains(l, "zmachine_started") {
+				b.Log(l)
+			}
+		}
 		b.ReportMetric(okAt.Seconds(), "s/deploy-to-ok")
 		b.ReportMetric(seen.Sub(start).Seconds(), "s/deploy-to-entrypoint")
 		u.mustRun("deployment", "cancel", strconv.FormatUint(d.ContractID, 10))

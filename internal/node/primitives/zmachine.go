@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/flistd"
@@ -128,7 +129,9 @@ func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload)
 	if info, err := m.VMs.Inspect(ctx, name); err == nil && info.Status != "stopped" {
 		return result, nil
 	}
+	start := time.Now()
 	spec, err := m.spec(ctx, wl, data, tap, addr, att.Gateway.Addr())
+	prepared := time.Since(start)
 	if err == nil {
 		if err = m.VMs.Run(ctx, spec); errors.Is(err, vm.ErrExists) {
 			err = nil
@@ -146,6 +149,8 @@ func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload)
 		}
 		return nil, err
 	}
+	m.Log.Info("zmachine_started", "workload", wl.ID, "mode", spec.Boot.Mode, "prepare", prepared.Round(time.Millisecond),
+		"run", (time.Since(start) - prepared).Round(time.Millisecond))
 	return result, nil
 }
 
