@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,31 +55,39 @@ func BenchmarkVMs(b *testing.B) {
 	u.mustRun("network", "create", "--name", "net", "--nodes", id, "--ip-range", "10.31.0.0/16")
 	twin := dial(b, u).twin.ID
 	for i := 0; i < b.N; i++ {
-		// One VM, deploy to entrypoint.
-		start := time.Now()
-		var d gridtypes.Deployment
-		u.json(&d, "deploy", "vm", "--node", id, "--flist", url, "--network", "net", "--memory", "256M",
-			"--entrypoint", "/mark.sh", "--name", "one", "--ip", "10.31.2.2")
-		okAt := time.Since(start)
-		seen, ok := consoleHas(n, primitives.VMName(gridtypes.NewWorkloadID(twin, d.ContractID, "one")), "zos-bench-marker", 2*time.Minute)
-		if !ok {
-			b.Fatal("the VM's entrypoint never ran")
+		// One VM at a time, deploy to entrypoint: the first finds the
+		// flist cold (download, FUSE daemon, blocks from the hub), the
+		// others share its mount and cache.
+		var lat, oks []float64
+		for r := 0; r < 5; r++ {
+			start := time.Now()
+			var d gridtypes.Deployment
+			name := fmt.Sprintf("one%d", r)
+			u.json(&d, "deploy", "vm", "--node", id, "--flist", url, "--network", "net", "--memory", "256M",
+				"--entrypoint", "/mark.sh", "--name", name, "--ip", "10.31.2.2")
+			oks = append(oks, time.Since(start).Seconds())
+			seen, ok := consoleHas(n, primitives.VMName(gridtypes.NewWorkloadID(twin, d.ContractID, name)), "zos-bench-marker", 2*time.Minute)
+			if !ok {
+				b.Fatal("the VM's entrypoint never ran")
+			}
+			lat = append(lat, seen.Sub(start).Seconds())
+			u.mustRun("deployment", "cancel", strconv.FormatUint(d.ContractID, 10))
 		}
 		for _, l := range strings.Split(n.proc.output(), "\n") {
 			if strings.Contains(l, "zmachine_started") {
 				b.Log(l)
 			}
 		}
-		b.ReportMetric(okAt.Seconds(), "s/deploy-to-ok")
-		b.ReportMetric(seen.Sub(start).Seconds(), "s/deploy-to-entrypoint")
-		u.mustRun("deployment", "cancel", strconv.FormatUint(d.ContractID, 10))
+		b.ReportMetric(lat[0], "s/cold-deploy-to-entrypoint")
+		b.ReportMetric(median(lat[1:]), "s/deploy-to-entrypoint")
+		b.ReportMetric(median(oks[1:]), "s/deploy-to-ok")
 
 		// Ten at once, each its own deployment.
 		const ten = 10
 		var wg sync.WaitGroup
 		contracts := make([]uint64, ten)
 		errs := make([]error, ten)
-		start = time.Now()
+		start := time.Now()
 		for v := 0; v < ten; v++ {
 			wg.Add(1)
 			go func() {
@@ -117,4 +126,10 @@ func BenchmarkVMs(b *testing.B) {
 			u.mustRun("deployment", "cancel", strconv.FormatUint(c, 10))
 		}
 	}
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
 }
