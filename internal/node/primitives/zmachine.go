@@ -114,6 +114,9 @@ func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload)
 	if err != nil {
 		return nil, err
 	}
+	if err := unsupportedNetwork(data.Network); err != nil {
+		return nil, err
+	}
 	name, tap := VMName(wl.ID), m.TapName(wl.ID)
 	iface := data.Network.Interfaces[0]
 	att, err := m.Networks.Attach(wl.Deployment.TwinID, iface.Network, tap)
@@ -152,6 +155,21 @@ func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload)
 	m.Log.Info("zmachine_started", "workload", wl.ID, "mode", spec.Boot.Mode, "prepare", prepared.Round(time.Millisecond),
 		"run", (time.Since(start) - prepared).Round(time.Millisecond))
 	return result, nil
+}
+
+// unsupportedNetwork refuses what this node cannot give a VM yet, rather
+// than booting it without: a public IP (the ip workload reserves it, but
+// the VM's public tap is not built), planetary and mycelium addresses.
+func unsupportedNetwork(n gridtypes.MachineNetwork) error {
+	switch {
+	case n.PublicIP != "":
+		return fmt.Errorf("network.public_ip: public IPs for VMs are not supported on this node yet")
+	case n.Planetary:
+		return fmt.Errorf("network.planetary: the planetary network is not supported on this node")
+	case n.Mycelium != nil:
+		return fmt.Errorf("network.mycelium: mycelium is not supported on this node yet")
+	}
+	return nil
 }
 
 // vmAddress checks the interface's IP against the resource's subnet.
