@@ -50,7 +50,7 @@ func (n *Node) startMachines(ctx context.Context, cache string, log *slog.Logger
 		return nil, nil
 	}
 	log = log.With("component", "vm")
-	k, err := kernel.Fetch(ctx, cfg.VMKernel, log)
+	k, err := kernel.Find(ctx, cfg.VMKernel, log)
 	if err != nil {
 		return nil, fmt.Errorf("guest kernel: %w", err)
 	}
