@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -108,6 +109,17 @@ func vmNode(t testing.TB, g *grid, farmer *user, cache string, extra ...string) 
 	var farm registry.Farm
 	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(freePort(t)))
 	bin := buildBinaries(t)
+	// Taps outlive a node that stops with VMs running: remove the ones
+	// this test made (after the node's own cleanup, which runs first).
+	before, _ := rtnl.Links("", "t-")
+	t.Cleanup(func() {
+		now, _ := rtnl.Links("", "t-")
+		for _, l := range now {
+			if !slices.Contains(before, l) {
+				rtnl.DeleteLink("", l)
+			}
+		}
+	})
 	n := startNode(t, g, farm.ID, append([]string{"--vm-kernel", cache, "--vminit", filepath.Join(bin, "vminit"), "--accel", "tcg"}, extra...)...)
 	n.waitRegistered(farmer)
 	return n
