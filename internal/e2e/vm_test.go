@@ -180,7 +180,6 @@ func TestVMLifecycle(t *testing.T) {
 	}
 	ip := netip.MustParseAddr(res.IP)
 	tap := (&primitives.ZMachineManager{Prefix: n.prefix()}).TapName(wlid)
-	t.Cleanup(func() { rtnl.DeleteLink("", tap) })
 
 	log1 := waitConsole(t, u, contract, "vm", regexp.MustCompile(`zos-vm-up boots=1 ip=`+regexp.QuoteMeta(ip.String())), 90*time.Second)
 	t.Logf("console:\n%s", log1)
