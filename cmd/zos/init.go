@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/zos-go/zos/internal/image"
 	"github.com/zos-go/zos/internal/image/kernel"
 	"github.com/zos-go/zos/internal/node/boot"
 	"github.com/zos-go/zos/internal/sys/pid1"
@@ -65,6 +66,9 @@ func runInitNode(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.DataDir, "data", boot.DataDir, "pool mounts")
 	fs.StringVar(&cfg.StatusFile, "status", boot.StatusFile, "status file for the console")
 	fs.IntVar(&cfg.ZDBPort, "zdb-port", 9900, "0-db port")
+	fs.StringVar(&cfg.VMKernel, "vm-kernel", guestKernel(), "guest kernel of the VMs (default: the image's, when it has one); empty: no VMs")
+	fs.StringVar(&cfg.Vminit, "vminit", "", "guest init (default: vminit next to zos)")
+	fs.StringVar(&cfg.Accel, "accel", "auto", "VM accelerator: auto (kvm after a canary boot, else tcg), kvm or tcg")
 	debug := fs.Bool("debug", false, "debug logs")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -82,6 +86,15 @@ func runInitNode(ctx context.Context, args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	return boot.RunNode(ctx, cfg, log)
+}
+
+// guestKernel is the image's guest kernel tree, or "" when the image was
+// built without VMs.
+func guestKernel() string {
+	if _, err := os.Stat(image.GuestKernelDir); err != nil {
+		return ""
+	}
+	return image.GuestKernelDir
 }
 
 // runKernel is `zos kernel fetch --dir DIR`: download and unpack Debian's

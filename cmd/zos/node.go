@@ -52,7 +52,7 @@ func runNode(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.UptimeEvery, "uptime-every", 40*time.Minute, "uptime report period")
 	fs.DurationVar(&cfg.ResyncEvery, "resync-every", time.Hour, "contract resync period")
 	fs.IntVar(&cfg.Workers, "workers", 4, "deployments provisioned at once")
-	fs.StringVar(&cfg.VMKernel, "vm-kernel", "", "directory of the guest kernel's Debian package (zos kernel fetch --dir DIR); without it the node runs no VMs")
+	fs.StringVar(&cfg.VMKernel, "vm-kernel", "", "guest kernel: the directory of its Debian package (zos kernel fetch --dir DIR) or an unpacked tree (lib/modules/VERSION, vmlinux-VERSION); without it the node runs no VMs")
 	fs.StringVar(&cfg.Vminit, "vminit", "", "guest init binary (default: vminit next to zos)")
 	fs.StringVar(&cfg.Accel, "accel", "auto", "VM accelerator: auto (kvm after a canary boot, else tcg), kvm or tcg")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

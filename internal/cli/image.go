@@ -11,11 +11,12 @@ import (
 	"strings"
 
 	"github.com/zos-go/zos/internal/image"
+	"github.com/zos-go/zos/internal/node/vm"
 )
 
 func imageCommand() *command {
 	return &command{name: "image", summary: "the bootable Zero-OS image", subs: []*command{
-		{name: "build", usage: "-o DIR [--farm ID] [--grid URL] [--kernel-cache DIR] [--zos FILE] [--no-qemu] [--json]",
+		{name: "build", usage: "-o DIR [--farm ID] [--grid URL] [--kernel-cache DIR] [--zos FILE] [--vminit FILE] [--no-qemu] [--json]",
 			summary: "build kernel + initramfs (zos as /init, no shell); --farm/--grid boot straight into a farm", run: imageBuild},
 	}}
 }
@@ -27,7 +28,8 @@ func imageBuild(ctx context.Context, env *Env, args []string) error {
 	grid := fs.String("grid", "", "grid NATS URL the node connects to (baked in as grid=)")
 	cache := fs.String("kernel-cache", ".cache/kernel", "directory of the Debian kernel package (make deps fills it)")
 	zos := fs.String("zos", "", "static zos binary (default: next to zosctl, then PATH)")
-	noQEMU := fs.Bool("no-qemu", false, "leave QEMU and virtiofsd out")
+	vminit := fs.String("vminit", "", "static guest init for the node's VMs (default: next to zosctl, then PATH)")
+	noQEMU := fs.Bool("no-qemu", false, "leave QEMU, virtiofsd and the guest kernel out (a node without VMs)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	pos, err := parseFlags(fs, env, args)
 	if err != nil {
@@ -40,13 +42,22 @@ func imageBuild(ctx context.Context, env *Env, args []string) error {
 		return usageError("--farm out of range")
 	}
 	if *zos == "" {
-		if *zos, err = findZos(); err != nil {
+		if *zos, err = findBinary("zos"); err != nil {
 			return err
 		}
 	}
+	var guest []string
+	if !*noQEMU {
+		if *vminit == "" {
+			if *vminit, err = findBinary("vminit"); err != nil {
+				return fmt.Errorf("%w, or --no-qemu for a node without VMs", err)
+			}
+		}
+		guest = append(append(vm.GuestModules(), vm.DiskModules()...), vm.FallbackModules()...)
+	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	res, err := image.Build(ctx, image.Config{Out: *out, KernelCache: *cache, Zos: *zos, Farm: uint32(*farm),
-		Grid: *grid, NoQEMU: *noQEMU}, log.With("component", "image"))
+		Grid: *grid, NoQEMU: *noQEMU, Vminit: *vminit, GuestModules: guest}, log.With("component", "image"))
 	if err != nil {
 		return fmt.Errorf("building the image: %w", err)
 	}
@@ -62,22 +73,27 @@ func imageBuild(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(w, "sha256:    %s\n", res.SHA256)
 	fmt.Fprintf(w, "modules:   %d (not in this kernel: %s)\n", res.Modules, strings.Join(res.Missing, " "))
 	fmt.Fprintf(w, "helpers:   %s\n", strings.Join(res.Helpers, " "))
+	if res.GuestModules > 0 {
+		fmt.Fprintf(w, "guest:     %s: vmlinux, %d modules (not in this kernel: %s); %s\n", image.GuestKernelDir, res.GuestModules, strings.Join(res.GuestMissing, " "), image.VminitFile)
+	} else {
+		fmt.Fprintf(w, "guest:     none (no VMs)\n")
+	}
 	fmt.Fprintf(w, "cmdline:   %s\n", res.Cmdline)
 	return nil
 }
 
-// findZos looks for the zos binary next to the running program, then on
-// PATH.
-func findZos() (string, error) {
+// findBinary looks for one of our binaries (zos, vminit) next to the
+// running program, then on PATH.
+func findBinary(name string) (string, error) {
 	if exe, err := os.Executable(); err == nil {
-		if p := filepath.Join(filepath.Dir(exe), "zos"); fileExists(p) {
+		if p := filepath.Join(filepath.Dir(exe), name); fileExists(p) {
 			return p, nil
 		}
 	}
-	if p, err := exec.LookPath("zos"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	return "", fmt.Errorf("no zos binary next to zosctl or on PATH: pass --zos FILE (make build)")
+	return "", fmt.Errorf("no %s binary next to zosctl or on PATH: pass --%s FILE (make build)", name, name)
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -292,6 +292,8 @@ func extract(t testing.TB, ents []image.ReadEntry, root string) {
 var (
 	registeredRe = regexp.MustCompile(`msg=node_registered node=(\d+)`)
 	statusRe     = regexp.MustCompile(`zos-status node=(\d+) farm=(\d+) state=registered listening=(\S*)`)
+	vmsUpRe      = regexp.MustCompile(`msg=accel_(tcg|kvm) component=vm`)
+	apiServingRe = regexp.MustCompile(`msg=serving component=api`)
 )
 
 // imageEnv is a grid on the host, a farmer with a farm, a user, and an
@@ -307,7 +309,7 @@ func newImageEnv(t *testing.T) *imageEnv {
 		testutil.RequireBinary(t, b)
 	}
 	e := &imageEnv{cache: kernelCache(t), bin: t.TempDir()}
-	goBuild(t, e.bin, "github.com/zos-go/zos/cmd/zgrid", "github.com/zos-go/zos/cmd/zos", "github.com/zos-go/zos/cmd/zosctl")
+	goBuild(t, e.bin, "github.com/zos-go/zos/cmd/zgrid", "github.com/zos-go/zos/cmd/zos", "github.com/zos-go/zos/cmd/zosctl", "github.com/zos-go/zos/cmd/vminit")
 
 	// The grid on the host; the guest reaches it as 10.0.2.2.
 	port, httpPort := freePort(t), freePort(t)
@@ -414,10 +416,15 @@ func TestImageBoot(t *testing.T) {
 				t.Errorf("the image holds %s", e.Path)
 			}
 		}
-		for _, p := range []string{"/init", "/usr/sbin/mkfs.btrfs", "/usr/bin/btrfs", image.CACertsFile, image.DefaultsFile} {
+		for _, p := range []string{"/init", image.ZosFile, image.VminitFile, "/usr/sbin/mkfs.btrfs", "/usr/bin/btrfs", image.CACertsFile, image.DefaultsFile} {
 			if _, ok := have[p]; !ok {
 				t.Errorf("the image lacks %s", p)
 			}
+		}
+		// /init is a link to zos, so that os.Executable names the
+		// directory vminit is in.
+		if got := string(have["/init"].Data); have["/init"].Mode&0o170000 != 0o120000 || got != strings.TrimPrefix(image.ZosFile, "/") {
+			t.Errorf("/init is not a link to %s (mode %o, target %q)", image.ZosFile, have["/init"].Mode, got)
 		}
 		if d := string(have[image.DefaultsFile].Data); !strings.Contains(d, "farm="+strconv.Itoa(int(farm.ID))) || !strings.Contains(d, guestGrid) {
 			t.Errorf("defaults %q lack the farm and grid", d)
@@ -439,6 +446,7 @@ func TestImageBoot(t *testing.T) {
 			}
 		}
 	})
+	t.Run("guest-kernel", func(t *testing.T) { testGuestKernel(t, e, filepath.Join(imgA, "initramfs.img")) })
 	if t.Failed() {
 		return
 	}
@@ -463,6 +471,15 @@ func TestImageBoot(t *testing.T) {
 	m := v.wait(t, registeredRe, 150*time.Second)
 	t.Logf("first boot: QEMU start to registered %s", time.Since(v.started).Round(100*time.Millisecond))
 	nodeID := m[1]
+	// The VM module is up: the node built the guest initramfs from the
+	// image's kernel and chose an accelerator (tcg here: no nested KVM),
+	// which it does before registering.
+	v.wait(t, vmsUpRe, 5*time.Second)
+	if strings.Contains(v.out.String(), "zmachine_disabled") {
+		t.Error("the booted node runs no VMs (zmachine_disabled)")
+	}
+	// The API subscribes to the relay just after registration.
+	v.wait(t, apiServingRe, 30*time.Second)
 	var node registry.Node
 	if err := json.Unmarshal([]byte(zosctl(t, user, gridURL, "node", "show", nodeID, "--json")), &node); err != nil {
 		t.Fatal(err)

@@ -40,6 +40,16 @@ const (
 	DefaultsFile = "/etc/zos/cmdline"
 	// CACertsFile is where the CA roots go (Go's default lookup path).
 	CACertsFile = "/etc/ssl/certs/ca-certificates.crt"
+	// ZosFile is the zos binary; /init links to it.
+	ZosFile = "/usr/bin/zos"
+	// VminitFile is the guest init, next to zos where the node looks
+	// for it by default.
+	VminitFile = "/usr/bin/vminit"
+	// GuestKernelDir is the guest kernel of the node's VMs, an unpacked
+	// tree (kernel.OpenTree): vmlinux-VERSION and lib/modules/VERSION/
+	// with only the modules a guest initramfs loads. zos init starts the
+	// node with it when it is there.
+	GuestKernelDir = "/usr/lib/zos/guest"
 )
 
 // Helper is a host binary copied into the image with its libraries.
@@ -76,8 +86,16 @@ type Config struct {
 	Grid string
 	// Helpers are copied with their libraries; nil means DefaultHelpers.
 	Helpers []Helper
-	// NoQEMU leaves QEMU, virtiofsd and the firmware out (smaller image).
+	// NoQEMU leaves QEMU, virtiofsd, the firmware and the guest kernel
+	// out (smaller image, a node without VMs).
 	NoQEMU bool
+	// Vminit is the static guest init (make build: bin/vminit), installed
+	// next to zos; GuestModules are the modules its initramfs may load
+	// (the vm package's lists), carried with their dependencies under
+	// GuestKernelDir with the uncompressed kernel. Both are required
+	// unless NoQEMU.
+	Vminit       string
+	GuestModules []string
 	// Modules are module names or aliases; nil means kernel.ServerModules.
 	Modules []string
 	// CACerts is the host CA bundle; "" means /etc/ssl/certs/ca-certificates.crt.
@@ -94,6 +112,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Zos == "" {
 		return errors.New("the zos binary is required")
+	}
+	if !c.NoQEMU && (c.Vminit == "" || len(c.GuestModules) == 0) {
+		return errors.New("the guest init (vminit) and the guest modules are required for VMs (or leave QEMU out)")
 	}
 	if c.Grid != "" && strings.ContainsAny(c.Grid, " \t\n\"") {
 		return fmt.Errorf("grid URL %q contains spaces or quotes", c.Grid)
@@ -123,8 +144,12 @@ type Result struct {
 	Cmdline       string // suggested kernel command line
 	Modules       int
 	Missing       []string // wanted modules the kernel does not have
-	Helpers       []string // helper binaries included
-	Files         []string // every path in the initramfs
+	// GuestModules counts the guest kernel's modules (0: no VMs);
+	// GuestMissing are guest modules the kernel does not have.
+	GuestModules int
+	GuestMissing []string
+	Helpers      []string // helper binaries included
+	Files        []string // every path in the initramfs
 }
 
 // Build makes the image in cfg.Out.
@@ -147,8 +172,15 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 	if err := base(a, cfg); err != nil {
 		return nil, err
 	}
-	if err := addModules(a, k, cfg.Modules, res); err != nil {
+	ix, err := kernel.ReadIndex(k.ModulesDir())
+	if err != nil {
 		return nil, err
+	}
+	addModules(a, k, ix, cfg.Modules, res)
+	if !cfg.NoQEMU {
+		if err := addGuest(ctx, a, k, ix, cfg.Vminit, cfg.GuestModules, res); err != nil {
+			return nil, err
+		}
 	}
 	for _, h := range cfg.Helpers {
 		if cfg.NoQEMU && (strings.Contains(h.Name, "qemu") || strings.Contains(h.Name, "virtiofsd")) {
@@ -222,10 +254,12 @@ func base(a *Archive, cfg Config) error {
 	if _, err := os.Stat(cfg.Zos); err != nil {
 		return fmt.Errorf("zos binary: %w", err)
 	}
-	if err := a.HostFile("/init", 0o755, cfg.Zos); err != nil {
+	// The real file is /usr/bin/zos (os.Executable, next to vminit);
+	// the kernel runs /init through the link.
+	if err := a.HostFile(ZosFile, 0o755, cfg.Zos); err != nil {
 		return err
 	}
-	a.Symlink("/usr/bin/zos", "/init")
+	a.Symlink("/init", strings.TrimPrefix(ZosFile, "/"))
 	for _, d := range []string{"/proc", "/sys", "/dev", "/run", "/tmp", "/var", "/var/cache", "/var/lib", "/mnt", "/etc", "/root", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64"} {
 		a.Dir(d, 0o755)
 	}
@@ -249,11 +283,7 @@ func base(a *Archive, cfg Config) error {
 }
 
 // addModules adds the resolved modules and their load order.
-func addModules(a *Archive, k *kernel.Kernel, wanted []string, res *Result) error {
-	ix, err := kernel.ReadIndex(k.ModulesDir())
-	if err != nil {
-		return err
-	}
+func addModules(a *Archive, k *kernel.Kernel, ix *kernel.Index, wanted []string, res *Result) {
 	order, missing := ix.Resolve(wanted)
 	res.Missing, res.Modules = missing, len(order)
 	dir := path.Join("/usr/lib/modules", k.Version)
@@ -267,6 +297,48 @@ func addModules(a *Archive, k *kernel.Kernel, wanted []string, res *Result) erro
 		if src := filepath.Join(k.ModulesDir(), f); fileExists(src) {
 			a.HostFile(path.Join(dir, f), 0o644, src)
 		}
+	}
+}
+
+// addGuest adds what the node's VMs need: vminit next to zos, and the
+// guest kernel tree (GuestKernelDir): the uncompressed kernel and the
+// guest modules with their dependencies, resolved as the guest initramfs
+// resolves them, so that the node reads a small index.
+func addGuest(ctx context.Context, a *Archive, k *kernel.Kernel, ix *kernel.Index, vminit string, wanted []string, res *Result) error {
+	if _, err := os.Stat(vminit); err != nil {
+		return fmt.Errorf("guest init: %w", err)
+	}
+	libs, err := sharedLibs(ctx, vminit)
+	if err != nil {
+		return fmt.Errorf("guest init: %w", err)
+	}
+	if len(libs) > 0 {
+		return fmt.Errorf("guest init %s is not static (CGO_ENABLED=0)", vminit)
+	}
+	if err := a.HostFile(VminitFile, 0o755, vminit); err != nil {
+		return err
+	}
+	order, missing := ix.Resolve(wanted)
+	res.GuestModules, res.GuestMissing = len(order), missing
+	a.HostFile(path.Join(GuestKernelDir, "vmlinux-"+k.Version), 0o644, k.Vmlinux)
+	dir := path.Join(GuestKernelDir, "lib/modules", k.Version)
+	// Modules the node loads too are links to its copies.
+	nodeDir := path.Join("/usr/lib/modules", k.Version)
+	for _, m := range order {
+		link, target := path.Join(dir, m.Path), path.Join(nodeDir, m.Path)
+		if a.Has(target) {
+			// Relative: the tree reads the same extracted anywhere.
+			rel, err := filepath.Rel(path.Dir(link), target)
+			if err != nil {
+				return err
+			}
+			a.Symlink(link, rel)
+			continue
+		}
+		a.HostFile(link, 0o644, filepath.Join(k.ModulesDir(), m.Path))
+	}
+	if src := filepath.Join(k.ModulesDir(), "modules.builtin"); fileExists(src) {
+		a.HostFile(path.Join(dir, "modules.builtin"), 0o644, src)
 	}
 	return nil
 }

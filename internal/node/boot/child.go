@@ -23,6 +23,9 @@ type NodeConfig struct {
 	// StatusFile is where the console's NodeStatus is written.
 	StatusFile string
 	ZDBPort    int
+	// VMKernel, Vminit and Accel are the node's (node.Config): the image
+	// passes its guest kernel tree; "" runs no VMs.
+	VMKernel, Vminit, Accel string
 }
 
 // RunNode runs the node with the machine's disks (ScanHost) and writes its
@@ -42,6 +45,7 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 		err := node.Run(gctx, node.Config{
 			DataDir: cfg.DataDir, Grid: cfg.Grid, FarmID: cfg.Farm, ScanHost: true,
 			ListenIP: cfg.ListenIP, ZDBPort: cfg.ZDBPort,
+			VMKernel: cfg.VMKernel, Vminit: cfg.Vminit, Accel: cfg.Accel,
 			OnRegistered: func(n *node.Node) { registered.Store(n) },
 		}, log)
 		if err == nil && ctx.Err() == nil {
