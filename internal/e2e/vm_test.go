@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -364,4 +366,82 @@ func TestVMFullImage(t *testing.T) {
 	waitFor(t, 60*time.Second, "the VM to stop", func() bool {
 		return qemuPid(t, primitives.VMName(d.WorkloadID("full"))) == 0
 	})
+}
+
+// TestVMZLogs adds a zlogs workload to a running VM's deployment: the
+// node streams the VM's console, from inside the user's network, to a
+// redis server on that network.
+func TestVMZLogs(t *testing.T) {
+	cache := requireVMPrereqs(t)
+	redisServer := testutil.RequireBinary(t, "redis-server")
+	redisCLI := testutil.RequireBinary(t, "redis-cli")
+	g := startGrid(t)
+	farmer := newUser(t, g)
+	n := vmNode(t, g, farmer, cache)
+	u := newUser(t, g)
+	root := t.TempDir()
+	buildRootfs(t, root)
+	url := publishFlist(t, u, root, "busybox")
+	id := strconv.Itoa(int(n.id))
+	u.mustRun("network", "create", "--name", "net", "--nodes", id, "--ip-range", "10.34.0.0/16")
+	var d gridtypes.Deployment
+	u.json(&d, "deploy", "vm", "--node", id, "--flist", url, "--network", "net", "--memory", "256M",
+		"--entrypoint", "/start.sh", "--disk", "200M:/data", "--volume", "10M:/shared")
+	waitConsole(t, u, d.ContractID, "vm", regexp.MustCompile(`zos-vm-up boots=1`), 90*time.Second)
+
+	// A redis server on the network, at the resource's own address.
+	nrNS := network.NamesOf(n.prefix(), gridtypes.NetID(d.TwinID, "net")).NS
+	gw := "10.34.2.1"
+	port := strconv.Itoa(freePort(t))
+	srv := exec.Command("ip", "netns", "exec", nrNS, redisServer, "--bind", gw, "--port", port, "--save", "", "--appendonly", "no", "--protected-mode", "no")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	// stdbuf: redis-cli buffers its output when it is not a terminal.
+	sub := exec.Command("ip", "netns", "exec", nrNS, "stdbuf", "-oL", redisCLI, "-h", gw, "-p", port, "SUBSCRIBE", "vmlogs")
+	var got lockedBuffer
+	sub.Stdout = &got
+	waitFor(t, 10*time.Second, "redis on the network", func() bool {
+		return exec.Command("ip", "netns", "exec", nrNS, redisCLI, "-h", gw, "-p", port, "PING").Run() == nil
+	})
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Process.Kill(); sub.Wait() })
+	waitFor(t, 10*time.Second, "the subscription", func() bool { return strings.Contains(got.String(), "subscribe") })
+
+	zl := gridtypes.Workload{Name: "logs", Type: gridtypes.ZLogsType}
+	if err := zl.SetData(&gridtypes.ZLogs{ZMachine: "vm", Output: "redis://" + gw + ":" + port + "/vmlogs"}); err != nil {
+		t.Fatal(err)
+	}
+	d.Workloads = append(d.Workloads, zl)
+	u.mustRun("deployment", "update", "-f", writeJSON(t, &d), strconv.FormatUint(d.ContractID, 10))
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(got.String(), "zos-vm-up boots=1") {
+		if time.Now().After(deadline) {
+			stats, _ := exec.Command("ip", "netns", "exec", nrNS, redisCLI, "-h", gw, "-p", port, "INFO", "commandstats").CombinedOutput()
+			t.Fatalf("the console line never reached the redis channel; subscriber got %q; server stats:\n%s", got.String(), stats)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	u.mustRun("deployment", "cancel", strconv.FormatUint(d.ContractID, 10))
+}
+
+// lockedBuffer is a bytes.Buffer a process writes while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
