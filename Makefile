@@ -73,7 +73,7 @@ demo: deps build
 # farm= and grid=, e.g. make image FARM=1 GRID=nats://10.0.2.2:4222).
 IMAGE_DIR ?= $(BIN)/image
 image: deps build
-	$(BIN)/zosctl image build -o $(IMAGE_DIR) --kernel-cache .cache/kernel --zos $(BIN)/zos \
+	$(BIN)/zosctl image build -o $(IMAGE_DIR) --kernel-cache .cache/kernel --zos $(BIN)/zos --vminit $(BIN)/vminit \
 		$(if $(FARM),--farm $(FARM)) $(if $(GRID),--grid $(GRID))
 
 clean:

@@ -2,7 +2,8 @@
 // and the uncompressed vmlinux for PVH boots) and a compressed initramfs
 // holding the zos binary as /init, the kernel modules a server needs with
 // their load order, the helper binaries the node cannot replace with their
-// shared libraries, and the CA roots. There is no shell, no login and no
+// shared libraries, the CA roots, and for the node's VMs vminit and the
+// guest kernel tree (GuestKernelDir). There is no shell, no login and no
 // ssh server in it. The build is reproducible: entries are sorted, owners
 // and times fixed, and the compressor single-threaded, so the same inputs
 // give the same bytes. zosctl image build and the image tests use it.
