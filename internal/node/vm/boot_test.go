@@ -589,9 +589,18 @@ func testCrashRestart(t *testing.T, kit *guestKit) {
 				}
 			}
 		}
-		syscall.Kill(info.Pid, syscall.SIGKILL)
-		if !waitGone(ctx, info.Pid, 10*time.Second) {
-			t.Fatalf("qemu %d survived SIGKILL", info.Pid)
+		victim := info.Pid
+		if crash == 3 {
+			// A dead virtiofsd (the root's) is a crash too.
+			var st state
+			if err := readJSON(filepath.Join(cfg.Root, "crashy", "state.json"), &st); err != nil || len(st.Virtiofsd) == 0 {
+				t.Fatalf("state: %+v %v", st, err)
+			}
+			victim = st.Virtiofsd[0]
+		}
+		syscall.Kill(victim, syscall.SIGKILL)
+		if !waitGone(ctx, victim, 10*time.Second) {
+			t.Fatalf("process %d survived SIGKILL", victim)
 		}
 		now = now.Add(time.Second)
 		ev := m.Check(ctx, now)

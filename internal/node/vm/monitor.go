@@ -39,7 +39,7 @@ func (m *Manager) Check(ctx context.Context, now time.Time) []Event {
 	m.mu.Lock()
 	var dead, alive []*machine
 	for _, mc := range m.vms {
-		if qemu.Alive(mc.state.QEMU) {
+		if qemu.Alive(mc.state.QEMU) && sharesServed(mc) {
 			alive = append(alive, mc)
 		} else {
 			dead = append(dead, mc)
@@ -115,6 +115,18 @@ func (m *Manager) Monitor(ctx context.Context, interval time.Duration, report fu
 			}
 		}
 	}
+}
+
+// sharesServed reports whether every virtiofsd of the VM runs: without
+// its daemon a share (the root in container mode) hangs in the guest,
+// and vhost-user-fs cannot reconnect, so the VM counts as crashed.
+func sharesServed(mc *machine) bool {
+	for _, pid := range mc.state.Virtiofsd {
+		if !qemu.Alive(pid) {
+			return false
+		}
+	}
+	return true
 }
 
 // internalError asks QEMU whether the VM stopped on an internal error.
