@@ -39,7 +39,7 @@ func (c *Config) vminitPath() string {
 }
 
 // startMachines prepares what zmachine workloads need: the guest kernel
-// (from the Debian package in cfg.VMKernel), the vminit initramfs, the
+// (cfg.VMKernel: Debian's package or an unpacked tree, kernel.Find), the vminit initramfs, the
 // accelerator, the flist module, and takes back the VMs a previous run
 // left running. It returns nil without a guest kernel: the node then
 // does not offer zmachine.

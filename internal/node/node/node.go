@@ -77,9 +77,10 @@ type Config struct {
 	GatewayListen     string
 	ACMEDirectory     string
 	GatewaySelfSigned bool
-	// VMKernel is the directory of the guest kernel's Debian package
-	// (`zos kernel fetch --dir DIR`, make deps: .cache/kernel); without it
-	// the node runs no VMs. Vminit is the guest init ("" = vminit next to
+	// VMKernel is the guest kernel: the directory of Debian's kernel
+	// package (`zos kernel fetch --dir DIR`, make deps: .cache/kernel) or
+	// an unpacked tree (the image's /usr/lib/zos/guest); without it the
+	// node runs no VMs. Vminit is the guest init ("" = vminit next to
 	// the zos binary). Accel is auto, kvm or tcg.
 	VMKernel, Vminit, Accel string
 	// OnRegistered, when set, is called once the node is registered, with
