@@ -39,8 +39,8 @@ func (c *Config) vminitPath() string {
 }
 
 // startMachines prepares what zmachine workloads need: the guest kernel
-// (cfg.VMKernel: Debian's package or an unpacked tree, kernel.Find), the vminit initramfs, the
-// accelerator, the flist module, and takes back the VMs a previous run
+// (cfg.VMKernel: Debian's package or an unpacked tree, kernel.Find), the
+// vminit initramfs, the accelerator, the flist module, and takes back the VMs a previous run
 // left running. It returns nil without a guest kernel: the node then
 // does not offer zmachine.
 func (n *Node) startMachines(ctx context.Context, cache string, log *slog.Logger) (*machines, error) {
