@@ -209,6 +209,8 @@ type node struct {
 	proc    *proc
 	zdbPort int
 	id      uint32
+	// earlier is the output of the node's previous runs (restarts).
+	earlier string
 }
 
 func requireNodePrereqs(t testing.TB) {
@@ -228,7 +230,7 @@ func startNode(t testing.TB, g *grid, farm uint32, extra ...string) *node {
 	t.Cleanup(func() {
 		n.stop()
 		if t.Failed() {
-			t.Logf("node output:\n%s", n.proc.output())
+			t.Logf("node output:\n%s%s", n.earlier, n.proc.output())
 		}
 		cleanupNode(t, n.data)
 	})
@@ -236,6 +238,9 @@ func startNode(t testing.TB, g *grid, farm uint32, extra ...string) *node {
 }
 
 func (n *node) start() {
+	if n.proc != nil {
+		n.earlier += n.proc.output() + "        --- node restarted ---\n"
+	}
 	n.proc = start(n.t, filepath.Join(buildBinaries(n.t), "zos"), n.args...)
 }
 

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 )
@@ -24,11 +25,18 @@ func (m *Module) DeviceAllocate(size uint64) (Device, error) {
 	p.allocated += size
 	m.mu.Unlock()
 
-	path := filepath.Join(p.path, zdbName)
-	err = m.sys.FS.SubvolumeCreate(path)
+	// Made under a temporary name and renamed once its quota is set: a
+	// crash in between must not leave a device without a size (the scan
+	// at start removes the temporary one).
+	path, tmp := filepath.Join(p.path, zdbName), filepath.Join(p.path, zdbTmpName)
+	_ = m.sys.FS.SubvolumeDelete(tmp)
+	err = m.sys.FS.SubvolumeCreate(tmp)
 	if err == nil {
-		if err = m.sys.Quotas.Limit(path, size); err != nil {
-			_ = m.sys.FS.SubvolumeDelete(path)
+		if err = m.sys.Quotas.Limit(tmp, size); err == nil {
+			err = os.Rename(tmp, path)
+		}
+		if err != nil {
+			_ = m.sys.FS.SubvolumeDelete(tmp)
 		}
 	}
 	m.mu.Lock()

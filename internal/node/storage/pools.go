@@ -395,6 +395,11 @@ func (m *Module) scan(p *pool) (found, error) {
 			}
 		case name == zdbName && subvol:
 			f.device, f.deviceLim = true, q.Limit
+		case name == zdbTmpName:
+			// A device whose making was cut short.
+			if err := m.sys.FS.SubvolumeDelete(filepath.Join(p.path, name)); err != nil {
+				m.log.Warn("zdb_device_leftover", "pool", p.name, "err", err)
+			}
 		case name == cacheName && subvol:
 			f.cache, f.cacheLim = true, q.Limit
 		case subvol && ValidName(name) == nil:

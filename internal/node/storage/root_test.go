@@ -778,3 +778,41 @@ func TestExplicitBlankDevice(t *testing.T) {
 		t.Errorf("device %s detached by Close: %s", dev, out)
 	}
 }
+
+// A zdb device whose making was cut short (made, not yet given its quota
+// and name: a crash) is removed at start, and a device can be allocated.
+func TestDeviceCutShort(t *testing.T) {
+	requireKernel(t)
+	cfg := hostedConfig(t, SSD, HDD)
+	m := startModule(t, cfg)
+	var hdd string
+	for _, p := range m.Pools() {
+		if p.Type == HDD {
+			hdd = filepath.Join(cfg.Root, p.Name)
+		}
+	}
+	if hdd == "" {
+		t.Fatal("no HDD pool")
+	}
+	tmp := filepath.Join(hdd, zdbTmpName)
+	if out, err := exec.Command("btrfs", "subvolume", "create", tmp).CombinedOutput(); err != nil {
+		t.Fatalf("btrfs subvolume create: %v: %s", err, out)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m2 := startModule(t, cfg)
+	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+		t.Errorf("the cut-short device is still there: %v", err)
+	}
+	if devs, _ := m2.Devices(); len(devs) != 0 {
+		t.Errorf("devices after start: %+v, want none", devs)
+	}
+	dev, err := m2.DeviceAllocate(64 << 20)
+	if err != nil || dev.Size != 64<<20 {
+		t.Fatalf("DeviceAllocate: %+v, %v", dev, err)
+	}
+	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+		t.Errorf("the temporary name is left after allocating: %v", err)
+	}
+}

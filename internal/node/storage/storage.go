@@ -45,6 +45,7 @@ const (
 	cacheName  = "zos-cache"
 	vdisksName = "vdisks"
 	zdbName    = "zdb"
+	zdbTmpName = ".zdb-new" // a device being made (not a valid volume name)
 	markerName = ".zos-pool.json"
 )
 

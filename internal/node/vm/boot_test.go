@@ -575,6 +575,9 @@ func testCrashRestart(t *testing.T, kit *guestKit) {
 	}
 	t.Cleanup(func() { m.Delete(context.Background(), "crashy") })
 	now := time.Now()
+	if ev := m.Check(ctx, now); len(ev) != 0 {
+		t.Fatalf("a healthy VM: got events %+v, want none", ev)
+	}
 	for crash := 1; crash <= MaxCrashes+1; crash++ {
 		info, err := m.Inspect(ctx, "crashy")
 		if err != nil {

@@ -211,8 +211,10 @@ type machine struct {
 type Manager struct {
 	cfg Config
 	log *slog.Logger
-	mu  sync.Mutex // guards vms
+	mu  sync.Mutex // guards vms and starting
 	vms map[string]*machine
+	// starting are the names of VMs Run is starting.
+	starting map[string]bool
 }
 
 // New returns a manager; call Adopt to take back VMs of a previous run.
@@ -223,7 +225,7 @@ func New(cfg Config, log *slog.Logger) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating vm root %s: %w", cfg.Root, err)
 	}
-	return &Manager{cfg: cfg, log: log.With("component", "vm"), vms: map[string]*machine{}}, nil
+	return &Manager{cfg: cfg, log: log.With("component", "vm"), vms: map[string]*machine{}, starting: map[string]bool{}}, nil
 }
 
 func (m *Manager) vmDir(name string) string { return filepath.Join(m.cfg.Root, name) }
@@ -340,11 +342,25 @@ func (m *Manager) Run(ctx context.Context, s Spec) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
+	// The name is taken for the whole start, but the lock is not held
+	// while processes start: a VM whose QEMU never answers must not stall
+	// the others (Inspect, Check, Delete).
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.vms[s.Name]; ok {
+	if _, ok := m.vms[s.Name]; ok || m.starting[s.Name] {
+		m.mu.Unlock()
 		return fmt.Errorf("running vm %s: %w", s.Name, ErrExists)
 	}
+	m.starting[s.Name] = true
+	m.mu.Unlock()
+	var mc *machine
+	defer func() {
+		m.mu.Lock()
+		delete(m.starting, s.Name)
+		if mc != nil {
+			m.vms[s.Name] = mc
+		}
+		m.mu.Unlock()
+	}()
 	dir := m.vmDir(s.Name)
 	fstypes, err := prepareDisks(s)
 	if err != nil {
@@ -357,9 +373,9 @@ func (m *Manager) Run(ctx context.Context, s Spec) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", dir, err)
 	}
-	mc := &machine{spec: s, dir: dir}
+	started := &machine{spec: s, dir: dir}
 	fail := func(err error) error {
-		m.stopProcesses(mc)
+		m.stopProcesses(started)
 		os.RemoveAll(dir)
 		return fmt.Errorf("running vm %s: %w", s.Name, err)
 	}
@@ -371,16 +387,16 @@ func (m *Manager) Run(ctx context.Context, s Spec) error {
 		if err != nil {
 			return fail(err)
 		}
-		mc.fsds = append(mc.fsds, p)
-		mc.state.Virtiofsd = append(mc.state.Virtiofsd, p.Pid)
+		started.fsds = append(started.fsds, p)
+		started.state.Virtiofsd = append(started.state.Virtiofsd, p.Pid)
 	}
 	os.Remove(vm.Console)
 	p, err := qemu.Start(m.cfg.QEMU, vm, m.log)
 	if err != nil {
 		return fail(err)
 	}
-	mc.proc, mc.state.QEMU = p, p.Pid
-	if err := writeJSON(filepath.Join(dir, "state.json"), mc.state); err != nil {
+	started.proc, started.state.QEMU = p, p.Pid
+	if err := writeJSON(filepath.Join(dir, "state.json"), started.state); err != nil {
 		return fail(err)
 	}
 	// QEMU is up once its monitor answers.
@@ -391,7 +407,7 @@ func (m *Manager) Run(ctx context.Context, s Spec) error {
 		return fail(fmt.Errorf("%w (qemu: %s)", err, p.Output()))
 	}
 	q.Close()
-	m.vms[s.Name] = mc
+	mc = started
 	return nil
 }
 

@@ -122,7 +122,7 @@ func (m *Manager) Monitor(ctx context.Context, interval time.Duration, report fu
 // and vhost-user-fs cannot reconnect, so the VM counts as crashed.
 func sharesServed(mc *machine) bool {
 	for _, pid := range mc.state.Virtiofsd {
-		if !qemu.Alive(pid) {
+		if !qemu.VirtiofsdAlive(pid) {
 			return false
 		}
 	}

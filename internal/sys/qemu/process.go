@@ -126,13 +126,20 @@ func (p *Process) Wait(ctx context.Context) error {
 // Alive reports whether pid is a running (not zombie) process whose
 // command line starts with a QEMU binary: used to re-adopt a VM after a
 // node restart without trusting a recycled pid.
-func Alive(pid int) bool {
+func Alive(pid int) bool { return running(pid, "qemu-system") }
+
+// VirtiofsdAlive reports whether pid is a running virtiofsd.
+func VirtiofsdAlive(pid int) bool { return running(pid, "virtiofsd") }
+
+// running reports whether pid runs a program whose path contains name (a
+// zombie has no command line; a reused pid runs something else).
+func running(pid int, name string) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil || len(b) == 0 {
 		return false
 	}
 	exe := string(bytes.SplitN(b, []byte{0}, 2)[0])
-	return strings.Contains(exe, "qemu-system")
+	return strings.Contains(exe, name)
 }
 
 // KillPid sends SIGKILL to pid (a process of a previous node run, with no
