@@ -32,6 +32,10 @@ type ZDBManager struct {
 
 	mu     sync.Mutex // guards stores
 	stores map[string]*zdb.Store
+	// place serializes choosing a device and creating a namespace there:
+	// two first namespaces at once would both see no device (the first
+	// one's still being made) and the second would find no room.
+	place sync.Mutex
 }
 
 var (
@@ -182,6 +186,8 @@ func (m *ZDBManager) Provision(_ context.Context, wl *provision.Workload) (any, 
 		return nil, err
 	}
 	name := string(wl.ID)
+	m.place.Lock()
+	defer m.place.Unlock()
 	if _, ok := m.find(name); ok {
 		return m.result(name), nil
 	}
