@@ -297,10 +297,15 @@ func (e *Engine) boot() error {
 		queued[string(depKey(j.Twin, j.Contract))] = true
 	}
 	for _, d := range all {
-		if !Active(d) && len(d.Workloads) > 0 {
+		if Deleted(d) {
 			if err := e.store.Delete(d.TwinID, d.ContractID); err != nil {
 				return err
 			}
+			continue
+		}
+		if !Active(d) {
+			// Failed workloads stay visible (zos.deployment.get shows
+			// why) until the contract is canceled; nothing to rebuild.
 			continue
 		}
 		if queued[string(depKey(d.TwinID, d.ContractID))] {

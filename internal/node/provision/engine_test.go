@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -432,5 +433,43 @@ func TestDecommission(t *testing.T) {
 	}
 	if err := f.eng.Decommission(gridtypes.NewWorkloadID(1, 99, "db"), "x"); err == nil {
 		t.Fatal("decommissioning a workload of an unknown deployment succeeded")
+	}
+}
+
+// A deployment whose workloads all failed is kept across a restart (the
+// owner still sees why); one whose workloads were all deleted is purged.
+func TestRestartKeepsFailed(t *testing.T) {
+	f := newFixture(t)
+	f.rec.fail["bad"] = fmt.Errorf("no space")
+	if err := f.eng.Provision(mkdep(1, `bad:zdb:{"size":1,"mode":"user"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.eng.Provision(mkdep(2, `gone:zdb:{"size":1,"mode":"user"}`)); err != nil {
+		t.Fatal(err)
+	}
+	f.wait(1, 1)
+	f.wait(1, 2)
+	if err := f.eng.Deprovision(1, 2, "canceled"); err != nil {
+		t.Fatal(err)
+	}
+	f.wait(1, 2)
+	f.stop()
+	f.start()
+	d := f.wait(1, 1)
+	if s := states(d); s != "bad=error" || d.Get("bad").Result.Error != "no space" {
+		t.Fatalf("after a restart: %s %q", s, d.Get("bad").Result.Error)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, err := f.eng.store.Get(1, 2)
+		if errors.Is(err, ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deleted deployment after a restart: %v", err)
+		}
+	}
+	// The purge ran: the failed one is still there.
+	if d, err := f.eng.store.Get(1, 1); err != nil || states(d) != "bad=error" {
+		t.Fatalf("the failed deployment after the purge: %v", err)
 	}
 }

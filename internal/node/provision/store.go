@@ -404,6 +404,17 @@ func Active(d *gridtypes.Deployment) bool {
 	return false
 }
 
+// Deleted reports whether every workload of d is deleted: what the engine
+// purges at start.
+func Deleted(d *gridtypes.Deployment) bool {
+	for _, wl := range d.Workloads {
+		if wl.Result.State != gridtypes.StateDeleted {
+			return false
+		}
+	}
+	return len(d.Workloads) > 0
+}
+
 // Job kinds.
 const (
 	JobProvision   = "provision"   // provision every workload of the deployment
