@@ -19,9 +19,10 @@ import (
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/image/kernel"
 	"github.com/zos-go/zos/internal/node/network"
+	"github.com/zos-go/zos/internal/node/network/netlab"
 	"github.com/zos-go/zos/internal/node/primitives"
-	"github.com/zos-go/zos/internal/node/vm/vmtest"
 	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/node/vm/vmtest"
 	"github.com/zos-go/zos/internal/sys/netns"
 	"github.com/zos-go/zos/internal/sys/qemu"
 	"github.com/zos-go/zos/internal/sys/rtnl"
@@ -58,7 +59,19 @@ ls /shared
 exec sleep 2147483647
 `
 
-// buildRootfs makes a busybox root filesystem with the entrypoint.
+// MeshScript pings $PEER until it answers and says so.
+const MeshScript = `#!/bin/sh
+echo "mesh-vm up"
+if [ -n "$PEER" ]; then
+	for i in $(seq 1 90); do
+		if ping -c 1 -W 1 "$PEER" >/dev/null 2>&1; then echo "PEER-OK $PEER"; break; fi
+		sleep 1
+	done
+fi
+exec sleep 2147483647
+`
+
+// buildRootfs makes a busybox root filesystem with the entrypoints.
 func buildRootfs(t testing.TB, dir string) {
 	t.Helper()
 	bb, err := exec.LookPath("busybox")
@@ -77,12 +90,15 @@ func buildRootfs(t testing.TB, dir string) {
 	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{"sh", "echo", "cat", "ls", "wc", "ip", "awk", "sleep", "sync", "hostname", "ping", "mount", "df"} {
+	for _, a := range []string{"sh", "echo", "cat", "ls", "wc", "ip", "awk", "sleep", "sync", "hostname", "ping", "mount", "df", "seq"} {
 		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "start.sh"), []byte(VMScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "mesh.sh"), []byte(MeshScript), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644); err != nil {
@@ -444,4 +460,47 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestVMMesh runs a VM on each of two nodes in network namespaces (a farm
+// LAN, the nodes public) on one private network: the VMs reach each other
+// through the nodes' WireGuard mesh, and QEMU runs in the node's namespace.
+func TestVMMesh(t *testing.T) {
+	cache := requireVMPrereqs(t)
+	testutil.RequireBinary(t, "nft")
+	lab := netlab.New(t, 2)
+	g := startGrid(t)
+	farmer := newUser(t, g)
+	var nodes []*node
+	for _, ln := range lab.Nodes {
+		nodes = append(nodes, vmNode(t, g, farmer, cache, "--netns", ln.NS))
+	}
+	fd := dial(t, farmer)
+	for i, n := range nodes {
+		pc := &registry.PublicConfig{IPv4: netip.PrefixFrom(lab.Nodes[i].IP, 24).String(), GW4: netlab.LANGateway.String()}
+		if err := fd.reg.SetPublicConfig(context.Background(), n.id, pc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u := newUser(t, g)
+	root := t.TempDir()
+	buildRootfs(t, root)
+	url := publishFlist(t, u, root, "mesh")
+	ids := []string{strconv.Itoa(int(nodes[0].id)), strconv.Itoa(int(nodes[1].id))}
+	u.mustRun("network", "create", "--name", "net", "--nodes", strings.Join(ids, ","), "--ip-range", "10.35.0.0/16")
+
+	var b, a gridtypes.Deployment
+	u.json(&b, "deploy", "vm", "--node", ids[1], "--flist", url, "--network", "net", "--memory", "256M",
+		"--entrypoint", "/mesh.sh", "--name", "b")
+	var bres gridtypes.ZMachineResult
+	if err := b.Get("b").Result.Unmarshal(&bres); err != nil {
+		t.Fatal(err)
+	}
+	u.json(&a, "deploy", "vm", "--node", ids[0], "--flist", url, "--network", "net", "--memory", "256M",
+		"--entrypoint", "/mesh.sh", "--name", "a", "--env", "PEER="+bres.IP)
+	waitConsole(t, u, b.ContractID, "b", regexp.MustCompile(`mesh-vm up`), 90*time.Second)
+	t.Log(waitConsole(t, u, a.ContractID, "a", regexp.MustCompile(`PEER-OK `+regexp.QuoteMeta(bres.IP)), 2*time.Minute))
+	for _, d := range []gridtypes.Deployment{a, b} {
+		u.mustRun("deployment", "cancel", strconv.FormatUint(d.ContractID, 10))
+	}
 }
