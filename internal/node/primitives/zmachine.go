@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
@@ -73,6 +75,36 @@ type ZMachineManager struct {
 	// DNS are the guests' name servers.
 	DNS []string
 	Log *slog.Logger
+
+	mu  sync.Mutex                      // guards ips
+	ips map[string]gridtypes.WorkloadID // "<net id> <ip>" -> the VM using it
+}
+
+// claimIP records that wl uses ip on its twin's network name; another VM
+// holding it is an error.
+func (m *ZMachineManager) claimIP(wl *provision.Workload, name string, ip net.IP) error {
+	key := gridtypes.NetID(wl.Deployment.TwinID, name) + " " + ip.String()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ips == nil {
+		m.ips = map[string]gridtypes.WorkloadID{}
+	}
+	if other, ok := m.ips[key]; ok && other != wl.ID {
+		return fmt.Errorf("network.interfaces[0].ip: %s is used by VM %s on network %q", ip, other, name)
+	}
+	m.ips[key] = wl.ID
+	return nil
+}
+
+// releaseIPs forgets the addresses of wl.
+func (m *ZMachineManager) releaseIPs(wl *provision.Workload) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, id := range m.ips {
+		if id == wl.ID {
+			delete(m.ips, k)
+		}
+	}
 }
 
 var _ provision.Manager = (*ZMachineManager)(nil)
@@ -119,14 +151,19 @@ func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload)
 	}
 	name, tap := VMName(wl.ID), m.TapName(wl.ID)
 	iface := data.Network.Interfaces[0]
+	if err := m.claimIP(wl, iface.Network, iface.IP); err != nil {
+		return nil, err
+	}
 	att, err := m.Networks.Attach(wl.Deployment.TwinID, iface.Network, tap)
 	if err != nil {
+		m.releaseIPs(wl)
 		return nil, err
 	}
 	result := gridtypes.ZMachineResult{ID: name, IP: iface.IP.String()}
 	addr, err := vmAddress(iface, att.Gateway)
 	if err != nil {
 		m.Networks.Detach(tap)
+		m.releaseIPs(wl)
 		return nil, err
 	}
 	if info, err := m.VMs.Inspect(ctx, name); err == nil && info.Status != "stopped" {
@@ -149,6 +186,7 @@ func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload)
 			}
 		} else {
 			m.Networks.Detach(tap)
+			m.releaseIPs(wl)
 		}
 		return nil, err
 	}
@@ -385,6 +423,7 @@ func (m *ZMachineManager) devices(s *vm.Spec, wl *provision.Workload, data *grid
 // Deprovision stops the VM and removes its tap, root overlay and root
 // volume. Disks and volumes it mounted are workloads of their own.
 func (m *ZMachineManager) Deprovision(ctx context.Context, wl *provision.Workload) error {
+	m.releaseIPs(wl)
 	var errs []error
 	if err := m.VMs.Delete(ctx, VMName(wl.ID)); err != nil && !errors.Is(err, vm.ErrNotFound) {
 		errs = append(errs, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/flistd"
+	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/node/vm"
 )
 
@@ -128,5 +129,36 @@ func TestEntrypoint(t *testing.T) {
 	var s vm.Spec
 	if err := m.entrypoint(&s, &gridtypes.ZMachine{}, flistd.Info{}, root); err != nil || !s.Guest.Init || s.Guest.Entrypoint[0] != "/sbin/init" {
 		t.Errorf("the image's own init: got %v %v, %v", s.Guest.Entrypoint, s.Guest.Init, err)
+	}
+}
+
+// Two VMs of a twin cannot take one address on one network; another
+// network, or another twin's network of the same name, is another space.
+func TestClaimIP(t *testing.T) {
+	m := &ZMachineManager{}
+	wl := func(twin uint32, contract uint64, name string) *provision.Workload {
+		d := &gridtypes.Deployment{TwinID: twin, ContractID: contract}
+		return &provision.Workload{ID: d.WorkloadID(name), Deployment: d}
+	}
+	ip := net.ParseIP("10.20.2.5")
+	a, b := wl(1, 1, "a"), wl(1, 2, "b")
+	if err := m.claimIP(a, "net", ip); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.claimIP(a, "net", ip); err != nil {
+		t.Errorf("the same VM again (a restart): %v", err)
+	}
+	if err := m.claimIP(b, "net", ip); err == nil || !strings.Contains(err.Error(), "used by VM 1-1-a") {
+		t.Errorf("another VM on the same address: got %v", err)
+	}
+	if err := m.claimIP(b, "other", ip); err != nil {
+		t.Errorf("another network: %v", err)
+	}
+	if err := m.claimIP(wl(2, 3, "c"), "net", ip); err != nil {
+		t.Errorf("another twin's network: %v", err)
+	}
+	m.releaseIPs(a)
+	if err := m.claimIP(wl(1, 4, "d"), "net", ip); err != nil {
+		t.Errorf("after the first VM went: %v", err)
 	}
 }
