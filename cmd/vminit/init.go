@@ -239,7 +239,13 @@ func configureNetwork(cfg *guest.Config, log *slog.Logger) error {
 	if err := netcfg.Up("lo"); err != nil {
 		log.Warn("loopback", "err", err)
 	}
+	links, _ := netcfg.Links("/sys/class/net")
 	for _, i := range cfg.Interfaces {
+		for _, l := range links {
+			if i.MAC != "" && strings.EqualFold(l.MAC, i.MAC) {
+				i.Name = l.Name
+			}
+		}
 		ip, ipn, err := net.ParseCIDR(i.Address)
 		if err != nil {
 			return fmt.Errorf("interface %s: %w", i.Name, err)
@@ -252,6 +258,15 @@ func configureNetwork(cfg *guest.Config, log *slog.Logger) error {
 		}
 		if i.Gateway != "" {
 			if err := netcfg.AddDefaultRoute(i.Name, net.ParseIP(i.Gateway)); err != nil {
+				return err
+			}
+		}
+		for _, r := range i.Routes {
+			_, dst, err := net.ParseCIDR(r.Dst)
+			if err != nil {
+				return fmt.Errorf("interface %s route %s: %w", i.Name, r.Dst, err)
+			}
+			if err := netcfg.AddRoute(i.Name, dst, net.ParseIP(r.Via)); err != nil {
 				return err
 			}
 		}

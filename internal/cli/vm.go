@@ -53,6 +53,7 @@ func deployVM(ctx context.Context, env *Env, args []string) error {
 	memory := fs.String("memory", "512M", "memory (at least 250M)")
 	size := fs.String("size", "", "root size (default the minimum: 500M, or 2G for large VMs)")
 	entrypoint := fs.String("entrypoint", "", "command run in the VM (default: the flist's)")
+	public := fs.Bool("public-ip", false, "also give the VM one of the farm's public IPv4 addresses (reserved on the contract)")
 	env_ := envFlags{}
 	fs.Var(env_, "env", "environment NAME=VALUE, repeatable (SSH_KEY installs an authorized key)")
 	var disks, volumes mountFlags
@@ -124,6 +125,13 @@ func deployVM(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 	z.Network.Interfaces = []gridtypes.MachineInterface{{Network: *netName, IP: ip}}
+	if *public {
+		pn := *name + "pip"
+		if err := add(pn, gridtypes.PublicIPType, &gridtypes.PublicIP{V4: true}); err != nil {
+			return err
+		}
+		z.Network.PublicIP = pn
+	}
 	if err := add(*name, gridtypes.ZMachineType, &z); err != nil {
 		return err
 	}

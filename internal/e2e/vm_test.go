@@ -504,3 +504,56 @@ func TestVMMesh(t *testing.T) {
 		u.mustRun("deployment", "cancel", strconv.FormatUint(d.ContractID, 10))
 	}
 }
+
+// TestVMPublicIP gives a VM one of the farm's public IPs on a node in a
+// network namespace with an uplink: the farm LAN reaches the VM on it, the
+// VM reaches the internet through it, and its private network still works.
+func TestVMPublicIP(t *testing.T) {
+	cache := requireVMPrereqs(t)
+	testutil.RequireBinary(t, "nft")
+	lab := netlab.New(t, 1)
+	g := startGrid(t)
+	farmer := newUser(t, g)
+	n := vmNode(t, g, farmer, cache, "--netns", lab.Nodes[0].NS)
+	fd := dial(t, farmer)
+	nodeRec, err := fd.reg.Node(context.Background(), n.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := &registry.PublicConfig{IPv4: netip.PrefixFrom(lab.Nodes[0].IP, 24).String(), GW4: netlab.LANGateway.String()}
+	if err := fd.reg.SetPublicConfig(context.Background(), n.id, pc); err != nil {
+		t.Fatal(err)
+	}
+	const public = "10.99.0.200"
+	farmer.mustRun("farm", "add-ip", "--farm", strconv.Itoa(int(nodeRec.FarmID)), public+"/24", "--gw", netlab.LANGateway.String())
+
+	u := newUser(t, g)
+	root := t.TempDir()
+	buildRootfs(t, root)
+	url := publishFlist(t, u, root, "pub")
+	id := strconv.Itoa(int(n.id))
+	u.mustRun("network", "create", "--name", "net", "--nodes", id, "--ip-range", "10.36.0.0/16")
+	var d gridtypes.Deployment
+	u.json(&d, "deploy", "vm", "--node", id, "--flist", url, "--network", "net", "--memory", "256M",
+		"--entrypoint", "/mesh.sh", "--env", "PEER="+netlab.InternetHost.String(), "--public-ip")
+	var ipr gridtypes.PublicIPResult
+	if err := d.Get("vmpip").Result.Unmarshal(&ipr); err != nil || ipr.IP.String() != public+"/24" {
+		t.Fatalf("ip workload result: %+v %v", ipr, err)
+	}
+	waitConsole(t, u, d.ContractID, "vm", regexp.MustCompile(`PEER-OK `+regexp.QuoteMeta(netlab.InternetHost.String())), 2*time.Minute)
+	if ok, out := pingRetry(lab.Internet, netip.MustParseAddr(public)); !ok {
+		t.Errorf("the internet cannot ping the VM's public IP: %s", out)
+	}
+	var res gridtypes.ZMachineResult
+	if err := d.Get("vm").Result.Unmarshal(&res); err != nil {
+		t.Fatal(err)
+	}
+	nrNS := network.NamesOf(n.prefix(), gridtypes.NetID(d.TwinID, "net")).NS
+	if ok, out := pingRetry(nrNS, netip.MustParseAddr(res.IP)); !ok {
+		t.Errorf("the private network cannot ping the VM: %s", out)
+	}
+	u.mustRun("deployment", "cancel", strconv.FormatUint(d.ContractID, 10))
+	waitFor(t, 60*time.Second, "the public tap to go", func() bool {
+		return !rtnl.LinkExists(lab.Nodes[0].NS, network.PublicTap(d.WorkloadID("vmpip")))
+	})
+}

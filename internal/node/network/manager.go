@@ -26,6 +26,8 @@ type Kernel interface {
 	// AddTap makes a persistent tap enslaved to bridge master (an existing
 	// one is enslaved again).
 	AddTap(ns, name, master string) error
+	// DefaultDev is the link of ns's default route ("" when none).
+	DefaultDev(ns string) (string, error)
 	AddAddr(ns, link string, p netip.Prefix) error
 	SetUp(ns, link string) error
 	AddRoute(ns string, r Route) error
@@ -418,6 +420,8 @@ type Attachment struct {
 	Gateway netip.Prefix
 	// ResourceNS is the resource's namespace (reaches every VM on it).
 	ResourceNS string
+	// Range is the user's whole network (/16), reached through Gateway.
+	Range netip.Prefix
 }
 
 // Attach makes tap a port of the bridge of the twin's network resource
@@ -431,7 +435,7 @@ func (m *Manager) Attach(twin uint32, name, tap string) (Attachment, error) {
 	if !ok {
 		return Attachment{}, fmt.Errorf("network %q has no resource on this node (deploy the network workload first)", name)
 	}
-	a := Attachment{NS: m.cfg.NodeNS, Bridge: r.r.Names.Bridge, Gateway: r.r.Gateway, ResourceNS: r.r.Names.NS}
+	a := Attachment{NS: m.cfg.NodeNS, Bridge: r.r.Names.Bridge, Gateway: r.r.Gateway, ResourceNS: r.r.Names.NS, Range: r.r.Range}
 	if err := m.k.AddTap(m.cfg.NodeNS, tap, a.Bridge); err != nil {
 		return Attachment{}, err
 	}
@@ -440,3 +444,29 @@ func (m *Manager) Attach(twin uint32, name, tap string) (Attachment, error) {
 
 // Detach removes a VM's tap.
 func (m *Manager) Detach(tap string) error { return m.k.DeleteLink(m.cfg.NodeNS, tap) }
+
+// AttachPublic makes tap the public link of a VM with address ip: a
+// routed tap in the node namespace (no bridge): ip is routed to it, and
+// proxy ARP on the tap and the uplink lets the VM use the farm's gateway
+// and the farm's LAN reach the VM. It needs a node that owns its uplink.
+func (m *Manager) AttachPublic(tap string, ip netip.Addr) error {
+	if !m.cfg.Uplink {
+		return errors.New("this node has no public uplink of its own (hosted in the host's namespace): VMs cannot get public IPs here")
+	}
+	uplink, err := m.k.DefaultDev(m.cfg.NodeNS)
+	if err != nil {
+		return err
+	}
+	if uplink == "" {
+		return errors.New("the node namespace has no default route: no uplink for public IPs")
+	}
+	if err := m.k.AddTap(m.cfg.NodeNS, tap, ""); err != nil {
+		return err
+	}
+	for _, dev := range []string{tap, uplink} {
+		if err := m.k.Sysctl(m.cfg.NodeNS, "net/ipv4/conf/"+dev+"/proxy_arp", "1"); err != nil {
+			return err
+		}
+	}
+	return m.k.AddRoute(m.cfg.NodeNS, Route{Dst: netip.PrefixFrom(ip, 32), Dev: tap})
+}

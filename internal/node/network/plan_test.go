@@ -130,10 +130,13 @@ func (f *fakeKernel) do(format string, a ...any) error {
 	}
 	return nil
 }
-func (f *fakeKernel) CreateNS(n string) error           { return f.do("netns add %s", n) }
-func (f *fakeKernel) DeleteNS(n string) error           { return f.do("netns del %s", n) }
-func (f *fakeKernel) AddBridge(ns, n string) error      { return f.do("[%s] bridge %s", ns, n) }
-func (f *fakeKernel) AddTap(ns, n, m string) error      { return f.do("[%s] tap %s master %s", ns, n, m) }
+func (f *fakeKernel) CreateNS(n string) error      { return f.do("netns add %s", n) }
+func (f *fakeKernel) DeleteNS(n string) error      { return f.do("netns del %s", n) }
+func (f *fakeKernel) AddBridge(ns, n string) error { return f.do("[%s] bridge %s", ns, n) }
+func (f *fakeKernel) AddTap(ns, n, m string) error { return f.do("[%s] tap %s master %s", ns, n, m) }
+func (f *fakeKernel) DefaultDev(ns string) (string, error) {
+	return "uplink", f.do("[%s] default dev", ns)
+}
 func (f *fakeKernel) SetUp(ns, l string) error          { return f.do("[%s] up %s", ns, l) }
 func (f *fakeKernel) DeleteLink(ns, n string) error     { return f.do("[%s] del %s", ns, n) }
 func (f *fakeKernel) Nft(ns, r string) error            { return f.do("[%s] nft %d bytes", ns, len(r)) }

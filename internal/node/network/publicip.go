@@ -20,8 +20,8 @@ type Contracts interface {
 
 // PublicIPManager provisions `ip` workloads: one of the farm IPs the
 // registry reserved on the deployment's contract, and an anti-spoofing
-// filter on the public tap the VM will use (it may send only from its
-// MAC and that address).
+// filter on the public tap the VM will use (it may send only from that
+// address; the zmachine manager makes the tap, Manager.AttachPublic).
 type PublicIPManager struct {
 	nodeNS    string
 	k         Kernel
@@ -48,23 +48,26 @@ func PublicMAC(tap string) net.HardwareAddr {
 
 func filterTable(tap string) string { return "zos-" + tap }
 
-// PublicIPRuleset is the anti-spoofing filter of a public tap: frames
-// from it must carry its MAC, and IPv4 and ARP its address; IPv6 only
-// link-local (no public IPv6 yet).
-func PublicIPRuleset(tap string, mac net.HardwareAddr, ip netip.Addr) string {
+// PublicIPRuleset is the anti-spoofing filter of a public tap (a routed
+// link in the node namespace): what comes from it must carry its address;
+// no IPv6 yet.
+func PublicIPRuleset(tap string, ip netip.Addr) string {
 	t := filterTable(tap)
-	return fmt.Sprintf(`table bridge %[1]s
-delete table bridge %[1]s
-table bridge %[1]s {
+	return fmt.Sprintf(`table inet %[1]s
+delete table inet %[1]s
+table inet %[1]s {
 	chain forward {
 		type filter hook forward priority filter; policy accept;
-		iifname "%[2]s" ether saddr != %[3]s drop
-		iifname "%[2]s" ip saddr != %[4]s drop
-		iifname "%[2]s" arp saddr ip != %[4]s drop
-		iifname "%[2]s" ip6 saddr != fe80::/10 drop
+		iifname "%[2]s" ip saddr != %[3]s drop
+		iifname "%[2]s" meta nfproto ipv6 drop
+	}
+	chain input {
+		type filter hook input priority filter; policy accept;
+		iifname "%[2]s" ip saddr != %[3]s drop
+		iifname "%[2]s" meta nfproto ipv6 drop
 	}
 }
-`, t, tap, mac, ip)
+`, t, tap, ip)
 }
 
 func ipData(wl *provision.Workload) (*gridtypes.PublicIP, error) {
@@ -142,7 +145,7 @@ func (m *PublicIPManager) Provision(ctx context.Context, wl *provision.Workload)
 		return nil, fmt.Errorf("farm IP %q: %w", pick.IP, err)
 	}
 	tap := PublicTap(wl.ID)
-	if err := m.k.Nft(m.nodeNS, PublicIPRuleset(tap, PublicMAC(tap), addr.Addr())); err != nil {
+	if err := m.k.Nft(m.nodeNS, PublicIPRuleset(tap, addr.Addr())); err != nil {
 		return nil, fmt.Errorf("installing the anti-spoofing filter of %s: %w", tap, err)
 	}
 	m.log.Info("public_ip_taken", "workload", wl.ID, "ip", pick.IP, "tap", tap)
@@ -152,5 +155,5 @@ func (m *PublicIPManager) Provision(ctx context.Context, wl *provision.Workload)
 // Deprovision removes the filter.
 func (m *PublicIPManager) Deprovision(ctx context.Context, wl *provision.Workload) error {
 	t := filterTable(PublicTap(wl.ID))
-	return m.k.Nft(m.nodeNS, fmt.Sprintf("table bridge %[1]s\ndelete table bridge %[1]s\n", t))
+	return m.k.Nft(m.nodeNS, fmt.Sprintf("table inet %[1]s\ndelete table inet %[1]s\n", t))
 }

@@ -75,15 +75,22 @@ func TestRootAntiSpoofing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(rtnl.AddBridge(node, "brpub"))
-	must(rtnl.AddVeth(node, tap, "brpub", vm, "eth0"))
-	must(rtnl.AddVeth(node, "obs", "brpub", obs, "eth0"))
-	if _, err := netns.Run(vm, "", "ip", "link", "set", "eth0", "address", PublicMAC(tap).String()); err != nil {
-		t.Fatal(err)
-	}
+	// The VM's public link is routed (a veth stands for the tap): its
+	// address and a spoofed one both routed to it, so that only the filter
+	// tells them apart; an observer on another link of the node.
+	must(rtnl.AddVeth(node, tap, "", vm, "eth0"))
+	must(rtnl.AddVeth(node, "obs", "", obs, "eth0"))
 	must(rtnl.AddAddr(vm, "eth0", netip.MustParsePrefix("203.0.113.10/24")))
 	must(rtnl.AddAddr(vm, "eth0", netip.MustParsePrefix("203.0.113.99/24")))
-	must(rtnl.AddAddr(obs, "eth0", netip.MustParsePrefix("203.0.113.2/24")))
+	must(rtnl.AddAddr(obs, "eth0", netip.MustParsePrefix("192.0.2.2/24")))
+	must(rtnl.AddAddr(node, "obs", netip.MustParsePrefix("192.0.2.1/24")))
+	must(netns.Sysctl(node, "net/ipv4/ip_forward", "1"))
+	must(netns.Sysctl(node, "net/ipv4/conf/"+tap+"/proxy_arp", "1"))
+	for _, a := range []string{"203.0.113.10/32", "203.0.113.99/32"} {
+		must(rtnl.AddRoute(node, rtnl.Route{Dst: netip.MustParsePrefix(a), Dev: tap}))
+	}
+	must(rtnl.AddRoute(vm, rtnl.Route{Dst: netip.MustParsePrefix("192.0.2.0/24"), Dev: "eth0", Via: netip.MustParseAddr("203.0.113.1")}))
+	must(rtnl.AddRoute(obs, rtnl.Route{Dst: netip.MustParsePrefix("203.0.113.0/24"), Dev: "eth0", Via: netip.MustParseAddr("192.0.2.1")}))
 
 	m := NewPublicIPManager(node, SysKernel{}, fakeContracts{9: c}, testLog(t))
 	res, err := m.Provision(context.Background(), wl)
@@ -94,7 +101,7 @@ func TestRootAntiSpoofing(t *testing.T) {
 		t.Errorf("result: got %+v", r)
 	}
 	ping := func(src string) bool {
-		_, err := netns.Run(vm, "", "busybox", "ping", "-c", "1", "-W", "1", "-I", src, "203.0.113.2")
+		_, err := netns.Run(vm, "", "busybox", "ping", "-c", "1", "-W", "1", "-I", src, "192.0.2.2")
 		return err == nil
 	}
 	if !ping("203.0.113.10") {

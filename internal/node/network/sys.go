@@ -33,6 +33,9 @@ func (SysKernel) AddVeth(ns, name, master, peerNS, peer string) error {
 	return rtnl.AddVeth(ns, name, master, peerNS, peer)
 }
 
+// DefaultDev implements Kernel.
+func (SysKernel) DefaultDev(ns string) (string, error) { return rtnl.DefaultRouteDev(ns) }
+
 // AddTap implements Kernel.
 func (SysKernel) AddTap(ns, name, master string) error { return rtnl.AddTap(ns, name, master) }
 

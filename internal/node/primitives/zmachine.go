@@ -46,6 +46,7 @@ type VMs interface {
 // Networks is what the zmachine manager needs of the network module.
 type Networks interface {
 	Attach(twin uint32, name, tap string) (network.Attachment, error)
+	AttachPublic(tap string, ip netip.Addr) error
 	Detach(tap string) error
 }
 
@@ -166,11 +167,28 @@ func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload)
 		m.releaseIPs(wl)
 		return nil, err
 	}
+	pub, err := m.public(wl, data)
+	if err != nil {
+		m.Networks.Detach(tap)
+		m.releaseIPs(wl)
+		return nil, err
+	}
 	if info, err := m.VMs.Inspect(ctx, name); err == nil && info.Status != "stopped" {
 		return result, nil
 	}
 	start := time.Now()
-	spec, err := m.spec(ctx, wl, data, tap, addr, att.Gateway.Addr())
+	spec, err := m.spec(ctx, wl, data, tap, addr, att)
+	if err == nil && pub != nil {
+		spec.NICs = append(spec.NICs, qemu.NIC{ID: "n1", Tap: pub.tap, MAC: network.PublicMAC(pub.tap).String()})
+		if spec.Boot.Mode != vm.BootDisk {
+			// The public link takes the default route; the private one
+			// keeps the user's network.
+			spec.Guest.Interfaces[0].Gateway = ""
+			spec.Guest.Interfaces[0].Routes = []guest.Route{{Dst: att.Range.String(), Via: att.Gateway.Addr().String()}}
+			spec.Guest.Interfaces = append(spec.Guest.Interfaces, guest.Interface{Name: "eth1", MAC: network.PublicMAC(pub.tap).String(),
+				Address: pub.ip.String(), Gateway: pub.gateway})
+		}
+	}
 	prepared := time.Since(start)
 	if err == nil {
 		if err = m.VMs.Run(ctx, spec); errors.Is(err, vm.ErrExists) {
@@ -196,18 +214,49 @@ func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload)
 }
 
 // unsupportedNetwork refuses what this node cannot give a VM yet, rather
-// than booting it without: a public IP (the ip workload reserves it, but
-// the VM's public tap is not built), planetary and mycelium addresses.
+// than booting it without: planetary and mycelium addresses.
 func unsupportedNetwork(n gridtypes.MachineNetwork) error {
 	switch {
-	case n.PublicIP != "":
-		return fmt.Errorf("network.public_ip: public IPs for VMs are not supported on this node yet")
 	case n.Planetary:
 		return fmt.Errorf("network.planetary: the planetary network is not supported on this node")
 	case n.Mycelium != nil:
 		return fmt.Errorf("network.mycelium: mycelium is not supported on this node yet")
 	}
 	return nil
+}
+
+// publicLink is a VM's public interface.
+type publicLink struct {
+	tap     string
+	ip      netip.Prefix
+	gateway string
+}
+
+// public makes the public tap of a VM whose network names an ip workload
+// of its deployment (provisioned before it), or returns nil.
+func (m *ZMachineManager) public(wl *provision.Workload, data *gridtypes.ZMachine) (*publicLink, error) {
+	name := data.Network.PublicIP
+	if name == "" {
+		return nil, nil
+	}
+	ipwl := wl.Deployment.Get(name)
+	if ipwl == nil || !ipwl.Type.IsAny(gridtypes.PublicIPType, gridtypes.PublicIPv4Type) {
+		return nil, fmt.Errorf("network.public_ip: %q is not an ip workload of the deployment", name)
+	}
+	var r gridtypes.PublicIPResult
+	if !ipwl.Result.State.IsOkay() || ipwl.Result.Unmarshal(&r) != nil || r.IP.IsZero() {
+		return nil, fmt.Errorf("network.public_ip: ip workload %q has no address (%s %s)", name, ipwl.Result.State, ipwl.Result.Error)
+	}
+	ip, err := netip.ParsePrefix(r.IP.String())
+	if err != nil || !ip.Addr().Is4() || net.ParseIP(r.Gateway).To4() == nil {
+		return nil, fmt.Errorf("network.public_ip: ip workload %q: address %s gateway %q: want IPv4", name, r.IP, r.Gateway)
+	}
+	tap := network.PublicTap(wl.Deployment.WorkloadID(name))
+	if err := m.Networks.AttachPublic(tap, ip.Addr()); err != nil {
+		m.Networks.Detach(tap)
+		return nil, fmt.Errorf("network.public_ip: %w", err)
+	}
+	return &publicLink{tap: tap, ip: ip, gateway: r.Gateway}, nil
 }
 
 // vmAddress checks the interface's IP against the resource's subnet.
@@ -231,7 +280,8 @@ func vmAddress(iface gridtypes.MachineInterface, gw netip.Prefix) (netip.Prefix,
 // the boot mode the flist asks for: /image.raw is a full VM booted from
 // its first disk, /boot/vmlinuz a VM with its own kernel over the shared
 // root, anything else a container under vminit.
-func (m *ZMachineManager) spec(ctx context.Context, wl *provision.Workload, data *gridtypes.ZMachine, tap string, addr netip.Prefix, gw netip.Addr) (vm.Spec, error) {
+func (m *ZMachineManager) spec(ctx context.Context, wl *provision.Workload, data *gridtypes.ZMachine, tap string, addr netip.Prefix, att network.Attachment) (vm.Spec, error) {
+	gw := att.Gateway.Addr()
 	info, err := m.Flists.Inspect(ctx, data.FList)
 	if err != nil {
 		return vm.Spec{}, fmt.Errorf("flist %s: %w", data.FList, err)
@@ -429,6 +479,9 @@ func (m *ZMachineManager) Deprovision(ctx context.Context, wl *provision.Workloa
 		errs = append(errs, err)
 	}
 	errs = append(errs, m.Networks.Detach(m.TapName(wl.ID)))
+	if data, err := machineData(wl); err == nil && data.Network.PublicIP != "" {
+		errs = append(errs, m.Networks.Detach(network.PublicTap(wl.Deployment.WorkloadID(data.Network.PublicIP))))
+	}
 	target := filepath.Join(m.RootfsDir, string(wl.ID))
 	if err := m.Flists.Unmount(target); err != nil {
 		errs = append(errs, err)

@@ -63,7 +63,7 @@ func TestUnsupportedNetwork(t *testing.T) {
 		t.Errorf("a private interface only: %v", err)
 	}
 	for _, n := range []gridtypes.MachineNetwork{
-		{PublicIP: "ip"}, {Planetary: true}, {Mycelium: &gridtypes.MyceliumIP{Network: "net"}},
+		{Planetary: true}, {Mycelium: &gridtypes.MyceliumIP{Network: "net"}},
 	} {
 		if err := unsupportedNetwork(n); err == nil {
 			t.Errorf("%+v: accepted", n)

@@ -362,7 +362,15 @@ func (e *Engine) record(d *gridtypes.Deployment, wl gridtypes.Workload, state gr
 		}
 		wl.Result.Data = b
 	}
-	return e.store.SetResult(d.TwinID, d.ContractID, wl)
+	if err := e.store.SetResult(d.TwinID, d.ContractID, wl); err != nil {
+		return err
+	}
+	// The job's copy follows, so that later workloads of the deployment
+	// see it (a VM reads the address its ip workload got).
+	if p := d.Get(wl.Name); p != nil {
+		p.Result = wl.Result
+	}
+	return nil
 }
 
 func (e *Engine) provision(ctx context.Context, j Job) error {

@@ -132,7 +132,11 @@ type rtentry struct {
 
 // AddDefaultRoute adds "default via gw dev name". An existing identical
 // route (EEXIST) is fine.
-func AddDefaultRoute(name string, gw net.IP) error {
+func AddDefaultRoute(name string, gw net.IP) error { return AddRoute(name, nil, gw) }
+
+// AddRoute adds "dst via gw dev name" (dst nil: the default route). An
+// existing identical route (EEXIST) is fine.
+func AddRoute(name string, dst *net.IPNet, gw net.IP) error {
 	gw4 := gw.To4()
 	if gw4 == nil {
 		return fmt.Errorf("gateway %s is not IPv4", gw)
@@ -149,9 +153,19 @@ func AddDefaultRoute(name string, gw net.IP) error {
 	rt := rtentry{flags: unix.RTF_UP | unix.RTF_GATEWAY, dev: dev}
 	rt.dst.Family, rt.gateway.Family, rt.genmask.Family = unix.AF_INET, unix.AF_INET, unix.AF_INET
 	copy(rt.gateway.Addr[:], gw4)
+	what := "default"
+	if dst != nil {
+		d4, m4 := dst.IP.To4(), net.IP(dst.Mask).To4()
+		if d4 == nil || m4 == nil {
+			return fmt.Errorf("route %s is not IPv4", dst)
+		}
+		copy(rt.dst.Addr[:], d4.Mask(dst.Mask))
+		copy(rt.genmask.Addr[:], m4)
+		what = dst.String()
+	}
 	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCADDRT, uintptr(unsafe.Pointer(&rt)))
 	if errno != 0 && errno != unix.EEXIST {
-		return fmt.Errorf("adding default route via %s dev %s: %w", gw, name, errno)
+		return fmt.Errorf("adding route %s via %s dev %s: %w", what, gw, name, errno)
 	}
 	return nil
 }

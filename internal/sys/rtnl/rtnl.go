@@ -276,18 +276,20 @@ func DelRoute(ns string, r Route) error {
 	return nil
 }
 
-// AddTap makes name a persistent tap in ns enslaved to bridge master and
-// up. An existing tap (a VM that outlived the node process, its bridge
-// made again) is enslaved again, not recreated.
+// AddTap makes name a persistent tap in ns, enslaved to bridge master
+// when set, and up. An existing tap (a VM that outlived the node process,
+// its bridge made again) is enslaved again, not recreated.
 func AddTap(ns, name, master string) error {
 	h, err := handle(ns)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	br, err := link(h, ns, master)
-	if err != nil {
-		return err
+	var br netlink.Link
+	if master != "" {
+		if br, err = link(h, ns, master); err != nil {
+			return err
+		}
 	}
 	l, err := h.LinkByName(name)
 	if err != nil {
@@ -305,7 +307,7 @@ func AddTap(ns, name, master string) error {
 			return err
 		}
 	}
-	if l.Attrs().MasterIndex != br.Attrs().Index {
+	if br != nil && l.Attrs().MasterIndex != br.Attrs().Index {
 		if err := h.LinkSetMasterByIndex(l, br.Attrs().Index); err != nil {
 			return fmt.Errorf("enslaving %s to %s in namespace %q: %w", name, master, ns, err)
 		}
@@ -314,4 +316,28 @@ func AddTap(ns, name, master string) error {
 		return fmt.Errorf("setting %s up in namespace %q: %w", name, ns, err)
 	}
 	return nil
+}
+
+// DefaultRouteDev is the link of the IPv4 default route in ns ("" when
+// there is none).
+func DefaultRouteDev(ns string) (string, error) {
+	h, err := handle(ns)
+	if err != nil {
+		return "", err
+	}
+	defer h.Close()
+	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return "", fmt.Errorf("listing routes in namespace %q: %w", ns, err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() && r.Dst.Mask != nil && net.IP(r.Dst.Mask).IsUnspecified() {
+			l, err := h.LinkByIndex(r.LinkIndex)
+			if err != nil {
+				return "", fmt.Errorf("default route link in namespace %q: %w", ns, err)
+			}
+			return l.Attrs().Name, nil
+		}
+	}
+	return "", nil
 }

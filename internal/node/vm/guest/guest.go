@@ -51,6 +51,17 @@ type Interface struct {
 	Name    string `json:"name"`              // eth0, eth1, ... in device order
 	Address string `json:"address"`           // CIDR, e.g. 10.20.2.5/24
 	Gateway string `json:"gateway,omitempty"` // default route when set
+	// MAC, when set, picks the interface by address (virtio-mmio devices
+	// do not come in command line order); Name is then only a fallback.
+	MAC string `json:"mac,omitempty"`
+	// Routes are more routes through this interface.
+	Routes []Route `json:"routes,omitempty"`
+}
+
+// Route is "Dst via Via" (IPv4).
+type Route struct {
+	Dst string `json:"dst"` // CIDR
+	Via string `json:"via"`
 }
 
 // Mount is an extra virtiofs share mounted at Mountpoint.
@@ -106,6 +117,11 @@ func (c *Config) Validate() error {
 		}
 		if i.Gateway != "" && net.ParseIP(i.Gateway).To4() == nil {
 			errs = append(errs, fmt.Errorf("interface %s gateway %q: want an IPv4 address", i.Name, i.Gateway))
+		}
+		for _, r := range i.Routes {
+			if _, dst, err := net.ParseCIDR(r.Dst); err != nil || dst.IP.To4() == nil || net.ParseIP(r.Via).To4() == nil {
+				errs = append(errs, fmt.Errorf("interface %s route %s via %s: want an IPv4 CIDR and address", i.Name, r.Dst, r.Via))
+			}
 		}
 	}
 	for _, d := range c.DNS {
