@@ -397,14 +397,7 @@ func flistMount(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "%s mounted on %s; Ctrl-C unmounts\n", pos[0], pos[1])
-	done := make(chan struct{})
-	go func() { mnt.Wait(); close(done) }()
-	select {
-	case <-ctx.Done():
-	case <-done:
-	}
-	err = mnt.Close()
-	<-done
+	err = mnt.Serve(ctx)
 	s := mnt.FS.Stats()
 	fmt.Fprintf(env.Stdout, "unmounted: %d blocks fetched (%s), %d from cache, %d errors\n", s.Fetched, human(uint64(s.FetchBytes)), s.CacheHits, s.Errors)
 	if err != nil && !errors.Is(err, context.Canceled) {

@@ -4,34 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/zos-go/zos/internal/testutil"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/zos-go/zos/internal/node/api"
 	"github.com/zos-go/zos/internal/node/consolelog"
 )
-
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // fileFetch answers as the node's zos.zmachine.logs handler does, from the
 // file at path, in chunks of at most chunk bytes.
@@ -122,7 +104,7 @@ func rotateFile(t *testing.T, path string, keep int) {
 	}
 }
 
-func waitFor(t *testing.T, out *lockedBuffer, want string) {
+func waitFor(t *testing.T, out *testutil.Buffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for out.String() != want {
@@ -137,7 +119,7 @@ func waitFor(t *testing.T, out *lockedBuffer, want string) {
 func TestPrintLogsFollow(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "console.log")
 	appendFile(t, path, logLines("boot", 0, 10))
-	var out, errs lockedBuffer
+	var out, errs testutil.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -68,33 +68,16 @@ func freePort(t testing.TB) int {
 // proc is a process of the test, stopped at cleanup.
 type proc struct {
 	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	log  *testutil.Buffer
 	done chan struct{}
-	mu   sync.Mutex
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
+func (p *proc) output() string { return p.log.String() }
 
 func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(name, args...), log: &bytes.Buffer{}, done: make(chan struct{})}
-	p.cmd.Stdout = lockedWriter{&p.mu, p.log}
-	p.cmd.Stderr = lockedWriter{&p.mu, p.log}
+	p := &proc{cmd: exec.Command(name, args...), log: &testutil.Buffer{}, done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)

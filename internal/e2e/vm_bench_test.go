@@ -20,9 +20,9 @@ import (
 // it holds marker, and returns when it was seen.
 func consoleHas(n *node, name, marker string, timeout time.Duration) (time.Time, bool) {
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		// <data>/mnt/<pool>/zos-cache/vm/machines/<vm>/console.log
 		logs, _ := filepath.Glob(filepath.Join(n.data, "mnt", "*", "*", "vm", "machines", name, "console.log"))
-		logs2, _ := filepath.Glob(filepath.Join(n.data, "mnt", "*", "vm", "machines", name, "console.log"))
-		for _, l := range append(logs, logs2...) {
+		for _, l := range logs {
 			if b, err := os.ReadFile(l); err == nil && strings.Contains(string(b), marker) {
 				return time.Now(), true
 			}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -12,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -106,6 +104,23 @@ func buildRootfs(t testing.TB, dir string) {
 	}
 }
 
+// busyboxFlist publishes the busybox root of buildRootfs as flist name.
+func busyboxFlist(t testing.TB, u *user, name string) string {
+	t.Helper()
+	root := t.TempDir()
+	buildRootfs(t, root)
+	return publishFlist(t, u, root, name)
+}
+
+// vmWorld is a grid with one node that runs VMs (tcg) and a user.
+func vmWorld(t testing.TB) (*node, *user) {
+	t.Helper()
+	cache := requireVMPrereqs(t)
+	g := startGrid(t)
+	n := vmNode(t, g, newUser(t, g), cache)
+	return n, newUser(t, g)
+}
+
 // publishFlist builds dir into a flist on the grid's hub and returns its URL.
 func publishFlist(t testing.TB, u *user, dir, name string) string {
 	t.Helper()
@@ -175,14 +190,8 @@ func qemuPid(t testing.TB, name string) int {
 // log is readable with zosctl logs; a node restart adopts it without a
 // reboot; canceling removes QEMU, tap, virtiofsd and the root volume.
 func TestVMLifecycle(t *testing.T) {
-	cache := requireVMPrereqs(t)
-	g := startGrid(t)
-	farmer := newUser(t, g)
-	n := vmNode(t, g, farmer, cache)
-	u := newUser(t, g)
-	root := t.TempDir()
-	buildRootfs(t, root)
-	url := publishFlist(t, u, root, "busybox")
+	n, u := vmWorld(t)
+	url := busyboxFlist(t, u, "busybox")
 	id := strconv.Itoa(int(n.id))
 
 	u.mustRun("network", "create", "--name", "net", "--nodes", id, "--ip-range", "10.30.0.0/16")
@@ -276,17 +285,11 @@ func waitFor(t testing.TB, timeout time.Duration, what string, f func() bool) {
 // cannot boot each end in a clear workload error, leave nothing behind,
 // and a VM already running on the node is unaffected.
 func TestVMBadInput(t *testing.T) {
-	cache := requireVMPrereqs(t)
-	g := startGrid(t)
-	farmer := newUser(t, g)
-	n := vmNode(t, g, farmer, cache)
-	u := newUser(t, g)
+	n, u := vmWorld(t)
 	id := strconv.Itoa(int(n.id))
 	u.mustRun("network", "create", "--name", "net", "--nodes", id, "--ip-range", "10.32.0.0/16")
 
-	root := t.TempDir()
-	buildRootfs(t, root)
-	good := publishFlist(t, u, root, "good")
+	good := busyboxFlist(t, u, "good")
 	var d gridtypes.Deployment
 	u.json(&d, "deploy", "vm", "--node", id, "--flist", good, "--network", "net", "--memory", "256M",
 		"--entrypoint", "/start.sh", "--disk", "200M:/data", "--volume", "10M:/shared", "--name", "good")
@@ -362,10 +365,7 @@ func TestVMFullImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := startGrid(t)
-	farmer := newUser(t, g)
-	n := vmNode(t, g, farmer, cache)
-	u := newUser(t, g)
+	n, u := vmWorld(t)
 	id := strconv.Itoa(int(n.id))
 	u.mustRun("network", "create", "--name", "net", "--nodes", id, "--ip-range", "10.33.0.0/16")
 
@@ -388,16 +388,10 @@ func TestVMFullImage(t *testing.T) {
 // node streams the VM's console, from inside the user's network, to a
 // redis server on that network.
 func TestVMZLogs(t *testing.T) {
-	cache := requireVMPrereqs(t)
 	redisServer := testutil.RequireBinary(t, "redis-server")
 	redisCLI := testutil.RequireBinary(t, "redis-cli")
-	g := startGrid(t)
-	farmer := newUser(t, g)
-	n := vmNode(t, g, farmer, cache)
-	u := newUser(t, g)
-	root := t.TempDir()
-	buildRootfs(t, root)
-	url := publishFlist(t, u, root, "busybox")
+	n, u := vmWorld(t)
+	url := busyboxFlist(t, u, "busybox")
 	id := strconv.Itoa(int(n.id))
 	u.mustRun("network", "create", "--name", "net", "--nodes", id, "--ip-range", "10.34.0.0/16")
 	var d gridtypes.Deployment
@@ -416,7 +410,7 @@ func TestVMZLogs(t *testing.T) {
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
 	// stdbuf: redis-cli buffers its output when it is not a terminal.
 	sub := exec.Command("ip", "netns", "exec", nrNS, "stdbuf", "-oL", redisCLI, "-h", gw, "-p", port, "SUBSCRIBE", "vmlogs")
-	var got lockedBuffer
+	var got testutil.Buffer
 	sub.Stdout = &got
 	waitFor(t, 10*time.Second, "redis on the network", func() bool {
 		return exec.Command("ip", "netns", "exec", nrNS, redisCLI, "-h", gw, "-p", port, "PING").Run() == nil
@@ -444,24 +438,6 @@ func TestVMZLogs(t *testing.T) {
 	u.mustRun("deployment", "cancel", strconv.FormatUint(d.ContractID, 10))
 }
 
-// lockedBuffer is a bytes.Buffer a process writes while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestVMMesh runs a VM on each of two nodes in network namespaces (a farm
 // LAN, the nodes public) on one private network: the VMs reach each other
 // through the nodes' WireGuard mesh, and QEMU runs in the node's namespace.
@@ -483,9 +459,7 @@ func TestVMMesh(t *testing.T) {
 		}
 	}
 	u := newUser(t, g)
-	root := t.TempDir()
-	buildRootfs(t, root)
-	url := publishFlist(t, u, root, "mesh")
+	url := busyboxFlist(t, u, "mesh")
 	ids := []string{strconv.Itoa(int(nodes[0].id)), strconv.Itoa(int(nodes[1].id))}
 	u.mustRun("network", "create", "--name", "net", "--nodes", strings.Join(ids, ","), "--ip-range", "10.35.0.0/16")
 
@@ -528,9 +502,7 @@ func TestVMPublicIP(t *testing.T) {
 	farmer.mustRun("farm", "add-ip", "--farm", strconv.Itoa(int(nodeRec.FarmID)), public+"/24", "--gw", netlab.LANGateway.String())
 
 	u := newUser(t, g)
-	root := t.TempDir()
-	buildRootfs(t, root)
-	url := publishFlist(t, u, root, "pub")
+	url := busyboxFlist(t, u, "pub")
 	id := strconv.Itoa(int(n.id))
 	u.mustRun("network", "create", "--name", "net", "--nodes", id, "--ip-range", "10.36.0.0/16")
 	var d gridtypes.Deployment

@@ -346,6 +346,20 @@ func MountFS(dir string, m *Meta, cfg MountConfig, log *slog.Logger) (*Mount, er
 // Wait returns when the mount goes away.
 func (m *Mount) Wait() { m.srv.Wait() }
 
+// Serve serves the mount until ctx ends or the mount goes away (unmounted
+// from outside), then unmounts it and returns what Close said.
+func (m *Mount) Serve(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { m.Wait(); close(done) }()
+	select {
+	case <-ctx.Done():
+	case <-done:
+	}
+	err := m.Close()
+	<-done
+	return err
+}
+
 // Close unmounts (lazily when busy) and stops the file system.
 func (m *Mount) Close() error {
 	err := m.srv.Unmount()

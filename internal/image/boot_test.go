@@ -16,7 +16,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -76,24 +75,6 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // vmConfig is one QEMU boot of the image.
 type vmConfig struct {
 	Kernel, Initrd, Cmdline string
@@ -141,7 +122,7 @@ func TestQEMUArgs(t *testing.T) {
 // vm is a running QEMU.
 type vm struct {
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *testutil.Buffer
 	done    chan struct{}
 	monitor string
 	started time.Time
@@ -150,7 +131,7 @@ type vm struct {
 func bootVM(t *testing.T, c vmConfig, timeout time.Duration) *vm {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	v := &vm{out: &syncBuffer{}, done: make(chan struct{}), monitor: c.Monitor}
+	v := &vm{out: &testutil.Buffer{}, done: make(chan struct{}), monitor: c.Monitor}
 	v.cmd = exec.CommandContext(ctx, "qemu-system-x86_64", qemuArgs(c)...)
 	v.cmd.Stdout, v.cmd.Stderr = v.out, v.out
 	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -316,7 +297,7 @@ func newImageEnv(t *testing.T) *imageEnv {
 	e.gridURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	e.guestGrid = fmt.Sprintf("nats://10.0.2.2:%d", port)
 	zgrid := exec.Command(filepath.Join(e.bin, "zgrid"), "run", "--data", t.TempDir(), "--port", strconv.Itoa(port), "--http-port", strconv.Itoa(httpPort))
-	glog := &syncBuffer{}
+	glog := &testutil.Buffer{}
 	zgrid.Stdout, zgrid.Stderr = glog, glog
 	if err := zgrid.Start(); err != nil {
 		t.Fatal(err)

@@ -46,14 +46,7 @@ func Serve(ctx context.Context, cfg DaemonConfig, log *slog.Logger) error {
 		return err
 	}
 	log.Info("flist_mounted", "meta", cfg.Meta, "dir", cfg.Mountpoint)
-	done := make(chan struct{})
-	go func() { mnt.Wait(); close(done) }()
-	select {
-	case <-ctx.Done():
-	case <-done:
-	}
-	err = mnt.Close()
-	<-done
+	err = mnt.Serve(ctx)
 	s := mnt.FS.Stats()
 	log.Info("flist_unmounted", "dir", cfg.Mountpoint, "fetched", s.Fetched, "cache_hits", s.CacheHits, "errors", s.Errors)
 	return err

@@ -131,25 +131,13 @@ func (m *Manager) Close() error {
 	return errors.Join(errs...)
 }
 
-func networkData(wl *provision.Workload) (*gridtypes.Network, error) {
-	d, err := wl.WorkloadData()
-	if err != nil {
-		return nil, err
-	}
-	n, ok := d.(*gridtypes.Network)
-	if !ok {
-		return nil, fmt.Errorf("workload %s is a %s, not a network", wl.Name, wl.Type)
-	}
-	return n, nil
-}
-
 func netIDOf(wl *provision.Workload) string {
 	return gridtypes.NetID(wl.Deployment.TwinID, wl.Name)
 }
 
 // Provision creates the network resource, or returns at once if it runs.
 func (m *Manager) Provision(ctx context.Context, wl *provision.Workload) (any, error) {
-	n, err := networkData(wl)
+	n, err := provision.Data[*gridtypes.Network](wl)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +153,7 @@ func (m *Manager) Provision(ctx context.Context, wl *provision.Workload) (any, e
 // Update applies a new configuration: peers in place when only they
 // changed, otherwise the resource is made again.
 func (m *Manager) Update(ctx context.Context, wl *provision.Workload) (any, error) {
-	n, err := networkData(wl)
+	n, err := provision.Data[*gridtypes.Network](wl)
 	if err != nil {
 		return nil, err
 	}

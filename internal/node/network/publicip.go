@@ -70,18 +70,6 @@ table inet %[1]s {
 `, t, tap, ip)
 }
 
-func ipData(wl *provision.Workload) (*gridtypes.PublicIP, error) {
-	d, err := wl.WorkloadData()
-	if err != nil {
-		return nil, err
-	}
-	p, ok := d.(*gridtypes.PublicIP)
-	if !ok {
-		return nil, fmt.Errorf("workload %s is a %s, not an ip", wl.Name, wl.Type)
-	}
-	return p, nil
-}
-
 // PickPublicIP chooses, among the IPs reserved on contract c, the one of
 // the workload's previous result if it has one, else the first not used
 // by another ip workload of the deployment.
@@ -118,7 +106,7 @@ func PickPublicIP(c registry.Contract, d *gridtypes.Deployment, name string) (re
 
 // Provision takes a public IP of the contract and installs the filter.
 func (m *PublicIPManager) Provision(ctx context.Context, wl *provision.Workload) (any, error) {
-	data, err := ipData(wl)
+	data, err := provision.Data[*gridtypes.PublicIP](wl)
 	if err != nil {
 		return nil, err
 	}

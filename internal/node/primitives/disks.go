@@ -30,17 +30,9 @@ var (
 	_ provision.Updater = (*VolumeManager)(nil)
 )
 
-func volumeData(wl *provision.Workload) (*gridtypes.Volume, error) {
-	d, err := wl.WorkloadData()
-	if err != nil {
-		return nil, err
-	}
-	return d.(*gridtypes.Volume), nil
-}
-
 // Provision creates the volume, or returns the existing one.
 func (m *VolumeManager) Provision(_ context.Context, wl *provision.Workload) (any, error) {
-	data, err := volumeData(wl)
+	data, err := provision.Data[*gridtypes.Volume](wl)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +55,7 @@ func (m *VolumeManager) Provision(_ context.Context, wl *provision.Workload) (an
 
 // Update grows the volume; shrinking is refused and leaves it unchanged.
 func (m *VolumeManager) Update(_ context.Context, wl *provision.Workload) (any, error) {
-	data, err := volumeData(wl)
+	data, err := provision.Data[*gridtypes.Volume](wl)
 	if err != nil {
 		return nil, err
 	}
@@ -108,17 +100,9 @@ var (
 	_ provision.Updater = (*ZMountManager)(nil)
 )
 
-func zmountData(wl *provision.Workload) (*gridtypes.ZMount, error) {
-	d, err := wl.WorkloadData()
-	if err != nil {
-		return nil, err
-	}
-	return d.(*gridtypes.ZMount), nil
-}
-
 // Provision creates the disk, or returns the existing one.
 func (m *ZMountManager) Provision(_ context.Context, wl *provision.Workload) (any, error) {
-	data, err := zmountData(wl)
+	data, err := provision.Data[*gridtypes.ZMount](wl)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +120,7 @@ func (m *ZMountManager) Provision(_ context.Context, wl *provision.Workload) (an
 
 // Update grows the disk; shrinking is refused and leaves it unchanged.
 func (m *ZMountManager) Update(_ context.Context, wl *provision.Workload) (any, error) {
-	data, err := zmountData(wl)
+	data, err := provision.Data[*gridtypes.ZMount](wl)
 	if err != nil {
 		return nil, err
 	}

@@ -162,14 +162,6 @@ func (m *ZDBManager) pick(size uint64) (*zdb.Store, error) {
 	return m.open(d)
 }
 
-func zdbData(wl *provision.Workload) (*gridtypes.ZDB, error) {
-	d, err := wl.WorkloadData()
-	if err != nil {
-		return nil, err
-	}
-	return d.(*gridtypes.ZDB), nil
-}
-
 func (m *ZDBManager) result(name string) gridtypes.ZDBResult {
 	return gridtypes.ZDBResult{Namespace: name, IPs: m.ips(), Port: m.port}
 }
@@ -181,7 +173,7 @@ func options(data *gridtypes.ZDB) zdb.NamespaceOptions {
 // Provision creates the namespace (named after the workload id), or returns
 // the existing one.
 func (m *ZDBManager) Provision(_ context.Context, wl *provision.Workload) (any, error) {
-	data, err := zdbData(wl)
+	data, err := provision.Data[*gridtypes.ZDB](wl)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +195,7 @@ func (m *ZDBManager) Provision(_ context.Context, wl *provision.Workload) (any, 
 
 // Update changes size, password and public; a mode change is refused.
 func (m *ZDBManager) Update(_ context.Context, wl *provision.Workload) (any, error) {
-	data, err := zdbData(wl)
+	data, err := provision.Data[*gridtypes.ZDB](wl)
 	if err != nil {
 		return nil, err
 	}

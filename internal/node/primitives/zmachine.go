@@ -128,22 +128,10 @@ func tapMAC(tap string) string {
 	return fmt.Sprintf("02:%02x:%02x:%02x:%02x:%02x", h[0], h[1], h[2], h[3], h[4])
 }
 
-func machineData(wl *provision.Workload) (*gridtypes.ZMachine, error) {
-	d, err := wl.WorkloadData()
-	if err != nil {
-		return nil, err
-	}
-	z, ok := d.(*gridtypes.ZMachine)
-	if !ok {
-		return nil, fmt.Errorf("workload %s is a %s, not a zmachine", wl.Name, wl.Type)
-	}
-	return z, nil
-}
-
 // Provision boots the VM, or, when it runs already (a node restart adopted
 // it), joins its tap to the network again and returns the same result.
 func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload) (any, error) {
-	data, err := machineData(wl)
+	data, err := provision.Data[*gridtypes.ZMachine](wl)
 	if err != nil {
 		return nil, err
 	}
@@ -479,7 +467,7 @@ func (m *ZMachineManager) Deprovision(ctx context.Context, wl *provision.Workloa
 		errs = append(errs, err)
 	}
 	errs = append(errs, m.Networks.Detach(m.TapName(wl.ID)))
-	if data, err := machineData(wl); err == nil && data.Network.PublicIP != "" {
+	if data, err := provision.Data[*gridtypes.ZMachine](wl); err == nil && data.Network.PublicIP != "" {
 		errs = append(errs, m.Networks.Detach(network.PublicTap(wl.Deployment.WorkloadID(data.Network.PublicIP))))
 	}
 	target := filepath.Join(m.RootfsDir, string(wl.ID))

@@ -320,18 +320,24 @@ func (e *Engine) boot() error {
 
 func (e *Engine) runJob(ctx context.Context, j Job) {
 	log := e.log.With("job", j.Seq, "kind", j.Kind, "deployment", gridtypes.NewDeploymentID(j.Twin, j.Contract))
-	var err error
-	switch j.Kind {
-	case JobProvision:
-		err = e.provision(ctx, j)
-	case JobUpdate:
-		err = e.update(ctx, j)
-	case JobDeprovision:
-		err = e.deprovision(ctx, j)
-	case JobDecommission:
-		err = e.decommission(ctx, j)
-	default:
-		err = fmt.Errorf("unknown job kind %q", j.Kind)
+	// Every job works on the stored deployment; one that is gone (purged,
+	// never stored) leaves nothing to do.
+	d, err := e.store.Get(j.Twin, j.Contract)
+	if errors.Is(err, ErrNotFound) {
+		err = nil
+	} else if err == nil {
+		switch j.Kind {
+		case JobProvision:
+			err = e.provision(ctx, j, d)
+		case JobUpdate:
+			err = e.update(ctx, j, d)
+		case JobDeprovision:
+			err = e.deprovision(ctx, j, d)
+		case JobDecommission:
+			err = e.decommission(ctx, j, d)
+		default:
+			err = fmt.Errorf("unknown job kind %q", j.Kind)
+		}
 	}
 	if ctx.Err() != nil {
 		// Shutting down: keep the job, it replays on the next start.
@@ -346,6 +352,31 @@ func (e *Engine) runJob(ctx context.Context, j Job) {
 	if e.cfg.OnJobDone != nil {
 		e.cfg.OnJobDone(j.Twin, j.Contract)
 	}
+}
+
+// inInstallOrder is d's workloads in install order (uninstall: reversed).
+func inInstallOrder(d *gridtypes.Deployment) []*gridtypes.Workload {
+	wls := make([]*gridtypes.Workload, 0, len(d.Workloads))
+	for i := range d.Workloads {
+		wls = append(wls, &d.Workloads[i])
+	}
+	sortInstall(wls)
+	return wls
+}
+
+// Data decodes a workload's data as T, the data type of its manager's
+// workload type (*gridtypes.ZMachine, ...); another type is an error.
+func Data[T gridtypes.WorkloadData](wl *Workload) (T, error) {
+	var zero T
+	d, err := wl.WorkloadData()
+	if err != nil {
+		return zero, err
+	}
+	t, ok := d.(T)
+	if !ok {
+		return zero, fmt.Errorf("workload %s is a %s, which does not carry %T data", wl.Name, wl.Type, zero)
+	}
+	return t, nil
 }
 
 func (e *Engine) workload(d *gridtypes.Deployment, wl *gridtypes.Workload) *Workload {
@@ -373,19 +404,8 @@ func (e *Engine) record(d *gridtypes.Deployment, wl gridtypes.Workload, state gr
 	return nil
 }
 
-func (e *Engine) provision(ctx context.Context, j Job) error {
-	d, err := e.store.Get(j.Twin, j.Contract)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	wls := make([]*gridtypes.Workload, 0, len(d.Workloads))
-	for i := range d.Workloads {
-		wls = append(wls, &d.Workloads[i])
-	}
-	sortInstall(wls)
+func (e *Engine) provision(ctx context.Context, j Job, d *gridtypes.Deployment) error {
+	wls := inInstallOrder(d)
 	for _, wl := range wls {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -507,14 +527,7 @@ func UsedBy(d *gridtypes.Deployment) (gridtypes.Capacity, error) {
 	return used, nil
 }
 
-func (e *Engine) update(ctx context.Context, j Job) error {
-	d, err := e.store.Get(j.Twin, j.Contract)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
+func (e *Engine) update(ctx context.Context, j Job, d *gridtypes.Deployment) error {
 	for i := range j.Removed {
 		wl := j.Removed[i]
 		if wl.Result.State.IsAny(gridtypes.StateDeleted) {
@@ -528,11 +541,7 @@ func (e *Engine) update(ctx context.Context, j Job) error {
 	for _, n := range j.Updated {
 		updated[n] = true
 	}
-	wls := make([]*gridtypes.Workload, 0, len(d.Workloads))
-	for i := range d.Workloads {
-		wls = append(wls, &d.Workloads[i])
-	}
-	sortInstall(wls)
+	wls := inInstallOrder(d)
 	for _, wl := range wls {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -586,19 +595,8 @@ func (e *Engine) uninstall(ctx context.Context, d *gridtypes.Deployment, wl *gri
 	return e.record(d, *wl, gridtypes.StateDeleted, nil, reason)
 }
 
-func (e *Engine) deprovision(ctx context.Context, j Job) error {
-	d, err := e.store.Get(j.Twin, j.Contract)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	wls := make([]*gridtypes.Workload, 0, len(d.Workloads))
-	for i := range d.Workloads {
-		wls = append(wls, &d.Workloads[i])
-	}
-	sortInstall(wls)
+func (e *Engine) deprovision(ctx context.Context, j Job, d *gridtypes.Deployment) error {
+	wls := inInstallOrder(d)
 	for i := len(wls) - 1; i >= 0; i-- {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -614,14 +612,7 @@ func (e *Engine) deprovision(ctx context.Context, j Job) error {
 	return nil
 }
 
-func (e *Engine) decommission(ctx context.Context, j Job) error {
-	d, err := e.store.Get(j.Twin, j.Contract)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
+func (e *Engine) decommission(ctx context.Context, j Job, d *gridtypes.Deployment) error {
 	wl := d.Get(j.Name)
 	if wl == nil || !wl.Result.State.IsOkay() {
 		return nil

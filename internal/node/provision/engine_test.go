@@ -473,3 +473,21 @@ func TestRestartKeepsFailed(t *testing.T) {
 		t.Fatalf("the failed deployment after the purge: %v", err)
 	}
 }
+
+// Data decodes a workload's data as its manager's type; a workload of
+// another type (a routing mistake) is an error, not a panic.
+func TestData(t *testing.T) {
+	d := mkdep(1, `v:volume:{"size":5}`)
+	wl := &Workload{Workload: d.Workloads[0], ID: d.WorkloadID("v"), Deployment: d}
+	v, err := Data[*gridtypes.Volume](wl)
+	if err != nil || v.Size != 5 {
+		t.Fatalf("volume data: %+v, %v", v, err)
+	}
+	if _, err := Data[*gridtypes.ZMachine](wl); err == nil || !strings.Contains(err.Error(), "is a volume") {
+		t.Fatalf("a volume read as a zmachine: %v", err)
+	}
+	wl.Data = json.RawMessage(`{"size":"big"}`)
+	if _, err := Data[*gridtypes.Volume](wl); err == nil {
+		t.Fatal("undecodable data: no error")
+	}
+}
