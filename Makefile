@@ -65,12 +65,13 @@ bench: deps build
 demo: deps build
 	scripts/demo.sh
 
-# The bootable image: kernel + initramfs in bin/image (FARM and GRID bake in
-# farm= and grid=, e.g. make image FARM=1 GRID=nats://10.0.2.2:4222).
+# The bootable image: kernel + initramfs in bin/image (FARM_TOKEN, FARM and
+# GRID bake in farm_token=, farm= and grid=, e.g.
+# make image FARM_TOKEN=$$(zosctl farm token 1) GRID=nats://10.0.2.2:4222).
 IMAGE_DIR ?= $(BIN)/image
 image: deps build
 	$(BIN)/zosctl image build -o $(IMAGE_DIR) --kernel-cache .cache/kernel --zos $(BIN)/zos --vminit $(BIN)/vminit \
-		$(if $(FARM),--farm $(FARM)) $(if $(GRID),--grid $(GRID))
+		$(if $(FARM_TOKEN),--farm-token $(FARM_TOKEN)) $(if $(FARM),--farm $(FARM)) $(if $(GRID),--grid $(GRID))
 
 clean:
 	rm -rf $(BIN)

@@ -75,10 +75,14 @@ zosctl twin create >/dev/null || fail "the grid did not come up (see $DEMO/zgrid
 FARM=$(zosctl farm create demo-farm --json | sed -n 's/.*"id": *\([0-9]*\).*/\1/p' | head -1)
 [ -n "$FARM" ] || fail "creating the farm"
 echo "farm $FARM created"
+# The farmer's consent that nodes join the farm (signed by the farm's twin).
+FARM_TOKEN=$(zosctl farm token "$FARM" --expires 1h 2>/dev/null)
+[ -n "$FARM_TOKEN" ] || fail "making a farm token"
 
 say "starting a hosted node with two loop disks (ssd 10G, hdd 20G, sparse)"
-"$BIN/zos" node --data "$DEMO/node" --grid "$GRID" --farm "$FARM" --disk ssd:10G --disk hdd:20G \
+"$BIN/zos" node --data "$DEMO/node" --grid "$GRID" --farm-token "$FARM_TOKEN" --disk ssd:10G --disk hdd:20G \
 	--zdb-port "$ZDB_PORT" --uptime-every 30s --vm-kernel "$PWD/.cache/kernel" --vminit "$BIN/vminit" --accel "$ACCEL" \
+	--egress-allow loopback \
 	>"$DEMO/node.log" 2>&1 &
 NODE_PID=$!
 NODE=

@@ -2,10 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +23,7 @@ import (
 	"github.com/zos-go/zos/internal/natsd"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/rmb"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // twinConn connects as key, creating its twin first if needed, and returns
@@ -71,7 +77,11 @@ func TestAuthRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.RegisterNode(ctx, registry.NodeRegistration{FarmID: farm.ID}); err != nil {
+	tok, err := registry.NewFarmToken(k, farm.ID, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RegisterNode(ctx, registry.NodeRegistration{FarmID: farm.ID, FarmToken: tok.String()}); err != nil {
 		t.Fatal(err)
 	}
 	node, err := c.NodeByTwin(ctx, farm.TwinID)
@@ -153,37 +163,37 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-// TestZgridCluster runs three zgrid processes (in-process) as a cluster
-// with replicas 3, stops one, and checks the grid goes on.
-func TestZgridCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test in -short")
-	}
-	ports := freePorts(t, 3)
+// member is one zgrid process of a test cluster.
+type member struct {
+	addrs       Addrs
+	clusterPort int
+	cancel      context.CancelFunc
+	done        chan error
+}
+
+// startZgridCluster runs n zgrid processes (in-process) as a cluster on
+// loopback with replicas n, sharing one system key as operators do; they
+// stop at cleanup.
+func startZgridCluster(t *testing.T, n int) []*member {
+	t.Helper()
+	ports := freePorts(t, n)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 	}
 	sysKey := filepath.Join(t.TempDir(), "system.key")
-	type member struct {
-		addrs  Addrs
-		cancel context.CancelFunc
-		done   chan error
+	// Create the shared system key before the members load it.
+	if _, _, err := identity.LoadOrCreate(sysKey); err != nil {
+		t.Fatal(err)
 	}
-	members := make([]*member, 3)
-	readyCh := make(chan int, 3)
+	members := make([]*member, n)
+	readyCh := make(chan int, n)
 	for i := range members {
-		m := &member{done: make(chan error, 1)}
+		m := &member{clusterPort: ports[i], done: make(chan error, 1)}
 		members[i] = m
-		cfg := Config{DataDir: t.TempDir(), Listen: "127.0.0.1", Port: natsd.RandomPort, HTTPPort: 0, Replicas: 3,
+		cfg := Config{DataDir: t.TempDir(), Listen: "127.0.0.1", Port: natsd.RandomPort, HTTPPort: 0, Replicas: n,
 			Name: fmt.Sprintf("z%d", i), ClusterName: "zgrid", ClusterPort: ports[i], Routes: routes, Auth: true, SystemKey: sysKey,
 			Ready: func(a Addrs) { m.addrs = a; readyCh <- i }}
-		if i == 0 {
-			// Create the shared system key before the others load it.
-			if _, _, err := identity.LoadOrCreate(sysKey); err != nil {
-				t.Fatal(err)
-			}
-		}
 		var ctx context.Context
 		ctx, m.cancel = context.WithCancel(context.Background())
 		go func() { m.done <- run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
@@ -205,19 +215,38 @@ func TestZgridCluster(t *testing.T) {
 			t.Fatal("cluster not ready")
 		}
 	}
+	return members
+}
+
+// clientURLs are the NATS client URLs of members, comma-separated.
+func clientURLs(members []*member) string {
 	var urls []string
 	for _, m := range members {
 		urls = append(urls, m.addrs.NATS)
 	}
+	return strings.Join(urls, ",")
+}
+
+// TestZgridCluster runs three zgrid processes (in-process) as a cluster
+// with replicas 3, stops one, and checks the grid goes on.
+func TestZgridCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test in -short")
+	}
+	members := startZgridCluster(t, 3)
 	k, _ := identity.Generate()
-	nc := twinConn(t, strings.Join(urls, ","), k, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc := twinConn(t, clientURLs(members), k, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	c := registry.NewClient(nc, k)
 	ctx := context.Background()
 	farm, err := c.CreateFarm(ctx, "f")
 	if err != nil {
 		t.Fatal(err)
 	}
-	node, err := c.RegisterNode(ctx, registry.NodeRegistration{FarmID: farm.ID})
+	tok, err := registry.NewFarmToken(k, farm.ID, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := c.RegisterNode(ctx, registry.NodeRegistration{FarmID: farm.ID, FarmToken: tok.String()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,5 +297,182 @@ func TestZgridCluster(t *testing.T) {
 		if !have[id] {
 			t.Fatalf("contract %d lost (have %d contracts)", id, len(all))
 		}
+	}
+}
+
+// startRogueServer starts Debian's nats-server with a cluster block that
+// routes to route, as someone who can reach a grid's route port would. It
+// returns the URL of its clients and that of its monitoring.
+func startRogueServer(t *testing.T, route string) (client, monitor string) {
+	t.Helper()
+	bin := testutil.RequireBinary(t, "nats-server")
+	ports := freePorts(t, 3)
+	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nhttp: \"127.0.0.1:%d\"\ncluster {\n  name: zgrid\n  listen: \"127.0.0.1:%d\"\n  routes: [%q]\n}\n",
+		ports[0], ports[1], ports[2], route)
+	path := filepath.Join(t.TempDir(), "rogue.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	var out testutil.Buffer
+	cmd := exec.CommandContext(ctx, bin, "-c", path)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		stop()
+		t.Fatalf("starting %s: %v", bin, err)
+	}
+	t.Cleanup(func() {
+		stop()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("rogue nats-server output:\n%s", out.String())
+		}
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rogue nats-server not listening on %s:\n%s", addr, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return "nats://" + addr, fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+}
+
+// TestZgridClusterRefusesRogueServer is the attack of issue 14 (finding 2):
+// a nats-server routes to a member's cluster port, anonymously or with
+// guessed credentials. It gets no route; while a twin uses the grid, an
+// anonymous client on it sees none of the grid's traffic, and the registry
+// answers it forges into the twin's inbox never arrive.
+func TestZgridClusterRefusesRogueServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test in -short")
+	}
+	testutil.RequireBinary(t, "nats-server")
+	members := startZgridCluster(t, 3)
+	k, _ := identity.Generate()
+	nc := twinConn(t, clientURLs(members), k)
+	c := registry.NewClient(nc, k)
+	inbox := rmb.InboxPrefix(k.Public()) + ".forged"
+	forged, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	port := members[0].clusterPort
+	for _, tt := range []struct{ name, route string }{
+		{"anonymous", fmt.Sprintf("nats-route://127.0.0.1:%d", port)},
+		{"guessed credentials", fmt.Sprintf("nats-route://zgrid:zgrid@127.0.0.1:%d", port)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			client, monitor := startRogueServer(t, tt.route)
+			spy, err := nats.Connect(client)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer spy.Close()
+			seen, err := spy.SubscribeSync(">")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := spy.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			// For a few seconds the twin works and the spy forges.
+			ctx := context.Background()
+			for i, deadline := 0, time.Now().Add(4*time.Second); time.Now().Before(deadline); i++ {
+				if _, err := c.CreateFarm(ctx, fmt.Sprintf("%s-%d", strings.ReplaceAll(tt.name, " ", "-"), i)); err != nil {
+					t.Fatalf("CreateFarm during the attack: %v", err)
+				}
+				if err := spy.Publish(inbox, []byte(`{"result":{"id":1}}`)); err != nil {
+					t.Fatal(err)
+				}
+				if m, err := seen.NextMsg(100 * time.Millisecond); err == nil {
+					t.Fatalf("the rogue server's client received the grid's %q", m.Subject)
+				}
+			}
+			if m, err := forged.NextMsg(200 * time.Millisecond); err == nil {
+				t.Fatalf("a forged message reached the twin's inbox: %q", m.Data)
+			}
+			resp, err := http.Get(monitor + "/routez")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var rz struct {
+				NumRoutes int `json:"num_routes"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&rz); err != nil {
+				t.Fatal(err)
+			}
+			if rz.NumRoutes != 0 {
+				t.Fatalf("rogue nats-server has %d routes, want 0", rz.NumRoutes)
+			}
+		})
+	}
+}
+
+func TestClusterFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		ok   bool
+	}{
+		{"cluster", []string{"--data", "/d", "--cluster-port", "6222", "--routes", "nats-route://10.0.0.2:6222"}, true},
+		{"operator PKI", []string{"--data", "/d", "--cluster-port", "6222", "--cluster-ca", "ca.pem", "--cluster-cert", "c.pem", "--cluster-key", "c.key"}, true},
+		{"CA alone", []string{"--data", "/d", "--cluster-port", "6222", "--cluster-ca", "ca.pem"}, false},
+		{"certificate without key", []string{"--data", "/d", "--cluster-port", "6222", "--cluster-ca", "ca.pem", "--cluster-cert", "c.pem"}, false},
+		{"PKI without cluster port", []string{"--data", "/d", "--cluster-ca", "ca.pem", "--cluster-cert", "c.pem", "--cluster-key", "c.key"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseFlags(tt.args, io.Discard)
+			if (err == nil) != tt.ok {
+				t.Fatalf("parseFlags(%q): got %v, want ok=%v", tt.args, err, tt.ok)
+			}
+		})
+	}
+}
+
+// TestClusterOffLoopbackIsSecured starts a member whose route port listens
+// on every address: zgrid derives route security from the system key, so
+// natsd accepts it, and a plain route to it is refused.
+func TestClusterOffLoopbackIsSecured(t *testing.T) {
+	port := freePorts(t, 1)[0]
+	ready := make(chan Addrs, 1)
+	cfg := Config{DataDir: t.TempDir(), Listen: "0.0.0.0", Port: natsd.RandomPort, Replicas: 1,
+		Name: "solo", ClusterName: "zgrid", ClusterPort: port, Auth: true, Ready: func(a Addrs) { ready <- a }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("zgrid run: %v", err)
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		done <- nil // for the cleanup
+		t.Fatalf("zgrid with a route port on 0.0.0.0 stopped: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("zgrid not ready")
+	}
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+	_, _ = io.WriteString(conn, `CONNECT {"verbose":false,"name":"rogue","cluster":"zgrid"}`+"\r\nPING\r\n")
+	b, _ := io.ReadAll(conn)
+	if strings.Contains(string(b), "INFO") || strings.Contains(string(b), "PONG") {
+		t.Fatalf("route port on 0.0.0.0 answered a plain route: %q", b)
 	}
 }

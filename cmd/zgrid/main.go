@@ -6,13 +6,17 @@
 //
 //	zgrid run --data DIR [--listen 127.0.0.1] [--port 4222] [--http-port 8080]
 //	          [--monitor-port 0] [--nats URL,...] [--replicas N]
-//	          [--name NAME --cluster-port P --routes URL,...] [--auth=true]
+//	          [--name NAME --cluster-port P --routes URL,...]
+//	          [--cluster-ca FILE --cluster-cert FILE --cluster-key FILE] [--auth=true]
 //	          [--system-key FILE] [--log-level info]
 //
 // --nats uses an existing NATS cluster (a Debian nats-server, or other zgrid
 // processes) instead of the embedded server. --cluster-port and --routes
 // make the embedded server a member of a cluster of zgrid processes; use
-// --replicas 3 there. --http-port 0 disables the explorer.
+// --replicas 3 there and the same --system-key file on every member: routes
+// authenticate with credentials derived from it, over TLS with certificates
+// of a CA derived from it (or of the operator's CA with --cluster-ca,
+// --cluster-cert and --cluster-key). --http-port 0 disables the explorer.
 package main
 
 import (
@@ -67,7 +71,10 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.Name, "name", "", "server name, unique in a cluster (default from the port)")
 	fs.StringVar(&cfg.ClusterName, "cluster-name", "zgrid", "cluster name")
 	fs.IntVar(&cfg.ClusterPort, "cluster-port", 0, "route port of a cluster of zgrid processes (0: no cluster)")
-	fs.StringVar(&routes, "routes", "", "comma-separated nats-route://host:port of the other cluster members")
+	fs.StringVar(&routes, "routes", "", "comma-separated nats-route://host:port of the cluster members (no credentials: they come from the system key)")
+	fs.StringVar(&cfg.ClusterCA, "cluster-ca", "", "PEM CA certificates of the routes, instead of the CA derived from the system key")
+	fs.StringVar(&cfg.ClusterCert, "cluster-cert", "", "PEM route certificate of this member, signed by --cluster-ca")
+	fs.StringVar(&cfg.ClusterKey, "cluster-key", "", "PEM key of --cluster-cert")
 	fs.BoolVar(&cfg.Auth, "auth", true, "embedded server: clients authenticate with their twin key (relay rules)")
 	fs.StringVar(&cfg.SystemKey, "system-key", "", "key file of this grid's own connections (default DATA/system.key; share it across a cluster)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")

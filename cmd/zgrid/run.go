@@ -38,6 +38,12 @@ type Config struct {
 	ClusterName string
 	ClusterPort int
 	Routes      []string
+	// ClusterCA, ClusterCert and ClusterKey, all or none, are an
+	// operator's PKI for the routes instead of the CA derived from the
+	// system key (PEM files).
+	ClusterCA   string
+	ClusterCert string
+	ClusterKey  string
 	Auth        bool
 	SystemKey   string
 	LogLevel    string
@@ -68,8 +74,21 @@ func (c Config) Validate() error {
 	if len(c.Routes) > 0 && c.ClusterPort == 0 {
 		errs = append(errs, errors.New("--routes needs --cluster-port"))
 	}
+	if pki := c.ClusterCA + c.ClusterCert + c.ClusterKey; pki != "" {
+		if c.ClusterCA == "" || c.ClusterCert == "" || c.ClusterKey == "" {
+			errs = append(errs, errors.New("--cluster-ca, --cluster-cert and --cluster-key go together"))
+		}
+		if c.ClusterPort == 0 {
+			errs = append(errs, errors.New("--cluster-ca, --cluster-cert and --cluster-key need --cluster-port"))
+		}
+	}
 	if c.Listen != "" && net.ParseIP(c.Listen) == nil {
 		errs = append(errs, fmt.Errorf("--listen %q is not an IP address", c.Listen))
+	}
+	if !c.Auth && len(c.NATS) == 0 && c.Listen != "" && !net.ParseIP(c.Listen).IsLoopback() {
+		// Without authentication every client has every right, the
+		// grid's data included: only for a machine's own use.
+		errs = append(errs, fmt.Errorf("--auth=false serves everyone with every right: refused on --listen %s (loopback only)", c.Listen))
 	}
 	return errors.Join(errs...)
 }
@@ -192,7 +211,17 @@ func startNATS(_ context.Context, p *plane) (func(context.Context) error, error)
 			}
 			return 0, false
 		}, []ed25519.PublicKey{p.sysKey.Public()}, p.log)
+		// Twins reach the grid's account only through the registry's
+		// request subjects (natsd accounts).
+		nc.TwinServices = registry.ServiceSubjects()
 		nc.MaxPayload = rmb.ServerMaxPayload
+	}
+	if p.cfg.ClusterPort != 0 {
+		auth, err := clusterAuth(p.cfg, p.sysKey)
+		if err != nil {
+			return nil, err
+		}
+		nc.ClusterAuth = auth
 	}
 	srv, err := natsd.Start(nc, p.log)
 	if err != nil {
@@ -202,6 +231,26 @@ func startNATS(_ context.Context, p *plane) (func(context.Context) error, error)
 	p.addrs.NATS = srv.ClientURL()
 	// The server is shut down in run's teardown, after our connection.
 	return nil, nil
+}
+
+// clusterAuth secures the routes of a cluster member: credentials and a CA
+// derived from the system key every member shares, or the operator's PKI
+// (credentials still from the key).
+func clusterAuth(cfg Config, sysKey identity.Key) (*natsd.ClusterAuth, error) {
+	name := cfg.Name
+	if name == "" {
+		name = "zgrid"
+	}
+	auth, err := natsd.DeriveClusterAuth(sysKey.Seed(), name)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ClusterCA != "" {
+		if err := auth.LoadPKI(cfg.ClusterCA, cfg.ClusterCert, cfg.ClusterKey); err != nil {
+			return nil, err
+		}
+	}
+	return auth, nil
 }
 
 // connectNATS opens the grid's own connection, as the system key.

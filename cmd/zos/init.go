@@ -61,6 +61,7 @@ func runInitNode(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("zos init node", flag.ContinueOnError)
 	var cfg boot.NodeConfig
 	farm := fs.Uint("farm", 0, "farm id")
+	fs.StringVar(&cfg.FarmToken, "farm-token", "", "farm token (farm_token=)")
 	fs.StringVar(&cfg.Grid, "grid", "", "grid NATS URL")
 	fs.StringVar(&cfg.ListenIP, "listen", "", "address of the NIC")
 	fs.StringVar(&cfg.DataDir, "data", boot.DataDir, "pool mounts")

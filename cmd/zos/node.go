@@ -29,8 +29,10 @@ func (d *diskFlags) Set(v string) error {
 
 // runNode is `zos node`: the node in hosted mode on an existing Linux host.
 //
-//	zos node --data DIR --grid nats://HOST:4222 --farm ID --disk ssd:20G --disk hdd:50G
+//	zos node --data DIR --grid nats://HOST:4222 --farm-token TOKEN --disk ssd:20G --disk hdd:50G
+//	         [--farm ID]
 //	         [--reserved-mem SIZE] [--listen IP] [--zdb-port 9900] [--uptime-every 40m]
+//	         [--egress-allow PREFIX|private|loopback]...
 func runNode(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("zos node", flag.ContinueOnError)
 	var cfg node.Config
@@ -38,7 +40,8 @@ func runNode(ctx context.Context, args []string) error {
 	var reserved, logLevel string
 	fs.StringVar(&cfg.DataDir, "data", "", "directory of the node's disks and pools (required)")
 	fs.StringVar(&cfg.Grid, "grid", "nats://127.0.0.1:4222", "NATS URL(s) of the grid, comma separated")
-	farm := fs.Uint("farm", 0, "farm id to register under (required)")
+	farm := fs.Uint("farm", 0, "farm id to register under (default: the farm token's)")
+	fs.StringVar(&cfg.FarmToken, "farm-token", "", "the farmer's consent to join the farm (zosctl farm token FARM); not needed to register again in the node's farm")
 	fs.Var(&disks, "disk", "hosted disk TYPE:SIZE (ssd:20G, hdd:50G), repeatable")
 	fs.BoolVar(&cfg.ScanHost, "scan-host", false, "claim the machine's free physical disks (real nodes only)")
 	fs.StringVar(&reserved, "reserved-mem", "", "memory kept for the system (default max(10% RAM, 2G))")
@@ -56,14 +59,16 @@ func runNode(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Vminit, "vminit", "", "guest init binary (default: vminit next to zos)")
 	fs.StringVar(&cfg.Accel, "accel", "auto", "VM accelerator: auto (kvm after a canary boot, else tcg), kvm or tcg")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	egressAllow := (*egressFlag)(&cfg.EgressAllow)
+	fs.Var(egressAllow, "egress-allow", "let tenants' flists and zlogs reach this prefix, address, \"private\" or \"loopback\" (tests, private farms), repeatable; default: public addresses only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	if *farm == 0 || *farm > 1<<32-1 {
-		return fmt.Errorf("--farm is required")
+	if *farm > 1<<32-1 || (*farm == 0 && cfg.FarmToken == "") {
+		return fmt.Errorf("--farm-token or --farm is required")
 	}
 	cfg.FarmID = uint32(*farm)
 	cfg.Disks = disks

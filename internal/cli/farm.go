@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/zos-go/zos/internal/registry"
 )
@@ -14,7 +15,71 @@ func farmCommand() *command {
 		{name: "create", usage: "NAME [--grid URL] [--key FILE] [--json]", summary: "create a farm owned by your twin", run: farmCreate},
 		{name: "add-ip", usage: "--farm ID CIDR --gw IP [--grid URL] [--key FILE]", summary: "add a public IP (address/prefix) and its gateway to your farm", run: farmAddIP},
 		{name: "list", usage: "[--grid URL] [--json]", summary: "list farms", run: farmList},
+		{name: "token", usage: "FARM [--expires DURATION] [--grid URL] [--key FILE] [--json]",
+			summary: "print a token that lets nodes join your farm until it expires (zos node --farm-token, image build --farm-token)", run: farmToken},
 	}}
+}
+
+// DefaultFarmTokenTTL is how long a farm token lets nodes join.
+const DefaultFarmTokenTTL = 7 * 24 * time.Hour
+
+// farmTokenView is farm token --json.
+type farmTokenView struct {
+	Token   string    `json:"token"`
+	FarmID  uint32    `json:"farm_id"`
+	ID      string    `json:"id"`
+	Expires time.Time `json:"expires"`
+}
+
+// farmToken signs, with the farmer's key, a token that lets nodes join
+// the farm. The registry checks it against the key of the farm's twin,
+// so the farm is checked to be the key's first.
+func farmToken(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("farm token", flag.ContinueOnError)
+	o := addGridFlags(fs, env)
+	ttl := fs.Duration("expires", DefaultFarmTokenTTL, "how long the token lets nodes join")
+	pos, err := parseFlags(fs, env, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("want one farm id")
+	}
+	farm, err := strconv.ParseUint(pos[0], 10, 32)
+	if err != nil || farm == 0 {
+		return usageError("farm id %q is not a number above 0", pos[0])
+	}
+	if *ttl <= 0 {
+		return usageError("--expires %s: want a positive duration", *ttl)
+	}
+	s, err := connectGrid(ctx, o, true)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(ctx, gridTimeout)
+	defer cancel()
+	f, err := s.reg.Farm(ctx, uint32(farm))
+	if err != nil {
+		return fmt.Errorf("reading farm %d: %w", farm, explain(err))
+	}
+	twin, err := s.reg.TwinByKey(ctx, s.key.Public())
+	if err != nil {
+		return fmt.Errorf("reading your twin: %w", explain(err))
+	}
+	if f.TwinID != twin.ID {
+		return fmt.Errorf("farm %d belongs to twin %d, not to yours (%d): only its farmer's tokens let nodes in", f.ID, f.TwinID, twin.ID)
+	}
+	tok, err := registry.NewFarmToken(s.key, f.ID, time.Now().Add(*ttl))
+	if err != nil {
+		return err
+	}
+	if *o.json {
+		return printJSON(env, farmTokenView{Token: tok.String(), FarmID: tok.FarmID, ID: tok.IDHex(), Expires: tok.Expires})
+	}
+	fmt.Fprintln(env.Stdout, tok.String())
+	fmt.Fprintf(env.Stderr, "token %s lets nodes join farm %d until %s\n", tok.IDHex(), tok.FarmID, tok.Expires.Format(time.RFC3339))
+	return nil
 }
 
 func farmCreate(ctx context.Context, env *Env, args []string) error {

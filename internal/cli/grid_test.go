@@ -34,7 +34,7 @@ func startGrid(t *testing.T) string {
 		}
 		return 0, false
 	}, []ed25519.PublicKey{sys.Public()}, nil)
-	srv, err := natsd.Start(natsd.Config{StoreDir: t.TempDir(), Port: natsd.RandomPort, Authentication: auth, MaxPayload: rmb.ServerMaxPayload}, nil)
+	srv, err := natsd.Start(natsd.Config{StoreDir: t.TempDir(), Port: natsd.RandomPort, Authentication: auth, TwinServices: registry.ServiceSubjects(), MaxPayload: rmb.ServerMaxPayload}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,9 @@ func TestGridCommands(t *testing.T) {
 		t.Fatalf("farm list: %q", out)
 	}
 
-	// A node registers (as the node does, through the registry client).
+	// A node registers (as the node does, through the registry client),
+	// with the farmer's consent.
+	farmToken := strings.TrimSpace(mustRun(t, farmer, "farm", "token", fid, g))
 	nodeKey, _ := identity.Generate()
 	nnc, err := rmb.Connect(grid, nodeKey)
 	if err != nil {
@@ -147,7 +149,7 @@ func TestGridCommands(t *testing.T) {
 		}
 		defer nnc.Close()
 		node, err = registry.NewClient(nnc, nodeKey).RegisterNode(ctx, registry.NodeRegistration{
-			FarmID: farm.ID, Total: registry.Resources{CRU: 8, MRU: 16 << 30, SRU: 100 << 30}, Location: registry.Location{Country: "BE"}})
+			FarmID: farm.ID, FarmToken: farmToken, Total: registry.Resources{CRU: 8, MRU: 16 << 30, SRU: 100 << 30}, Location: registry.Location{Country: "BE"}})
 		if err == nil || time.Now().After(deadline) {
 			break
 		}

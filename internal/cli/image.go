@@ -9,22 +9,25 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/zos-go/zos/internal/image"
 	"github.com/zos-go/zos/internal/node/vm"
+	"github.com/zos-go/zos/internal/registry"
 )
 
 func imageCommand() *command {
 	return &command{name: "image", summary: "the bootable Zero-OS image", subs: []*command{
-		{name: "build", usage: "-o DIR [--farm ID] [--grid URL] [--kernel-cache DIR] [--zos FILE] [--vminit FILE] [--no-qemu] [--json]",
-			summary: "build kernel + initramfs (zos as /init, no shell); --farm/--grid boot straight into a farm", run: imageBuild},
+		{name: "build", usage: "-o DIR [--farm-token TOKEN] [--farm ID] [--grid URL] [--kernel-cache DIR] [--zos FILE] [--vminit FILE] [--no-qemu] [--json]",
+			summary: "build kernel + initramfs (zos as /init, no shell); --farm-token/--grid boot straight into a farm", run: imageBuild},
 	}}
 }
 
 func imageBuild(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("image build", flag.ContinueOnError)
 	out := fs.String("o", "", "output directory (required)")
-	farm := fs.Uint("farm", 0, "farm the node registers under (baked in as farm=)")
+	farm := fs.Uint("farm", 0, "farm the node registers under (baked in as farm=; default: the farm token's)")
+	farmToken := fs.String("farm-token", "", "the farmer's consent that the node joins the farm (zosctl farm token FARM; baked in as farm_token=)")
 	grid := fs.String("grid", "", "grid NATS URL the node connects to (baked in as grid=)")
 	cache := fs.String("kernel-cache", ".cache/kernel", "directory of the Debian kernel package (make deps fills it)")
 	zos := fs.String("zos", "", "static zos binary (default: next to zosctl, then PATH)")
@@ -41,6 +44,18 @@ func imageBuild(ctx context.Context, env *Env, args []string) error {
 	if *farm > 1<<32-1 {
 		return usageError("--farm out of range")
 	}
+	if *farmToken != "" {
+		t, err := registry.ParseFarmToken(*farmToken)
+		if err != nil {
+			return usageError("--farm-token: %v", err)
+		}
+		if *farm != 0 && uint64(t.FarmID) != uint64(*farm) {
+			return usageError("--farm-token is for farm %d, not --farm %d", t.FarmID, *farm)
+		}
+		if time.Now().After(t.Expires) {
+			fmt.Fprintf(env.Stderr, "warning: the farm token expired at %s: new nodes booting this image cannot join farm %d\n", t.Expires.Format(time.RFC3339), t.FarmID)
+		}
+	}
 	if *zos == "" {
 		if *zos, err = findBinary("zos"); err != nil {
 			return err
@@ -56,7 +71,7 @@ func imageBuild(ctx context.Context, env *Env, args []string) error {
 		guest = append(append(vm.GuestModules(), vm.DiskModules()...), vm.FallbackModules()...)
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	res, err := image.Build(ctx, image.Config{Out: *out, KernelCache: *cache, Zos: *zos, Farm: uint32(*farm),
+	res, err := image.Build(ctx, image.Config{Out: *out, KernelCache: *cache, Zos: *zos, Farm: uint32(*farm), FarmToken: *farmToken,
 		Grid: *grid, NoQEMU: *noQEMU, Vminit: *vminit, GuestModules: guest}, log.With("component", "image"))
 	if err != nil {
 		return fmt.Errorf("building the image: %w", err)

@@ -28,7 +28,7 @@ func setup(t testing.TB) (*grid, *node, *user) {
 	farmer := newUser(t, g)
 	var farm registry.Farm
 	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(freePort(t)))
-	n := startNode(t, g, farm.ID)
+	n := startNode(t, g, farmer.farmToken(farm.ID))
 	n.waitRegistered(farmer)
 	return g, n, newUser(t, g)
 }
@@ -231,10 +231,14 @@ func TestTampering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A second node record (no zos behind it) for the "other node" case.
+	// A second node record (no zos behind it) for the "other node" case,
+	// in a farm of its twin.
 	other := newUser(t, g)
 	oc := dial(t, other)
-	otherNode, err := oc.reg.RegisterNode(ctx, registry.NodeRegistration{FarmID: nodeRec.FarmID, Total: registry.Resources{CRU: 1, MRU: 1 << 30}})
+	var otherFarm registry.Farm
+	other.json(&otherFarm, "farm", "create", "farm"+strconv.Itoa(freePort(t)))
+	otherNode, err := oc.reg.RegisterNode(ctx, registry.NodeRegistration{FarmID: otherFarm.ID, FarmToken: other.farmToken(otherFarm.ID),
+		Total: registry.Resources{CRU: 1, MRU: 1 << 30}})
 	if err != nil {
 		t.Fatal(err)
 	}

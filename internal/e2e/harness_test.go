@@ -176,6 +176,12 @@ func (u *user) mustRun(args ...string) string {
 	return out
 }
 
+// farmToken is a token of the user's farm, letting nodes join it.
+func (u *user) farmToken(farm uint32) string {
+	u.t.Helper()
+	return strings.TrimSpace(u.mustRun("farm", "token", strconv.Itoa(int(farm))))
+}
+
 func (u *user) json(v any, args ...string) {
 	u.t.Helper()
 	out := u.mustRun(append(args, "--json")...)
@@ -202,13 +208,17 @@ func requireNodePrereqs(t testing.TB) {
 	testutil.RequireBinary(t, "losetup")
 }
 
-func startNode(t testing.TB, g *grid, farm uint32, extra ...string) *node {
+// startNode starts a node that joins a farm with the farmer's token
+// (user.farmToken).
+func startNode(t testing.TB, g *grid, farmToken string, extra ...string) *node {
 	t.Helper()
 	requireNodePrereqs(t)
 	n := &node{t: t, data: t.TempDir(), zdbPort: freePort(t)}
-	n.args = append([]string{"node", "--data", n.data, "--grid", g.url, "--farm", strconv.Itoa(int(farm)),
+	n.args = append([]string{"node", "--data", n.data, "--grid", g.url, "--farm-token", farmToken,
 		"--disk", "ssd:8G", "--disk", "hdd:3G", "--zdb-port", strconv.Itoa(n.zdbPort), "--uptime-every", "2s",
-		"--resync-every", "3s", "--prefix", fmt.Sprintf("t%d", n.zdbPort), "--reserved-mem", "256M"}, extra...)
+		"--resync-every", "3s", "--prefix", fmt.Sprintf("t%d", n.zdbPort), "--reserved-mem", "256M",
+		// The grid's hub, where the tests publish flists, is on 127.0.0.1.
+		"--egress-allow", "loopback"}, extra...)
 	n.start()
 	t.Cleanup(func() {
 		n.stop()

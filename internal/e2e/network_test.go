@@ -62,7 +62,7 @@ func TestNetworkMesh(t *testing.T) {
 			// Node 1 is also a gateway.
 			args = append(args, "--gateway-listen", gwAddr, "--acme", ca.URL())
 		}
-		nodes = append(nodes, startNode(t, g, farm.ID, args...))
+		nodes = append(nodes, startNode(t, g, farmer.farmToken(farm.ID), args...))
 	}
 	for _, n := range nodes {
 		n.waitRegistered(farmer)

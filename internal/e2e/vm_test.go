@@ -153,7 +153,7 @@ func vmNode(t testing.TB, g *grid, farmer *user, cache string, extra ...string) 
 			}
 		}
 	})
-	n := startNode(t, g, farm.ID, append([]string{"--vm-kernel", cache, "--vminit", filepath.Join(bin, "vminit"), "--accel", "tcg"}, extra...)...)
+	n := startNode(t, g, farmer.farmToken(farm.ID), append([]string{"--vm-kernel", cache, "--vminit", filepath.Join(bin, "vminit"), "--accel", "tcg"}, extra...)...)
 	n.waitRegistered(farmer)
 	return n
 }

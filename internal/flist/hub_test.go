@@ -3,12 +3,18 @@ package flist_test
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/zos-go/zos/internal/flist"
 	"github.com/zos-go/zos/internal/flist/hub"
@@ -133,11 +139,79 @@ func TestHubAuth(t *testing.T) {
 	if _, err := c2.Upload(ctx, "repo", "b.fl", fl); err == nil || !strings.Contains(err.Error(), "belongs to twin 1") {
 		t.Errorf("upload into another twin's repo: got %v", err)
 	}
+	// twin<ID> is that twin's, whoever comes first.
+	if _, err := c2.Upload(ctx, "twin1", "a.fl", fl); err == nil || !strings.Contains(err.Error(), "belongs to twin 1") {
+		t.Errorf("upload into twin1 by twin 2: got %v", err)
+	}
+	if _, err := c1.Upload(ctx, "twin1", "a.fl", fl); err != nil {
+		t.Errorf("upload into twin1 by twin 1: %v", err)
+	}
 	if _, err := c1.Upload(ctx, "../etc", "x.fl", fl); err == nil {
 		t.Errorf("bad repository name accepted")
 	}
 	if _, err := anon.Download(ctx, "repo", "missing.fl"); !errors.Is(err, flist.ErrNotFound) {
 		t.Errorf("missing flist: got %v", err)
+	}
+}
+
+// TestHubClientRetriesWhenBusy: a twin at its bound of uploads at once
+// is told to wait (429); the client signs anew and tries again, and the
+// upload goes in once the other one ends.
+func TestHubClientRetriesWhenBusy(t *testing.T) {
+	key, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hub.New(hub.Config{Dir: t.TempDir(), MaxUploadsPerTwin: 1}, twinKeys{7: key.Public()}, flist.TestLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var busy atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		h.Handler().ServeHTTP(rec, r)
+		if rec.Code == http.StatusTooManyRequests {
+			busy.Add(1)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	}))
+	defer srv.Close()
+	signer := flist.KeySigner{Twin: 7, Key: key}
+
+	// Twin 7 holds its one upload slot with a block whose body is held back.
+	ref, data, _ := flist.SealBlock([]byte("held"))
+	held := httptest.NewRequest(http.MethodPut, "/api/v1/blocks/"+hex.EncodeToString(ref.ID[:]), nil)
+	if err := flist.SignRequest(held, signer, sha256.Sum256(data), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	held.Body = pr
+	done := make(chan int, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		h.Handler().ServeHTTP(rec, held)
+		done <- rec.Code
+	}()
+	if _, err := pw.Write(data[:1]); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		_, _ = pw.Write(data[1:])
+		pw.Close()
+	}()
+	if _, err := flist.NewHubClient(srv.URL, signer).Upload(context.Background(), "twin7", "a.fl", minimalFlist(t)); err != nil {
+		t.Fatalf("upload while busy: %v", err)
+	}
+	if busy.Load() == 0 {
+		t.Errorf("the hub was never busy: the test did not test")
+	}
+	if code := <-done; code != http.StatusCreated {
+		t.Errorf("held upload: got %d, want 201", code)
 	}
 }
 

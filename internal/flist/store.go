@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/zos-go/zos/internal/egress"
 )
 
 // ErrNotFound is returned by a store that does not hold a block.
@@ -35,6 +37,13 @@ type Signer interface {
 type StoreOptions struct {
 	// Signer signs uploads to an http(s) hub; nil makes the store read-only.
 	Signer Signer
+	// Egress, when set, opens the stores a node reads on a tenant's behalf
+	// (the routes inside a tenant's flist): no dir:// store (the node's
+	// disk), http(s) and zdb stores read-only and connected only to
+	// addresses the policy allows (checked after name resolution and on
+	// redirects), answers bounded, and errors that carry no text of the
+	// remote side.
+	Egress *egress.Policy
 }
 
 // OpenStore opens a store by URL: dir://PATH, http(s)://HOST[:PORT] (a hub)
@@ -43,6 +52,9 @@ func OpenStore(rawURL string, o StoreOptions) (Store, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("store url %q: %w", redact(rawURL), err)
+	}
+	if o.Egress != nil {
+		return openGuarded(u, o.Egress)
 	}
 	switch u.Scheme {
 	case "dir":

@@ -20,6 +20,8 @@ import (
 type ZDBStore struct {
 	addr, ns, password string
 	timeout            time.Duration
+	dialer             *net.Dialer // nil: a plain dialer
+	quiet              bool        // errors leave out what the server said
 
 	mu   sync.Mutex // guards idle
 	idle []*zdbConn
@@ -66,7 +68,10 @@ func (s *ZDBStore) get(ctx context.Context) (*zdbConn, error) {
 		return c, nil
 	}
 	s.mu.Unlock()
-	d := net.Dialer{Timeout: 5 * time.Second}
+	d := s.dialer
+	if d == nil {
+		d = &net.Dialer{Timeout: 5 * time.Second}
+	}
 	nc, err := d.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.URL(), err)
@@ -109,6 +114,9 @@ func (s *ZDBStore) do(ctx context.Context, c *zdbConn, args ...[]byte) (resp.Rep
 		return r, err
 	}
 	if r.Kind == resp.KindError {
+		if s.quiet {
+			return r, &zdbError{msg: "the server answered an error"}
+		}
 		return r, &zdbError{msg: string(r.Str)}
 	}
 	return r, nil

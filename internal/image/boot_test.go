@@ -282,6 +282,8 @@ var (
 type imageEnv struct {
 	bin, cache, gridURL, guestGrid, farmer, user, img string
 	farm                                              registry.Farm
+	// farmToken is the farmer's consent that nodes join farm.
+	farmToken string
 }
 
 func newImageEnv(t *testing.T) *imageEnv {
@@ -328,6 +330,7 @@ func newImageEnv(t *testing.T) *imageEnv {
 	if err := json.Unmarshal([]byte(zosctl(t, e.farmer, e.gridURL, "farm", "create", "imagefarm", "--json")), &e.farm); err != nil {
 		t.Fatal(err)
 	}
+	e.farmToken = strings.TrimSpace(zosctl(t, e.farmer, e.gridURL, "farm", "token", strconv.Itoa(int(e.farm.ID))))
 	e.img = t.TempDir()
 	t0 := time.Now()
 	out := e.build(t, e.img)
@@ -339,7 +342,7 @@ func newImageEnv(t *testing.T) *imageEnv {
 // race-instrumented, which makes compression slow).
 func (e *imageEnv) build(t testing.TB, out string) string {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(e.bin, "zosctl"), "image", "build", "-o", out, "--farm", strconv.Itoa(int(e.farm.ID)),
+	cmd := exec.Command(filepath.Join(e.bin, "zosctl"), "image", "build", "-o", out, "--farm-token", e.farmToken,
 		"--grid", e.guestGrid, "--kernel-cache", e.cache, "--zos", filepath.Join(e.bin, "zos"))
 	b, err := cmd.CombinedOutput()
 	if err != nil {
@@ -407,8 +410,8 @@ func TestImageBoot(t *testing.T) {
 		if got := string(have["/init"].Data); have["/init"].Mode&0o170000 != 0o120000 || got != strings.TrimPrefix(image.ZosFile, "/") {
 			t.Errorf("/init is not a link to %s (mode %o, target %q)", image.ZosFile, have["/init"].Mode, got)
 		}
-		if d := string(have[image.DefaultsFile].Data); !strings.Contains(d, "farm="+strconv.Itoa(int(farm.ID))) || !strings.Contains(d, guestGrid) {
-			t.Errorf("defaults %q lack the farm and grid", d)
+		if d := string(have[image.DefaultsFile].Data); !strings.Contains(d, "farm_token="+e.farmToken) || !strings.Contains(d, guestGrid) {
+			t.Errorf("defaults %q lack the farm token and grid", d)
 		}
 		// The helpers run inside the image's tree: their libraries are all
 		// there.

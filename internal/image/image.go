@@ -81,10 +81,11 @@ type Config struct {
 	KernelCache string
 	// Zos is the static zos binary to install as /init.
 	Zos string
-	// Farm and Grid are baked in as defaults (farm= grid=); 0 and "" leave
-	// them to the kernel command line.
-	Farm uint32
-	Grid string
+	// Farm, FarmToken and Grid are baked in as defaults (farm=
+	// farm_token= grid=); 0 and "" leave them to the kernel command line.
+	Farm      uint32
+	FarmToken string
+	Grid      string
 	// Helpers are copied with their libraries; nil means DefaultHelpers.
 	Helpers []Helper
 	// NoQEMU leaves QEMU, virtiofsd, the firmware and the guest kernel
@@ -119,6 +120,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Grid != "" && strings.ContainsAny(c.Grid, " \t\n\"") {
 		return fmt.Errorf("grid URL %q contains spaces or quotes", c.Grid)
+	}
+	if strings.ContainsAny(c.FarmToken, " \t\n\"") {
+		return errors.New("farm token contains spaces or quotes")
 	}
 	if c.Helpers == nil {
 		c.Helpers = DefaultHelpers
@@ -227,7 +231,7 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 	if err := copyFile(k.Vmlinux, res.Vmlinux); err != nil {
 		return nil, err
 	}
-	res.Cmdline = Cmdline(cfg.Farm, cfg.Grid)
+	res.Cmdline = Cmdline(cfg.Farm, cfg.FarmToken, cfg.Grid)
 	if err := os.WriteFile(filepath.Join(cfg.Out, "cmdline"), []byte(res.Cmdline+"\n"), 0o644); err != nil {
 		return nil, err
 	}
@@ -238,11 +242,14 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 }
 
 // Cmdline is the suggested kernel command line of an image: the serial and
-// first virtual console, and the farm and grid when given.
-func Cmdline(farm uint32, grid string) string {
+// first virtual console, and the farm, farm token and grid when given.
+func Cmdline(farm uint32, farmToken, grid string) string {
 	parts := []string{"console=tty1", "console=ttyS0", "quiet", "tsc_early_khz=2600000"}
 	if farm != 0 {
 		parts = append(parts, "farm="+strconv.FormatUint(uint64(farm), 10))
+	}
+	if farmToken != "" {
+		parts = append(parts, "farm_token="+farmToken)
 	}
 	if grid != "" {
 		parts = append(parts, "grid="+grid)
@@ -273,6 +280,9 @@ func base(a *Archive, cfg Config) error {
 	var defaults []string
 	if cfg.Farm != 0 {
 		defaults = append(defaults, "farm="+strconv.FormatUint(uint64(cfg.Farm), 10))
+	}
+	if cfg.FarmToken != "" {
+		defaults = append(defaults, "farm_token="+cfg.FarmToken)
 	}
 	if cfg.Grid != "" {
 		defaults = append(defaults, "grid="+cfg.Grid)

@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -42,12 +41,24 @@ type Config struct {
 	ClusterName string
 	ClusterPort int
 	Routes      []string
+	// --- Route security (cluster.go) ---
+	// ClusterAuth, when set, makes every route, accepted or dialled,
+	// authenticate with its credentials over TLS with certificates of its
+	// CA. A cluster port off loopback requires it.
+	ClusterAuth *ClusterAuth
+	// --- end of route security ---
 	// MaxPayload is the largest message in bytes (0: the NATS default).
 	MaxPayload int32
-	// Authentication, when set, decides which clients may connect (and
-	// may assign their permissions); it is the seam of the relay's twin
-	// authentication.
+	// Authentication, when set, decides which clients may connect and
+	// with which permissions; it is the seam of the relay's twin
+	// authentication. The server then has two accounts (accounts.go): the
+	// authenticator must implement AccountBinder and place each client in
+	// GridAccount or TwinAccount.
 	Authentication server.Authentication
+	// TwinServices are the subjects of the grid account's services that
+	// the twin account imports (the registry's requests). Only with
+	// Authentication.
+	TwinServices []string
 	// ReadyTimeout bounds how long Start waits for the server to accept
 	// connections (default 10 s).
 	ReadyTimeout time.Duration
@@ -70,7 +81,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("natsd: route %q: %w", r, err)
 		}
 	}
-	return nil
+	return checkCluster(c) // route security (cluster.go)
 }
 
 // Server is a running embedded server.
@@ -88,7 +99,18 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "natsd")
-	opts := &server.Options{
+	opts := &server.Options{}
+	if cfg.Authentication != nil {
+		if err := migrateStore(cfg.StoreDir, cfg.ClusterPort != 0); err != nil {
+			return nil, err
+		}
+		// First: processing configuration text resets what it sets.
+		if err := configureAccounts(opts, cfg.TwinServices); err != nil {
+			return nil, err
+		}
+	}
+	*opts = server.Options{
+		Accounts:                   opts.Accounts,
 		ServerName:                 cfg.Name,
 		Host:                       cfg.Host,
 		Port:                       cfg.Port,
@@ -109,11 +131,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		opts.Port = 4222
 	}
 	if cfg.ClusterPort != 0 {
-		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: opts.Host, Port: cfg.ClusterPort}
-		if opts.Cluster.Name == "" {
-			opts.Cluster.Name = "zgrid"
-		}
-		opts.Routes = server.RoutesFromStr(strings.Join(cfg.Routes, ","))
+		opts.Cluster, opts.Routes = clusterOptions(cfg, opts.Host)
 	}
 	if opts.ServerName == "" {
 		opts.ServerName = "zgrid-" + strconv.Itoa(opts.Port)
@@ -126,6 +144,11 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("creating nats server: %w", err)
 	}
 	ns.SetLoggerV2(logger{log}, false, false, false)
+	if cfg.Authentication != nil {
+		if err := bindAccounts(ns, cfg.Authentication); err != nil {
+			return nil, err
+		}
+	}
 	go ns.Start() // owned by ns: Shutdown stops it and WaitForShutdown joins it
 	timeout := cfg.ReadyTimeout
 	if timeout == 0 {

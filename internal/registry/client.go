@@ -1,16 +1,17 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zos-go/zos/internal/identity"
 )
@@ -39,7 +40,16 @@ func (c *Client) call(ctx context.Context, op string, data []byte, out any) erro
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
 	}
-	msg, err := c.nc.RequestWithContext(ctx, SubjectPrefix+op, data)
+	msg, err := c.request(ctx, SubjectPrefix+op, data)
+	// A busy registry handled nothing: ask again after a pause.
+	for pause := 20 * time.Millisecond; err == nil && isBusy(msg.Data); pause = min(2*pause, time.Second) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("registry %s: %w", op, ErrBusy)
+		case <-time.After(pause + time.Duration(rand.Int64N(int64(pause)))):
+		}
+		msg, err = c.request(ctx, SubjectPrefix+op, data)
+	}
 	if errors.Is(err, nats.ErrNoResponders) {
 		return fmt.Errorf("registry %s: no registry service answers on %s: %w", op, c.nc.ConnectedUrlRedacted(), err)
 	}
@@ -63,6 +73,39 @@ func (c *Client) call(ctx context.Context, op string, data []byte, out any) erro
 		return fmt.Errorf("registry %s: decoding result: %w", op, err)
 	}
 	return nil
+}
+
+// isBusy reports whether an answer is the registry's "busy".
+func isBusy(b []byte) bool {
+	if !bytes.Contains(b, []byte(`"busy"`)) {
+		return false
+	}
+	var r response
+	return json.Unmarshal(b, &r) == nil && r.Error != nil && r.Error.Code == "busy"
+}
+
+// request sends a request and waits for its answer on an inbox of this
+// connection, named in ReplyHeader too: the registry answers twins there
+// (only there), whatever the reply subject says.
+func (c *Client) request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
+	inbox := c.nc.NewInbox()
+	sub, err := c.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	m := &nats.Msg{Subject: subject, Reply: inbox, Data: data, Header: nats.Header{ReplyHeader: []string{inbox}}}
+	if err := c.nc.PublishMsg(m); err != nil {
+		return nil, err
+	}
+	msg, err := sub.NextMsgWithContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(msg.Data) == 0 && msg.Header.Get("Status") == "503" {
+		return nil, nats.ErrNoResponders
+	}
+	return msg, nil
 }
 
 func (c *Client) read(ctx context.Context, op string, req, out any) error {
@@ -265,83 +308,4 @@ func (c *Client) EventsInfo(ctx context.Context) (EventsInfo, error) {
 	var i EventsInfo
 	err := c.read(ctx, OpEventsInfo, struct{}{}, &i)
 	return i, err
-}
-
-// WatchNode streams the events of a node with a sequence after afterSeq
-// (0: all kept events), then live ones. If some of those events aged out
-// of the stream, an EventResync comes first. The channel closes when ctx
-// ends or the stream fails; a node keeps the Seq of the last event it
-// handled and watches again from there.
-func (c *Client) WatchNode(ctx context.Context, node uint32, afterSeq uint64) (<-chan Event, error) {
-	js, err := jetstream.New(c.nc)
-	if err != nil {
-		return nil, fmt.Errorf("watching node %d: %w", node, err)
-	}
-	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{fmt.Sprintf(eventSubjectFmt, node)},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	}
-	if afterSeq > 0 {
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = afterSeq + 1
-	}
-	cctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
-	defer cancel()
-	// Events after afterSeq that the stream no longer holds are lost to
-	// this watch: say so first.
-	resync := false
-	if afterSeq > 0 {
-		st, err := js.Stream(cctx, EventsStream)
-		if err != nil {
-			return nil, fmt.Errorf("watching node %d: %w", node, err)
-		}
-		info, err := st.Info(cctx)
-		if err != nil {
-			return nil, fmt.Errorf("watching node %d: %w", node, err)
-		}
-		resync = afterSeq+1 < info.State.FirstSeq
-	}
-	cons, err := js.OrderedConsumer(cctx, EventsStream, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("watching node %d: %w", node, err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return nil, fmt.Errorf("watching node %d: %w", node, err)
-	}
-	stop := context.AfterFunc(ctx, it.Stop)
-	out := make(chan Event, 16)
-	// This goroutine belongs to the caller's ctx: it ends, and closes
-	// out, when ctx ends (which stops the iterator).
-	go func() {
-		defer close(out)
-		defer stop()
-		defer it.Stop()
-		if resync {
-			select {
-			case out <- Event{Kind: EventResync, NodeID: node, Seq: afterSeq, Time: c.now().UTC()}:
-			case <-ctx.Done():
-				return
-			}
-		}
-		for {
-			m, err := it.Next()
-			if err != nil {
-				return
-			}
-			var ev Event
-			if err := json.Unmarshal(m.Data(), &ev); err != nil {
-				continue
-			}
-			if md, err := m.Metadata(); err == nil {
-				ev.Seq = md.Sequence.Stream
-			}
-			select {
-			case out <- ev:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out, nil
 }

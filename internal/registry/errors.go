@@ -24,6 +24,7 @@ var (
 	ErrConflict     = errors.New("too many concurrent updates")
 	ErrNoTwin       = errors.New("key has no twin")
 	ErrInternal     = errors.New("registry internal error")
+	ErrBusy         = errors.New("registry busy, retry later")
 )
 
 // errorCodes maps sentinels to their wire codes.
@@ -46,6 +47,7 @@ var errorCodes = []struct {
 	{"conflict", ErrConflict},
 	{"no_twin", ErrNoTwin},
 	{"internal", ErrInternal},
+	{"busy", ErrBusy},
 }
 
 // codeOf returns the wire code of err ("internal" when it wraps no

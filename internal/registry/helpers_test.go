@@ -141,7 +141,8 @@ func (g *grid) farmWithNode(t testing.TB, name string, ips int) (farmer *user, f
 		}
 	}
 	nodeUser = g.user(t)
-	node, err = nodeUser.c.RegisterNode(ctx, NodeRegistration{FarmID: farm.ID, Total: Resources{CRU: 4, MRU: 8 << 30}})
+	node, err = nodeUser.c.RegisterNode(ctx, NodeRegistration{FarmID: farm.ID, FarmToken: farmToken(t, farmer, farm.ID),
+		Total: Resources{CRU: 4, MRU: 8 << 30}})
 	if err != nil {
 		t.Fatalf("registering node: %v", err)
 	}
@@ -207,4 +208,14 @@ func checkGoroutines(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	})
+}
+
+// farmToken is a token of farmer's farm valid for an hour.
+func farmToken(t testing.TB, farmer *user, farm uint32) string {
+	t.Helper()
+	tok, err := NewFarmToken(farmer.key, farm, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatalf("making farm token: %v", err)
+	}
+	return tok.String()
 }

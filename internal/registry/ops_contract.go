@@ -46,10 +46,33 @@ func (s *Service) checkRent(ctx context.Context, node, twin uint32) error {
 		return err
 	}
 	c, err := s.contract(ctx, id)
-	if err != nil || c.State != StateCreated || c.TwinID == twin {
+	if errors.Is(err, ErrNotFound) {
+		// A rent being created (it checks the node's contracts after
+		// writing its record) or undone.
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if c.State != StateCreated || c.TwinID == twin {
 		return nil
 	}
 	return fmt.Errorf("%w: node %d is rented by twin %d (contract %d)", ErrNodeRented, node, c.TwinID, c.ID)
+}
+
+// checkTenants refuses renting a node that runs node contracts of twins
+// other than the renter.
+func (s *Service) checkTenants(ctx context.Context, node, renter uint32) error {
+	others, err := list(ctx, s.st.contracts, 0, func(c *Contract) uint64 { return c.ID }, func(c *Contract) bool {
+		return c.Type == TypeNode && c.NodeID == node && c.State == StateCreated && c.TwinID != renter
+	})
+	if err != nil {
+		return err
+	}
+	if len(others) > 0 {
+		return fmt.Errorf("%w: node %d runs contracts of other twins (contract %d of twin %d)", ErrUnauthorized, node, others[0].ID, others[0].TwinID)
+	}
+	return nil
 }
 
 func (s *Service) contractCreate(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
@@ -88,14 +111,28 @@ func (s *Service) contractCreate(ctx context.Context, w *signedRequest, payload 
 			return nil, fmt.Errorf("creating contract: %w", err)
 		}
 		c.PublicIPs = ips
+		c.FarmID = n.FarmID
 	}
-	if err := putJSON(ctx, s.st.contracts, idKey(id), 0, c); err != nil {
+	undo := func() {
 		if len(c.PublicIPs) > 0 {
-			if rerr := s.releaseIPs(ctx, n.FarmID, id); rerr != nil {
+			if rerr := s.releaseIPs(ctx, c.FarmID, id); rerr != nil {
 				s.log.Error("release_ips_failed", "contract_id", id, "err", rerr)
 			}
 		}
+	}
+	if err := putJSON(ctx, s.st.contracts, idKey(id), 0, c); err != nil {
+		undo()
 		return nil, fmt.Errorf("creating contract: %w", err)
+	}
+	// A rent of another twin that began after the check above checks the
+	// node's contracts after writing its own record: one of the two sees
+	// the other.
+	if err := s.checkRent(ctx, n.ID, twin.ID); err != nil {
+		if derr := s.st.contracts.Delete(ctx, idKey(id)); derr != nil {
+			s.log.Error("contract_undo_failed", "contract_id", id, "err", derr)
+		}
+		undo()
+		return nil, err
 	}
 	s.publish(ctx, EventContractCreated, c.NodeID, &c)
 	return c, nil
@@ -229,12 +266,18 @@ func (s *Service) releaseContract(ctx context.Context, c Contract) error {
 	switch c.Type {
 	case TypeNode:
 		if len(c.PublicIPs) > 0 {
-			n, err := s.node(ctx, c.NodeID)
-			if err == nil {
-				err = s.releaseIPs(ctx, n.FarmID, c.ID)
+			// To the farm they came from; contracts written before
+			// FarmID was recorded give them back to the node's farm.
+			farm := c.FarmID
+			if farm == 0 {
+				n, err := s.node(ctx, c.NodeID)
+				if err != nil {
+					return fmt.Errorf("releasing public ips: %w", err)
+				}
+				farm = n.FarmID
 			}
-			if err != nil {
-				return fmt.Errorf("releasing public ips: %w", err)
+			if err := s.releaseIPs(ctx, farm, c.ID); err != nil {
+				return fmt.Errorf("releasing public ips of farm %d: %w", farm, err)
 			}
 		}
 	case TypeName:
@@ -316,6 +359,17 @@ func (s *Service) rentCreate(ctx context.Context, w *signedRequest, payload json
 	c := Contract{ID: id, Type: TypeRent, TwinID: twin.ID, State: StateCreated, NodeID: n.ID, Created: now, Updated: now, Proof: w}
 	if err := putJSON(ctx, s.st.contracts, idKey(id), 0, c); err != nil {
 		_ = s.st.indexDelete(ctx, key)
+		return nil, fmt.Errorf("renting node: %w", err)
+	}
+	// Checked once the rent is written: a node contract of another twin
+	// created meanwhile either sees this rent or is seen here.
+	if err := s.checkTenants(ctx, n.ID, twin.ID); err != nil {
+		if derr := s.st.contracts.Delete(ctx, idKey(id)); derr != nil {
+			s.log.Error("contract_undo_failed", "contract_id", id, "err", derr)
+		}
+		if derr := s.st.indexDelete(ctx, key); derr != nil {
+			s.log.Error("contract_undo_failed", "contract_id", id, "err", derr)
+		}
 		return nil, fmt.Errorf("renting node: %w", err)
 	}
 	s.publish(ctx, EventContractCreated, c.NodeID, &c)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/zos-go/zos/internal/identity"
 )
 
 // Bounds of a node registration.
@@ -45,15 +47,39 @@ func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, payload js
 	if len(req.Interfaces) > maxInterfaces || len(req.Version) > 128 {
 		return nil, fmt.Errorf("%w: too many interfaces or version too long", ErrInvalid)
 	}
+	if err := req.Total.check("total"); err != nil {
+		return nil, err
+	}
+	if err := req.Reserved.check("reserved"); err != nil {
+		return nil, err
+	}
 	twin, err := s.signerTwin(ctx, signer)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.farm(ctx, req.FarmID); err != nil {
+	farm, err := s.farm(ctx, req.FarmID)
+	if err != nil {
 		return nil, fmt.Errorf("registering node: %w", err)
 	}
+	// consent is nil when the farmer let the node in; a node already in
+	// the farm needs no consent.
+	consent := s.farmConsent(ctx, req.FarmToken, farm)
 	now := s.cfg.Now().UTC()
+	// A node that moves: the farm it leaves, and whether its public
+	// config was cleared.
+	var from uint32
+	cleared := false
 	apply := func(n *Node) error {
+		from, cleared = 0, false
+		if n.FarmID != req.FarmID {
+			if consent != nil {
+				return consent
+			}
+			// What the farmer set belongs to the farm the node leaves.
+			from, cleared = n.FarmID, n.PublicConfig != nil
+			n.PublicConfig = nil
+			n.PowerTarget = ""
+		}
 		n.FarmID = req.FarmID
 		n.Total = req.Total
 		n.Reserved = req.Reserved
@@ -72,19 +98,30 @@ func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, payload js
 				// The index is there without its record (a concurrent
 				// registration, or a crash in between): write it.
 				n = Node{ID: uint32(id), TwinID: twin.ID, Created: now, Updated: now, Power: PowerUp}
-				_ = apply(&n)
+				if err := apply(&n); err != nil {
+					return nil, fmt.Errorf("registering node: %w", err)
+				}
 				err = putJSON(ctx, s.st.nodes, idKey(id), 0, n)
 				if errors.Is(err, ErrExists) {
 					continue
 				}
 			}
 			if err != nil {
-				return nil, fmt.Errorf("updating node %d: %w", id, err)
+				return nil, fmt.Errorf("registering node %d: %w", id, err)
+			}
+			if from != 0 {
+				s.log.Info("node_moved", "node_id", n.ID, "from_farm_id", from, "farm_id", n.FarmID)
+			}
+			if cleared {
+				s.publish(ctx, EventPublicConfigChanged, n.ID, nil)
 			}
 			return n, nil
 		}
 		if !errors.Is(err, ErrNotFound) {
 			return nil, err
+		}
+		if consent != nil {
+			return nil, fmt.Errorf("registering node: %w", consent)
 		}
 		id, err = s.st.nextID(ctx, "node")
 		if err != nil {
@@ -104,6 +141,30 @@ func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, payload js
 		return n, nil
 	}
 	return nil, fmt.Errorf("registering node: %w", errConflict)
+}
+
+// farmConsent checks a farm token presented to join farm: nil when it is
+// a token of that farm, signed by the farm twin's key and not expired.
+func (s *Service) farmConsent(ctx context.Context, token string, farm Farm) error {
+	if token == "" {
+		return fmt.Errorf("%w: joining farm %d needs a farm token from its farmer (zosctl farm token %d)", ErrUnauthorized, farm.ID, farm.ID)
+	}
+	t, err := ParseFarmToken(token)
+	if err != nil {
+		return err
+	}
+	if t.FarmID != farm.ID {
+		return fmt.Errorf("%w: farm token %s is for farm %d, not farm %d", ErrUnauthorized, t.IDHex(), t.FarmID, farm.ID)
+	}
+	owner, err := s.twinByID(ctx, uint64(farm.TwinID), false)
+	if err != nil {
+		return fmt.Errorf("reading the twin of farm %d: %w", farm.ID, err)
+	}
+	pub, err := identity.ParsePublic(owner.PublicKey)
+	if err != nil {
+		return fmt.Errorf("%w: key of twin %d: %v", ErrInternal, owner.ID, err)
+	}
+	return t.Verify(pub, s.cfg.Now())
 }
 
 // updateOwnNode applies f to a node the signer's twin owns.
@@ -241,7 +302,18 @@ func (s *Service) nodeUsed(ctx context.Context, w *signedRequest, payload json.R
 	if n.TwinID != twin.ID {
 		return nil, fmt.Errorf("%w: node %d belongs to twin %d, not %d", ErrUnauthorized, n.ID, n.TwinID, twin.ID)
 	}
+	// Every value and the node's sum stay within MaxResource, so the sum
+	// cannot wrap around.
 	var sum Resources
+	for id, r := range req.Used {
+		if err := r.check(fmt.Sprintf("used of contract %d", id)); err != nil {
+			return nil, err
+		}
+		sum = Resources{CRU: sum.CRU + r.CRU, MRU: sum.MRU + r.MRU, SRU: sum.SRU + r.SRU, HRU: sum.HRU + r.HRU}
+		if err := sum.check(fmt.Sprintf("used of node %d", req.NodeID)); err != nil {
+			return nil, err
+		}
+	}
 	for id, r := range req.Used {
 		_, err := update(ctx, s.st.contracts, idKey(id), func(c *Contract) error {
 			if c.NodeID != req.NodeID {
@@ -256,10 +328,6 @@ func (s *Service) nodeUsed(ctx context.Context, w *signedRequest, payload json.R
 		if err != nil {
 			return nil, fmt.Errorf("reporting use of contract %d: %w", id, err)
 		}
-		sum.CRU += r.CRU
-		sum.MRU += r.MRU
-		sum.SRU += r.SRU
-		sum.HRU += r.HRU
 	}
 	if _, err := s.updateOwnNode(ctx, signer, req.NodeID, func(n *Node) error { n.Used = sum; return nil }); err != nil {
 		return nil, fmt.Errorf("reporting use of node %d: %w", req.NodeID, err)

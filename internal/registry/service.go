@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,6 +34,10 @@ type Config struct {
 	Workers int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// KeyRate and KeyBurst limit the requests of each twin key
+	// (default DefaultKeyRate and DefaultKeyBurst; limit.go).
+	KeyRate  float64
+	KeyBurst int
 }
 
 // Validate checks the configuration.
@@ -51,6 +58,12 @@ type Service struct {
 	st   *store
 	log  *slog.Logger
 	keys twinKeys
+	// notify wakes the event fetches held for a node.
+	notify *notifier
+	// limit bounds each twin key's request rate.
+	limit   *keyLimiter
+	pending pending
+	dropped logLimiter // of the warnings about dropped requests
 }
 
 // handler serves one operation. w is the verified write (its Key in
@@ -72,6 +85,12 @@ func NewService(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.KeyRate == 0 {
+		cfg.KeyRate = DefaultKeyRate
+	}
+	if cfg.KeyBurst == 0 {
+		cfg.KeyBurst = DefaultKeyBurst
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -83,7 +102,8 @@ func NewService(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, nc: nc, st: st, log: log.With("component", "registry")}, nil
+	return &Service{cfg: cfg, nc: nc, st: st, log: log.With("component", "registry"), notify: newNotifier(),
+		limit: newKeyLimiter(cfg.KeyRate, cfg.KeyBurst, cfg.Now)}, nil
 }
 
 func (s *Service) handlers() map[string]handler {
@@ -111,8 +131,26 @@ func (s *Service) handlers() map[string]handler {
 		OpContractGet:      s.contractGet,
 		OpContractList:     s.contractList,
 		OpEventsInfo:       s.eventsInfo,
+		OpEventsFetch:      s.eventsFetch,
 	}
 }
+
+// ServiceSubjects are the subjects the registry serves requests on: the
+// only subjects of the grid's NATS account that twins may reach
+// (natsd.Config.TwinServices).
+func ServiceSubjects() []string {
+	var out []string
+	for op := range (&Service{}).handlers() {
+		out = append(out, SubjectPrefix+op)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// held reports whether op may hold its request (a long poll): such
+// requests are served outside the worker pool, so that they never keep
+// other requests waiting.
+func held(op string) bool { return op == OpEventsFetch }
 
 // isWrite reports whether op needs a signature.
 func isWrite(op string) bool {
@@ -126,6 +164,7 @@ func isWrite(op string) bool {
 
 type job struct {
 	op  string
+	key string // the requester's, "" for the grid's own
 	msg *nats.Msg
 }
 
@@ -133,6 +172,20 @@ type job struct {
 func (s *Service) Run(ctx context.Context) error {
 	hs := s.handlers()
 	jobs := make(chan job, 4*s.cfg.Workers)
+	// Held requests run in their own goroutines (bounded: the notifier
+	// stops holding beyond maxWaiters), joined after the subscriptions end.
+	var (
+		heldWG      sync.WaitGroup
+		heldMu      sync.Mutex // guards heldStopped and heldWG.Add
+		heldStopped bool
+	)
+	defer func() {
+		heldMu.Lock()
+		heldStopped = true
+		heldMu.Unlock()
+		heldWG.Wait()
+	}()
+	heldSem := make(chan struct{}, maxWaiters)
 	var subs []*nats.Subscription
 	defer func() {
 		for _, sub := range subs {
@@ -141,9 +194,54 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	for op := range hs {
 		sub, err := s.nc.QueueSubscribe(SubjectPrefix+op, QueueGroup, func(m *nats.Msg) {
+			key := requester(m)
+			if !s.limit.allow(key) {
+				if n, ok := s.dropped.allow(); ok {
+					s.log.Warn("request_rate_limited", "key", key, "op", op, "suppressed", n)
+				}
+				return
+			}
+			if !s.pending.acquire(key) {
+				s.busy(op, m)
+				return
+			}
+			if held(op) {
+				select {
+				case heldSem <- struct{}{}:
+					heldMu.Lock()
+					if heldStopped {
+						heldMu.Unlock()
+						<-heldSem
+						s.pending.release(key)
+						return
+					}
+					heldWG.Add(1)
+					heldMu.Unlock()
+					go func() {
+						defer heldWG.Done()
+						defer func() { <-heldSem }()
+						defer s.pending.release(key)
+						s.serve(ctx, hs[op], op, m)
+					}()
+					return
+				default: // too many held: queue it like any request
+				}
+			}
+			if key == "" {
+				// The grid's own requests wait for room.
+				select {
+				case jobs <- job{op: op, msg: m}:
+				case <-ctx.Done():
+				}
+				return
+			}
 			select {
-			case jobs <- job{op: op, msg: m}:
-			case <-ctx.Done():
+			case jobs <- job{op: op, key: key, msg: m}:
+			default:
+				s.pending.release(key)
+				// Full: say so at once rather than stall the subscription
+				// (which would drop requests of every twin alike).
+				s.busy(op, m)
 			}
 		})
 		if err != nil {
@@ -157,6 +255,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.log.Info("registry_serving", "replicas", s.cfg.Replicas, "workers", s.cfg.Workers)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.keys.watch(gctx, s.st.index, s.log) })
+	g.Go(func() error { return s.notify.follow(gctx, s.nc) })
 	for range s.cfg.Workers {
 		g.Go(func() error {
 			for {
@@ -165,6 +264,7 @@ func (s *Service) Run(ctx context.Context) error {
 					return nil
 				case j := <-jobs:
 					s.serve(gctx, hs[j.op], j.op, j.msg)
+					s.pending.release(j.key)
 				}
 			}
 		})
@@ -194,12 +294,50 @@ func (s *Service) serve(ctx context.Context, h handler, op string, m *nats.Msg) 
 	if err != nil {
 		b = []byte(`{"error":{"code":"internal","message":"encoding response"}}`)
 	}
+	s.reply(op, m, b)
+}
+
+// reply sends an answer. A twin's request (it carries the requester's key,
+// limit.go) is answered on that twin's own inbox, named in ReplyHeader; the
+// grid's own connections are answered on their reply subject, which must
+// be an inbox.
+func (s *Service) reply(op string, m *nats.Msg, b []byte) {
+	if key := requester(m); key != "" {
+		to := ""
+		if m.Header != nil {
+			to = m.Header.Get(ReplyHeader)
+		}
+		prefix, ok := inboxOf(key)
+		if !ok || !strings.HasPrefix(to, prefix) || strings.ContainsAny(to, "*> \t\r\n") {
+			if n, ok := s.dropped.allow(); ok {
+				s.log.Warn("reply_refused", "op", op, "key", key, "to", to, "suppressed", n)
+			}
+			return
+		}
+		if err := s.nc.Publish(to, b); err != nil {
+			s.log.Warn("respond_failed", "op", op, "err", err)
+		}
+		return
+	}
 	if m.Reply == "" {
+		return
+	}
+	if !replySubject(m.Reply) {
+		// Answer only on an inbox: never on a subject of the grid's own
+		// (its buckets, streams or services), whoever asks.
+		s.log.Warn("reply_refused", "op", op, "reply", m.Reply)
 		return
 	}
 	if err := m.Respond(b); err != nil {
 		s.log.Warn("respond_failed", "op", op, "err", err)
 	}
+}
+
+// replySubject reports whether the service may answer on reply: a NATS
+// inbox, or the one-time reply subject the server maps a twin's request
+// to ("_R_." in the grid's account).
+func replySubject(reply string) bool {
+	return strings.HasPrefix(reply, "_INBOX.") || strings.HasPrefix(reply, "_R_.")
 }
 
 // handle checks a request and runs its handler.

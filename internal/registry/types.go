@@ -5,7 +5,12 @@
 // zosctl and the explorer read it.
 package registry
 
-import "time"
+import (
+	"fmt"
+	"math"
+	"math/bits"
+	"time"
+)
 
 // Twin is an identity on the grid: users, farmers and nodes each have one.
 type Twin struct {
@@ -39,6 +44,37 @@ type Resources struct {
 	MRU uint64 `json:"mru"`
 	SRU uint64 `json:"sru"`
 	HRU uint64 `json:"hru"`
+}
+
+// MaxResource bounds each value of the Resources the registry keeps (a
+// node's total, reserved and used capacity, a contract's use): 2^53, 8 PiB
+// or as many cores. Values stay exact for readers that decode JSON numbers
+// as doubles, and sums of a node's contracts cannot wrap around 2^64.
+const MaxResource = 1 << 53
+
+// check refuses a value above MaxResource; what names the resources.
+func (r Resources) check(what string) error {
+	for _, v := range [...]struct {
+		name string
+		n    uint64
+	}{{"cru", r.CRU}, {"mru", r.MRU}, {"sru", r.SRU}, {"hru", r.HRU}} {
+		if v.n > MaxResource {
+			return fmt.Errorf("%w: %s %s %d is above the limit %d", ErrInvalid, what, v.name, v.n, uint64(MaxResource))
+		}
+	}
+	return nil
+}
+
+// Plus returns r+o, each sum saturating at the largest uint64 instead of
+// wrapping around (totals over many nodes).
+func (r Resources) Plus(o Resources) Resources {
+	add := func(a, b uint64) uint64 {
+		if s, carry := bits.Add64(a, b, 0); carry == 0 {
+			return s
+		}
+		return math.MaxUint64
+	}
+	return Resources{CRU: add(r.CRU, o.CRU), MRU: add(r.MRU, o.MRU), SRU: add(r.SRU, o.SRU), HRU: add(r.HRU, o.HRU)}
 }
 
 // Location is where a node stands.
@@ -128,6 +164,9 @@ type Contract struct {
 	Metadata       string     `json:"deployment_data,omitempty"`
 	PublicIPsCount uint32     `json:"public_ips_count,omitempty"`
 	PublicIPs      []PublicIP `json:"public_ips,omitempty"`
+	// FarmID is the farm the public IPs were reserved in, where they go
+	// back when the contract ends (the node may have moved since).
+	FarmID uint32 `json:"farm_id,omitempty"`
 	// Used is what the node reported the contract uses.
 	Used Resources `json:"used_resources"`
 	// Name contracts.

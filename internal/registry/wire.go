@@ -150,8 +150,12 @@ type farmAddIPReq struct {
 }
 
 // NodeRegistration is what a node tells the registry about itself.
+// FarmToken is the farmer's consent (a FarmToken's text) that the node
+// joins FarmID: needed to join or move to a farm, not to register again in
+// the node's own farm.
 type NodeRegistration struct {
 	FarmID      uint32      `json:"farm_id"`
+	FarmToken   string      `json:"farm_token,omitempty"`
 	Total       Resources   `json:"total_resources"`
 	Reserved    Resources   `json:"reserved_resources"`
 	Location    Location    `json:"location"`

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/natsd"
 )
 
 // Subject scheme.
@@ -21,22 +22,22 @@ import (
 //	_INBOX.<hex pubkey>.>      replies to the holder of a key (Connect sets
 //	                           this prefix with nats.CustomInboxPrefix)
 //	registry.twin.create       the one subject an unregistered key may use
-//	registry.>                 the registry's API (registered twins), except
-//	registry.events.>          its events, which only system keys publish
-//	$JS.API.CONSUMER.*.ZOS_EVENTS...  read-only consumers of the registry's
-//	                           events stream (registry.Client.WatchNode)
+//	registry.<op>              the registry's API (registered twins)
 //
-// Replies to requests are sent on the requester's reply subject; the NATS
-// "allow responses" permission lets a twin answer a request it received
-// without any publish right on _INBOX.>.
+// Accounts (internal/natsd): the grid's own connections (system keys) live
+// in the grid account with JetStream and the registry's buckets and events;
+// every other key lives in the twin account, which imports only the
+// registry's request subjects. A reply subject given by a twin therefore
+// can only ever name a subject of the twin account. Inside it, a twin
+// answers a request it received once (the NATS "allow responses"
+// permission), and Server answers only on the authenticated requester's own
+// inbox.
 const (
-	RequestPrefix     = "rmb."
-	InboxRoot         = "_INBOX"
-	TwinCreateSubject = "registry.twin.create"
-	RegistrySubjects  = "registry.>"
-	RegistryEvents    = "registry.events.>"
-	// EventsStream is the registry's events stream (registry.EventsStream).
-	EventsStream       = "ZOS_EVENTS"
+	RequestPrefix      = "rmb."
+	InboxRoot          = "_INBOX"
+	TwinCreateSubject  = "registry.twin.create"
+	RegistrySubjects   = "registry.>"
+	RegistryEvents     = "registry.events.>"
 	requestWildcard    = RequestPrefix + "*"
 	serverQueue        = "rmb"
 	responsePermMaxMsg = 1
@@ -81,8 +82,9 @@ type AuthConfig struct {
 	System []ed25519.PublicKey
 	// TwinPublish and TwinSubscribe are subjects a registered twin may use
 	// besides rmb.* (publish), its rmb.<twin> and its reply inbox
-	// (subscribe); TwinPublishDeny overrides TwinPublish. Nil TwinPublish
-	// means DefaultTwinPublish(), nil TwinPublishDeny []string{RegistryEvents}.
+	// (subscribe), all in the twin account; TwinPublishDeny overrides
+	// TwinPublish. Nil TwinPublish means DefaultTwinPublish(), nil
+	// TwinPublishDeny []string{RegistryEvents}.
 	TwinPublish     []string
 	TwinPublishDeny []string
 	TwinSubscribe   []string
@@ -128,39 +130,19 @@ func NewAuthenticatorConfig(cfg AuthConfig) server.Authentication {
 }
 
 // DefaultTwinPublish is what a registered twin may publish to besides the
-// twins' inboxes: the registry's API, and the JetStream API calls of an
-// ordered consumer of the events stream (create, fetch, info, delete; no
-// stream or bucket changes). Replies come on the twin's own inbox.
-func DefaultTwinPublish() []string {
-	js := "$JS.API.CONSUMER."
-	return []string{
-		RegistrySubjects,
-		js + "CREATE." + EventsStream,
-		js + "CREATE." + EventsStream + ".>",
-		js + "MSG.NEXT." + EventsStream + ".*",
-		js + "INFO." + EventsStream + ".*",
-		js + "DELETE." + EventsStream + ".*",
-		"$JS.API.STREAM.INFO." + EventsStream,
-	}
-}
-
-// ConfigureServer makes an embedded NATS server authenticate clients with
-// auth. Without AlwaysEnableNonce the server sends no nonce to sign and every
-// client is refused. It also raises the server's max payload to what the
-// relay needs, if lower.
-func ConfigureServer(opts *server.Options, auth server.Authentication) {
-	opts.CustomClientAuthentication = auth
-	opts.AlwaysEnableNonce = true
-	if opts.MaxPayload < ServerMaxPayload {
-		opts.MaxPayload = ServerMaxPayload
-	}
-}
+// twins' inboxes: the registry's API. In the twin account only the
+// subjects the grid exports lead anywhere.
+func DefaultTwinPublish() []string { return []string{RegistrySubjects} }
 
 // ServerMaxPayload is the NATS max_payload the relay needs for
 // DefaultMaxPayload plaintexts.
 const ServerMaxPayload = 8 << 20
 
 type authenticator struct {
+	// grid and twins are the server's accounts, set by BindAccounts
+	// before the server accepts clients; read only afterwards.
+	grid, twins *server.Account
+
 	lookup  func(pub ed25519.PublicKey) (uint32, bool)
 	system  map[string]bool // by raw public key; read only
 	pub     []string
@@ -170,7 +152,15 @@ type authenticator struct {
 	limiter *logLimiter
 }
 
-var _ server.Authentication = (*authenticator)(nil)
+var (
+	_ server.Authentication = (*authenticator)(nil)
+	_ natsd.AccountBinder   = (*authenticator)(nil)
+)
+
+// BindAccounts receives the server's accounts (natsd.Start calls it).
+func (a *authenticator) BindAccounts(grid, twins *server.Account) {
+	a.grid, a.twins = grid, twins
+}
 
 // nkeyRegistrar is implemented by the server's clients; registering as an
 // nkey user shows the key in the server's monitoring.
@@ -208,10 +198,15 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 		return false
 	}
 
+	if a.grid == nil || a.twins == nil {
+		a.refuse(c, "server has no accounts: start it with natsd (TwinServices)")
+		return false
+	}
 	var perms *server.Permissions
-	role := "system"
+	role, acc := "system", a.grid
 	twin, registered := uint32(0), false
 	if !a.system[string(pub)] {
+		acc = a.twins
 		if a.lookup != nil {
 			twin, registered = a.lookup(pub)
 		}
@@ -224,12 +219,13 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 		}
 	}
 	if r, ok := c.(nkeyRegistrar); ok {
-		if err := r.RegisterNkeyUser(&server.NkeyUser{Nkey: o.Nkey, Permissions: perms}); err != nil {
+		if err := r.RegisterNkeyUser(&server.NkeyUser{Nkey: o.Nkey, Permissions: perms, Account: acc}); err != nil {
 			a.refuse(c, "registering user: "+err.Error())
 			return false
 		}
 	} else {
-		c.RegisterUser(&server.User{Username: o.Nkey, Permissions: perms})
+		a.refuse(c, "client cannot be placed into an account")
+		return false
 	}
 	a.log.Debug("client_authenticated", "role", role, "twin", twin, "nkey", o.Nkey, "remote", addr(c))
 	return true
@@ -254,7 +250,8 @@ func (a *authenticator) twinPermissions(twin uint32, pub ed25519.PublicKey) *ser
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: pubAllow, Deny: a.deny},
 		Subscribe: &server.SubjectPermission{Allow: subAllow},
-		// Answer the requests received, once each, within the longest ttl.
+		// Answer the requests received, once each, within the longest
+		// ttl; the reply subject is in the twin account (see Server).
 		Response: &server.ResponsePermission{MaxMsgs: responsePermMaxMsg, Expires: DefaultMaxTTL},
 	}
 }

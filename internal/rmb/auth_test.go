@@ -192,7 +192,11 @@ func TestSystemKeyUsesJetStream(t *testing.T) {
 	}
 }
 
-func TestTwinReadsEventsButCannotWriteThem(t *testing.T) {
+// TestTwinHasNoJetStream: the grid's JetStream (the registry's buckets and
+// events stream) lives in the grid account; a twin can neither read it,
+// nor create consumers on it, nor publish into its subjects (issue 14,
+// findings 1 and 5).
+func TestTwinHasNoJetStream(t *testing.T) {
 	g := newTestGrid(t)
 	ctx := ctxTimeout(t, 20*time.Second)
 	sys := g.connect(t, g.system)
@@ -200,7 +204,8 @@ func TestTwinReadsEventsButCannotWriteThem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sjs.CreateStream(ctx, jetstream.StreamConfig{Name: EventsStream, Subjects: []string{"registry.events.node.*"}}); err != nil {
+	st, err := sjs.CreateStream(ctx, jetstream.StreamConfig{Name: "ZOS_EVENTS", Subjects: []string{"registry.events.node.*"}})
+	if err != nil {
 		t.Fatalf("creating stream: %v", err)
 	}
 	if _, err := sjs.Publish(ctx, "registry.events.node.7", []byte(`{"kind":"contract_created"}`)); err != nil {
@@ -210,48 +215,29 @@ func TestTwinReadsEventsButCannotWriteThem(t *testing.T) {
 	k := g.twin(t, 7)
 	ec := newErrCollector()
 	nc := g.connect(t, k, nats.ErrorHandler(ec.handler))
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(g.connect(t, k))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cons, err := js.OrderedConsumer(ctx, EventsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"registry.events.node.7"}})
-	if err != nil {
-		t.Fatalf("twin creating an ordered consumer: %v", err)
+	short := ctxTimeout(t, time.Second)
+	if _, err := js.OrderedConsumer(short, "ZOS_EVENTS", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"registry.events.node.7"}}); err == nil {
+		t.Error("a twin created a consumer on the events stream")
 	}
-	it, err := cons.Messages()
-	if err != nil {
-		t.Fatalf("twin reading events: %v", err)
-	}
-	got := make(chan []byte, 1)
-	go func() {
-		if m, err := it.Next(); err == nil {
-			got <- m.Data()
+	// A push consumer delivering into another twin's inbox, raw.
+	for _, subj := range []string{"$JS.API.CONSUMER.CREATE.ZOS_EVENTS", "$JS.API.STREAM.DELETE.ZOS_EVENTS", "$KV.zos_farms.1", "registry.events.node.7"} {
+		if err := nc.Publish(subj, []byte(`{"config":{"deliver_subject":"_INBOX.victim"}}`)); err != nil {
+			t.Fatal(err)
 		}
-		close(got)
-	}()
-	select {
-	case d := <-got:
-		if string(d) != `{"kind":"contract_created"}` {
-			t.Errorf("got event %q", d)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("no event after 10s")
+		expectViolation(t, ec, "publishing to "+subj)
 	}
-	it.Stop()
-
-	// A twin cannot inject events nor change the stream.
-	if err := nc.Publish("registry.events.node.7", []byte(`{"kind":"contract_canceled"}`)); err != nil {
-		t.Fatal(err)
-	}
-	expectViolation(t, ec, "publishing an event")
-	if err := js.DeleteStream(ctxTimeout(t, time.Second), EventsStream); err == nil {
+	if err := js.DeleteStream(ctxTimeout(t, time.Second), "ZOS_EVENTS"); err == nil {
 		t.Error("a twin deleted the events stream")
 	}
-	info, err := sjs.Stream(ctx, EventsStream)
+	info, err := st.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := info.CachedInfo().State.Msgs; n != 1 {
-		t.Errorf("stream holds %d messages, want 1", n)
+	if n := info.State.Msgs; n != 1 || info.State.Consumers != 0 {
+		t.Errorf("stream holds %d messages and %d consumers, want 1 and 0", n, info.State.Consumers)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/natsd"
 )
 
 // mapResolver is a registry of twin keys held in memory.
@@ -57,43 +58,42 @@ func (r *mapResolver) lookup(pub ed25519.PublicKey) (uint32, bool) {
 type testGrid struct {
 	url      string
 	srv      *server.Server
-	opts     *server.Options
+	dir      string // JetStream store
 	resolver *mapResolver
 	system   identity.Key
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
+// testServices are the grid-account subjects the twin account imports in
+// these tests (the registry's, in zgrid).
+var testServices = []string{TwinCreateSubject, "registry.farm.create", "registry.twin.get"}
+
 func newTestGrid(t testing.TB) *testGrid {
 	t.Helper()
 	sys := mustKey(t)
-	g := &testGrid{resolver: newMapResolver(), system: sys}
-	auth := NewAuthenticator(g.resolver.lookup, []ed25519.PublicKey{sys.Public()}, discardLog())
-	opts := &server.Options{
-		Host:      "127.0.0.1",
-		Port:      -1,
-		NoLog:     true,
-		NoSigs:    true,
-		JetStream: true,
-		StoreDir:  t.TempDir(),
-	}
-	ConfigureServer(opts, auth)
-	s, err := server.NewServer(opts)
+	g := &testGrid{resolver: newMapResolver(), system: sys, dir: t.TempDir()}
+	g.start(t, natsd.RandomPort)
+	return g
+}
+
+// start starts (or restarts, on the same store) the server on port.
+func (g *testGrid) start(t testing.TB, port int) {
+	t.Helper()
+	auth := NewAuthenticator(g.resolver.lookup, []ed25519.PublicKey{g.system.Public()}, discardLog())
+	s, err := natsd.Start(natsd.Config{
+		StoreDir:       g.dir,
+		Port:           port,
+		Authentication: auth,
+		TwinServices:   testServices,
+		MaxPayload:     ServerMaxPayload,
+	}, nil)
 	if err != nil {
 		t.Fatalf("starting nats server: %v", err)
 	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		t.Fatal("nats server not ready after 10s")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	g.srv, g.opts = s, opts
+	t.Cleanup(s.Shutdown)
+	g.srv = s.NATS()
 	g.url = s.ClientURL()
-	return g
 }
 
 func mustKey(t testing.TB) identity.Key {
@@ -188,7 +188,9 @@ func (g *testGrid) serve(t testing.TB, twin uint32, key identity.Key, handlers m
 
 func (g *testGrid) hasSubscriber(t testing.TB, subject string) bool {
 	t.Helper()
-	acc := g.srv.GlobalAccount()
-	r := acc.Interest(subject)
-	return r > 0
+	acc, err := g.srv.LookupAccount(natsd.TwinAccount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return acc.Interest(subject) > 0
 }

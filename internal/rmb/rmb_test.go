@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/zos-go/zos/internal/identity"
 )
 
 type echoReq struct {
@@ -264,13 +265,6 @@ func TestRejections(t *testing.T) {
 			code: CodeWrongDest, want: "envelope for twin 3 reached twin 2",
 		},
 		{
-			name: "unknown source twin",
-			build: func(t *testing.T) (*Envelope, []byte) {
-				return rawRequest(t, c, 2, "test.echo", echoReq{}, func(e *Envelope) { e.Src = 77 })
-			},
-			code: CodeUnauthorized, want: "unknown source twin 77",
-		},
-		{
 			name: "payload not encrypted",
 			build: func(t *testing.T) (*Envelope, []byte) {
 				return rawRequest(t, c, 2, "test.echo", echoReq{}, func(e *Envelope) { e.Flags = 0 })
@@ -323,32 +317,86 @@ func TestReplay(t *testing.T) {
 	}
 }
 
+// TestMalformed: what cannot be authenticated gets no answer at all (an
+// answer goes only to the inbox of the twin a request names as its
+// source), and the server keeps serving.
 func TestMalformed(t *testing.T) {
-	g, c, _ := setup(t)
-	k2, _ := g.resolver.TwinKey(context.Background(), 2)
+	_, c, _ := setup(t)
+	unknown, _ := rawRequest(t, c, 2, "test.echo", echoReq{}, nil)
+	unknown.Src = 77
+	unknownWire, err := unknown.Sign(mustKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, data := range [][]byte{
 		[]byte("hello"),
 		bytes.Repeat([]byte{0}, 200),
 		append([]byte("ZRMB\x01\x01\x01\x00"), bytes.Repeat([]byte{1}, 200)...),
+		unknownWire, // from a twin the registry does not know
 	} {
-		msg, err := c.nc.Request(RequestSubject(2), data, 5*time.Second)
-		if err != nil {
-			t.Fatalf("request: %v", err)
+		msg, err := c.nc.Request(RequestSubject(2), data, time.Second)
+		if err == nil {
+			t.Fatalf("got an answer (%d bytes) to an unauthenticated request", len(msg.Data))
 		}
-		r, err := Decode(msg.Data)
-		if err != nil {
-			t.Fatalf("decoding error reply: %v", err)
+		if !errors.Is(err, nats.ErrTimeout) {
+			t.Fatalf("got %v, want a timeout (no answer)", err)
 		}
-		if !r.Verify(k2) || r.Kind != KindError || r.Src != 2 {
-			t.Fatalf("got %s from %d (verified %v), want an error signed by twin 2", r.Kind, r.Src, r.Verify(k2))
+	}
+	var got echoResp
+	if err := c.Call(ctxTimeout(t, 5*time.Second), 2, "test.echo", echoReq{Msg: "still"}, &got); err != nil || got.Msg != "still" {
+		t.Fatalf("after malformed requests: got %v, %v", got, err)
+	}
+}
+
+// TestReplyOnlyToRequesterInbox: a request whose reply subject is not the
+// sender's own inbox (another twin's inbox or server, the registry's
+// subjects) makes the server send nothing there (issue 14, finding 1: a
+// reply is sent with the responder's rights, so the requester must not
+// choose where it goes).
+func TestReplyOnlyToRequesterInbox(t *testing.T) {
+	g, c, _ := setup(t)
+	victim := g.twin(t, 3)
+	vc := g.connect(t, victim)
+	var mu sync.Mutex
+	var got []string
+	for _, subj := range []string{InboxPrefix(victim.Public()) + ".>", RequestSubject(3)} {
+		if _, err := vc.Subscribe(subj, func(m *nats.Msg) {
+			mu.Lock()
+			got = append(got, m.Subject)
+			mu.Unlock()
+		}); err != nil {
+			t.Fatal(err)
 		}
-		var re RemoteError
-		if err := json.Unmarshal(r.Payload, &re); err != nil {
-			t.Fatalf("decoding error: %v", err)
+	}
+	if err := vc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, reply := range []string{
+		InboxPrefix(victim.Public()) + ".x",
+		RequestSubject(3),
+		TwinCreateSubject,
+		"$KV.zos_farms.1",
+		InboxPrefix(c.key.Public()), // the sender's prefix without a token
+	} {
+		for _, bad := range []bool{false, true} {
+			_, wire := rawRequest(t, c, 2, "test.echo", echoReq{Msg: "x"}, nil)
+			if bad {
+				wire = []byte("garbage")
+			}
+			if err := c.nc.PublishRequest(RequestSubject(2), reply, wire); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if re.Code != CodeMalformed {
-			t.Errorf("got code %d (%s), want %d", re.Code, re.Message, CodeMalformed)
-		}
+	}
+	// An honest call still works, and proves the earlier ones were handled.
+	if err := c.Call(ctxTimeout(t, 5*time.Second), 2, "test.echo", echoReq{Msg: "ok"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) > 0 {
+		t.Fatalf("the server answered onto the victim's subjects: %v", got)
 	}
 }
 
@@ -365,23 +413,10 @@ func TestWireCarriesNoPlaintext(t *testing.T) {
 		},
 	})
 
-	// A system key sees every subject.
-	spy := g.connect(t, g.system)
-	var mu sync.Mutex
-	var captured []*nats.Msg
-	sub, err := spy.Subscribe(">", func(m *nats.Msg) {
-		mu.Lock()
-		captured = append(captured, m)
-		mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := spy.Flush(); err != nil {
-		t.Fatal(err)
-	}
-
-	c := NewClient(g.connect(t, k1), 1, k1, g.resolver)
+	// Everything the caller sends and receives (the request and the
+	// reply) passes a recording proxy.
+	wire := newCapture(t, g.url)
+	c := NewClient(connectURL(t, wire.url, k1), 1, k1, g.resolver)
 	var got map[string]string
 	if err := c.Call(ctxTimeout(t, 10*time.Second), 2, "test.secret", map[string]string{"key": secretReq}, &got); err != nil {
 		t.Fatalf("Call: %v", err)
@@ -389,27 +424,104 @@ func TestWireCarriesNoPlaintext(t *testing.T) {
 	if got["password"] != secretResp {
 		t.Fatalf("got %v, want the password", got)
 	}
-	if err := spy.Flush(); err != nil {
+	captured := wire.bytes()
+	for _, s := range []string{secretReq, secretResp, "password", "wg-private"} {
+		if bytes.Contains(captured, []byte(s)) {
+			t.Errorf("the wire carries %q in the clear", s)
+		}
+	}
+	sawReq := bytes.Contains(captured, []byte("PUB "+RequestSubject(2)+" "))
+	sawReply := bytes.Contains(captured, []byte("MSG "+InboxPrefix(k1.Public())))
+	if !sawReq || !sawReply {
+		t.Errorf("captured %d bytes (request %v, reply %v), want both the request and the reply", len(captured), sawReq, sawReply)
+	}
+}
+
+// capture is a TCP proxy to a NATS server that records the bytes both
+// ways.
+type capture struct {
+	url string
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func newCapture(t *testing.T, natsURL string) *capture {
+	t.Helper()
+	target := strings.TrimPrefix(natsURL, "nats://")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
-	_ = sub.Unsubscribe()
-
-	mu.Lock()
-	defer mu.Unlock()
-	var sawReq, sawReply bool
-	for _, m := range captured {
-		for _, s := range []string{secretReq, secretResp, "password", "wg-private"} {
-			if bytes.Contains(m.Data, []byte(s)) {
-				t.Errorf("message on %s carries %q in the clear", m.Subject, s)
-			}
+	c := &capture{url: "nats://" + ln.Addr().String()}
+	var wg sync.WaitGroup
+	var conns []net.Conn
+	var connsMu sync.Mutex
+	t.Cleanup(func() {
+		ln.Close()
+		connsMu.Lock()
+		for _, cn := range conns {
+			cn.Close()
 		}
-		sawReq = sawReq || m.Subject == RequestSubject(2)
-		sawReply = sawReply || strings.HasPrefix(m.Subject, InboxPrefix(k1.Public()))
+		connsMu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				return
+			}
+			connsMu.Lock()
+			conns = append(conns, in, out)
+			connsMu.Unlock()
+			pipe := func(dst, src net.Conn) {
+				defer wg.Done()
+				defer dst.Close()
+				b := make([]byte, 32<<10)
+				for {
+					n, err := src.Read(b)
+					if n > 0 {
+						c.mu.Lock()
+						c.buf.Write(b[:n])
+						c.mu.Unlock()
+						if _, werr := dst.Write(b[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}
+			wg.Add(2)
+			go pipe(out, in)
+			go pipe(in, out)
+		}
+	}()
+	return c
+}
+
+func (c *capture) bytes() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]byte(nil), c.buf.Bytes()...)
+}
+
+func connectURL(t *testing.T, url string, key identity.Key) *nats.Conn {
+	t.Helper()
+	nc, err := Connect(url, key)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !sawReq || !sawReply {
-		t.Errorf("captured %d messages (request %v, reply %v), want both the request and the reply", len(captured), sawReq, sawReply)
-	}
+	t.Cleanup(nc.Close)
+	return nc
 }
 
 func TestHangingHandlerDoesNotBlockOthers(t *testing.T) {
@@ -635,19 +747,6 @@ func TestSurvivesNATSRestart(t *testing.T) {
 	port := g.srv.Addr().(*net.TCPAddr).Port
 	g.srv.Shutdown()
 	g.srv.WaitForShutdown()
-	o2 := *g.opts
-	o2.Port = port
-	s2, err := server.NewServer(&o2)
-	if err != nil {
-		t.Fatalf("restarting nats: %v", err)
-	}
-	s2.Start()
-	t.Cleanup(func() {
-		s2.Shutdown()
-		s2.WaitForShutdown()
-	})
-	if !s2.ReadyForConnections(10 * time.Second) {
-		t.Fatal("restarted nats server not ready")
-	}
+	g.start(t, port)
 	callUntilOK("after restart")
 }

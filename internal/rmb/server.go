@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -349,8 +350,35 @@ func (s *Server) reject(req *Envelope, subject string, re *RemoteError) {
 	}
 }
 
-// answer signs and sends a reply to req (nil when not decodable).
+// replyAllowed reports whether a reply to req may go to m.Reply: only to
+// the inbox of the twin the request names as its source (verified when p
+// is known), never to a subject the requester chose elsewhere: a reply
+// subject is the requester's word, and the answer is sent with this
+// twin's rights.
+func (s *Server) replyAllowed(m *nats.Msg, req *Envelope, p *peer) bool {
+	if req == nil {
+		return false
+	}
+	if p == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		var err error
+		if p, err = s.peers.get(ctx, req.Src); err != nil {
+			return false
+		}
+	}
+	return strings.HasPrefix(m.Reply, InboxPrefix(p.pub)+".")
+}
+
+// answer signs and sends a reply to req (nil when not decodable), if the
+// reply subject is the requester's own inbox.
 func (s *Server) answer(m *nats.Msg, req *Envelope, p *peer, kind Kind, body []byte) {
+	if !s.replyAllowed(m, req, p) {
+		if n, ok := s.limiter.allow("reply_refused"); ok {
+			s.log.Info("reply_refused", "reply", m.Reply, "suppressed", n)
+		}
+		return
+	}
 	id, err := newID()
 	if err != nil {
 		s.log.Error("reply_error", "err", err)

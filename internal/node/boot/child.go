@@ -43,7 +43,7 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		err := node.Run(gctx, node.Config{
-			DataDir: cfg.DataDir, Grid: cfg.Grid, FarmID: cfg.Farm, ScanHost: true,
+			DataDir: cfg.DataDir, Grid: cfg.Grid, FarmID: cfg.Farm, FarmToken: cfg.FarmToken, ScanHost: true,
 			ListenIP: cfg.ListenIP, ZDBPort: cfg.ZDBPort,
 			VMKernel: cfg.VMKernel, Vminit: cfg.Vminit, Accel: cfg.Accel,
 			OnRegistered: func(n *node.Node) { registered.Store(n) },

@@ -13,16 +13,20 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/zos-go/zos/internal/registry"
 )
 
 // Run modes (runmode=).
 var runModes = map[string]bool{"dev": true, "qa": true, "test": true, "prod": true}
 
 // Config is what the kernel command line (over the image's baked-in
-// defaults) says.
+// defaults) says. FarmToken (farm_token=) is the farmer's consent that
+// the node joins the farm; without farm=, the token names the farm.
 type Config struct {
-	Farm    uint32
-	Grid    string
+	Farm      uint32
+	FarmToken string
+	Grid      string
 	RunMode string
 	Debug   bool
 }
@@ -34,7 +38,7 @@ const DefaultRunMode = "prod"
 func (c Config) Validate() error {
 	var errs []error
 	if c.Farm == 0 {
-		errs = append(errs, errors.New("no farm: boot with farm=ID (zosctl image build --farm ID)"))
+		errs = append(errs, errors.New("no farm: boot with farm_token=TOKEN (zosctl farm token FARM, then zosctl image build --farm-token TOKEN)"))
 	}
 	if c.Grid == "" {
 		errs = append(errs, errors.New("no grid: boot with grid=nats://HOST:PORT (zosctl image build --grid URL)"))
@@ -76,6 +80,7 @@ func SplitCmdline(s string) []string {
 func ParseCmdline(defaults, cmdline string) (Config, []error) {
 	cfg := Config{RunMode: DefaultRunMode}
 	var errs []error
+	var tokenFarm uint32 // the farm of cfg.FarmToken
 	for _, w := range append(SplitCmdline(defaults), SplitCmdline(cmdline)...) {
 		k, v, hasValue := strings.Cut(w, "=")
 		switch k {
@@ -86,6 +91,18 @@ func ParseCmdline(defaults, cmdline string) (Config, []error) {
 				continue
 			}
 			cfg.Farm = uint32(n)
+			if cfg.FarmToken != "" && tokenFarm != cfg.Farm {
+				errs = append(errs, fmt.Errorf("kernel command line: %s=%d: farm_token of farm %d ignored", k, n, tokenFarm))
+				cfg.FarmToken = ""
+			}
+		case "farm_token":
+			t, err := registry.ParseFarmToken(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("kernel command line: farm_token: %w", err))
+				continue
+			}
+			// A token names its farm: it counts as farm= too.
+			cfg.FarmToken, cfg.Farm, tokenFarm = v, t.FarmID, t.FarmID
 		case "grid":
 			if err := checkGrid(v); err != nil {
 				errs = append(errs, fmt.Errorf("kernel command line: grid=%q: %w", v, err))

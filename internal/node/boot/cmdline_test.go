@@ -6,6 +6,10 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/registry"
 )
 
 func TestSplitCmdline(t *testing.T) {
@@ -17,6 +21,15 @@ func TestSplitCmdline(t *testing.T) {
 }
 
 func TestParseCmdline(t *testing.T) {
+	key, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := registry.NewFarmToken(key, 5, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token5 := tok.String()
 	tests := []struct {
 		name, defaults, cmdline string
 		want                    Config
@@ -31,6 +44,12 @@ func TestParseCmdline(t *testing.T) {
 			Config{Farm: 3, Grid: "nats://a:1", RunMode: "prod"}, 4},
 		{"bad port", "", "grid=nats://a:99999", Config{RunMode: "prod"}, 1},
 		{"several grids", "", "grid=nats://a:1,nats://b:2", Config{Grid: "nats://a:1,nats://b:2", RunMode: "prod"}, 0},
+		{"farm token names the farm", "grid=nats://a:1", "farm_token=" + token5,
+			Config{Farm: 5, FarmToken: token5, Grid: "nats://a:1", RunMode: "prod"}, 0},
+		{"farm token and its farm", "farm=5", "farm_token=" + token5, Config{Farm: 5, FarmToken: token5, RunMode: "prod"}, 0},
+		{"later farm= drops another farm's token", "farm_token=" + token5, "farm=7", Config{Farm: 7, RunMode: "prod"}, 1},
+		{"later token wins over farm=", "farm=7", "farm_token=" + token5, Config{Farm: 5, FarmToken: token5, RunMode: "prod"}, 0},
+		{"bad token is reported, farm kept", "farm=3", "farm_token=zft1_nope", Config{Farm: 3, RunMode: "prod"}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,6 +74,7 @@ func TestConfigValidate(t *testing.T) {
 func FuzzParseCmdline(f *testing.F) {
 	f.Add("farm=1 grid=nats://a:1 runmode=dev zos-debug")
 	f.Add(`grid="nats://x" farm=`)
+	f.Add("farm=2 farm_token=zft1_AAAA farm_token=")
 	f.Fuzz(func(t *testing.T, s string) {
 		cfg, errs := ParseCmdline("", s)
 		if cfg.RunMode == "" {

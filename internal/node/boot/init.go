@@ -381,6 +381,9 @@ func superviseNode(ctx context.Context, cfg InitConfig, st *state, exits <-chan 
 		ip := lease.IP.String()
 		args := []string{cfg.Exe, "init", "node", "--farm", strconv.FormatUint(uint64(bcfg.Farm), 10), "--grid", bcfg.Grid,
 			"--listen", ip, "--data", DataDir, "--status", StatusFile}
+		if bcfg.FarmToken != "" {
+			args = append(args, "--farm-token", bcfg.FarmToken)
+		}
 		if bcfg.Debug {
 			args = append(args, "--debug")
 		}

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/flist"
 	"github.com/zos-go/zos/internal/sys/daemon"
 	"github.com/zos-go/zos/internal/sys/mount"
@@ -21,18 +23,27 @@ type DaemonConfig struct {
 	CacheDir   string // shared block cache
 	CacheSize  int64
 	Mountpoint string
+	// EgressAllow are the prefixes the node's egress policy allows; the
+	// daemon reads the flist's stores through that policy, with the node's
+	// own addresses taken from its interfaces.
+	EgressAllow []netip.Prefix
+}
+
+// daemonPolicy is the egress policy of a daemon.
+func daemonPolicy(allow []netip.Prefix) *egress.Policy {
+	return &egress.Policy{Allow: allow, Own: egress.InterfaceAddrs(30 * time.Second)}
 }
 
 // Serve mounts the flist read-only on cfg.Mountpoint and serves it until ctx
 // ends (SIGTERM) or the mount goes away, then unmounts. It is the body of
 // the daemon process the module starts; blocks come from the flist's
-// routes.
+// routes, read through the node's egress policy (cfg.EgressAllow).
 func Serve(ctx context.Context, cfg DaemonConfig, log *slog.Logger) error {
 	m, err := flist.Open(ctx, cfg.Meta)
 	if err != nil {
 		return err
 	}
-	store, err := flist.NewRouter(m.Routes, flist.StoreOptions{})
+	store, err := flist.NewRouter(m.Routes, flist.StoreOptions{Egress: daemonPolicy(cfg.EgressAllow)})
 	if err != nil {
 		return fmt.Errorf("opening the stores of %s: %w", cfg.Meta, err)
 	}
@@ -127,7 +138,8 @@ func (m *Module) detachAll(dir string) error {
 func (m *Module) startDaemon(ctx context.Context, hash string) (int, error) {
 	dir, logPath := m.roDir(hash), m.logPath(hash)
 	args := []string{"flist", "mount", "--meta", m.flPath(hash), "--cache", m.cfg.CacheDir,
-		"--cache-size", strconv.FormatInt(m.cfg.CacheSize, 10), dir}
+		"--cache-size", strconv.FormatInt(m.cfg.CacheSize, 10)}
+	args = append(append(args, m.egressArgs()...), dir)
 	_ = os.Remove(logPath) // the log holds the current daemon's output only
 	p, err := daemon.Start(m.cfg.Binary, args, logPath)
 	if err != nil {

@@ -13,28 +13,28 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/flist"
 )
 
-// fetch makes sure the flist at src is in Root/fl and returns its content
-// hash. An http(s) URL downloaded before is not fetched again while its file
-// is there; an absolute path is read each time (it is local and may change).
+// fetch makes sure the flist at src, an http(s) URL, is in Root/fl and
+// returns its content hash. A URL downloaded before is not fetched again
+// while its file is there. src comes from a tenant: it is never a path of
+// the node's disk, and it is fetched only from addresses the egress policy
+// allows (loopback, link-local, the node's own and private addresses are
+// refused unless allowed), redirects included.
 func (m *Module) fetch(ctx context.Context, src string) (string, error) {
-	var (
-		data []byte
-		err  error
-	)
-	switch {
-	case filepath.IsAbs(src):
-		data, err = m.readLocal(src)
-	case strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://"):
-		if hash, ok := m.known(src); ok {
-			return hash, nil
-		}
-		data, err = m.download(ctx, src)
-	default:
-		return "", fmt.Errorf("flist %q: want an http(s) URL or an absolute path", src)
+	u, err := url.Parse(src)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("flist %q: want an http(s) URL", src)
 	}
+	if _, err := m.egress.CheckURL(src, "http", "https"); err != nil {
+		return "", fmt.Errorf("flist %s: %w", src, err)
+	}
+	if hash, ok := m.known(src); ok {
+		return hash, nil
+	}
+	data, err := m.download(ctx, src)
 	if err != nil {
 		return "", err
 	}
@@ -43,10 +43,8 @@ func (m *Module) fetch(ctx context.Context, src string) (string, error) {
 	if err := m.store(ctx, src, hash, data); err != nil {
 		return "", err
 	}
-	if !filepath.IsAbs(src) {
-		if err := writeAtomic(m.urlIndex(src), []byte(hash+"\n")); err != nil {
-			return "", fmt.Errorf("flist %s: recording download: %w", src, err)
-		}
+	if err := writeAtomic(m.urlIndex(src), []byte(hash+"\n")); err != nil {
+		return "", fmt.Errorf("flist %s: recording download: %w", src, err)
 	}
 	return hash, nil
 }
@@ -73,20 +71,10 @@ func (m *Module) known(src string) (string, bool) {
 	return hash, true
 }
 
-func (m *Module) readLocal(src string) ([]byte, error) {
-	f, err := os.Open(src)
-	if err != nil {
-		return nil, fmt.Errorf("flist %s: %w", src, err)
-	}
-	defer f.Close()
-	return m.readBounded(src, f)
-}
-
+// download gets src through the egress policy's client. Its errors name
+// src and say what went wrong in our words: the status code of a refusal,
+// never the remote body nor a transport error quoting the answer.
 func (m *Module) download(ctx context.Context, src string) ([]byte, error) {
-	u, err := url.Parse(src)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("flist %q: not a valid URL", src)
-	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.DownloadTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
@@ -95,12 +83,11 @@ func (m *Module) download(ctx context.Context, src string) ([]byte, error) {
 	}
 	resp, err := m.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("downloading flist %s: %w", src, err)
+		return nil, fmt.Errorf("downloading flist %s: %w", src, egress.TransportError(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, fmt.Errorf("downloading flist %s: %s: %s", src, resp.Status, strings.TrimSpace(string(body)))
+		return nil, fmt.Errorf("downloading flist %s: status %d", src, resp.StatusCode)
 	}
 	if resp.ContentLength > m.cfg.MaxFlistSize {
 		return nil, fmt.Errorf("flist %s: %w: %d bytes, at most %d", src, ErrTooLarge, resp.ContentLength, m.cfg.MaxFlistSize)
@@ -117,7 +104,7 @@ func (m *Module) download(ctx context.Context, src string) ([]byte, error) {
 func (m *Module) readBounded(src string, r io.Reader) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(r, m.cfg.MaxFlistSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading flist %s: %w", src, err)
+		return nil, fmt.Errorf("reading flist %s: %w", src, egress.TransportError(err))
 	}
 	if int64(len(data)) > m.cfg.MaxFlistSize {
 		return nil, fmt.Errorf("flist %s: %w: more than %d bytes", src, ErrTooLarge, m.cfg.MaxFlistSize)
@@ -147,7 +134,11 @@ func (m *Module) store(ctx context.Context, src, hash string, data []byte) error
 	if err != nil {
 		return fmt.Errorf("flist %s: writing: %w", src, err)
 	}
-	if _, err := flist.Open(ctx, tmp.Name()); err != nil {
+	meta, err := flist.Open(ctx, tmp.Name())
+	if err != nil {
+		return fmt.Errorf("flist %s: %w", src, err)
+	}
+	if err := m.checkRoutes(meta); err != nil {
 		return fmt.Errorf("flist %s: %w", src, err)
 	}
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
@@ -157,6 +148,22 @@ func (m *Module) store(ctx context.Context, src, hash string, data []byte) error
 		return fmt.Errorf("flist %s: %w", src, err)
 	}
 	return nil
+}
+
+// openStores opens the block stores the flist's routes name, as the
+// egress policy allows: http(s) and zdb stores at allowed addresses, never
+// a dir:// store (the node's disk).
+func (m *Module) openStores(meta *flist.Meta) (*flist.Router, error) {
+	return flist.NewRouter(meta.Routes, flist.StoreOptions{Egress: m.egress})
+}
+
+// checkRoutes refuses a flist whose stores the node may not read.
+func (m *Module) checkRoutes(meta *flist.Meta) error {
+	r, err := m.openStores(meta)
+	if err != nil {
+		return err
+	}
+	return r.Close()
 }
 
 // writeAtomic writes a small file through a temporary file and a rename.

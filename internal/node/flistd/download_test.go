@@ -16,8 +16,7 @@ import (
 func TestFetch(t *testing.T) {
 	ctx := context.Background()
 	h := newHub(t)
-	fl := buildFlist(t, rootfs)
-	url := h.publish(t, "app.fl", fl)
+	url := h.build(t, "app.fl", rootfs)
 	m := newModule(t, filepath.Join(t.TempDir(), "flist"), Config{Binary: "/nonexistent"})
 	hash, err := m.fetch(ctx, url)
 	if err != nil {
@@ -42,9 +41,10 @@ func TestFetch(t *testing.T) {
 	if got := h.count("app.fl"); got != 2 {
 		t.Errorf("hub hit %d times, want 2", got)
 	}
-	// The same content from a path has the same hash.
-	if local, err := m.fetch(ctx, fl); err != nil || local != hash {
-		t.Errorf("fetch of the local file = %s, %v; want %s", local, err, hash)
+	// The same content under another URL has the same hash.
+	copyURL := h.put(t, "copy.fl", h.file("app.fl"))
+	if other, err := m.fetch(ctx, copyURL); err != nil || other != hash {
+		t.Errorf("fetch of a copy = %s, %v; want %s", other, err, hash)
 	}
 	// No temporary file is left.
 	ents, _ := os.ReadDir(filepath.Join(m.cfg.Root, dirFlists))
@@ -57,11 +57,7 @@ func TestFetch(t *testing.T) {
 
 func TestFetchErrors(t *testing.T) {
 	h := newHub(t)
-	fl := buildFlist(t, rootfs)
-	good, err := os.ReadFile(fl)
-	if err != nil {
-		t.Fatal(err)
-	}
+	good := h.file(strings.TrimPrefix(h.build(t, "good.fl", rootfs), h.URL+"/repo/"))
 	garbage := h.put(t, "garbage.fl", []byte("this is not sqlite"))
 	truncated := h.put(t, "truncated.fl", good[:len(good)/2])
 	big := h.put(t, "big.fl", make([]byte, 1<<20+1))
@@ -77,14 +73,15 @@ func TestFetchErrors(t *testing.T) {
 		want      string // in the error
 		is        error
 	}{
-		{"404", h.URL + "/repo/missing.fl", "404", nil},
+		{"404", h.URL + "/repo/missing.fl", "status 404", nil},
 		{"garbage", garbage, "invalid flist", flist.ErrInvalid},
 		{"truncated", truncated, "", nil},
 		{"too large", big, "too large", ErrTooLarge},
 		{"unreachable", dead, "connection refused", nil},
 		{"relative path", "app.fl", "want an http(s) URL", nil},
 		{"ftp", "ftp://host/app.fl", "want an http(s) URL", nil},
-		{"missing file", "/nonexistent/app.fl", "no such file", os.ErrNotExist},
+		{"absolute path", "/nonexistent/app.fl", "want an http(s) URL", nil},
+		{"file url", "file:///etc/passwd", "want an http(s) URL", nil},
 	}
 	m := newModule(t, filepath.Join(t.TempDir(), "flist"), Config{Binary: "/nonexistent", MaxFlistSize: 1 << 20, DownloadTimeout: 5 * time.Second})
 	for _, tt := range tests {

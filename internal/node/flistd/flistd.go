@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/sys/mount"
 )
 
@@ -39,6 +40,12 @@ type Config struct {
 	MaxFlistSize    int64         // largest .fl accepted (DefaultMaxFlistSize when 0)
 	DownloadTimeout time.Duration // one .fl download (DefaultDownloadTimeout when 0)
 	StartTimeout    time.Duration // a daemon has this long to mount (DefaultStartTimeout when 0)
+
+	// Egress decides what the node may contact for a flist a tenant names:
+	// its .fl download (redirects included) and the block stores its
+	// routes name, in the node process and in the daemons. nil is the
+	// zero policy: public addresses only.
+	Egress *egress.Policy
 }
 
 // Validate checks the config.
@@ -71,7 +78,8 @@ type Module struct {
 	cfg    Config
 	log    *slog.Logger
 	mnt    mount.Mounter
-	client *http.Client
+	egress *egress.Policy
+	client *http.Client // through egress
 
 	mu    sync.Mutex             // guards locks
 	locks map[string]*sync.Mutex // one per flist hash: held while its mount changes
@@ -123,10 +131,15 @@ func New(cfg Config, log *slog.Logger) (*Module, error) {
 	if err := os.Chmod(filepath.Join(cfg.Root, dirMounts), 0o755); err != nil {
 		return nil, fmt.Errorf("creating flist directories: %w", err)
 	}
+	policy := cfg.Egress
+	if policy == nil {
+		policy = &egress.Policy{}
+	}
 	return &Module{
 		cfg:    cfg,
 		log:    log.With("component", "flistd"),
-		client: &http.Client{Timeout: cfg.DownloadTimeout},
+		egress: policy,
+		client: policy.Client(cfg.DownloadTimeout),
 		locks:  map[string]*sync.Mutex{},
 	}, nil
 }
@@ -159,6 +172,16 @@ func (m *Module) roDir(hash string) string   { return m.path(dirMounts, hash) }
 func (m *Module) flPath(hash string) string  { return m.path(dirFlists, hash+".fl") }
 func (m *Module) pidPath(hash string) string { return m.path(dirRun, hash+".pid") }
 func (m *Module) logPath(hash string) string { return m.path(dirRun, hash+".log") }
+
+// egressArgs passes the policy's allowed prefixes to a daemon (which
+// finds the node's own addresses itself).
+func (m *Module) egressArgs() []string {
+	var out []string
+	for _, p := range m.egress.Allow {
+		out = append(out, "--egress-allow", p.String())
+	}
+	return out
+}
 
 // MountRO downloads (or reuses) the flist at url and returns its read-only
 // mount point, shared by every user of the same flist content, and the

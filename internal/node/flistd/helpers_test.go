@@ -2,9 +2,12 @@ package flistd
 
 import (
 	"context"
+	"encoding/hex"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/flist"
 	"github.com/zos-go/zos/internal/sys/daemon"
 	"github.com/zos-go/zos/internal/sys/mount"
@@ -32,9 +36,15 @@ func testLog(t testing.TB) *slog.Logger {
 // starting with "->" makes a symlink to the rest.
 type tree map[string]string
 
-// buildFlist writes tr into a directory and builds it into a .fl file whose
-// blocks live in a dir store of the test.
+// buildFlist builds tr into a flist on a hub of its own (newHub) and
+// returns its URL, the only kind of flist the module takes.
 func buildFlist(t testing.TB, tr tree) string {
+	t.Helper()
+	return newHub(t).build(t, "test.fl", tr)
+}
+
+// writeTree writes tr under a new directory and returns it.
+func writeTree(t testing.TB, tr tree) string {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), "src")
 	for p, c := range tr {
@@ -57,40 +67,88 @@ func buildFlist(t testing.TB, tr tree) string {
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	store, err := flist.NewDirStore(filepath.Join(t.TempDir(), "blocks"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
+	return src
+}
+
+// routedStore keeps blocks in a directory but names itself by the URL
+// its blocks are served at, which the flist records as its route.
+type routedStore struct {
+	*flist.DirStore
+	url string
+}
+
+func (s routedStore) URL() string { return s.url }
+
+// buildMeta builds tr into flist metadata whose blocks go to store.
+func buildMeta(t testing.TB, tr tree, store flist.Store) *flist.Meta {
+	t.Helper()
 	b := flist.NewBuilder(store, flist.BuildConfig{}, testLog(t))
-	if err := flist.AddSource(ctx, b, src); err != nil {
+	if err := flist.AddSource(context.Background(), b, writeTree(t, tr)); err != nil {
 		t.Fatalf("building flist: %v", err)
 	}
 	m, err := b.Finish()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(t.TempDir(), "test.fl")
-	if err := flist.Write(ctx, out, m); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return m
 }
 
-// hub serves files under /name like zgrid --hub serves flists, counting
-// requests per path.
+// writeMeta writes m as a .fl file and returns its bytes.
+func writeMeta(t testing.TB, m *flist.Meta) []byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "test.fl")
+	if err := flist.Write(context.Background(), out, m); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// hub serves flists under /repo/NAME and their blocks under
+// /api/v1/blocks/ID, as zgrid --hub does, counting requests per path.
 type hub struct {
 	*httptest.Server
-	mu    sync.Mutex // guards files
-	files map[string][]byte
-	hits  sync.Map // path -> *atomic.Int64
+	blocks *flist.DirStore
+	mu     sync.Mutex // guards files
+	files  map[string][]byte
+	hits   sync.Map // path -> *atomic.Int64
 }
 
 func newHub(t testing.TB) *hub {
-	h := &hub{files: map[string][]byte{}}
-	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newHubOn(t, ln)
+}
+
+// newHubOn serves the hub on ln.
+func newHubOn(t testing.TB, ln net.Listener) *hub {
+	t.Helper()
+	blocks, err := flist.NewDirStore(filepath.Join(t.TempDir(), "blocks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hub{files: map[string][]byte{}, blocks: blocks}
+	h.Server = &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := h.hits.LoadOrStore(r.URL.Path, new(atomic.Int64))
 		n.(*atomic.Int64).Add(1)
+		if id, ok := strings.CutPrefix(r.URL.Path, "/api/v1/blocks/"); ok {
+			var key [flist.HashSize]byte
+			if b, err := hex.DecodeString(id); err == nil && len(b) == len(key) {
+				copy(key[:], b)
+				if data, err := h.blocks.Get(r.Context(), key); err == nil {
+					w.Write(data)
+					return
+				}
+			}
+			http.NotFound(w, r)
+			return
+		}
 		h.mu.Lock()
 		data, ok := h.files[r.URL.Path]
 		h.mu.Unlock()
@@ -99,12 +157,21 @@ func newHub(t testing.TB) *hub {
 			return
 		}
 		w.Write(data)
-	}))
+	})}}
+	h.Start()
 	t.Cleanup(h.Close)
 	return h
 }
 
-// put publishes a file (the .fl at path, or raw bytes) and returns its URL.
+// build builds tr into a flist whose blocks this hub serves, publishes it
+// as name and returns its URL.
+func (h *hub) build(t testing.TB, name string, tr tree) string {
+	t.Helper()
+	m := buildMeta(t, tr, routedStore{h.blocks, h.URL})
+	return h.put(t, name, writeMeta(t, m))
+}
+
+// put publishes raw bytes as name and returns its URL.
 func (h *hub) put(t testing.TB, name string, data []byte) string {
 	h.mu.Lock()
 	h.files["/repo/"+name] = data
@@ -112,12 +179,11 @@ func (h *hub) put(t testing.TB, name string, data []byte) string {
 	return h.URL + "/repo/" + name
 }
 
-func (h *hub) publish(t testing.TB, name, flPath string) string {
-	data, err := os.ReadFile(flPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h.put(t, name, data)
+// file returns what is published as name.
+func (h *hub) file(name string) []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.files["/repo/"+name]
 }
 
 func (h *hub) count(name string) int64 {
@@ -229,9 +295,24 @@ func readPidFile(p string) int {
 	return pid
 }
 
+// loopback lets a module reach the tests' hubs on 127.0.0.1, as the
+// tests' nodes are configured (--egress-allow loopback).
+var loopback = func() []netip.Prefix {
+	p, err := egress.ParseAllow([]string{"loopback"})
+	if err != nil {
+		panic(err)
+	}
+	return p
+}()
+
+// newModule makes a module over root; without cfg.Egress its policy
+// allows loopback.
 func newModule(t testing.TB, root string, cfg Config) *Module {
 	t.Helper()
 	cfg.Root = root
+	if cfg.Egress == nil {
+		cfg.Egress = &egress.Policy{Allow: loopback}
+	}
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = filepath.Join(filepath.Dir(root), "cache")
 	}

@@ -56,8 +56,15 @@ func (m *Module) Inspect(ctx context.Context, url string) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("flist %s: %w", url, err)
 	}
+	// The routes are checked even when nothing is read here: the daemon
+	// reads the same stores.
+	store, err := m.openStores(meta)
+	if err != nil {
+		return Info{}, fmt.Errorf("flist %s: %w", url, err)
+	}
+	defer store.Close()
 	if startup != nil {
-		data, err := readFile(ctx, meta, startup, maxStartupSize)
+		data, err := readFile(ctx, store, startup, maxStartupSize)
 		if err != nil {
 			return Info{}, fmt.Errorf("flist %s: reading %s: %w", url, pathStartup, err)
 		}
@@ -187,18 +194,13 @@ func child(meta *flist.Meta, dir *flist.Inode, name string) *flist.Inode {
 
 // readFile reads a small regular file of the flist from its stores; every
 // block is checked.
-func readFile(ctx context.Context, meta *flist.Meta, in *flist.Inode, max int) ([]byte, error) {
+func readFile(ctx context.Context, store flist.Store, in *flist.Inode, max int) ([]byte, error) {
 	if in.Size > uint64(max) {
 		return nil, fmt.Errorf("%d bytes, at most %d", in.Size, max)
 	}
 	if in.Size == 0 {
 		return nil, nil
 	}
-	store, err := flist.NewRouter(meta.Routes, flist.StoreOptions{})
-	if err != nil {
-		return nil, err
-	}
-	defer store.Close()
 	out := make([]byte, 0, in.Size)
 	for _, ref := range in.Blocks {
 		data, err := store.Get(ctx, ref.ID)

@@ -40,7 +40,7 @@ func TestMountROShared(t *testing.T) {
 	ctx := context.Background()
 	root := newRoot(t)
 	h := newHub(t)
-	url := h.publish(t, "app.fl", buildFlist(t, rootfs))
+	url := h.build(t, "app.fl", rootfs)
 	m := newModule(t, root, Config{Binary: zosBinary(t)})
 
 	// Concurrent callers share one daemon.
@@ -63,12 +63,8 @@ func TestMountROShared(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The same content under a local path is the same mount.
-	local := filepath.Join(t.TempDir(), "copy.fl")
-	if err := os.WriteFile(local, []byte(h.files["/repo/app.fl"]), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dir2, hash2, err := m.MountRO(ctx, local)
+	// The same content under another URL is the same mount.
+	dir2, hash2, err := m.MountRO(ctx, h.put(t, "copy.fl", h.file("app.fl")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +181,7 @@ func TestRestart(t *testing.T) {
 	ctx := context.Background()
 	root := newRoot(t)
 	h := newHub(t)
-	url := h.publish(t, "app.fl", buildFlist(t, rootfs))
+	url := h.build(t, "app.fl", rootfs)
 	base := filepath.Dir(root)
 	rw, target := filepath.Join(base, "vol"), filepath.Join(base, "vm/root")
 

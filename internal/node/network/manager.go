@@ -9,7 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sort"
+	"slices"
 	"sync"
 
 	"github.com/zos-go/zos/internal/gridtypes"
@@ -17,7 +17,10 @@ import (
 )
 
 // Kernel applies namespaces, links, addresses, routes, sysctls and
-// nftables rulesets; ns "" is the node manager's own namespace.
+// nftables rulesets; ns "" is the node manager's own namespace. Every link
+// it makes is for tenants and has no IPv6 (turned off before the link
+// first comes up: no address, no router advertisement accepted); for a
+// veth that is the end made in ns.
 type Kernel interface {
 	CreateNS(name string) error
 	DeleteNS(name string) error
@@ -26,8 +29,12 @@ type Kernel interface {
 	// AddTap makes a persistent tap enslaved to bridge master (an existing
 	// one is enslaved again).
 	AddTap(ns, name, master string) error
-	// DefaultDev is the link of ns's default route ("" when none).
-	DefaultDev(ns string) (string, error)
+	// DisableIPv6 turns IPv6 off on link ("all" and "default": every
+	// link of ns, present and future).
+	DisableIPv6(ns, link string) error
+	// DefaultRoute is the link and gateway of ns's IPv4 default route
+	// ("" and an invalid address when none).
+	DefaultRoute(ns string) (string, netip.Addr, error)
 	AddAddr(ns, link string, p netip.Prefix) error
 	SetUp(ns, link string) error
 	AddRoute(ns string, r Route) error
@@ -67,8 +74,18 @@ type Config struct {
 	// manager enables forwarding and NAT there and gives every resource a
 	// public link. Without it (a node sharing the host's namespace),
 	// resources only reach each other over WireGuard: the host's
-	// forwarding and firewall are never touched.
+	// forwarding is never touched, and its firewall only gets the node's
+	// input filter, which concerns the node's tenant links alone.
 	Uplink bool
+	// TenantPorts are the TCP ports of NodeNS that tenants (VMs and
+	// network resources) may connect to: the services meant for them,
+	// such as the 0-db port and the gateway's front. Every other new
+	// connection from a tenant link to the node is dropped.
+	TenantPorts []uint16
+	// ReservedPorts are the node's own ports (0-db, the gateway's front,
+	// whatever else it listens on): no network may take one as its
+	// WireGuard port, nor one below MinListenPort.
+	ReservedPorts []uint16
 }
 
 // Manager provisions `network` workloads (network resources).
@@ -99,19 +116,38 @@ func NewManager(cfg Config, k Kernel, wg WireGuard, log *slog.Logger) *Manager {
 }
 
 // Start removes what an earlier run that did not stop cleanly left (the
-// engine provisions live resources again), then enables forwarding and
-// NAT in the node namespace (with an uplink).
+// engine provisions live resources again), installs the filter of what
+// tenants send to the node, then (with an uplink) enables forwarding and
+// NAT in the node namespace, the farm's router being the gateway of its
+// default route then.
 func (m *Manager) Start() error {
 	if err := m.removeLeftovers(); err != nil {
 		return err
 	}
+	if err := m.k.Nft(m.cfg.NodeNS, InputRuleset(m.inputTable(), m.cfg.TenantPorts)); err != nil {
+		return fmt.Errorf("installing the node's input filter: %w", err)
+	}
 	if !m.cfg.Uplink {
 		return nil
+	}
+	_, router, err := m.k.DefaultRoute(m.cfg.NodeNS)
+	if err != nil {
+		return err
 	}
 	if err := m.k.Sysctl(m.cfg.NodeNS, "net/ipv4/ip_forward", "1"); err != nil {
 		return err
 	}
-	return m.k.Nft(m.cfg.NodeNS, NodeRuleset())
+	return m.k.Nft(m.cfg.NodeNS, NodeRuleset(router))
+}
+
+// inputTable is the name of the node's input filter table: several nodes
+// may share the host's namespace, each with its prefix.
+func (m *Manager) inputTable() string {
+	if m.cfg.Prefix == "" {
+		return "zos-in"
+	}
+	h := sha256.Sum256([]byte(m.cfg.Prefix))
+	return fmt.Sprintf("zos-in-%x", h[:4])
 }
 
 // Close stops every WireGuard device and removes every resource's kernel
@@ -128,6 +164,8 @@ func (m *Manager) Close() error {
 	if m.cfg.Uplink {
 		errs = append(errs, m.k.Nft(m.cfg.NodeNS, "table inet zos-nr\ndelete table inet zos-nr\n"))
 	}
+	t := m.inputTable()
+	errs = append(errs, m.k.Nft(m.cfg.NodeNS, fmt.Sprintf("table inet %[1]s\ndelete table inet %[1]s\n", t)))
 	return errors.Join(errs...)
 }
 
@@ -212,9 +250,15 @@ func (m *Manager) Deprovision(ctx context.Context, wl *provision.Workload) error
 	return m.teardown(cur.r.Names, cur.dev)
 }
 
-// checkPort refuses a port another resource of this node listens on.
+// checkPort refuses a port of the node itself or one another resource
+// of this node listens on (Plan refuses those below MinListenPort).
 // Caller holds mu.
 func (m *Manager) checkPort(id string, port uint16) error {
+	for _, p := range m.cfg.ReservedPorts {
+		if p == port {
+			return fmt.Errorf("wireguard_listen_port: %d is used by the node itself", port)
+		}
+	}
 	for other, r := range m.res {
 		if other != id && r.r.ListenPort == port {
 			return fmt.Errorf("wireguard_listen_port: %d is taken by another network on this node", port)
@@ -281,6 +325,9 @@ func (m *Manager) apply(r Resource) (Device, error) {
 	nn, node := r.Names, m.cfg.NodeNS
 	steps := []func() error{
 		func() error { return m.k.CreateNS(nn.NS) },
+		// No IPv6 in the resource: its links face the tenant's VMs.
+		func() error { return m.k.DisableIPv6(nn.NS, "default") },
+		func() error { return m.k.DisableIPv6(nn.NS, "all") },
 		func() error { return m.k.SetUp(nn.NS, "lo") },
 		func() error { return m.k.Sysctl(nn.NS, "net/ipv4/ip_forward", "1") },
 		func() error { return m.k.Nft(nn.NS, r.Ruleset) },
@@ -342,7 +389,8 @@ func (m *Manager) teardown(nn Names, dev Device) error {
 	return errors.Join(errs...)
 }
 
-// WGPorts returns the WireGuard ports taken on this node, sorted.
+// WGPorts returns the WireGuard ports taken on this node, sorted: those
+// of its networks and its own reserved ports (from MinListenPort up).
 func (m *Manager) WGPorts() []uint16 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -350,7 +398,12 @@ func (m *Manager) WGPorts() []uint16 {
 	for _, r := range m.res {
 		ports = append(ports, r.r.ListenPort)
 	}
-	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+	for _, p := range m.cfg.ReservedPorts {
+		if p >= MinListenPort && !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
+	}
+	slices.Sort(ports)
 	return ports
 }
 
@@ -423,6 +476,9 @@ func (m *Manager) Attach(twin uint32, name, tap string) (Attachment, error) {
 	if !ok {
 		return Attachment{}, fmt.Errorf("network %q has no resource on this node (deploy the network workload first)", name)
 	}
+	if !IsTenantLink(tap) {
+		return Attachment{}, fmt.Errorf("tap %q: a VM's tap must be named as a tenant link (%v) for the node's firewall", tap, TenantLinks)
+	}
 	a := Attachment{NS: m.cfg.NodeNS, Bridge: r.r.Names.Bridge, Gateway: r.r.Gateway, ResourceNS: r.r.Names.NS, Range: r.r.Range}
 	if err := m.k.AddTap(m.cfg.NodeNS, tap, a.Bridge); err != nil {
 		return Attachment{}, err
@@ -441,7 +497,10 @@ func (m *Manager) AttachPublic(tap string, ip netip.Addr) error {
 	if !m.cfg.Uplink {
 		return errors.New("this node has no public uplink of its own (hosted in the host's namespace): VMs cannot get public IPs here")
 	}
-	uplink, err := m.k.DefaultDev(m.cfg.NodeNS)
+	if !IsTenantLink(tap) {
+		return fmt.Errorf("tap %q: a VM's tap must be named as a tenant link (%v) for the node's firewall", tap, TenantLinks)
+	}
+	uplink, _, err := m.k.DefaultRoute(m.cfg.NodeNS)
 	if err != nil {
 		return err
 	}

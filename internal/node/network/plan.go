@@ -12,6 +12,7 @@ import (
 	"encoding/base32"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/zos-go/zos/internal/gridtypes"
@@ -26,6 +27,9 @@ var (
 	// WGRange holds the WireGuard addresses of a network.
 	WGRange = netip.MustParsePrefix("100.64.0.0/16")
 )
+
+// MinListenPort is the lowest WireGuard port a network may take.
+const MinListenPort = 1024
 
 // PublicIface is the name of a resource's link towards the node.
 const PublicIface = "public"
@@ -136,6 +140,9 @@ func Plan(prefix, netID string, n *gridtypes.Network, public netip.Addr) (Resour
 	if n.WGListenPort == 0 {
 		return Resource{}, fmt.Errorf("wireguard_listen_port: must be set")
 	}
+	if n.WGListenPort < MinListenPort {
+		return Resource{}, fmt.Errorf("wireguard_listen_port: %d is below %d: ports below it are the system's (the node's DHCP client listens on 68)", n.WGListenPort, MinListenPort)
+	}
 	key, err := ParseKey(n.WGPrivateKey)
 	if err != nil {
 		return Resource{}, fmt.Errorf("wireguard_private_key: %w", err)
@@ -221,24 +228,121 @@ table inet zos {
 	return b.String()
 }
 
-// NodeRuleset is the firewall of the node's routing namespace: resources
-// reach the uplink masqueraded, cannot reach each other, and are not
-// reachable from outside unless answering.
-func NodeRuleset() string {
-	return `table inet zos-nr
+// NodeRuleset is the forwarding firewall and NAT of the node's routing
+// namespace (with an uplink): resources reach the uplink masqueraded,
+// cannot reach each other, and are not reachable from outside unless
+// answering. What tenants send through the node (see TenantForward)
+// reaches the internet only: never the ranges in NonPublic, nor router
+// (the farm's router, the uplink's gateway, when valid), which stays a
+// next hop only. Frames a bridge passes between a resource and its VMs
+// (they cross this hook when the kernel has br_netfilter) are the
+// tenant's own link and pass.
+func NodeRuleset(router netip.Addr) string {
+	blocked := make([]string, 0, len(NonPublic)+1)
+	for _, p := range NonPublic {
+		blocked = append(blocked, p.String())
+	}
+	if router.IsValid() && router.Is4() {
+		blocked = append(blocked, router.String())
+	}
+	return fmt.Sprintf(`table inet zos-nr
 delete table inet zos-nr
 table inet zos-nr {
 	chain forward {
 		type filter hook forward priority filter; policy accept;
+		iifname "b-*" oifname "b-*" accept
 		ip saddr 100.127.0.0/16 ip daddr 100.127.0.0/16 drop
+		iifname %[1]s jump tenant
 		ct state established,related accept
 		ip daddr 100.127.0.0/16 drop
 		ip saddr 100.127.0.0/16 tcp dport { 25, 465, 587 } reject with tcp reset
+	}
+	chain tenant {
+		meta nfproto ipv6 drop
+		ct state established,related accept
+		iifname { "b-*", "l-*", "t-*" } drop
+		ip daddr { %[2]s } drop
 	}
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		ip saddr 100.127.0.0/16 ip daddr != 100.127.0.0/16 masquerade fully-random
 	}
 }
-`
+`, tenantSet(), strings.Join(blocked, ", "))
+}
+
+// TenantLinks are the name prefixes of the links the node makes in its
+// namespace for tenants: resources' bridges (b-) and the veths on them
+// (l-), resources' public links (u-), VMs' private taps (t-, the
+// zmachine manager's names) and public taps (p-, PublicTap). The node's
+// firewall treats whatever arrives on them as a tenant's.
+var TenantLinks = []string{"b-", "l-", "u-", "t-", "p-"}
+
+// IsTenantLink reports whether name is a tenant link (see TenantLinks).
+func IsTenantLink(name string) bool {
+	for _, p := range TenantLinks {
+		if strings.HasPrefix(name, p) && len(name) > len(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// tenantSet is TenantLinks as an nft set of interface name wildcards.
+func tenantSet() string {
+	s := make([]string, len(TenantLinks))
+	for i, p := range TenantLinks {
+		s[i] = `"` + p + `*"`
+	}
+	return "{ " + strings.Join(s, ", ") + " }"
+}
+
+// NonPublic are the IPv4 ranges tenants may not reach through the node:
+// "this network", private (RFC 1918), shared (RFC 6598: it holds the
+// resources' own links), loopback, link-local (cloud metadata services),
+// IETF assignments, benchmarking, multicast and reserved. What the
+// internet cannot reach, a tenant cannot reach from the node either; the
+// LAN of most farms lies in them.
+var NonPublic = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("224.0.0.0/4"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+}
+
+// InputRuleset is the filter, in the node namespace, of what tenants send
+// to the node itself (nftables table table): from tenant links nothing
+// over IPv6 (router advertisements, redirects and neighbour discovery
+// included), and over IPv4 only answers to the node's own connections and
+// new TCP connections to ports, the services meant for tenants.
+func InputRuleset(table string, ports []uint16) string {
+	allow := ""
+	if len(ports) > 0 {
+		ps := make([]string, len(ports))
+		for i, p := range ports {
+			ps[i] = strconv.Itoa(int(p))
+		}
+		allow = "\n\t\ttcp dport { " + strings.Join(ps, ", ") + " } accept"
+	}
+	return fmt.Sprintf(`table inet %[1]s
+delete table inet %[1]s
+table inet %[1]s {
+	chain input {
+		type filter hook input priority filter; policy accept;
+		iifname %[2]s jump tenant
+	}
+	chain tenant {
+		meta nfproto ipv6 drop
+		ct state established,related accept%[3]s
+		drop
+	}
+}
+`, table, tenantSet(), allow)
 }

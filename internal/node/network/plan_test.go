@@ -3,14 +3,62 @@ package network
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/zos-go/zos/internal/gridtypes"
 )
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata")
+
+// golden compares got with testdata/name (rewritten with -update).
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("%s: got\n%s\nwant\n%s", name, got, want)
+	}
+}
+
+// TestRulesets: the node's firewalls, whole (goldens).
+func TestRulesets(t *testing.T) {
+	golden(t, "node.nft", NodeRuleset(netip.MustParseAddr("192.0.2.1")))
+	golden(t, "node-no-router.nft", NodeRuleset(netip.Addr{}))
+	golden(t, "input.nft", InputRuleset("zos-in", []uint16{443, 9900}))
+	golden(t, "input-no-ports.nft", InputRuleset("zos-in-0a1b2c3d", nil))
+}
+
+func TestIsTenantLink(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		want bool
+	}{
+		{"b-75Ei7YpXX7mqy", true}, {"l-abc", true}, {"u-abc", true}, {"t-abc", true}, {"p-abc", true},
+		{"t-", false}, {"eth0", false}, {"br-1234", false}, {"tap0", false}, {"", false},
+	} {
+		if got := IsTenantLink(tt.name); got != tt.want {
+			t.Errorf("IsTenantLink(%q): got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
 
 func TestWGAddress(t *testing.T) {
 	for _, tt := range []struct{ subnet, want string }{
@@ -94,6 +142,8 @@ func TestPlanBadInput(t *testing.T) {
 	}{
 		{"bad key", func(n *gridtypes.Network) { n.WGPrivateKey = "nope" }, "wireguard_private_key"},
 		{"no port", func(n *gridtypes.Network) { n.WGListenPort = 0 }, "wireguard_listen_port"},
+		{"DHCP client's port", func(n *gridtypes.Network) { n.WGListenPort = 68 }, "wireguard_listen_port: 68 is below 1024"},
+		{"system port", func(n *gridtypes.Network) { n.WGListenPort = 1023 }, "below 1024"},
 		{"subnet outside range", func(n *gridtypes.Network) { n.Subnet = ipnet("10.21.2.0/24") }, "not inside"},
 		{"peer bad key", func(n *gridtypes.Network) {
 			n.Peers = []gridtypes.Peer{{Subnet: ipnet("10.20.3.0/24"), WGPublicKey: "AAAA", AllowedIPs: []gridtypes.IPNet{ipnet("10.20.3.0/24")}}}
@@ -119,7 +169,8 @@ func TestPlanBadInput(t *testing.T) {
 // fakeKernel records what would have happened as lines.
 type fakeKernel struct {
 	lines []string
-	fail  string // a line prefix that fails
+	fail  string            // a line prefix that fails
+	nft   map[string]string // last ruleset by "[ns] first line"
 }
 
 func (f *fakeKernel) do(format string, a ...any) error {
@@ -134,12 +185,20 @@ func (f *fakeKernel) CreateNS(n string) error      { return f.do("netns add %s",
 func (f *fakeKernel) DeleteNS(n string) error      { return f.do("netns del %s", n) }
 func (f *fakeKernel) AddBridge(ns, n string) error { return f.do("[%s] bridge %s", ns, n) }
 func (f *fakeKernel) AddTap(ns, n, m string) error { return f.do("[%s] tap %s master %s", ns, n, m) }
-func (f *fakeKernel) DefaultDev(ns string) (string, error) {
-	return "uplink", f.do("[%s] default dev", ns)
+func (f *fakeKernel) DefaultRoute(ns string) (string, netip.Addr, error) {
+	return "uplink", netip.MustParseAddr("192.0.2.1"), f.do("[%s] default route", ns)
 }
+func (f *fakeKernel) DisableIPv6(ns, l string) error    { return f.do("[%s] no ipv6 %s", ns, l) }
 func (f *fakeKernel) SetUp(ns, l string) error          { return f.do("[%s] up %s", ns, l) }
 func (f *fakeKernel) DeleteLink(ns, n string) error     { return f.do("[%s] del %s", ns, n) }
-func (f *fakeKernel) Nft(ns, r string) error            { return f.do("[%s] nft %d bytes", ns, len(r)) }
+func (f *fakeKernel) Nft(ns, r string) error {
+	first, _, _ := strings.Cut(r, "\n")
+	if f.nft == nil {
+		f.nft = map[string]string{}
+	}
+	f.nft["["+ns+"] "+first] = r
+	return f.do("[%s] nft %s", ns, first)
+}
 func (f *fakeKernel) AddRoute(ns string, r Route) error { return f.do("[%s] route %s", ns, r) }
 func (f *fakeKernel) ListNS(p string) ([]string, error) { return nil, f.do("netns list %s", p) }
 func (f *fakeKernel) Links(ns, p string) ([]string, error) {
@@ -185,6 +244,8 @@ func TestManagerLines(t *testing.T) {
 	got := strings.Join(k.lines, "\n")
 	for _, want := range []string{
 		"netns add n-" + id,
+		"[n-" + id + "] no ipv6 default",
+		"[n-" + id + "] no ipv6 all",
 		"[n-" + id + "] sysctl net/ipv4/ip_forward=1",
 		"[node] veth l-" + id + " master=b-" + id + " peer [n-" + id + "] n-" + id,
 		"[n-" + id + "] addr n-" + id + " 10.20.2.1/24",
@@ -209,6 +270,55 @@ func TestManagerLines(t *testing.T) {
 	}
 	if len(m2.WGPorts()) != 0 {
 		t.Errorf("failed resource still holds its port")
+	}
+}
+
+// TestManagerStart: the node namespace gets the input filter (in every
+// mode: the tenant ports open, nothing else), and with an uplink
+// forwarding and the forward filter naming the farm's router; Close
+// removes both.
+func TestManagerStart(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+		want []string
+	}{
+		{"uplink", Config{NodeNS: "node", Uplink: true, TenantPorts: []uint16{9900}}, []string{
+			"netns list n-", "[node] links l-", "[node] links u-", "[node] links b-",
+			"[node] nft table inet zos-in",
+			"[node] default route",
+			"[node] sysctl net/ipv4/ip_forward=1",
+			"[node] nft table inet zos-nr",
+		}},
+		{"host namespace", Config{Prefix: "n1-", TenantPorts: []uint16{9900}}, []string{
+			"netns list n1-n-",
+			"[] nft table inet zos-in-e6c2f3f9",
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			k := &fakeKernel{}
+			m := NewManager(tt.cfg, k, fakeWG{k}, testLog(t))
+			if err := m.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := strings.Join(k.lines, "\n"), strings.Join(tt.want, "\n"); got != want {
+				t.Errorf("start:\ngot\n%s\nwant\n%s", got, want)
+			}
+			in := k.nft["["+tt.cfg.NodeNS+"] table inet "+m.inputTable()]
+			if in != InputRuleset(m.inputTable(), []uint16{9900}) {
+				t.Errorf("input filter: got\n%s", in)
+			}
+			if tt.cfg.Uplink && k.nft["[node] table inet zos-nr"] != NodeRuleset(netip.MustParseAddr("192.0.2.1")) {
+				t.Errorf("forward filter: got\n%s", k.nft["[node] table inet zos-nr"])
+			}
+			k.lines = nil
+			if err := m.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(k.lines, "\n"); !strings.Contains(got, "nft table inet "+m.inputTable()) {
+				t.Errorf("close: got\n%s\nwant the input filter removed", got)
+			}
+		})
 	}
 }
 

@@ -25,19 +25,24 @@ func (SysKernel) CreateNS(name string) error { return netns.Create(name) }
 // DeleteNS implements Kernel.
 func (SysKernel) DeleteNS(name string) error { return netns.Delete(name) }
 
-// AddBridge implements Kernel.
-func (SysKernel) AddBridge(ns, name string) error { return rtnl.AddBridge(ns, name) }
+// AddBridge implements Kernel: the bridge has no IPv6.
+func (SysKernel) AddBridge(ns, name string) error { return rtnl.AddBridge(ns, name, rtnl.NoIPv6()) }
 
-// AddVeth implements Kernel.
+// AddVeth implements Kernel: the end in ns has no IPv6.
 func (SysKernel) AddVeth(ns, name, master, peerNS, peer string) error {
-	return rtnl.AddVeth(ns, name, master, peerNS, peer)
+	return rtnl.AddVeth(ns, name, master, peerNS, peer, rtnl.NoIPv6())
 }
 
-// DefaultDev implements Kernel.
-func (SysKernel) DefaultDev(ns string) (string, error) { return rtnl.DefaultRouteDev(ns) }
+// DefaultRoute implements Kernel.
+func (SysKernel) DefaultRoute(ns string) (string, netip.Addr, error) { return rtnl.DefaultRoute(ns) }
 
-// AddTap implements Kernel.
-func (SysKernel) AddTap(ns, name, master string) error { return rtnl.AddTap(ns, name, master) }
+// AddTap implements Kernel: the tap has no IPv6.
+func (SysKernel) AddTap(ns, name, master string) error {
+	return rtnl.AddTap(ns, name, master, rtnl.NoIPv6())
+}
+
+// DisableIPv6 implements Kernel.
+func (SysKernel) DisableIPv6(ns, link string) error { return rtnl.DisableIPv6(ns, link) }
 
 // AddAddr implements Kernel.
 func (SysKernel) AddAddr(ns, link string, p netip.Prefix) error { return rtnl.AddAddr(ns, link, p) }

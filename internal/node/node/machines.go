@@ -81,7 +81,8 @@ func (n *Node) startMachines(ctx context.Context, cache string, log *slog.Logger
 	if len(adopted) > 0 {
 		log.Info("vms_adopted", "count", len(adopted))
 	}
-	fl, err := flistd.New(flistd.Config{Root: filepath.Join(cache, "flist"), CacheDir: filepath.Join(cache, "flist-cache"), CacheSize: 2 << 30}, log.With("component", "flist"))
+	fl, err := flistd.New(flistd.Config{Root: filepath.Join(cache, "flist"), CacheDir: filepath.Join(cache, "flist-cache"), CacheSize: 2 << 30,
+		Egress: n.egress}, log.With("component", "flist"))
 	if err != nil {
 		return nil, err
 	}

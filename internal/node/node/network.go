@@ -2,13 +2,16 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"sync"
+	"time"
 
+	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/node/api"
+	"github.com/zos-go/zos/internal/node/network"
 	"github.com/zos-go/zos/internal/node/network/gateway"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/sys/rtnl"
@@ -54,21 +57,30 @@ func (n *Node) Interfaces() (map[string][]string, error) {
 
 // gateway makes the gateway proxy and its manager when the node is a
 // gateway (nil, nil otherwise); the proxy serves once the node runs.
+// Certificates come from ACME, one account per twin, or are self-signed;
+// backends are checked against the node's egress policy, its addresses
+// and its LAN (see gateway.BackendPolicy).
 func (n *Node) gateway(cache string, log *slog.Logger) (*gateway.Proxy, *gateway.Manager) {
 	if n.cfg.GatewayListen == "" {
 		return nil, nil
 	}
 	log = log.With("module", "gateway")
-	var p *gateway.Proxy
+	var certs gateway.Certs
 	if n.cfg.ACMEDirectory != "" {
-		var certs func(*tls.ClientHelloInfo) (*tls.Certificate, error)
-		p = gateway.New(func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return certs(h) }, log)
-		certs = gateway.ACME(n.cfg.ACMEDirectory, filepath.Join(cache, "acme"), "", p)
+		certs = gateway.NewACME(gateway.ACMEConfig{Directory: n.cfg.ACMEDirectory, CacheDir: filepath.Join(cache, "acme")}, log)
 	} else {
 		log.Warn("gateway_self_signed")
-		p = gateway.New((&gateway.SelfSigned{}).GetCertificate, log)
+		certs = &gateway.SelfSigned{}
 	}
-	return p, gateway.NewManager(p, gatewayRegistry{n}, n.network, n.ownIPs)
+	p := gateway.New(gateway.Config{}, certs, log)
+	addrs := n.gatewayAddrs(time.Second)
+	policy := gateway.BackendPolicy{
+		Egress:     egress.Policy{Allow: n.egress.Allow, Own: func() []netip.Addr { own, _ := addrs(); return own }},
+		FarmLAN:    func() []netip.Prefix { _, lan := addrs(); return lan },
+		NodeRanges: []netip.Prefix{network.PublicRange},
+		NS:         n.cfg.NetNS,
+	}
+	return p, gateway.NewManager(policy, p, gatewayRegistry{n}, n.network)
 }
 
 // gatewayRegistry reads name contracts and the node's domain.
@@ -98,18 +110,43 @@ func (g gatewayRegistry) Domain(ctx context.Context) (string, error) {
 	return rec.PublicConfig.Domain, nil
 }
 
-// ownIPs are the node's addresses, which gateway backends may not use.
-func (n *Node) ownIPs() []netip.Addr {
-	var out []netip.Addr
-	if a, err := netip.ParseAddr(n.cfg.ListenIP); err == nil {
-		out = append(out, a)
-	}
-	if addrs, err := rtnl.Addrs(n.cfg.NetNS); err == nil {
+// gatewayAddrs returns the node's own addresses (ListenIP, those of its
+// namespace and of the process's) and its LAN (the prefixes of its
+// namespace's addresses), listed again when older than ttl: gateway
+// backends are checked on every dial.
+func (n *Node) gatewayAddrs(ttl time.Duration) func() ([]netip.Addr, []netip.Prefix) {
+	var (
+		mu  sync.Mutex // guards own, lan, at
+		own []netip.Addr
+		lan []netip.Prefix
+		at  time.Time
+	)
+	return func() ([]netip.Addr, []netip.Prefix) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !at.IsZero() && time.Since(at) < ttl {
+			return own, lan
+		}
+		addrs, err := rtnl.Addrs(n.cfg.NetNS)
+		if err != nil && !at.IsZero() {
+			return own, lan // a failed listing keeps the previous one
+		}
+		own, lan = nil, nil
+		if a, err := netip.ParseAddr(n.cfg.ListenIP); err == nil {
+			own = append(own, a)
+		}
 		for _, ps := range addrs {
 			for _, p := range ps {
-				out = append(out, p.Addr())
+				own = append(own, p.Addr())
+				lan = append(lan, p.Masked())
 			}
 		}
+		if n.egress.Own != nil {
+			own = append(own, n.egress.Own()...)
+		}
+		if err == nil {
+			at = time.Now()
+		}
+		return own, lan
 	}
-	return out
 }

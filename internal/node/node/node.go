@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -24,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/node/api"
@@ -45,8 +47,11 @@ type Config struct {
 	DataDir string
 	// Grid is the NATS URL (or comma-separated URLs) of the grid.
 	Grid string
-	// FarmID is the farm the node registers under.
-	FarmID uint32
+	// FarmID is the farm the node registers under; FarmToken the farmer's
+	// consent (zosctl farm token), needed to join or move to the farm, not
+	// to register again in it. Without FarmID, the token's farm.
+	FarmID    uint32
+	FarmToken string
 	// Disks are the hosted-mode loop-backed disks.
 	Disks []storage.HostedDisk
 	// ScanHost claims the machine's free disks (real nodes only).
@@ -83,6 +88,12 @@ type Config struct {
 	// node runs no VMs. Vminit is the guest init ("" = vminit next to
 	// the zos binary). Accel is auto, kvm or tcg.
 	VMKernel, Vminit, Accel string
+	// EgressAllow are prefixes the node contacts on a tenant's behalf
+	// (flist downloads and their stores, zlogs outputs) although they are
+	// loopback, link-local or private addresses (a test hub on loopback,
+	// a private farm's LAN). Without them only public addresses are, and
+	// never the node's own.
+	EgressAllow []netip.Prefix
 	// OnRegistered, when set, is called once the node is registered, with
 	// the node for read-only status (zos init's console).
 	OnRegistered func(*Node)
@@ -96,8 +107,20 @@ func (c *Config) Validate() error {
 	if c.Grid == "" {
 		return errors.New("grid URL is required")
 	}
+	if c.FarmToken != "" {
+		t, err := registry.ParseFarmToken(c.FarmToken)
+		if err != nil {
+			return fmt.Errorf("farm token: %w", err)
+		}
+		if c.FarmID == 0 {
+			c.FarmID = t.FarmID
+		}
+		if c.FarmID != t.FarmID {
+			return fmt.Errorf("farm token is for farm %d, not farm %d", t.FarmID, c.FarmID)
+		}
+	}
 	if c.FarmID == 0 {
-		return errors.New("farm id is required")
+		return errors.New("farm id or farm token is required")
 	}
 	if c.ListenIP == "" {
 		c.ListenIP = "127.0.0.1"
@@ -126,6 +149,7 @@ type Node struct {
 	log *slog.Logger
 
 	storage *storage.Module
+	egress  *egress.Policy // what the node contacts for tenants
 	network *network.Manager
 	vms     *machines
 	engine  *provision.Engine
@@ -218,6 +242,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	n := &Node{cfg: cfg, log: log, modules: map[string]string{}, usedWake: make(chan struct{}, 1)}
+	n.egress = &egress.Policy{Allow: cfg.EgressAllow, Own: egress.InterfaceAddrs(30 * time.Second)}
 	info, err := sysinfo.Read()
 	if err != nil {
 		return err
@@ -298,7 +323,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// A node owns its namespace's forwarding and firewall when it runs in
 	// a namespace of its own (--netns) or owns the machine (a booted node,
 	// or --scan-host): resources are NATed there.
-	n.network = network.NewManager(network.Config{Prefix: cfg.Prefix, NodeNS: cfg.NetNS, Uplink: cfg.NetNS != "" || cfg.ScanHost},
+	n.network = network.NewManager(network.Config{Prefix: cfg.Prefix, NodeNS: cfg.NetNS, Uplink: cfg.NetNS != "" || cfg.ScanHost,
+		TenantPorts: cfg.ownPorts(), ReservedPorts: cfg.ownPorts()},
 		network.SysKernel{}, network.SysWireGuard{Log: netlog}, netlog)
 	if err := n.network.Start(); err != nil {
 		ln.Close()
@@ -326,7 +352,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		gridtypes.NetworkType:  n.network,
 		gridtypes.PublicIPType: network.NewPublicIPManager(cfg.NetNS, network.SysKernel{}, n.grid, netlog),
 	}
-	zlogs := primitives.NewZLogsManager(primitives.ZLogsConfig{}, n, n.network.Dialer, log.With("component", "zlogs"))
+	zlogs := primitives.NewZLogsManager(primitives.ZLogsConfig{Egress: n.egress}, n, n.network.Dialer, log.With("component", "zlogs"))
 	defer zlogs.Close()
 	managers[gridtypes.ZLogsType] = zlogs
 	if n.vms != nil {
@@ -445,6 +471,7 @@ func resources(c gridtypes.Capacity) registry.Resources {
 func (n *Node) register(ctx context.Context) error {
 	node, err := n.grid.RegisterNode(ctx, registry.NodeRegistration{
 		FarmID:      n.cfg.FarmID,
+		FarmToken:   n.cfg.FarmToken,
 		Total:       resources(n.Total()),
 		Reserved:    resources(n.Reserved()),
 		Interfaces:  interfaces(n.cfg.ListenIP),

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"math/bits"
 	"path/filepath"
 	"sync"
 
@@ -18,6 +20,9 @@ import (
 type ZDBDevices interface {
 	DeviceAllocate(size uint64) (storage.Device, error)
 	Devices() ([]storage.Device, error)
+	// DeviceFree is how many bytes can really still be written into a
+	// device.
+	DeviceFree(id string) (uint64, error)
 	Pools() []storage.PoolInfo
 }
 
@@ -89,31 +94,55 @@ func (m *ZDBManager) open(d storage.Device) (*zdb.Store, error) {
 
 // find returns the store that holds namespace name.
 func (m *ZDBManager) find(name string) (*zdb.Store, bool) {
+	s, _, ok := m.findDevice(name)
+	return s, ok
+}
+
+// findDevice returns the store that holds namespace name and the id of
+// its device.
+func (m *ZDBManager) findDevice(name string) (*zdb.Store, string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, s := range m.stores {
+	for id, s := range m.stores {
 		if _, err := s.Namespace(name); err == nil {
-			return s, true
+			return s, id, true
 		}
 	}
-	return nil, false
+	return nil, "", false
+}
+
+// claims sums what the namespaces of a store may hold (their sizes) and
+// what they may still write (their sizes less their data), saturating.
+func claims(s *zdb.Store) (claimed, unwritten uint64) {
+	nss, err := s.Namespaces()
+	if err != nil {
+		return math.MaxUint64, math.MaxUint64
+	}
+	for _, ns := range nss {
+		claimed = satAdd(claimed, ns.MaxSize)
+		if ns.MaxSize > ns.DataSize {
+			unwritten = satAdd(unwritten, ns.MaxSize-ns.DataSize)
+		}
+	}
+	return claimed, unwritten
 }
 
 // free returns how many bytes of a store's device its namespaces have not
 // claimed.
 func free(s *zdb.Store, size uint64) uint64 {
-	nss, err := s.Namespaces()
-	if err != nil {
+	claimed, _ := claims(s)
+	if claimed >= size {
 		return 0
 	}
-	var used uint64
-	for _, ns := range nss {
-		used += ns.MaxSize
+	return size - claimed
+}
+
+// satAdd is a+b, or the largest uint64 when that overflows.
+func satAdd(a, b uint64) uint64 {
+	if s, carry := bits.Add64(a, b, 0); carry == 0 {
+		return s
 	}
-	if used >= size {
-		return 0
-	}
-	return size - used
+	return math.MaxUint64
 }
 
 // pick returns a store with room for size bytes, allocating the device of an
@@ -130,7 +159,7 @@ func (m *ZDBManager) pick(size uint64) (*zdb.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		if f := free(s, d.Size); f >= size && f > bestFree {
+		if f := free(s, d.Size); f >= size && f > bestFree && fitsReally(s, size) {
 			best, bestFree = s, f
 		}
 	}
@@ -159,7 +188,23 @@ func (m *ZDBManager) pick(size uint64) (*zdb.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return m.open(d)
+	s, err := m.open(d)
+	if err != nil {
+		return nil, err
+	}
+	if !fitsReally(s, size) {
+		return nil, fmt.Errorf("%w: zdb device %s has %d bytes really free, not %d for a zdb namespace", storage.ErrNoSpace, d.ID, s.DiskFree(), size)
+	}
+	return s, nil
+}
+
+// fitsReally reports whether a new namespace of size bytes fits what the
+// file system of store s really has free next to what its namespaces may
+// still write. It asks statfs only (placing a namespace is frequent); a
+// growth asks storage for the device's full account (room).
+func fitsReally(s *zdb.Store, size uint64) bool {
+	_, unwritten := claims(s)
+	return satAdd(unwritten, size) <= s.DiskFree()
 }
 
 func (m *ZDBManager) result(name string) gridtypes.ZDBResult {
@@ -177,6 +222,9 @@ func (m *ZDBManager) Provision(_ context.Context, wl *provision.Workload) (any, 
 	if err != nil {
 		return nil, err
 	}
+	if data.Size == 0 {
+		return nil, errUnlimited
+	}
 	name := string(wl.ID)
 	m.place.Lock()
 	defer m.place.Unlock()
@@ -193,14 +241,27 @@ func (m *ZDBManager) Provision(_ context.Context, wl *provision.Workload) (any, 
 	return m.result(name), nil
 }
 
-// Update changes size, password and public; a mode change is refused.
+// errUnlimited refuses a namespace of size 0, which 0-db reads as
+// unlimited: it could fill the device that other tenants share.
+var errUnlimited = errors.New("a zdb namespace needs a size (0 would be unlimited)")
+
+// Update changes size, password and public. A mode change and a shrink
+// (the namespace may hold more than the new size, as the original) are
+// refused, and so is a growth the namespace's device cannot hold: the
+// device is shared by every namespace on it, so the sizes of all of them
+// must fit its size, and what they may still write must fit what is
+// really free on it. A refused update leaves the namespace as it was.
 func (m *ZDBManager) Update(_ context.Context, wl *provision.Workload) (any, error) {
 	data, err := provision.Data[*gridtypes.ZDB](wl)
 	if err != nil {
 		return nil, err
 	}
 	name := string(wl.ID)
-	s, ok := m.find(name)
+	// Growing and placing new namespaces take the same lock: two of them
+	// must not both count the same free bytes.
+	m.place.Lock()
+	defer m.place.Unlock()
+	s, dev, ok := m.findDevice(name)
 	if !ok {
 		return nil, fmt.Errorf("namespace %s not found", name)
 	}
@@ -211,10 +272,50 @@ func (m *ZDBManager) Update(_ context.Context, wl *provision.Workload) (any, err
 	if string(info.Mode) != data.Mode {
 		return nil, provision.Unchanged(fmt.Errorf("the mode of a zdb namespace cannot change (%s to %s)", info.Mode, data.Mode))
 	}
+	switch {
+	case data.Size == 0:
+		return nil, provision.Unchanged(errUnlimited)
+	case data.Size < info.MaxSize:
+		return nil, provision.Unchanged(fmt.Errorf("a zdb namespace cannot shrink (from %d to %d bytes)", info.MaxSize, data.Size))
+	case data.Size > info.MaxSize:
+		if err := m.room(s, dev, data.Size-info.MaxSize); err != nil {
+			return nil, provision.Unchanged(fmt.Errorf("growing namespace %s from %d to %d bytes: %w", name, info.MaxSize, data.Size, err))
+		}
+	}
 	if err := s.NamespaceUpdate(name, options(data)); err != nil {
 		return nil, provision.Unchanged(fmt.Errorf("updating namespace %s: %w", name, err))
 	}
 	return m.result(name), nil
+}
+
+// room checks that the namespaces of store s on device dev can grow by
+// grow bytes: against the device's size (what its namespaces claim) and
+// against what is really free on it (what they may still write).
+func (m *ZDBManager) room(s *zdb.Store, dev string, grow uint64) error {
+	devs, err := m.storage.Devices()
+	if err != nil {
+		return err
+	}
+	var size uint64
+	for _, d := range devs {
+		if d.ID == dev {
+			size = d.Size
+		}
+	}
+	claimed, unwritten := claims(s)
+	if f := free(s, size); grow > f {
+		return fmt.Errorf("%w: %d more bytes wanted, the namespaces of zdb device %s claim %d of its %d bytes",
+			storage.ErrNoSpace, grow, dev, claimed, size)
+	}
+	avail, err := m.storage.DeviceFree(dev)
+	if err != nil {
+		return err
+	}
+	if need := satAdd(unwritten, grow); need > avail {
+		return fmt.Errorf("%w: %d more bytes wanted, zdb device %s has %d bytes really free and its namespaces may still write %d",
+			storage.ErrNoSpace, grow, dev, avail, unwritten)
+	}
+	return nil
 }
 
 // Deprovision deletes the namespace and its data.

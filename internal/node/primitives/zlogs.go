@@ -7,10 +7,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/net/websocket"
 
+	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/consolelog"
 	"github.com/zos-go/zos/internal/node/provision"
@@ -42,6 +43,12 @@ type ZLogsConfig struct {
 	MinBackoff time.Duration // first wait after a failed connection (1s)
 	MaxBackoff time.Duration // longest wait between connection attempts (1m)
 	Timeout    time.Duration // for dialing and for each write to the output (10s)
+	// Egress is the node's policy; an output is refused at an address it
+	// refuses (nil: the zero policy), except private addresses that are not
+	// the node's own: the output is dialled inside the tenant's network,
+	// where they are the tenant's network (what that network may reach
+	// beyond is the network firewall's call).
+	Egress *egress.Policy
 }
 
 func (c *ZLogsConfig) defaults() {
@@ -57,6 +64,44 @@ func (c *ZLogsConfig) defaults() {
 	if c.Timeout <= 0 {
 		c.Timeout = 10 * time.Second
 	}
+	if c.Egress == nil {
+		c.Egress = &egress.Policy{}
+	}
+}
+
+// checkAddr tells whether a zlogs output may be at a: what the node's
+// policy allows, and private addresses other than the node's own.
+func (c *ZLogsConfig) checkAddr(a netip.Addr) error {
+	a = a.Unmap()
+	if egress.Classify(a) == egress.ClassPrivate && !c.own(a) {
+		return nil
+	}
+	return c.Egress.Check(a)
+}
+
+func (c *ZLogsConfig) own(a netip.Addr) bool {
+	if c.Egress.Own == nil {
+		return false
+	}
+	for _, o := range c.Egress.Own() {
+		if o.Unmap() == a {
+			return true
+		}
+	}
+	return false
+}
+
+// checkHost refuses an output host that is a literal address checkAddr
+// refuses, or a loopback name; other names are checked once resolved.
+func (c *ZLogsConfig) checkHost(host string) error {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return c.checkAddr(a)
+	}
+	h := strings.TrimSuffix(strings.ToLower(host), ".")
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return fmt.Errorf("%w: %s is a loopback name", egress.ErrDenied, host)
+	}
+	return nil
 }
 
 // ZLogsManager provisions zlogs workloads: one goroutine per workload
@@ -66,11 +111,21 @@ func (c *ZLogsConfig) defaults() {
 // machine's network. A lost or unreachable output is retried with backoff;
 // while it is down the log is not read, so what was written meanwhile is
 // sent once it is back (unless the node rotated it away).
+//
+// The output is the tenant's: its address must pass the egress rule
+// (ZLogsConfig.Egress), and what it answers is read with bounds: a redis
+// reply is one line of at most maxReplyLine bytes (a status, an integer or
+// an error, all AUTH and PUBLISH can answer), a websocket handshake answer
+// at most maxHandshake bytes within Timeout. A hostile output costs a
+// failed connection and a retry, never the node.
 type ZLogsManager struct {
 	cfg    ZLogsConfig
 	logs   ConsoleLogs
 	dialer DialerLookup
 	log    *slog.Logger
+	// lookup resolves output host names (the system resolver; tests
+	// replace it).
+	lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)
 
 	mu      sync.Mutex // guards streams and closed
 	streams map[gridtypes.WorkloadID]*streamer
@@ -90,7 +145,8 @@ func NewZLogsManager(cfg ZLogsConfig, logs ConsoleLogs, dialer DialerLookup, log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &ZLogsManager{cfg: cfg, logs: logs, dialer: dialer, log: log.With("component", "zlogs"), streams: map[gridtypes.WorkloadID]*streamer{}}
+	return &ZLogsManager{cfg: cfg, logs: logs, dialer: dialer, log: log.With("component", "zlogs"),
+		lookup: net.DefaultResolver.LookupNetIP, streams: map[gridtypes.WorkloadID]*streamer{}}
 }
 
 // Close stops every streamer and waits for them; later provisions fail.
@@ -113,7 +169,7 @@ type zlogsTarget struct {
 	output  *url.URL
 }
 
-func zlogsTargetOf(wl *provision.Workload) (zlogsTarget, error) {
+func (m *ZLogsManager) targetOf(wl *provision.Workload) (zlogsTarget, error) {
 	d, err := wl.WorkloadData()
 	if err != nil {
 		return zlogsTarget{}, err
@@ -125,6 +181,9 @@ func zlogsTargetOf(wl *provision.Workload) (zlogsTarget, error) {
 	u, err := parseOutput(z.Output)
 	if err != nil {
 		return zlogsTarget{}, err
+	}
+	if err := m.cfg.checkHost(u.Hostname()); err != nil {
+		return zlogsTarget{}, fmt.Errorf("output %s: %w", u.Redacted(), err)
 	}
 	vm := wl.Deployment.Get(z.ZMachine)
 	vd, err := vm.WorkloadData()
@@ -175,7 +234,7 @@ func parseOutput(s string) (*url.URL, error) {
 // A streamer already running with the same target is kept; one with
 // another target is replaced.
 func (m *ZLogsManager) Provision(_ context.Context, wl *provision.Workload) (any, error) {
-	t, err := zlogsTargetOf(wl)
+	t, err := m.targetOf(wl)
 	if err != nil {
 		return nil, err
 	}
@@ -378,7 +437,10 @@ type output interface {
 	Close() error
 }
 
-// connect dials the output from inside the machine's network.
+// connect dials the output from inside the machine's network, at an
+// address the egress rule allows: the host is resolved here and only
+// the allowed addresses it resolves to are dialled, so a name cannot lead
+// where a literal address may not.
 func (s *streamer) connect(ctx context.Context) (output, error) {
 	dial, err := s.m.dialer(s.target.twin, s.target.network)
 	if err != nil {
@@ -389,12 +451,24 @@ func (s *streamer) connect(ctx context.Context) (output, error) {
 	if port == "" {
 		port = map[string]string{"redis": "6379", "ws": "80", "wss": "443"}[u.Scheme]
 	}
-	addr := net.JoinHostPort(u.Hostname(), port)
 	dctx, cancel := context.WithTimeout(ctx, s.m.cfg.Timeout)
 	defer cancel()
-	conn, err := dial(dctx, "tcp", addr)
+	addrs, err := s.resolve(dctx, u.Hostname())
 	if err != nil {
-		return nil, fmt.Errorf("dialing %s: %w", addr, err)
+		return nil, err
+	}
+	var conn net.Conn
+	for _, a := range addrs {
+		addr := net.JoinHostPort(a.String(), port)
+		c, derr := dial(dctx, "tcp", addr)
+		if derr == nil {
+			conn = c
+			break
+		}
+		err = errors.Join(err, fmt.Errorf("dialing %s: %w", addr, derr))
+	}
+	if conn == nil {
+		return nil, err
 	}
 	// Closing the connection unblocks a write when the streamer stops.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -413,6 +487,38 @@ func (s *streamer) connect(ctx context.Context) (output, error) {
 	return closer{out, stop}, nil
 }
 
+// resolve returns the addresses of host the egress rule allows, or an
+// error naming why none is.
+func (s *streamer) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+	if err := s.m.cfg.checkHost(host); err != nil {
+		return nil, err
+	}
+	var all []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil {
+		all = []netip.Addr{a}
+	} else {
+		if all, err = s.m.lookup(ctx, "ip", host); err != nil {
+			return nil, fmt.Errorf("resolving %s: %w", host, err)
+		}
+	}
+	var ok []netip.Addr
+	var denied error
+	for _, a := range all {
+		if err := s.m.cfg.checkAddr(a); err != nil {
+			denied = errors.Join(denied, err)
+			continue
+		}
+		ok = append(ok, a.Unmap())
+	}
+	if len(ok) == 0 {
+		if denied == nil {
+			denied = fmt.Errorf("%s has no address", host)
+		}
+		return nil, fmt.Errorf("output %s: %w", host, denied)
+	}
+	return ok, nil
+}
+
 type closer struct {
 	output
 	stop func() bool
@@ -429,7 +535,7 @@ type redisOutput struct {
 }
 
 func newRedisOutput(conn net.Conn, u *url.URL, timeout time.Duration) (*redisOutput, error) {
-	o := &redisOutput{conn: conn, r: bufio.NewReader(conn), channel: strings.TrimPrefix(u.Path, "/"), timeout: timeout}
+	o := &redisOutput{conn: conn, r: bufio.NewReaderSize(conn, maxReplyLine), channel: strings.TrimPrefix(u.Path, "/"), timeout: timeout}
 	if pass, ok := u.User.Password(); ok {
 		args := [][]byte{[]byte("AUTH"), []byte(pass)}
 		if user := u.User.Username(); user != "" {
@@ -457,7 +563,7 @@ func (o *redisOutput) do(cmds [][][]byte) error {
 		return err
 	}
 	for range cmds {
-		if _, err := readReply(o.r); err != nil {
+		if err := readReply(o.r); err != nil {
 			return err
 		}
 	}
@@ -489,57 +595,39 @@ type redisError string
 
 func (e redisError) Error() string { return "redis: " + string(e) }
 
-// maxBulk bounds the bulk strings and arrays readReply accepts.
-const maxBulk = 64 << 20
+// maxReplyLine bounds a reply line; the output's buffer holds one.
+const maxReplyLine = 4 << 10
 
-// readReply reads one RESP2 reply: a string, an integer, nil, a []byte or
-// an []any; an error reply is returned as a redisError.
-func readReply(r *bufio.Reader) (any, error) {
-	line, err := r.ReadString('\n')
+// readReply reads the reply of one command the streamer sends: AUTH
+// answers a status, PUBLISH an integer, either may answer an error
+// (returned as a redisError). Those are single lines: any other reply (a
+// bulk string, an array, a RESP3 type), a line longer than maxReplyLine
+// or one not ending in CRLF is a protocol error, so what the server sends
+// costs a bounded buffer and no recursion.
+func readReply(r *bufio.Reader) error {
+	line, err := r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		return fmt.Errorf("redis reply line longer than %d bytes", maxReplyLine)
+	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return nil, fmt.Errorf("malformed redis reply %q", line)
+		return errors.New("malformed redis reply")
 	}
-	kind, body := line[0], line[1:len(line)-2]
-	switch kind {
+	body := string(line[1 : len(line)-2])
+	switch line[0] {
 	case '+':
-		return body, nil
+		return nil
 	case '-':
-		return nil, redisError(body)
+		return redisError(strings.ToValidUTF8(body, "?"))
 	case ':':
-		return strconv.ParseInt(body, 10, 64)
-	case '$':
-		n, err := strconv.Atoi(body)
-		if err != nil || n < -1 || n > maxBulk {
-			return nil, fmt.Errorf("malformed redis bulk length %q", body)
+		if _, err := strconv.ParseInt(body, 10, 64); err != nil {
+			return errors.New("malformed redis integer reply")
 		}
-		if n == -1 {
-			return nil, nil
-		}
-		b := make([]byte, n+2)
-		if _, err := io.ReadFull(r, b); err != nil {
-			return nil, err
-		}
-		return b[:n], nil
-	case '*':
-		n, err := strconv.Atoi(body)
-		if err != nil || n < -1 || n > maxBulk {
-			return nil, fmt.Errorf("malformed redis array length %q", body)
-		}
-		if n == -1 {
-			return nil, nil
-		}
-		a := make([]any, n)
-		for i := range a {
-			if a[i], err = readReply(r); err != nil {
-				return nil, err
-			}
-		}
-		return a, nil
+		return nil
 	}
-	return nil, fmt.Errorf("malformed redis reply %q", line)
+	return fmt.Errorf("unexpected redis reply of type %q", line[0])
 }
 
 // wsOutput sends one text message a line.
@@ -566,14 +654,49 @@ func newWSOutput(conn net.Conn, u *url.URL, timeout time.Duration) (*wsOutput, e
 	if err != nil {
 		return nil, err
 	}
+	// The handshake answer is read within the timeout and maxHandshake
+	// bytes: headers sent for ever, slowly or fast, end it.
 	conn.SetDeadline(time.Now().Add(timeout))
-	ws, err := websocket.NewClient(cfg, rwc)
+	lc := &limitedConn{Conn: rwc, left: maxHandshake}
+	ws, err := websocket.NewClient(cfg, lc)
 	if err != nil {
 		return nil, fmt.Errorf("websocket handshake with %s: %w", u.Redacted(), err)
 	}
+	lc.unlimit()
 	conn.SetDeadline(time.Time{})
 	return &wsOutput{ws: ws, timeout: timeout}, nil
 }
+
+// maxHandshake bounds the websocket handshake answer (status line and
+// headers).
+const maxHandshake = 16 << 10
+
+// errHandshakeTooLarge ends a handshake answer over maxHandshake.
+var errHandshakeTooLarge = fmt.Errorf("handshake answer over %d bytes", maxHandshake)
+
+// limitedConn fails reads past a number of bytes until unlimit. Only the
+// streamer's goroutine reads.
+type limitedConn struct {
+	net.Conn
+	left int // bytes Read may still return; -1: no limit
+}
+
+func (c *limitedConn) Read(p []byte) (int, error) {
+	if c.left < 0 {
+		return c.Conn.Read(p)
+	}
+	if c.left == 0 {
+		return 0, errHandshakeTooLarge
+	}
+	if len(p) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.Conn.Read(p)
+	c.left -= n
+	return n, err
+}
+
+func (c *limitedConn) unlimit() { c.left = -1 }
 
 func (o *wsOutput) send(lines [][]byte) error {
 	for _, l := range lines {

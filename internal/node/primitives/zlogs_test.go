@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -19,6 +20,7 @@ import (
 
 	"golang.org/x/net/websocket"
 
+	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/testutil"
@@ -120,17 +122,17 @@ func subscribe(t *testing.T, port int, password, channel string) <-chan string {
 		t.Fatal(err)
 	}
 	r := bufio.NewReader(c)
-	if v, err := readReply(r); err != nil || v != "OK" {
+	if v, err := readAnyReply(r); err != nil || v != "OK" {
 		t.Fatalf("AUTH: %v %v", v, err)
 	}
-	if v, err := readReply(r); err != nil {
+	if v, err := readAnyReply(r); err != nil {
 		t.Fatalf("SUBSCRIBE: %v %v", v, err)
 	}
 	ch := make(chan string, 10000)
 	go func() {
 		defer close(ch)
 		for {
-			v, err := readReply(r)
+			v, err := readAnyReply(r)
 			if err != nil {
 				return
 			}
@@ -142,6 +144,48 @@ func subscribe(t *testing.T, port int, password, channel string) <-chan string {
 		}
 	}()
 	return ch
+}
+
+// readAnyReply reads one RESP2 reply from a server the test trusts (the
+// subscriber's side): a string, an integer, nil, a []byte or an []any.
+func readAnyReply(r *bufio.Reader) (any, error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	if len(line) < 3 {
+		return nil, fmt.Errorf("malformed reply %q", line)
+	}
+	kind, body := line[0], line[1:len(line)-2]
+	switch kind {
+	case '+':
+		return body, nil
+	case '-':
+		return nil, fmt.Errorf("redis: %s", body)
+	case ':':
+		return strconv.ParseInt(body, 10, 64)
+	case '$':
+		n, err := strconv.Atoi(body)
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		b := make([]byte, n+2)
+		_, err = io.ReadFull(r, b)
+		return b[:n], err
+	case '*':
+		n, err := strconv.Atoi(body)
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		a := make([]any, n)
+		for i := range a {
+			if a[i], err = readAnyReply(r); err != nil {
+				return nil, err
+			}
+		}
+		return a, nil
+	}
+	return nil, fmt.Errorf("malformed reply %q", line)
 }
 
 // expect reads want from ch in order, failing on anything else.
@@ -228,11 +272,22 @@ func zlogsWorkload(contract uint64, name, output string) *provision.Workload {
 	return &provision.Workload{Workload: d.Workloads[1], ID: gridtypes.NewWorkloadID(7, contract, name), Deployment: d}
 }
 
+var loopback = must(egress.ParseAllow([]string{"loopback"}))
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
 func newTestZLogs(t *testing.T) (*ZLogsManager, string, *loopbackDialer) {
 	t.Helper()
 	dir := t.TempDir()
 	dialer := &loopbackDialer{}
-	m := NewZLogsManager(ZLogsConfig{Poll: 20 * time.Millisecond, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Timeout: 2 * time.Second},
+	// The test's outputs are on loopback: the node's policy allows it.
+	m := NewZLogsManager(ZLogsConfig{Poll: 20 * time.Millisecond, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Timeout: 2 * time.Second,
+		Egress: &egress.Policy{Allow: loopback}},
 		dirConsoleLogs{dir}, dialer.lookup, nil)
 	t.Cleanup(m.Close)
 	return m, dir, dialer

@@ -307,9 +307,9 @@ func (m *ZMachineManager) spec(ctx context.Context, wl *provision.Workload, data
 
 	if info.Kernel != "" {
 		// The flist's own kernel: the entrypoint is its init.
-		s.Boot = vm.Boot{Mode: vm.BootKernel, Kernel: filepath.Join(target, info.Kernel)}
-		if info.Initrd != "" {
-			s.Boot.Initrd = filepath.Join(target, info.Initrd)
+		if s.Boot, err = m.bootFiles(ctx, data.FList, info, vol); err != nil {
+			undo()
+			return vm.Spec{}, err
 		}
 		s.Guest.Entrypoint = []string{"/sbin/init"}
 		if data.Entrypoint != "" {
@@ -327,6 +327,26 @@ func (m *ZMachineManager) spec(ctx context.Context, wl *provision.Workload, data
 		return vm.Spec{}, err
 	}
 	return s, nil
+}
+
+// bootFiles copies a kernel-mode VM's kernel and initrd out of the
+// flist's read-only layer (never the overlay: the guest writes its root
+// and would swap /boot/initrd.img for a link to a host file before a
+// restart) into boot/ of the root volume, next to the overlay's upper
+// and work directories where the guest cannot reach, counted in the VM's
+// root size. QEMU reads only these copies; they are taken again at every
+// provision (a node restart), so the flist's kernel is the one that
+// boots, whatever the guest did to its /boot.
+func (m *ZMachineManager) bootFiles(ctx context.Context, url string, info flistd.Info, vol storage.Volume) (vm.Boot, error) {
+	ro, _, err := m.Flists.MountRO(ctx, url)
+	if err != nil {
+		return vm.Boot{}, fmt.Errorf("mounting flist %s: %w", url, err)
+	}
+	b, err := vm.CopyBootFiles(ro, info.Kernel, info.Initrd, filepath.Join(vol.Path, "boot"))
+	if err != nil {
+		return vm.Boot{}, fmt.Errorf("flist %s: %w", url, err)
+	}
+	return b, nil
 }
 
 // fullVM prepares a VM that boots the flist's /image.raw from its first

@@ -1,6 +1,10 @@
 package primitives
 
 import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -12,7 +16,9 @@ import (
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/flistd"
+	"github.com/zos-go/zos/internal/node/network"
 	"github.com/zos-go/zos/internal/node/provision"
+	"github.com/zos-go/zos/internal/node/storage"
 	"github.com/zos-go/zos/internal/node/vm"
 )
 
@@ -160,5 +166,166 @@ func TestClaimIP(t *testing.T) {
 	m.releaseIPs(a)
 	if err := m.claimIP(wl(1, 4, "d"), "net", ip); err != nil {
 		t.Errorf("after the first VM went: %v", err)
+	}
+}
+
+// zmFlists is a flist module over directories: the read-only layer is
+// ro; MountOverlay shows the guest's view in the target (what the guest
+// left in its root: overlay).
+type zmFlists struct {
+	info    flistd.Info
+	ro      string
+	overlay map[string]string // path in the root -> symlink target
+}
+
+func (f *zmFlists) Inspect(context.Context, string) (flistd.Info, error) { return f.info, nil }
+func (f *zmFlists) MountOverlay(_ context.Context, _, _, target string) error {
+	for p, to := range f.overlay {
+		full := filepath.Join(target, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return err
+		}
+		os.Remove(full)
+		if err := os.Symlink(to, full); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+func (f *zmFlists) Unmount(string) error                                    { return nil }
+func (f *zmFlists) MountRO(context.Context, string) (string, string, error) { return f.ro, "hash", nil }
+func (f *zmFlists) GC() error                                               { return nil }
+
+// zmVolumes keeps volumes as directories under dir.
+type zmVolumes struct{ dir string }
+
+func (v zmVolumes) VolumeCreate(name string, size uint64) (storage.Volume, error) {
+	p := filepath.Join(v.dir, name)
+	return storage.Volume{Name: name, Path: p, Size: size}, os.MkdirAll(p, 0o755)
+}
+func (v zmVolumes) VolumeUpdate(name string, size uint64) (storage.Volume, error) {
+	return v.VolumeCreate(name, size)
+}
+func (v zmVolumes) VolumeDelete(name string) error { return os.RemoveAll(filepath.Join(v.dir, name)) }
+func (v zmVolumes) VolumeLookup(name string) (storage.Volume, error) {
+	p := filepath.Join(v.dir, name)
+	if _, err := os.Stat(p); err != nil {
+		return storage.Volume{}, storage.ErrNotFound
+	}
+	return storage.Volume{Name: name, Path: p}, nil
+}
+func (v zmVolumes) DiskLookup(name string) (storage.VDisk, error) {
+	return storage.VDisk{}, storage.ErrNotFound
+}
+
+// TestKernelModeBootFiles: a kernel-mode VM boots the kernel and initrd
+// of the flist's read-only layer, copied into its root volume beside the
+// overlay, never the paths of its writable root. The attack: the guest
+// replaced /boot/vmlinuz and /boot/initrd.img of its root with links to
+// a host file (the node key) and crashed; the next provision (a node
+// restart) must give QEMU the flist's files, not the key. A flist whose
+// own boot files are links, or too large, is refused.
+func TestKernelModeBootFiles(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "node.key")
+	if err := os.WriteFile(secret, []byte("NODE-SECRET"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flist := func(t *testing.T) string {
+		ro := t.TempDir()
+		for p, data := range map[string]string{"boot/vmlinuz": "flist kernel", "boot/initrd.img": "flist initrd", "sbin/init": ""} {
+			if err := os.MkdirAll(filepath.Join(ro, filepath.Dir(p)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(ro, p), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return ro
+	}
+	d := &gridtypes.Deployment{TwinID: 7, ContractID: 9}
+	wl := &provision.Workload{Workload: gridtypes.Workload{Name: "kvm"}, ID: d.WorkloadID("kvm"), Deployment: d}
+	data := &gridtypes.ZMachine{FList: "https://hub.example/k.flist",
+		ComputeCapacity: gridtypes.MachineCapacity{CPU: 1, Memory: 256 * gridtypes.Megabyte}}
+	info := flistd.Info{ImageRaw: -1, Kernel: "/boot/vmlinuz", Initrd: "/boot/initrd.img", HasShell: true}
+	att := network.Attachment{Gateway: netip.MustParsePrefix("10.20.3.1/24")}
+	addr := netip.MustParsePrefix("10.20.3.7/24")
+	guestLinks := map[string]string{"boot/vmlinuz": secret, "boot/initrd.img": secret}
+	newManager := func(t *testing.T, fl *zmFlists) (*ZMachineManager, string) {
+		vols := t.TempDir()
+		return &ZMachineManager{Storage: zmVolumes{vols}, Flists: fl, RootfsDir: t.TempDir(),
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, vols
+	}
+
+	t.Run("guest links in the root", func(t *testing.T) {
+		fl := &zmFlists{info: info, ro: flist(t), overlay: guestLinks}
+		m, vols := newManager(t, fl)
+		s, err := m.spec(context.Background(), wl, data, "t-x", addr, att)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		bootDir := filepath.Join(vols, rootfsVolume(wl.ID), "boot")
+		for _, c := range []struct{ got, want, data string }{
+			{s.Boot.Kernel, filepath.Join(bootDir, "vmlinuz"), "flist kernel"},
+			{s.Boot.Initrd, filepath.Join(bootDir, "initrd.img"), "flist initrd"},
+		} {
+			if c.got != c.want {
+				t.Errorf("boot file: got %s, want the copy %s", c.got, c.want)
+			}
+			if strings.HasPrefix(c.got, s.RootDir+"/") {
+				t.Errorf("boot file %s is in the guest's root %s", c.got, s.RootDir)
+			}
+			b, err := os.ReadFile(c.got)
+			if err != nil || string(b) != c.data {
+				t.Errorf("%s: got %q, %v; want %q (the flist's, not the guest's link)", c.got, b, err, c.data)
+			}
+			if st, err := os.Lstat(c.got); err != nil || !st.Mode().IsRegular() {
+				t.Errorf("%s: got %v, %v; want a regular file", c.got, st, err)
+			}
+		}
+	})
+
+	refused := []struct {
+		name string
+		mod  func(t *testing.T, ro string)
+	}{
+		{"flist kernel is a link to the host", func(t *testing.T, ro string) {
+			os.Remove(filepath.Join(ro, "boot/vmlinuz"))
+			if err := os.Symlink(secret, filepath.Join(ro, "boot/vmlinuz")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"flist initrd is a relative link", func(t *testing.T, ro string) {
+			os.Remove(filepath.Join(ro, "boot/initrd.img"))
+			if err := os.Symlink("../../../../../../../../.."+secret, filepath.Join(ro, "boot/initrd.img")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"flist /boot is a link", func(t *testing.T, ro string) {
+			if err := os.Rename(filepath.Join(ro, "boot"), filepath.Join(ro, "realboot")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("realboot", filepath.Join(ro, "boot")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"flist kernel too large", func(t *testing.T, ro string) {
+			if err := os.Truncate(filepath.Join(ro, "boot/vmlinuz"), vm.MaxKernelSize+1); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			ro := flist(t)
+			tt.mod(t, ro)
+			m, _ := newManager(t, &zmFlists{info: info, ro: ro})
+			_, err := m.spec(context.Background(), wl, data, "t-x", addr, att)
+			if !errors.Is(err, vm.ErrBootFile) {
+				t.Fatalf("got %v, want %v", err, vm.ErrBootFile)
+			}
+		})
 	}
 }

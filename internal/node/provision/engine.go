@@ -159,6 +159,10 @@ func (e *Engine) Provision(d *gridtypes.Deployment) error {
 }
 
 // Update stores the new definition of a deployment and queues the ops.
+// Running workloads that grow reserve their growth at once, in the same
+// transaction that stores the update: if the node cannot give it, the
+// update is refused with ErrNoCapacity naming the workload, nothing is
+// stored and the deployment keeps running as it was.
 func (e *Engine) Update(d *gridtypes.Deployment, ops []gridtypes.Op) error {
 	cur, err := e.store.Get(d.TwinID, d.ContractID)
 	if err != nil {
@@ -175,7 +179,22 @@ func (e *Engine) Update(d *gridtypes.Deployment, ops []gridtypes.Op) error {
 			}
 		}
 	}
-	if err := e.store.Update(d, job); err != nil {
+	// e.mu makes the check and the store's write one step against the
+	// reservations of workloads being provisioned.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	total, sys := e.res.Total(), e.res.Reserved()
+	var pending gridtypes.Capacity
+	for _, c := range e.reserved {
+		pending = sum(pending, c)
+	}
+	check := func(name string, grow, used gridtypes.Capacity) error {
+		if err := fit(grow, sum(used, pending), sys, total); err != nil {
+			return fmt.Errorf("workload %q cannot grow, the deployment stays as it was: %w", name, err)
+		}
+		return nil
+	}
+	if err := e.store.Update(d, job, check); err != nil {
 		return err
 	}
 	e.reload()
@@ -419,14 +438,17 @@ func (e *Engine) provision(ctx context.Context, j Job, d *gridtypes.Deployment) 
 
 // install provisions one workload unless it is already done (or failed, or
 // was deleted: those are never retried by themselves). At boot, workloads
-// that are ok are provisioned again so that what the reboot lost is
-// rebuilt; a result identical to the current one is not recorded again.
+// that run (ok, paused, or unchanged: the configuration before a refused
+// update) are provisioned again so that what the reboot lost is rebuilt; a
+// result identical to the current one is not recorded again, and an
+// unchanged workload stays unchanged.
 func (e *Engine) install(ctx context.Context, d *gridtypes.Deployment, wl *gridtypes.Workload, boot bool) error {
 	state := wl.Result.State
 	if state.IsAny(gridtypes.StateDeleted, gridtypes.StateError) {
 		return nil
 	}
-	if state.IsOkay() && !boot {
+	running := state.IsOkay() || state == gridtypes.StateUnChanged
+	if running && !boot {
 		return nil
 	}
 	mgr, ok := e.managers[wl.Type]
@@ -434,7 +456,7 @@ func (e *Engine) install(ctx context.Context, d *gridtypes.Deployment, wl *gridt
 		return e.record(d, *wl, gridtypes.StateError, nil, fmt.Sprintf("workload type %q is not supported on this node", wl.Type))
 	}
 	w := e.workload(d, wl)
-	if !state.IsOkay() {
+	if !running {
 		release, err := e.reserve(w)
 		if err != nil {
 			return e.record(d, *wl, gridtypes.StateError, nil, err.Error())
@@ -446,13 +468,16 @@ func (e *Engine) install(ctx context.Context, d *gridtypes.Deployment, wl *gridt
 		return ctx.Err()
 	}
 	if err != nil {
-		if state.IsOkay() {
+		if running {
 			// It ran before the reboot and cannot be rebuilt now.
 			return e.record(d, *wl, gridtypes.StateError, nil, fmt.Sprintf("restoring after restart: %v", err))
 		}
 		return e.record(d, *wl, gridtypes.StateError, nil, err.Error())
 	}
-	if state.IsOkay() {
+	if running {
+		if state == gridtypes.StateUnChanged {
+			return nil
+		}
 		b, _ := json.Marshal(data)
 		if string(b) == string(wl.Result.Data) {
 			return nil
@@ -462,7 +487,8 @@ func (e *Engine) install(ctx context.Context, d *gridtypes.Deployment, wl *gridt
 }
 
 // reserve checks that w fits next to everything else and holds its capacity
-// until release.
+// until release. What w holds already in the store (a workload that ran
+// before) is counted once.
 func (e *Engine) reserve(w *Workload) (release func(), err error) {
 	need, err := w.Capacity()
 	if err != nil {
@@ -471,33 +497,19 @@ func (e *Engine) reserve(w *Workload) (release func(), err error) {
 	if need.Zero() {
 		return func() {}, nil
 	}
-	used, err := e.Used()
+	// The store is read under e.mu: a workload that finished meanwhile is
+	// either still reserved here or already recorded there.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	used, held, err := e.store.usage(w.Deployment.TwinID, w.Deployment.ContractID, w.Name)
 	if err != nil {
 		return nil, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	for _, c := range e.reserved {
-		used.Add(c)
+		used = sum(used, c)
 	}
-	total, sys := e.res.Total(), e.res.Reserved()
-	check := func(name string, need, used, sys, total uint64) error {
-		if need == 0 {
-			return nil
-		}
-		if used+sys+need > total {
-			free := int64(total) - int64(used) - int64(sys)
-			return fmt.Errorf("%w: %s needs %d bytes, %d free (total %d, used %d, reserved by the system %d)", ErrNoCapacity, name, need, max(free, 0), total, used, sys)
-		}
-		return nil
-	}
-	if err := check("memory", need.MRU, used.MRU, sys.MRU, total.MRU); err != nil {
-		return nil, err
-	}
-	if err := check("SSD", need.SRU, used.SRU, sys.SRU, total.SRU); err != nil {
-		return nil, err
-	}
-	if err := check("HDD", need.HRU, used.HRU, sys.HRU, total.HRU); err != nil {
+	need = less(need, held)
+	if err := fit(need, used, e.res.Reserved(), e.res.Total()); err != nil {
 		return nil, err
 	}
 	e.reserved[w.ID] = need
@@ -508,10 +520,12 @@ func (e *Engine) reserve(w *Workload) (release func(), err error) {
 	}, nil
 }
 
-// Used sums the capacity of every workload that runs (ok or paused).
+// Used sums the capacity every workload holds: those that run (ok or
+// paused) and those an update left unchanged.
 func (e *Engine) Used() (gridtypes.Capacity, error) { return e.store.Used() }
 
-// UsedBy sums the capacity of the running workloads of one deployment.
+// UsedBy sums the capacity of the running workloads of one deployment,
+// saturating.
 func UsedBy(d *gridtypes.Deployment) (gridtypes.Capacity, error) {
 	var used gridtypes.Capacity
 	for i := range d.Workloads {
@@ -522,7 +536,7 @@ func UsedBy(d *gridtypes.Deployment) (gridtypes.Capacity, error) {
 		if err != nil {
 			return used, err
 		}
-		used.Add(c)
+		used = sum(used, c)
 	}
 	return used, nil
 }

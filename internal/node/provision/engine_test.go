@@ -80,13 +80,26 @@ type fixture struct {
 	path   string
 	lines  []string
 	rec    *recorder
+	res    res
+	mgrs   map[gridtypes.WorkloadType]Manager // replace the recorder for some types
 	eng    *Engine
 	cancel context.CancelFunc
 	done   chan error
 }
 
-func newFixture(t *testing.T) *fixture {
-	f := &fixture{t: t, path: filepath.Join(t.TempDir(), "store.bolt")}
+// defaultRes is a node of 4 cores, 8 GiB of memory (2 GiB kept by the
+// system), 100 GiB of SSD and of HDD.
+var defaultRes = res{
+	total: gridtypes.Capacity{CRU: 4, MRU: 8 * gridtypes.Gigabyte, SRU: 100 * gridtypes.Gigabyte, HRU: 100 * gridtypes.Gigabyte},
+	sys:   gridtypes.Capacity{MRU: 2 * gridtypes.Gigabyte},
+}
+
+func newFixture(t *testing.T) *fixture { return newFixtureOf(t, defaultRes, nil) }
+
+// newFixtureOf is a fixture on a node of r, with mgrs in place of the
+// recorder for their types.
+func newFixtureOf(t *testing.T, r res, mgrs map[gridtypes.WorkloadType]Manager) *fixture {
+	f := &fixture{t: t, path: filepath.Join(t.TempDir(), "store.bolt"), res: r, mgrs: mgrs}
 	f.rec = &recorder{lines: &f.lines, exists: map[gridtypes.WorkloadID]bool{}, fail: map[string]error{}}
 	f.start()
 	t.Cleanup(f.stop)
@@ -102,8 +115,10 @@ func (f *fixture) start() {
 		gridtypes.ZMountType: f.rec, gridtypes.VolumeType: updRecorder{f.rec}, gridtypes.ZDBType: updRecorder{f.rec},
 		gridtypes.NetworkType: f.rec, gridtypes.ZMachineType: f.rec, gridtypes.PublicIPType: f.rec,
 	}
-	r := res{total: gridtypes.Capacity{CRU: 4, MRU: 8 * gridtypes.Gigabyte, SRU: 100 * gridtypes.Gigabyte, HRU: 100 * gridtypes.Gigabyte}, sys: gridtypes.Capacity{MRU: 2 * gridtypes.Gigabyte}}
-	f.eng = NewEngine(Config{Workers: 2}, st, mgrs, r, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for t, m := range f.mgrs {
+		mgrs[t] = m
+	}
+	f.eng = NewEngine(Config{Workers: 2}, st, mgrs, f.res, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 	f.done = make(chan error, 1)

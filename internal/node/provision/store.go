@@ -165,8 +165,16 @@ func (s *Store) Create(d *gridtypes.Deployment, job Job) error {
 
 // Update replaces the definition of a deployment (keeping the current
 // results of the workloads that stay) and enqueues job, atomically. It
-// fails unless old still matches what is stored (same version).
-func (s *Store) Update(d *gridtypes.Deployment, job Job) error {
+// fails unless d is the next version of what is stored.
+//
+// A running workload that the update changes keeps holding its capacity
+// until the job settles it, and holds the larger of its old and new
+// capacity meanwhile: the growth is reserved here, in the same transaction
+// that stores the update. check is called for each such growth with what
+// every workload of the store then uses (the capacity of workloads the
+// update removes not counted, their job frees it first); an error from
+// check refuses the whole update and nothing is stored.
+func (s *Store) Update(d *gridtypes.Deployment, job Job, check func(name string, grow, used gridtypes.Capacity) error) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		cur, err := getDeployment(tx, d.TwinID, d.ContractID)
 		if err != nil {
@@ -187,6 +195,17 @@ func (s *Store) Update(d *gridtypes.Deployment, job Job) error {
 		if err := releaseNames(tx, d.TwinID, d.ContractID, gone...); err != nil {
 			return err
 		}
+		used, err := sumUsed(tx)
+		if err != nil {
+			return err
+		}
+		for _, name := range gone {
+			held, _, err := getUsed(tx, usedKey(d.TwinID, d.ContractID, name))
+			if err != nil {
+				return err
+			}
+			used = less(used, held)
+		}
 		now := gridtypes.Timestamp(time.Now().Unix())
 		for i := range d.Workloads {
 			wl := &d.Workloads[i]
@@ -200,9 +219,9 @@ func (s *Store) Update(d *gridtypes.Deployment, job Job) error {
 			wl.Result = gridtypes.Result{Created: now, State: gridtypes.StateInit}
 			if old != nil {
 				wl.Result.Data = old.Result.Data
-			}
-			if err := setUsed(tx, d.TwinID, d.ContractID, wl); err != nil {
-				return err
+				if err := holdGrowth(tx, d, wl, &used, check); err != nil {
+					return err
+				}
 			}
 			if err := appendHistory(tx, d.TwinID, d.ContractID, wl); err != nil {
 				return err
@@ -213,6 +232,30 @@ func (s *Store) Update(d *gridtypes.Deployment, job Job) error {
 		}
 		return enqueue(tx, &job)
 	})
+}
+
+// holdGrowth makes a running workload that an update changes hold the
+// larger of its old and new capacity, after check accepted the growth. A
+// workload that does not run holds nothing: its job reserves it.
+func holdGrowth(tx *bolt.Tx, d *gridtypes.Deployment, wl *gridtypes.Workload, used *gridtypes.Capacity, check func(name string, grow, used gridtypes.Capacity) error) error {
+	k := usedKey(d.TwinID, d.ContractID, wl.Name)
+	held, running, err := getUsed(tx, k)
+	if err != nil || !running {
+		return err
+	}
+	c, err := wl.Capacity()
+	if err != nil {
+		return fmt.Errorf("capacity of %s: %w", wl.Name, err)
+	}
+	grow := less(c, held)
+	if grow.Zero() {
+		return nil
+	}
+	if err := check(wl.Name, grow, *used); err != nil {
+		return err
+	}
+	*used = sum(*used, grow)
+	return putUsed(tx, k, most(held, c))
 }
 
 // Get returns a deployment with the current result of every workload.
@@ -355,42 +398,95 @@ func usedKey(twin uint32, contract uint64, name string) []byte {
 	return append(depKey(twin, contract), name...)
 }
 
-// setUsed records the capacity of a running (ok or paused) workload, or
-// forgets it for any other state.
+// setUsed records the capacity a workload holds: that of its definition
+// while it runs (ok or paused); for one left unchanged by a refused update,
+// what it held since the update (the larger of its old and new capacity:
+// the old configuration keeps running); nothing in any other state.
 func setUsed(tx *bolt.Tx, twin uint32, contract uint64, wl *gridtypes.Workload) error {
-	b := tx.Bucket(bucketUsed)
 	k := usedKey(twin, contract, wl.Name)
-	if !wl.Result.State.IsOkay() {
-		return b.Delete(k)
+	switch {
+	case wl.Result.State.IsOkay():
+	case wl.Result.State == gridtypes.StateUnChanged:
+		if _, held, err := getUsed(tx, k); err != nil || held {
+			return err
+		}
+	default:
+		return tx.Bucket(bucketUsed).Delete(k)
 	}
 	c, err := wl.Capacity()
 	if err != nil {
 		return fmt.Errorf("capacity of %s: %w", wl.Name, err)
 	}
+	return putUsed(tx, k, c)
+}
+
+func putUsed(tx *bolt.Tx, k []byte, c gridtypes.Capacity) error {
 	v := make([]byte, 40)
 	for i, x := range []uint64{c.CRU, c.MRU, c.SRU, c.HRU, c.IPV4U} {
 		binary.BigEndian.PutUint64(v[i*8:], x)
 	}
-	return b.Put(k, v)
+	return tx.Bucket(bucketUsed).Put(k, v)
 }
 
-// Used sums the capacity of every running workload, from an index kept
-// with each result so that it does not decode every deployment.
-func (s *Store) Used() (gridtypes.Capacity, error) {
+func decodeUsed(v []byte) (gridtypes.Capacity, error) {
+	if len(v) != 40 {
+		return gridtypes.Capacity{}, fmt.Errorf("malformed used-capacity record of %d bytes", len(v))
+	}
+	return gridtypes.Capacity{
+		CRU: binary.BigEndian.Uint64(v), MRU: binary.BigEndian.Uint64(v[8:]), SRU: binary.BigEndian.Uint64(v[16:]),
+		HRU: binary.BigEndian.Uint64(v[24:]), IPV4U: binary.BigEndian.Uint64(v[32:]),
+	}, nil
+}
+
+// getUsed returns the capacity a workload holds, and whether it holds any
+// (has a record).
+func getUsed(tx *bolt.Tx, k []byte) (gridtypes.Capacity, bool, error) {
+	v := tx.Bucket(bucketUsed).Get(k)
+	if v == nil {
+		return gridtypes.Capacity{}, false, nil
+	}
+	c, err := decodeUsed(v)
+	return c, true, err
+}
+
+// sumUsed sums every record, saturating: a sum never wraps around to look
+// small.
+func sumUsed(tx *bolt.Tx) (gridtypes.Capacity, error) {
 	var used gridtypes.Capacity
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketUsed).ForEach(func(_, v []byte) error {
-			if len(v) != 40 {
-				return fmt.Errorf("malformed used-capacity record of %d bytes", len(v))
-			}
-			used.Add(gridtypes.Capacity{
-				CRU: binary.BigEndian.Uint64(v), MRU: binary.BigEndian.Uint64(v[8:]), SRU: binary.BigEndian.Uint64(v[16:]),
-				HRU: binary.BigEndian.Uint64(v[24:]), IPV4U: binary.BigEndian.Uint64(v[32:]),
-			})
-			return nil
-		})
+	err := tx.Bucket(bucketUsed).ForEach(func(_, v []byte) error {
+		c, err := decodeUsed(v)
+		if err != nil {
+			return err
+		}
+		used = sum(used, c)
+		return nil
 	})
 	return used, err
+}
+
+// Used sums the capacity every workload holds (running ones, and those an
+// update left unchanged), from an index kept with each result so that it
+// does not decode every deployment.
+func (s *Store) Used() (gridtypes.Capacity, error) {
+	var used gridtypes.Capacity
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		used, err = sumUsed(tx)
+		return err
+	})
+	return used, err
+}
+
+// usage returns, in one read, what every workload holds and what the
+// workload name of a deployment holds itself.
+func (s *Store) usage(twin uint32, contract uint64, name string) (used, held gridtypes.Capacity, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if used, err = sumUsed(tx); err != nil {
+			return err
+		}
+		held, _, err = getUsed(tx, usedKey(twin, contract, name))
+		return err
+	})
+	return used, held, err
 }
 
 // Active reports whether any workload of d still runs or is on its way

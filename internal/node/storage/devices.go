@@ -74,3 +74,36 @@ func (m *Module) Devices() ([]Device, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
+
+// DeviceFree is how many bytes can really still be written into a zdb
+// device: the smaller of what its quota leaves (its size less what it
+// references) and what its pool's file system has free. The zdb manager
+// checks it before a namespace grows.
+func (m *Module) DeviceFree(id string) (uint64, error) {
+	m.mu.Lock()
+	d, ok := m.devices[id]
+	if !ok || !d.ready {
+		m.mu.Unlock()
+		return 0, fmt.Errorf("zdb device %s: %w", id, ErrNotFound)
+	}
+	p, size := d.pool, d.size
+	err := m.healthLocked(p)
+	m.mu.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("free space of zdb device %s: %w", id, err)
+	}
+	path := filepath.Join(p.path, zdbName)
+	q, err := m.sys.Quotas.Qgroup(path)
+	if err != nil {
+		return 0, fmt.Errorf("free space of zdb device %s: %w", id, err)
+	}
+	free := size - min(size, q.Referenced)
+	st, err := m.sys.Mounts.Statfs(path)
+	if err != nil {
+		return 0, fmt.Errorf("free space of zdb device %s: %w", id, err)
+	}
+	if st.Total > 0 {
+		free = min(free, st.Avail)
+	}
+	return free, nil
+}

@@ -100,13 +100,22 @@ func (m *Module) VolumeUpdate(name string, size uint64) (Volume, error) {
 }
 
 // growLocked checks that a pool is healthy and has room to grow an object
-// from old to size.
+// from old to size: the growth must fit what the pool has not promised to
+// its other objects, and what its file system really has free.
 func (m *Module) growLocked(p *pool, old, size uint64) error {
 	if err := m.healthLocked(p); err != nil {
 		return err
 	}
-	if p.free() < size-old {
-		return fmt.Errorf("%s more wanted, %s free of %s: %w", sizeString(size-old), sizeString(p.free()), sizeString(p.size), ErrNoSpace)
+	grow := size - old
+	if p.free() < grow {
+		return fmt.Errorf("%s more wanted, %s free of %s: %w", sizeString(grow), sizeString(p.free()), sizeString(p.size), ErrNoSpace)
+	}
+	st, err := m.sys.Mounts.Statfs(p.path)
+	if err != nil {
+		return err
+	}
+	if st.Total > 0 && st.Avail < grow {
+		return fmt.Errorf("%s more wanted, %s really free on the file system: %w", sizeString(grow), sizeString(st.Avail), ErrNoSpace)
 	}
 	return nil
 }

@@ -96,6 +96,8 @@ func TestGuest(t *testing.T) {
 	t.Run("console_flood", func(t *testing.T) { testConsoleFlood(t, kit) })
 	t.Run("kernel_mode", func(t *testing.T) { testKernelMode(t, kit) })
 	t.Run("disk_mode", func(t *testing.T) { testDiskMode(t, kit) })
+	t.Run("kernel_boot_files", func(t *testing.T) { testKernelBootFiles(t, kit) })
+	t.Run("sandbox", func(t *testing.T) { testSandbox(t, kit) })
 }
 
 // testCanary: the canary boot passes under tcg, and accel auto picks tcg

@@ -48,7 +48,19 @@ type Config struct {
 	// bytes (default 4 MiB), in place.
 	LogCheck        time.Duration
 	LogMax, LogKeep int64
+	// UIDBase is the first of the users QEMU runs as, one per VM (uid and
+	// gid UIDBase, UIDBase+1, ...; default DefaultUIDBase): a user no
+	// file of the host belongs to.
+	UIDBase uint32
 }
+
+// DefaultUIDBase is the default Config.UIDBase: above the ranges
+// distributions and container runtimes hand out (subordinate ids start
+// at 100000 and grow by 65536).
+const DefaultUIDBase uint32 = 1 << 30
+
+// maxVMUsers bounds the users of one manager (UIDBase + 0 ... + maxVMUsers-1).
+const maxVMUsers = 1 << 20
 
 // Validate checks the config and fills defaults.
 func (c *Config) Validate() error {
@@ -74,6 +86,12 @@ func (c *Config) Validate() error {
 	}
 	if c.LogKeep >= c.LogMax {
 		return fmt.Errorf("vm manager: log keep %d must be less than log max %d", c.LogKeep, c.LogMax)
+	}
+	if c.UIDBase == 0 {
+		c.UIDBase = DefaultUIDBase
+	}
+	if c.UIDBase < 1000 || c.UIDBase > ^uint32(0)-maxVMUsers {
+		return fmt.Errorf("vm manager: uid base %d: want 1000 to %d", c.UIDBase, ^uint32(0)-maxVMUsers)
 	}
 	return nil
 }
@@ -172,6 +190,17 @@ func (s *Spec) Validate() error {
 		if s.Boot.Initrd != "" && !filepath.IsAbs(s.Boot.Initrd) {
 			bad("boot initrd %q is not an absolute path", s.Boot.Initrd)
 		}
+		// The guest writes its root and shares: a kernel or initrd there
+		// could be swapped for a link to a host file before a restart.
+		// Boot files are copies in a directory of the node
+		// (CopyBootFiles).
+		for _, f := range []string{s.Boot.Kernel, s.Boot.Initrd} {
+			for _, d := range shareDirs(*s) {
+				if f != "" && within(f, d) {
+					bad("boot file %s is inside %s, which the guest writes: copy it out (CopyBootFiles)", f, d)
+				}
+			}
+		}
 	} else if s.Boot.Kernel != "" || s.Boot.Initrd != "" || s.Boot.Cmdline != "" {
 		bad("boot kernel, initrd and command line are for boot mode kernel only")
 	}
@@ -188,11 +217,19 @@ func (s *Spec) Validate() error {
 	return errors.Join(errs...)
 }
 
+// within reports whether p is dir or below it (lexically).
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(filepath.Clean(dir), filepath.Clean(p))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
 // state is what survives a node restart next to the spec: the pids,
 // kept from the start.
 type state struct {
 	QEMU      int   `json:"qemu_pid"`
 	Virtiofsd []int `json:"virtiofsd_pids"`
+	// UID is the user QEMU runs as (and its group).
+	UID uint32 `json:"uid,omitempty"`
 }
 
 // machine is a VM the manager runs or adopted.
@@ -213,8 +250,9 @@ type Manager struct {
 	log *slog.Logger
 	mu  sync.Mutex // guards vms and starting
 	vms map[string]*machine
-	// starting are the names of VMs Run is starting.
-	starting map[string]bool
+	// starting are the VMs Run is starting, with the user each will run
+	// as.
+	starting map[string]uint32
 }
 
 // New returns a manager; call Adopt to take back VMs of a previous run.
@@ -225,18 +263,43 @@ func New(cfg Config, log *slog.Logger) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating vm root %s: %w", cfg.Root, err)
 	}
-	return &Manager{cfg: cfg, log: log.With("component", "vm"), vms: map[string]*machine{}, starting: map[string]bool{}}, nil
+	return &Manager{cfg: cfg, log: log.With("component", "vm"), vms: map[string]*machine{}, starting: map[string]uint32{}}, nil
 }
 
 func (m *Manager) vmDir(name string) string { return filepath.Join(m.cfg.Root, name) }
 
+// freeUID is the lowest user of UIDBase + i no VM runs as or is being
+// started with. Callers hold mu.
+func (m *Manager) freeUID() (uint32, error) {
+	used := map[uint32]bool{}
+	for _, mc := range m.vms {
+		used[mc.state.UID] = true
+	}
+	for _, uid := range m.starting {
+		used[uid] = true
+	}
+	for i := uint32(0); i < maxVMUsers; i++ {
+		if !used[m.cfg.UIDBase+i] {
+			return m.cfg.UIDBase + i, nil
+		}
+	}
+	return 0, errors.New("no free user to run QEMU as")
+}
+
+// chrootDir is the empty directory QEMU chroots into, in the VM's
+// directory.
+func chrootDir(dir string) string { return filepath.Join(dir, "chroot") }
+
 // qemuVM is the qemu.VM of a spec (pure): fstypes are the file systems
-// found on the disks (by index, "" for none), which vminit is told.
-func (m *Manager) qemuVM(s Spec, dir string, fstypes []string) (qemu.VM, error) {
+// found on the disks (by index, "" for none), which vminit is told; QEMU
+// switches to uid (and the group of the same number) in an empty chroot
+// once its devices are open.
+func (m *Manager) qemuVM(s Spec, dir string, fstypes []string, uid uint32) (qemu.VM, error) {
 	v := qemu.VM{
 		Name: s.Name, Accel: m.cfg.Accel, CPUs: s.CPUs, MemoryMiB: s.MemoryMiB,
 		NICs: s.NICs, NetNS: m.cfg.NetNS,
 		Console: filepath.Join(dir, "console.log"), QMP: filepath.Join(dir, "qmp.sock"),
+		RunAs: qemu.User{UID: uid, GID: uid}, Chroot: chrootDir(dir),
 	}
 	for i, d := range s.Disks {
 		v.Disks = append(v.Disks, qemu.Disk{ID: fmt.Sprintf("d%d", i), Path: d.Path})
@@ -346,11 +409,18 @@ func (m *Manager) Run(ctx context.Context, s Spec) error {
 	// while processes start: a VM whose QEMU never answers must not stall
 	// the others (Inspect, Check, Delete).
 	m.mu.Lock()
-	if _, ok := m.vms[s.Name]; ok || m.starting[s.Name] {
+	_, running := m.vms[s.Name]
+	_, starting := m.starting[s.Name]
+	if running || starting {
 		m.mu.Unlock()
 		return fmt.Errorf("running vm %s: %w", s.Name, ErrExists)
 	}
-	m.starting[s.Name] = true
+	uid, err := m.freeUID()
+	if err != nil {
+		m.mu.Unlock()
+		return fmt.Errorf("running vm %s: %w", s.Name, err)
+	}
+	m.starting[s.Name] = uid
 	m.mu.Unlock()
 	var mc *machine
 	defer func() {
@@ -366,20 +436,23 @@ func (m *Manager) Run(ctx context.Context, s Spec) error {
 	if err != nil {
 		return fmt.Errorf("running vm %s: %w", s.Name, err)
 	}
-	vm, err := m.qemuVM(s, dir, fstypes)
+	vm, err := m.qemuVM(s, dir, fstypes, uid)
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", dir, err)
 	}
-	started := &machine{spec: s, dir: dir}
+	started := &machine{spec: s, dir: dir, state: state{UID: uid}}
 	fail := func(err error) error {
 		m.stopProcesses(started)
 		os.RemoveAll(dir)
 		return fmt.Errorf("running vm %s: %w", s.Name, err)
 	}
 	if err := writeJSON(filepath.Join(dir, "spec.json"), s); err != nil {
+		return fail(err)
+	}
+	if err := emptyDir(chrootDir(dir)); err != nil {
 		return fail(err)
 	}
 	for i, d := range shareDirs(s) {
@@ -622,6 +695,27 @@ func (m *Manager) Adopt(ctx context.Context) ([]string, error) {
 		m.log.Info("vm_adopted", "vm", mc.spec.Name, "pid", mc.state.QEMU)
 	}
 	return adopted, nil
+}
+
+// emptyDir makes p an empty directory of root's that nobody else may
+// write (QEMU's chroot).
+func emptyDir(p string) error {
+	if err := os.Mkdir(p, 0o555); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("creating %s: %w", p, err)
+	}
+	st, err := os.Lstat(p)
+	if err != nil || !st.IsDir() {
+		return fmt.Errorf("chroot %s: not a directory", p)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if names, _ := f.Readdirnames(1); len(names) > 0 {
+		return fmt.Errorf("chroot %s: not empty", p)
+	}
+	return os.Chmod(p, 0o555)
 }
 
 func writeJSON(p string, v any) error {

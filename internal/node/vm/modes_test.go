@@ -110,7 +110,8 @@ func tapState(ns, tap string) string {
 
 // testNetNS: QEMU runs inside Config.NetNS and attaches the tap made
 // there (carrier up), none is created on the host; a crash restart and
-// an adoption keep it there.
+// an adoption keep it there. The guest pings the tap's address: traffic
+// flows after QEMU gave up root (it opened the tap before).
 func testNetNS(t *testing.T, kit *guestKit) {
 	testutil.RequireBinary(t, "ip")
 	ns := randomName(t, "zvt-")
@@ -125,13 +126,18 @@ func testNetNS(t *testing.T, kit *guestKit) {
 	if _, err := netns.Run(ns, "", "ip", "link", "set", tap, "up"); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := netns.Run(ns, "", "ip", "addr", "add", "10.99.7.1/24", "dev", tap); err != nil {
+		t.Fatal(err)
+	}
 	if st := tapState(ns, tap); !strings.Contains(st, "NO-CARRIER") {
 		t.Fatalf("tap before the VM: got %q, want NO-CARRIER", st)
 	}
 	m, cfg := newTestManager(t, kit, func(c *Config) { c.NetNS = ns })
 	spec := Spec{Name: "nsvm", CPUs: 1, MemoryMiB: 256, RootDir: busyboxRoot(t),
-		NICs:  []qemu.NIC{{ID: "n0", Tap: tap, MAC: "52:54:00:aa:bb:01"}},
-		Guest: guest.Config{Entrypoint: []string{"/bin/sh", "-c", "echo " + marker + "; while true; do sleep 1; done"}}}
+		NICs: []qemu.NIC{{ID: "n0", Tap: tap, MAC: "52:54:00:aa:bb:01"}},
+		Guest: guest.Config{
+			Interfaces: []guest.Interface{{Name: "eth0", MAC: "52:54:00:aa:bb:01", Address: "10.99.7.2/24"}},
+			Entrypoint: []string{"/bin/sh", "-c", "/bin/busybox ping -c 1 -W 5 10.99.7.1 && echo " + marker + " ping-ok; while true; do sleep 1; done"}}}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := m.Run(ctx, spec); err != nil {
@@ -147,7 +153,7 @@ func testNetNS(t *testing.T, kit *guestKit) {
 		}
 	}
 	attached("after run")
-	waitConsole(ctx, t, m, "nsvm", marker)
+	waitConsole(ctx, t, m, "nsvm", marker+" ping-ok")
 	info, err := m.Inspect(ctx, "nsvm")
 	if err != nil {
 		t.Fatal(err)
@@ -160,6 +166,7 @@ func testNetNS(t *testing.T, kit *guestKit) {
 		t.Fatalf("got events %+v, want a restart", ev)
 	}
 	attached("after a crash restart")
+	waitConsole(ctx, t, m, "nsvm", marker+" ping-ok")
 	m2, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -36,7 +36,7 @@ func goldenSpecs() map[string]Spec {
 		},
 		"kernel": {
 			Name: "vm2", CPUs: 2, MemoryMiB: 512, RootDir: "/mnt/root",
-			Boot:  Boot{Mode: BootKernel, Kernel: "/mnt/root/boot/vmlinuz", Initrd: "/mnt/root/boot/initrd.img", Cmdline: "quiet"},
+			Boot:  Boot{Mode: BootKernel, Kernel: "/vols/rootfs-vm2/boot/vmlinuz", Initrd: "/vols/rootfs-vm2/boot/initrd.img", Cmdline: "quiet"},
 			NICs:  nics,
 			Guest: guest.Config{Entrypoint: []string{"/sbin/init", "single"}},
 		},
@@ -56,7 +56,7 @@ func TestSpecArgvGolden(t *testing.T) {
 			if err := s.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			v, err := m.qemuVM(s, "/var/vm/"+s.Name, []string{"btrfs", ""})
+			v, err := m.qemuVM(s, "/var/vm/"+s.Name, []string{"btrfs", ""}, DefaultUIDBase)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,6 +100,38 @@ func TestSpecValidate(t *testing.T) {
 		{"disk mode without root", func(s *Spec) { s.Boot.Mode, s.RootDir = BootDisk, "" }, ""},
 		{"relative disk", func(s *Spec) { s.Disks = []Disk{{Path: "d.raw"}} }, "disk"},
 	}
+	// Kernel mode: QEMU must never read a boot file the guest can write
+	// (its root or a share): the guest would swap it for a link to a
+	// host file before a restart.
+	kernelTests := []struct {
+		name string
+		mod  func(s *Spec)
+		want string
+	}{
+		{"kernel ok", func(s *Spec) {}, ""},
+		{"kernel in the root", func(s *Spec) { s.Boot.Kernel = "/mnt/root/boot/vmlinuz" }, "inside /mnt/root"},
+		{"initrd in the root", func(s *Spec) { s.Boot.Initrd = "/mnt/root/boot/initrd.img" }, "inside /mnt/root"},
+		{"initrd in the root, unclean", func(s *Spec) { s.Boot.Initrd = "/mnt/x/../root//boot/initrd.img" }, "inside /mnt/root"},
+		{"kernel is the root", func(s *Spec) { s.Boot.Kernel = "/mnt/root" }, "inside /mnt/root"},
+		{"kernel in a share", func(s *Spec) {
+			s.Shares = []Share{{Dir: "/vols/v1", Mountpoint: "/v"}}
+			s.Boot.Kernel = "/vols/v1/vmlinuz"
+		}, "inside /vols/v1"},
+		{"next to the root", func(s *Spec) { s.Boot.Kernel = "/mnt/rootfs/vmlinuz" }, ""},
+	}
+	for _, tt := range kernelTests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := goldenSpecs()["kernel"]
+			tt.mod(&s)
+			err := s.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("got %v, want no error", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("got %v, want an error about %q", err, tt.want)
+			}
+		})
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := goldenSpecs()["container"]
@@ -116,7 +148,7 @@ func TestSpecValidate(t *testing.T) {
 	// Kernel mode: entrypoint arguments must survive the command line.
 	s := goldenSpecs()["kernel"]
 	s.Guest.Entrypoint = []string{"/sbin/init", "two words"}
-	if _, err := goldenManager(t).qemuVM(s, "/var/vm/vm2", nil); err == nil || !strings.Contains(err.Error(), "two words") {
+	if _, err := goldenManager(t).qemuVM(s, "/var/vm/vm2", nil, DefaultUIDBase); err == nil || !strings.Contains(err.Error(), "two words") {
 		t.Fatalf("got %v, want an error about the argument with a space", err)
 	}
 }
@@ -261,5 +293,23 @@ func TestFormatBlank(t *testing.T) {
 	}
 	if !bytes.Equal(before, sum(ext4)) {
 		t.Fatal("ext4 disk changed")
+	}
+}
+
+// TestFreeUID: every VM gets a user of its own: the lowest of UIDBase +
+// i that no running, adopted or starting VM has.
+func TestFreeUID(t *testing.T) {
+	const base = DefaultUIDBase
+	m := &Manager{cfg: Config{UIDBase: base}, vms: map[string]*machine{
+		"a":   {state: state{UID: base}},
+		"b":   {state: state{UID: base + 2}},
+		"old": {state: state{}}, // adopted from a run before users
+	}, starting: map[string]uint32{"c": base + 1}}
+	if got, err := m.freeUID(); err != nil || got != base+3 {
+		t.Fatalf("got %d, %v; want %d", got, err, base+3)
+	}
+	delete(m.starting, "c")
+	if got, err := m.freeUID(); err != nil || got != base+1 {
+		t.Fatalf("after c's start ended: got %d, %v; want %d", got, err, base+1)
 	}
 }

@@ -25,6 +25,23 @@ const (
 // about one boot in twenty hangs calibrating the TSC.
 const TSCEarlyKHz = "tsc_early_khz=2600000"
 
+// Sandbox is QEMU's seccomp filter (-sandbox), on for every VM: no
+// obsolete system calls, no fork or exec, no scheduler or CPU-affinity
+// changes, and no set*uid/set*gid. A VM with RunAs keeps set*uid/set*gid
+// (SandboxRunAs): QEMU's own switch to that user happens after the filter
+// is in place (with them denied, QEMU 7.2 dies of SIGSYS at the switch);
+// once switched it holds no capability to regain, and exec, the only way
+// to a setuid program, stays denied.
+const (
+	Sandbox      = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+	SandboxRunAs = "on,obsolete=deny,spawn=deny,resourcecontrol=deny"
+)
+
+// User is a numeric user and group (no name lookup).
+type User struct {
+	UID, GID uint32
+}
+
 // Machines.
 const (
 	// MachineMicrovm boots Kernel directly (qboot firmware: a PVH vmlinux
@@ -90,6 +107,13 @@ type VM struct {
 	// NetNS is the network namespace QEMU is started in ("" = the
 	// caller's), where the taps of NICs live. Not part of the argv.
 	NetNS string
+	// RunAs, unless zero, is the user QEMU switches to once it opened its
+	// files, taps and sockets, before the guest runs (-runas uid:gid):
+	// no root, no capabilities left. Chroot (absolute; required with
+	// RunAs) is the directory QEMU chroots into just before, an empty one
+	// of the node's: nothing of the host is reachable by path afterwards.
+	RunAs  User
+	Chroot string
 }
 
 func (v *VM) pc() bool { return v.Machine == MachinePC }
@@ -139,6 +163,14 @@ func (v *VM) Validate() error {
 		}
 	default:
 		bad("machine %q: want %s or %s", v.Machine, MachineMicrovm, MachinePC)
+	}
+	if v.RunAs != (User{}) {
+		if v.RunAs.UID == 0 || v.RunAs.GID == 0 || v.RunAs.UID == ^uint32(0) || v.RunAs.GID == ^uint32(0) {
+			bad("run as %d:%d: want an unprivileged user and group", v.RunAs.UID, v.RunAs.GID)
+		}
+		abs("chroot", v.Chroot, true)
+	} else if v.Chroot != "" {
+		bad("chroot %q without a user to run as", v.Chroot)
 	}
 	abs("console", v.Console, true)
 	abs("qmp socket", v.QMP, true)
@@ -223,6 +255,15 @@ func Argv(v VM) []string {
 	}
 	a = append(a,
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+	)
+	if v.RunAs != (User{}) {
+		a = append(a, "-sandbox", SandboxRunAs,
+			"-runas", strconv.FormatUint(uint64(v.RunAs.UID), 10)+":"+strconv.FormatUint(uint64(v.RunAs.GID), 10),
+			"-chroot", v.Chroot)
+	} else {
+		a = append(a, "-sandbox", Sandbox)
+	}
+	a = append(a,
 		// append=on: the console log may be truncated from the front
 		// (rotation) while QEMU keeps writing at its end.
 		"-chardev", "file,id=console,path="+v.Console+",append=on",

@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,7 @@ func goldenVMs() map[string]VM {
 			NICs:    []NIC{{ID: "n0", Tap: "t-abc", MAC: "52:54:00:12:34:56"}},
 			FS:      []FS{{ID: "fs0", Tag: "vroot", Socket: "/run/vm/fs0.sock"}, {ID: "fs1", Tag: "vol1", Socket: "/run/vm/fs1.sock"}},
 			Console: "/run/vm/console.log", QMP: "/run/vm/qmp.sock",
+			RunAs: User{UID: 1073741824, GID: 1073741824}, Chroot: "/run/vm/chroot",
 		},
 		"disk": {
 			Name: "full", Machine: MachinePC, Accel: AccelTCG, CPUs: 2, MemoryMiB: 512,
@@ -39,6 +41,7 @@ func goldenVMs() map[string]VM {
 			Cmdline: "panic=-1 root=vroot rootfstype=virtiofs rw init=/sbin/init",
 			FS:      []FS{{ID: "fs0", Tag: "vroot", Socket: "/run/vm/fs0.sock"}},
 			Console: "/run/vm/console.log", QMP: "/run/vm/qmp.sock",
+			RunAs: User{UID: 1073741825, GID: 1073741825}, Chroot: "/run/vm/chroot",
 		},
 		"kvm-9p": {
 			Accel: AccelKVM, CPUs: 4, MemoryMiB: 1024,
@@ -72,6 +75,15 @@ func TestArgvGolden(t *testing.T) {
 			if again := strings.Join(Argv(vm), "\n") + "\n"; again != got {
 				t.Error("Argv is not deterministic")
 			}
+			// Every VM runs under QEMU's seccomp sandbox; one with a
+			// user switches to it inside an empty chroot.
+			sandbox := "-sandbox\n" + Sandbox + "\n"
+			if vm.RunAs != (User{}) {
+				sandbox = "-sandbox\n" + SandboxRunAs + "\n-runas\n" + fmt.Sprintf("%d:%d", vm.RunAs.UID, vm.RunAs.GID) + "\n-chroot\n" + vm.Chroot + "\n"
+			}
+			if !strings.Contains(got, sandbox) {
+				t.Errorf("argv lacks %q", sandbox)
+			}
 		})
 	}
 }
@@ -99,6 +111,13 @@ func TestValidate(t *testing.T) {
 			v.Machine, v.Kernel, v.Initrd, v.Cmdline, v.Disks = MachinePC, "", "", "", nil
 		}, "no disk"},
 		{"pc ok", func(v *VM) { v.Machine, v.Kernel, v.Initrd, v.Cmdline = MachinePC, "", "", "" }, ""},
+		{"run as root", func(v *VM) { v.RunAs = User{UID: 0, GID: 5} }, "unprivileged"},
+		{"run as root group", func(v *VM) { v.RunAs = User{UID: 5, GID: 0} }, "unprivileged"},
+		{"run as -1", func(v *VM) { v.RunAs = User{UID: ^uint32(0), GID: 5} }, "unprivileged"},
+		{"run as without chroot", func(v *VM) { v.Chroot = "" }, "chroot: missing"},
+		{"relative chroot", func(v *VM) { v.Chroot = "chroot" }, "absolute"},
+		{"chroot without user", func(v *VM) { v.RunAs = User{} }, "without a user"},
+		{"root without chroot", func(v *VM) { v.RunAs, v.Chroot = User{}, "" }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,5 +148,17 @@ func TestGuestCmdline(t *testing.T) {
 		if got := GuestCmdline(tt.accel, tt.in); got != tt.want {
 			t.Errorf("GuestCmdline(%s, %q): got %q, want %q", tt.accel, tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestVirtiofsdArgv: virtiofsd sandboxes itself explicitly and maps the
+// guest's xattrs into user.virtiofs.*; it never passes them through
+// (-o xattr).
+func TestVirtiofsdArgv(t *testing.T) {
+	got := strings.Join(VirtiofsdArgv("/run/vm/fs0.sock", "/mnt/root"), " ")
+	want := "--socket-path=/run/vm/fs0.sock -o source=/mnt/root -o sandbox=namespace -o cache=auto " +
+		"-o xattrmap=:prefix:all::user.virtiofs.::bad:all::: -o log_level=warn"
+	if got != want {
+		t.Fatalf("got %s\nwant %s", got, want)
 	}
 }

@@ -13,11 +13,23 @@ import (
 // DefaultVirtiofsd is the virtiofs daemon of Debian's qemu-system-common.
 const DefaultVirtiofsd = "/usr/lib/qemu/virtiofsd"
 
+// VirtiofsXattrMap maps every extended attribute the guest names to
+// user.virtiofs.<name> on the host and hides the host's own: a guest keeps
+// its xattrs (file capabilities, trusted.*, user.*) in its own files, but
+// can never set or read one the host acts on (trusted.overlay.* that
+// overlayfs would follow, security.capability the host kernel would
+// honour).
+const VirtiofsXattrMap = ":prefix:all::user.virtiofs.::bad:all:::"
+
 // VirtiofsdArgv is the argv (without the binary) of a virtiofsd serving
 // dir on socket. It runs in the foreground, one per share, and exits when
-// the VM disconnects.
+// the VM disconnects. Once QEMU connects it sandboxes itself
+// (sandbox=namespace: new mount, pid and net namespaces, pivot_root into
+// dir, seccomp, capabilities cut to file ownership and mknod; stated, not
+// left to the default), and guest xattrs go through VirtiofsXattrMap.
 func VirtiofsdArgv(socket, dir string) []string {
-	return []string{"--socket-path=" + socket, "-o", "source=" + dir, "-o", "cache=auto", "-o", "xattr", "-o", "log_level=warn"}
+	return []string{"--socket-path=" + socket, "-o", "source=" + dir, "-o", "sandbox=namespace", "-o", "cache=auto",
+		"-o", "xattrmap=" + VirtiofsXattrMap, "-o", "log_level=warn"}
 }
 
 // StartVirtiofsd starts a virtiofsd for dir and waits until its socket
@@ -28,6 +40,9 @@ func StartVirtiofsd(ctx context.Context, bin, socket, dir string, log *slog.Logg
 	}
 	if !filepath.IsAbs(socket) || !filepath.IsAbs(dir) {
 		return nil, fmt.Errorf("starting virtiofsd: socket %q and dir %q must be absolute", socket, dir)
+	}
+	if strings.ContainsAny(dir, ",\n") {
+		return nil, fmt.Errorf("starting virtiofsd: shared dir %q: commas and newlines are not allowed", dir)
 	}
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("starting virtiofsd: shared dir %s is not a directory", dir)

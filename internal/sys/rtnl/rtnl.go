@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -56,8 +58,63 @@ func LinkExists(ns, name string) bool {
 	return err == nil
 }
 
+// Option changes how a link is made.
+type Option func(*options)
+
+type options struct {
+	noIPv6 bool
+}
+
+func collect(opts []Option) options {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// NoIPv6 makes the link without IPv6 (see DisableIPv6), set before it
+// first comes up so that it never has a link-local address. For a veth it
+// concerns the end made in ns, not the peer.
+func NoIPv6() Option { return func(o *options) { o.noIPv6 = true } }
+
+// ipv6Off are the sysctls of a link without IPv6, in the order written.
+var ipv6Off = [][2]string{
+	{"addr_gen_mode", "1"}, // no link-local address, even if IPv6 is enabled again
+	{"accept_ra", "0"},
+	{"accept_redirects", "0"},
+	{"autoconf", "0"},
+	{"disable_ipv6", "1"},
+}
+
+// DisableIPv6 turns IPv6 off on link name of ns through its sysctls under
+// /proc/sys/net/ipv6/conf/<name>: no address, no router advertisement or
+// redirect accepted, no packet received. name may be "all" or "default".
+// A kernel without IPv6 has nothing to turn off.
+func DisableIPv6(ns, name string) error {
+	return netns.Do(ns, func() error {
+		if _, err := os.Stat("/proc/sys/net/ipv6/conf"); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		dir := filepath.Join("/proc/sys/net/ipv6/conf", name)
+		for _, kv := range ipv6Off {
+			if err := os.WriteFile(filepath.Join(dir, kv[0]), []byte(kv[1]), 0o644); err != nil {
+				return fmt.Errorf("turning IPv6 off on %s in namespace %q: %w", name, ns, err)
+			}
+		}
+		return nil
+	})
+}
+
+func (o options) apply(ns, name string) error {
+	if o.noIPv6 {
+		return DisableIPv6(ns, name)
+	}
+	return nil
+}
+
 // AddBridge creates bridge name in ns and sets it up.
-func AddBridge(ns, name string) error {
+func AddBridge(ns, name string, opts ...Option) error {
 	h, err := handle(ns)
 	if err != nil {
 		return err
@@ -67,6 +124,9 @@ func AddBridge(ns, name string) error {
 	if err := h.LinkAdd(br); err != nil {
 		return fmt.Errorf("creating bridge %s in namespace %q: %w", name, ns, err)
 	}
+	if err := collect(opts).apply(ns, name); err != nil {
+		return err
+	}
 	if err := h.LinkSetUp(br); err != nil {
 		return fmt.Errorf("setting bridge %s up: %w", name, err)
 	}
@@ -75,7 +135,7 @@ func AddBridge(ns, name string) error {
 
 // AddVeth creates a veth pair: name in ns, peer in peerNS, both up. When
 // master is set, name is enslaved to that bridge.
-func AddVeth(ns, name, master, peerNS, peer string) error {
+func AddVeth(ns, name, master, peerNS, peer string, opts ...Option) error {
 	h, err := handle(ns)
 	if err != nil {
 		return err
@@ -97,6 +157,9 @@ func AddVeth(ns, name, master, peerNS, peer string) error {
 	v := &netlink.Veth{LinkAttrs: attrs, PeerName: peer, PeerNamespace: netlink.NsFd(int(pns))}
 	if err := h.LinkAdd(v); err != nil {
 		return fmt.Errorf("creating veth %s (peer %s in namespace %q) in namespace %q: %w", name, peer, peerNS, ns, err)
+	}
+	if err := collect(opts).apply(ns, name); err != nil {
+		return err
 	}
 	if err := h.LinkSetUp(v); err != nil {
 		return fmt.Errorf("setting %s up: %w", name, err)
@@ -278,8 +341,9 @@ func DelRoute(ns string, r Route) error {
 
 // AddTap makes name a persistent tap in ns, enslaved to bridge master
 // when set, and up. An existing tap (a VM that outlived the node process,
-// its bridge made again) is enslaved again, not recreated.
-func AddTap(ns, name, master string) error {
+// its bridge made again) is enslaved again, not recreated; options apply
+// to it again.
+func AddTap(ns, name, master string, opts ...Option) error {
 	h, err := handle(ns)
 	if err != nil {
 		return err
@@ -307,6 +371,9 @@ func AddTap(ns, name, master string) error {
 			return err
 		}
 	}
+	if err := collect(opts).apply(ns, name); err != nil {
+		return err
+	}
 	if br != nil && l.Attrs().MasterIndex != br.Attrs().Index {
 		if err := h.LinkSetMasterByIndex(l, br.Attrs().Index); err != nil {
 			return fmt.Errorf("enslaving %s to %s in namespace %q: %w", name, master, ns, err)
@@ -321,23 +388,46 @@ func AddTap(ns, name, master string) error {
 // DefaultRouteDev is the link of the IPv4 default route in ns ("" when
 // there is none).
 func DefaultRouteDev(ns string) (string, error) {
+	dev, _, err := DefaultRoute(ns)
+	return dev, err
+}
+
+// DefaultRoute is the link and the gateway of the IPv4 default route in
+// ns ("" and an invalid address when there is none; no gateway for a
+// route on a link).
+func DefaultRoute(ns string) (string, netip.Addr, error) {
 	h, err := handle(ns)
 	if err != nil {
-		return "", err
+		return "", netip.Addr{}, err
 	}
 	defer h.Close()
 	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
 	if err != nil {
-		return "", fmt.Errorf("listing routes in namespace %q: %w", ns, err)
+		return "", netip.Addr{}, fmt.Errorf("listing routes in namespace %q: %w", ns, err)
 	}
 	for _, r := range routes {
 		if r.Dst == nil || r.Dst.IP.IsUnspecified() && r.Dst.Mask != nil && net.IP(r.Dst.Mask).IsUnspecified() {
 			l, err := h.LinkByIndex(r.LinkIndex)
 			if err != nil {
-				return "", fmt.Errorf("default route link in namespace %q: %w", ns, err)
+				return "", netip.Addr{}, fmt.Errorf("default route link in namespace %q: %w", ns, err)
 			}
-			return l.Attrs().Name, nil
+			gw, _ := netip.AddrFromSlice(r.Gw.To4())
+			return l.Attrs().Name, gw, nil
 		}
 	}
-	return "", nil
+	return "", netip.Addr{}, nil
+}
+
+// HardwareAddr is the MAC address of link name in ns.
+func HardwareAddr(ns, name string) (net.HardwareAddr, error) {
+	h, err := handle(ns)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	l, err := link(h, ns, name)
+	if err != nil {
+		return nil, err
+	}
+	return l.Attrs().HardwareAddr, nil
 }

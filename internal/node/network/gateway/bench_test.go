@@ -26,7 +26,7 @@ func BenchmarkProxy(b *testing.B) {
 		b.Fatal(err)
 	}
 	certs := &SelfSigned{}
-	p := New(certs.GetCertificate, slog.New(slog.DiscardHandler))
+	p := New(Config{}, certs, slog.New(slog.DiscardHandler))
 	if err := p.Set("1-1-app", Route{FQDN: "app.gw.test", Backends: []string{backend.URL}}); err != nil {
 		b.Fatal(err)
 	}

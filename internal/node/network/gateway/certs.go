@@ -1,55 +1,45 @@
 package gateway
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"fmt"
 	"math/big"
-	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/crypto/acme"
-	"golang.org/x/crypto/acme/autocert"
 )
 
-// ACME returns certificates from the ACME server at directory (TLS-ALPN-01
-// on the proxy's own port), for names the proxy serves, cached in
-// cacheDir.
-func ACME(directory, cacheDir, email string, p *Proxy) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	m := &autocert.Manager{
-		Prompt: autocert.AcceptTOS,
-		Cache:  autocert.DirCache(cacheDir),
-		Email:  email,
-		Client: &acme.Client{DirectoryURL: directory},
-		HostPolicy: func(_ context.Context, host string) error {
-			if !p.Serves(host) {
-				return fmt.Errorf("%s is not served by this gateway", host)
-			}
-			return nil
-		},
-	}
-	return m.GetCertificate
-}
-
 // SelfSigned makes and caches a self-signed certificate per name: the
-// explicit fallback when no ACME server is configured.
+// explicit fallback when no ACME server is configured (see ACME).
 type SelfSigned struct {
 	mu    sync.Mutex // guards certs
 	certs map[string]*tls.Certificate
 }
 
+var _ Certs = (*SelfSigned)(nil)
+
+// Certificate implements Certs: every twin gets the same certificate for
+// a name.
+func (s *SelfSigned) Certificate(h *tls.ClientHelloInfo, _ uint32) (*tls.Certificate, error) {
+	return s.GetCertificate(h)
+}
+
+// Forget implements Certs.
+func (s *SelfSigned) Forget(_ uint32, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.certs, hostName(name))
+}
+
 // GetCertificate implements tls.Config.GetCertificate.
 func (s *SelfSigned) GetCertificate(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	name := strings.ToLower(h.ServerName)
+	name := hostName(h.ServerName)
 	if name == "" {
-		return nil, errors.New("no server name")
+		return nil, fmt.Errorf("no server name, or %q is not a domain name", h.ServerName)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

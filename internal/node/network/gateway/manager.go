@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
 	"strings"
 
 	"github.com/zos-go/zos/internal/gridtypes"
@@ -27,40 +26,18 @@ type Networks interface {
 
 // Manager provisions gateway-name-proxy and gateway-fqdn-proxy workloads.
 type Manager struct {
+	policy BackendPolicy
 	proxy  *Proxy
 	reg    Registry
 	nets   Networks
-	ownIPs func() []netip.Addr
 }
 
 var _ provision.Manager = (*Manager)(nil)
 
-// NewManager returns the manager of proxy; ownIPs are the node's public
-// addresses, which backends may not point at.
-func NewManager(proxy *Proxy, reg Registry, nets Networks, ownIPs func() []netip.Addr) *Manager {
-	return &Manager{proxy: proxy, reg: reg, nets: nets, ownIPs: ownIPs}
-}
-
-func backendIP(b gridtypes.Backend, passthrough bool) (netip.Addr, error) {
-	host := string(b)
-	if passthrough {
-		h, _, err := net.SplitHostPort(host)
-		if err != nil {
-			return netip.Addr{}, fmt.Errorf("backend %q: %w", b, err)
-		}
-		host = h
-	} else {
-		u, err := url.Parse(host)
-		if err != nil {
-			return netip.Addr{}, fmt.Errorf("backend %q: %w", b, err)
-		}
-		host = u.Hostname()
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("backend %q: not an IP", b)
-	}
-	return a, nil
+// NewManager returns the manager of proxy; policy says which backends
+// tenants may name.
+func NewManager(policy BackendPolicy, proxy *Proxy, reg Registry, nets Networks) *Manager {
+	return &Manager{policy: policy, proxy: proxy, reg: reg, nets: nets}
 }
 
 // Provision validates the workload and adds its route; the result of a
@@ -70,70 +47,74 @@ func (m *Manager) Provision(ctx context.Context, wl *provision.Workload) (any, e
 	if err != nil {
 		return nil, err
 	}
-	domain, err := m.reg.Domain(ctx)
+	raw, err := m.reg.Domain(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if domain == "" {
+	if raw == "" {
 		return nil, fmt.Errorf("this node has no domain in its public config: it is not a gateway")
+	}
+	// The farmer may write the domain in any case, with a trailing dot:
+	// compared unnormalised, "alice.<domain>" would not look like a name
+	// under it and another twin could take it as an fqdn.
+	domain, err := Normalize(raw)
+	if err != nil {
+		return nil, fmt.Errorf("the node's domain in its public config: %w", err)
 	}
 	var base gridtypes.GatewayBase
 	var fqdn string
 	var result any
 	switch g := data.(type) {
 	case *gridtypes.GatewayNameProxy:
-		if err := dnsLabel(g.Name); err != nil {
+		// Name contracts are lower case.
+		name := strings.ToLower(g.Name)
+		if err := dnsLabel(name); err != nil {
 			return nil, fmt.Errorf("name: %w", err)
 		}
-		owner, err := m.reg.NameOwner(ctx, g.Name)
+		owner, err := m.reg.NameOwner(ctx, name)
 		if err != nil {
-			return nil, fmt.Errorf("name %q: %w", g.Name, err)
+			return nil, fmt.Errorf("name %q: %w", name, err)
 		}
 		if owner != wl.Deployment.TwinID {
-			return nil, fmt.Errorf("name %q is held by another twin", g.Name)
+			return nil, fmt.Errorf("name %q is held by another twin", name)
 		}
-		fqdn = strings.ToLower(g.Name + "." + domain)
+		fqdn = name + "." + domain
 		base = g.GatewayBase
 		result = gridtypes.GatewayProxyResult{FQDN: fqdn}
 	case *gridtypes.GatewayFQDNProxy:
-		fqdn = strings.ToLower(strings.TrimSuffix(g.FQDN, "."))
-		for _, l := range strings.Split(fqdn, ".") {
-			if err := dnsLabel(l); err != nil {
-				return nil, fmt.Errorf("fqdn %q: %w", g.FQDN, err)
-			}
+		if fqdn, err = Normalize(g.FQDN); err != nil {
+			return nil, fmt.Errorf("fqdn: %w", err)
 		}
-		if fqdn == domain || strings.HasSuffix(fqdn, "."+domain) {
-			return nil, fmt.Errorf("fqdn %q is under the gateway's domain: use a name proxy", g.FQDN)
+		if underDomain(fqdn, domain) {
+			return nil, fmt.Errorf("fqdn %q is under the gateway's domain %s: use a name proxy", g.FQDN, domain)
 		}
 		base = g.GatewayBase
 		result = struct{}{}
 	default:
 		return nil, fmt.Errorf("workload %s is a %s, not a gateway", wl.Name, wl.Type)
 	}
-	route := Route{FQDN: fqdn, Passthrough: base.TLSPassthrough}
-	own := map[netip.Addr]bool{}
-	for _, a := range m.ownIPs() {
-		own[a] = true
-	}
-	for _, b := range base.Backends {
-		if err := b.Valid(base.TLSPassthrough); err != nil {
-			return nil, err
-		}
-		a, err := backendIP(b, base.TLSPassthrough)
-		if err != nil {
-			return nil, err
-		}
-		if own[a] {
-			return nil, fmt.Errorf("backend %q points at the gateway node itself", b)
-		}
-		route.Backends = append(route.Backends, string(b))
-	}
+	route := Route{FQDN: fqdn, Passthrough: base.TLSPassthrough, Twin: wl.Deployment.TwinID}
 	if base.Network != nil {
+		rng := networkRange(wl.Deployment, *base.Network)
+		for _, b := range base.Backends {
+			if err := m.backend(b, base.TLSPassthrough, func(a netip.Addr) error { return m.policy.checkTenant(a, rng) }); err != nil {
+				return nil, err
+			}
+			route.Backends = append(route.Backends, string(b))
+		}
 		d, err := m.nets.Dialer(wl.Deployment.TwinID, *base.Network)
 		if err != nil {
 			return nil, err
 		}
-		route.Dial = d
+		route.Dial = m.policy.tenantDial(d, rng)
+	} else {
+		for _, b := range base.Backends {
+			if err := m.backend(b, base.TLSPassthrough, m.policy.checkInternet); err != nil {
+				return nil, err
+			}
+			route.Backends = append(route.Backends, string(b))
+		}
+		route.Dial = m.policy.internetDial()
 	}
 	if err := m.proxy.Set(string(wl.ID), route); err != nil {
 		return nil, err
@@ -141,23 +122,23 @@ func (m *Manager) Provision(ctx context.Context, wl *provision.Workload) (any, e
 	return result, nil
 }
 
-// Deprovision removes the route.
-func (m *Manager) Deprovision(_ context.Context, wl *provision.Workload) error {
-	m.proxy.Delete(string(wl.ID))
+// backend validates b and checks its address with check.
+func (m *Manager) backend(b gridtypes.Backend, passthrough bool, check func(netip.Addr) error) error {
+	if err := b.Valid(passthrough); err != nil {
+		return err
+	}
+	a, err := backendAddr(b, passthrough)
+	if err != nil {
+		return err
+	}
+	if err := check(a); err != nil {
+		return fmt.Errorf("backend %q: %w", b, err)
+	}
 	return nil
 }
 
-// dnsLabel checks that s is a DNS label (RFC 1123): 1 to 63 letters,
-// digits and inner hyphens.
-func dnsLabel(s string) error {
-	if len(s) == 0 || len(s) > 63 {
-		return fmt.Errorf("%q is not a DNS label (1 to 63 characters)", s)
-	}
-	for i, c := range s {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(s)-1
-		if !ok {
-			return fmt.Errorf("%q is not a DNS label (letters, digits and inner hyphens)", s)
-		}
-	}
+// Deprovision removes the route (and the certificate of its name).
+func (m *Manager) Deprovision(_ context.Context, wl *provision.Workload) error {
+	m.proxy.Delete(string(wl.ID))
 	return nil
 }

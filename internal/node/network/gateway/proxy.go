@@ -4,6 +4,12 @@
 // Backends may live in a private network: the proxy dials them from inside
 // the network resource's namespace. The node wires it; its Manager
 // provisions the gateway-name-proxy and gateway-fqdn-proxy workloads.
+//
+// The internet reaches whatever the gateway dials, so backends are checked
+// (BackendPolicy) when provisioned and on every dial; names are compared
+// in one normalised spelling (Normalize); connections are bounded per
+// client, per route and in all, with handshake and idle timeouts (Config);
+// ACME certificates are per twin and removed with their route (ACME).
 package gateway
 
 import (
@@ -18,7 +24,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,7 +39,9 @@ type Route struct {
 	FQDN        string
 	Backends    []string // "http://ip:port", or "ip:port" with Passthrough
 	Passthrough bool
-	Dial        DialFunc // nil: the node's own namespace
+	Dial        DialFunc // nil: the caller's namespace, unchecked (the Manager always sets a checking one)
+	// Twin owns the route: its certificates are the twin's.
+	Twin uint32
 }
 
 // Traffic counts a workload's bytes.
@@ -48,26 +55,39 @@ type route struct {
 	wl      string
 	next    atomic.Uint64 // round robin
 	in, out atomic.Uint64
+	conns   *atomic.Int64 // open connections, kept across replacements
 	proxy   *httputil.ReverseProxy
+	tr      *http.Transport
 }
 
 func (r *route) backend() string {
 	return r.Backends[int(r.next.Add(1)-1)%len(r.Backends)]
 }
 
+// Certs gives the proxy the certificates of the names it terminates.
+type Certs interface {
+	// Certificate returns the certificate for the hello's server name,
+	// a name of twin's route.
+	Certificate(h *tls.ClientHelloInfo, twin uint32) (*tls.Certificate, error)
+	// Forget drops what is held for twin's name: its route is gone.
+	Forget(twin uint32, name string)
+}
+
 // Proxy is the gateway's TLS front.
 type Proxy struct {
-	certs func(*tls.ClientHelloInfo) (*tls.Certificate, error)
-	log   *slog.Logger
+	cfg     Config
+	certs   Certs
+	log     *slog.Logger
+	clients clients
 
 	mu     sync.RWMutex
 	byName map[string]*route // guarded by mu; fqdn -> route
 	byWL   map[string]*route // guarded by mu; workload id -> route
 }
 
-// New returns a proxy taking its certificates from certs.
-func New(certs func(*tls.ClientHelloInfo) (*tls.Certificate, error), log *slog.Logger) *Proxy {
-	return &Proxy{certs: certs, log: log, byName: map[string]*route{}, byWL: map[string]*route{}}
+// New returns a proxy with limits cfg taking its certificates from certs.
+func New(cfg Config, certs Certs, log *slog.Logger) *Proxy {
+	return &Proxy{cfg: cfg.withDefaults(), certs: certs, log: log, byName: map[string]*route{}, byWL: map[string]*route{}}
 }
 
 // ErrNameInUse is returned when another workload serves the name.
@@ -75,7 +95,11 @@ var ErrNameInUse = errors.New("name is already served by another workload")
 
 // Set adds or replaces the route of workload wl.
 func (p *Proxy) Set(wl string, r Route) error {
-	r.FQDN = strings.ToLower(r.FQDN)
+	fqdn, err := Normalize(r.FQDN)
+	if err != nil {
+		return err
+	}
+	r.FQDN = fqdn
 	if len(r.Backends) == 0 {
 		return errors.New("no backends")
 	}
@@ -83,8 +107,9 @@ func (p *Proxy) Set(wl string, r Route) error {
 		d := &net.Dialer{Timeout: 10 * time.Second}
 		r.Dial = d.DialContext
 	}
-	rt := &route{Route: r, wl: wl}
+	rt := &route{Route: r, wl: wl, conns: new(atomic.Int64)}
 	if !r.Passthrough {
+		rt.tr = &http.Transport{DialContext: r.Dial, MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute}
 		rt.proxy = &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				u, err := url.Parse(rt.backend())
@@ -94,47 +119,67 @@ func (p *Proxy) Set(wl string, r Route) error {
 				pr.SetXForwarded()
 				pr.Out.Host = pr.In.Host
 			},
-			Transport: &http.Transport{DialContext: r.Dial, MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute},
+			Transport: rt.tr,
 			ErrorLog:  slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 		}
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if o, ok := p.byName[r.FQDN]; ok && o.wl != wl {
+		p.mu.Unlock()
 		return fmt.Errorf("%s: %w", r.FQDN, ErrNameInUse)
 	}
-	if o, ok := p.byWL[wl]; ok {
+	o, replaced := p.byWL[wl]
+	if replaced {
 		delete(p.byName, o.FQDN)
 		rt.in.Store(o.in.Load())
 		rt.out.Store(o.out.Load())
+		rt.conns = o.conns
 	}
 	p.byName[r.FQDN] = rt
 	p.byWL[wl] = rt
+	p.mu.Unlock()
+	if replaced {
+		p.retire(o, o.FQDN != rt.FQDN || o.Twin != rt.Twin)
+	}
 	return nil
 }
 
-// Delete removes the route of workload wl.
+// Delete removes the route of workload wl and forgets its certificate.
 func (p *Proxy) Delete(wl string) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if o, ok := p.byWL[wl]; ok {
+	o, ok := p.byWL[wl]
+	if ok {
 		delete(p.byName, o.FQDN)
 		delete(p.byWL, wl)
 	}
+	p.mu.Unlock()
+	if ok {
+		p.retire(o, true)
+	}
 }
 
-// Serves reports whether a route exists for name (the ACME host policy).
-func (p *Proxy) Serves(name string) bool {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	_, ok := p.byName[strings.ToLower(name)]
-	return ok
+// retire lets go of a replaced or removed route: its idle backend
+// connections and, when its name or owner changed, its certificate.
+func (p *Proxy) retire(o *route, forget bool) {
+	if o.tr != nil {
+		o.tr.CloseIdleConnections()
+	}
+	if forget && p.certs != nil {
+		p.certs.Forget(o.Twin, o.FQDN)
+	}
 }
+
+// Serves reports whether a route exists for name.
+func (p *Proxy) Serves(name string) bool { return p.lookup(name) != nil }
 
 func (p *Proxy) lookup(name string) *route {
+	n := hostName(name)
+	if n == "" {
+		return nil
+	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return p.byName[strings.ToLower(name)]
+	return p.byName[n]
 }
 
 // Metrics returns the bytes counted per workload.
@@ -148,16 +193,13 @@ func (p *Proxy) Metrics() map[string]Traffic {
 	return out
 }
 
-// MaxConns bounds the connections a proxy serves at once; more wait in
-// the listen queue.
-const MaxConns = 4096
-
 // Serve accepts TLS connections on ln until ctx ends; it closes ln and
-// waits for its connections.
+// waits for its connections. Connections are bounded as cfg says.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
-	slots := make(chan struct{}, MaxConns)
+	slots := make(chan struct{}, p.cfg.MaxConns)
 	terminated := newChanListener(ln.Addr())
-	srv := &http.Server{Handler: http.HandlerFunc(p.serveHTTP), ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: http.HandlerFunc(p.serveHTTP),
+		ReadHeaderTimeout: p.cfg.HandshakeTimeout, IdleTimeout: p.cfg.IdleTimeout,
 		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -168,6 +210,7 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var err error
+	var backoff time.Duration
 	for {
 		select {
 		case slots <- struct{}{}:
@@ -180,14 +223,38 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 		var c net.Conn
 		c, err = ln.Accept()
 		if err != nil {
-			break
+			<-slots
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				break
+			}
+			// Out of file descriptors and the like: wait, as
+			// net/http does, rather than stop every tenant's gateway.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			p.log.Warn("gateway_accept", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			continue
 		}
+		backoff = 0
+		key := clientKey(c.RemoteAddr())
+		if !p.clients.acquire(key, p.cfg.MaxConnsPerClient) {
+			p.log.Debug("gateway_client_limit", "client", key)
+			c.Close()
+			<-slots
+			continue
+		}
+		// The slot is held until the connection ends, also a terminated
+		// one (the HTTP server closes it).
+		tc := newTrackedConn(c, p.cfg.IdleTimeout, func() {
+			p.clients.release(key)
+			<-slots
+		})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// The slot is held until the connection ends, also a
-			// terminated one (closeNotify releases it).
-			p.handle(ctx, &releaseConn{Conn: c, release: func() { <-slots }}, terminated)
+			p.handle(ctx, tc, terminated)
 		}()
 	}
 	ln.Close()
@@ -257,8 +324,8 @@ func (c countConn) Write(b []byte) (int, error) {
 	return n, err
 }
 
-func (p *Proxy) handle(ctx context.Context, c net.Conn, terminated *chanListener) {
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+func (p *Proxy) handle(ctx context.Context, c *trackedConn, terminated *chanListener) {
+	_ = c.SetDeadline(time.Now().Add(p.cfg.HandshakeTimeout))
 	name, rc, err := peekSNI(c)
 	if err != nil {
 		p.log.Debug("gateway_bad_hello", "remote", c.RemoteAddr(), "err", err)
@@ -271,24 +338,38 @@ func (p *Proxy) handle(ctx context.Context, c net.Conn, terminated *chanListener
 		c.Close()
 		return
 	}
-	_ = c.SetDeadline(time.Time{})
+	if r.conns.Add(1) > int64(p.cfg.MaxConnsPerRoute) {
+		r.conns.Add(-1)
+		p.log.Debug("gateway_route_limit", "workload", r.wl)
+		c.Close()
+		return
+	}
+	c.onClosed(func() { r.conns.Add(-1) })
 	cc := countConn{Conn: rc, r: r}
 	if !r.Passthrough {
-		tc := tls.Server(cc, &tls.Config{GetCertificate: p.certs, NextProtos: []string{"http/1.1", "acme-tls/1"}, MinVersion: tls.VersionTLS12})
+		// The HTTP server bounds the handshake and each request header
+		// (ReadHeaderTimeout), then idle keep-alive (IdleTimeout).
+		twin := r.Twin
+		tc := tls.Server(cc, &tls.Config{
+			GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return p.certs.Certificate(h, twin) },
+			NextProtos:     []string{"http/1.1", "acme-tls/1"}, MinVersion: tls.VersionTLS12})
 		if !terminated.put(ctx, tc) {
 			c.Close()
 		}
 		return
 	}
+	_ = c.SetDeadline(time.Time{})
 	defer c.Close()
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	dctx, cancel := context.WithTimeout(ctx, p.cfg.HandshakeTimeout)
 	b, err := r.Dial(dctx, "tcp", r.backend())
 	cancel()
 	if err != nil {
 		p.log.Warn("gateway_backend_unreachable", "workload", r.wl, "err", err)
 		return
 	}
-	defer b.Close()
+	// Closing the client connection, also when it was idle too long,
+	// closes the backend's.
+	c.onClosed(func() { b.Close() })
 	done := make(chan struct{}, 2)
 	go func() { _, _ = io.Copy(b, cc); closeWrite(b); done <- struct{}{} }()
 	go func() { _, _ = io.Copy(cc, b); closeWrite(c); done <- struct{}{} }()
@@ -297,7 +378,6 @@ func (p *Proxy) handle(ctx context.Context, c net.Conn, terminated *chanListener
 		<-done
 	case <-ctx.Done():
 		c.Close()
-		b.Close()
 		<-done
 		<-done
 	}
@@ -310,6 +390,8 @@ func closeWrite(c net.Conn) {
 }
 
 func (p *Proxy) serveHTTP(w http.ResponseWriter, req *http.Request) {
+	// The connection came in for the SNI's route: the Host header does
+	// not choose another tenant's.
 	name := req.Host
 	if req.TLS != nil && req.TLS.ServerName != "" {
 		name = req.TLS.ServerName
@@ -372,17 +454,4 @@ func Listen(ns, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("listening for the gateway on %s in namespace %q: %w", addr, ns, err)
 	}
 	return ln, nil
-}
-
-// releaseConn gives its slot back once, when closed.
-type releaseConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *releaseConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
 }

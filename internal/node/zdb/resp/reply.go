@@ -48,8 +48,27 @@ func (r Reply) String() string {
 	return "?"
 }
 
-// ReadReply decodes one reply, bounding sizes by limits.
+// MaxReplyDepth bounds the nesting of arrays in a reply.
+const MaxReplyDepth = 8
+
+// replyElemCost is what an array element is charged against the reply's
+// budget, for the Reply it takes in memory.
+const replyElemCost = 64
+
+// ReadReply decodes one reply, bounding sizes by limits: a bulk string by
+// MaxBulk, an array by 4*MaxArgs elements, the nesting by MaxReplyDepth and
+// the whole reply (payloads and elements) by MaxRequest (MaxBulk + 1 MiB
+// when 0), so that a hostile server can exhaust neither the reader's memory
+// nor its stack.
 func ReadReply(br *bufio.Reader, limits Limits) (Reply, error) {
+	if limits.MaxRequest <= 0 {
+		limits.MaxRequest = limits.MaxBulk + 1<<20
+	}
+	budget := int64(limits.MaxRequest)
+	return readReply(br, limits, 0, &budget)
+}
+
+func readReply(br *bufio.Reader, limits Limits, depth int, budget *int64) (Reply, error) {
 	line, err := br.ReadSlice('\n')
 	if err != nil {
 		return Reply{}, fmt.Errorf("reading reply: %w", err)
@@ -58,6 +77,9 @@ func ReadReply(br *bufio.Reader, limits Limits) (Reply, error) {
 		return Reply{}, protoErr("malformed reply line")
 	}
 	body := line[1 : len(line)-2]
+	if *budget -= int64(len(body)); *budget < 0 {
+		return Reply{}, protoErr("reply over %d bytes", limits.MaxRequest)
+	}
 	switch Kind(line[0]) {
 	case KindSimple, KindError:
 		return Reply{Kind: Kind(line[0]), Str: append([]byte(nil), body...)}, nil
@@ -75,6 +97,9 @@ func ReadReply(br *bufio.Reader, limits Limits) (Reply, error) {
 		if n < 0 {
 			return Reply{Kind: KindBulk, Nil: true}, nil
 		}
+		if *budget -= n; *budget < 0 {
+			return Reply{}, protoErr("reply over %d bytes", limits.MaxRequest)
+		}
 		p := make([]byte, n+2)
 		if _, err := io.ReadFull(br, p); err != nil {
 			return Reply{}, fmt.Errorf("reading bulk reply: %w", err)
@@ -88,9 +113,15 @@ func ReadReply(br *bufio.Reader, limits Limits) (Reply, error) {
 		if n < 0 {
 			return Reply{Kind: KindArray, Nil: true}, nil
 		}
+		if depth >= MaxReplyDepth {
+			return Reply{}, protoErr("reply nested deeper than %d arrays", MaxReplyDepth)
+		}
+		if *budget -= n * replyElemCost; *budget < 0 {
+			return Reply{}, protoErr("reply over %d bytes", limits.MaxRequest)
+		}
 		r := Reply{Kind: KindArray, Elems: make([]Reply, 0, n)}
 		for i := int64(0); i < n; i++ {
-			e, err := ReadReply(br, limits)
+			e, err := readReply(br, limits, depth+1, budget)
 			if err != nil {
 				return Reply{}, err
 			}

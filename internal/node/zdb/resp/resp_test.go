@@ -131,3 +131,33 @@ func FuzzReadRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestReadReplyBounds: a hostile server's replies (endless nesting, which
+// overflowed the stack; arrays whose elements add up past the bound) end
+// in a protocol error instead of exhausting the reader.
+func TestReadReplyBounds(t *testing.T) {
+	limits := Limits{MaxArgs: 16, MaxBulk: 1 << 10, MaxRequest: 4 << 10}
+	tests := []struct {
+		name, in string
+		ok       bool
+	}{
+		{"nested within the bound", strings.Repeat("*1\r\n", MaxReplyDepth) + ":1\r\n", true},
+		{"nested too deep", strings.Repeat("*1\r\n", 100000), false},
+		{"array too long", "*65\r\n", false},
+		{"bulks past the reply bound", "*8\r\n" + strings.Repeat("$1000\r\n"+strings.Repeat("x", 1000)+"\r\n", 8), false},
+		{"bulk past its bound", "$1025\r\n", false},
+		{"simple strings past the reply bound", "*60\r\n" + strings.Repeat("+"+strings.Repeat("s", 100)+"\r\n", 60), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ReadReply(bufio.NewReader(strings.NewReader(tt.in)), limits)
+			if tt.ok && err != nil {
+				t.Fatalf("got %v, want a reply", err)
+			}
+			var perr *ProtocolError
+			if !tt.ok && !errors.As(err, &perr) {
+				t.Fatalf("got %v, want a protocol error", err)
+			}
+		})
+	}
+}

@@ -1,8 +1,10 @@
-// Package acmetest is a small ACME (RFC 8555) server for tests: accounts,
-// orders, tls-alpn-01 challenges that it really checks by connecting to the
-// name's server with ALPN "acme-tls/1", and certificates signed by its own
-// CA. JWS signatures are not verified: it is a test double. Only tests
-// import it.
+// Package acmetest is a small ACME (RFC 8555) server for tests: accounts
+// (one per key, as a CA keeps them), orders, tls-alpn-01 challenges that
+// it really checks by connecting to the name's server with ALPN
+// "acme-tls/1" against the ordering account's key, certificates signed by
+// its own CA, and an optional per-account order limit standing for the
+// CA's rate limits. JWS signatures are not verified: it is a test double.
+// Only tests import it.
 package acmetest
 
 import (
@@ -30,8 +32,6 @@ import (
 type Server struct {
 	// Roots trusts the certificates the server issues.
 	Roots *x509.CertPool
-	// Issued counts certificates issued.
-	Issued int
 
 	srv    *httptest.Server
 	caKey  *ecdsa.PrivateKey
@@ -39,14 +39,30 @@ type Server struct {
 	dial   func(addr string, cfg *tls.Config) (*tls.Conn, error)
 	addr   string // where names are served (host:port)
 
-	mu     sync.Mutex // guards orders, Issued, nextID, thumb
-	orders map[string]*order
-	nextID int
-	thumb  string // the account key's thumbprint (one account)
+	mu         sync.Mutex // guards orders, nextID, accounts, kids, orderLimit
+	orders     map[string]*order
+	nextID     int
+	accounts   map[string]*account // by key thumbprint
+	kids       map[string]*account // by account URL
+	orderLimit int
+}
+
+// Account is what the server counts of an account.
+type Account struct {
+	ID      int
+	Orders  int // orders accepted
+	Refused int // orders refused by the order limit
+	Issued  int // certificates issued
+}
+
+type account struct {
+	Account
+	thumb string
 }
 
 type order struct {
 	id     string
+	acct   *account
 	names  []string
 	tokens map[string]string // name -> token
 	valid  map[string]bool
@@ -72,7 +88,8 @@ func Start(addr string, dial func(addr string, cfg *tls.Config) (*tls.Conn, erro
 	if dial == nil {
 		dial = func(a string, c *tls.Config) (*tls.Conn, error) { return tls.Dial("tcp", a, c) }
 	}
-	s := &Server{Roots: x509.NewCertPool(), caKey: key, caCert: ca, dial: dial, addr: addr, orders: map[string]*order{}}
+	s := &Server{Roots: x509.NewCertPool(), caKey: key, caCert: ca, dial: dial, addr: addr, orders: map[string]*order{},
+		accounts: map[string]*account{}, kids: map[string]*account{}}
 	s.Roots.AddCert(ca)
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s, nil
@@ -83,6 +100,34 @@ func (s *Server) URL() string { return s.srv.URL + "/dir" }
 
 // Close stops the server.
 func (s *Server) Close() { s.srv.Close() }
+
+// SetOrderLimit makes the server refuse (rateLimited) the orders of an
+// account past n (0: no limit), as a CA's per-account limits do.
+func (s *Server) SetOrderLimit(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.orderLimit = n
+}
+
+// Accounts returns the accounts, in order of creation.
+func (s *Server) Accounts() []Account {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Account, len(s.accounts))
+	for _, a := range s.accounts {
+		out[a.ID-1] = a.Account
+	}
+	return out
+}
+
+// Issued returns the number of certificates issued.
+func (s *Server) Issued() int {
+	n := 0
+	for _, a := range s.Accounts() {
+		n += a.Issued
+	}
+	return n
+}
 
 type jws struct {
 	Protected string `json:"protected"`
@@ -108,9 +153,13 @@ func reply(w http.ResponseWriter, code int, v any) {
 }
 
 func problem(w http.ResponseWriter, detail string) {
+	problemOf(w, http.StatusBadRequest, "malformed", detail)
+}
+
+func problemOf(w http.ResponseWriter, code int, typ, detail string) {
 	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(http.StatusBadRequest)
-	_ = json.NewEncoder(w).Encode(map[string]string{"type": "urn:ietf:params:acme:error:malformed", "detail": detail})
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"type": "urn:ietf:params:acme:error:" + typ, "detail": detail})
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
@@ -132,24 +181,51 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	var prot struct {
 		JWK json.RawMessage `json:"jwk"`
+		KID string          `json:"kid"`
 	}
 	_ = json.Unmarshal(b64(req.Protected), &prot)
 	payload := b64(req.Payload)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	var acct *account
 	if len(prot.JWK) > 0 {
 		t, err := thumbprint(prot.JWK)
 		if err != nil {
 			problem(w, "bad JWK")
 			return
 		}
-		s.thumb = t
+		acct = s.accounts[t]
+		if parts[0] == "acct" && len(parts) == 1 {
+			var nr struct {
+				OnlyReturnExisting bool `json:"onlyReturnExisting"`
+			}
+			_ = json.Unmarshal(payload, &nr)
+			code := http.StatusOK
+			if acct == nil {
+				if nr.OnlyReturnExisting {
+					problemOf(w, http.StatusBadRequest, "accountDoesNotExist", "no account for this key")
+					return
+				}
+				acct = &account{Account: Account{ID: len(s.accounts) + 1}, thumb: t}
+				s.accounts[t] = acct
+				s.kids[fmt.Sprintf("%s/acct/%d", base, acct.ID)] = acct
+				code = http.StatusCreated
+			}
+			w.Header().Set("Location", fmt.Sprintf("%s/acct/%d", base, acct.ID))
+			reply(w, code, map[string]any{"status": "valid", "orders": fmt.Sprintf("%s/orders/%d", base, acct.ID)})
+			return
+		}
+	} else {
+		acct = s.kids[prot.KID]
 	}
-	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if acct == nil {
+		problemOf(w, http.StatusUnauthorized, "unauthorized", "no such account")
+		return
+	}
 	switch parts[0] {
 	case "acct":
-		w.Header().Set("Location", base+"/acct/1")
-		reply(w, 201, map[string]any{"status": "valid", "orders": base + "/orders/1"})
+		reply(w, 200, map[string]any{"status": "valid", "orders": fmt.Sprintf("%s/orders/%d", base, acct.ID)})
 	case "order":
 		if len(parts) == 2 {
 			o := s.orders[parts[1]]
@@ -164,8 +240,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			Identifiers []struct{ Value string } `json:"identifiers"`
 		}
 		_ = json.Unmarshal(payload, &nr)
+		if s.orderLimit > 0 && acct.Orders >= s.orderLimit {
+			acct.Refused++
+			problemOf(w, http.StatusTooManyRequests, "rateLimited", "too many orders for this account")
+			return
+		}
+		acct.Orders++
 		s.nextID++
-		o := &order{id: fmt.Sprint(s.nextID), tokens: map[string]string{}, valid: map[string]bool{}, status: "pending"}
+		o := &order{id: fmt.Sprint(s.nextID), acct: acct, tokens: map[string]string{}, valid: map[string]bool{}, status: "pending"}
 		for _, id := range nr.Identifiers {
 			o.names = append(o.names, id.Value)
 			t := make([]byte, 16)
@@ -189,7 +271,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !o.valid[name] {
-			if err := s.check(name, o.tokens[name]); err != nil {
+			if err := s.check(name, o.tokens[name], o.acct.thumb); err != nil {
 				problem(w, err.Error())
 				return
 			}
@@ -221,7 +303,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		o.cert = append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 			pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.caCert.Raw})...)
 		o.status = "valid"
-		s.Issued++
+		o.acct.Issued++
 		w.Header().Set("Location", base+"/order/"+o.id)
 		reply(w, 200, s.orderJSON(o))
 	case "cert":
@@ -291,8 +373,8 @@ var idPeAcmeIdentifier = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 31}
 
 // check connects to the server of name with ALPN acme-tls/1 and checks
 // the certificate carries sha256(keyAuthorization) (RFC 8737).
-func (s *Server) check(name, token string) error {
-	sum := sha256.Sum256([]byte(token + "." + s.thumb))
+func (s *Server) check(name, token, thumb string) error {
+	sum := sha256.Sum256([]byte(token + "." + thumb))
 	c, err := s.dial(s.addr, &tls.Config{ServerName: name, NextProtos: []string{"acme-tls/1"}, InsecureSkipVerify: true})
 	if err != nil {
 		return fmt.Errorf("tls-alpn-01 for %s: %w", name, err)
