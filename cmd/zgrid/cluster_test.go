@@ -301,14 +301,27 @@ func TestZgridCluster(t *testing.T) {
 }
 
 // startRogueServer starts Debian's nats-server with a cluster block that
-// routes to route, as someone who can reach a grid's route port would. It
-// returns the URL of its clients and that of its monitoring.
+// routes to route, as someone who can reach a grid's route port would, and
+// the grid's accounts: its anonymous clients are in the grid's account, and
+// user "forger" (password "forger") in the twins' account. It returns the
+// URL of its clients and that of its monitoring.
 func startRogueServer(t *testing.T, route string) (client, monitor string) {
 	t.Helper()
 	bin := testutil.RequireBinary(t, "nats-server")
 	ports := freePorts(t, 3)
-	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nhttp: \"127.0.0.1:%d\"\ncluster {\n  name: zgrid\n  listen: \"127.0.0.1:%d\"\n  routes: [%q]\n}\n",
-		ports[0], ports[1], ports[2], route)
+	conf := fmt.Sprintf(`listen: "127.0.0.1:%d"
+http: "127.0.0.1:%d"
+cluster {
+  name: zgrid
+  listen: "127.0.0.1:%d"
+  routes: [%q]
+}
+accounts {
+  %s { users: [{user: spy, password: spy}] }
+  %s { users: [{user: forger, password: forger}] }
+}
+no_auth_user: spy
+`, ports[0], ports[1], ports[2], route, natsd.GridAccount, natsd.TwinAccount)
 	path := filepath.Join(t.TempDir(), "rogue.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -343,10 +356,11 @@ func startRogueServer(t *testing.T, route string) (client, monitor string) {
 }
 
 // TestZgridClusterRefusesRogueServer is the attack of issue 14 (finding 2):
-// a nats-server routes to a member's cluster port, anonymously or with
-// guessed credentials. It gets no route; while a twin uses the grid, an
-// anonymous client on it sees none of the grid's traffic, and the registry
-// answers it forges into the twin's inbox never arrive.
+// a nats-server with the grid's account names routes to a member's cluster
+// port, anonymously or with guessed credentials. It gets no route; while a
+// twin uses the grid, an anonymous client on it sees none of the grid's
+// traffic, and the registry answers a client of its twins' account forges
+// into the twin's inbox never arrive.
 func TestZgridClusterRefusesRogueServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test in -short")
@@ -376,6 +390,11 @@ func TestZgridClusterRefusesRogueServer(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer spy.Close()
+			forger, err := nats.Connect(client, nats.UserInfo("forger", "forger"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer forger.Close()
 			seen, err := spy.SubscribeSync(">")
 			if err != nil {
 				t.Fatal(err)
@@ -383,21 +402,26 @@ func TestZgridClusterRefusesRogueServer(t *testing.T) {
 			if err := spy.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			// For a few seconds the twin works and the spy forges.
+			// For a few seconds the twin works and the rogue's clients spy
+			// and forge.
 			ctx := context.Background()
+			var spied []string
 			for i, deadline := 0, time.Now().Add(4*time.Second); time.Now().Before(deadline); i++ {
 				if _, err := c.CreateFarm(ctx, fmt.Sprintf("%s-%d", strings.ReplaceAll(tt.name, " ", "-"), i)); err != nil {
 					t.Fatalf("CreateFarm during the attack: %v", err)
 				}
-				if err := spy.Publish(inbox, []byte(`{"result":{"id":1}}`)); err != nil {
+				if err := forger.Publish(inbox, []byte(`{"result":{"id":1}}`)); err != nil {
 					t.Fatal(err)
 				}
 				if m, err := seen.NextMsg(100 * time.Millisecond); err == nil {
-					t.Fatalf("the rogue server's client received the grid's %q", m.Subject)
+					spied = append(spied, m.Subject)
 				}
 			}
+			if len(spied) > 0 {
+				t.Errorf("the rogue server's anonymous client received %d of the grid's messages, first %q", len(spied), spied[0])
+			}
 			if m, err := forged.NextMsg(200 * time.Millisecond); err == nil {
-				t.Fatalf("a forged message reached the twin's inbox: %q", m.Data)
+				t.Errorf("a forged message reached the twin's inbox: %q", m.Data)
 			}
 			resp, err := http.Get(monitor + "/routez")
 			if err != nil {
@@ -411,7 +435,7 @@ func TestZgridClusterRefusesRogueServer(t *testing.T) {
 				t.Fatal(err)
 			}
 			if rz.NumRoutes != 0 {
-				t.Fatalf("rogue nats-server has %d routes, want 0", rz.NumRoutes)
+				t.Errorf("rogue nats-server has %d routes, want 0", rz.NumRoutes)
 			}
 		})
 	}
@@ -439,31 +463,21 @@ func TestClusterFlags(t *testing.T) {
 	}
 }
 
-// TestClusterOffLoopbackIsSecured starts a member whose route port listens
+// TestClusterOffLoopbackIsSecured starts zgrid's server with a route port
 // on every address: zgrid derives route security from the system key, so
 // natsd accepts it, and a plain route to it is refused.
 func TestClusterOffLoopbackIsSecured(t *testing.T) {
 	port := freePorts(t, 1)[0]
-	ready := make(chan Addrs, 1)
-	cfg := Config{DataDir: t.TempDir(), Listen: "0.0.0.0", Port: natsd.RandomPort, Replicas: 1,
-		Name: "solo", ClusterName: "zgrid", ClusterPort: port, Auth: true, Ready: func(a Addrs) { ready <- a }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("zgrid run: %v", err)
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		done <- nil // for the cleanup
-		t.Fatalf("zgrid with a route port on 0.0.0.0 stopped: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("zgrid not ready")
+	k, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
 	}
+	p := &plane{cfg: Config{DataDir: t.TempDir(), Listen: "0.0.0.0", Port: natsd.RandomPort, Replicas: 1,
+		Name: "solo", ClusterName: "zgrid", ClusterPort: port, Auth: true}, log: slog.New(slog.DiscardHandler), sysKey: k}
+	if _, err := startNATS(context.Background(), p); err != nil {
+		t.Fatalf("starting nats with a route port on 0.0.0.0: %v", err)
+	}
+	t.Cleanup(p.srv.Shutdown)
 	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 2*time.Second)
 	if err != nil {
 		t.Fatal(err)

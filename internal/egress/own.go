@@ -11,7 +11,9 @@ import (
 // network interfaces of the caller's network namespace, listed again when
 // the last list is older than ttl (addresses come and go with DHCP), so a
 // check answers from memory most of the time. A failed listing keeps the
-// previous list.
+// previous list. Loopback addresses are left out: they are refused as
+// loopback, unless an Allow (a test hub on 127.0.0.1) lets them through,
+// which Own, checked first, would otherwise overrule.
 func InterfaceAddrs(ttl time.Duration) func() []netip.Addr {
 	var (
 		mu    sync.Mutex // guards addrs and at
@@ -30,7 +32,7 @@ func InterfaceAddrs(ttl time.Duration) func() []netip.Addr {
 		}
 		out := make([]netip.Addr, 0, len(ifaddrs))
 		for _, a := range ifaddrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && !p.Addr().IsLoopback() {
 				out = append(out, p.Addr().Unmap())
 			}
 		}

@@ -83,9 +83,8 @@ func sub(a, b, c uint64) uint64 {
 	return a - c
 }
 
-func addResources(a, b registry.Resources) registry.Resources {
-	return registry.Resources{CRU: a.CRU + b.CRU, MRU: a.MRU + b.MRU, SRU: a.SRU + b.SRU, HRU: a.HRU + b.HRU}
-}
+// addResources is a+b, saturating rather than wrapping around 2^64.
+func addResources(a, b registry.Resources) registry.Resources { return a.Plus(b) }
 
 // nodeEntry is a node with its free capacity and farm.
 type nodeEntry struct {

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -417,6 +418,62 @@ func TestPlainRouteRefused(t *testing.T) {
 	// Plain and secured servers do not route to each other either.
 	s := startMember(t, "plain", freePorts(t, 1)[0], []string{routeURL(ports[0])}, nil)
 	assertApart(t, secured.ClientURL(), s.ClientURL())
+}
+
+// TestRouteCredentialsOnlyToOurCA has a member dial an impostor listening
+// at one of its route URLs: with a certificate of another CA the TLS
+// handshake fails and the impostor reads nothing, so the route credentials
+// never leave. The control impostor, holding a certificate of our CA,
+// does read the credentials.
+func TestRouteCredentialsOnlyToOurCA(t *testing.T) {
+	auth := deriveAuth(t, secret(1), "member")
+	ours, err := deriveAuth(t, secret(1), "impostor").Certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := deriveAuth(t, secret(2), "impostor").Certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		cert  *tls.Certificate
+		reads bool
+	}{
+		{"certificate of another CA", theirs, false},
+		{"certificate of our CA (control)", ours, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+				Certificates: []tls.Certificate{*tt.cert},
+				ClientAuth:   tls.RequireAnyClientCert,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			got := make(chan string, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					got <- ""
+					return
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				buf := make([]byte, 4096)
+				n, _ := io.ReadAtLeast(c, buf, 1)
+				got <- string(buf[:n])
+			}()
+			port := ln.Addr().(*net.TCPAddr).Port
+			startMember(t, "member", freePorts(t, 1)[0], []string{routeURL(port)}, auth)
+			read := <-got
+			if tt.reads != strings.Contains(read, auth.Password) {
+				t.Fatalf("impostor read %q: password there %v, want %v", read, !tt.reads, tt.reads)
+			}
+		})
+	}
 }
 
 // TestOperatorPKI runs routes on an operator's CA: members with its

@@ -27,8 +27,8 @@ type Config struct {
 	Farm      uint32
 	FarmToken string
 	Grid      string
-	RunMode string
-	Debug   bool
+	RunMode   string
+	Debug     bool
 }
 
 // DefaultRunMode is the run mode without runmode=.

@@ -283,6 +283,9 @@ func networkLoop(ctx context.Context, st *state, log *slog.Logger) {
 			sleep(ctx, 5*time.Second)
 			continue
 		}
+		if len(lease.Ignored) > 0 {
+			log.Warn("dhcp_options_ignored", "link", link, "options", lease.Ignored)
+		}
 		log.Info("network_up", "link", link, "lease", lease.String(), "dns", fmt.Sprint(lease.DNS))
 		st.mu.Lock()
 		st.lease, st.link, st.network = &lease, link, fmt.Sprintf("%s %s (dhcp)", link, lease)
@@ -327,8 +330,13 @@ func acquire(ctx context.Context, links []netcfg.Link, log *slog.Logger) (dhcp.L
 	}
 }
 
-// apply configures the link and DNS.
+// apply configures the link and DNS (resolv.conf only from checked
+// values: dhcp.Lease.ResolvConf).
 func apply(link string, l dhcp.Lease) error {
+	rc, err := l.ResolvConf()
+	if err != nil {
+		return err
+	}
 	if err := netcfg.SetAddr(link, l.IP, l.Mask); err != nil {
 		return err
 	}
@@ -337,14 +345,7 @@ func apply(link string, l dhcp.Lease) error {
 			return err
 		}
 	}
-	var b strings.Builder
-	if l.Domain != "" {
-		fmt.Fprintf(&b, "search %s\n", l.Domain)
-	}
-	for _, d := range l.DNS {
-		fmt.Fprintf(&b, "nameserver %s\n", d)
-	}
-	return os.WriteFile("/etc/resolv.conf", []byte(b.String()), 0o644)
+	return os.WriteFile("/etc/resolv.conf", []byte(rc), 0o644)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

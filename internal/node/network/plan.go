@@ -12,6 +12,7 @@ import (
 	"encoding/base32"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -242,7 +243,7 @@ func NodeRuleset(router netip.Addr) string {
 	for _, p := range NonPublic {
 		blocked = append(blocked, p.String())
 	}
-	if router.IsValid() && router.Is4() {
+	if router.Is4() && !slices.ContainsFunc(NonPublic, func(p netip.Prefix) bool { return p.Contains(router) }) {
 		blocked = append(blocked, router.String())
 	}
 	return fmt.Sprintf(`table inet zos-nr
@@ -250,6 +251,7 @@ delete table inet zos-nr
 table inet zos-nr {
 	chain forward {
 		type filter hook forward priority filter; policy accept;
+		# bridged between a resource and its VMs (br_netfilter)
 		iifname "b-*" oifname "b-*" accept
 		ip saddr 100.127.0.0/16 ip daddr 100.127.0.0/16 drop
 		iifname %[1]s jump tenant
@@ -257,9 +259,11 @@ table inet zos-nr {
 		ip daddr 100.127.0.0/16 drop
 		ip saddr 100.127.0.0/16 tcp dport { 25, 465, 587 } reject with tcp reset
 	}
+	# from tenant links: to the internet only
 	chain tenant {
 		meta nfproto ipv6 drop
 		ct state established,related accept
+		# a VM's traffic goes through its resource, never routed by the bridge
 		iifname { "b-*", "l-*", "t-*" } drop
 		ip daddr { %[2]s } drop
 	}
@@ -338,6 +342,8 @@ table inet %[1]s {
 		type filter hook input priority filter; policy accept;
 		iifname %[2]s jump tenant
 	}
+	# from tenant links: no IPv6 (router advertisements included), no new
+	# IPv4 connection but to the services meant for tenants
 	chain tenant {
 		meta nfproto ipv6 drop
 		ct state established,related accept%[3]s

@@ -188,9 +188,9 @@ func (f *fakeKernel) AddTap(ns, n, m string) error { return f.do("[%s] tap %s ma
 func (f *fakeKernel) DefaultRoute(ns string) (string, netip.Addr, error) {
 	return "uplink", netip.MustParseAddr("192.0.2.1"), f.do("[%s] default route", ns)
 }
-func (f *fakeKernel) DisableIPv6(ns, l string) error    { return f.do("[%s] no ipv6 %s", ns, l) }
-func (f *fakeKernel) SetUp(ns, l string) error          { return f.do("[%s] up %s", ns, l) }
-func (f *fakeKernel) DeleteLink(ns, n string) error     { return f.do("[%s] del %s", ns, n) }
+func (f *fakeKernel) DisableIPv6(ns, l string) error { return f.do("[%s] no ipv6 %s", ns, l) }
+func (f *fakeKernel) SetUp(ns, l string) error       { return f.do("[%s] up %s", ns, l) }
+func (f *fakeKernel) DeleteLink(ns, n string) error  { return f.do("[%s] del %s", ns, n) }
 func (f *fakeKernel) Nft(ns, r string) error {
 	first, _, _ := strings.Cut(r, "\n")
 	if f.nft == nil {
@@ -292,7 +292,7 @@ func TestManagerStart(t *testing.T) {
 		}},
 		{"host namespace", Config{Prefix: "n1-", TenantPorts: []uint16{9900}}, []string{
 			"netns list n1-n-",
-			"[] nft table inet zos-in-e6c2f3f9",
+			"[] nft table inet zos-in-1f0dc705",
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -451,3 +451,24 @@ func TestRootWireGuardPort(t *testing.T) {
 		t.Errorf("ports: got %s, want [6001 9900] (the resource's, the node's)", got)
 	}
 }
+
+// TestRootRulesetsLoad: every form of the node's rulesets loads (a public
+// farm router is named in the forward filter; the lab's is private).
+func TestRootRulesetsLoad(t *testing.T) {
+	requireNet(t)
+	l := netlab.New(t, 1)
+	for _, r := range []string{
+		NodeRuleset(netip.Addr{}),
+		NodeRuleset(netip.MustParseAddr("192.0.2.1")),
+		InputRuleset("zos-in-0a1b2c3d", nil),
+		InputRuleset("zos-in", []uint16{443, 9900}),
+	} {
+		if err := (SysKernel{}).Nft(l.Nodes[0].NS, r); err != nil {
+			t.Errorf("loading\n%s: %v", r, err)
+		}
+	}
+	out, err := netns.Run(l.Nodes[0].NS, "", "nft", "list", "table", "inet", "zos-nr")
+	if err != nil || !strings.Contains(out, "192.0.2.1") {
+		t.Errorf("the farm's router is not in the forward filter: %s %v", out, err)
+	}
+}

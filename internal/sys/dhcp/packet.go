@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -139,7 +140,9 @@ func Parse(b []byte) (*Packet, error) {
 	return p, nil
 }
 
-// Lease is what the server gave.
+// Lease is what the server gave. Name servers and the domain are only
+// those that may go into resolv.conf (see ResolvConf); the others are
+// named in Ignored.
 type Lease struct {
 	IP       net.IP
 	Mask     net.IPMask
@@ -148,6 +151,8 @@ type Lease struct {
 	Domain   string
 	Server   net.IP
 	Duration time.Duration
+	// Ignored describes the options left out as invalid, for the log.
+	Ignored []string
 }
 
 // String is "10.0.2.15/24 via 10.0.2.2".
@@ -175,7 +180,12 @@ func leaseFrom(p *Packet) (Lease, error) {
 		l.Router = net.IP(append([]byte(nil), r[:4]...))
 	}
 	for d := p.Options[optDNS]; len(d) >= 4; d = d[4:] {
-		l.DNS = append(l.DNS, net.IP(append([]byte(nil), d[:4]...)))
+		ip := net.IP(append([]byte(nil), d[:4]...))
+		if err := checkNameServer(ip); err != nil {
+			l.Ignored = append(l.Ignored, fmt.Sprintf("option %d: %v", optDNS, err))
+			continue
+		}
+		l.DNS = append(l.DNS, ip)
 	}
 	if s := p.Options[optServerID]; len(s) == 4 {
 		l.Server = net.IP(append([]byte(nil), s...))
@@ -185,7 +195,15 @@ func leaseFrom(p *Packet) (Lease, error) {
 			l.Duration = time.Duration(secs) * time.Second
 		}
 	}
-	l.Domain = string(p.Options[optDomain])
+	if d, ok := p.Options[optDomain]; ok {
+		// Some servers count a terminating NUL in the option.
+		name := strings.TrimRight(string(d), "\x00")
+		if err := CheckDomain(name); err != nil {
+			l.Ignored = append(l.Ignored, fmt.Sprintf("option %d: %v", optDomain, err))
+		} else {
+			l.Domain = strings.TrimSuffix(name, ".")
+		}
+	}
 	return l, nil
 }
 
