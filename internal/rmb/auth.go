@@ -33,11 +33,14 @@ import (
 // permission), and Server answers only on the authenticated requester's own
 // inbox.
 const (
-	RequestPrefix      = "rmb."
-	InboxRoot          = "_INBOX"
-	TwinCreateSubject  = "registry.twin.create"
-	RegistrySubjects   = "registry.>"
-	RegistryEvents     = "registry.events.>"
+	RequestPrefix     = "rmb."
+	InboxRoot         = "_INBOX"
+	TwinCreateSubject = "registry.twin.create"
+	RegistrySubjects  = "registry.>"
+	// RegistryEvents are the subjects of the registry's events (in the
+	// grid's account; denied to twins all the same). Twins read events
+	// with the registry request registry.events.fetch.
+	RegistryEvents     = "registry.events.node.>"
 	requestWildcard    = RequestPrefix + "*"
 	serverQueue        = "rmb"
 	responsePermMaxMsg = 1
