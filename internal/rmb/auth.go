@@ -66,7 +66,12 @@ func Connect(url string, key identity.Key, opts ...nats.Option) (*nats.Conn, err
 		return nil, fmt.Errorf("encoding nkey: %w", err)
 	}
 	all := []nats.Option{
-		nats.Nkey(string(pub), func(nonce []byte) ([]byte, error) { return key.Sign(nonce), nil }),
+		nats.Nkey(string(pub), func(nonce []byte) ([]byte, error) {
+			if !natsNonce(nonce) {
+				return nil, fmt.Errorf("refusing to sign what %s sent as its nonce (%d bytes): not a NATS server nonce", url, len(nonce))
+			}
+			return key.Sign(nonce), nil
+		}),
 		nats.CustomInboxPrefix(InboxPrefix(key.Public())),
 	}
 	nc, err := nats.Connect(url, append(all, opts...)...)
@@ -74,6 +79,24 @@ func Connect(url string, key identity.Key, opts ...nats.Option) (*nats.Conn, err
 		return nil, fmt.Errorf("connecting to %s as %s: %w", url, pub, err)
 	}
 	return nc, nil
+}
+
+// natsNonce reports whether b has the form of a NATS server's nonce: 11
+// random bytes in unpadded base64url, 15 characters. The twin key signs
+// the nonce a server sends; a rogue server (or anyone in the middle of a
+// plain connection) must not get the key's signature on anything else: a
+// registry write, a deployment's challenge, a farm token all have other
+// forms (newlines, 0xff, 16 raw or 32 hex bytes).
+func natsNonce(b []byte) bool {
+	if len(b) != 15 {
+		return false
+	}
+	for _, c := range b {
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // AuthConfig configures an authenticator.

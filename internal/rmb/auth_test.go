@@ -1,7 +1,10 @@
 package rmb
 
 import (
+	"bufio"
+	"encoding/json"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -239,5 +242,55 @@ func TestTwinHasNoJetStream(t *testing.T) {
 	}
 	if n := info.State.Msgs; n != 1 || info.State.Consumers != 0 {
 		t.Errorf("stream holds %d messages and %d consumers, want 1 and 0", n, info.State.Consumers)
+	}
+}
+
+// TestConnectSignsOnlyNonces: a rogue server choosing the "nonce" must not
+// obtain the twin key's signature over a registry write or a deployment's
+// challenge (issue 14, found while fixing finding 6).
+func TestConnectSignsOnlyNonces(t *testing.T) {
+	k := mustKey(t)
+	for _, tt := range []struct {
+		name  string
+		nonce string
+		sign  bool
+	}{
+		{"server nonce", "AbCdEfGh_-12345", true},
+		{"registry write", "zos-registry-v1\nfarm.create\n", false},
+		{"hex challenge", "0123456789abcdef0123456789abcdef", false},
+		{"16 chars", "AbCdEfGh_-123456", false},
+		{"15 chars, not base64url", "AbCdEfGh_-1234=", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			got := make(chan string, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					got <- ""
+					return
+				}
+				defer c.Close()
+				info, _ := json.Marshal(map[string]any{"server_id": "rogue", "version": "2.10.0", "auth_required": true,
+					"nonce": tt.nonce, "max_payload": 1 << 20, "proto": 1, "headers": true})
+				_, _ = c.Write([]byte("INFO " + string(info) + "\r\n"))
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				line, _ := bufio.NewReader(c).ReadString('\n')
+				got <- line
+			}()
+			nc, err := Connect("nats://"+ln.Addr().String(), k, nats.Timeout(time.Second), nats.MaxReconnects(0))
+			if nc != nil {
+				nc.Close()
+			}
+			line := <-got
+			signed := strings.Contains(line, `"sig"`)
+			if signed != tt.sign {
+				t.Fatalf("signed %v, want %v (connect error %v; client sent %q)", signed, tt.sign, err, line)
+			}
+		})
 	}
 }

@@ -32,7 +32,9 @@ func handle(ns string) (*netlink.Handle, error) {
 		return nil, err
 	}
 	defer h.Close()
-	nh, err := netlink.NewHandleAt(h)
+	// Routing only: a kernel without xfrm or netfilter netlink (the boot
+	// image loads few modules) refuses a handle asking for every family.
+	nh, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netlink handle in namespace %q: %w", ns, err)
 	}

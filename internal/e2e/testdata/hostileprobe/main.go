@@ -117,7 +117,12 @@ func run(p *plan) {
 		say("self", "iface", p.Iface, "error:"+word(err))
 		return
 	}
-	ll := linkLocal(ifc)
+	// The link-local address must have passed duplicate address detection
+	// to be a source the kernel uses; the frames below carry it anyway.
+	ll := waitLinkLocal(p.Iface, 5*time.Second)
+	if !ll.IsValid() {
+		ll = eui64(ifc.HardwareAddr)
+	}
 	say("self", "mac", p.Iface, ifc.HardwareAddr.String())
 	say("self", "ll", p.Iface, ll.String())
 
@@ -128,7 +133,7 @@ func run(p *plan) {
 		say("setup", "self6", p.Self6, ipcmd("-6", "addr", "add", p.Self6, "dev", p.Iface))
 	}
 
-	neigh := neighbours6(ifc, ll, 2*time.Second)
+	neigh := neighbours6(ifc, 2*time.Second)
 	for _, a := range neigh {
 		say("neigh6", "found", a.String(), "-")
 	}
@@ -537,18 +542,59 @@ func routerAdvert(prefix netip.Prefix, mac net.HardwareAddr) []byte {
 	return append(b, pio...)
 }
 
-func linkLocal(ifc *net.Interface) netip.Addr {
-	as, _ := ifc.Addrs()
-	for _, a := range as {
-		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().IsLinkLocalUnicast() {
-			return p.Addr()
+// waitLinkLocal waits until iface has a link-local address that is no
+// longer tentative (/proc/net/if_inet6 flag 0x40) and returns it.
+func waitLinkLocal(iface string, wait time.Duration) netip.Addr {
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		b, _ := os.ReadFile("/proc/net/if_inet6")
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) < 6 || f[5] != iface {
+				continue
+			}
+			var flags int
+			fmt.Sscanf(f[4], "%x", &flags)
+			a, err := netip.ParseAddr(hexIPv6(f[0]))
+			if err == nil && a.IsLinkLocalUnicast() && flags&0x40 == 0 {
+				return a
+			}
 		}
 	}
 	return netip.Addr{}
 }
 
-// neighbours6 pings all nodes of the link and returns who answered.
-func neighbours6(ifc *net.Interface, self netip.Addr, wait time.Duration) []netip.Addr {
+func hexIPv6(h string) string {
+	if len(h) != 32 {
+		return ""
+	}
+	var parts []string
+	for i := 0; i < 32; i += 4 {
+		parts = append(parts, h[i:i+4])
+	}
+	return strings.Join(parts, ":")
+}
+
+// eui64 is the link-local address the kernel derives from mac.
+func eui64(mac net.HardwareAddr) netip.Addr {
+	a := [16]byte{0: 0xfe, 1: 0x80}
+	if len(mac) == 6 {
+		a[8], a[9], a[10], a[11], a[12] = mac[0]^2, mac[1], mac[2], 0xff, 0xfe
+		a[13], a[14], a[15] = mac[3], mac[4], mac[5]
+	}
+	return netip.AddrFrom16(a)
+}
+
+// neighbours6 pings all nodes of the link and returns who answered but
+// the guest itself.
+func neighbours6(ifc *net.Interface, wait time.Duration) []netip.Addr {
+	self := map[netip.Addr]bool{eui64(ifc.HardwareAddr): true}
+	if as, err := ifc.Addrs(); err == nil {
+		for _, a := range as {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				self[p.Addr()] = true
+			}
+		}
+	}
 	c, err := net.ListenPacket("ip6:ipv6-icmp", "::")
 	if err != nil {
 		say("neigh6", "listen", ifc.Name, "error:"+word(err))
@@ -575,7 +621,7 @@ func neighbours6(ifc *net.Interface, self netip.Addr, wait time.Duration) []neti
 			continue
 		}
 		a, ok := netip.AddrFromSlice(ia.IP)
-		if !ok || a == self || seen[a] {
+		if !ok || self[a.WithZone("")] || seen[a] {
 			continue
 		}
 		seen[a] = true
