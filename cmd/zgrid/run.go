@@ -47,8 +47,8 @@ type Config struct {
 	Auth        bool
 	SystemKey   string
 	LogLevel    string
-	// Ready, when set, is called once every task has started, with the
-	// addresses clients use (tests).
+	// Ready, when set, is called once every task serves (a request sent
+	// then gets an answer), with the addresses clients use (tests).
 	Ready func(Addrs)
 }
 
@@ -103,6 +103,9 @@ type plane struct {
 	nc       *nats.Conn                       // the grid's own connection
 	registry atomic.Pointer[registry.Service] // read by the authenticator
 	addrs    Addrs
+	// serving are closed when the task that added them serves (the
+	// registry once it has subscribed); zgrid is ready after all of them.
+	serving []<-chan struct{}
 }
 
 // task is one step of startup: setup runs in order and may fail startup;
@@ -164,6 +167,15 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			})
 		}
 	}
+	// Ready means serving: the listeners accept already, the registry
+	// answers once it has subscribed.
+	for _, serving := range p.serving {
+		select {
+		case <-serving:
+		case <-gctx.Done():
+			return g.Wait()
+		}
+	}
 	log.Info("zgrid_ready", "nats", p.addrs.NATS, "explorer", p.addrs.Explorer)
 	if cfg.Ready != nil {
 		cfg.Ready(p.addrs)
@@ -205,7 +217,7 @@ func startNATS(_ context.Context, p *plane) (func(context.Context) error, error)
 	if p.cfg.Auth {
 		// The relay's rules: clients sign the server's nonce with their
 		// twin key; the grid's own key gets every right.
-		nc.Authentication = rmb.NewAuthenticator(func(pub ed25519.PublicKey) (uint32, bool) {
+		nc.Authentication = natsd.NewAuthenticator(func(pub ed25519.PublicKey) (uint32, bool) {
 			if svc := p.registry.Load(); svc != nil {
 				return svc.LookupTwin(pub)
 			}
@@ -299,6 +311,7 @@ func startRegistry(ctx context.Context, p *plane) (func(context.Context) error, 
 		return nil, err
 	}
 	p.registry.Store(svc)
+	p.serving = append(p.serving, svc.Serving())
 	return svc.Run, nil
 }
 

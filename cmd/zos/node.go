@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/node"
 	"github.com/zos-go/zos/internal/node/storage"
 )
@@ -73,7 +74,7 @@ func runNode(ctx context.Context, args []string) error {
 	cfg.FarmID = uint32(*farm)
 	cfg.Disks = disks
 	if reserved != "" {
-		n, err := storage.ParseSize(reserved)
+		n, err := gridtypes.ParseSize(reserved)
 		if err != nil {
 			return fmt.Errorf("--reserved-mem: %w", err)
 		}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
-	"github.com/zos-go/zos/internal/node/storage"
+	"github.com/zos-go/zos/internal/nodeapi"
 )
 
 func deployCommand() *command {
@@ -51,7 +51,7 @@ func parseSizeFlag(name, v string) (uint64, error) {
 	if v == "" {
 		return 0, usageError("--%s is required", name)
 	}
-	n, err := storage.ParseSize(v)
+	n, err := gridtypes.ParseSize(v)
 	if err != nil {
 		return 0, fmt.Errorf("--%s: %w", name, err)
 	}
@@ -165,7 +165,7 @@ func deployWorkloads(ctx context.Context, env *Env, f deployFlags, d *gridtypes.
 	}
 	d.ContractID = c.ID
 	progress(env, *f.json, "contract %d created on node %d\n", c.ID, node)
-	if err := s.callNode(ctx, node, "zos.deployment.deploy", d, nil); err != nil {
+	if err := s.callNode(ctx, node, nodeapi.CmdDeploy, d, nil); err != nil {
 		if cerr := s.reg.CancelContract(context.WithoutCancel(ctx), c.ID); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("canceling contract %d: %w", c.ID, cerr))
 		}
@@ -191,7 +191,7 @@ func (s *session) wait(ctx context.Context, env *Env, f deployFlags, node uint32
 	var d gridtypes.Deployment
 	delay := 100 * time.Millisecond
 	for {
-		err := s.callNode(ctx, node, "zos.deployment.get", map[string]uint64{"contract_id": contract}, &d)
+		err := s.callNode(ctx, node, nodeapi.CmdGet, nodeapi.ContractRequest{ContractID: contract}, &d)
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/nodeapi"
 	"github.com/zos-go/zos/internal/registry"
 )
 
@@ -64,7 +65,7 @@ func deploymentList(ctx context.Context, env *Env, args []string) error {
 	}
 	defer s.Close()
 	var l []gridtypes.Deployment
-	if err := s.callNode(ctx, node, "zos.deployment.list", nil, &l); err != nil {
+	if err := s.callNode(ctx, node, nodeapi.CmdList, nil, &l); err != nil {
 		return err
 	}
 	if *f.json {
@@ -102,12 +103,12 @@ func askContract(ctx context.Context, env *Env, args []string, name, cmd string,
 		return c, false, err
 	}
 	defer s.Close()
-	return c, *f.json, s.callNode(ctx, c.NodeID, cmd, map[string]uint64{"contract_id": id}, resp)
+	return c, *f.json, s.callNode(ctx, c.NodeID, cmd, nodeapi.ContractRequest{ContractID: id}, resp)
 }
 
 func deploymentGet(ctx context.Context, env *Env, args []string) error {
 	var d gridtypes.Deployment
-	c, asJSON, err := askContract(ctx, env, args, "deployment get", "zos.deployment.get", &d)
+	c, asJSON, err := askContract(ctx, env, args, "deployment get", nodeapi.CmdGet, &d)
 	if err != nil {
 		return err
 	}
@@ -123,7 +124,7 @@ func deploymentGet(ctx context.Context, env *Env, args []string) error {
 
 func deploymentChanges(ctx context.Context, env *Env, args []string) error {
 	var ch []gridtypes.Workload
-	_, asJSON, err := askContract(ctx, env, args, "deployment changes", "zos.deployment.changes", &ch)
+	_, asJSON, err := askContract(ctx, env, args, "deployment changes", nodeapi.CmdChanges, &ch)
 	if err != nil {
 		return err
 	}
@@ -159,7 +160,7 @@ func deploymentUpdate(ctx context.Context, env *Env, args []string) error {
 	}
 	defer s.Close()
 	var old gridtypes.Deployment
-	if err := s.callNode(ctx, c.NodeID, "zos.deployment.get", map[string]uint64{"contract_id": id}, &old); err != nil {
+	if err := s.callNode(ctx, c.NodeID, nodeapi.CmdGet, nodeapi.ContractRequest{ContractID: id}, &old); err != nil {
 		return err
 	}
 	d, err := nextVersion(&old, want)
@@ -176,7 +177,7 @@ func deploymentUpdate(ctx context.Context, env *Env, args []string) error {
 	if _, err := s.reg.UpdateNodeContract(ctx, id, hash, d.Metadata); err != nil {
 		return fmt.Errorf("updating contract %d: %w", id, err)
 	}
-	if err := s.callNode(ctx, c.NodeID, "zos.deployment.update", d, nil); err != nil {
+	if err := s.callNode(ctx, c.NodeID, nodeapi.CmdUpdate, d, nil); err != nil {
 		return err
 	}
 	return s.wait(ctx, env, f, c.NodeID, id)
@@ -242,7 +243,7 @@ func deploymentCancel(ctx context.Context, env *Env, args []string) error {
 	defer cancel()
 	for {
 		var d gridtypes.Deployment
-		err := s.callNode(wctx, c.NodeID, "zos.deployment.get", map[string]uint64{"contract_id": id}, &d)
+		err := s.callNode(wctx, c.NodeID, nodeapi.CmdGet, nodeapi.ContractRequest{ContractID: id}, &d)
 		if err != nil {
 			return err
 		}

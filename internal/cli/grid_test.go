@@ -28,7 +28,7 @@ func startGrid(t *testing.T) string {
 		t.Fatal(err)
 	}
 	var svcp atomic.Pointer[registry.Service]
-	auth := rmb.NewAuthenticator(func(pub ed25519.PublicKey) (uint32, bool) {
+	auth := natsd.NewAuthenticator(func(pub ed25519.PublicKey) (uint32, bool) {
 		if s := svcp.Load(); s != nil {
 			return s.LookupTwin(pub)
 		}

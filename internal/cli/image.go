@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/image"
-	"github.com/zos-go/zos/internal/node/vm"
+	"github.com/zos-go/zos/internal/image/kernel"
 	"github.com/zos-go/zos/internal/registry"
 )
 
@@ -68,7 +68,7 @@ func imageBuild(ctx context.Context, env *Env, args []string) error {
 				return fmt.Errorf("%w, or --no-qemu for a node without VMs", err)
 			}
 		}
-		guest = append(append(vm.GuestModules(), vm.DiskModules()...), vm.FallbackModules()...)
+		guest = append(append(kernel.GuestModules(), kernel.DiskModules()...), kernel.FallbackModules()...)
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	res, err := image.Build(ctx, image.Config{Out: *out, KernelCache: *cache, Zos: *zos, Farm: uint32(*farm), FarmToken: *farmToken,

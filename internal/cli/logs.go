@@ -9,8 +9,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/zos-go/zos/internal/node/api"
-	"github.com/zos-go/zos/internal/node/consolelog"
+	"github.com/zos-go/zos/internal/consolelog"
+	"github.com/zos-go/zos/internal/nodeapi"
 	"github.com/zos-go/zos/internal/rmb"
 )
 
@@ -48,16 +48,16 @@ func logsRun(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer s.Close()
-	fetch := func(ctx context.Context, offset int64, max int) (api.LogsResponse, error) {
-		var r api.LogsResponse
-		err := s.callNode(ctx, c.NodeID, "zos.zmachine.logs", api.LogsRequest{ContractID: id, Name: pos[1], Offset: offset, Max: max}, &r)
+	fetch := func(ctx context.Context, offset int64, max int) (nodeapi.LogsResponse, error) {
+		var r nodeapi.LogsResponse
+		err := s.callNode(ctx, c.NodeID, nodeapi.CmdZMachineLogs, nodeapi.LogsRequest{ContractID: id, Name: pos[1], Offset: offset, Max: max}, &r)
 		return r, err
 	}
 	return printLogs(ctx, env, fetch, logsOptions{tail: *tail, follow: *follow, poll: time.Second})
 }
 
 // logFetch asks the node for a chunk of the log (zos.zmachine.logs).
-type logFetch func(ctx context.Context, offset int64, max int) (api.LogsResponse, error)
+type logFetch func(ctx context.Context, offset int64, max int) (nodeapi.LogsResponse, error)
 
 type logsOptions struct {
 	tail   int           // start with the last tail lines; 0: from the start
@@ -185,7 +185,7 @@ func (p *logPrinter) poll(ctx context.Context, env *Env, fetch logFetch) error {
 				return err
 			}
 			if at, ok := consolelog.Resume(end.Data, p.end); ok {
-				r = api.LogsResponse{Data: end.Data[at:], Next: end.Next, Size: end.Size}
+				r = nodeapi.LogsResponse{Data: end.Data[at:], Next: end.Next, Size: end.Size}
 			} else {
 				fmt.Fprintln(env.Stderr, "zosctl logs: the log was rotated, some lines may be missing")
 			}

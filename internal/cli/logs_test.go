@@ -11,19 +11,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zos-go/zos/internal/node/api"
-	"github.com/zos-go/zos/internal/node/consolelog"
+	"github.com/zos-go/zos/internal/consolelog"
+	"github.com/zos-go/zos/internal/nodeapi"
 )
 
 // fileFetch answers as the node's zos.zmachine.logs handler does, from the
 // file at path, in chunks of at most chunk bytes.
 func fileFetch(path string, chunk int) logFetch {
-	return func(_ context.Context, offset int64, max int) (api.LogsResponse, error) {
+	return func(_ context.Context, offset int64, max int) (nodeapi.LogsResponse, error) {
 		c, err := consolelog.Read(path, offset, min(max, chunk))
 		if err != nil {
-			return api.LogsResponse{}, err
+			return nodeapi.LogsResponse{}, err
 		}
-		return api.LogsResponse{Data: c.Data, Next: c.Next, Size: c.Size, Rotated: c.Rotated}, nil
+		return nodeapi.LogsResponse{Data: c.Data, Next: c.Next, Size: c.Size, Rotated: c.Rotated}, nil
 	}
 }
 

@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
-	"github.com/zos-go/zos/internal/node/network"
+	"github.com/zos-go/zos/internal/mesh"
+	"github.com/zos-go/zos/internal/nodeapi"
 	"github.com/zos-go/zos/internal/registry"
 )
 
@@ -62,7 +63,7 @@ func endpointOf(n registry.Node) netip.Addr {
 
 // pickAccess returns the access node: the one asked for, or else the
 // first public node when some node is hidden.
-func pickAccess(m *network.Mesh, asked uint32) uint32 {
+func pickAccess(m *mesh.Mesh, asked uint32) uint32 {
 	if asked != 0 {
 		return asked
 	}
@@ -107,7 +108,7 @@ func networkCreate(ctx context.Context, env *Env, args []string) error {
 		s.Close()
 		return fmt.Errorf("you already have a network %q (on node %d): pick another name", *name, nds[0].node)
 	}
-	m := network.Mesh{Range: rng.Masked()}
+	m := mesh.Mesh{Range: rng.Masked()}
 	for _, id := range ids {
 		n, err := s.reg.Node(ctx, id)
 		if err != nil {
@@ -115,16 +116,16 @@ func networkCreate(ctx context.Context, env *Env, args []string) error {
 			return fmt.Errorf("getting node %d: %w", id, err)
 		}
 		var taken []uint16
-		if err := s.callNode(ctx, id, "zos.network.list_wg_ports", nil, &taken); err != nil {
+		if err := s.callNode(ctx, id, nodeapi.CmdWGPorts, nil, &taken); err != nil {
 			s.Close()
 			return err
 		}
-		port, err := network.FreePort(taken, id*7919, 3000, 9999)
+		port, err := mesh.FreePort(taken, id*7919, 3000, 9999)
 		if err != nil {
 			s.Close()
 			return fmt.Errorf("node %d: %w", id, err)
 		}
-		priv, _, err := network.GenerateKey()
+		priv, _, err := mesh.GenerateKey()
 		if err != nil {
 			s.Close()
 			return err
@@ -134,7 +135,7 @@ func networkCreate(ctx context.Context, env *Env, args []string) error {
 			s.Close()
 			return err
 		}
-		m.Nodes = append(m.Nodes, network.MeshNode{NodeID: id, Subnet: sub, PrivateKey: priv, Port: port, Endpoint: endpointOf(n)})
+		m.Nodes = append(m.Nodes, mesh.Node{NodeID: id, Subnet: sub, PrivateKey: priv, Port: port, Endpoint: endpointOf(n)})
 	}
 	s.Close()
 	m.Access = pickAccess(&m, uint32(*access))
@@ -151,7 +152,7 @@ func networkCreate(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		*f.node = uint(n.NodeID)
-		progress(env, *f.json, "node %d: subnet %s, wireguard %s port %d\n", n.NodeID, n.Subnet, network.WGAddress(n.Subnet).Addr(), n.Port)
+		progress(env, *f.json, "node %d: subnet %s, wireguard %s port %d\n", n.NodeID, n.Subnet, mesh.WGAddress(n.Subnet).Addr(), n.Port)
 		if err := deployWorkloads(ctx, env, f, &gridtypes.Deployment{Workloads: []gridtypes.Workload{wl}}); err != nil {
 			err = fmt.Errorf("node %d: %w", n.NodeID, err)
 			return errors.Join(err, undoNetwork(context.WithoutCancel(ctx), env, f, *name))
@@ -212,7 +213,7 @@ func findNetwork(ctx context.Context, s *session, name string) ([]netDeployment,
 			continue
 		}
 		var d gridtypes.Deployment
-		if err := s.callNode(ctx, c.NodeID, "zos.deployment.get", map[string]uint64{"contract_id": c.ID}, &d); err != nil {
+		if err := s.callNode(ctx, c.NodeID, nodeapi.CmdGet, nodeapi.ContractRequest{ContractID: c.ID}, &d); err != nil {
 			return nil, err
 		}
 		for i := range d.Workloads {
@@ -255,7 +256,7 @@ func networkAddAccess(ctx context.Context, env *Env, args []string) error {
 	}
 	// Rebuild the mesh from what the nodes run.
 	pubs := map[string]bool{}
-	m := network.Mesh{}
+	m := mesh.Mesh{}
 	for _, nd := range nds {
 		rng, _ := netip.ParsePrefix(nd.data.NetworkIPRange.String())
 		sub, _ := netip.ParsePrefix(nd.data.Subnet.String())
@@ -264,8 +265,8 @@ func networkAddAccess(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("getting node %d: %w", nd.node, err)
 		}
-		m.Nodes = append(m.Nodes, network.MeshNode{NodeID: nd.node, Subnet: sub.Masked(), PrivateKey: nd.data.WGPrivateKey, Port: nd.data.WGListenPort, Endpoint: endpointOf(n)})
-		pub, err := network.PublicKey(nd.data.WGPrivateKey)
+		m.Nodes = append(m.Nodes, mesh.Node{NodeID: nd.node, Subnet: sub.Masked(), PrivateKey: nd.data.WGPrivateKey, Port: nd.data.WGListenPort, Endpoint: endpointOf(n)})
+		pub, err := mesh.PublicKey(nd.data.WGPrivateKey)
 		if err != nil {
 			return err
 		}
@@ -277,7 +278,7 @@ func networkAddAccess(ctx context.Context, env *Env, args []string) error {
 		for _, p := range nd.data.Peers {
 			if !pubs[p.WGPublicKey] {
 				sub, _ := netip.ParsePrefix(p.Subnet.String())
-				m.Users = append(m.Users, network.AccessPeer{Subnet: sub.Masked(), PublicKey: p.WGPublicKey})
+				m.Users = append(m.Users, mesh.AccessPeer{Subnet: sub.Masked(), PublicKey: p.WGPublicKey})
 				m.Access = nd.node
 			}
 		}
@@ -296,7 +297,7 @@ func networkAddAccess(ctx context.Context, env *Env, args []string) error {
 	if m.Access == 0 {
 		return errors.New("the network has no node with a public address to connect through")
 	}
-	priv, pub, err := network.GenerateKey()
+	priv, pub, err := mesh.GenerateKey()
 	if err != nil {
 		return err
 	}
@@ -304,7 +305,7 @@ func networkAddAccess(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	m.Users = append(m.Users, network.AccessPeer{Subnet: sub, PublicKey: pub})
+	m.Users = append(m.Users, mesh.AccessPeer{Subnet: sub, PublicKey: pub})
 	rs, err := m.Resources()
 	if err != nil {
 		return err
@@ -346,7 +347,7 @@ func updateNetwork(ctx context.Context, env *Env, f deployFlags, s *session, nd 
 	if _, err := s.reg.UpdateNodeContract(ctx, d.ContractID, hash, d.Metadata); err != nil {
 		return fmt.Errorf("updating contract %d: %w", d.ContractID, err)
 	}
-	if err := s.callNode(ctx, nd.node, "zos.deployment.update", d, nil); err != nil {
+	if err := s.callNode(ctx, nd.node, nodeapi.CmdUpdate, d, nil); err != nil {
 		return err
 	}
 	// The quiet wait: stdout carries the wg-quick config.
@@ -362,7 +363,7 @@ func (s *session) waitVersion(ctx context.Context, env *Env, f deployFlags, node
 	defer cancel()
 	for {
 		var d gridtypes.Deployment
-		if err := s.callNode(ctx, node, "zos.deployment.get", map[string]uint64{"contract_id": contract}, &d); err != nil {
+		if err := s.callNode(ctx, node, nodeapi.CmdGet, nodeapi.ContractRequest{ContractID: contract}, &d); err != nil {
 			return err
 		}
 		if d.Version == version {
@@ -403,7 +404,7 @@ func networkPorts(ctx context.Context, env *Env, args []string) error {
 	}
 	defer s.Close()
 	var ports []uint16
-	if err := s.callNode(ctx, node, "zos.network.list_wg_ports", nil, &ports); err != nil {
+	if err := s.callNode(ctx, node, nodeapi.CmdWGPorts, nil, &ports); err != nil {
 		return err
 	}
 	if *f.json {

@@ -6,8 +6,7 @@ import (
 	"fmt"
 
 	"github.com/zos-go/zos/internal/gridtypes"
-	"github.com/zos-go/zos/internal/node/api"
-	"github.com/zos-go/zos/internal/node/storage"
+	"github.com/zos-go/zos/internal/nodeapi"
 )
 
 // nodeAPICommands ask a node itself (over the relay) rather than the registry.
@@ -35,8 +34,8 @@ func nodeCall(ctx context.Context, env *Env, args []string, name, cmd string, re
 }
 
 func nodePools(ctx context.Context, env *Env, args []string) error {
-	var pools []storage.PoolInfo
-	asJSON, err := nodeCall(ctx, env, args, "node pools", "zos.storage.pools", &pools)
+	var pools []nodeapi.Pool
+	asJSON, err := nodeCall(ctx, env, args, "node pools", nodeapi.CmdPools, &pools)
 	if err != nil {
 		return err
 	}
@@ -49,14 +48,14 @@ func nodePools(ctx context.Context, env *Env, args []string) error {
 		if p.Broken != "" {
 			state = "broken: " + p.Broken
 		}
-		rows = append(rows, []string{p.Name, string(p.Type), human(p.Size), human(p.Used), state})
+		rows = append(rows, []string{p.Name, p.Type, human(p.Size), human(p.Used), state})
 	}
 	return table(env.Stdout, "POOL\tTYPE\tSIZE\tUSED\tSTATE", rows)
 }
 
 func nodeStats(ctx context.Context, env *Env, args []string) error {
-	var st api.Statistics
-	asJSON, err := nodeCall(ctx, env, args, "node stats", "zos.statistics.get", &st)
+	var st nodeapi.Statistics
+	asJSON, err := nodeCall(ctx, env, args, "node stats", nodeapi.CmdStatistics, &st)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/nodeapi"
 )
 
 // mountFlags collects repeated SIZE:/mountpoint flags.
@@ -164,7 +165,7 @@ func freeVMAddress(ctx context.Context, f deployFlags, node uint32, netName stri
 		return nil, fmt.Errorf("network %q has no resource on node %d (zosctl network create --nodes ...)", netName, node)
 	}
 	var ds []gridtypes.Deployment
-	if err := s.callNode(ctx, node, "zos.deployment.list", nil, &ds); err != nil {
+	if err := s.callNode(ctx, node, nodeapi.CmdList, nil, &ds); err != nil {
 		return nil, err
 	}
 	used := map[netip.Addr]bool{}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/identity"
-	"github.com/zos-go/zos/internal/node/api"
+	"github.com/zos-go/zos/internal/nodeapi"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/rmb"
 )
@@ -128,7 +128,7 @@ func TestDeployLifecycle(t *testing.T) {
 	}
 
 	// Cancel: everything removed, namespace gone, space freed.
-	var before, after api.Statistics
+	var before, after nodeapi.Statistics
 	u.json(&before, "node", "stats", node)
 	u.mustRun("deployment", "cancel", strconv.FormatUint(d.ContractID, 10))
 	u.json(&after, "node", "stats", node)

@@ -26,6 +26,7 @@ import (
 	"github.com/zos-go/zos/internal/sys/netns"
 )
 
+// buildHostileProbe builds testdata/hostileprobe, static, for the guest.
 func buildHostileProbe(t *testing.T) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "hostileprobe")
@@ -37,6 +38,7 @@ func buildHostileProbe(t *testing.T) string {
 	return p
 }
 
+// writeExec writes an executable file.
 func writeExec(t *testing.T, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o755); err != nil {
@@ -44,6 +46,7 @@ func writeExec(t *testing.T, path, text string) {
 	}
 }
 
+// copyExec copies an executable file.
 func copyExec(t *testing.T, from, to string) {
 	t.Helper()
 	b, err := os.ReadFile(from)
@@ -55,6 +58,7 @@ func copyExec(t *testing.T, from, to string) {
 	}
 }
 
+// machineIP is the private IP of machine name in d's result.
 func machineIP(t *testing.T, d *gridtypes.Deployment, name string) netip.Addr {
 	t.Helper()
 	var res gridtypes.ZMachineResult
@@ -68,6 +72,7 @@ func machineIP(t *testing.T, d *gridtypes.Deployment, name string) netip.Addr {
 	return a
 }
 
+// gridPort is the grid's NATS port.
 func gridPort(t *testing.T, g *grid) int {
 	t.Helper()
 	_, p, _ := strings.Cut(strings.TrimPrefix(g.url, "nats://"), ":")
@@ -78,6 +83,7 @@ func gridPort(t *testing.T, g *grid) int {
 	return port
 }
 
+// statusKiB reads a kB field (VmHWM, VmRSS) of /proc/PID/status.
 func statusKiB(pid int, field string) int {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {

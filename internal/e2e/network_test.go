@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/mesh"
 	"github.com/zos-go/zos/internal/node/network"
 	"github.com/zos-go/zos/internal/node/network/gateway/acmetest"
 	"github.com/zos-go/zos/internal/node/network/netlab"
@@ -258,9 +259,9 @@ func laptop(t *testing.T, lab *netlab.Lab, conf string, target netip.Addr) {
 	}
 	must(rtnl.AddVeth(lab.Internet, "laptop", "lan", ns, "eth0"))
 	must(rtnl.AddAddr(ns, "eth0", netip.MustParsePrefix("10.99.0.50/24")))
-	priv, err := network.ParseKey(kv["PrivateKey"])
+	priv, err := mesh.ParseKey(kv["PrivateKey"])
 	must(err)
-	pub, err := network.ParseKey(kv["PublicKey"])
+	pub, err := mesh.ParseKey(kv["PublicKey"])
 	must(err)
 	ep, err := netip.ParseAddrPort(kv["Endpoint"])
 	must(err)

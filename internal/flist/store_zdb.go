@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/zos-go/zos/internal/node/zdb/resp"
+	"github.com/zos-go/zos/internal/resp"
 )
 
 // ZDBStore keeps blocks in a 0-db namespace (user mode, key = id), over a

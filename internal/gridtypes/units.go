@@ -24,6 +24,36 @@ const (
 	Terabyte      = 1024 * Gigabyte
 )
 
+// ParseSize reads a size with an optional binary suffix K, M, G or T
+// ("20G" = 20 GiB).
+func ParseSize(s string) (uint64, error) {
+	s = strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B"), "I")
+	mult := uint64(1)
+	if s != "" {
+		switch s[len(s)-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		case 'T':
+			mult = 1 << 40
+		}
+		if mult != 1 {
+			s = s[:len(s)-1]
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("size %q: want a positive number with optional K, M, G, T", s)
+	}
+	if n > ^uint64(0)/mult {
+		return 0, fmt.Errorf("size %q overflows", s)
+	}
+	return n * mult, nil
+}
+
 // Timestamp is a unix time in seconds. In JSON it is written as a number and
 // read from a number or an ISO-8601 (RFC 3339) string.
 type Timestamp int64

@@ -23,6 +23,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/zos-go/zos/internal/cli"
+	"github.com/zos-go/zos/internal/cpio"
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/image"
 	"github.com/zos-go/zos/internal/registry"
@@ -216,7 +217,7 @@ func redisCLI(t testing.TB, port int, cmds string) string {
 }
 
 // listInitramfs decompresses and lists an image's initramfs.
-func listInitramfs(t testing.TB, path string) []image.ReadEntry {
+func listInitramfs(t testing.TB, path string) []cpio.ReadEntry {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -228,7 +229,7 @@ func listInitramfs(t testing.TB, path string) []image.ReadEntry {
 		t.Fatal(err)
 	}
 	defer zr.Close()
-	ents, err := image.ReadArchive(zr)
+	ents, err := cpio.ReadArchive(zr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,7 @@ func portOpen(t testing.TB, port int) bool {
 }
 
 // extract writes archive entries under root (files, links, directories).
-func extract(t testing.TB, ents []image.ReadEntry, root string) {
+func extract(t testing.TB, ents []cpio.ReadEntry, root string) {
 	t.Helper()
 	for _, e := range ents {
 		p := filepath.Join(root, e.Path)
@@ -393,7 +394,7 @@ func TestImageBoot(t *testing.T) {
 	})
 	t.Run("no-shell", func(t *testing.T) {
 		ents := listInitramfs(t, filepath.Join(imgA, "initramfs.img"))
-		have := map[string]image.ReadEntry{}
+		have := map[string]cpio.ReadEntry{}
 		for _, e := range ents {
 			have[e.Path] = e
 			if image.IsShell(e.Path) {

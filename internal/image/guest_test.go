@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zos-go/zos/internal/cpio"
 	"github.com/zos-go/zos/internal/image"
 	"github.com/zos-go/zos/internal/image/kernel"
 	guestvm "github.com/zos-go/zos/internal/node/vm"
@@ -18,7 +19,7 @@ import (
 // guest initramfs built from it holds the same modules, in the same order,
 // as one built from the whole kernel package.
 func testGuestKernel(t *testing.T, e *imageEnv, initramfs string) {
-	var ents []image.ReadEntry
+	var ents []cpio.ReadEntry
 	for _, en := range listInitramfs(t, initramfs) {
 		dir := en.Mode&0o170000 == 0o040000
 		if dir || strings.HasPrefix(en.Path, image.GuestKernelDir+"/") || strings.HasPrefix(en.Path, "/usr/lib/modules/") || en.Path == image.VminitFile {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/zos-go/zos/internal/cpio"
 	"github.com/zos-go/zos/internal/image/kernel"
 )
 
@@ -173,7 +174,7 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 		BzImage: filepath.Join(cfg.Out, "vmlinuz"), Vmlinux: filepath.Join(cfg.Out, "vmlinux"),
 		Initramfs: filepath.Join(cfg.Out, "initramfs.img")}
 
-	a := NewArchive()
+	a := cpio.NewArchive()
 	if err := base(a, cfg); err != nil {
 		return nil, err
 	}
@@ -258,7 +259,7 @@ func Cmdline(farm uint32, farmToken, grid string) string {
 }
 
 // base adds /init, the usual directories, merged-/usr links and defaults.
-func base(a *Archive, cfg Config) error {
+func base(a *cpio.Archive, cfg Config) error {
 	if _, err := os.Stat(cfg.Zos); err != nil {
 		return fmt.Errorf("zos binary: %w", err)
 	}
@@ -294,7 +295,7 @@ func base(a *Archive, cfg Config) error {
 }
 
 // addModules adds the resolved modules and their load order.
-func addModules(a *Archive, k *kernel.Kernel, ix *kernel.Index, wanted []string, res *Result) {
+func addModules(a *cpio.Archive, k *kernel.Kernel, ix *kernel.Index, wanted []string, res *Result) {
 	order, missing := ix.Resolve(wanted)
 	res.Missing, res.Modules = missing, len(order)
 	dir := path.Join("/usr/lib/modules", k.Version)
@@ -315,7 +316,7 @@ func addModules(a *Archive, k *kernel.Kernel, ix *kernel.Index, wanted []string,
 // guest kernel tree (GuestKernelDir): the uncompressed kernel and the
 // guest modules with their dependencies, resolved as the guest initramfs
 // resolves them, so that the node reads a small index.
-func addGuest(ctx context.Context, a *Archive, k *kernel.Kernel, ix *kernel.Index, vminit string, wanted []string, res *Result) error {
+func addGuest(ctx context.Context, a *cpio.Archive, k *kernel.Kernel, ix *kernel.Index, vminit string, wanted []string, res *Result) error {
 	if _, err := os.Stat(vminit); err != nil {
 		return fmt.Errorf("guest init: %w", err)
 	}
@@ -368,7 +369,7 @@ func usrPath(p string) string {
 
 // addFollowing adds the host file p at its path, following symlinks: the
 // real file at its real path, and a link at p when they differ.
-func addFollowing(a *Archive, p string) error {
+func addFollowing(a *cpio.Archive, p string) error {
 	real, err := filepath.EvalSymlinks(p)
 	if err != nil {
 		return fmt.Errorf("resolving %s: %w", p, err)
@@ -385,7 +386,7 @@ func addFollowing(a *Archive, p string) error {
 }
 
 // addBinary adds a host executable and the shared libraries ldd lists.
-func addBinary(ctx context.Context, a *Archive, name string) (string, error) {
+func addBinary(ctx context.Context, a *cpio.Archive, name string) (string, error) {
 	p := name
 	if !filepath.IsAbs(p) {
 		lp, err := exec.LookPath(name)
@@ -456,7 +457,7 @@ func IsShell(p string) bool { return shells[path.Base(p)] }
 
 // writeInitramfs writes the archive zstd-compressed with one encoder
 // thread (deterministic output).
-func writeInitramfs(a *Archive, res *Result) error {
+func writeInitramfs(a *cpio.Archive, res *Result) error {
 	tmp := res.Initramfs + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {

@@ -1,4 +1,4 @@
-package network
+package mesh
 
 import (
 	"crypto/rand"
@@ -7,8 +7,6 @@ import (
 
 	"golang.org/x/crypto/curve25519"
 )
-
-func decodeB64(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
 
 // GenerateKey returns a new base64 private key and its public key.
 func GenerateKey() (priv, pub string, err error) {
@@ -38,7 +36,7 @@ func PublicKey(priv string) (string, error) {
 // ParseKey decodes a base64 WireGuard key.
 func ParseKey(s string) ([32]byte, error) {
 	var k [32]byte
-	b, err := decodeB64(s)
+	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil || len(b) != 32 {
 		return k, fmt.Errorf("invalid wireguard key %q", s)
 	}
@@ -46,7 +44,9 @@ func ParseKey(s string) ([32]byte, error) {
 	return k, nil
 }
 
-func publicOf(priv [32]byte) [32]byte {
+// PublicOf returns the public key of a raw private key (zero if it has
+// none).
+func PublicOf(priv [32]byte) [32]byte {
 	var out [32]byte
 	pub, err := curve25519.X25519(priv[:], curve25519.Basepoint)
 	if err == nil {

@@ -1,4 +1,9 @@
-package network
+// Package mesh plans a user network across nodes as the client sees it:
+// subnets inside the network's range, WireGuard keys and ports, the peers
+// of every node's network workload and the wg-quick configuration of an
+// access peer. It is pure (no kernel calls); zosctl plans with it and the
+// node's network module takes its WireGuard addressing from it.
+package mesh
 
 import (
 	"errors"
@@ -10,8 +15,8 @@ import (
 	"github.com/zos-go/zos/internal/gridtypes"
 )
 
-// MeshNode is one node of a user network, as the client plans it.
-type MeshNode struct {
+// Node is one node of a user network, as the client plans it.
+type Node struct {
 	NodeID     uint32
 	Subnet     netip.Prefix
 	PrivateKey string // base64
@@ -31,9 +36,19 @@ type AccessPeer struct {
 // Mesh is a user network across nodes.
 type Mesh struct {
 	Range  netip.Prefix
-	Nodes  []MeshNode
+	Nodes  []Node
 	Access uint32 // the node hidden nodes and access peers connect to; 0 if none
 	Users  []AccessPeer
+}
+
+// WGRange holds the WireGuard addresses of a network.
+var WGRange = netip.MustParsePrefix("100.64.0.0/16")
+
+// WGAddress returns the WireGuard address of subnet: 100.64.<b1>.<b2>/16
+// (10.20.3.0/24 -> 100.64.20.3).
+func WGAddress(subnet netip.Prefix) netip.Prefix {
+	b := subnet.Addr().As4()
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64, b[1], b[2]}), 16)
 }
 
 func wgHost(subnet netip.Prefix) netip.Prefix {
@@ -178,7 +193,7 @@ func (m *Mesh) Resources() ([]gridtypes.Network, error) {
 // WGQuick returns the wg-quick configuration of an access peer with
 // private key priv and subnet, joined through the access node.
 func (m *Mesh) WGQuick(priv string, subnet netip.Prefix) (string, error) {
-	var access *MeshNode
+	var access *Node
 	for i := range m.Nodes {
 		if m.Nodes[i].NodeID == m.Access {
 			access = &m.Nodes[i]

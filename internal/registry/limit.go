@@ -1,7 +1,7 @@
 package registry
 
 import (
-	"encoding/hex"
+	"crypto/ed25519"
 	"encoding/json"
 	"sync"
 	"time"
@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"golang.org/x/time/rate"
+
+	"github.com/zos-go/zos/internal/rmb"
 )
 
 // Requests from twins reach the registry through the grid's NATS service
@@ -112,7 +114,7 @@ func (k *keyLimiter) prune(now time.Time) {
 
 // busy answers a request the service has no room for.
 func (s *Service) busy(op string, m *nats.Msg) {
-	if n, ok := s.dropped.allow(); ok {
+	if n, ok := s.dropped.Allow("busy"); ok {
 		s.log.Warn("registry_busy", "op", op, "suppressed", n)
 	}
 	b, _ := json.Marshal(response{Error: &wireError{Code: "busy", Message: ErrBusy.Error()}})
@@ -124,34 +126,13 @@ func (s *Service) busy(op string, m *nats.Msg) {
 // the requester's inbox.
 const ReplyHeader = "Zos-Reply"
 
-// inboxOf returns the inbox prefix of an nkey ("_INBOX.<hex key>.", as
-// rmb.InboxPrefix).
+// inboxOf returns the inbox prefix of an nkey (rmb.InboxPrefix and a dot).
 func inboxOf(nkey string) (string, bool) {
 	raw, err := nkeys.Decode(nkeys.PrefixByteUser, []byte(nkey))
-	if err != nil || len(raw) != 32 {
+	if err != nil || len(raw) != ed25519.PublicKeySize {
 		return "", false
 	}
-	return "_INBOX." + hex.EncodeToString(raw) + ".", true
-}
-
-// logLimiter lets one log line through per interval and counts the
-// others.
-type logLimiter struct {
-	mu         sync.Mutex // guards last and suppressed
-	last       time.Time
-	suppressed int
-}
-
-func (l *logLimiter) allow() (suppressed int, ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now := time.Now(); now.Sub(l.last) >= 10*time.Second {
-		n := l.suppressed
-		l.last, l.suppressed = now, 0
-		return n, true
-	}
-	l.suppressed++
-	return 0, false
+	return rmb.InboxPrefix(ed25519.PublicKey(raw)) + ".", true
 }
 
 // maxPendingPerKey bounds the requests of one key queued or being served

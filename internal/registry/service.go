@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/zos-go/zos/internal/loglimit"
 )
 
 // QueueGroup is the NATS queue group of the registry services: several
@@ -63,7 +65,10 @@ type Service struct {
 	// limit bounds each twin key's request rate.
 	limit   *keyLimiter
 	pending pending
-	dropped logLimiter // of the warnings about dropped requests
+	dropped *loglimit.Limiter // of the warnings about dropped requests
+	// serving is closed once Run has subscribed every operation.
+	serving     chan struct{}
+	servingOnce sync.Once
 }
 
 // handler serves one operation. w is the verified write (its Key in
@@ -103,8 +108,12 @@ func NewService(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger
 		return nil, err
 	}
 	return &Service{cfg: cfg, nc: nc, st: st, log: log.With("component", "registry"), notify: newNotifier(),
-		limit: newKeyLimiter(cfg.KeyRate, cfg.KeyBurst, cfg.Now)}, nil
+		limit: newKeyLimiter(cfg.KeyRate, cfg.KeyBurst, cfg.Now), serving: make(chan struct{})}, nil
 }
+
+// Serving is closed once Run has subscribed every operation and the
+// server has the subscriptions: requests from then on get an answer.
+func (s *Service) Serving() <-chan struct{} { return s.serving }
 
 func (s *Service) handlers() map[string]handler {
 	return map[string]handler{
@@ -196,7 +205,7 @@ func (s *Service) Run(ctx context.Context) error {
 		sub, err := s.nc.QueueSubscribe(SubjectPrefix+op, QueueGroup, func(m *nats.Msg) {
 			key := requester(m)
 			if !s.limit.allow(key) {
-				if n, ok := s.dropped.allow(); ok {
+				if n, ok := s.dropped.Allow("rate"); ok {
 					s.log.Warn("request_rate_limited", "key", key, "op", op, "suppressed", n)
 				}
 				return
@@ -253,6 +262,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("flushing subscriptions: %w", err)
 	}
 	s.log.Info("registry_serving", "replicas", s.cfg.Replicas, "workers", s.cfg.Workers)
+	s.servingOnce.Do(func() { close(s.serving) })
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.keys.watch(gctx, s.st.index, s.log) })
 	g.Go(func() error { return s.notify.follow(gctx, s.nc) })
@@ -309,7 +319,7 @@ func (s *Service) reply(op string, m *nats.Msg, b []byte) {
 		}
 		prefix, ok := inboxOf(key)
 		if !ok || !strings.HasPrefix(to, prefix) || strings.ContainsAny(to, "*> \t\r\n") {
-			if n, ok := s.dropped.allow(); ok {
+			if n, ok := s.dropped.Allow("reply"); ok {
 				s.log.Warn("reply_refused", "op", op, "key", key, "to", to, "suppressed", n)
 			}
 			return

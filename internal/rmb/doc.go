@@ -5,10 +5,11 @@
 // by its source twin's ed25519 key and checked by the receiver against the
 // key the registry holds (TwinResolver), together with its destination,
 // expiry and a replay cache; payloads are sealed with an AEAD keyed by an
-// X25519 agreement between the two twins' keys. Connect and
-// NewAuthenticator authenticate twins to the embedded NATS server with
-// their keys and confine each to its own inbox.
+// X25519 agreement between the two twins' keys. Connect authenticates a
+// twin to the grid's NATS server with its key; the server side of that
+// (internal/natsd's authenticator) confines each twin to its own inbox
+// with the subject scheme defined here.
 //
-// The node and zosctl use the Client and Server; zgrid plugs the
-// authenticator into its embedded server (ConfigureServer).
+// The node and zosctl use the Client and Server; this package does not
+// link the NATS server.
 package rmb

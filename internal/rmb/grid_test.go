@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/zos-go/zos/internal/identity"
-	"github.com/zos-go/zos/internal/natsd"
 )
 
 // mapResolver is a registry of twin keys held in memory.
@@ -58,7 +57,8 @@ func (r *mapResolver) lookup(pub ed25519.PublicKey) (uint32, bool) {
 type testGrid struct {
 	url      string
 	srv      *server.Server
-	dir      string // JetStream store
+	twins    *server.Account // the account of twin connections
+	dir      string          // JetStream store
 	resolver *mapResolver
 	system   identity.Key
 }
@@ -69,31 +69,41 @@ func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // these tests (the registry's, in zgrid).
 var testServices = []string{TwinCreateSubject, "registry.farm.create", "registry.twin.get"}
 
+// TestNATS is what the tests need to start the grid's NATS server:
+// internal/natsd with its twin authenticator. natsd imports this package,
+// so its own tests cannot: TestMain (natsd_test.go, package rmb_test) sets
+// StartNATS.
+type TestNATS struct {
+	Dir    string // JetStream store
+	Port   int    // 0: a free port
+	Lookup func(pub ed25519.PublicKey) (twin uint32, ok bool)
+	System []ed25519.PublicKey
+	// Services are the grid-account subjects the twin account imports.
+	Services []string
+}
+
+// StartNATS starts the server of cfg until the test ends; it returns the
+// server, its client URL and the account of the twins. Set by TestMain.
+var StartNATS func(t testing.TB, cfg TestNATS) (srv *server.Server, url string, twins *server.Account)
+
 func newTestGrid(t testing.TB) *testGrid {
 	t.Helper()
 	sys := mustKey(t)
 	g := &testGrid{resolver: newMapResolver(), system: sys, dir: t.TempDir()}
-	g.start(t, natsd.RandomPort)
+	g.start(t, 0)
 	return g
 }
 
 // start starts (or restarts, on the same store) the server on port.
 func (g *testGrid) start(t testing.TB, port int) {
 	t.Helper()
-	auth := NewAuthenticator(g.resolver.lookup, []ed25519.PublicKey{g.system.Public()}, discardLog())
-	s, err := natsd.Start(natsd.Config{
-		StoreDir:       g.dir,
-		Port:           port,
-		Authentication: auth,
-		TwinServices:   testServices,
-		MaxPayload:     ServerMaxPayload,
-	}, nil)
-	if err != nil {
-		t.Fatalf("starting nats server: %v", err)
-	}
-	t.Cleanup(s.Shutdown)
-	g.srv = s.NATS()
-	g.url = s.ClientURL()
+	g.srv, g.url, g.twins = StartNATS(t, TestNATS{
+		Dir:      g.dir,
+		Port:     port,
+		Lookup:   g.resolver.lookup,
+		System:   []ed25519.PublicKey{g.system.Public()},
+		Services: testServices,
+	})
 }
 
 func mustKey(t testing.TB) identity.Key {
@@ -188,9 +198,5 @@ func (g *testGrid) serve(t testing.TB, twin uint32, key identity.Key, handlers m
 
 func (g *testGrid) hasSubscriber(t testing.TB, subject string) bool {
 	t.Helper()
-	acc, err := g.srv.LookupAccount(natsd.TwinAccount)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return acc.Interest(subject) > 0
+	return g.twins.Interest(subject) > 0
 }

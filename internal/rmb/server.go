@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/loglimit"
 )
 
 // HandlerFunc answers a command from twin src. payload is the decrypted
@@ -33,7 +34,7 @@ type Server struct {
 	replay  *replayCache
 	o       *options
 	log     *slog.Logger
-	limiter *logLimiter
+	limiter *loglimit.Limiter
 	err     error // construction error, returned by Serve
 
 	mu       sync.RWMutex // guards handlers
@@ -61,7 +62,7 @@ func NewServer(nc *nats.Conn, twin uint32, key identity.Key, r TwinResolver, log
 		replay:   newReplayCache(o.replayEntries),
 		o:        o,
 		log:      log.With("component", "rmb.server", "twin", twin),
-		limiter:  newLogLimiter(),
+		limiter:  loglimit.New(time.Second),
 		handlers: make(map[string]HandlerFunc),
 	}
 	s.peers, s.err = newPeers(key, r, o)
@@ -341,7 +342,7 @@ func (s *Server) reject(req *Envelope, subject string, re *RemoteError) {
 	if re.Code == CodeHandler || re.Code == CodeUnknownCommand {
 		return // an answer, not a rejected envelope
 	}
-	if n, ok := s.limiter.allow(fmt.Sprint(re.Code)); ok {
+	if n, ok := s.limiter.Allow(fmt.Sprint(re.Code)); ok {
 		var src uint32
 		if req != nil {
 			src = req.Src
@@ -374,7 +375,7 @@ func (s *Server) replyAllowed(m *nats.Msg, req *Envelope, p *peer) bool {
 // reply subject is the requester's own inbox.
 func (s *Server) answer(m *nats.Msg, req *Envelope, p *peer, kind Kind, body []byte) {
 	if !s.replyAllowed(m, req, p) {
-		if n, ok := s.limiter.allow("reply_refused"); ok {
+		if n, ok := s.limiter.Allow("reply_refused"); ok {
 			s.log.Info("reply_refused", "reply", m.Reply, "suppressed", n)
 		}
 		return
@@ -406,7 +407,7 @@ func (s *Server) answer(m *nats.Msg, req *Envelope, p *peer, kind Kind, body []b
 		return
 	}
 	if err := m.Respond(wire); err != nil {
-		if n, ok := s.limiter.allow("respond"); ok {
+		if n, ok := s.limiter.Allow("respond"); ok {
 			s.log.Warn("reply_error", "err", err, "suppressed", n)
 		}
 	}

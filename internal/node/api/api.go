@@ -1,7 +1,9 @@
 // Package api is the node's public API over the relay: the zos.* commands of
 // the original (deployment deploy/update/get/list/changes/delete,
 // statistics, storage pools, system version and diagnostics). It verifies
-// everything a deployment claims before anything is stored.
+// everything a deployment claims before anything is stored. Its requests and
+// answers are the wire types of internal/nodeapi, which clients use without
+// linking the node.
 package api
 
 import (
@@ -13,7 +15,7 @@ import (
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/provision"
-	"github.com/zos-go/zos/internal/node/storage"
+	"github.com/zos-go/zos/internal/nodeapi"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/rmb"
 )
@@ -29,25 +31,27 @@ type Engine interface {
 	Provision(d *gridtypes.Deployment) error
 	Update(d *gridtypes.Deployment, ops []gridtypes.Op) error
 	Supports(t gridtypes.WorkloadType) bool
-	Store() *provision.Store
 	Used() (gridtypes.Capacity, error)
 }
 
-// Node answers the statistics and system commands.
+// Deployments is what the API reads of the stored deployments (the
+// provision store). Get wraps provision.ErrNotFound for a deployment the
+// twin does not have.
+type Deployments interface {
+	Get(twin uint32, contract uint64) (*gridtypes.Deployment, error)
+	List(twin uint32) ([]*gridtypes.Deployment, error)
+	Changes(twin uint32, contract uint64) ([]gridtypes.Workload, error)
+	All() ([]*gridtypes.Deployment, error)
+}
+
+// Node answers the statistics and system commands in the wire types of
+// internal/nodeapi.
 type Node interface {
 	Total() gridtypes.Capacity
 	Reserved() gridtypes.Capacity
-	Pools() []storage.PoolInfo
+	Pools() []nodeapi.Pool
 	Version() string
-	Diagnostics() Diagnostics
-}
-
-// Diagnostics is the health of the node's modules.
-type Diagnostics struct {
-	SystemStatusOk bool              `json:"system_status_ok"`
-	Modules        map[string]string `json:"modules"` // module -> "ok" or the error
-	Healthy        bool              `json:"healthy"`
-	LimitedCache   bool              `json:"limited_cache"`
+	Diagnostics() nodeapi.Diagnostics
 }
 
 // API is the set of handlers.
@@ -55,13 +59,14 @@ type API struct {
 	nodeID uint32
 	grid   Grid
 	engine Engine
+	store  Deployments
 	node   Node
 	logs   ConsoleLogs // nil: the node's, if it has them
 }
 
 // New returns the API of node nodeID.
-func New(nodeID uint32, grid Grid, engine Engine, node Node, opts ...Option) *API {
-	a := &API{nodeID: nodeID, grid: grid, engine: engine, node: node}
+func New(nodeID uint32, grid Grid, engine Engine, store Deployments, node Node, opts ...Option) *API {
+	a := &API{nodeID: nodeID, grid: grid, engine: engine, store: store, node: node}
 	for _, o := range opts {
 		o(a)
 	}
@@ -70,27 +75,22 @@ func New(nodeID uint32, grid Grid, engine Engine, node Node, opts ...Option) *AP
 
 // Register adds every command to srv.
 func (a *API) Register(srv *rmb.Server) {
-	srv.Handle("zos.deployment.deploy", a.deploy)
-	srv.Handle("zos.deployment.update", a.update)
-	srv.Handle("zos.deployment.get", a.get)
-	srv.Handle("zos.deployment.list", a.list)
-	srv.Handle("zos.deployment.changes", a.changes)
-	srv.Handle("zos.deployment.delete", a.delete)
-	srv.Handle("zos.statistics.get", a.statistics)
-	srv.Handle("zos.storage.pools", a.pools)
-	srv.Handle("zos.system.version", a.version)
-	srv.Handle("zos.system.diagnostics", a.diagnostics)
-	srv.Handle("zos.network.list_wg_ports", a.listWGPorts)
-	srv.Handle("zos.network.public_config_get", a.publicConfig)
-	srv.Handle("zos.network.interfaces", a.interfaces)
-	srv.Handle("zos.network.list_private_ips", a.listPrivateIPs)
-	srv.Handle("zos.network.list_public_ips", a.listPublicIPs)
-	srv.Handle("zos.zmachine.logs", a.zmachineLogs)
-}
-
-// ContractRequest names a contract.
-type ContractRequest struct {
-	ContractID uint64 `json:"contract_id"`
+	srv.Handle(nodeapi.CmdDeploy, a.deploy)
+	srv.Handle(nodeapi.CmdUpdate, a.update)
+	srv.Handle(nodeapi.CmdGet, a.get)
+	srv.Handle(nodeapi.CmdList, a.list)
+	srv.Handle(nodeapi.CmdChanges, a.changes)
+	srv.Handle(nodeapi.CmdDelete, a.delete)
+	srv.Handle(nodeapi.CmdStatistics, a.statistics)
+	srv.Handle(nodeapi.CmdPools, a.pools)
+	srv.Handle(nodeapi.CmdVersion, a.version)
+	srv.Handle(nodeapi.CmdDiagnostics, a.diagnostics)
+	srv.Handle(nodeapi.CmdWGPorts, a.listWGPorts)
+	srv.Handle(nodeapi.CmdPublicConfig, a.publicConfig)
+	srv.Handle(nodeapi.CmdInterfaces, a.interfaces)
+	srv.Handle(nodeapi.CmdPrivateIPs, a.listPrivateIPs)
+	srv.Handle(nodeapi.CmdPublicIPs, a.listPublicIPs)
+	srv.Handle(nodeapi.CmdZMachineLogs, a.zmachineLogs)
 }
 
 func decodeDeployment(payload []byte) (*gridtypes.Deployment, error) {
@@ -194,7 +194,7 @@ func (a *API) update(ctx context.Context, src uint32, payload []byte) (any, erro
 	if err := a.check(ctx, src, d); err != nil {
 		return nil, err
 	}
-	old, err := a.engine.Store().Get(d.TwinID, d.ContractID)
+	old, err := a.store.Get(d.TwinID, d.ContractID)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +209,7 @@ func (a *API) update(ctx context.Context, src uint32, payload []byte) (any, erro
 }
 
 func contractOf(payload []byte) (uint64, error) {
-	var r ContractRequest
+	var r nodeapi.ContractRequest
 	if err := json.Unmarshal(payload, &r); err != nil {
 		return 0, fmt.Errorf("decoding request: %w", err)
 	}
@@ -221,11 +221,11 @@ func (a *API) get(_ context.Context, src uint32, payload []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return a.engine.Store().Get(src, id)
+	return a.store.Get(src, id)
 }
 
 func (a *API) list(_ context.Context, src uint32, _ []byte) (any, error) {
-	l, err := a.engine.Store().List(src)
+	l, err := a.store.List(src)
 	if l == nil {
 		l = []*gridtypes.Deployment{}
 	}
@@ -237,7 +237,7 @@ func (a *API) changes(_ context.Context, src uint32, payload []byte) (any, error
 	if err != nil {
 		return nil, err
 	}
-	return a.engine.Store().Changes(src, id)
+	return a.store.Changes(src, id)
 }
 
 // ErrDeleteDisabled is the answer to zos.deployment.delete, as the original.
@@ -245,31 +245,16 @@ var ErrDeleteDisabled = errors.New("deletion over the api is disabled, please ca
 
 func (a *API) delete(context.Context, uint32, []byte) (any, error) { return nil, ErrDeleteDisabled }
 
-// Statistics is the answer to zos.statistics.get.
-type Statistics struct {
-	Total  gridtypes.Capacity `json:"total"`
-	Used   gridtypes.Capacity `json:"used"`
-	System gridtypes.Capacity `json:"system"`
-	Users  UsersCounters      `json:"users"`
-}
-
-// UsersCounters counts what users run.
-type UsersCounters struct {
-	Deployments             int   `json:"deployments"`
-	Workloads               int   `json:"workloads"`
-	LastDeploymentTimestamp int64 `json:"last_deployment_timestamp"`
-}
-
 func (a *API) statistics(context.Context, uint32, []byte) (any, error) {
 	used, err := a.engine.Used()
 	if err != nil {
 		return nil, err
 	}
-	all, err := a.engine.Store().All()
+	all, err := a.store.All()
 	if err != nil {
 		return nil, err
 	}
-	var users UsersCounters
+	var users nodeapi.UsersCounters
 	for _, d := range all {
 		if !provision.Active(d) {
 			continue
@@ -287,19 +272,13 @@ func (a *API) statistics(context.Context, uint32, []byte) (any, error) {
 	sys := a.node.Reserved()
 	total := used
 	total.Add(sys)
-	return Statistics{Total: a.node.Total(), Used: total, System: sys, Users: users}, nil
+	return nodeapi.Statistics{Total: a.node.Total(), Used: total, System: sys, Users: users}, nil
 }
 
 func (a *API) pools(context.Context, uint32, []byte) (any, error) { return a.node.Pools(), nil }
 
-// Version is the answer to zos.system.version.
-type Version struct {
-	ZOS   string `json:"zos"`
-	ZInit string `json:"zinit"`
-}
-
 func (a *API) version(context.Context, uint32, []byte) (any, error) {
-	return Version{ZOS: a.node.Version(), ZInit: "none (zos supervises its own modules)"}, nil
+	return nodeapi.Version{ZOS: a.node.Version(), ZInit: "none (zos supervises its own modules)"}, nil
 }
 
 func (a *API) diagnostics(context.Context, uint32, []byte) (any, error) {

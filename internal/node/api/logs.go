@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/zos-go/zos/internal/consolelog"
 	"github.com/zos-go/zos/internal/gridtypes"
-	"github.com/zos-go/zos/internal/node/consolelog"
 	"github.com/zos-go/zos/internal/node/provision"
+	"github.com/zos-go/zos/internal/nodeapi"
 )
 
 // ConsoleLogs gives the console log file of a zmachine workload; the node
@@ -33,26 +34,6 @@ var ErrNotFound = errors.New("not found")
 // ErrNoConsoleLogs is returned when the node keeps no console logs.
 var ErrNoConsoleLogs = errors.New("this node keeps no console logs")
 
-// LogsRequest is the payload of zos.zmachine.logs: a chunk of the console
-// log of machine Name of deployment ContractID, from Offset (-1: the last
-// Max bytes), at most Max bytes (bounded to 1 MiB; 0 means 64 KiB).
-type LogsRequest struct {
-	ContractID uint64 `json:"contract_id"`
-	Name       string `json:"name"`
-	Offset     int64  `json:"offset"`
-	Max        int    `json:"max"`
-}
-
-// LogsResponse is the answer to zos.zmachine.logs. Next is the offset to
-// ask next; Rotated means the log was rotated since Offset and Data starts
-// again at its beginning.
-type LogsResponse struct {
-	Data    []byte `json:"data"`
-	Next    int64  `json:"next"`
-	Size    int64  `json:"size"`
-	Rotated bool   `json:"rotated"`
-}
-
 func (a *API) consoleLogs() (ConsoleLogs, error) {
 	if a.logs != nil {
 		return a.logs, nil
@@ -66,7 +47,7 @@ func (a *API) consoleLogs() (ConsoleLogs, error) {
 // zmachineLogs answers zos.zmachine.logs: only the deployment's owner (the
 // sender) reads, and only the logs of a machine of that deployment.
 func (a *API) zmachineLogs(_ context.Context, src uint32, payload []byte) (any, error) {
-	var r LogsRequest
+	var r nodeapi.LogsRequest
 	if err := json.Unmarshal(payload, &r); err != nil {
 		return nil, fmt.Errorf("decoding request: %w", err)
 	}
@@ -77,7 +58,7 @@ func (a *API) zmachineLogs(_ context.Context, src uint32, payload []byte) (any, 
 	if err != nil {
 		return nil, err
 	}
-	d, err := a.engine.Store().Get(src, r.ContractID)
+	d, err := a.store.Get(src, r.ContractID)
 	if errors.Is(err, provision.ErrNotFound) {
 		return nil, fmt.Errorf("deployment %d: %w", r.ContractID, ErrNotFound)
 	} else if err != nil {
@@ -98,5 +79,5 @@ func (a *API) zmachineLogs(_ context.Context, src uint32, payload []byte) (any, 
 	if err != nil {
 		return nil, fmt.Errorf("console log of %q: %w", r.Name, err)
 	}
-	return LogsResponse{Data: c.Data, Next: c.Next, Size: c.Size, Rotated: c.Rotated}, nil
+	return nodeapi.LogsResponse{Data: c.Data, Next: c.Next, Size: c.Size, Rotated: c.Rotated}, nil
 }

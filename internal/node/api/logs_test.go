@@ -12,18 +12,18 @@ import (
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/provision"
+	"github.com/zos-go/zos/internal/nodeapi"
 )
 
-// storeEngine is an Engine that only has a store.
-type storeEngine struct{ store *provision.Store }
+// noEngine is an Engine that provisions nothing.
+type noEngine struct{}
 
-func (e storeEngine) Provision(*gridtypes.Deployment) error { return errors.New("not here") }
-func (e storeEngine) Update(*gridtypes.Deployment, []gridtypes.Op) error {
-	return errors.New("not here")
-}
-func (e storeEngine) Supports(gridtypes.WorkloadType) bool { return true }
-func (e storeEngine) Store() *provision.Store              { return e.store }
-func (e storeEngine) Used() (gridtypes.Capacity, error)    { return gridtypes.Capacity{}, nil }
+func (noEngine) Provision(*gridtypes.Deployment) error              { return errors.New("not here") }
+func (noEngine) Update(*gridtypes.Deployment, []gridtypes.Op) error { return errors.New("not here") }
+func (noEngine) Supports(gridtypes.WorkloadType) bool               { return true }
+func (noEngine) Used() (gridtypes.Capacity, error)                  { return gridtypes.Capacity{}, nil }
+
+var _ Deployments = (*provision.Store)(nil)
 
 // dirLogs keeps the console log of each workload in dir/<workload id>.
 type dirLogs struct{ dir string }
@@ -55,7 +55,7 @@ func newLogsAPI(t *testing.T) (*API, string) {
 	if err := os.WriteFile(filepath.Join(dir, string(gridtypes.NewWorkloadID(7, 12, "vm"))), []byte("0123456789"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return New(1, nil, storeEngine{st}, nil, WithConsoleLogs(dirLogs{dir})), dir
+	return New(1, nil, noEngine{}, st, nil, WithConsoleLogs(dirLogs{dir})), dir
 }
 
 func TestZMachineLogs(t *testing.T) {
@@ -101,7 +101,7 @@ func TestZMachineLogs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var r LogsResponse
+			var r nodeapi.LogsResponse
 			if err := json.Unmarshal(b, &r); err != nil {
 				t.Fatal(err)
 			}
@@ -122,13 +122,13 @@ func TestZMachineLogsSource(t *testing.T) {
 	a, dir := newLogsAPI(t)
 	req := []byte(`{"contract_id":12,"name":"vm","offset":0,"max":4}`)
 	// Without the option nor a node keeping logs: a clear error.
-	bare := New(1, nil, a.engine, nil)
+	bare := New(1, nil, a.engine, a.store, nil)
 	if _, err := bare.zmachineLogs(context.Background(), 7, req); !errors.Is(err, ErrNoConsoleLogs) {
 		t.Fatalf("without console logs: got %v, want ErrNoConsoleLogs", err)
 	}
 	// A node that implements ConsoleLogs is used.
-	viaNode := New(1, nil, a.engine, nodeWithLogs{dirLogs: dirLogs{dir}})
-	if got, err := viaNode.zmachineLogs(context.Background(), 7, req); err != nil || string(got.(LogsResponse).Data) != "0123" {
+	viaNode := New(1, nil, a.engine, a.store, nodeWithLogs{dirLogs: dirLogs{dir}})
+	if got, err := viaNode.zmachineLogs(context.Background(), 7, req); err != nil || string(got.(nodeapi.LogsResponse).Data) != "0123" {
 		t.Fatalf("via node: got %v, %v", got, err)
 	}
 	// The machine has no log file yet.

@@ -8,25 +8,15 @@ import (
 	"net"
 
 	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/nodeapi"
 )
 
 // Network answers the zos.network.* commands; the node implements it
 // when its network module runs.
 type Network interface {
 	WGPorts() []uint16
-	PublicConfig(ctx context.Context) (PublicConfig, error)
+	PublicConfig(ctx context.Context) (nodeapi.PublicConfig, error)
 	Interfaces() (map[string][]string, error)
-}
-
-// PublicConfig is the answer to zos.network.public_config_get, as the
-// original: {type, ipv4, ipv6, gw4, gw6, domain}.
-type PublicConfig struct {
-	Type   string `json:"type"`
-	IPv4   string `json:"ipv4"`
-	IPv6   string `json:"ipv6"`
-	GW4    string `json:"gw4"`
-	GW6    string `json:"gw6"`
-	Domain string `json:"domain"`
 }
 
 // ErrNoNetwork is returned when the node has no network module.
@@ -64,22 +54,17 @@ func (a *API) interfaces(context.Context, uint32, []byte) (any, error) {
 	return n.Interfaces()
 }
 
-// PrivateIPsRequest names a network of the sender.
-type PrivateIPsRequest struct {
-	NetworkName string `json:"network_name"`
-}
-
 // listPrivateIPs returns the private IPs the sender's machines use in its
 // network network_name on this node.
 func (a *API) listPrivateIPs(_ context.Context, src uint32, payload []byte) (any, error) {
-	var r PrivateIPsRequest
+	var r nodeapi.PrivateIPsRequest
 	if err := json.Unmarshal(payload, &r); err != nil {
 		return nil, fmt.Errorf("decoding request: %w", err)
 	}
 	if r.NetworkName == "" {
 		return nil, errors.New("network_name is required")
 	}
-	ds, err := a.engine.Store().List(src)
+	ds, err := a.store.List(src)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +98,7 @@ func (a *API) listPrivateIPs(_ context.Context, src uint32, payload []byte) (any
 
 // listPublicIPs returns the public IPs user workloads hold on this node.
 func (a *API) listPublicIPs(context.Context, uint32, []byte) (any, error) {
-	all, err := a.engine.Store().All()
+	all, err := a.store.All()
 	if err != nil {
 		return nil, err
 	}

@@ -37,8 +37,7 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 	if cfg.ZDBPort == 0 {
 		cfg.ZDBPort = 9900
 	}
-	tap := newModuleTap(log.Handler())
-	log = slog.New(tap)
+	modules := &moduleStates{}
 	var registered atomic.Pointer[node.Node]
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -47,6 +46,7 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 			ListenIP: cfg.ListenIP, ZDBPort: cfg.ZDBPort,
 			VMKernel: cfg.VMKernel, Vminit: cfg.Vminit, Accel: cfg.Accel,
 			OnRegistered: func(n *node.Node) { registered.Store(n) },
+			Status:       modules,
 		}, log)
 		if err == nil && ctx.Err() == nil {
 			err = errors.New("the node stopped")
@@ -57,9 +57,9 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 		t := time.NewTicker(2 * time.Second)
 		defer t.Stop()
 		for {
-			s := NodeStatus{State: "starting", Farm: cfg.Farm, Grid: cfg.Grid, Updated: time.Now().UTC(), Modules: tap.failures()}
+			s := NodeStatus{State: "starting", Farm: cfg.Farm, Grid: cfg.Grid, Updated: time.Now().UTC(), Modules: modules.snapshot()}
 			if n := registered.Load(); n != nil {
-				s.State, s.NodeID, s.Pools, s.Modules = "registered", n.ID(), n.Pools(), n.Diagnostics().Modules
+				s.State, s.NodeID, s.Pools = "registered", n.ID(), n.Pools()
 			}
 			if err := writeStatus(cfg.StatusFile, s); err != nil {
 				log.Warn("status_write_failed", "err", err)

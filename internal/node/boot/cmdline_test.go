@@ -2,7 +2,6 @@ package boot
 
 import (
 	"fmt"
-	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -149,16 +148,21 @@ func TestRender(t *testing.T) {
 	}
 }
 
-func TestModuleTap(t *testing.T) {
-	var buf strings.Builder
-	tap := newModuleTap(slog.NewTextHandler(&buf, nil))
-	log := slog.New(tap).With("component", "node")
-	log.Warn("module_failed", "module", "grid", "err", "dial tcp 10.0.2.2:1: connection refused")
-	log.Info("node_registered", "node", 1)
-	if got := tap.failures()["grid"]; got != "dial tcp 10.0.2.2:1: connection refused" {
-		t.Fatalf("got %q", got)
+// TestModuleStates: the node reports its modules' states to the sink;
+// the console shows the failing ones, and a module that recovers is no
+// longer shown.
+func TestModuleStates(t *testing.T) {
+	var m moduleStates
+	m.ModuleStatus("grid", "dial tcp 10.0.2.2:1: connection refused")
+	m.ModuleStatus("storage", "ok")
+	m.ModuleStatus("registration", "farm 9 does not exist")
+	m.ModuleStatus("registration", "ok")
+	want := map[string]string{"grid": "dial tcp 10.0.2.2:1: connection refused", "storage": "ok", "registration": "ok"}
+	if got := m.snapshot(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
-	if !strings.Contains(buf.String(), "module_failed") {
-		t.Fatal("the record was not passed on")
+	out := Screen{NodeUp: true, Node: NodeStatus{Modules: m.snapshot()}}.Render()
+	if !strings.Contains(out, "error:     grid: dial tcp 10.0.2.2:1: connection refused") || strings.Contains(out, "registration") {
+		t.Fatalf("got screen\n%s\nwant the grid's error only", out)
 	}
 }

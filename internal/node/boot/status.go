@@ -10,20 +10,23 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/zos-go/zos/internal/node/node"
 	"github.com/zos-go/zos/internal/node/storage"
+	"github.com/zos-go/zos/internal/nodeapi"
 )
 
 // NodeStatus is what the node child writes for the console.
 type NodeStatus struct {
-	State   string             `json:"state"` // starting, registered
-	NodeID  uint32             `json:"node_id"`
-	Farm    uint32             `json:"farm"`
-	Grid    string             `json:"grid"`
-	Pools   []storage.PoolInfo `json:"pools"`
-	Modules map[string]string  `json:"modules"`
-	Updated time.Time          `json:"updated"`
+	State   string            `json:"state"` // starting, registered
+	NodeID  uint32            `json:"node_id"`
+	Farm    uint32            `json:"farm"`
+	Grid    string            `json:"grid"`
+	Pools   []nodeapi.Pool    `json:"pools"`
+	Modules map[string]string `json:"modules"`
+	Updated time.Time         `json:"updated"`
 }
 
 // writeStatus replaces the status file atomically.
@@ -97,7 +100,7 @@ func (s Screen) Render() string {
 		if p.Broken != "" {
 			continue
 		}
-		if p.Type == storage.SSD {
+		if p.Type == string(storage.SSD) {
 			ssdSize, ssdUsed = ssdSize+p.Size, ssdUsed+p.Used
 		} else {
 			hddSize, hddUsed = hddSize+p.Size, hddUsed+p.Used
@@ -179,4 +182,36 @@ func parseListenLine(l string) (string, bool) {
 		return "", false
 	}
 	return net.JoinHostPort(net.IP(raw).String(), strconv.FormatUint(p, 10)), true
+}
+
+// moduleStates is the node's status sink: it keeps each module's last
+// state ("ok" or its error) as the node reports it, so the console shows
+// what is wrong before the node registers (a wrong grid=, a grid that is
+// down).
+type moduleStates struct {
+	mu      sync.Mutex        // guards modules
+	modules map[string]string // module -> "ok" or its last error
+}
+
+var _ node.StatusSink = (*moduleStates)(nil)
+
+// ModuleStatus implements node.StatusSink.
+func (m *moduleStates) ModuleStatus(module, state string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.modules == nil {
+		m.modules = map[string]string{}
+	}
+	m.modules[module] = state
+}
+
+// snapshot returns a copy of the modules' states.
+func (m *moduleStates) snapshot() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]string, len(m.modules))
+	for k, v := range m.modules {
+		out[k] = v
+	}
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/mesh"
 )
 
 // FuzzPlan: any network workload data gives a plan or an error, never a
@@ -22,7 +23,7 @@ func FuzzPlan(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !r.Range.Contains(r.Gateway.Addr()) || !WGRange.Contains(r.WGAddr.Addr()) {
+		if !r.Range.Contains(r.Gateway.Addr()) || !mesh.WGRange.Contains(r.WGAddr.Addr()) {
 			t.Errorf("plan outside the range: %+v", r)
 		}
 	})

@@ -14,53 +14,8 @@ import (
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/provision"
+	"github.com/zos-go/zos/internal/sys/nft"
 )
-
-// Kernel applies namespaces, links, addresses, routes, sysctls and
-// nftables rulesets; ns "" is the node manager's own namespace. Every link
-// it makes is for tenants and has no IPv6 (turned off before the link
-// first comes up: no address, no router advertisement accepted); for a
-// veth that is the end made in ns.
-type Kernel interface {
-	CreateNS(name string) error
-	DeleteNS(name string) error
-	AddBridge(ns, name string) error
-	AddVeth(ns, name, master, peerNS, peer string) error
-	// AddTap makes a persistent tap enslaved to bridge master (an existing
-	// one is enslaved again).
-	AddTap(ns, name, master string) error
-	// DisableIPv6 turns IPv6 off on link ("all" and "default": every
-	// link of ns, present and future).
-	DisableIPv6(ns, link string) error
-	// DefaultRoute is the link and gateway of ns's IPv4 default route
-	// ("" and an invalid address when none).
-	DefaultRoute(ns string) (string, netip.Addr, error)
-	AddAddr(ns, link string, p netip.Prefix) error
-	SetUp(ns, link string) error
-	AddRoute(ns string, r Route) error
-	DelRoute(ns string, r Route) error
-	DeleteLink(ns, name string) error
-	Nft(ns, ruleset string) error
-	Sysctl(ns, key, value string) error
-	ListNS(prefix string) ([]string, error)
-	// DialIn connects from inside namespace ns.
-	DialIn(ctx context.Context, ns, network, addr string) (net.Conn, error)
-	Links(ns, prefix string) ([]string, error)
-}
-
-// WireGuard starts WireGuard devices: the TUN interface name inside tunNS,
-// the UDP sockets in sockNS.
-type WireGuard interface {
-	Start(name, tunNS, sockNS string) (Device, error)
-}
-
-// Device is a running WireGuard device.
-type Device interface {
-	// Configure sets key, port and peers (replacing every peer) and
-	// brings the device up.
-	Configure(key [32]byte, port uint16, peers []Peer) error
-	Close() error
-}
 
 // Config of the network manager.
 type Config struct {
@@ -91,8 +46,7 @@ type Config struct {
 // Manager provisions `network` workloads (network resources).
 type Manager struct {
 	cfg Config
-	k   Kernel
-	wg  WireGuard
+	sys System
 	log *slog.Logger
 
 	mu  sync.Mutex           // guards res
@@ -110,9 +64,10 @@ var (
 	_ provision.Updater = (*Manager)(nil)
 )
 
-// NewManager returns a manager; Start prepares the node namespace.
-func NewManager(cfg Config, k Kernel, wg WireGuard, log *slog.Logger) *Manager {
-	return &Manager{cfg: cfg, k: k, wg: wg, log: log, res: map[string]*resource{}}
+// NewManager returns a manager applying its resources through sys (see
+// HostSystem); Start prepares the node namespace.
+func NewManager(cfg Config, sys System, log *slog.Logger) *Manager {
+	return &Manager{cfg: cfg, sys: sys, log: log, res: map[string]*resource{}}
 }
 
 // Start removes what an earlier run that did not stop cleanly left (the
@@ -121,23 +76,26 @@ func NewManager(cfg Config, k Kernel, wg WireGuard, log *slog.Logger) *Manager {
 // NAT in the node namespace, the farm's router being the gateway of its
 // default route then.
 func (m *Manager) Start() error {
+	if err := m.sys.validate(); err != nil {
+		return err
+	}
 	if err := m.removeLeftovers(); err != nil {
 		return err
 	}
-	if err := m.k.Nft(m.cfg.NodeNS, InputRuleset(m.inputTable(), m.cfg.TenantPorts)); err != nil {
+	if err := m.sys.Firewall.Apply(m.cfg.NodeNS, InputRuleset(m.inputTable(), m.cfg.TenantPorts)); err != nil {
 		return fmt.Errorf("installing the node's input filter: %w", err)
 	}
 	if !m.cfg.Uplink {
 		return nil
 	}
-	_, router, err := m.k.DefaultRoute(m.cfg.NodeNS)
+	_, router, err := m.sys.Routes.Default(m.cfg.NodeNS)
 	if err != nil {
 		return err
 	}
-	if err := m.k.Sysctl(m.cfg.NodeNS, "net/ipv4/ip_forward", "1"); err != nil {
+	if err := m.sys.Sysctls.Set(m.cfg.NodeNS, "net/ipv4/ip_forward", "1"); err != nil {
 		return err
 	}
-	return m.k.Nft(m.cfg.NodeNS, NodeRuleset(router))
+	return m.sys.Firewall.Apply(m.cfg.NodeNS, NodeRuleset(router))
 }
 
 // inputTable is the name of the node's input filter table: several nodes
@@ -162,10 +120,9 @@ func (m *Manager) Close() error {
 		delete(m.res, id)
 	}
 	if m.cfg.Uplink {
-		errs = append(errs, m.k.Nft(m.cfg.NodeNS, "table inet zos-nr\ndelete table inet zos-nr\n"))
+		errs = append(errs, m.sys.Firewall.Apply(m.cfg.NodeNS, nft.Drop("inet", "zos-nr")))
 	}
-	t := m.inputTable()
-	errs = append(errs, m.k.Nft(m.cfg.NodeNS, fmt.Sprintf("table inet %[1]s\ndelete table inet %[1]s\n", t)))
+	errs = append(errs, m.sys.Firewall.Apply(m.cfg.NodeNS, nft.Drop("inet", m.inputTable())))
 	return errors.Join(errs...)
 }
 
@@ -216,13 +173,13 @@ func (m *Manager) Update(ctx context.Context, wl *provision.Workload) (any, erro
 		keep := map[Route]bool{}
 		for _, rt := range next.Routes {
 			keep[rt] = true
-			if err := m.k.AddRoute(next.Names.NS, rt); err != nil {
+			if err := m.sys.Routes.Add(next.Names.NS, rt); err != nil {
 				return nil, err
 			}
 		}
 		for _, rt := range cur.r.Routes {
 			if !keep[rt] {
-				if err := m.k.DelRoute(cur.r.Names.NS, rt); err != nil {
+				if err := m.sys.Routes.Delete(cur.r.Names.NS, rt); err != nil {
 					return nil, err
 				}
 			}
@@ -324,25 +281,29 @@ func (m *Manager) create(id string, wlid gridtypes.WorkloadID, n *gridtypes.Netw
 func (m *Manager) apply(r Resource) (Device, error) {
 	nn, node := r.Names, m.cfg.NodeNS
 	steps := []func() error{
-		func() error { return m.k.CreateNS(nn.NS) },
+		func() error { return m.sys.NS.Create(nn.NS) },
 		// No IPv6 in the resource: its links face the tenant's VMs.
-		func() error { return m.k.DisableIPv6(nn.NS, "default") },
-		func() error { return m.k.DisableIPv6(nn.NS, "all") },
-		func() error { return m.k.SetUp(nn.NS, "lo") },
-		func() error { return m.k.Sysctl(nn.NS, "net/ipv4/ip_forward", "1") },
-		func() error { return m.k.Nft(nn.NS, r.Ruleset) },
-		func() error { return m.k.AddBridge(node, nn.Bridge) },
-		func() error { return m.k.AddVeth(node, nn.BridgeVeth, nn.Bridge, nn.NS, nn.NRVeth) },
-		func() error { return m.k.AddAddr(nn.NS, nn.NRVeth, r.Gateway) },
+		func() error { return m.sys.Sysctls.DisableIPv6(nn.NS, "default") },
+		func() error { return m.sys.Sysctls.DisableIPv6(nn.NS, "all") },
+		func() error { return m.sys.Ifaces.Up(nn.NS, "lo") },
+		func() error { return m.sys.Sysctls.Set(nn.NS, "net/ipv4/ip_forward", "1") },
+		func() error { return m.sys.Firewall.Apply(nn.NS, r.Ruleset) },
+		func() error { return m.sys.Links.AddBridge(node, nn.Bridge) },
+		// The node has no address on the bridge: it answers no ARP there,
+		// so a tenant learns none of the node's addresses and plants no
+		// neighbour entries in it (TestHostileTenant).
+		func() error { return m.sys.Sysctls.Set(node, "net/ipv4/conf/"+nn.Bridge+"/arp_ignore", "8") },
+		func() error { return m.sys.Links.AddVeth(node, nn.BridgeVeth, nn.Bridge, nn.NS, nn.NRVeth) },
+		func() error { return m.sys.Ifaces.AddAddr(nn.NS, nn.NRVeth, r.Gateway) },
 	}
 	if r.Public.IsValid() {
 		steps = append(steps,
-			func() error { return m.k.AddVeth(node, nn.PublicVeth, "", nn.NS, PublicIface) },
-			func() error { return m.k.AddAddr(node, nn.PublicVeth, netip.PrefixFrom(PublicGateway, 32)) },
+			func() error { return m.sys.Links.AddVeth(node, nn.PublicVeth, "", nn.NS, PublicIface) },
+			func() error { return m.sys.Ifaces.AddAddr(node, nn.PublicVeth, netip.PrefixFrom(PublicGateway, 32)) },
 			func() error {
-				return m.k.AddRoute(node, Route{Dst: netip.PrefixFrom(r.Public, 32), Dev: nn.PublicVeth})
+				return m.sys.Routes.Add(node, Route{Dst: netip.PrefixFrom(r.Public, 32), Dev: nn.PublicVeth})
 			},
-			func() error { return m.k.AddAddr(nn.NS, PublicIface, netip.PrefixFrom(r.Public, 32)) },
+			func() error { return m.sys.Ifaces.AddAddr(nn.NS, PublicIface, netip.PrefixFrom(r.Public, 32)) },
 		)
 	}
 	for _, s := range steps {
@@ -350,21 +311,21 @@ func (m *Manager) apply(r Resource) (Device, error) {
 			return nil, err
 		}
 	}
-	dev, err := m.wg.Start(nn.WG, nn.NS, node)
+	dev, err := m.sys.WireGuard.Start(nn.WG, nn.NS, node)
 	if err != nil {
 		return nil, err
 	}
 	if err := dev.Configure(r.PrivateKey, r.ListenPort, r.Peers); err != nil {
 		return dev, err
 	}
-	if err := m.k.AddAddr(nn.NS, nn.WG, r.WGAddr); err != nil {
+	if err := m.sys.Ifaces.AddAddr(nn.NS, nn.WG, r.WGAddr); err != nil {
 		return dev, err
 	}
-	if err := m.k.SetUp(nn.NS, nn.WG); err != nil {
+	if err := m.sys.Ifaces.Up(nn.NS, nn.WG); err != nil {
 		return dev, err
 	}
 	for _, rt := range r.Routes {
-		if err := m.k.AddRoute(nn.NS, rt); err != nil {
+		if err := m.sys.Routes.Add(nn.NS, rt); err != nil {
 			return dev, err
 		}
 	}
@@ -381,10 +342,10 @@ func (m *Manager) teardown(nn Names, dev Device) error {
 	// Node-side veth ends first: their peers go with them at once, while
 	// the namespace's links go when the kernel frees it.
 	errs = append(errs,
-		m.k.DeleteLink(node, nn.BridgeVeth),
-		m.k.DeleteLink(node, nn.PublicVeth),
-		m.k.DeleteLink(node, nn.Bridge),
-		m.k.DeleteNS(nn.NS),
+		m.sys.Links.Delete(node, nn.BridgeVeth),
+		m.sys.Links.Delete(node, nn.PublicVeth),
+		m.sys.Links.Delete(node, nn.Bridge),
+		m.sys.NS.Delete(nn.NS),
 	)
 	return errors.Join(errs...)
 }
@@ -411,23 +372,23 @@ func (m *Manager) WGPorts() []uint16 {
 // and, in a node namespace of its own (never the host's), the resources'
 // links there.
 func (m *Manager) removeLeftovers() error {
-	nss, err := m.k.ListNS(m.cfg.Prefix + "n-")
+	nss, err := m.sys.NS.List(m.cfg.Prefix + "n-")
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, ns := range nss {
 		m.log.Info("network_leftover_removed", "netns", ns)
-		errs = append(errs, m.k.DeleteNS(ns))
+		errs = append(errs, m.sys.NS.Delete(ns))
 	}
 	if m.cfg.Uplink && m.cfg.NodeNS != "" {
 		for _, p := range []string{"l-", "u-", "b-"} {
-			links, err := m.k.Links(m.cfg.NodeNS, p)
+			links, err := m.sys.Ifaces.List(m.cfg.NodeNS, p)
 			if err != nil {
 				return err
 			}
 			for _, l := range links {
-				errs = append(errs, m.k.DeleteLink(m.cfg.NodeNS, l))
+				errs = append(errs, m.sys.Links.Delete(m.cfg.NodeNS, l))
 			}
 		}
 	}
@@ -446,7 +407,7 @@ func (m *Manager) Dialer(twin uint32, name string) (func(ctx context.Context, ne
 	}
 	ns := r.r.Names.NS
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return m.k.DialIn(ctx, ns, network, addr)
+		return m.sys.NS.Dial(ctx, ns, network, addr)
 	}, nil
 }
 
@@ -480,14 +441,14 @@ func (m *Manager) Attach(twin uint32, name, tap string) (Attachment, error) {
 		return Attachment{}, fmt.Errorf("tap %q: a VM's tap must be named as a tenant link (%v) for the node's firewall", tap, TenantLinks)
 	}
 	a := Attachment{NS: m.cfg.NodeNS, Bridge: r.r.Names.Bridge, Gateway: r.r.Gateway, ResourceNS: r.r.Names.NS, Range: r.r.Range}
-	if err := m.k.AddTap(m.cfg.NodeNS, tap, a.Bridge); err != nil {
+	if err := m.sys.Links.AddTap(m.cfg.NodeNS, tap, a.Bridge); err != nil {
 		return Attachment{}, err
 	}
 	return a, nil
 }
 
 // Detach removes a VM's tap.
-func (m *Manager) Detach(tap string) error { return m.k.DeleteLink(m.cfg.NodeNS, tap) }
+func (m *Manager) Detach(tap string) error { return m.sys.Links.Delete(m.cfg.NodeNS, tap) }
 
 // AttachPublic makes tap the public link of a VM with address ip: a
 // routed tap in the node namespace (no bridge): ip is routed to it, and
@@ -500,20 +461,20 @@ func (m *Manager) AttachPublic(tap string, ip netip.Addr) error {
 	if !IsTenantLink(tap) {
 		return fmt.Errorf("tap %q: a VM's tap must be named as a tenant link (%v) for the node's firewall", tap, TenantLinks)
 	}
-	uplink, _, err := m.k.DefaultRoute(m.cfg.NodeNS)
+	uplink, _, err := m.sys.Routes.Default(m.cfg.NodeNS)
 	if err != nil {
 		return err
 	}
 	if uplink == "" {
 		return errors.New("the node namespace has no default route: no uplink for public IPs")
 	}
-	if err := m.k.AddTap(m.cfg.NodeNS, tap, ""); err != nil {
+	if err := m.sys.Links.AddTap(m.cfg.NodeNS, tap, ""); err != nil {
 		return err
 	}
 	for _, dev := range []string{tap, uplink} {
-		if err := m.k.Sysctl(m.cfg.NodeNS, "net/ipv4/conf/"+dev+"/proxy_arp", "1"); err != nil {
+		if err := m.sys.Sysctls.Set(m.cfg.NodeNS, "net/ipv4/conf/"+dev+"/proxy_arp", "1"); err != nil {
 			return err
 		}
 	}
-	return m.k.AddRoute(m.cfg.NodeNS, Route{Dst: netip.PrefixFrom(ip, 32), Dev: tap})
+	return m.sys.Routes.Add(m.cfg.NodeNS, Route{Dst: netip.PrefixFrom(ip, 32), Dev: tap})
 }

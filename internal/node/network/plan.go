@@ -2,9 +2,8 @@
 // private network resource (the `network` workload) is made of on a node
 // (namespace, bridge, veths, WireGuard device, addresses, routes, peers,
 // nftables rulesets) as plain values, and its Manager applies that through
-// small interfaces implemented by internal/sys adapters. It also holds the
-// pure computations of the client side (subnets, keys, peers, wg-quick
-// configs) that zosctl uses.
+// small interfaces implemented by internal/sys adapters. The client side
+// (subnets, keys, peers, wg-quick configs) is internal/mesh.
 package network
 
 import (
@@ -17,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/mesh"
 )
 
 var (
@@ -25,8 +25,6 @@ var (
 	PublicRange = netip.MustParsePrefix("100.127.0.0/16")
 	// PublicGateway is the node side of every resource's public link.
 	PublicGateway = netip.MustParseAddr("100.127.0.1")
-	// WGRange holds the WireGuard addresses of a network.
-	WGRange = netip.MustParsePrefix("100.64.0.0/16")
 )
 
 // MinListenPort is the lowest WireGuard port a network may take.
@@ -105,13 +103,6 @@ type Resource struct {
 	Ruleset string // nftables ruleset of the resource namespace
 }
 
-// WGAddress returns the WireGuard address of subnet: 100.64.<b1>.<b2>/16
-// (10.20.3.0/24 -> 100.64.20.3).
-func WGAddress(subnet netip.Prefix) netip.Prefix {
-	b := subnet.Addr().As4()
-	return netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64, b[1], b[2]}), 16)
-}
-
 func prefixOf(n gridtypes.IPNet) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(n.String())
 	if err != nil {
@@ -144,7 +135,7 @@ func Plan(prefix, netID string, n *gridtypes.Network, public netip.Addr) (Resour
 	if n.WGListenPort < MinListenPort {
 		return Resource{}, fmt.Errorf("wireguard_listen_port: %d is below %d: ports below it are the system's (the node's DHCP client listens on 68)", n.WGListenPort, MinListenPort)
 	}
-	key, err := ParseKey(n.WGPrivateKey)
+	key, err := mesh.ParseKey(n.WGPrivateKey)
 	if err != nil {
 		return Resource{}, fmt.Errorf("wireguard_private_key: %w", err)
 	}
@@ -152,17 +143,17 @@ func Plan(prefix, netID string, n *gridtypes.Network, public netip.Addr) (Resour
 	r := Resource{
 		NetID: netID, Names: names, Range: rng,
 		Gateway:    netip.PrefixFrom(sub.Addr().Next(), sub.Bits()),
-		WGAddr:     WGAddress(sub),
+		WGAddr:     mesh.WGAddress(sub),
 		PrivateKey: key, ListenPort: n.WGListenPort, Public: public,
 	}
 	r.Routes = append(r.Routes, Route{Dst: rng, Dev: names.WG})
 	seen := map[netip.Prefix]bool{rng: true}
 	for i, p := range n.Peers {
 		var peer Peer
-		if peer.PublicKey, err = ParseKey(p.WGPublicKey); err != nil {
+		if peer.PublicKey, err = mesh.ParseKey(p.WGPublicKey); err != nil {
 			return Resource{}, fmt.Errorf("peers[%d].wireguard_public_key: %w", i, err)
 		}
-		if peer.PublicKey == publicOf(key) {
+		if peer.PublicKey == mesh.PublicOf(key) {
 			return Resource{}, fmt.Errorf("peers[%d]: is this resource itself", i)
 		}
 		if p.Endpoint != "" {
@@ -182,7 +173,7 @@ func Plan(prefix, netID string, n *gridtypes.Network, public netip.Addr) (Resour
 				return Resource{}, fmt.Errorf("peers[%d].allowed_ips[%d]: %s is inside this resource's subnet %s", i, j, ap, sub)
 			}
 			peer.AllowedIPs = append(peer.AllowedIPs, ap)
-			if !seen[ap] && !rng.Contains(ap.Addr()) && !WGRange.Contains(ap.Addr()) {
+			if !seen[ap] && !rng.Contains(ap.Addr()) && !mesh.WGRange.Contains(ap.Addr()) {
 				seen[ap] = true
 				r.Routes = append(r.Routes, Route{Dst: ap, Dev: names.WG})
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/sys/nft"
 )
 
 // Contracts reads node contracts (for the public IPs reserved on them).
@@ -24,16 +25,17 @@ type Contracts interface {
 // address; the zmachine manager makes the tap, Manager.AttachPublic).
 type PublicIPManager struct {
 	nodeNS    string
-	k         Kernel
+	fw        Firewall
 	contracts Contracts
 	log       *slog.Logger
 }
 
 var _ provision.Manager = (*PublicIPManager)(nil)
 
-// NewPublicIPManager returns the manager; filters go into namespace nodeNS.
-func NewPublicIPManager(nodeNS string, k Kernel, contracts Contracts, log *slog.Logger) *PublicIPManager {
-	return &PublicIPManager{nodeNS: nodeNS, k: k, contracts: contracts, log: log}
+// NewPublicIPManager returns the manager; filters go into namespace nodeNS
+// through fw.
+func NewPublicIPManager(nodeNS string, fw Firewall, contracts Contracts, log *slog.Logger) *PublicIPManager {
+	return &PublicIPManager{nodeNS: nodeNS, fw: fw, contracts: contracts, log: log}
 }
 
 // PublicTap is the name of a workload's public tap (as the original:
@@ -133,7 +135,7 @@ func (m *PublicIPManager) Provision(ctx context.Context, wl *provision.Workload)
 		return nil, fmt.Errorf("farm IP %q: %w", pick.IP, err)
 	}
 	tap := PublicTap(wl.ID)
-	if err := m.k.Nft(m.nodeNS, PublicIPRuleset(tap, addr.Addr())); err != nil {
+	if err := m.fw.Apply(m.nodeNS, PublicIPRuleset(tap, addr.Addr())); err != nil {
 		return nil, fmt.Errorf("installing the anti-spoofing filter of %s: %w", tap, err)
 	}
 	m.log.Info("public_ip_taken", "workload", wl.ID, "ip", pick.IP, "tap", tap)
@@ -142,6 +144,5 @@ func (m *PublicIPManager) Provision(ctx context.Context, wl *provision.Workload)
 
 // Deprovision removes the filter.
 func (m *PublicIPManager) Deprovision(ctx context.Context, wl *provision.Workload) error {
-	t := filterTable(PublicTap(wl.ID))
-	return m.k.Nft(m.nodeNS, fmt.Sprintf("table inet %[1]s\ndelete table inet %[1]s\n", t))
+	return m.fw.Apply(m.nodeNS, nft.Drop("inet", filterTable(PublicTap(wl.ID))))
 }

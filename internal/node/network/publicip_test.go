@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/netip"
-	"strings"
+	"slices"
 	"testing"
 
 	"github.com/zos-go/zos/internal/gridtypes"
@@ -12,6 +12,7 @@ import (
 	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/sys/netns"
+	"github.com/zos-go/zos/internal/sys/nft"
 	"github.com/zos-go/zos/internal/sys/rtnl"
 )
 
@@ -92,7 +93,7 @@ func TestRootAntiSpoofing(t *testing.T) {
 	must(rtnl.AddRoute(vm, rtnl.Route{Dst: netip.MustParsePrefix("192.0.2.0/24"), Dev: "eth0", Via: netip.MustParseAddr("203.0.113.1")}))
 	must(rtnl.AddRoute(obs, rtnl.Route{Dst: netip.MustParsePrefix("203.0.113.0/24"), Dev: "eth0", Via: netip.MustParseAddr("192.0.2.1")}))
 
-	m := NewPublicIPManager(node, SysKernel{}, fakeContracts{9: c}, testLog(t))
+	m := NewPublicIPManager(node, nft.Tables{}, fakeContracts{9: c}, testLog(t))
 	res, err := m.Provision(context.Background(), wl)
 	if err != nil {
 		t.Fatal(err)
@@ -111,8 +112,8 @@ func TestRootAntiSpoofing(t *testing.T) {
 		t.Error("a spoofed source passed the filter")
 	}
 	must(m.Deprovision(context.Background(), wl))
-	if out, _ := netns.Run(node, "", "nft", "list", "tables"); strings.Contains(out, filterTable(tap)) {
-		t.Errorf("filter table left: %s", out)
+	if tables, err := (nft.Tables{}).List(node); err != nil || slices.Contains(tables, "inet "+filterTable(tap)) {
+		t.Errorf("filter table left: %q (%v)", tables, err)
 	}
 	if !ping("203.0.113.99") {
 		t.Error("without the filter the other address should pass (test setup broken)")

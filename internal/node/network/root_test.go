@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/mesh"
 	"github.com/zos-go/zos/internal/node/network/netlab"
 	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/sys/netns"
@@ -44,7 +45,7 @@ func labManagers(t testing.TB, l *netlab.Lab) []*Manager {
 	t.Helper()
 	var ms []*Manager
 	for _, n := range l.Nodes {
-		m := NewManager(Config{Prefix: n.Prefix, NodeNS: n.NS, Uplink: true}, SysKernel{}, SysWireGuard{Log: testLog(t)}, testLog(t))
+		m := NewManager(Config{Prefix: n.Prefix, NodeNS: n.NS, Uplink: true}, HostSystem(testLog(t)), testLog(t))
 		if err := m.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +62,7 @@ func labManagers(t testing.TB, l *netlab.Lab) []*Manager {
 type key struct{ priv, pub string }
 
 func newKey(t testing.TB) key {
-	priv, pub, err := GenerateKey()
+	priv, pub, err := mesh.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func pair(t testing.TB, l *netlab.Lab, rng string, a, b byte, pa, pb uint16) (gr
 	ka, kb := newKey(t), newKey(t)
 	sub := func(x byte) string { return strings.Replace(rng, ".0.0/16", "."+itoa(x)+".0/24", 1) }
 	wgip := func(x byte) string {
-		p := WGAddress(netip.MustParsePrefix(sub(x)))
+		p := mesh.WGAddress(netip.MustParsePrefix(sub(x)))
 		return p.Addr().String() + "/32"
 	}
 	na := gridtypes.Network{NetworkIPRange: ipnet(rng), Subnet: ipnet(sub(a)), WGPrivateKey: ka.priv, WGListenPort: pa,
@@ -130,7 +131,7 @@ func TestRootMesh(t *testing.T) {
 		if ok, out := pingRetry(idB.NS, gw(na.Subnet)); !ok {
 			t.Fatalf("node 2 cannot ping node 1's gateway: %s", out)
 		}
-		if ok, out := pingRetry(idA.NS, WGAddress(netip.MustParsePrefix(nb.Subnet.String())).Addr()); !ok {
+		if ok, out := pingRetry(idA.NS, mesh.WGAddress(netip.MustParsePrefix(nb.Subnet.String())).Addr()); !ok {
 			t.Fatalf("node 1 cannot ping node 2's wireguard address: %s", out)
 		}
 		if _, err := os.Stat("/usr/bin/wg"); err == nil {
@@ -344,7 +345,7 @@ func TestRootLeftovers(t *testing.T) {
 	if !netns.Exists(nn.NS) || !rtnl.LinkExists(l.Nodes[0].NS, nn.Bridge) {
 		t.Fatal("setup: the resource is not there")
 	}
-	m2 := NewManager(m.cfg, SysKernel{}, SysWireGuard{Log: testLog(t)}, testLog(t))
+	m2 := NewManager(m.cfg, HostSystem(testLog(t)), testLog(t))
 	if err := m2.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/network/netlab"
 	"github.com/zos-go/zos/internal/sys/netns"
+	"github.com/zos-go/zos/internal/sys/nft"
 	"github.com/zos-go/zos/internal/sys/rtnl"
 	"github.com/zos-go/zos/internal/testutil"
 )
@@ -22,19 +23,19 @@ import (
 // send to the node, to the farm's LAN and through the node, over IPv4 and
 // IPv6. Each performs the attack from a namespace standing for the VM.
 
-// vethTaps is the real kernel, but a tap named in vms is made as a veth
-// whose other end is eth0 of the namespace standing for that VM (a tap
-// has no carrier without a VM behind it). The node's end is made as the
-// tap would be: without IPv6.
+// vethTaps is the real kernel's Links, but a tap named in vms is made as
+// a veth whose other end is eth0 of the namespace standing for that VM (a
+// tap has no carrier without a VM behind it). The node's end is made as
+// the tap would be: without IPv6.
 type vethTaps struct {
-	SysKernel
+	Links
 	vms map[string]string
 }
 
 func (k vethTaps) AddTap(ns, name, master string) error {
 	vm, ok := k.vms[name]
 	if !ok {
-		return k.SysKernel.AddTap(ns, name, master)
+		return k.Links.AddTap(ns, name, master)
 	}
 	return rtnl.AddVeth(ns, name, master, vm, "eth0", rtnl.NoIPv6())
 }
@@ -71,9 +72,10 @@ func newTenantLab(t *testing.T) *tenantLab {
 		internet: net.JoinHostPort(netlab.InternetHost.String(), probePort),
 		router:   net.JoinHostPort(netlab.LANGateway.String(), probePort)}
 	tl.vm, tl.vm2, tl.pvm = l.NewNS(t, "vm"), l.NewNS(t, "vm2"), l.NewNS(t, "pvm")
-	k := vethTaps{vms: map[string]string{tl.tap: tl.vm, tl.tap2: tl.vm2, tl.ptap: tl.pvm}}
+	sys := HostSystem(testLog(t))
+	sys.Links = vethTaps{Links: sys.Links, vms: map[string]string{tl.tap: tl.vm, tl.tap2: tl.vm2, tl.ptap: tl.pvm}}
 	tl.m = NewManager(Config{Prefix: l.Nodes[0].Prefix, NodeNS: tl.node, Uplink: true, TenantPorts: []uint16{9900}, ReservedPorts: []uint16{9900}},
-		k, SysWireGuard{Log: testLog(t)}, testLog(t))
+		sys, testLog(t))
 	if err := tl.m.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +410,7 @@ func TestRootWireGuardPort(t *testing.T) {
 	requireNet(t)
 	l := netlab.New(t, 1)
 	n := l.Nodes[0]
-	m := NewManager(Config{Prefix: n.Prefix, NodeNS: n.NS, Uplink: true, ReservedPorts: []uint16{9900}}, SysKernel{}, SysWireGuard{Log: testLog(t)}, testLog(t))
+	m := NewManager(Config{Prefix: n.Prefix, NodeNS: n.NS, Uplink: true, ReservedPorts: []uint16{9900}}, HostSystem(testLog(t)), testLog(t))
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -463,11 +465,11 @@ func TestRootRulesetsLoad(t *testing.T) {
 		InputRuleset("zos-in-0a1b2c3d", nil),
 		InputRuleset("zos-in", []uint16{443, 9900}),
 	} {
-		if err := (SysKernel{}).Nft(l.Nodes[0].NS, r); err != nil {
+		if err := (nft.Tables{}).Apply(l.Nodes[0].NS, r); err != nil {
 			t.Errorf("loading\n%s: %v", r, err)
 		}
 	}
-	out, err := netns.Run(l.Nodes[0].NS, "", "nft", "list", "table", "inet", "zos-nr")
+	out, err := nft.Tables{}.Table(l.Nodes[0].NS, "inet", "zos-nr")
 	if err != nil || !strings.Contains(out, "192.0.2.1") {
 		t.Errorf("the farm's router is not in the forward filter: %s %v", out, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/zos-go/zos/internal/node/api"
 	"github.com/zos-go/zos/internal/node/network"
 	"github.com/zos-go/zos/internal/node/network/gateway"
+	"github.com/zos-go/zos/internal/nodeapi"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/sys/rtnl"
 )
@@ -24,16 +25,16 @@ func (n *Node) WGPorts() []uint16 { return n.network.WGPorts() }
 
 // PublicConfig implements api.Network: the public config the farmer set
 // on the node's record.
-func (n *Node) PublicConfig(ctx context.Context) (api.PublicConfig, error) {
-	rec, err := n.grid.Node(ctx, n.nodeID)
+func (n *Node) PublicConfig(ctx context.Context) (nodeapi.PublicConfig, error) {
+	rec, err := n.grid.Node(ctx, n.ID())
 	if err != nil {
-		return api.PublicConfig{}, fmt.Errorf("reading node %d: %w", n.nodeID, err)
+		return nodeapi.PublicConfig{}, fmt.Errorf("reading node %d: %w", n.ID(), err)
 	}
 	if rec.PublicConfig == nil {
-		return api.PublicConfig{}, fmt.Errorf("node %d has no public config", n.nodeID)
+		return nodeapi.PublicConfig{}, fmt.Errorf("node %d has no public config", n.ID())
 	}
 	c := rec.PublicConfig
-	return api.PublicConfig{Type: "macvlan", IPv4: c.IPv4, GW4: c.GW4, IPv6: c.IPv6, GW6: c.GW6, Domain: c.Domain}, nil
+	return nodeapi.PublicConfig{Type: "macvlan", IPv4: c.IPv4, GW4: c.GW4, IPv6: c.IPv6, GW6: c.GW6, Domain: c.Domain}, nil
 }
 
 // Interfaces implements api.Network: the addresses of the node's own
@@ -100,9 +101,9 @@ func (g gatewayRegistry) NameOwner(ctx context.Context, name string) (uint32, er
 }
 
 func (g gatewayRegistry) Domain(ctx context.Context) (string, error) {
-	rec, err := g.n.grid.Node(ctx, g.n.nodeID)
+	rec, err := g.n.grid.Node(ctx, g.n.ID())
 	if err != nil {
-		return "", fmt.Errorf("reading node %d: %w", g.n.nodeID, err)
+		return "", fmt.Errorf("reading node %d: %w", g.n.ID(), err)
 	}
 	if rec.PublicConfig == nil {
 		return "", nil

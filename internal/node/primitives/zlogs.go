@@ -19,9 +19,9 @@ import (
 
 	"golang.org/x/net/websocket"
 
+	"github.com/zos-go/zos/internal/consolelog"
 	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/gridtypes"
-	"github.com/zos-go/zos/internal/node/consolelog"
 	"github.com/zos-go/zos/internal/node/provision"
 )
 

@@ -16,11 +16,12 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode"
+
+	"github.com/zos-go/zos/internal/gridtypes"
 )
 
 // Sentinel errors; compare with errors.Is.
@@ -68,42 +69,12 @@ func ParseHostedDisk(s string) (HostedDisk, error) {
 	if d.Type != SSD && d.Type != HDD {
 		return HostedDisk{}, fmt.Errorf("parsing disk %q: type must be ssd or hdd: %w", s, ErrInvalid)
 	}
-	size, err := ParseSize(sz)
+	size, err := gridtypes.ParseSize(sz)
 	if err != nil {
-		return HostedDisk{}, fmt.Errorf("parsing disk %q: %w", s, err)
+		return HostedDisk{}, fmt.Errorf("parsing disk %q: %w: %w", s, err, ErrInvalid)
 	}
 	d.Size = size
 	return d, nil
-}
-
-// ParseSize reads a size with an optional binary suffix K, M, G or T
-// ("20G" = 20 GiB).
-func ParseSize(s string) (uint64, error) {
-	s = strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B"), "I")
-	mult := uint64(1)
-	if s != "" {
-		switch s[len(s)-1] {
-		case 'K':
-			mult = 1 << 10
-		case 'M':
-			mult = 1 << 20
-		case 'G':
-			mult = 1 << 30
-		case 'T':
-			mult = 1 << 40
-		}
-		if mult != 1 {
-			s = s[:len(s)-1]
-		}
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("size %q: want a positive number with optional K, M, G, T: %w", s, ErrInvalid)
-	}
-	if n > ^uint64(0)/mult {
-		return 0, fmt.Errorf("size %q overflows: %w", s, ErrInvalid)
-	}
-	return n * mult, nil
 }
 
 // Config is read once by the node and passed in.

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zos-go/zos/internal/image"
+	"github.com/zos-go/zos/internal/cpio"
 	"github.com/zos-go/zos/internal/image/kernel"
 	"github.com/zos-go/zos/internal/node/vm/guest"
 	"github.com/zos-go/zos/internal/sys/qemu"
@@ -127,7 +127,7 @@ func testInitramfs(t *testing.T, kit *guestKit) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	entries, err := image.ReadArchive(f)
+	entries, err := cpio.ReadArchive(f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func (kit *guestKit) bareInitramfs(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := image.NewArchive()
+	a := cpio.NewArchive()
 	script := "#!/bin/busybox sh\n/bin/busybox echo " + marker + "\n/bin/busybox poweroff -f\n"
 	if err := a.HostFile("/bin/busybox", 0o755, bb); err != nil {
 		t.Fatal(err)
@@ -462,7 +462,7 @@ func testManager(t *testing.T, kit *guestKit) {
 	testutil.RequireFile(t, qemu.DefaultVirtiofsd)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := Config{Root: t.TempDir(), Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs, Accel: qemu.AccelTCG, StopTimeout: time.Second}
-	m1, err := New(cfg, log)
+	m1, err := New(cfg, log, HostSystem("", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,7 +497,7 @@ func testManager(t *testing.T, kit *guestKit) {
 	st, _ := readState(t, cfg.Root, "vm1")
 
 	// A node restart: a new manager adopts the running VM.
-	m2, err := New(cfg, log)
+	m2, err := New(cfg, log, HostSystem("", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,7 +528,7 @@ func testManager(t *testing.T, kit *guestKit) {
 		t.Fatal(err)
 	}
 	for _, pid := range append([]int{st.QEMU}, st.Virtiofsd...) {
-		if processLive(pid) {
+		if (hostPids{}).Live(pid) {
 			t.Errorf("pid %d still alive after delete", pid)
 		}
 	}
@@ -564,7 +564,7 @@ func testCrashRestart(t *testing.T, kit *guestKit) {
 	testutil.RequireFile(t, qemu.DefaultVirtiofsd)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := Config{Root: t.TempDir(), Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs, Accel: qemu.AccelTCG, StopTimeout: time.Second}
-	m, err := New(cfg, log)
+	m, err := New(cfg, log, HostSystem("", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -604,7 +604,7 @@ func testCrashRestart(t *testing.T, kit *guestKit) {
 			victim = st.Virtiofsd[0]
 		}
 		syscall.Kill(victim, syscall.SIGKILL)
-		if !waitGone(ctx, victim, 10*time.Second) {
+		if !waitGone(ctx, hostPids{}, victim, 10*time.Second) {
 			t.Fatalf("process %d survived SIGKILL", victim)
 		}
 		now = now.Add(time.Second)
@@ -639,7 +639,7 @@ func BenchmarkQEMUMemory(b *testing.B) {
 	kit := newGuestKit(b)
 	root := busyboxRoot(b)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m, err := New(Config{Root: b.TempDir(), Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs, Accel: qemu.AccelTCG, StopTimeout: time.Second}, log)
+	m, err := New(Config{Root: b.TempDir(), Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs, Accel: qemu.AccelTCG, StopTimeout: time.Second}, log, HostSystem("", ""))
 	if err != nil {
 		b.Fatal(err)
 	}

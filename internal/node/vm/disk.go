@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-
-	"github.com/zos-go/zos/internal/sys/blockdev"
-	"github.com/zos-go/zos/internal/sys/btrfs"
 )
 
 // DiskLabel is the btrfs label FormatBlank gives a disk.
@@ -21,15 +18,18 @@ var ErrImageTooLarge = errors.New("image larger than the disk")
 // file system and no partition table signature (blkid). A disk that has
 // one is left alone (mkfs.btrfs is never forced either). It reports
 // whether it formatted.
-func FormatBlank(path string) (bool, error) {
-	sig, err := (blockdev.Blkid{}).Probe(path)
+func FormatBlank(path string) (bool, error) { return formatBlank(hostDisks{}, path) }
+
+// formatBlank is FormatBlank over disks.
+func formatBlank(disks Disks, path string) (bool, error) {
+	sig, err := disks.Probe(path)
 	if err != nil {
 		return false, fmt.Errorf("probing disk %s: %w", path, err)
 	}
 	if !sig.Empty() {
 		return false, nil
 	}
-	if err := (btrfs.Btrfs{}).Mkfs(path, DiskLabel); err != nil {
+	if err := disks.Mkfs(path, DiskLabel); err != nil {
 		return false, err
 	}
 	return true, nil

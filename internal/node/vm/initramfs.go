@@ -10,29 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/zos-go/zos/internal/image"
+	"github.com/zos-go/zos/internal/cpio"
 	"github.com/zos-go/zos/internal/image/kernel"
 	"github.com/zos-go/zos/internal/node/vm/guest"
 )
-
-// GuestModules are the modules vminit loads at every boot, by name; their
-// dependencies are added and everything is ordered (virtio before
-// virtio_mmio, fuse before virtiofs, ...).
-// evdev and button carry the ACPI power button (QEMU's system_powerdown)
-// to vminit as KEY_POWER.
-func GuestModules() []string {
-	return []string{"virtio_mmio", "virtio_blk", "virtio_net", "virtiofs", "evdev", "button"}
-}
-
-// DiskModules are the file systems of disks (group guest.GroupDisk),
-// loaded only when the VM has disks to mount: btrfs alone brings about
-// ten modules (raid6_pq, xor, zstd, crc32c, ...).
-func DiskModules() []string { return []string{"btrfs", "ext4"} }
-
-// FallbackModules are loaded only when the root is not on virtiofs
-// (group guest.Group9P in the module list): 9p costs about 0.1 s to load
-// under tcg.
-func FallbackModules() []string { return []string{"9pnet_virtio", "9p"} }
 
 // InitramfsConfig says what goes into a guest initramfs.
 type InitramfsConfig struct {
@@ -40,11 +21,11 @@ type InitramfsConfig struct {
 	Vminit string
 	// ModulesDir is the kernel's lib/modules/VERSION.
 	ModulesDir string
-	// Modules are wanted module names (GuestModules when nil).
+	// Modules are wanted module names (kernel.GuestModules when nil).
 	Modules []string
-	// Fallback are the 9p modules (FallbackModules when nil).
+	// Fallback are the 9p modules (kernel.FallbackModules when nil).
 	Fallback []string
-	// Disk are the disk file system modules (DiskModules when nil).
+	// Disk are the disk file system modules (kernel.DiskModules when nil).
 	Disk []string
 }
 
@@ -65,7 +46,7 @@ func BuildInitramfs(cfg InitramfsConfig, w io.Writer) (*Initramfs, error) {
 	}
 	wanted := cfg.Modules
 	if wanted == nil {
-		wanted = GuestModules()
+		wanted = kernel.GuestModules()
 	}
 	ix, err := kernel.ReadIndex(cfg.ModulesDir)
 	if err != nil {
@@ -73,11 +54,11 @@ func BuildInitramfs(cfg InitramfsConfig, w io.Writer) (*Initramfs, error) {
 	}
 	fallback := cfg.Fallback
 	if fallback == nil {
-		fallback = FallbackModules()
+		fallback = kernel.FallbackModules()
 	}
 	disk := cfg.Disk
 	if disk == nil {
-		disk = DiskModules()
+		disk = kernel.DiskModules()
 	}
 	// Each group with its dependencies, read from the modules' own
 	// .modinfo (depends=, softdep pre:), what depmod writes to modules.dep:
@@ -91,7 +72,7 @@ func BuildInitramfs(cfg InitramfsConfig, w io.Writer) (*Initramfs, error) {
 		lists = append(lists, order)
 		missing = append(missing, miss...)
 	}
-	a := image.NewArchive()
+	a := cpio.NewArchive()
 	errs := []error{
 		a.HostFile("/init", 0o755, cfg.Vminit),
 		a.CharDev("/dev/console", 0o600, 5, 1),

@@ -1,7 +1,6 @@
 package vm
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/node/vm/guest"
-	"github.com/zos-go/zos/internal/sys/blockdev"
 	"github.com/zos-go/zos/internal/sys/qemu"
 )
 
@@ -35,8 +33,6 @@ type Config struct {
 	Kernel, Initrd string
 	// Accel is qemu.AccelKVM or qemu.AccelTCG (resolved already).
 	Accel string
-	// QEMU and Virtiofsd are the binaries ("" = defaults).
-	QEMU, Virtiofsd string
 	// StopTimeout is how long Delete waits for a graceful power-off
 	// before killing QEMU (default 10 s).
 	StopTimeout time.Duration
@@ -238,8 +234,8 @@ type machine struct {
 	dir   string
 	state state
 	// proc is set for a VM started by this process (nil when adopted).
-	proc *qemu.Process
-	fsds []*qemu.Process
+	proc Process
+	fsds []Process
 	// crashes are the recent crash times (for the decommission policy).
 	crashes []time.Time
 }
@@ -248,6 +244,7 @@ type machine struct {
 type Manager struct {
 	cfg Config
 	log *slog.Logger
+	sys System
 	mu  sync.Mutex // guards vms and starting
 	vms map[string]*machine
 	// starting are the VMs Run is starting, with the user each will run
@@ -255,15 +252,19 @@ type Manager struct {
 	starting map[string]uint32
 }
 
-// New returns a manager; call Adopt to take back VMs of a previous run.
-func New(cfg Config, log *slog.Logger) (*Manager, error) {
+// New returns a manager over sys (HostSystem on a node); call Adopt to
+// take back VMs of a previous run.
+func New(cfg Config, log *slog.Logger, sys System) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := sys.validate(); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating vm root %s: %w", cfg.Root, err)
 	}
-	return &Manager{cfg: cfg, log: log.With("component", "vm"), vms: map[string]*machine{}, starting: map[string]uint32{}}, nil
+	return &Manager{cfg: cfg, log: log.With("component", "vm"), sys: sys, vms: map[string]*machine{}, starting: map[string]uint32{}}, nil
 }
 
 func (m *Manager) vmDir(name string) string { return filepath.Join(m.cfg.Root, name) }
@@ -378,7 +379,7 @@ func shareDirs(s Spec) []string {
 
 // prepareDisks formats the blank disks vminit mounts (container mode)
 // and returns the file system of every disk ("" when none or not probed).
-func prepareDisks(s Spec) ([]string, error) {
+func prepareDisks(disks Disks, s Spec) ([]string, error) {
 	fstypes := make([]string, len(s.Disks))
 	if s.mode() != BootContainer {
 		return fstypes, nil
@@ -387,10 +388,10 @@ func prepareDisks(s Spec) ([]string, error) {
 		if d.Mountpoint == "" {
 			continue
 		}
-		if _, err := FormatBlank(d.Path); err != nil {
+		if _, err := formatBlank(disks, d.Path); err != nil {
 			return nil, err
 		}
-		sig, err := (blockdev.Blkid{}).Probe(d.Path)
+		sig, err := disks.Probe(d.Path)
 		if err != nil {
 			return nil, fmt.Errorf("probing disk %s: %w", d.Path, err)
 		}
@@ -432,7 +433,7 @@ func (m *Manager) Run(ctx context.Context, s Spec) error {
 		m.mu.Unlock()
 	}()
 	dir := m.vmDir(s.Name)
-	fstypes, err := prepareDisks(s)
+	fstypes, err := prepareDisks(m.sys.Disks, s)
 	if err != nil {
 		return fmt.Errorf("running vm %s: %w", s.Name, err)
 	}
@@ -456,25 +457,25 @@ func (m *Manager) Run(ctx context.Context, s Spec) error {
 		return fail(err)
 	}
 	for i, d := range shareDirs(s) {
-		p, err := qemu.StartVirtiofsd(ctx, m.cfg.Virtiofsd, vm.FS[i].Socket, d, m.log)
+		p, err := m.sys.Launcher.StartVirtiofsd(ctx, vm.FS[i].Socket, d, m.log)
 		if err != nil {
 			return fail(err)
 		}
 		started.fsds = append(started.fsds, p)
-		started.state.Virtiofsd = append(started.state.Virtiofsd, p.Pid)
+		started.state.Virtiofsd = append(started.state.Virtiofsd, p.PID())
 	}
 	os.Remove(vm.Console)
-	p, err := qemu.Start(m.cfg.QEMU, vm, m.log)
+	p, err := m.sys.Launcher.StartQEMU(vm, m.log)
 	if err != nil {
 		return fail(err)
 	}
-	started.proc, started.state.QEMU = p, p.Pid
+	started.proc, started.state.QEMU = p, p.PID()
 	if err := writeJSON(filepath.Join(dir, "state.json"), started.state); err != nil {
 		return fail(err)
 	}
 	// QEMU is up once its monitor answers.
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	q, err := qemu.DialQMPRetry(qctx, vm.QMP)
+	q, err := m.sys.QMP.WaitQMP(qctx, vm.QMP)
 	cancel()
 	if err != nil {
 		return fail(fmt.Errorf("%w (qemu: %s)", err, p.Output()))
@@ -501,10 +502,10 @@ func (m *Manager) Inspect(ctx context.Context, name string) (Info, error) {
 		return Info{}, fmt.Errorf("inspecting vm %s: %w", name, ErrNotFound)
 	}
 	info := Info{Name: name, Pid: mc.state.QEMU, Console: filepath.Join(mc.dir, "console.log"), Status: "stopped"}
-	if !qemu.Alive(mc.state.QEMU) {
+	if !m.sys.Pids.QEMU(mc.state.QEMU) {
 		return info, nil
 	}
-	q, err := qemu.DialQMP(ctx, filepath.Join(mc.dir, "qmp.sock"))
+	q, err := m.sys.QMP.DialQMP(ctx, filepath.Join(mc.dir, "qmp.sock"))
 	if err != nil {
 		return info, fmt.Errorf("inspecting vm %s: %w", name, err)
 	}
@@ -519,22 +520,22 @@ func (m *Manager) Inspect(ctx context.Context, name string) (Info, error) {
 
 // Pause stops the VM's vCPUs (QMP stop); Resume continues them.
 func (m *Manager) Pause(ctx context.Context, name string) error {
-	return m.qmp(ctx, name, "pausing", (*qemu.QMP).Stop)
+	return m.qmp(ctx, name, "pausing", Monitor.Stop)
 }
 
 // Resume continues a paused VM (QMP cont).
 func (m *Manager) Resume(ctx context.Context, name string) error {
-	return m.qmp(ctx, name, "resuming", (*qemu.QMP).Cont)
+	return m.qmp(ctx, name, "resuming", Monitor.Cont)
 }
 
-func (m *Manager) qmp(ctx context.Context, name, what string, do func(*qemu.QMP, context.Context) error) error {
+func (m *Manager) qmp(ctx context.Context, name, what string, do func(Monitor, context.Context) error) error {
 	m.mu.Lock()
 	mc, ok := m.vms[name]
 	m.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%s vm %s: %w", what, name, ErrNotFound)
 	}
-	q, err := qemu.DialQMP(ctx, filepath.Join(mc.dir, "qmp.sock"))
+	q, err := m.sys.QMP.DialQMP(ctx, filepath.Join(mc.dir, "qmp.sock"))
 	if err != nil {
 		return fmt.Errorf("%s vm %s: %w", what, name, err)
 	}
@@ -581,16 +582,16 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("deleting vm %s: %w", name, ErrNotFound)
 	}
-	if qemu.Alive(mc.state.QEMU) {
+	if m.sys.Pids.QEMU(mc.state.QEMU) {
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if q, err := qemu.DialQMP(qctx, filepath.Join(mc.dir, "qmp.sock")); err == nil {
+		if q, err := m.sys.QMP.DialQMP(qctx, filepath.Join(mc.dir, "qmp.sock")); err == nil {
 			if err := q.SystemPowerdown(qctx); err != nil {
 				m.log.Warn("powerdown", "vm", name, "err", err)
 			}
 			q.Close()
 		}
 		cancel()
-		if !waitGone(ctx, mc.state.QEMU, m.cfg.StopTimeout) {
+		if !waitGone(ctx, m.sys.Pids, mc.state.QEMU, m.cfg.StopTimeout) {
 			m.log.Info("vm_kill", "vm", name, "pid", mc.state.QEMU)
 		}
 	}
@@ -603,19 +604,24 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 
 // stopProcesses kills QEMU and the virtiofsds of mc and waits for them.
 func (m *Manager) stopProcesses(mc *machine) {
-	kill := func(pid int, p *qemu.Process, isQEMU bool) {
+	pids := m.sys.Pids
+	kill := func(pid int, p Process, isQEMU bool) {
 		if p != nil {
 			p.Kill()
 			return
 		}
-		if pid > 0 && (!isQEMU || qemu.Alive(pid)) && sameVMProcess(pid, mc.dir) {
-			qemu.KillPid(pid)
-			waitGone(context.Background(), pid, 5*time.Second)
+		// A recycled pid is never killed: the process must name the
+		// VM's directory.
+		if pid > 0 && (!isQEMU || pids.QEMU(pid)) && pids.OfVM(pid, mc.dir) {
+			if err := pids.Kill(pid); err != nil {
+				m.log.Warn("vm_kill_pid", "pid", pid, "err", err)
+			}
+			waitGone(context.Background(), pids, pid, 5*time.Second)
 		}
 	}
 	kill(mc.state.QEMU, mc.proc, true)
 	for i, pid := range mc.state.Virtiofsd {
-		var p *qemu.Process
+		var p Process
 		if i < len(mc.fsds) {
 			p = mc.fsds[i]
 		}
@@ -623,19 +629,12 @@ func (m *Manager) stopProcesses(mc *machine) {
 	}
 }
 
-// sameVMProcess reports whether pid's command line mentions the VM's
-// directory (its sockets live there): a recycled pid is never killed.
-func sameVMProcess(pid int, dir string) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return err == nil && len(b) > 0 && bytes.Contains(b, []byte(dir+"/"))
-}
-
 // waitGone waits until pid is no longer a live process (a zombie counts
 // as gone) or timeout.
-func waitGone(ctx context.Context, pid int, timeout time.Duration) bool {
+func waitGone(ctx context.Context, pids Pids, pid int, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if !processLive(pid) {
+		if !pids.Live(pid) {
 			return true
 		}
 		select {
@@ -644,12 +643,7 @@ func waitGone(ctx context.Context, pid int, timeout time.Duration) bool {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return !processLive(pid)
-}
-
-func processLive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return err == nil && len(b) > 0
+	return !pids.Live(pid)
 }
 
 // Adopt takes back the VMs of a previous node run: a VM whose QEMU is
@@ -670,10 +664,10 @@ func (m *Manager) Adopt(ctx context.Context) ([]string, error) {
 		mc := &machine{dir: dir}
 		errSpec := readJSON(filepath.Join(dir, "spec.json"), &mc.spec)
 		errState := readJSON(filepath.Join(dir, "state.json"), &mc.state)
-		alive := errSpec == nil && errState == nil && qemu.Alive(mc.state.QEMU) && sameVMProcess(mc.state.QEMU, dir)
+		alive := errSpec == nil && errState == nil && m.sys.Pids.QEMU(mc.state.QEMU) && m.sys.Pids.OfVM(mc.state.QEMU, dir)
 		if alive {
 			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			q, err := qemu.DialQMP(qctx, filepath.Join(dir, "qmp.sock"))
+			q, err := m.sys.QMP.DialQMP(qctx, filepath.Join(dir, "qmp.sock"))
 			cancel()
 			if err != nil {
 				m.log.Warn("adopt_qmp", "vm", e.Name(), "err", err)

@@ -30,7 +30,7 @@ func newTestManager(t *testing.T, kit *guestKit, mod func(*Config)) (*Manager, C
 	if mod != nil {
 		mod(&cfg)
 	}
-	m, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), HostSystem("", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func testNetNS(t *testing.T, kit *guestKit) {
 		t.Fatal(err)
 	}
 	qemu.KillPid(info.Pid)
-	if !waitGone(ctx, info.Pid, 10*time.Second) {
+	if !waitGone(ctx, hostPids{}, info.Pid, 10*time.Second) {
 		t.Fatal("qemu survived SIGKILL")
 	}
 	if ev := m.Check(ctx, time.Now()); len(ev) != 1 || !ev[0].Restarted {
@@ -167,7 +167,7 @@ func testNetNS(t *testing.T, kit *guestKit) {
 	}
 	attached("after a crash restart")
 	waitConsole(ctx, t, m, "nsvm", marker+" ping-ok")
-	m2, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m2, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), HostSystem("", ""))
 	if err != nil {
 		t.Fatal(err)
 	}

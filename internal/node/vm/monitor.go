@@ -39,7 +39,7 @@ func (m *Manager) Check(ctx context.Context, now time.Time) []Event {
 	m.mu.Lock()
 	var dead, alive []*machine
 	for _, mc := range m.vms {
-		if qemu.Alive(mc.state.QEMU) && sharesServed(mc) {
+		if m.sys.Pids.QEMU(mc.state.QEMU) && sharesServed(m.sys.Pids, mc) {
 			alive = append(alive, mc)
 		} else {
 			dead = append(dead, mc)
@@ -120,9 +120,9 @@ func (m *Manager) Monitor(ctx context.Context, interval time.Duration, report fu
 // sharesServed reports whether every virtiofsd of the VM runs: without
 // its daemon a share (the root in container mode) hangs in the guest,
 // and vhost-user-fs cannot reconnect, so the VM counts as crashed.
-func sharesServed(mc *machine) bool {
+func sharesServed(pids Pids, mc *machine) bool {
 	for _, pid := range mc.state.Virtiofsd {
-		if !qemu.VirtiofsdAlive(pid) {
+		if !pids.Virtiofsd(pid) {
 			return false
 		}
 	}
@@ -133,7 +133,7 @@ func sharesServed(mc *machine) bool {
 func (m *Manager) internalError(ctx context.Context, mc *machine) bool {
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	q, err := qemu.DialQMP(qctx, filepath.Join(mc.dir, "qmp.sock"))
+	q, err := m.sys.QMP.DialQMP(qctx, filepath.Join(mc.dir, "qmp.sock"))
 	if err != nil {
 		return false
 	}

@@ -72,8 +72,8 @@ func TestCheckInternalError(t *testing.T) {
 	t.Cleanup(func() { l.Close(); <-served })
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m, err := New(Config{Root: root, Kernel: "/nonexistent/vmlinux", Initrd: "/nonexistent/initrd", Accel: qemu.AccelTCG,
-		QEMU: "/nonexistent/qemu", Virtiofsd: "/nonexistent/virtiofsd"}, log)
+	m, err := New(Config{Root: root, Kernel: "/nonexistent/vmlinux", Initrd: "/nonexistent/initrd", Accel: qemu.AccelTCG},
+		log, HostSystem("/nonexistent/qemu", "/nonexistent/virtiofsd"))
 	if err != nil {
 		t.Fatal(err)
 	}

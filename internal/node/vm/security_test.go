@@ -126,7 +126,7 @@ func testKernelBootFiles(t *testing.T, kit *guestKit) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !waitGone(ctx, info.Pid, 30*time.Second) {
+	if !waitGone(ctx, hostPids{}, info.Pid, 30*time.Second) {
 		t.Fatal("the guest powered off but QEMU stays")
 	}
 	// The attack took place: the guest's root links to the host file.

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/zos-go/zos/internal/node/zdb/resp"
+	"github.com/zos-go/zos/internal/resp"
 )
 
 // TestConcurrentClients runs many clients at once on one namespace (SET, GET,

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zos-go/zos/internal/node/zdb/resp"
+	"github.com/zos-go/zos/internal/resp"
 )
 
 func goBinary(t *testing.T) string {

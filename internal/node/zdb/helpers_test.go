@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zos-go/zos/internal/node/zdb/resp"
+	"github.com/zos-go/zos/internal/resp"
 )
 
 func testLogger(t testing.TB) *slog.Logger {

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/zos-go/zos/internal/node/zdb/resp"
+	"github.com/zos-go/zos/internal/resp"
 )
 
 // Server serves the 0-db protocol over one or more stores. A namespace name

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zos-go/zos/internal/node/zdb/resp"
+	"github.com/zos-go/zos/internal/resp"
 )
 
 func TestServerCommands(t *testing.T) {

@@ -286,7 +286,7 @@ func zoned(addr, iface string) string {
 	return netip.AddrPortFrom(ap.Addr().WithZone(iface), ap.Port()).String()
 }
 
-const timeout = 3 * time.Second
+const timeout = 4 * time.Second
 
 // dialResult is open, refused, unreachable, timeout or error:<errno>.
 func dialResult(addr string) string {

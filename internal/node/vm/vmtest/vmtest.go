@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/zos-go/zos/internal/image"
+	"github.com/zos-go/zos/internal/cpio"
 	"github.com/zos-go/zos/internal/image/kernel"
 	"github.com/zos-go/zos/internal/sys/qemu"
 	"github.com/zos-go/zos/internal/testutil"
@@ -25,7 +25,7 @@ import (
 func MarkerInitramfs(t testing.TB, modulesDir, script string, modules []string) string {
 	t.Helper()
 	bb := testutil.RequireBinary(t, "busybox")
-	a := image.NewArchive()
+	a := cpio.NewArchive()
 	errs := []error{a.HostFile("/bin/busybox", 0o755, bb), a.File("/init", 0o755, []byte(script))}
 	for _, d := range []string{"/proc", "/sys", "/dev", "/newroot"} {
 		errs = append(errs, a.Dir(d, 0o755))

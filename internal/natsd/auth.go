@@ -1,103 +1,22 @@
-package rmb
+package natsd
 
 import (
 	"crypto/ed25519"
 	"encoding/base64"
-	"encoding/hex"
-	"fmt"
 	"log/slog"
-	"strconv"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
 	"github.com/zos-go/zos/internal/identity"
-	"github.com/zos-go/zos/internal/natsd"
+	"github.com/zos-go/zos/internal/loglimit"
+	"github.com/zos-go/zos/internal/rmb"
 )
 
-// Subject scheme.
-//
-//	rmb.<twin>                 requests to a twin (its Server's inbox)
-//	_INBOX.<hex pubkey>.>      replies to the holder of a key (Connect sets
-//	                           this prefix with nats.CustomInboxPrefix)
-//	registry.twin.create       the one subject an unregistered key may use
-//	registry.<op>              the registry's API (registered twins)
-//
-// Accounts (internal/natsd): the grid's own connections (system keys) live
-// in the grid account with JetStream and the registry's buckets and events;
-// every other key lives in the twin account, which imports only the
-// registry's request subjects. A reply subject given by a twin therefore
-// can only ever name a subject of the twin account. Inside it, a twin
-// answers a request it received once (the NATS "allow responses"
-// permission), and Server answers only on the authenticated requester's own
-// inbox.
-const (
-	RequestPrefix     = "rmb."
-	InboxRoot         = "_INBOX"
-	TwinCreateSubject = "registry.twin.create"
-	RegistrySubjects  = "registry.>"
-	// RegistryEvents are the subjects of the registry's events (in the
-	// grid's account; denied to twins all the same). Twins read events
-	// with the registry request registry.events.fetch.
-	RegistryEvents     = "registry.events.node.>"
-	requestWildcard    = RequestPrefix + "*"
-	serverQueue        = "rmb"
-	responsePermMaxMsg = 1
-)
-
-// RequestSubject is the subject a twin's Server listens on.
-func RequestSubject(twin uint32) string {
-	return RequestPrefix + strconv.FormatUint(uint64(twin), 10)
-}
-
-// InboxPrefix is the reply-subject prefix of the connections of a key.
-func InboxPrefix(pub ed25519.PublicKey) string {
-	return InboxRoot + "." + hex.EncodeToString(pub)
-}
-
-// Connect connects to NATS authenticated with the twin's key: NATS user
-// nkeys are ed25519 keys, so the server's nonce is signed with the twin key.
-// Replies come on InboxPrefix(key.Public()), the only reply subjects the
-// authenticator lets this key subscribe to. opts come after ours.
-func Connect(url string, key identity.Key, opts ...nats.Option) (*nats.Conn, error) {
-	pub, err := nkeys.Encode(nkeys.PrefixByteUser, key.Public())
-	if err != nil {
-		return nil, fmt.Errorf("encoding nkey: %w", err)
-	}
-	all := []nats.Option{
-		nats.Nkey(string(pub), func(nonce []byte) ([]byte, error) {
-			if !natsNonce(nonce) {
-				return nil, fmt.Errorf("refusing to sign what %s sent as its nonce (%d bytes): not a NATS server nonce", url, len(nonce))
-			}
-			return key.Sign(nonce), nil
-		}),
-		nats.CustomInboxPrefix(InboxPrefix(key.Public())),
-	}
-	nc, err := nats.Connect(url, append(all, opts...)...)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to %s as %s: %w", url, pub, err)
-	}
-	return nc, nil
-}
-
-// natsNonce reports whether b has the form of a NATS server's nonce: 11
-// random bytes in unpadded base64url, 15 characters. The twin key signs
-// the nonce a server sends; a rogue server (or anyone in the middle of a
-// plain connection) must not get the key's signature on anything else: a
-// registry write, a deployment's challenge, a farm token all have other
-// forms (newlines, 0xff, 16 raw or 32 hex bytes).
-func natsNonce(b []byte) bool {
-	if len(b) != 15 {
-		return false
-	}
-	for _, c := range b {
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+// responsePermMaxMsg is how many answers a twin may send per request it
+// received.
+const responsePermMaxMsg = 1
 
 // AuthConfig configures an authenticator.
 type AuthConfig struct {
@@ -110,7 +29,7 @@ type AuthConfig struct {
 	// besides rmb.* (publish), its rmb.<twin> and its reply inbox
 	// (subscribe), all in the twin account; TwinPublishDeny overrides
 	// TwinPublish. Nil TwinPublish means DefaultTwinPublish(), nil
-	// TwinPublishDeny []string{RegistryEvents}.
+	// TwinPublishDeny []string{rmb.RegistryEvents}.
 	TwinPublish     []string
 	TwinPublishDeny []string
 	TwinSubscribe   []string
@@ -121,9 +40,8 @@ type AuthConfig struct {
 // server: a client must present an nkey (an ed25519 key) and the signature of
 // the server's nonce. System keys get full rights; a registered twin may
 // publish to any twin's inbox and the registry, and subscribe to its own
-// inbox and replies; any other key may only publish to TwinCreateSubject and
-// receive the reply. Set it as server.Options.CustomClientAuthentication
-// with AlwaysEnableNonce (see ConfigureServer).
+// inbox and replies; any other key may only publish to rmb.TwinCreateSubject and
+// receive the reply. Set it as Config.Authentication.
 func NewAuthenticator(lookup func(pub ed25519.PublicKey) (twin uint32, ok bool), system []ed25519.PublicKey, log *slog.Logger) server.Authentication {
 	return NewAuthenticatorConfig(AuthConfig{Lookup: lookup, System: system, Log: log})
 }
@@ -137,18 +55,18 @@ func NewAuthenticatorConfig(cfg AuthConfig) server.Authentication {
 		deny:    cfg.TwinPublishDeny,
 		sub:     cfg.TwinSubscribe,
 		log:     cfg.Log,
-		limiter: newLogLimiter(),
+		limiter: loglimit.New(time.Second),
 	}
 	if a.pub == nil {
 		a.pub = DefaultTwinPublish()
 	}
 	if a.deny == nil {
-		a.deny = []string{RegistryEvents}
+		a.deny = []string{rmb.RegistryEvents}
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
-	a.log = a.log.With("component", "rmb.auth")
+	a.log = a.log.With("component", "natsd.auth")
 	for _, k := range cfg.System {
 		a.system[string(k)] = true
 	}
@@ -158,11 +76,7 @@ func NewAuthenticatorConfig(cfg AuthConfig) server.Authentication {
 // DefaultTwinPublish is what a registered twin may publish to besides the
 // twins' inboxes: the registry's API. In the twin account only the
 // subjects the grid exports lead anywhere.
-func DefaultTwinPublish() []string { return []string{RegistrySubjects} }
-
-// ServerMaxPayload is the NATS max_payload the relay needs for
-// DefaultMaxPayload plaintexts.
-const ServerMaxPayload = 8 << 20
+func DefaultTwinPublish() []string { return []string{rmb.RegistrySubjects} }
 
 type authenticator struct {
 	// grid and twins are the server's accounts, set by BindAccounts
@@ -175,15 +89,15 @@ type authenticator struct {
 	deny    []string
 	sub     []string
 	log     *slog.Logger
-	limiter *logLimiter
+	limiter *loglimit.Limiter
 }
 
 var (
 	_ server.Authentication = (*authenticator)(nil)
-	_ natsd.AccountBinder   = (*authenticator)(nil)
+	_ AccountBinder         = (*authenticator)(nil)
 )
 
-// BindAccounts receives the server's accounts (natsd.Start calls it).
+// BindAccounts receives the server's accounts (Start calls it).
 func (a *authenticator) BindAccounts(grid, twins *server.Account) {
 	a.grid, a.twins = grid, twins
 }
@@ -209,7 +123,7 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 	pub := ed25519.PublicKey(raw)
 	nonce := c.GetNonce()
 	if len(nonce) == 0 {
-		a.refuse(c, "server sent no nonce: set AlwaysEnableNonce (rmb.ConfigureServer)")
+		a.refuse(c, "server sent no nonce: the server must always send a nonce")
 		return false
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(o.Sig)
@@ -258,7 +172,7 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 }
 
 func (a *authenticator) refuse(c server.ClientAuthentication, reason string) {
-	if n, ok := a.limiter.allow(reason); ok {
+	if n, ok := a.limiter.Allow(reason); ok {
 		a.log.Warn("client_refused", "reason", reason, "remote", addr(c), "suppressed", n)
 	}
 }
@@ -271,20 +185,20 @@ func addr(c server.ClientAuthentication) string {
 }
 
 func (a *authenticator) twinPermissions(twin uint32, pub ed25519.PublicKey) *server.Permissions {
-	pubAllow := append([]string{requestWildcard}, a.pub...)
-	subAllow := append([]string{RequestSubject(twin), InboxPrefix(pub) + ".>"}, a.sub...)
+	pubAllow := append([]string{rmb.RequestWildcard}, a.pub...)
+	subAllow := append([]string{rmb.RequestSubject(twin), rmb.InboxPrefix(pub) + ".>"}, a.sub...)
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: pubAllow, Deny: a.deny},
 		Subscribe: &server.SubjectPermission{Allow: subAllow},
 		// Answer the requests received, once each, within the longest
 		// ttl; the reply subject is in the twin account (see Server).
-		Response: &server.ResponsePermission{MaxMsgs: responsePermMaxMsg, Expires: DefaultMaxTTL},
+		Response: &server.ResponsePermission{MaxMsgs: responsePermMaxMsg, Expires: rmb.DefaultMaxTTL},
 	}
 }
 
 func unregisteredPermissions(pub ed25519.PublicKey) *server.Permissions {
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: []string{TwinCreateSubject}},
-		Subscribe: &server.SubjectPermission{Allow: []string{InboxPrefix(pub) + ".>"}},
+		Publish:   &server.SubjectPermission{Allow: []string{rmb.TwinCreateSubject}},
+		Subscribe: &server.SubjectPermission{Allow: []string{rmb.InboxPrefix(pub) + ".>"}},
 	}
 }

@@ -1,7 +1,8 @@
 // Package resp reads and writes the subset of the Redis serialization
 // protocol (RESP2) spoken by 0-db: requests are arrays of bulk strings (or
 // inline lines), replies are simple strings, errors, integers, bulk strings
-// and arrays. The zdb server uses it; so do its tests as a small client.
+// and arrays. The 0-db server (internal/node/zdb) and the flist zdb store
+// (internal/flist) use it; so do the zdb tests as a small client.
 package resp
 
 import (

@@ -1,7 +1,9 @@
 // Package consolelog reads the console log of a virtual machine, a file the
 // node appends to and rotates in place (once it passes 8 MiB the node
 // rewrites it with its last 4 MiB). The node API (zos.zmachine.logs) reads
-// chunks of it; the zlogs workload follows it line by line.
+// chunks of it; the zlogs workload follows it line by line; zosctl finds
+// where to resume after a rotation (Resume). It is pure file reading, so the
+// CLI links it without the node.
 package consolelog
 
 import (

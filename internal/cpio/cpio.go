@@ -1,4 +1,7 @@
-package image
+// Package cpio writes and reads deterministic cpio "newc" archives, the
+// format of Linux initramfs images. The node image builder (internal/image)
+// and the guest initramfs of virtual machines (internal/node/vm) use it.
+package cpio
 
 import (
 	"bufio"
@@ -19,7 +22,7 @@ const (
 	modeChar    = 0o020000
 )
 
-// Entry is one member of an initramfs.
+// Entry is one member of an archive.
 type Entry struct {
 	Path   string // absolute, clean ("/usr/bin/zos")
 	Mode   uint32 // type and permission bits

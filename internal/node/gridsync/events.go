@@ -1,0 +1,59 @@
+package gridsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/zos-go/zos/internal/node/provision"
+	"github.com/zos-go/zos/internal/registry"
+)
+
+// EventsLoop follows the node's event stream from the last sequence it
+// handled (kept in SeqFile) and deprovisions the contracts whose owner
+// signed their cancellation. A resync event (events aged out of the
+// stream) compares the deployments with the registry instead.
+func (s *Sync) EventsLoop(ctx context.Context) error {
+	var last uint64
+	if b, err := os.ReadFile(s.cfg.SeqFile); err == nil {
+		last, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	}
+	ch, err := s.reg.WatchNode(ctx, s.cfg.NodeID, last)
+	if err != nil {
+		return fmt.Errorf("watching node events: %w", err)
+	}
+	for ev := range ch {
+		if ev.Kind == registry.EventResync {
+			if err := s.Resync(ctx); err != nil {
+				s.log.Warn("resync_failed", "err", err)
+			}
+			continue
+		}
+		if ev.Kind == registry.EventContractCanceled && ev.Contract != nil {
+			s.canceled(ctx, *ev.Contract)
+		}
+		if err := os.WriteFile(s.cfg.SeqFile, []byte(strconv.FormatUint(ev.Seq, 10)), 0o600); err != nil {
+			s.log.Warn("events_seq_save_failed", "err", err)
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return errors.New("event stream closed")
+}
+
+// canceled deprovisions the deployment of a contract the event says is
+// canceled, once its owner's signature shows it.
+func (s *Sync) canceled(ctx context.Context, c registry.Contract) {
+	if err := s.VerifyCancel(ctx, c); err != nil {
+		s.log.Error("cancel_event_rejected", "contract", c.ID, "err", err)
+		return
+	}
+	err := s.deps.Deprovision(c.TwinID, c.ID, "contract canceled")
+	if err != nil && !errors.Is(err, provision.ErrNotFound) {
+		s.log.Error("deprovision_failed", "contract", c.ID, "err", err)
+	}
+}
