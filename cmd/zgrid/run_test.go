@@ -111,6 +111,8 @@ func TestConfigValidate(t *testing.T) {
 		{"nats and routes", []string{"--data", "d", "--nats", "nats://a:4222", "--cluster-port", "6222"}, false},
 		{"routes without port", []string{"--data", "d", "--routes", "nats-route://a:6222"}, false},
 		{"bad listen", []string{"--data", "d", "--listen", "localhost"}, false},
+		{"no auth on loopback", []string{"--data", "d", "--auth=false"}, true},
+		{"no auth off loopback", []string{"--data", "d", "--auth=false", "--listen", "0.0.0.0"}, false},
 		{"cluster", []string{"--data", "d", "--replicas", "3", "--cluster-port", "6222", "--routes", "nats-route://127.0.0.1:6223, nats-route://127.0.0.1:6224"}, true},
 	}
 	for _, tt := range tests {

@@ -108,7 +108,8 @@ func NewService(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger
 		return nil, err
 	}
 	return &Service{cfg: cfg, nc: nc, st: st, log: log.With("component", "registry"), notify: newNotifier(),
-		limit: newKeyLimiter(cfg.KeyRate, cfg.KeyBurst, cfg.Now), serving: make(chan struct{})}, nil
+		limit: newKeyLimiter(cfg.KeyRate, cfg.KeyBurst, cfg.Now), serving: make(chan struct{}),
+		dropped: loglimit.New(10 * time.Second)}, nil
 }
 
 // Serving is closed once Run has subscribed every operation and the
