@@ -19,7 +19,12 @@ FUZZ_TARGETS := $(shell grep -rl --include='*_test.go' '^func Fuzz' internal | \
 	sed -E 's|^(.*)/[^/]+_test.go:func (Fuzz[A-Za-z0-9_]*)|./\1:\2|' | sort -u)
 FUZZTIME ?= 10s
 
-.PHONY: all deps build test test-unit vet fmt-check fuzz bench demo clean image
+# Go tools make deps installs into .cache/bin (pinned versions).
+TOOLS_BIN := $(CURDIR)/.cache/bin
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(TOOLS_BIN)/staticcheck
+
+.PHONY: all deps build test test-unit vet lint fmt-check fuzz bench demo clean image
 
 all: build
 
@@ -32,6 +37,10 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@$(GO) mod download
+	@if ! [ -x $(STATICCHECK) ] || ! $(STATICCHECK) -version 2>/dev/null | grep -qF '($(STATICCHECK_VERSION:v%=%))'; then \
+		echo "installing staticcheck $(STATICCHECK_VERSION)"; \
+		GOBIN=$(TOOLS_BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) || exit 1; \
+	fi
 	@# The Debian kernel the image and the VM tests boot (idempotent; kept in .cache/kernel).
 	@if ! ls .cache/kernel/linux-image-*-amd64_*.deb >/dev/null 2>&1; then \
 		mkdir -p .cache/kernel && cd .cache/kernel && \
@@ -50,13 +59,16 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+lint: deps
+	$(STATICCHECK) ./...
+
 test-unit:
 	$(GO) test -race -count=1 -timeout 25m ./...
 
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ_TARGETS)
 
-test: deps fmt-check vet build test-unit fuzz
+test: deps fmt-check vet lint build test-unit fuzz
 
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./...

@@ -169,7 +169,7 @@ func addTarEntries(ctx context.Context, b *Builder, tr *tar.Reader, whiteouts bo
 		}
 		var content io.Reader
 		switch h.Typeflag {
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg:
 			e.Mode |= ModeRegular
 			content = tr
 		case tar.TypeDir:
@@ -237,7 +237,7 @@ func indexTar(f *os.File) (*tarIndex, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading tar: %w", err)
 		}
-		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
+		if h.Typeflag != tar.TypeReg {
 			continue
 		}
 		off, err := f.Seek(0, io.SeekCurrent)

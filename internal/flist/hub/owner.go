@@ -102,7 +102,8 @@ func (h *Hub) claim(repo string, twin uint32) error {
 	if err != nil {
 		return fmt.Errorf("creating repository %s: %w", repo, err)
 	}
-	if err := os.Chmod(tmp, 0o755); err == nil {
+	err = os.Chmod(tmp, 0o755)
+	if err == nil {
 		err = writeSynced(ownerFile(tmp), record)
 	}
 	if err == nil {

@@ -117,7 +117,7 @@ var replyErrors = []error{
 func (c *conn) replyErr(err error) {
 	for _, e := range replyErrors {
 		if errors.Is(err, e) {
-			c.w.Error(e.Error())
+			c.w.Error(replyText(e))
 			return
 		}
 	}
@@ -162,7 +162,7 @@ func (c *conn) requireWrite() bool {
 		return false
 	}
 	if !c.writable {
-		c.w.Error(ErrReadOnly.Error())
+		c.replyErr(ErrReadOnly)
 		return false
 	}
 	return true
@@ -202,7 +202,7 @@ func (c *conn) cmdSet(args [][]byte) {
 		ts = uint32(n)
 	}
 	if len(args[1]) > MaxKeyLen {
-		c.w.Error(ErrKeyTooLarge.Error())
+		c.replyErr(ErrKeyTooLarge)
 		return
 	}
 	if !c.requireWrite() {

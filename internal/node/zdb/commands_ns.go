@@ -50,7 +50,7 @@ func (c *conn) cmdNSNew(args [][]byte) {
 		return
 	}
 	if ns, _ := c.srv.find(name); ns != nil {
-		c.w.Error(ErrNamespaceExists.Error())
+		c.replyErr(ErrNamespaceExists)
 		return
 	}
 	var best *Store
@@ -80,7 +80,7 @@ func (c *conn) cmdNSDel(args [][]byte) {
 		return
 	}
 	if name == DefaultNamespace {
-		c.w.Error(ErrDefaultNS.Error())
+		c.replyErr(ErrDefaultNS)
 		return
 	}
 	ns, s := c.srv.find(name)

@@ -1,29 +1,39 @@
 package zdb
 
-import "errors"
+import (
+	"errors"
+	"strings"
+)
 
 // ErrNotFound is returned when a namespace does not exist.
 var ErrNotFound = errors.New("namespace not found")
 
-// Errors of the data commands. Their text is the reply 0-db sends, so the
-// server writes it as it is.
+// Errors of the data commands. Their text is the reply 0-db sends, which
+// the server writes capitalized as 0-db does (see replyText).
 var (
-	ErrNamespaceFull   = errors.New("No space left on this namespace")
-	ErrKeyNotFound     = errors.New("Key not found")
-	ErrKeyTooLarge     = errors.New("Key too large")
-	ErrValueTooLarge   = errors.New("Value too large")
-	ErrKeyNeeded       = errors.New("Invalid argument, key needed")
-	ErrOnlyUpdate      = errors.New("Invalid key, only update authorized")
-	ErrWorm            = errors.New("Namespace is in worm mode")
-	ErrReadOnly        = errors.New("Namespace is in read-only mode")
-	ErrLocked          = errors.New("Namespace is temporarily locked")
-	ErrFrozen          = errors.New("Namespace is temporarily frozen")
-	ErrNamespaceGone   = errors.New("Namespace deleted")
-	ErrInvalidCursor   = errors.New("Invalid key format")
-	ErrNoMoreData      = errors.New("No more data")
-	ErrNamespaceExists = errors.New("This namespace is not available")
-	ErrBadName         = errors.New("This name is not allowed")
-	ErrModeChange      = errors.New("Cannot change mode of a namespace holding data")
-	ErrDefaultNS       = errors.New("Cannot remove default namespace")
-	ErrCorrupted       = errors.New("Data corrupted")
+	ErrNamespaceFull   = errors.New("no space left on this namespace")
+	ErrKeyNotFound     = errors.New("key not found")
+	ErrKeyTooLarge     = errors.New("key too large")
+	ErrValueTooLarge   = errors.New("value too large")
+	ErrKeyNeeded       = errors.New("invalid argument, key needed")
+	ErrOnlyUpdate      = errors.New("invalid key, only update authorized")
+	ErrWorm            = errors.New("namespace is in worm mode")
+	ErrReadOnly        = errors.New("namespace is in read-only mode")
+	ErrLocked          = errors.New("namespace is temporarily locked")
+	ErrFrozen          = errors.New("namespace is temporarily frozen")
+	ErrNamespaceGone   = errors.New("namespace deleted")
+	ErrInvalidCursor   = errors.New("invalid key format")
+	ErrNoMoreData      = errors.New("no more data")
+	ErrNamespaceExists = errors.New("this namespace is not available")
+	ErrBadName         = errors.New("this name is not allowed")
+	ErrModeChange      = errors.New("cannot change mode of a namespace holding data")
+	ErrDefaultNS       = errors.New("cannot remove default namespace")
+	ErrCorrupted       = errors.New("data corrupted")
 )
+
+// replyText is the text 0-db replies for err, one of the errors above: its
+// words with the first letter capitalized.
+func replyText(err error) string {
+	s := err.Error()
+	return strings.ToUpper(s[:1]) + s[1:]
+}
