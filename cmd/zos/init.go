@@ -14,6 +14,7 @@ import (
 	"github.com/zos-go/zos/internal/image"
 	"github.com/zos-go/zos/internal/image/kernel"
 	"github.com/zos-go/zos/internal/node/boot"
+	"github.com/zos-go/zos/internal/resp"
 	"github.com/zos-go/zos/internal/sys/pid1"
 	"github.com/zos-go/zos/internal/version"
 )
@@ -66,7 +67,7 @@ func runInitNode(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.ListenIP, "listen", "", "address of the NIC")
 	fs.StringVar(&cfg.DataDir, "data", boot.DataDir, "pool mounts")
 	fs.StringVar(&cfg.StatusFile, "status", boot.StatusFile, "status file for the console")
-	fs.IntVar(&cfg.ZDBPort, "zdb-port", 9900, "0-db port")
+	fs.IntVar(&cfg.ZDBPort, "zdb-port", resp.ZDBPort, "0-db port")
 	fs.StringVar(&cfg.VMKernel, "vm-kernel", guestKernel(), "guest kernel of the VMs (default: the image's, when it has one); empty: no VMs")
 	fs.StringVar(&cfg.Vminit, "vminit", "", "guest init (default: vminit next to zos)")
 	fs.StringVar(&cfg.Accel, "accel", "auto", "VM accelerator: auto (kvm after a canary boot, else tcg), kvm or tcg")

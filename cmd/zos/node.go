@@ -13,6 +13,7 @@ import (
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/node"
 	"github.com/zos-go/zos/internal/node/storage"
+	"github.com/zos-go/zos/internal/resp"
 )
 
 // diskFlags collects repeated --disk TYPE:SIZE flags.
@@ -47,7 +48,7 @@ func runNode(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.ScanHost, "scan-host", false, "claim the machine's free physical disks (real nodes only)")
 	fs.StringVar(&reserved, "reserved-mem", "", "memory kept for the system (default max(10% RAM, 2G))")
 	fs.StringVar(&cfg.ListenIP, "listen", "127.0.0.1", "address workloads are served on")
-	fs.IntVar(&cfg.ZDBPort, "zdb-port", 9900, "port of the 0-db server")
+	fs.IntVar(&cfg.ZDBPort, "zdb-port", resp.ZDBPort, "port of the 0-db server")
 	fs.StringVar(&cfg.Prefix, "prefix", "", "prefix of kernel objects, when several nodes share a host")
 	fs.StringVar(&cfg.NetNS, "netns", "", "namespace standing for the node's root namespace and uplink (several nodes on one host)")
 	fs.StringVar(&cfg.GatewayListen, "gateway-listen", "", "make the node a gateway, its TLS front listening on this address (e.g. :443)")

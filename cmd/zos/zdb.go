@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/zos-go/zos/internal/node/zdb"
+	"github.com/zos-go/zos/internal/resp"
 )
 
 // runZdb runs the 0-db compatible server, or with "compact" compacts a store
@@ -40,7 +41,7 @@ func runZdb(ctx context.Context, args []string) error {
 	data := fs.String("data", "./zdb-data", "data directory")
 	index := fs.String("index", "./zdb-index", "index directory")
 	listen := fs.String("listen", "::", "listen address")
-	port := fs.Int("port", 9900, "listen port")
+	port := fs.Int("port", resp.ZDBPort, "listen port")
 	mode := fs.String("mode", "user", "default mode: user or seq")
 	admin := fs.String("admin", "", "admin password (empty: every client is admin)")
 	protect := fs.Bool("protect", false, "default namespace read-only unless admin")

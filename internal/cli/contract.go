@@ -31,54 +31,49 @@ func contractList(ctx context.Context, env *Env, args []string) error {
 	if *state != "" && *state != registry.StateCreated && *state != registry.StateCanceled {
 		return usageError("--state %q: want created or canceled", *state)
 	}
-	s, err := connectGrid(ctx, o, !*all)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ctx, cancel := context.WithTimeout(ctx, gridTimeout)
-	defer cancel()
-	filter := registry.ContractFilter{NodeID: uint32(*node), State: *state}
-	if !*all {
-		t, err := s.reg.TwinByKey(ctx, s.key.Public())
-		if err != nil {
-			return fmt.Errorf("reading your twin: %w", explain(err))
-		}
-		filter.TwinID = t.ID
-	}
-	cs, err := s.reg.Contracts(ctx, filter)
-	if err != nil {
-		return fmt.Errorf("listing contracts: %w", explain(err))
-	}
-	if *o.json {
-		if cs == nil {
-			cs = []registry.Contract{}
-		}
-		return printJSON(env, cs)
-	}
-	var rows [][]string
-	for _, c := range cs {
-		what := c.DeploymentHash
-		switch c.Type {
-		case registry.TypeName:
-			what = c.Name
-		case registry.TypeRent:
-			what = "whole node"
-		}
-		node := ""
-		if c.NodeID != 0 {
-			node = strconv.Itoa(int(c.NodeID))
-		}
-		ips := ""
-		for i, ip := range c.PublicIPs {
-			if i > 0 {
-				ips += ","
+	return withGrid(ctx, o, !*all, func(ctx context.Context, s *session) error {
+		filter := registry.ContractFilter{NodeID: uint32(*node), State: *state}
+		if !*all {
+			t, err := s.reg.TwinByKey(ctx, s.key.Public())
+			if err != nil {
+				return fmt.Errorf("reading your twin: %w", explain(err))
 			}
-			ips += ip.IP
+			filter.TwinID = t.ID
 		}
-		rows = append(rows, []string{strconv.FormatUint(c.ID, 10), c.Type, c.State, strconv.Itoa(int(c.TwinID)), node, what, ips})
-	}
-	return table(env.Stdout, "ID\tTYPE\tSTATE\tTWIN\tNODE\tHASH/NAME\tPUBLIC IPS", rows)
+		cs, err := s.reg.Contracts(ctx, filter)
+		if err != nil {
+			return fmt.Errorf("listing contracts: %w", explain(err))
+		}
+		if *o.json {
+			if cs == nil {
+				cs = []registry.Contract{}
+			}
+			return printJSON(env, cs)
+		}
+		var rows [][]string
+		for _, c := range cs {
+			what := c.DeploymentHash
+			switch c.Type {
+			case registry.TypeName:
+				what = c.Name
+			case registry.TypeRent:
+				what = "whole node"
+			}
+			node := ""
+			if c.NodeID != 0 {
+				node = strconv.Itoa(int(c.NodeID))
+			}
+			ips := ""
+			for i, ip := range c.PublicIPs {
+				if i > 0 {
+					ips += ","
+				}
+				ips += ip.IP
+			}
+			rows = append(rows, []string{strconv.FormatUint(c.ID, 10), c.Type, c.State, strconv.Itoa(int(c.TwinID)), node, what, ips})
+		}
+		return table(env.Stdout, "ID\tTYPE\tSTATE\tTWIN\tNODE\tHASH/NAME\tPUBLIC IPS", rows)
+	})
 }
 
 func contractShow(ctx context.Context, env *Env, args []string) error {
@@ -88,19 +83,14 @@ func contractShow(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := connectGrid(ctx, o, false)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ctx, cancel := context.WithTimeout(ctx, gridTimeout)
-	defer cancel()
-	c, err := s.reg.Contract(ctx, id)
-	if err != nil {
-		return fmt.Errorf("reading contract %d: %w", id, explain(err))
-	}
-	// The JSON form is also the readable one: contracts are small.
-	return printJSON(env, c)
+	return withGrid(ctx, o, false, func(ctx context.Context, s *session) error {
+		c, err := s.reg.Contract(ctx, id)
+		if err != nil {
+			return fmt.Errorf("reading contract %d: %w", id, explain(err))
+		}
+		// The JSON form is also the readable one: contracts are small.
+		return printJSON(env, c)
+	})
 }
 
 func contractCancel(ctx context.Context, env *Env, args []string) error {
@@ -110,19 +100,14 @@ func contractCancel(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := connectGrid(ctx, o, true)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ctx, cancel := context.WithTimeout(ctx, gridTimeout)
-	defer cancel()
-	if err := s.reg.CancelContract(ctx, id); err != nil {
-		return fmt.Errorf("canceling contract %d: %w", id, explain(err))
-	}
-	if *o.json {
-		return printJSON(env, map[string]any{"contract_id": id, "state": registry.StateCanceled})
-	}
-	fmt.Fprintf(env.Stdout, "contract %d canceled\n", id)
-	return nil
+	return withGrid(ctx, o, true, func(ctx context.Context, s *session) error {
+		if err := s.reg.CancelContract(ctx, id); err != nil {
+			return fmt.Errorf("canceling contract %d: %w", id, explain(err))
+		}
+		if *o.json {
+			return printJSON(env, map[string]any{"contract_id": id, "state": registry.StateCanceled})
+		}
+		fmt.Fprintf(env.Stdout, "contract %d canceled\n", id)
+		return nil
+	})
 }

@@ -59,13 +59,8 @@ func deploymentList(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := openSession(ctx, f.gridFlags, true)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
 	var l []gridtypes.Deployment
-	if err := s.callNode(ctx, node, nodeapi.CmdList, nil, &l); err != nil {
+	if err := callNodeOnce(ctx, f.gridFlags, node, nodeapi.CmdList, nil, &l); err != nil {
 		return err
 	}
 	if *f.json {

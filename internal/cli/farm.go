@@ -52,34 +52,29 @@ func farmToken(ctx context.Context, env *Env, args []string) error {
 	if *ttl <= 0 {
 		return usageError("--expires %s: want a positive duration", *ttl)
 	}
-	s, err := connectGrid(ctx, o, true)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ctx, cancel := context.WithTimeout(ctx, gridTimeout)
-	defer cancel()
-	f, err := s.reg.Farm(ctx, uint32(farm))
-	if err != nil {
-		return fmt.Errorf("reading farm %d: %w", farm, explain(err))
-	}
-	twin, err := s.reg.TwinByKey(ctx, s.key.Public())
-	if err != nil {
-		return fmt.Errorf("reading your twin: %w", explain(err))
-	}
-	if f.TwinID != twin.ID {
-		return fmt.Errorf("farm %d belongs to twin %d, not to yours (%d): only its farmer's tokens let nodes in", f.ID, f.TwinID, twin.ID)
-	}
-	tok, err := registry.NewFarmToken(s.key, f.ID, time.Now().Add(*ttl))
-	if err != nil {
-		return err
-	}
-	if *o.json {
-		return printJSON(env, farmTokenView{Token: tok.String(), FarmID: tok.FarmID, ID: tok.IDHex(), Expires: tok.Expires})
-	}
-	fmt.Fprintln(env.Stdout, tok.String())
-	fmt.Fprintf(env.Stderr, "token %s lets nodes join farm %d until %s\n", tok.IDHex(), tok.FarmID, tok.Expires.Format(time.RFC3339))
-	return nil
+	return withGrid(ctx, o, true, func(ctx context.Context, s *session) error {
+		f, err := s.reg.Farm(ctx, uint32(farm))
+		if err != nil {
+			return fmt.Errorf("reading farm %d: %w", farm, explain(err))
+		}
+		twin, err := s.reg.TwinByKey(ctx, s.key.Public())
+		if err != nil {
+			return fmt.Errorf("reading your twin: %w", explain(err))
+		}
+		if f.TwinID != twin.ID {
+			return fmt.Errorf("farm %d belongs to twin %d, not to yours (%d): only its farmer's tokens let nodes in", f.ID, f.TwinID, twin.ID)
+		}
+		tok, err := registry.NewFarmToken(s.key, f.ID, time.Now().Add(*ttl))
+		if err != nil {
+			return err
+		}
+		if *o.json {
+			return printJSON(env, farmTokenView{Token: tok.String(), FarmID: tok.FarmID, ID: tok.IDHex(), Expires: tok.Expires})
+		}
+		fmt.Fprintln(env.Stdout, tok.String())
+		fmt.Fprintf(env.Stderr, "token %s lets nodes join farm %d until %s\n", tok.IDHex(), tok.FarmID, tok.Expires.Format(time.RFC3339))
+		return nil
+	})
 }
 
 func farmCreate(ctx context.Context, env *Env, args []string) error {
@@ -92,22 +87,17 @@ func farmCreate(ctx context.Context, env *Env, args []string) error {
 	if len(pos) != 1 {
 		return usageError("want one farm name")
 	}
-	s, err := connectGrid(ctx, o, true)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ctx, cancel := context.WithTimeout(ctx, gridTimeout)
-	defer cancel()
-	f, err := s.reg.CreateFarm(ctx, pos[0])
-	if err != nil {
-		return fmt.Errorf("creating farm %q: %w", pos[0], explain(err))
-	}
-	if *o.json {
-		return printJSON(env, f)
-	}
-	fmt.Fprintf(env.Stdout, "farm: %d\nname: %s\ntwin: %d\n", f.ID, f.Name, f.TwinID)
-	return nil
+	return withGrid(ctx, o, true, func(ctx context.Context, s *session) error {
+		f, err := s.reg.CreateFarm(ctx, pos[0])
+		if err != nil {
+			return fmt.Errorf("creating farm %q: %w", pos[0], explain(err))
+		}
+		if *o.json {
+			return printJSON(env, f)
+		}
+		fmt.Fprintf(env.Stdout, "farm: %d\nname: %s\ntwin: %d\n", f.ID, f.Name, f.TwinID)
+		return nil
+	})
 }
 
 func farmAddIP(ctx context.Context, env *Env, args []string) error {
@@ -122,21 +112,16 @@ func farmAddIP(ctx context.Context, env *Env, args []string) error {
 	if len(pos) != 1 || *farm == 0 || *gw == "" {
 		return usageError("want --farm ID, one CIDR and --gw IP")
 	}
-	s, err := connectGrid(ctx, o, true)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ctx, cancel := context.WithTimeout(ctx, gridTimeout)
-	defer cancel()
-	if err := s.reg.AddFarmIP(ctx, uint32(*farm), pos[0], *gw); err != nil {
-		return fmt.Errorf("adding %s to farm %d: %w", pos[0], *farm, explain(err))
-	}
-	if *o.json {
-		return printJSON(env, registry.PublicIP{IP: pos[0], Gateway: *gw})
-	}
-	fmt.Fprintf(env.Stdout, "added %s (gateway %s) to farm %d\n", pos[0], *gw, *farm)
-	return nil
+	return withGrid(ctx, o, true, func(ctx context.Context, s *session) error {
+		if err := s.reg.AddFarmIP(ctx, uint32(*farm), pos[0], *gw); err != nil {
+			return fmt.Errorf("adding %s to farm %d: %w", pos[0], *farm, explain(err))
+		}
+		if *o.json {
+			return printJSON(env, registry.PublicIP{IP: pos[0], Gateway: *gw})
+		}
+		fmt.Fprintf(env.Stdout, "added %s (gateway %s) to farm %d\n", pos[0], *gw, *farm)
+		return nil
+	})
 }
 
 func farmList(ctx context.Context, env *Env, args []string) error {
@@ -147,32 +132,27 @@ func farmList(ctx context.Context, env *Env, args []string) error {
 	} else if len(pos) > 0 {
 		return usageError("unexpected arguments %q", pos)
 	}
-	s, err := connectGrid(ctx, o, false)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ctx, cancel := context.WithTimeout(ctx, gridTimeout)
-	defer cancel()
-	farms, err := s.reg.Farms(ctx)
-	if err != nil {
-		return fmt.Errorf("listing farms: %w", explain(err))
-	}
-	if *o.json {
-		if farms == nil {
-			farms = []registry.Farm{}
+	return withGrid(ctx, o, false, func(ctx context.Context, s *session) error {
+		farms, err := s.reg.Farms(ctx)
+		if err != nil {
+			return fmt.Errorf("listing farms: %w", explain(err))
 		}
-		return printJSON(env, farms)
-	}
-	var rows [][]string
-	for _, f := range farms {
-		free := 0
-		for _, ip := range f.PublicIPs {
-			if ip.ContractID == 0 {
-				free++
+		if *o.json {
+			if farms == nil {
+				farms = []registry.Farm{}
 			}
+			return printJSON(env, farms)
 		}
-		rows = append(rows, []string{strconv.Itoa(int(f.ID)), f.Name, strconv.Itoa(int(f.TwinID)), fmt.Sprintf("%d/%d", free, len(f.PublicIPs))})
-	}
-	return table(env.Stdout, "ID\tNAME\tTWIN\tFREE IPS", rows)
+		var rows [][]string
+		for _, f := range farms {
+			free := 0
+			for _, ip := range f.PublicIPs {
+				if ip.ContractID == 0 {
+					free++
+				}
+			}
+			rows = append(rows, []string{strconv.Itoa(int(f.ID)), f.Name, strconv.Itoa(int(f.TwinID)), fmt.Sprintf("%d/%d", free, len(f.PublicIPs))})
+		}
+		return table(env.Stdout, "ID\tNAME\tTWIN\tFREE IPS", rows)
+	})
 }

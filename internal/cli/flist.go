@@ -150,18 +150,11 @@ func flistPush(ctx context.Context, env *Env, args []string) error {
 	from := fs.String("blocks-from", "", "copy the flist's blocks from this store to the hub first")
 	twin := fs.Uint("twin", 0, "twin id signing the upload (default: the key's twin on the grid)")
 	gf := addGridFlags(fs, env)
-	pos, err := parseFlags(fs, env, args)
+	m, path, err := oneFlist(ctx, fs, env, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageError("want one flist file")
-	}
-	m, err := flist.Open(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	data, err := os.ReadFile(pos[0])
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("reading flist: %w", err)
 	}
@@ -173,7 +166,7 @@ func flistPush(ctx context.Context, env *Env, args []string) error {
 		*repo = "twin" + strconv.FormatUint(uint64(signer.TwinID()), 10)
 	}
 	if *name == "" {
-		*name = filepath.Base(pos[0])
+		*name = filepath.Base(path)
 	}
 	if *from != "" {
 		src, err := flist.OpenStore(*from, flist.StoreOptions{})
@@ -277,14 +270,7 @@ func flistInspect(ctx context.Context, env *Env, args []string) error {
 	tree := fs.Bool("tree", false, "print every entry")
 	dedup := fs.String("dedup", "", "count the blocks shared with another flist")
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parseFlags(fs, env, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError("want one flist file")
-	}
-	m, err := flist.Open(ctx, pos[0])
+	m, _, err := oneFlist(ctx, fs, env, args)
 	if err != nil {
 		return err
 	}
@@ -404,4 +390,20 @@ func flistMount(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// oneFlist parses args with fs and opens the single flist file they name.
+func oneFlist(ctx context.Context, fs *flag.FlagSet, env *Env, args []string) (*flist.Meta, string, error) {
+	pos, err := parseFlags(fs, env, args)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(pos) != 1 {
+		return nil, "", usageError("want one flist file")
+	}
+	m, err := flist.Open(ctx, pos[0])
+	if err != nil {
+		return nil, "", err
+	}
+	return m, pos[0], nil
 }

@@ -102,3 +102,16 @@ func oneIDArg(fs *flag.FlagSet, env *Env, args []string, what string, bits int) 
 	}
 	return parseID(what, pos[0], bits)
 }
+
+// withGrid connects as connectGrid does, runs fn with ctx bounded by
+// gridTimeout, and closes the session: the preamble of the grid commands.
+func withGrid(ctx context.Context, f gridFlags, needKey bool, fn func(ctx context.Context, s *session) error) error {
+	s, err := connectGrid(ctx, f, needKey)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(ctx, gridTimeout)
+	defer cancel()
+	return fn(ctx, s)
+}

@@ -22,20 +22,15 @@ func nameReserve(ctx context.Context, env *Env, args []string) error {
 	if len(pos) != 1 {
 		return usageError("want one name")
 	}
-	s, err := connectGrid(ctx, o, true)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ctx, cancel := context.WithTimeout(ctx, gridTimeout)
-	defer cancel()
-	c, err := s.reg.CreateNameContract(ctx, pos[0])
-	if err != nil {
-		return fmt.Errorf("reserving name %q: %w", pos[0], explain(err))
-	}
-	if *o.json {
-		return printJSON(env, c)
-	}
-	fmt.Fprintf(env.Stdout, "name %q reserved by contract %d\n", c.Name, c.ID)
-	return nil
+	return withGrid(ctx, o, true, func(ctx context.Context, s *session) error {
+		c, err := s.reg.CreateNameContract(ctx, pos[0])
+		if err != nil {
+			return fmt.Errorf("reserving name %q: %w", pos[0], explain(err))
+		}
+		if *o.json {
+			return printJSON(env, c)
+		}
+		fmt.Fprintf(env.Stdout, "name %q reserved by contract %d\n", c.Name, c.ID)
+		return nil
+	})
 }

@@ -398,13 +398,8 @@ func networkPorts(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := openSession(ctx, f.gridFlags, true)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
 	var ports []uint16
-	if err := s.callNode(ctx, node, nodeapi.CmdWGPorts, nil, &ports); err != nil {
+	if err := callNodeOnce(ctx, f.gridFlags, node, nodeapi.CmdWGPorts, nil, &ports); err != nil {
 		return err
 	}
 	if *f.json {

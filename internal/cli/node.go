@@ -42,37 +42,32 @@ func nodeList(ctx context.Context, env *Env, args []string) error {
 	default:
 		return usageError("--status %q: want up, down or standby", *status)
 	}
-	s, err := connectGrid(ctx, o, false)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ctx, cancel := context.WithTimeout(ctx, gridTimeout)
-	defer cancel()
-	nodes, err := s.reg.Nodes(ctx)
-	if err != nil {
-		return fmt.Errorf("listing nodes: %w", explain(err))
-	}
-	now := time.Now()
-	views := []nodeView{}
-	for _, n := range nodes {
-		v := nodeView{Node: n, Status: explorer.Status(&n, now)}
-		if (*farm != 0 && uint(n.FarmID) != *farm) || (*status != "" && v.Status != *status) ||
-			(*country != "" && !strings.EqualFold(n.Location.Country, *country)) || (*twin != 0 && uint(n.TwinID) != *twin) {
-			continue
+	return withGrid(ctx, o, false, func(ctx context.Context, s *session) error {
+		nodes, err := s.reg.Nodes(ctx)
+		if err != nil {
+			return fmt.Errorf("listing nodes: %w", explain(err))
 		}
-		views = append(views, v)
-	}
-	if *o.json {
-		return printJSON(env, views)
-	}
-	var rows [][]string
-	for _, v := range views {
-		rows = append(rows, []string{strconv.Itoa(int(v.ID)), strconv.Itoa(int(v.FarmID)), strconv.Itoa(int(v.TwinID)), v.Status,
-			fmt.Sprintf("%d/%d", v.Used.CRU, v.Total.CRU), gib(v.Used.MRU) + "/" + gib(v.Total.MRU),
-			gib(v.Used.SRU) + "/" + gib(v.Total.SRU), gib(v.Used.HRU) + "/" + gib(v.Total.HRU), v.Location.Country})
-	}
-	return table(env.Stdout, "ID\tFARM\tTWIN\tSTATUS\tCPU\tMEM GiB\tSSD GiB\tHDD GiB\tCOUNTRY", rows)
+		now := time.Now()
+		views := []nodeView{}
+		for _, n := range nodes {
+			v := nodeView{Node: n, Status: explorer.Status(&n, now)}
+			if (*farm != 0 && uint(n.FarmID) != *farm) || (*status != "" && v.Status != *status) ||
+				(*country != "" && !strings.EqualFold(n.Location.Country, *country)) || (*twin != 0 && uint(n.TwinID) != *twin) {
+				continue
+			}
+			views = append(views, v)
+		}
+		if *o.json {
+			return printJSON(env, views)
+		}
+		var rows [][]string
+		for _, v := range views {
+			rows = append(rows, []string{strconv.Itoa(int(v.ID)), strconv.Itoa(int(v.FarmID)), strconv.Itoa(int(v.TwinID)), v.Status,
+				fmt.Sprintf("%d/%d", v.Used.CRU, v.Total.CRU), gib(v.Used.MRU) + "/" + gib(v.Total.MRU),
+				gib(v.Used.SRU) + "/" + gib(v.Total.SRU), gib(v.Used.HRU) + "/" + gib(v.Total.HRU), v.Location.Country})
+		}
+		return table(env.Stdout, "ID\tFARM\tTWIN\tSTATUS\tCPU\tMEM GiB\tSSD GiB\tHDD GiB\tCOUNTRY", rows)
+	})
 }
 
 func gib(b uint64) string { return strconv.FormatUint(b>>30, 10) }
@@ -84,34 +79,29 @@ func nodeShow(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := connectGrid(ctx, o, false)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ctx, cancel := context.WithTimeout(ctx, gridTimeout)
-	defer cancel()
-	n, err := s.reg.Node(ctx, uint32(id))
-	if err != nil {
-		return fmt.Errorf("reading node %d: %w", id, explain(err))
-	}
-	v := nodeView{Node: n, Status: explorer.Status(&n, time.Now())}
-	if *o.json {
-		return printJSON(env, v)
-	}
-	w := env.Stdout
-	fmt.Fprintf(w, "node:     %d\nfarm:     %d\ntwin:     %d\nstatus:   %s\nversion:  %s\n", n.ID, n.FarmID, n.TwinID, v.Status, n.Version)
-	fmt.Fprintf(w, "total:    cru %d, mru %s GiB, sru %s GiB, hru %s GiB\n", n.Total.CRU, gib(n.Total.MRU), gib(n.Total.SRU), gib(n.Total.HRU))
-	fmt.Fprintf(w, "used:     cru %d, mru %s GiB, sru %s GiB, hru %s GiB\n", n.Used.CRU, gib(n.Used.MRU), gib(n.Used.SRU), gib(n.Used.HRU))
-	fmt.Fprintf(w, "uptime:   %s (reported %s)\n", time.Duration(n.Uptime)*time.Second, n.Updated.Format(time.RFC3339))
-	if n.Location.Country != "" || n.Location.City != "" {
-		fmt.Fprintf(w, "location: %s %s\n", n.Location.City, n.Location.Country)
-	}
-	if pc := n.PublicConfig; pc != nil {
-		fmt.Fprintf(w, "public:   ipv4 %s gw %s, ipv6 %s gw %s, domain %s\n", pc.IPv4, pc.GW4, pc.IPv6, pc.GW6, pc.Domain)
-	}
-	for _, i := range n.Interfaces {
-		fmt.Fprintf(w, "iface:    %s %s %s\n", i.Name, i.MAC, strings.Join(i.IPs, " "))
-	}
-	return nil
+	return withGrid(ctx, o, false, func(ctx context.Context, s *session) error {
+		n, err := s.reg.Node(ctx, uint32(id))
+		if err != nil {
+			return fmt.Errorf("reading node %d: %w", id, explain(err))
+		}
+		v := nodeView{Node: n, Status: explorer.Status(&n, time.Now())}
+		if *o.json {
+			return printJSON(env, v)
+		}
+		w := env.Stdout
+		fmt.Fprintf(w, "node:     %d\nfarm:     %d\ntwin:     %d\nstatus:   %s\nversion:  %s\n", n.ID, n.FarmID, n.TwinID, v.Status, n.Version)
+		fmt.Fprintf(w, "total:    cru %d, mru %s GiB, sru %s GiB, hru %s GiB\n", n.Total.CRU, gib(n.Total.MRU), gib(n.Total.SRU), gib(n.Total.HRU))
+		fmt.Fprintf(w, "used:     cru %d, mru %s GiB, sru %s GiB, hru %s GiB\n", n.Used.CRU, gib(n.Used.MRU), gib(n.Used.SRU), gib(n.Used.HRU))
+		fmt.Fprintf(w, "uptime:   %s (reported %s)\n", time.Duration(n.Uptime)*time.Second, n.Updated.Format(time.RFC3339))
+		if n.Location.Country != "" || n.Location.City != "" {
+			fmt.Fprintf(w, "location: %s %s\n", n.Location.City, n.Location.Country)
+		}
+		if pc := n.PublicConfig; pc != nil {
+			fmt.Fprintf(w, "public:   ipv4 %s gw %s, ipv6 %s gw %s, domain %s\n", pc.IPv4, pc.GW4, pc.IPv6, pc.GW6, pc.Domain)
+		}
+		for _, i := range n.Interfaces {
+			fmt.Fprintf(w, "iface:    %s %s %s\n", i.Name, i.MAC, strings.Join(i.IPs, " "))
+		}
+		return nil
+	})
 }

@@ -25,12 +25,7 @@ func nodeCall(ctx context.Context, env *Env, args []string, name, cmd string, re
 	if err != nil {
 		return false, err
 	}
-	s, err := openSession(ctx, f, true)
-	if err != nil {
-		return false, err
-	}
-	defer s.Close()
-	return *f.json, s.callNode(ctx, uint32(id), cmd, nil, resp)
+	return *f.json, callNodeOnce(ctx, f, uint32(id), cmd, nil, resp)
 }
 
 func nodePools(ctx context.Context, env *Env, args []string) error {

@@ -78,6 +78,17 @@ func openSession(ctx context.Context, f gridFlags, needTwin bool) (*session, err
 
 func (s *session) Close() { s.nc.Close() }
 
+// callNodeOnce opens a session as the key's twin, sends cmd to node over the
+// relay and closes the session.
+func callNodeOnce(ctx context.Context, f gridFlags, node uint32, cmd string, req, resp any) error {
+	s, err := openSession(ctx, f, true)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.callNode(ctx, node, cmd, req, resp)
+}
+
 // callNode sends a command to a node (by node id) over the relay.
 func (s *session) callNode(ctx context.Context, node uint32, cmd string, req, resp any) error {
 	n, err := s.reg.Node(ctx, node)

@@ -22,18 +22,13 @@ func twinCreate(ctx context.Context, env *Env, args []string) error {
 	} else if len(pos) > 0 {
 		return usageError("unexpected arguments %q", pos)
 	}
-	s, err := connectGrid(ctx, o, true)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ctx, cancel := context.WithTimeout(ctx, gridTimeout)
-	defer cancel()
-	t, err := s.reg.CreateTwin(ctx, *relay)
-	if err != nil {
-		return fmt.Errorf("creating twin: %w", explain(err))
-	}
-	return printTwin(env, o, t.ID, t.PublicKey, t.Relay, t)
+	return withGrid(ctx, o, true, func(ctx context.Context, s *session) error {
+		t, err := s.reg.CreateTwin(ctx, *relay)
+		if err != nil {
+			return fmt.Errorf("creating twin: %w", explain(err))
+		}
+		return printTwin(env, o, t.ID, t.PublicKey, t.Relay, t)
+	})
 }
 
 func twinShow(ctx context.Context, env *Env, args []string) error {
@@ -46,36 +41,31 @@ func twinShow(ctx context.Context, env *Env, args []string) error {
 	if len(pos) > 1 {
 		return usageError("unexpected arguments %q", pos[1:])
 	}
-	s, err := connectGrid(ctx, o, len(pos) == 0)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ctx, cancel := context.WithTimeout(ctx, gridTimeout)
-	defer cancel()
-	var tw = struct {
-		ID        uint32 `json:"id"`
-		PublicKey string `json:"public_key"`
-		Relay     string `json:"relay,omitempty"`
-	}{}
-	if len(pos) == 0 {
-		t, err := s.reg.TwinByKey(ctx, s.key.Public())
-		if err != nil {
-			return fmt.Errorf("reading your twin: %w", explain(err))
+	return withGrid(ctx, o, len(pos) == 0, func(ctx context.Context, s *session) error {
+		var tw = struct {
+			ID        uint32 `json:"id"`
+			PublicKey string `json:"public_key"`
+			Relay     string `json:"relay,omitempty"`
+		}{}
+		if len(pos) == 0 {
+			t, err := s.reg.TwinByKey(ctx, s.key.Public())
+			if err != nil {
+				return fmt.Errorf("reading your twin: %w", explain(err))
+			}
+			tw.ID, tw.PublicKey, tw.Relay = t.ID, t.PublicKey, t.Relay
+		} else {
+			id, err := parseID("twin id", pos[0], 32)
+			if err != nil {
+				return err
+			}
+			t, err := s.reg.Twin(ctx, uint32(id))
+			if err != nil {
+				return fmt.Errorf("reading twin %d: %w", id, err)
+			}
+			tw.ID, tw.PublicKey, tw.Relay = t.ID, t.PublicKey, t.Relay
 		}
-		tw.ID, tw.PublicKey, tw.Relay = t.ID, t.PublicKey, t.Relay
-	} else {
-		id, err := parseID("twin id", pos[0], 32)
-		if err != nil {
-			return err
-		}
-		t, err := s.reg.Twin(ctx, uint32(id))
-		if err != nil {
-			return fmt.Errorf("reading twin %d: %w", id, err)
-		}
-		tw.ID, tw.PublicKey, tw.Relay = t.ID, t.PublicKey, t.Relay
-	}
-	return printTwin(env, o, tw.ID, tw.PublicKey, tw.Relay, tw)
+		return printTwin(env, o, tw.ID, tw.PublicKey, tw.Relay, tw)
+	})
 }
 
 func printTwin(env *Env, o gridFlags, id uint32, pub, relay string, v any) error {

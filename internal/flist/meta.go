@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	_ "modernc.org/sqlite" // pure-Go SQLite driver "sqlite"
+
+	"github.com/zos-go/zos/internal/atomicfile"
 )
 
 // File types, as in st_mode.
@@ -188,8 +190,9 @@ func Write(ctx context.Context, path string, m *Meta) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+	if err := atomicfile.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return err
 	}
 	return nil
 }

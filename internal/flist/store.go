@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/zos-go/zos/internal/atomicfile"
 	"github.com/zos-go/zos/internal/egress"
 )
 
@@ -154,23 +155,12 @@ func (s *DirStore) URL() string { return "dir://" + s.dir }
 // Close does nothing.
 func (s *DirStore) Close() error { return nil }
 
+// writeAtomic writes a block file whole (mode 0600), making its directory.
 func writeAtomic(p string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("writing block: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing block: %w", err)
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
+	if err := atomicfile.WriteFile(p, data, 0o600); err != nil {
 		return fmt.Errorf("writing block: %w", err)
 	}
 	return nil

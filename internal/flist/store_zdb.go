@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -45,7 +46,7 @@ func NewZDBStore(raw string) (*ZDBStore, error) {
 	}
 	s := &ZDBStore{addr: u.Host, ns: strings.Trim(u.Path, "/"), timeout: 30 * time.Second}
 	if u.Port() == "" {
-		s.addr = net.JoinHostPort(u.Hostname(), "9900")
+		s.addr = net.JoinHostPort(u.Hostname(), strconv.Itoa(resp.ZDBPort))
 	}
 	if u.User != nil {
 		s.password = u.User.Username()

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/zos-go/zos/internal/atomicfile"
 )
 
 // The two accounts of an authenticating server. NATS accounts are separate
@@ -123,17 +125,5 @@ func migrateStore(storeDir string, clustered bool) error {
 	if err := os.Rename(old, dst); err != nil {
 		return fmt.Errorf("natsd: moving JetStream data to the grid account: %w", err)
 	}
-	return syncDir(js)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.SyncDir(js)
 }

@@ -13,6 +13,10 @@ import (
 	"strconv"
 )
 
+// ZDBPort is the TCP port 0-db listens on unless told otherwise: the
+// node's 0-db server, and a zdb:// flist store address without a port.
+const ZDBPort = 9900
+
 // ProtocolError is a malformed request. The connection cannot be resynchronised
 // after one: the server replies with the message and closes it.
 type ProtocolError struct{ Msg string }

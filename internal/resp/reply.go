@@ -2,6 +2,7 @@ package resp
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -81,14 +82,8 @@ func readReply(br *bufio.Reader, limits Limits, depth int, budget *int64) (Reply
 		return Reply{}, protoErr("reply over %d bytes", limits.MaxRequest)
 	}
 	switch Kind(line[0]) {
-	case KindSimple, KindError:
-		return Reply{Kind: Kind(line[0]), Str: append([]byte(nil), body...)}, nil
-	case KindInt:
-		n, err := parseInt(body)
-		if err != nil {
-			return Reply{}, protoErr("bad integer reply")
-		}
-		return Reply{Kind: KindInt, Int: n}, nil
+	case KindSimple, KindError, KindInt:
+		return lineReply(Kind(line[0]), body)
 	case KindBulk:
 		n, err := parseInt(body)
 		if err != nil || n > int64(limits.MaxBulk) {
@@ -130,6 +125,43 @@ func readReply(br *bufio.Reader, limits Limits, depth int, budget *int64) (Reply
 		return r, nil
 	}
 	return Reply{}, protoErr("unknown reply type %q", line[0])
+}
+
+// ReadLineReply reads a reply that must fit on one line of at most maxLine
+// bytes (CRLF included): a simple string, an error or an integer, what
+// commands such as AUTH and PUBLISH answer. Any other reply (a bulk
+// string, an array, a RESP3 type), a longer line or one not ending in CRLF
+// is a protocol error, so a hostile server costs at most one line of
+// reading and no recursion. A line longer than br's buffer is refused the
+// same way, so br should be at least maxLine bytes.
+func ReadLineReply(br *bufio.Reader, maxLine int) (Reply, error) {
+	line, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxLine {
+		return Reply{}, protoErr("reply line longer than %d bytes", maxLine)
+	}
+	if err != nil {
+		return Reply{}, fmt.Errorf("reading reply: %w", err)
+	}
+	if len(line) < 3 || line[len(line)-2] != '\r' {
+		return Reply{}, protoErr("malformed reply line")
+	}
+	switch Kind(line[0]) {
+	case KindSimple, KindError, KindInt:
+		return lineReply(Kind(line[0]), line[1:len(line)-2])
+	}
+	return Reply{}, protoErr("unexpected reply of type %q on one line", line[0])
+}
+
+// lineReply decodes the body of a simple string, error or integer reply.
+func lineReply(kind Kind, body []byte) (Reply, error) {
+	if kind != KindInt {
+		return Reply{Kind: kind, Str: append([]byte(nil), body...)}, nil
+	}
+	n, err := parseInt(body)
+	if err != nil {
+		return Reply{}, protoErr("malformed integer reply")
+	}
+	return Reply{Kind: KindInt, Int: n}, nil
 }
 
 // AppendRequest encodes args as a RESP array of bulk strings.

@@ -161,3 +161,61 @@ func TestReadReplyBounds(t *testing.T) {
 		})
 	}
 }
+
+// TestReadLineReply: only a simple string, an error or an integer on one
+// line of at most maxLine bytes is read; anything else is refused after at
+// most one line.
+func TestReadLineReply(t *testing.T) {
+	const maxLine = 64
+	tests := []struct {
+		in   string
+		want string // the reply's String(), or the error's substring
+		ok   bool
+	}{
+		{"+OK\r\n", "+OK", true},
+		{":42\r\n", ":42", true},
+		{"-ERR no\r\n", "-ERR no", true},
+		{"$3\r\nabc\r\n", "unexpected reply", false},
+		{"*67108864\r\n", "unexpected reply", false},
+		{"_\r\n", "unexpected reply", false},
+		{":x\r\n", "malformed integer", false},
+		{"+OK\n", "malformed reply line", false},
+		{"+" + strings.Repeat("a", maxLine) + "\r\n", "longer than", false},
+		{"+" + strings.Repeat("a", 8*maxLine) + "\r\n", "longer than", false},
+		{"+OK", "EOF", false},
+	}
+	for _, tt := range tests {
+		name := tt.in
+		if len(name) > 16 {
+			name = name[:16]
+		}
+		t.Run(name, func(t *testing.T) {
+			src := &countingReader{r: strings.NewReader(tt.in)}
+			br := bufio.NewReaderSize(src, maxLine)
+			r, err := ReadLineReply(br, maxLine)
+			if tt.ok {
+				if err != nil || r.String() != tt.want {
+					t.Fatalf("got %v, %v, want %s", r, err, tt.want)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, %v, want an error containing %q", r, err, tt.want)
+			}
+			if src.n > maxLine {
+				t.Fatalf("read %d bytes, want at most %d", src.n, maxLine)
+			}
+		})
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}

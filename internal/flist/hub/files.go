@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/zos-go/zos/internal/atomicfile"
 )
 
 // Files appear whole: they are written under DIR/tmp, synced, and renamed
@@ -24,9 +26,6 @@ func (h *Hub) receiveFile(s *signed, also ...io.Writer) (string, int64, error) {
 	if err == nil {
 		err = f.Chmod(0o644)
 	}
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -37,15 +36,13 @@ func (h *Hub) receiveFile(s *signed, also ...io.Writer) (string, int64, error) {
 	return f.Name(), n, nil
 }
 
-// commit renames the temporary file tmp to p, creating p's directory.
+// commit moves the temporary file tmp to p (synced, renamed, the directory
+// synced), creating p's directory.
 func commit(tmp, p string) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, p); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(p))
+	return atomicfile.Rename(tmp, p)
 }
 
 // writeFile writes small data (records, tags) to p whole.
@@ -56,13 +53,10 @@ func (h *Hub) writeFile(p string, data []byte) error {
 	}
 	_, err = f.Write(data)
 	if err == nil {
-		err = f.Sync()
+		err = f.Chmod(0o644)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
 	}
 	if err == nil {
 		err = commit(f.Name(), p)
@@ -84,18 +78,6 @@ func writeSynced(p string, data []byte) error {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
 	return err

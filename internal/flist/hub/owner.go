@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/zos-go/zos/internal/atomicfile"
 )
 
 // Repository ownership. twin<ID> (zosctl flist push's default repository)
@@ -113,7 +115,7 @@ func (h *Hub) claim(repo string, twin uint32) error {
 		_ = os.RemoveAll(tmp)
 		return fmt.Errorf("creating repository %s: %w", repo, err)
 	}
-	return syncDir(filepath.Dir(dir))
+	return atomicfile.SyncDir(filepath.Dir(dir))
 }
 
 // quarantineSquatted moves aside the twin<ID> repositories whose record

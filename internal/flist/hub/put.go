@@ -75,16 +75,11 @@ func (h *Hub) putFlist(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	repo, name := n[0], n[1]
-	s, err := h.authenticate(w, r, h.cfg.MaxFlist)
-	if err != nil {
-		h.fail(w, r, err)
+	s := h.authorizeWrite(w, r, repo, h.cfg.MaxFlist)
+	if s == nil {
 		return
 	}
 	defer s.release()
-	if err := h.mayWrite(repo, s.twin); err != nil {
-		h.fail(w, r, err)
-		return
-	}
 	tmp, size, err := h.receiveFile(s)
 	if err != nil {
 		h.fail(w, r, err)
@@ -121,16 +116,11 @@ func (h *Hub) putTag(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	repo, tag := n[0], n[1]
-	s, err := h.authenticate(w, r, maxTagBody)
-	if err != nil {
-		h.fail(w, r, err)
+	s := h.authorizeWrite(w, r, repo, maxTagBody)
+	if s == nil {
 		return
 	}
 	defer s.release()
-	if err := h.mayWrite(repo, s.twin); err != nil {
-		h.fail(w, r, err)
-		return
-	}
 	var body bytes.Buffer
 	if _, err := s.receive(&body); err != nil {
 		h.fail(w, r, err)
@@ -158,4 +148,22 @@ func (h *Hub) putTag(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, h.tagInfo(repo, tag))
+}
+
+// authorizeWrite authenticates a request of at most limit bytes that
+// writes to repo, which its twin must be allowed to write. On failure it
+// has answered the request and returns nil; on success the caller
+// releases s.
+func (h *Hub) authorizeWrite(w http.ResponseWriter, r *http.Request, repo string, limit int64) *signed {
+	s, err := h.authenticate(w, r, limit)
+	if err != nil {
+		h.fail(w, r, err)
+		return nil
+	}
+	if err := h.mayWrite(repo, s.twin); err != nil {
+		h.fail(w, r, err)
+		s.release()
+		return nil
+	}
+	return s
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/zos-go/zos/internal/node/node"
+	"github.com/zos-go/zos/internal/resp"
 )
 
 // NodeConfig is the node child's configuration, passed by init as flags.
@@ -35,7 +36,7 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 		return err
 	}
 	if cfg.ZDBPort == 0 {
-		cfg.ZDBPort = 9900
+		cfg.ZDBPort = resp.ZDBPort
 	}
 	modules := &moduleStates{}
 	var registered atomic.Pointer[node.Node]

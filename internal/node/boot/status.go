@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zos-go/zos/internal/atomicfile"
 	"github.com/zos-go/zos/internal/node/node"
 	"github.com/zos-go/zos/internal/node/storage"
 	"github.com/zos-go/zos/internal/nodeapi"
@@ -35,11 +36,10 @@ func writeStatus(path string, s NodeStatus) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := atomicfile.WriteFile(path, b, 0o644); err != nil {
 		return fmt.Errorf("writing node status: %w", err)
 	}
-	return os.Rename(tmp, path)
+	return nil
 }
 
 func readStatus(path string) (NodeStatus, error) {

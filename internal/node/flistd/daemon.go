@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zos-go/zos/internal/atomicfile"
 	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/flist"
 	"github.com/zos-go/zos/internal/sys/daemon"
@@ -145,7 +146,7 @@ func (m *Module) startDaemon(ctx context.Context, hash string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := writeAtomic(m.pidPath(hash), []byte(strconv.Itoa(p.Pid)+"\n")); err != nil {
+	if err := atomicfile.WriteFile(m.pidPath(hash), []byte(strconv.Itoa(p.Pid)+"\n"), 0o600); err != nil {
 		_ = daemon.Kill(p.Pid, marks(dir)...)
 		return 0, fmt.Errorf("writing pid file: %w", err)
 	}

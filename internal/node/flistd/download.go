@@ -10,9 +10,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 
+	"github.com/zos-go/zos/internal/atomicfile"
 	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/flist"
 )
@@ -43,7 +43,7 @@ func (m *Module) fetch(ctx context.Context, src string) (string, error) {
 	if err := m.store(ctx, src, hash, data); err != nil {
 		return "", err
 	}
-	if err := writeAtomic(m.urlIndex(src), []byte(hash+"\n")); err != nil {
+	if err := atomicfile.WriteFile(m.urlIndex(src), []byte(hash+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("flist %s: recording download: %w", src, err)
 	}
 	return hash, nil
@@ -119,19 +119,12 @@ func (m *Module) store(ctx context.Context, src, hash string, data []byte) error
 	if _, err := os.Stat(dst); err == nil {
 		return nil
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".tmp-*")
+	tmp, err := atomicfile.Create(dst, 0o644)
 	if err != nil {
 		return fmt.Errorf("flist %s: %w", src, err)
 	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	defer tmp.Close()
+	if _, err := tmp.Write(data); err != nil {
 		return fmt.Errorf("flist %s: writing: %w", src, err)
 	}
 	meta, err := flist.Open(ctx, tmp.Name())
@@ -141,10 +134,7 @@ func (m *Module) store(ctx context.Context, src, hash string, data []byte) error
 	if err := m.checkRoutes(meta); err != nil {
 		return fmt.Errorf("flist %s: %w", src, err)
 	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("flist %s: %w", src, err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
+	if err := tmp.Commit(); err != nil {
 		return fmt.Errorf("flist %s: %w", src, err)
 	}
 	return nil
@@ -164,23 +154,6 @@ func (m *Module) checkRoutes(meta *flist.Meta) error {
 		return err
 	}
 	return r.Close()
-}
-
-// writeAtomic writes a small file through a temporary file and a rename.
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // readSmall reads a small state file; a missing file is ("", nil).

@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/zos-go/zos/internal/atomicfile"
 )
 
 // overlayRecord is kept per overlay: which flist it sits on and the daemon
@@ -84,7 +86,7 @@ func (m *Module) MountOverlay(ctx context.Context, url, rwDir, target string) er
 		return fmt.Errorf("overlay of %s: %w", url, err)
 	}
 	b, _ := json.Marshal(overlayRecord{Target: target, Hash: hash, Pid: pid})
-	if err := writeAtomic(m.recordPath(target), b); err != nil {
+	if err := atomicfile.WriteFile(m.recordPath(target), b, 0o600); err != nil {
 		return fmt.Errorf("recording overlay %s: %w", target, err)
 	}
 	m.log.Info("overlay_mounted", "target", target, "hash", hash, "rw", rwDir)

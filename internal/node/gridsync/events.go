@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/zos-go/zos/internal/atomicfile"
 	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/registry"
 )
@@ -35,7 +36,7 @@ func (s *Sync) EventsLoop(ctx context.Context) error {
 		if ev.Kind == registry.EventContractCanceled && ev.Contract != nil {
 			s.canceled(ctx, *ev.Contract)
 		}
-		if err := os.WriteFile(s.cfg.SeqFile, []byte(strconv.FormatUint(ev.Seq, 10)), 0o600); err != nil {
+		if err := atomicfile.WriteFile(s.cfg.SeqFile, []byte(strconv.FormatUint(ev.Seq, 10)), 0o600); err != nil {
 			s.log.Warn("events_seq_save_failed", "err", err)
 		}
 	}

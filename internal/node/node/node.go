@@ -30,6 +30,7 @@ import (
 	"github.com/zos-go/zos/internal/node/storage"
 	"github.com/zos-go/zos/internal/nodeapi"
 	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/resp"
 	"github.com/zos-go/zos/internal/version"
 )
 
@@ -133,7 +134,7 @@ func (c *Config) Validate() error {
 		return errors.New("a gateway needs an ACME directory URL, or self-signed certificates asked for explicitly")
 	}
 	if c.ZDBPort == 0 {
-		c.ZDBPort = 9900
+		c.ZDBPort = resp.ZDBPort
 	}
 	if c.UptimeEvery <= 0 {
 		c.UptimeEvery = 40 * time.Minute

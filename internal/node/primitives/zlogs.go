@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/provision"
+	"github.com/zos-go/zos/internal/resp"
 )
 
 // ConsoleLogs gives the console log file of a zmachine workload.
@@ -170,11 +170,10 @@ type zlogsTarget struct {
 }
 
 func (m *ZLogsManager) targetOf(wl *provision.Workload) (zlogsTarget, error) {
-	d, err := wl.WorkloadData()
+	z, err := provision.Data[*gridtypes.ZLogs](wl)
 	if err != nil {
 		return zlogsTarget{}, err
 	}
-	z := d.(*gridtypes.ZLogs)
 	if err := z.Valid(wl.Deployment); err != nil {
 		return zlogsTarget{}, err
 	}
@@ -554,12 +553,12 @@ func (o *redisOutput) do(cmds [][][]byte) error {
 	if len(cmds) == 0 {
 		return nil
 	}
-	var b bytes.Buffer
+	var b []byte
 	for _, args := range cmds {
-		writeCommand(&b, args)
+		b = resp.AppendRequest(b, args...)
 	}
 	o.conn.SetDeadline(time.Now().Add(o.timeout))
-	if _, err := o.conn.Write(b.Bytes()); err != nil {
+	if _, err := o.conn.Write(b); err != nil {
 		return err
 	}
 	for range cmds {
@@ -580,16 +579,6 @@ func (o *redisOutput) send(lines [][]byte) error {
 
 func (o *redisOutput) Close() error { return o.conn.Close() }
 
-// writeCommand writes a RESP array of bulk strings.
-func writeCommand(b *bytes.Buffer, args [][]byte) {
-	fmt.Fprintf(b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(b, "$%d\r\n", len(a))
-		b.Write(a)
-		b.WriteString("\r\n")
-	}
-}
-
 // redisError is an error reply.
 type redisError string
 
@@ -602,32 +591,17 @@ const maxReplyLine = 4 << 10
 // answers a status, PUBLISH an integer, either may answer an error
 // (returned as a redisError). Those are single lines: any other reply (a
 // bulk string, an array, a RESP3 type), a line longer than maxReplyLine
-// or one not ending in CRLF is a protocol error, so what the server sends
-// costs a bounded buffer and no recursion.
+// or one not ending in CRLF is a protocol error (resp.ReadLineReply), so
+// what the server sends costs a bounded buffer and no recursion.
 func readReply(r *bufio.Reader) error {
-	line, err := r.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		return fmt.Errorf("redis reply line longer than %d bytes", maxReplyLine)
-	}
+	rep, err := resp.ReadLineReply(r, maxReplyLine)
 	if err != nil {
-		return err
+		return fmt.Errorf("redis reply: %w", err)
 	}
-	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return errors.New("malformed redis reply")
+	if rep.Kind == resp.KindError {
+		return redisError(strings.ToValidUTF8(string(rep.Str), "?"))
 	}
-	body := string(line[1 : len(line)-2])
-	switch line[0] {
-	case '+':
-		return nil
-	case '-':
-		return redisError(strings.ToValidUTF8(body, "?"))
-	case ':':
-		if _, err := strconv.ParseInt(body, 10, 64); err != nil {
-			return errors.New("malformed redis integer reply")
-		}
-		return nil
-	}
-	return fmt.Errorf("unexpected redis reply of type %q", line[0])
+	return nil
 }
 
 // wsOutput sends one text message a line.

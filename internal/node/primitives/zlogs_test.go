@@ -23,6 +23,7 @@ import (
 	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/provision"
+	"github.com/zos-go/zos/internal/resp"
 	"github.com/zos-go/zos/internal/testutil"
 )
 
@@ -115,10 +116,9 @@ func subscribe(t *testing.T, port int, password, channel string) <-chan string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	var b bytes.Buffer
-	writeCommand(&b, [][]byte{[]byte("AUTH"), []byte(password)})
-	writeCommand(&b, [][]byte{[]byte("SUBSCRIBE"), []byte(channel)})
-	if _, err := c.Write(b.Bytes()); err != nil {
+	b := resp.AppendRequest(nil, []byte("AUTH"), []byte(password))
+	b = resp.AppendRequest(b, []byte("SUBSCRIBE"), []byte(channel))
+	if _, err := c.Write(b); err != nil {
 		t.Fatal(err)
 	}
 	r := bufio.NewReader(c)

@@ -275,11 +275,9 @@ func (s *Store) List(twin uint32) ([]*gridtypes.Deployment, error) {
 		c := tx.Bucket(bucketDeployments).Cursor()
 		prefix := depKey(twin, 0)[:4]
 		for k, v := c.Seek(prefix); k != nil && string(k[:4]) == string(prefix); k, v = c.Next() {
-			var d gridtypes.Deployment
-			if err := json.Unmarshal(v, &d); err != nil {
-				return fmt.Errorf("decoding stored deployment: %w", err)
+			if err := appendDecoded(&out, v); err != nil {
+				return err
 			}
-			out = append(out, &d)
 		}
 		return nil
 	})
@@ -291,15 +289,20 @@ func (s *Store) All() ([]*gridtypes.Deployment, error) {
 	var out []*gridtypes.Deployment
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketDeployments).ForEach(func(_, v []byte) error {
-			var d gridtypes.Deployment
-			if err := json.Unmarshal(v, &d); err != nil {
-				return fmt.Errorf("decoding stored deployment: %w", err)
-			}
-			out = append(out, &d)
-			return nil
+			return appendDecoded(&out, v)
 		})
 	})
 	return out, err
+}
+
+// appendDecoded decodes the stored deployment v and appends it to out.
+func appendDecoded(out *[]*gridtypes.Deployment, v []byte) error {
+	var d gridtypes.Deployment
+	if err := json.Unmarshal(v, &d); err != nil {
+		return fmt.Errorf("decoding stored deployment: %w", err)
+	}
+	*out = append(*out, &d)
+	return nil
 }
 
 func appendHistory(tx *bolt.Tx, twin uint32, contract uint64, wl *gridtypes.Workload) error {

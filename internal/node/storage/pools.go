@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/zos-go/zos/internal/atomicfile"
 	"github.com/zos-go/zos/internal/sys/blockdev"
 )
 
@@ -334,31 +335,8 @@ func writeMarker(dir string, mk marker) error {
 	}
 	// Written to a synced temporary file, renamed, and the directory synced:
 	// a power cut leaves the old marker or the new one, never an empty file.
-	tmp := filepath.Join(dir, markerName+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, markerName), b, 0o644); err != nil {
 		return fmt.Errorf("writing %s: %w", markerName, err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", markerName, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, markerName)); err != nil {
-		return fmt.Errorf("writing %s: %w", markerName, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
 	}
 	return nil
 }

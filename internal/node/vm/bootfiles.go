@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/zos-go/zos/internal/atomicfile"
 	"github.com/zos-go/zos/internal/sys/beneath"
 )
 
@@ -79,26 +80,17 @@ func copyBootFile(src, name, dst string, max int64) error {
 	if st.Size() > max {
 		return fmt.Errorf("%w: %d bytes, at most %d", ErrBootFile, st.Size(), max)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+"-*")
+	tmp, err := atomicfile.Create(dst, 0o600)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer tmp.Close()
 	n, err := io.Copy(tmp, io.LimitReader(f, max+1))
 	if err == nil && n > max {
 		err = fmt.Errorf("%w: grew past %d bytes while copied", ErrBootFile, max)
 	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
 		return fmt.Errorf("copying to %s: %w", dst, err)
 	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return fmt.Errorf("copying to %s: %w", dst, err)
-	}
-	return nil
+	return tmp.Commit()
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/zos-go/zos/internal/atomicfile"
 	"github.com/zos-go/zos/internal/cpio"
 	"github.com/zos-go/zos/internal/image/kernel"
 	"github.com/zos-go/zos/internal/node/vm/guest"
@@ -119,13 +120,8 @@ func WriteInitramfs(cfg InitramfsConfig, out string) (*Initramfs, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmp := out + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
-		return nil, fmt.Errorf("writing %s: %w", out, err)
-	}
-	if err := os.Rename(tmp, out); err != nil {
-		os.Remove(tmp)
-		return nil, fmt.Errorf("writing %s: %w", out, err)
+	if err := atomicfile.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+		return nil, err
 	}
 	return res, nil
 }

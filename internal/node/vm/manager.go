@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zos-go/zos/internal/atomicfile"
 	"github.com/zos-go/zos/internal/node/vm/guest"
 	"github.com/zos-go/zos/internal/sys/qemu"
 )
@@ -717,14 +718,7 @@ func writeJSON(p string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", p, err)
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("writing %s: %w", p, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("writing %s: %w", p, err)
-	}
-	return nil
+	return atomicfile.WriteFile(p, b, 0o600)
 }
 
 func readJSON(p string, v any) error {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/zos-go/zos/internal/atomicfile"
 )
 
 const settingsFile = "zdb-namespace.json"
@@ -98,24 +100,8 @@ func (ns *namespace) saveSettings() error {
 	if err != nil {
 		return fmt.Errorf("encoding settings: %w", err)
 	}
-	tmp := filepath.Join(ns.indexDir, settingsFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(ns.indexDir, settingsFile), b, 0o600); err != nil {
 		return fmt.Errorf("writing settings: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(ns.indexDir, settingsFile)); err != nil {
-		return fmt.Errorf("writing settings: %w", err)
-	}
-	return syncDir(ns.indexDir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("opening directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
 	}
 	return nil
 }
@@ -152,10 +138,10 @@ func (ns *namespace) createSegment(id uint32) error {
 	ns.ids = append(ns.ids, id)
 	ns.cur = seg
 	ns.dirty[id] = struct{}{}
-	if err := syncDir(ns.dataDir); err != nil {
+	if err := atomicfile.SyncDir(ns.dataDir); err != nil {
 		return err
 	}
-	return syncDir(ns.indexDir)
+	return atomicfile.SyncDir(ns.indexDir)
 }
 
 // rotate closes the current segment for appends and starts the next one.
