@@ -58,13 +58,23 @@ func oneFile(fs *flag.FlagSet, env *Env, args []string) (string, error) {
 	return pos[0], nil
 }
 
-func deploymentHash(_ context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("deployment hash", flag.ContinueOnError)
+// oneDeployment parses FILE, the one positional argument, and reads the
+// deployment in it.
+func oneDeployment(fs *flag.FlagSet, env *Env, args []string) (string, *gridtypes.Deployment, error) {
 	path, err := oneFile(fs, env, args)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	d, err := readDeployment(env, path)
+	if err != nil {
+		return "", nil, err
+	}
+	return path, d, nil
+}
+
+func deploymentHash(_ context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("deployment hash", flag.ContinueOnError)
+	_, d, err := oneDeployment(fs, env, args)
 	if err != nil {
 		return err
 	}
@@ -120,11 +130,7 @@ func deploymentSign(_ context.Context, env *Env, args []string) error {
 
 func deploymentValidate(_ context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("deployment validate", flag.ContinueOnError)
-	path, err := oneFile(fs, env, args)
-	if err != nil {
-		return err
-	}
-	d, err := readDeployment(env, path)
+	path, d, err := oneDeployment(fs, env, args)
 	if err != nil {
 		return err
 	}

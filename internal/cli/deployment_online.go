@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
@@ -50,24 +49,15 @@ func printJSON(env *Env, v any) error {
 }
 
 func deploymentList(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("deployment list", flag.ContinueOnError)
-	f := addDeployFlags(fs, env)
-	if _, err := parseFlags(fs, env, args); err != nil {
-		return err
-	}
-	node, err := f.nodeID()
+	var l []gridtypes.Deployment
+	asJSON, err := askNode(ctx, env, args, "deployment list", nodeapi.CmdList, &l)
 	if err != nil {
 		return err
 	}
-	var l []gridtypes.Deployment
-	if err := callNodeOnce(ctx, f.gridFlags, node, nodeapi.CmdList, nil, &l); err != nil {
-		return err
-	}
-	if *f.json {
+	if asJSON {
 		return printJSON(env, l)
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONTRACT\tVERSION\tWORKLOADS\tSTATES")
+	var rows [][]string
 	for _, d := range l {
 		states := map[gridtypes.ResultState]int{}
 		for _, wl := range d.Workloads {
@@ -79,9 +69,24 @@ func deploymentList(ctx context.Context, env *Env, args []string) error {
 				fmt.Fprintf(&b, "%s=%d ", st, states[st])
 			}
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\n", d.ContractID, d.Version, len(d.Workloads), b.String())
+		rows = append(rows, []string{fmt.Sprint(d.ContractID), fmt.Sprint(d.Version), fmt.Sprint(len(d.Workloads)), b.String()})
 	}
-	return tw.Flush()
+	return table(env.Stdout, "CONTRACT\tVERSION\tWORKLOADS\tSTATES", rows)
+}
+
+// askNode parses --node and asks that node cmd, decoding the answer into
+// resp.
+func askNode(ctx context.Context, env *Env, args []string, name, cmd string, resp any) (asJSON bool, err error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	f := addDeployFlags(fs, env)
+	if _, err := parseFlags(fs, env, args); err != nil {
+		return false, err
+	}
+	node, err := f.nodeID()
+	if err != nil {
+		return false, err
+	}
+	return *f.json, callNodeOnce(ctx, f.gridFlags, node, cmd, nil, resp)
 }
 
 // askContract parses CONTRACT, finds its node and asks it cmd about the
@@ -126,12 +131,11 @@ func deploymentChanges(ctx context.Context, env *Env, args []string) error {
 	if asJSON {
 		return printJSON(env, ch)
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tWORKLOAD\tVERSION\tSTATE\tMESSAGE")
+	var rows [][]string
 	for _, wl := range ch {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", wl.Result.Created.Time().UTC().Format(time.RFC3339), wl.Name, wl.Version, wl.Result.State, wl.Result.Error)
+		rows = append(rows, []string{wl.Result.Created.Time().UTC().Format(time.RFC3339), wl.Name, fmt.Sprint(wl.Version), string(wl.Result.State), wl.Result.Error})
 	}
-	return tw.Flush()
+	return table(env.Stdout, "TIME\tWORKLOAD\tVERSION\tSTATE\tMESSAGE", rows)
 }
 
 func deploymentUpdate(ctx context.Context, env *Env, args []string) error {

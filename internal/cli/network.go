@@ -192,6 +192,24 @@ func contains(ids []uint32, id uint32) bool {
 	return false
 }
 
+// openNetwork opens a session and finds in it the deployments of network
+// name (--name, required). The caller closes the session.
+func openNetwork(ctx context.Context, f deployFlags, name string) (*session, []netDeployment, error) {
+	if name == "" {
+		return nil, nil, usageError("--name is required")
+	}
+	s, err := openSession(ctx, f.gridFlags, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	nds, err := findNetwork(ctx, s, name)
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return s, nds, nil
+}
+
 // netDeployment is a deployment holding a resource of the network.
 type netDeployment struct {
 	node uint32
@@ -242,18 +260,11 @@ func networkAddAccess(ctx context.Context, env *Env, args []string) error {
 	if _, err := parseFlags(fs, env, args); err != nil {
 		return err
 	}
-	if *name == "" {
-		return usageError("--name is required")
-	}
-	s, err := openSession(ctx, f.gridFlags, true)
+	s, nds, err := openNetwork(ctx, f, *name)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	nds, err := findNetwork(ctx, s, *name)
-	if err != nil {
-		return err
-	}
 	// Rebuild the mesh from what the nodes run.
 	pubs := map[string]bool{}
 	m := mesh.Mesh{}
@@ -389,20 +400,12 @@ func (s *session) waitVersion(ctx context.Context, env *Env, f deployFlags, node
 }
 
 func networkPorts(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("network ports", flag.ContinueOnError)
-	f := addDeployFlags(fs, env)
-	if _, err := parseFlags(fs, env, args); err != nil {
-		return err
-	}
-	node, err := f.nodeID()
+	var ports []uint16
+	asJSON, err := askNode(ctx, env, args, "network ports", nodeapi.CmdWGPorts, &ports)
 	if err != nil {
 		return err
 	}
-	var ports []uint16
-	if err := callNodeOnce(ctx, f.gridFlags, node, nodeapi.CmdWGPorts, nil, &ports); err != nil {
-		return err
-	}
-	if *f.json {
+	if asJSON {
 		return printJSON(env, ports)
 	}
 	for _, p := range ports {
@@ -418,18 +421,11 @@ func networkDelete(ctx context.Context, env *Env, args []string) error {
 	if _, err := parseFlags(fs, env, args); err != nil {
 		return err
 	}
-	if *name == "" {
-		return usageError("--name is required")
-	}
-	s, err := openSession(ctx, f.gridFlags, true)
+	s, nds, err := openNetwork(ctx, f, *name)
 	if err != nil {
 		return err
 	}
-	nds, err := findNetwork(ctx, s, *name)
 	s.Close()
-	if err != nil {
-		return err
-	}
 	for _, nd := range nds {
 		if len(nd.d.Workloads) > 1 {
 			return fmt.Errorf("contract %d on node %d holds other workloads than the network: cancel it with zosctl contract cancel", nd.d.ContractID, nd.node)

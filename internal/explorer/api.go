@@ -78,13 +78,8 @@ func (e *Explorer) ping(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (e *Explorer) stats(w http.ResponseWriter, r *http.Request) {
-	if err := newQuery(r.URL.Query()).err(); err != nil {
-		writeError(w, err)
-		return
-	}
-	s, err := e.current(r.Context())
-	if err != nil {
-		writeError(w, err)
+	s, ok := e.snapshotFor(w, r, newQuery(r.URL.Query()).err())
+	if !ok {
 		return
 	}
 	now := e.cfg.Now()
@@ -124,9 +119,8 @@ func (e *Explorer) listGateways(w http.ResponseWriter, r *http.Request) {
 }
 
 func (e *Explorer) serveNodes(w http.ResponseWriter, r *http.Request, f *nodeFilter) {
-	s, err := e.current(r.Context())
-	if err != nil {
-		writeError(w, err)
+	s, ok := e.snapshotFor(w, r, nil)
+	if !ok {
 		return
 	}
 	now := e.cfg.Now()
@@ -276,13 +270,8 @@ func (s *snapshot) farmView(fe *farmEntry, now time.Time) FarmView {
 
 func (e *Explorer) listFarms(w http.ResponseWriter, r *http.Request) {
 	f, err := parseFarmFilter(r.URL.Query(), e.cfg)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	s, err := e.current(r.Context())
-	if err != nil {
-		writeError(w, err)
+	s, ok := e.snapshotFor(w, r, err)
+	if !ok {
 		return
 	}
 	var matched []*farmEntry
@@ -308,16 +297,21 @@ func (e *Explorer) byID(w http.ResponseWriter, r *http.Request, bits int) (uint6
 	if err == nil {
 		err = newQuery(r.URL.Query()).err()
 	}
-	if err != nil {
-		writeError(w, err)
-		return 0, nil, false
+	s, ok := e.snapshotFor(w, r, err)
+	return id, s, ok
+}
+
+// snapshotFor reads the current snapshot for a request whose parsing gave
+// err; on failure (err, or no snapshot) it has written the error.
+func (e *Explorer) snapshotFor(w http.ResponseWriter, r *http.Request, err error) (*snapshot, bool) {
+	if err == nil {
+		var s *snapshot
+		if s, err = e.current(r.Context()); err == nil {
+			return s, true
+		}
 	}
-	s, err := e.current(r.Context())
-	if err != nil {
-		writeError(w, err)
-		return 0, nil, false
-	}
-	return id, s, true
+	writeError(w, err)
+	return nil, false
 }
 
 func (e *Explorer) getFarm(w http.ResponseWriter, r *http.Request) {
@@ -348,13 +342,8 @@ func (e *Explorer) getTwin(w http.ResponseWriter, r *http.Request) {
 
 func (e *Explorer) listContracts(w http.ResponseWriter, r *http.Request) {
 	f, err := parseContractFilter(r.URL.Query(), e.cfg)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	s, err := e.current(r.Context())
-	if err != nil {
-		writeError(w, err)
+	s, ok := e.snapshotFor(w, r, err)
+	if !ok {
 		return
 	}
 	matched := []registry.Contract{}

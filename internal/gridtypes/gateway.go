@@ -49,6 +49,15 @@ type GatewayBase struct {
 	Network        *string   `json:"network,omitempty"`
 }
 
+// challengeAfter is the challenge of a gateway: first (its name or fqdn),
+// then the base.
+func (g *GatewayBase) challengeAfter(w io.Writer, first string) error {
+	c := &challenger{w: w}
+	c.s(first)
+	g.challenge(c)
+	return c.err
+}
+
 func (g *GatewayBase) challenge(c *challenger) {
 	c.t(g.TLSPassthrough)
 	for _, b := range g.Backends {
@@ -94,12 +103,7 @@ type GatewayProxyResult struct {
 }
 
 // Challenge writes the name, then the base.
-func (g *GatewayNameProxy) Challenge(w io.Writer) error {
-	c := &challenger{w: w}
-	c.s(g.Name)
-	g.challenge(c)
-	return c.err
-}
+func (g *GatewayNameProxy) Challenge(w io.Writer) error { return g.challengeAfter(w, g.Name) }
 
 // Valid checks the name and the backends.
 func (g *GatewayNameProxy) Valid(d *Deployment) error {
@@ -119,12 +123,7 @@ type GatewayFQDNProxy struct {
 }
 
 // Challenge writes the fqdn, then the base.
-func (g *GatewayFQDNProxy) Challenge(w io.Writer) error {
-	c := &challenger{w: w}
-	c.s(g.FQDN)
-	g.challenge(c)
-	return c.err
-}
+func (g *GatewayFQDNProxy) Challenge(w io.Writer) error { return g.challengeAfter(w, g.FQDN) }
 
 // Valid checks the fqdn and the backends.
 func (g *GatewayFQDNProxy) Valid(d *Deployment) error {

@@ -17,19 +17,10 @@ type ZMountResult struct {
 }
 
 // Challenge writes the size.
-func (z *ZMount) Challenge(w io.Writer) error {
-	c := &challenger{w: w}
-	c.d(z.Size)
-	return c.err
-}
+func (z *ZMount) Challenge(w io.Writer) error { return challengeSize(w, z.Size) }
 
 // Valid requires a size.
-func (z *ZMount) Valid(*Deployment) error {
-	if z.Size == 0 {
-		return fmt.Errorf("size: must be greater than 0")
-	}
-	return nil
-}
+func (z *ZMount) Valid(*Deployment) error { return validSize(z.Size) }
 
 // Capacity is SRU = size.
 func (z *ZMount) Capacity() (Capacity, error) { return Capacity{SRU: z.Size}, nil }
@@ -45,22 +36,28 @@ type VolumeResult struct {
 }
 
 // Challenge writes the size.
-func (v *Volume) Challenge(w io.Writer) error {
+func (v *Volume) Challenge(w io.Writer) error { return challengeSize(w, v.Size) }
+
+// Valid requires a size.
+func (v *Volume) Valid(*Deployment) error { return validSize(v.Size) }
+
+// Capacity is SRU = size.
+func (v *Volume) Capacity() (Capacity, error) { return Capacity{SRU: v.Size}, nil }
+
+// challengeSize is the challenge of a disk or volume: its size.
+func challengeSize(w io.Writer, size Unit) error {
 	c := &challenger{w: w}
-	c.d(v.Size)
+	c.d(size)
 	return c.err
 }
 
-// Valid requires a size.
-func (v *Volume) Valid(*Deployment) error {
-	if v.Size == 0 {
+// validSize requires a size.
+func validSize(size Unit) error {
+	if size == 0 {
 		return fmt.Errorf("size: must be greater than 0")
 	}
 	return nil
 }
-
-// Capacity is SRU = size.
-func (v *Volume) Capacity() (Capacity, error) { return Capacity{SRU: v.Size}, nil }
 
 // ZDB modes.
 const (

@@ -127,6 +127,21 @@ func (c *Client) write(ctx context.Context, op string, payload, out any) error {
 	return c.call(ctx, op, b, out)
 }
 
+// readOne reads one T: op answers with it.
+func readOne[T any](ctx context.Context, c *Client, op string, req any) (T, error) {
+	var v T
+	err := c.read(ctx, op, req, &v)
+	return v, err
+}
+
+// writeOne writes as the client's twin: op answers with the T it made or
+// changed.
+func writeOne[T any](ctx context.Context, c *Client, op string, payload any) (T, error) {
+	var v T
+	err := c.write(ctx, op, payload, &v)
+	return v, err
+}
+
 // readAll reads every page of a list.
 func readAll[T any](ctx context.Context, c *Client, op string, req listReq, id func(*T) uint64) ([]T, error) {
 	var all []T
@@ -146,23 +161,17 @@ func readAll[T any](ctx context.Context, c *Client, op string, req listReq, id f
 // CreateTwin creates the twin of the client's key, or returns the twin it
 // already has.
 func (c *Client) CreateTwin(ctx context.Context, relay string) (Twin, error) {
-	var t Twin
-	err := c.write(ctx, OpTwinCreate, twinCreateReq{Relay: relay}, &t)
-	return t, err
+	return writeOne[Twin](ctx, c, OpTwinCreate, twinCreateReq{Relay: relay})
 }
 
 // TwinByKey returns the twin of a public key.
 func (c *Client) TwinByKey(ctx context.Context, pub ed25519.PublicKey) (Twin, error) {
-	var t Twin
-	err := c.read(ctx, OpTwinGet, getReq{Key: hex.EncodeToString(pub)}, &t)
-	return t, err
+	return readOne[Twin](ctx, c, OpTwinGet, getReq{Key: hex.EncodeToString(pub)})
 }
 
 // Twin returns a twin by id.
 func (c *Client) Twin(ctx context.Context, id uint32) (Twin, error) {
-	var t Twin
-	err := c.read(ctx, OpTwinGet, getReq{ID: uint64(id)}, &t)
-	return t, err
+	return readOne[Twin](ctx, c, OpTwinGet, getReq{ID: uint64(id)})
 }
 
 // Twins returns every twin.
@@ -172,16 +181,12 @@ func (c *Client) Twins(ctx context.Context) ([]Twin, error) {
 
 // CreateFarm creates a farm owned by the client's twin.
 func (c *Client) CreateFarm(ctx context.Context, name string) (Farm, error) {
-	var f Farm
-	err := c.write(ctx, OpFarmCreate, farmCreateReq{Name: name}, &f)
-	return f, err
+	return writeOne[Farm](ctx, c, OpFarmCreate, farmCreateReq{Name: name})
 }
 
 // Farm returns a farm by id.
 func (c *Client) Farm(ctx context.Context, id uint32) (Farm, error) {
-	var f Farm
-	err := c.read(ctx, OpFarmGet, getReq{ID: uint64(id)}, &f)
-	return f, err
+	return readOne[Farm](ctx, c, OpFarmGet, getReq{ID: uint64(id)})
 }
 
 // Farms returns every farm.
@@ -197,9 +202,7 @@ func (c *Client) AddFarmIP(ctx context.Context, farm uint32, cidr, gw string) er
 
 // RegisterNode creates, or updates, the node of the client's twin.
 func (c *Client) RegisterNode(ctx context.Context, reg NodeRegistration) (Node, error) {
-	var n Node
-	err := c.write(ctx, OpNodeRegister, reg, &n)
-	return n, err
+	return writeOne[Node](ctx, c, OpNodeRegister, reg)
 }
 
 // ReportUptime records a node's uptime in seconds (by the node's twin).
@@ -232,16 +235,12 @@ func (c *Client) ReportPower(ctx context.Context, nodeID uint32, state string) e
 
 // Node returns a node by id.
 func (c *Client) Node(ctx context.Context, id uint32) (Node, error) {
-	var n Node
-	err := c.read(ctx, OpNodeGet, getReq{ID: uint64(id)}, &n)
-	return n, err
+	return readOne[Node](ctx, c, OpNodeGet, getReq{ID: uint64(id)})
 }
 
 // NodeByTwin returns the node of a twin.
 func (c *Client) NodeByTwin(ctx context.Context, twin uint32) (Node, error) {
-	var n Node
-	err := c.read(ctx, OpNodeGet, getReq{Twin: twin}, &n)
-	return n, err
+	return readOne[Node](ctx, c, OpNodeGet, getReq{Twin: twin})
 }
 
 // Nodes returns every node.
@@ -253,16 +252,12 @@ func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
 // reserving publicIPs free IPs of the node's farm (ErrNoFreeIP when there
 // are not enough).
 func (c *Client) CreateNodeContract(ctx context.Context, node uint32, hash, metadata string, publicIPs uint32) (Contract, error) {
-	var ct Contract
-	err := c.write(ctx, OpContractCreate, contractCreateReq{NodeID: node, Hash: hash, Metadata: metadata, PublicIPs: publicIPs}, &ct)
-	return ct, err
+	return writeOne[Contract](ctx, c, OpContractCreate, contractCreateReq{NodeID: node, Hash: hash, Metadata: metadata, PublicIPs: publicIPs})
 }
 
 // UpdateNodeContract changes the deployment hash and metadata of a contract.
 func (c *Client) UpdateNodeContract(ctx context.Context, id uint64, hash, metadata string) (Contract, error) {
-	var ct Contract
-	err := c.write(ctx, OpContractUpdate, contractUpdateReq{ID: id, Hash: hash, Metadata: metadata}, &ct)
-	return ct, err
+	return writeOne[Contract](ctx, c, OpContractUpdate, contractUpdateReq{ID: id, Hash: hash, Metadata: metadata})
 }
 
 // CancelContract cancels a contract of the client's twin, freeing its IPs,
@@ -273,23 +268,17 @@ func (c *Client) CancelContract(ctx context.Context, id uint64) error {
 
 // CreateNameContract reserves a name (ErrNameTaken when held).
 func (c *Client) CreateNameContract(ctx context.Context, name string) (Contract, error) {
-	var ct Contract
-	err := c.write(ctx, OpNameCreate, nameCreateReq{Name: name}, &ct)
-	return ct, err
+	return writeOne[Contract](ctx, c, OpNameCreate, nameCreateReq{Name: name})
 }
 
 // CreateRentContract rents a whole node (ErrNodeRented when rented).
 func (c *Client) CreateRentContract(ctx context.Context, node uint32) (Contract, error) {
-	var ct Contract
-	err := c.write(ctx, OpRentCreate, rentCreateReq{NodeID: node}, &ct)
-	return ct, err
+	return writeOne[Contract](ctx, c, OpRentCreate, rentCreateReq{NodeID: node})
 }
 
 // Contract returns a contract by id.
 func (c *Client) Contract(ctx context.Context, id uint64) (Contract, error) {
-	var ct Contract
-	err := c.read(ctx, OpContractGet, getReq{ID: id}, &ct)
-	return ct, err
+	return readOne[Contract](ctx, c, OpContractGet, getReq{ID: id})
 }
 
 // Contracts returns the contracts that match filter, in id order.
@@ -305,7 +294,5 @@ func (c *Client) ActiveNodeContracts(ctx context.Context, node uint32) ([]Contra
 
 // EventsInfo describes the events stream (its last sequence).
 func (c *Client) EventsInfo(ctx context.Context) (EventsInfo, error) {
-	var i EventsInfo
-	err := c.read(ctx, OpEventsInfo, struct{}{}, &i)
-	return i, err
+	return readOne[EventsInfo](ctx, c, OpEventsInfo, struct{}{})
 }

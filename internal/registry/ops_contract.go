@@ -26,14 +26,7 @@ func validHash(h string) error {
 }
 
 func (s *Service) contract(ctx context.Context, id uint64) (Contract, error) {
-	var c Contract
-	if _, err := getJSON(ctx, s.st.contracts, idKey(id), &c); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return Contract{}, fmt.Errorf("%w: contract %d", ErrNotFound, id)
-		}
-		return Contract{}, err
-	}
-	return c, nil
+	return getByID[Contract](ctx, s.st.contracts, "contract", id)
 }
 
 // checkRent refuses a node rented by another twin.

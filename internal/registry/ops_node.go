@@ -17,25 +17,11 @@ const (
 )
 
 func (s *Service) node(ctx context.Context, id uint32) (Node, error) {
-	var n Node
-	if _, err := getJSON(ctx, s.st.nodes, idKey(uint64(id)), &n); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return Node{}, fmt.Errorf("%w: node %d", ErrNotFound, id)
-		}
-		return Node{}, err
-	}
-	return n, nil
+	return getByID[Node](ctx, s.st.nodes, "node", uint64(id))
 }
 
 func (s *Service) farm(ctx context.Context, id uint32) (Farm, error) {
-	var f Farm
-	if _, err := getJSON(ctx, s.st.farms, idKey(uint64(id)), &f); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return Farm{}, fmt.Errorf("%w: farm %d", ErrNotFound, id)
-		}
-		return Farm{}, err
-	}
-	return f, nil
+	return getByID[Farm](ctx, s.st.farms, "farm", uint64(id))
 }
 
 func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {

@@ -134,6 +134,20 @@ func retry(ctx context.Context, log *slog.Logger, f func(context.Context) error)
 
 func idKey(id uint64) string { return strconv.FormatUint(id, 10) }
 
+// getByID reads record id of kv; a missing one is ErrNotFound naming what
+// and id.
+func getByID[T any](ctx context.Context, kv jetstream.KeyValue, what string, id uint64) (T, error) {
+	var v T
+	if _, err := getJSON(ctx, kv, idKey(id), &v); err != nil {
+		var zero T
+		if errors.Is(err, ErrNotFound) {
+			return zero, fmt.Errorf("%w: %s %d", ErrNotFound, what, id)
+		}
+		return zero, err
+	}
+	return v, nil
+}
+
 // getJSON reads key of kv into v and returns its revision; ErrNotFound when
 // absent.
 func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {

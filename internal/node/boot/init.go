@@ -23,6 +23,7 @@ import (
 	"github.com/zos-go/zos/internal/sys/kmod"
 	"github.com/zos-go/zos/internal/sys/netcfg"
 	"github.com/zos-go/zos/internal/sys/pid1"
+	"github.com/zos-go/zos/internal/wait"
 )
 
 // Paths of the image.
@@ -254,7 +255,7 @@ func networkLoop(ctx context.Context, st *state, log *slog.Logger) {
 		links, err := netcfg.Links("/sys/class/net")
 		if err != nil {
 			set(err.Error())
-			sleep(ctx, 5*time.Second)
+			wait.Sleep(ctx, 5*time.Second)
 			continue
 		}
 		var phys []netcfg.Link
@@ -268,19 +269,19 @@ func networkLoop(ctx context.Context, st *state, log *slog.Logger) {
 		}
 		if len(phys) == 0 {
 			set("no network card found")
-			sleep(ctx, 5*time.Second)
+			wait.Sleep(ctx, 5*time.Second)
 			continue
 		}
 		lease, link, err := acquire(ctx, phys, log)
 		if err != nil {
 			set(err.Error())
-			sleep(ctx, 5*time.Second)
+			wait.Sleep(ctx, 5*time.Second)
 			continue
 		}
 		if err := apply(link, lease); err != nil {
 			set(err.Error())
 			log.Error("lease_apply_failed", "link", link, "err", err)
-			sleep(ctx, 5*time.Second)
+			wait.Sleep(ctx, 5*time.Second)
 			continue
 		}
 		if len(lease.Ignored) > 0 {
@@ -292,7 +293,7 @@ func networkLoop(ctx context.Context, st *state, log *slog.Logger) {
 		st.mu.Unlock()
 		// Renew at half the lease time (a full exchange: simple and
 		// enough for a node whose address must not change).
-		sleep(ctx, lease.Duration/2)
+		wait.Sleep(ctx, lease.Duration/2)
 	}
 }
 
@@ -324,7 +325,7 @@ func acquire(ctx context.Context, links []netcfg.Link, log *slog.Logger) (dhcp.L
 		if time.Now().After(deadline) {
 			return dhcp.Lease{}, "", fmt.Errorf("no cable plugged in any of %d network cards", len(links))
 		}
-		if !sleep(ctx, 200*time.Millisecond) {
+		if !wait.Sleep(ctx, 200*time.Millisecond) {
 			return dhcp.Lease{}, "", ctx.Err()
 		}
 	}
@@ -348,17 +349,6 @@ func apply(link string, l dhcp.Lease) error {
 	return os.WriteFile("/etc/resolv.conf", []byte(rc), 0o644)
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // superviseNode starts `zos init node` once the network has an address,
 // restarts it when it dies (backing off) or when the address changes, and
 // stops it (SIGTERM, then SIGKILL after 30 s) when ctx ends.
@@ -369,7 +359,7 @@ func superviseNode(ctx context.Context, cfg InitConfig, st *state, exits <-chan 
 		lease, bcfg := st.lease, st.cfg
 		st.mu.Unlock()
 		if lease == nil {
-			sleep(ctx, 500*time.Millisecond)
+			wait.Sleep(ctx, 500*time.Millisecond)
 			continue
 		}
 		if err := bcfg.Validate(); err != nil {
@@ -392,7 +382,7 @@ func superviseNode(ctx context.Context, cfg InitConfig, st *state, exits <-chan 
 			Env: os.Environ(), Sys: &syscall.SysProcAttr{Setpgid: true}})
 		if err != nil {
 			st.addError(fmt.Errorf("starting the node: %w", err))
-			sleep(ctx, delay)
+			wait.Sleep(ctx, delay)
 			continue
 		}
 		started := time.Now()
@@ -418,7 +408,7 @@ func superviseNode(ctx context.Context, cfg InitConfig, st *state, exits <-chan 
 			delay = time.Second
 		}
 		log.Warn("node_exited", "reason", reason, "status", status, "restart_in", delay)
-		sleep(ctx, delay)
+		wait.Sleep(ctx, delay)
 		delay = min(delay*2, 30*time.Second)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/resp"
+	"github.com/zos-go/zos/internal/wait"
 )
 
 // ConsoleLogs gives the console log file of a zmachine workload.
@@ -314,7 +315,7 @@ func (s *streamer) run(ctx context.Context) {
 				return
 			}
 			s.log.Warn("zlogs_connect", "err", err, "retry_in", backoff)
-			if !sleep(ctx, backoff) {
+			if !wait.Sleep(ctx, backoff) {
 				return
 			}
 			backoff = min(2*backoff, cfg.MaxBackoff)
@@ -328,7 +329,7 @@ func (s *streamer) run(ctx context.Context) {
 			return
 		}
 		s.log.Warn("zlogs_output_lost", "err", err, "retry_in", backoff)
-		if !sleep(ctx, backoff) {
+		if !wait.Sleep(ctx, backoff) {
 			return
 		}
 	}
@@ -418,17 +419,6 @@ func (l *lineSplitter) take(flushAfter time.Duration) [][]byte {
 
 // sent confirms the lines of the last take went out.
 func (l *lineSplitter) sent() { l.ready = nil }
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
 
 // output is a connected log destination.
 type output interface {
