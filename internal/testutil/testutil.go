@@ -1,6 +1,7 @@
 // Package testutil holds the helpers shared by tests of every tier: the
-// strict-mode switch that turns a missing prerequisite into a failure, and
-// checks for root, binaries and devices.
+// strict-mode switch that turns a missing prerequisite into a failure,
+// checks for root, binaries and devices, polling (Eventually, Poll), the
+// goroutine-leak check (NoLeaks), the test logger and free loopback ports.
 package testutil
 
 import (
