@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -415,25 +415,8 @@ func TestConcurrentReloadsShareOneRead(t *testing.T) {
 	}
 }
 
-// checkGoroutines fails the test if more goroutines than before are still
-// running a moment after the test's own have been told to stop.
-func checkGoroutines(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(3 * time.Second)
-		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if n := runtime.NumGoroutine(); n > before {
-			buf := make([]byte, 1<<16)
-			t.Errorf("got %d goroutines after the test, want at most %d:\n%s", n, before, buf[:runtime.Stack(buf, true)])
-		}
-	})
-}
-
 func TestRunRefreshesAndServes(t *testing.T) {
-	checkGoroutines(t)
+	testutil.NoLeaks(t)
 	src := fixture()
 	e := New(src, Config{Refresh: 10 * time.Millisecond, Addr: "127.0.0.1:0"}, testLogger(t))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -461,7 +444,7 @@ func TestRunRefreshesAndServes(t *testing.T) {
 }
 
 func TestServeOnListener(t *testing.T) {
-	checkGoroutines(t)
+	testutil.NoLeaks(t)
 	client := &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(client.CloseIdleConnections)
 	e := New(fixture(), Config{Now: func() time.Time { return testNow }}, testLogger(t))
@@ -529,7 +512,7 @@ func TestWebPageServed(t *testing.T) {
 }
 
 func TestRunStopsWhileSourceHangs(t *testing.T) {
-	checkGoroutines(t)
+	testutil.NoLeaks(t)
 	src := fixture()
 	src.block = make(chan struct{}) // never released
 	e := New(src, Config{SourceTimeout: time.Minute}, testLogger(t))

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -308,7 +307,7 @@ func TestMountLeaksNothing(t *testing.T) {
 	src := busyboxTree(t)
 	store, _ := NewDirStore(t.TempDir())
 	_, m := buildDir(t, src, store)
-	before := runtime.NumGoroutine()
+	testutil.NoLeaks(t)
 	dir := filepath.Join(t.TempDir(), "mnt")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -321,13 +320,5 @@ func TestMountLeaksNothing(t *testing.T) {
 	compareFile(t, src, dir, "usr/share/data/random.bin")
 	if err := mnt.Close(); err != nil {
 		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("goroutines: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

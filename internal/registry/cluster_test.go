@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/zos-go/zos/internal/natsd"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // startCluster starts n servers routed to each other on loopback.
@@ -74,7 +75,7 @@ func retrying(t *testing.T, what string, f func(ctx context.Context) error) {
 }
 
 func TestClusterSurvivesServerLoss(t *testing.T) {
-	checkGoroutines(t)
+	testutil.NoLeaks(t)
 	if testing.Short() {
 		t.Skip("cluster test in -short")
 	}

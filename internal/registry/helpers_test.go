@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"runtime"
 	"testing"
 	"time"
 
@@ -184,30 +183,6 @@ func tcpOpen(addr string) bool {
 	}
 	c.Close()
 	return true
-}
-
-// checkGoroutines fails the test if, after its cleanups (servers,
-// connections, services), more goroutines run than before it started.
-// Register it first: cleanups run last-in first-out.
-func checkGoroutines(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutines: %d before the test, %d after:\n%s", before, n, buf)
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	})
 }
 
 // farmToken is a token of farmer's farm valid for an hour.

@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/natsd"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // TestServerRestart restarts the NATS server under a running registry:
 // while it is down requests fail with an error; after it is back every
 // acknowledged record is there and writes go on.
 func TestServerRestart(t *testing.T) {
-	checkGoroutines(t)
+	testutil.NoLeaks(t)
 	dir := t.TempDir()
 	port := freePorts(t, 1)[0]
 	cfg := natsd.Config{StoreDir: dir, Port: port}

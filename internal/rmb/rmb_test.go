@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 type echoReq struct {
@@ -703,15 +703,8 @@ func TestServeLeavesNoGoroutines(t *testing.T) {
 		}
 	}
 	run() // warms the client's reply subscription
-	before := runtime.NumGoroutine()
+	testutil.NoLeaks(t)
 	run()
-	deadline := time.Now().Add(3 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		t.Errorf("got %d goroutines after Serve returned, want at most %d", n, before)
-	}
 }
 
 func TestSurvivesNATSRestart(t *testing.T) {

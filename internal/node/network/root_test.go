@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -305,7 +304,7 @@ func TestRootNoLeak(t *testing.T) {
 	requireNet(t)
 	l := netlab.New(t, 1)
 	m := labManagers(t, l)[0]
-	before := runtime.NumGoroutine()
+	testutil.NoLeaks(t)
 	k := newKey(t)
 	wl := netWorkload(t, 5, "leak", gridtypes.Network{NetworkIPRange: ipnet("10.50.0.0/16"), Subnet: ipnet("10.50.2.0/24"), WGPrivateKey: k.priv, WGListenPort: 6100})
 	if _, err := m.Provision(context.Background(), wl); err != nil {
@@ -313,14 +312,6 @@ func TestRootNoLeak(t *testing.T) {
 	}
 	if err := m.Deprovision(context.Background(), wl); err != nil {
 		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<16)
-		t.Errorf("goroutines: got %d, want at most %d\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
 
