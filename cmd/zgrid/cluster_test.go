@@ -145,24 +145,6 @@ func TestAuthRules(t *testing.T) {
 	}
 }
 
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
 // member is one zgrid process of a test cluster.
 type member struct {
 	addrs       Addrs
@@ -176,7 +158,7 @@ type member struct {
 // stop at cleanup.
 func startZgridCluster(t *testing.T, n int) []*member {
 	t.Helper()
-	ports := freePorts(t, n)
+	ports := testutil.FreePorts(t, n)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
@@ -308,7 +290,7 @@ func TestZgridCluster(t *testing.T) {
 func startRogueServer(t *testing.T, route string) (client, monitor string) {
 	t.Helper()
 	bin := testutil.RequireBinary(t, "nats-server")
-	ports := freePorts(t, 3)
+	ports := testutil.FreePorts(t, 3)
 	conf := fmt.Sprintf(`listen: "127.0.0.1:%d"
 http: "127.0.0.1:%d"
 cluster {
@@ -467,7 +449,7 @@ func TestClusterFlags(t *testing.T) {
 // on every address: zgrid derives route security from the system key, so
 // natsd accepts it, and a plain route to it is refused.
 func TestClusterOffLoopbackIsSecured(t *testing.T) {
-	port := freePorts(t, 1)[0]
+	port := testutil.FreePort(t)
 	k, err := identity.Generate()
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 // TestRunOnDebianNATSServer runs zgrid --nats against Debian's nats-server.
 func TestRunOnDebianNATSServer(t *testing.T) {
 	bin := testutil.RequireBinary(t, "nats-server")
-	port := freePorts(t, 1)[0]
+	port := testutil.FreePort(t)
 	sctx, stop := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(sctx, bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir())
 	if err := cmd.Start(); err != nil {

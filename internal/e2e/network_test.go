@@ -55,7 +55,7 @@ func TestNetworkMesh(t *testing.T) {
 	g := startGrid(t)
 	farmer := newUser(t, g)
 	var farm registry.Farm
-	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(freePort(t)))
+	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(testutil.FreePort(t)))
 	var nodes []*node
 	for i, ln := range lab.Nodes {
 		args := []string{"--netns", ln.NS}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -158,7 +157,7 @@ type webDriver struct {
 func startChromedriver(t *testing.T, bin, logDir string) *webDriver {
 	t.Helper()
 	profile := t.TempDir() // removed after the processes are gone (cleanups run last-in first-out)
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	cmd := exec.Command(bin, "--port="+strconv.Itoa(port), "--allowed-ips=127.0.0.1",
 		"--log-path="+filepath.Join(logDir, "chromedriver.log"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -239,16 +238,6 @@ func groupMembers(pgid int) []int {
 		}
 	}
 	return pids
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // call does one W3C WebDriver request and decodes its "value".

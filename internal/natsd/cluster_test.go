@@ -167,24 +167,6 @@ func TestValidateRouteSecurity(t *testing.T) {
 	}
 }
 
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
 func routeURL(port int) string { return fmt.Sprintf("nats-route://127.0.0.1:%d", port) }
 
 // startMember starts a cluster member on loopback, shut down at cleanup.
@@ -273,7 +255,7 @@ func TestSecureClusterForms(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test in -short")
 	}
-	ports := freePorts(t, 3)
+	ports := testutil.FreePorts(t, 3)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, routeURL(p))
@@ -358,7 +340,7 @@ func TestForeignRoutesCannotJoin(t *testing.T) {
 		t.Skip("cluster test in -short")
 	}
 	ours := secret(1)
-	port := freePorts(t, 1)[0]
+	port := testutil.FreePort(t)
 	grid := startMember(t, "grid", port, nil, deriveAuth(t, ours, "grid"))
 	route := []string{routeURL(port)}
 
@@ -380,7 +362,7 @@ func TestForeignRoutesCannotJoin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := startMember(t, strings.ReplaceAll(tt.name, " ", "-"), freePorts(t, 1)[0], route, tt.auth)
+			s := startMember(t, strings.ReplaceAll(tt.name, " ", "-"), testutil.FreePort(t), route, tt.auth)
 			if tt.join {
 				assertJoined(t, grid.ClientURL(), s.ClientURL())
 			} else {
@@ -395,7 +377,7 @@ func TestForeignRoutesCannotJoin(t *testing.T) {
 // route port: the server answers nothing and closes. The control shows the
 // same probe gets an INFO from an open (loopback, unsecured) route port.
 func TestPlainRouteRefused(t *testing.T) {
-	ports := freePorts(t, 2)
+	ports := testutil.FreePorts(t, 2)
 	secured := startMember(t, "secured", ports[0], nil, deriveAuth(t, secret(1), "secured"))
 	open := startMember(t, "open", ports[1], nil, nil)
 	probe := func(addr string) string {
@@ -416,7 +398,7 @@ func TestPlainRouteRefused(t *testing.T) {
 		t.Fatalf("control: open route port answered %q, want an INFO", got)
 	}
 	// Plain and secured servers do not route to each other either.
-	s := startMember(t, "plain", freePorts(t, 1)[0], []string{routeURL(ports[0])}, nil)
+	s := startMember(t, "plain", testutil.FreePort(t), []string{routeURL(ports[0])}, nil)
 	assertApart(t, secured.ClientURL(), s.ClientURL())
 }
 
@@ -467,7 +449,7 @@ func TestRouteCredentialsOnlyToOurCA(t *testing.T) {
 				got <- string(buf[:n])
 			}()
 			port := ln.Addr().(*net.TCPAddr).Port
-			startMember(t, "member", freePorts(t, 1)[0], []string{routeURL(port)}, auth)
+			startMember(t, "member", testutil.FreePort(t), []string{routeURL(port)}, auth)
 			read := <-got
 			if tt.reads != strings.Contains(read, auth.Password) {
 				t.Fatalf("impostor read %q: password there %v, want %v", read, !tt.reads, tt.reads)
@@ -500,7 +482,7 @@ func TestOperatorPKI(t *testing.T) {
 		}
 		return a
 	}
-	ports := freePorts(t, 3)
+	ports := testutil.FreePorts(t, 3)
 	a := startMember(t, "a", ports[0], nil, pkiAuth("a"))
 	b := startMember(t, "b", ports[1], []string{routeURL(ports[0])}, pkiAuth("b"))
 	assertJoined(t, a.ClientURL(), b.ClientURL())
@@ -575,7 +557,7 @@ type rogue struct {
 func startRogue(t *testing.T, route, clusterExtra string) rogue {
 	t.Helper()
 	bin := testutil.RequireBinary(t, "nats-server")
-	ports := freePorts(t, 3)
+	ports := testutil.FreePorts(t, 3)
 	conf := fmt.Sprintf(`listen: "127.0.0.1:%d"
 http: "127.0.0.1:%d"
 cluster {
@@ -655,7 +637,7 @@ func TestRogueNATSServerCannotJoin(t *testing.T) {
 	rogueTLS := fmt.Sprintf(`tls { cert_file: %q, key_file: %q, insecure: true, timeout: 5 }`,
 		filepath.Join(dir, "rogue.pem"), filepath.Join(dir, "rogue.key"))
 
-	ports := freePorts(t, 2)
+	ports := testutil.FreePorts(t, 2)
 	grid := startMember(t, "grid", ports[0], nil, deriveAuth(t, secret(1), "grid"))
 	open := startMember(t, "open", ports[1], nil, nil)
 	tests := []struct {

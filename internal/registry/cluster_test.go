@@ -18,7 +18,7 @@ import (
 // startCluster starts n servers routed to each other on loopback.
 func startCluster(t *testing.T, n int) []*natsd.Server {
 	t.Helper()
-	ports := freePorts(t, n)
+	ports := testutil.FreePorts(t, n)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))

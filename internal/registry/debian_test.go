@@ -14,7 +14,7 @@ import (
 // binary: zgrid --nats must work with a stock server.
 func TestDebianNATSServer(t *testing.T) {
 	bin := testutil.RequireBinary(t, "nats-server")
-	port := freePorts(t, 1)[0]
+	port := testutil.FreePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir())
 	out := &testutil.Buffer{}

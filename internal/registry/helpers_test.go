@@ -148,25 +148,6 @@ func (g *grid) farmWithNode(t testing.TB, name string, ips int) (farmer *user, f
 	return farmer, farm, nodeUser, node
 }
 
-// freePorts returns n free loopback TCP ports.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
 // wantErr fails unless err wraps want.
 func wantErr(t testing.TB, what string, err, want error) {
 	t.Helper()

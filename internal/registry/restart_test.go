@@ -15,7 +15,7 @@ import (
 func TestServerRestart(t *testing.T) {
 	testutil.NoLeaks(t)
 	dir := t.TempDir()
-	port := freePorts(t, 1)[0]
+	port := testutil.FreePort(t)
 	cfg := natsd.Config{StoreDir: dir, Port: port}
 	srv, err := natsd.Start(cfg, testLogger(t))
 	if err != nil {

@@ -63,16 +63,6 @@ func (d *loopbackDialer) count(addr string) int {
 	return d.dials[addr]
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startRedis runs redis-server on port with password until stop or
 // cleanup.
 func startRedis(t *testing.T, port int, password string) (stop func()) {
@@ -294,7 +284,7 @@ func newTestZLogs(t *testing.T) (*ZLogsManager, string, *loopbackDialer) {
 }
 
 func TestZLogsRedis(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	stopRedis := startRedis(t, port, "s3cret")
 	msgs := subscribe(t, port, "s3cret", "vmlogs")
 	m, dir, _ := newTestZLogs(t)
@@ -360,13 +350,13 @@ func TestZLogsRedis(t *testing.T) {
 }
 
 func TestZLogsUnreachableDoesNotBlock(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	startRedis(t, port, "pw")
 	msgs := subscribe(t, port, "pw", "good")
 	m, dir, dialer := newTestZLogs(t)
 	ctx := context.Background()
 
-	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nothing listens
+	dead := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)) // nothing listens
 	bad := zlogsWorkload(2, "bad", "redis://"+dead+"/ch")
 	start := time.Now()
 	if _, err := m.Provision(ctx, bad); err != nil {
