@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,19 +17,8 @@ import (
 	"github.com/zos-go/zos/internal/testutil"
 )
 
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
 func newTestExplorer(t testing.TB, src Source) *Explorer {
-	return New(src, Config{Now: func() time.Time { return testNow }}, testLogger(t))
+	return New(src, Config{Now: func() time.Time { return testNow }}, testutil.Logger(t))
 }
 
 // get serves one request and returns the status, body and total count.
@@ -345,7 +333,7 @@ func TestNoSnapshotAndStale(t *testing.T) {
 	src := fixture()
 	src.setErr(errSourceDown)
 	now := testNow
-	e := New(src, Config{Refresh: time.Second, Now: func() time.Time { return now }}, testLogger(t))
+	e := New(src, Config{Refresh: time.Second, Now: func() time.Time { return now }}, testutil.Logger(t))
 	h := e.Handler()
 
 	code, body, _ := get(t, h, "/nodes")
@@ -418,7 +406,7 @@ func TestConcurrentReloadsShareOneRead(t *testing.T) {
 func TestRunRefreshesAndServes(t *testing.T) {
 	testutil.NoLeaks(t)
 	src := fixture()
-	e := New(src, Config{Refresh: 10 * time.Millisecond, Addr: "127.0.0.1:0"}, testLogger(t))
+	e := New(src, Config{Refresh: 10 * time.Millisecond, Addr: "127.0.0.1:0"}, testutil.Logger(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
@@ -447,7 +435,7 @@ func TestServeOnListener(t *testing.T) {
 	testutil.NoLeaks(t)
 	client := &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(client.CloseIdleConnections)
-	e := New(fixture(), Config{Now: func() time.Time { return testNow }}, testLogger(t))
+	e := New(fixture(), Config{Now: func() time.Time { return testNow }}, testutil.Logger(t))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -515,7 +503,7 @@ func TestRunStopsWhileSourceHangs(t *testing.T) {
 	testutil.NoLeaks(t)
 	src := fixture()
 	src.block = make(chan struct{}) // never released
-	e := New(src, Config{SourceTimeout: time.Minute}, testLogger(t))
+	e := New(src, Config{SourceTimeout: time.Minute}, testutil.Logger(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()

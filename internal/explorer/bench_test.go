@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // bigGrid is a grid of n nodes in n/100 farms, deterministic, with a mix
@@ -169,7 +170,7 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 func TestBigGridQueriesMatchBruteForce(t *testing.T) {
 	src := bigGrid(3000)
 	now := time.Now()
-	e := New(src, Config{Now: func() time.Time { return now }}, testLogger(t))
+	e := New(src, Config{Now: func() time.Time { return now }}, testutil.Logger(t))
 	h := e.Handler()
 	farmFree := map[uint32]int{}
 	for _, f := range src.farms {

@@ -62,7 +62,7 @@ type zdbServer struct {
 func startZDB(t testing.TB) *zdbServer {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := zdb.Open(zdb.Config{DataDir: dir + "/data", IndexDir: dir + "/index"}, testLog(t))
+	st, err := zdb.Open(zdb.Config{DataDir: dir + "/data", IndexDir: dir + "/index"}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func (z *zdbServer) start() {
 		z.t.Fatal(err)
 	}
 	z.addr = ln.Addr().String()
-	srv := zdb.NewServer(zdb.ServerConfig{}, testLog(z.t), z.store)
+	srv := zdb.NewServer(zdb.ServerConfig{}, testutil.Logger(z.t), z.store)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
@@ -312,7 +312,7 @@ func TestMountLeaksNothing(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mnt, err := MountFS(dir, m, MountConfig{Store: store}, testLog(t))
+	mnt, err := MountFS(dir, m, MountConfig{Store: store}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func startCluster(t *testing.T, n int) []*natsd.Server {
 				ClusterName: "test",
 				ClusterPort: ports[i],
 				Routes:      routes,
-			}, testLogger(t))
+			}, testutil.Logger(t))
 			srvs[i] = s
 			return err
 		})

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -15,21 +13,14 @@ import (
 
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/natsd"
+	"github.com/zos-go/zos/internal/testutil"
 )
-
-// testLogger logs to the test when -v, else discards.
-func testLogger(t testing.TB) *slog.Logger {
-	if testing.Verbose() && os.Getenv("ZOS_TEST_LOG") == "1" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
 
 // startServer starts an embedded server on a random loopback port, shut
 // down at cleanup.
 func startServer(t testing.TB) *natsd.Server {
 	t.Helper()
-	s, err := natsd.Start(natsd.Config{StoreDir: t.TempDir(), Port: natsd.RandomPort}, testLogger(t))
+	s, err := natsd.Start(natsd.Config{StoreDir: t.TempDir(), Port: natsd.RandomPort}, testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("starting nats: %v", err)
 	}
@@ -53,7 +44,7 @@ func startService(t testing.TB, nc *nats.Conn, cfg Config) *Service {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	svc, err := NewService(ctx, nc, cfg, testLogger(t))
+	svc, err := NewService(ctx, nc, cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("starting registry: %v", err)
 	}

@@ -17,7 +17,7 @@ func TestServerRestart(t *testing.T) {
 	dir := t.TempDir()
 	port := testutil.FreePort(t)
 	cfg := natsd.Config{StoreDir: dir, Port: port}
-	srv, err := natsd.Start(cfg, testLogger(t))
+	srv, err := natsd.Start(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestServerRestart(t *testing.T) {
 	}
 	t.Logf("while down: %v", err)
 
-	srv, err = natsd.Start(cfg, testLogger(t))
+	srv, err = natsd.Start(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("restarting: %v", err)
 	}

@@ -660,7 +660,7 @@ func TestServeStopsOnClosedConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(nc, 5, k, g.resolver, discardLog())
+	s := NewServer(nc, 5, k, g.resolver, testutil.Logger(t))
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(context.Background()) }()
 	time.Sleep(100 * time.Millisecond)
@@ -679,7 +679,7 @@ func TestServeLeavesNoGoroutines(t *testing.T) {
 	g := newTestGrid(t)
 	k1, k2 := g.twin(t, 1), g.twin(t, 2)
 	nc := g.connect(t, k2)
-	s := NewServer(nc, 2, k2, g.resolver, discardLog())
+	s := NewServer(nc, 2, k2, g.resolver, testutil.Logger(t))
 	s.Handle("test.echo", echo)
 	c := NewClient(g.connect(t, k1), 1, k1, g.resolver)
 
@@ -712,7 +712,7 @@ func TestSurvivesNATSRestart(t *testing.T) {
 	k1, k2 := g.twin(t, 1), g.twin(t, 2)
 	reconnect := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}
 	snc := g.connect(t, k2, reconnect...)
-	s := NewServer(snc, 2, k2, g.resolver, discardLog())
+	s := NewServer(snc, 2, k2, g.resolver, testutil.Logger(t))
 	s.Handle("test.echo", echo)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

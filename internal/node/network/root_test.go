@@ -3,7 +3,6 @@ package network
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -33,18 +32,11 @@ func requireNet(t testing.TB) {
 	testutil.RequireFile(t, "/dev/net/tun")
 }
 
-func testLog(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
 func labManagers(t testing.TB, l *netlab.Lab) []*Manager {
 	t.Helper()
 	var ms []*Manager
 	for _, n := range l.Nodes {
-		m := NewManager(Config{Prefix: n.Prefix, NodeNS: n.NS, Uplink: true}, HostSystem(testLog(t)), testLog(t))
+		m := NewManager(Config{Prefix: n.Prefix, NodeNS: n.NS, Uplink: true}, HostSystem(testutil.Logger(t)), testutil.Logger(t))
 		if err := m.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -336,7 +328,7 @@ func TestRootLeftovers(t *testing.T) {
 	if !netns.Exists(nn.NS) || !rtnl.LinkExists(l.Nodes[0].NS, nn.Bridge) {
 		t.Fatal("setup: the resource is not there")
 	}
-	m2 := NewManager(m.cfg, HostSystem(testLog(t)), testLog(t))
+	m2 := NewManager(m.cfg, HostSystem(testutil.Logger(t)), testutil.Logger(t))
 	if err := m2.Start(); err != nil {
 		t.Fatal(err)
 	}

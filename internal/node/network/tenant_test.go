@@ -72,10 +72,10 @@ func newTenantLab(t *testing.T) *tenantLab {
 		internet: net.JoinHostPort(netlab.InternetHost.String(), probePort),
 		router:   net.JoinHostPort(netlab.LANGateway.String(), probePort)}
 	tl.vm, tl.vm2, tl.pvm = l.NewNS(t, "vm"), l.NewNS(t, "vm2"), l.NewNS(t, "pvm")
-	sys := HostSystem(testLog(t))
+	sys := HostSystem(testutil.Logger(t))
 	sys.Links = vethTaps{Links: sys.Links, vms: map[string]string{tl.tap: tl.vm, tl.tap2: tl.vm2, tl.ptap: tl.pvm}}
 	tl.m = NewManager(Config{Prefix: l.Nodes[0].Prefix, NodeNS: tl.node, Uplink: true, TenantPorts: []uint16{9900}, ReservedPorts: []uint16{9900}},
-		sys, testLog(t))
+		sys, testutil.Logger(t))
 	if err := tl.m.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +410,7 @@ func TestRootWireGuardPort(t *testing.T) {
 	requireNet(t)
 	l := netlab.New(t, 1)
 	n := l.Nodes[0]
-	m := NewManager(Config{Prefix: n.Prefix, NodeNS: n.NS, Uplink: true, ReservedPorts: []uint16{9900}}, HostSystem(testLog(t)), testLog(t))
+	m := NewManager(Config{Prefix: n.Prefix, NodeNS: n.NS, Uplink: true, ReservedPorts: []uint16{9900}}, HostSystem(testutil.Logger(t)), testutil.Logger(t))
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}

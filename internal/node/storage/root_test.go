@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,20 +97,9 @@ func mountsUnder(root string) []string {
 	return out
 }
 
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
-}
-
 func startModule(t testing.TB, cfg Config) *Module {
 	t.Helper()
-	m, err := New(cfg, testLogger(t), HostSystem())
+	m, err := New(cfg, testutil.Logger(t), HostSystem())
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -375,7 +363,7 @@ func readHead(t testing.TB, path string, n int) []byte {
 func TestReboot(t *testing.T) {
 	requireKernel(t)
 	cfg := hostedConfig(t, SSD, SSD, HDD)
-	m, err := New(cfg, testLogger(t), HostSystem())
+	m, err := New(cfg, testutil.Logger(t), HostSystem())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -721,7 +709,7 @@ func TestReadOnlyPool(t *testing.T) {
 func TestLeftoversCleaned(t *testing.T) {
 	requireKernel(t)
 	cfg := hostedConfig(t, SSD, HDD)
-	m, err := New(cfg, testLogger(t), HostSystem())
+	m, err := New(cfg, testutil.Logger(t), HostSystem())
 	if err != nil {
 		t.Fatal(err)
 	}
