@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -178,7 +177,7 @@ func startZgridCluster(t *testing.T, n int) []*member {
 			Ready: func(a Addrs) { m.addrs = a; readyCh <- i }}
 		var ctx context.Context
 		ctx, m.cancel = context.WithCancel(context.Background())
-		go func() { m.done <- run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+		go func() { m.done <- run(ctx, cfg, testutil.Logger(t)) }()
 	}
 	t.Cleanup(func() {
 		for _, m := range members {
@@ -455,7 +454,7 @@ func TestClusterOffLoopbackIsSecured(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := &plane{cfg: Config{DataDir: t.TempDir(), Listen: "0.0.0.0", Port: natsd.RandomPort, Replicas: 1,
-		Name: "solo", ClusterName: "zgrid", ClusterPort: port, Auth: true}, log: slog.New(slog.DiscardHandler), sysKey: k}
+		Name: "solo", ClusterName: "zgrid", ClusterPort: port, Auth: true}, log: testutil.Logger(t), sysKey: k}
 	if _, err := startNATS(context.Background(), p); err != nil {
 		t.Fatalf("starting nats with a route port on 0.0.0.0: %v", err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os/exec"
 	"testing"
@@ -44,7 +43,7 @@ func TestRunOnDebianNATSServer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	cfg := Config{DataDir: t.TempDir(), NATS: []string{url}, Replicas: 1, Auth: true, Ready: func(a Addrs) { ready <- a }}
-	go func() { done <- run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- run(ctx, cfg, testutil.Logger(t)) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

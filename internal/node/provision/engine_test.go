@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // recorder is a manager that records calls as lines and can fail or block.
@@ -118,7 +117,7 @@ func (f *fixture) start() {
 	for t, m := range f.mgrs {
 		mgrs[t] = m
 	}
-	f.eng = NewEngine(Config{Workers: 2}, st, mgrs, f.res, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f.eng = NewEngine(Config{Workers: 2}, st, mgrs, f.res, testutil.Logger(f.t))
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 	f.done = make(chan error, 1)
