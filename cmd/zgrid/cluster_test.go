@@ -211,9 +211,7 @@ func clientURLs(members []*member) string {
 // TestZgridCluster runs three zgrid processes (in-process) as a cluster
 // with replicas 3, stops one, and checks the grid goes on.
 func TestZgridCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test in -short")
-	}
+	testutil.SkipShort(t, "cluster test")
 	members := startZgridCluster(t, 3)
 	k, _ := identity.Generate()
 	nc := twinConn(t, clientURLs(members), k, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
@@ -343,9 +341,7 @@ no_auth_user: spy
 // traffic, and the registry answers a client of its twins' account forges
 // into the twin's inbox never arrive.
 func TestZgridClusterRefusesRogueServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test in -short")
-	}
+	testutil.SkipShort(t, "cluster test")
 	testutil.RequireBinary(t, "nats-server")
 	members := startZgridCluster(t, 3)
 	k, _ := identity.Generate()

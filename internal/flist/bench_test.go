@@ -194,7 +194,7 @@ func BenchmarkRead(b *testing.B) {
 	_, m, dir := benchFlist(b)
 	in, ok := m.Lookup("usr/lib/big.bin")
 	if !ok {
-		b.Skip("no usr/lib/big.bin in FLIST_BENCH_SRC")
+		testutil.Skip(b, "no usr/lib/big.bin in FLIST_BENCH_SRC")
 	}
 	store := hubStore(b, dir)
 	readAll := func(mnt *Mount) float64 {

@@ -252,9 +252,7 @@ func assertApart(t *testing.T, grid, intruder string) {
 // routes authenticate, and the cluster carries messages and replicates a
 // JetStream stream over three servers.
 func TestSecureClusterForms(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test in -short")
-	}
+	testutil.SkipShort(t, "cluster test")
 	ports := testutil.FreePorts(t, 3)
 	var routes []string
 	for _, p := range ports {
@@ -336,9 +334,7 @@ func TestSecureClusterForms(t *testing.T) {
 // (another CA and other credentials), one with our CA but a wrong password
 // and one with our password but another CA do not.
 func TestForeignRoutesCannotJoin(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test in -short")
-	}
+	testutil.SkipShort(t, "cluster test")
 	ours := secret(1)
 	port := testutil.FreePort(t)
 	grid := startMember(t, "grid", port, nil, deriveAuth(t, ours, "grid"))
@@ -461,9 +457,7 @@ func TestRouteCredentialsOnlyToOurCA(t *testing.T) {
 // TestOperatorPKI runs routes on an operator's CA: members with its
 // certificates join; a member with the derived CA of the same key does not.
 func TestOperatorPKI(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test in -short")
-	}
+	testutil.SkipShort(t, "cluster test")
 	dir := t.TempDir()
 	caCert, caKey := makeCert(t, nil, nil, "operator CA", true)
 	writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", caCert.Raw)
@@ -623,9 +617,7 @@ func (r rogue) routes(t *testing.T) int {
 // the grid's traffic and what it publishes reaches no grid subscriber. The
 // control shows the same rogue does join an unsecured (loopback) server.
 func TestRogueNATSServerCannotJoin(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test in -short")
-	}
+	testutil.SkipShort(t, "cluster test")
 	dir := t.TempDir()
 	cert, key := makeCert(t, nil, nil, "rogue", false)
 	writePEM(t, filepath.Join(dir, "rogue.pem"), "CERTIFICATE", cert.Raw)

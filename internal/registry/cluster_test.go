@@ -76,9 +76,7 @@ func retrying(t *testing.T, what string, f func(ctx context.Context) error) {
 
 func TestClusterSurvivesServerLoss(t *testing.T) {
 	testutil.NoLeaks(t)
-	if testing.Short() {
-		t.Skip("cluster test in -short")
-	}
+	testutil.SkipShort(t, "cluster test")
 	start := time.Now()
 	srvs := startCluster(t, 3)
 	t.Logf("cluster up after %s", time.Since(start))
