@@ -281,13 +281,13 @@ func TestRootMesh(t *testing.T) {
 
 // pingRetry pings for up to 10 s: the first handshake takes a moment.
 func pingRetry(ns string, a netip.Addr) (bool, string) {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ok, out := netlab.Ping(ns, a, 1)
-		if ok || time.Now().After(deadline) {
-			return ok, out
-		}
-	}
+	var ok bool
+	var out string
+	_ = testutil.Poll(10*time.Second, func() (bool, error) {
+		ok, out = netlab.Ping(ns, a, 1)
+		return ok, nil
+	})
+	return ok, out
 }
 
 // TestRootNoLeak: a resource's goroutines (wireguard-go device, UAPI

@@ -214,10 +214,7 @@ func TestRootTenantIPv6(t *testing.T) {
 	t.Run("node listeners over link-local", func(t *testing.T) {
 		// An attacker waits for the node's addresses to pass duplicate
 		// address detection.
-		deadline := time.Now().Add(5 * time.Second)
-		for strings.Contains(ipv6State(t, tl.node), "tentative") && time.Now().Before(deadline) {
-			time.Sleep(100 * time.Millisecond)
-		}
+		_ = testutil.Poll(5*time.Second, func() (bool, error) { return !strings.Contains(ipv6State(t, tl.node), "tentative"), nil })
 		for _, a := range tl.nodeLinkLocals(t) {
 			addr := net.JoinHostPort(a.WithZone("eth0").String(), probePort)
 			if err := netlab.DialTCP(tl.vm, addr, dialWait); err == nil {
@@ -234,13 +231,10 @@ func TestRootTenantIPv6(t *testing.T) {
 		}
 		// The other VM on the bridge takes the advertisement: it was
 		// valid and crossed the bridge.
-		deadline := time.Now().Add(5 * time.Second)
-		for !strings.Contains(ipv6State(t, tl.vm2), "2001:db8:bad:") {
-			if time.Now().After(deadline) {
-				t.Fatalf("setup: the other VM did not take the advertisement:\n%s", ipv6State(t, tl.vm2))
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		testutil.Eventually(t, 5*time.Second, "setup: the other VM to take the advertisement", func() (bool, error) {
+			st := ipv6State(t, tl.vm2)
+			return strings.Contains(st, "2001:db8:bad:"), fmt.Errorf("the other VM did not take it:\n%s", st)
+		})
 		time.Sleep(500 * time.Millisecond)
 		for _, ns := range []string{tl.node, tl.nr} {
 			st := ipv6State(t, ns)

@@ -83,18 +83,15 @@ func startRedis(t *testing.T, port int, password string) (stop func()) {
 		})
 	}
 	t.Cleanup(stop)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, "redis-server to start", func() (bool, error) {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-			return stop
+		if err != nil {
+			return false, fmt.Errorf("%w\n%s", err, out.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server did not start: %v\n%s", err, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		c.Close()
+		return true, nil
+	})
+	return stop
 }
 
 // subscribe returns the messages published on channel, read by a separate
@@ -379,13 +376,10 @@ func TestZLogsUnreachableDoesNotBlock(t *testing.T) {
 	expect(t, msgs, "good line")
 	expectNothing(t, msgs, 200*time.Millisecond)
 
-	deadline := time.Now().Add(5 * time.Second)
-	for dialer.count(dead) < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("dialed the unreachable output %d times, want retries", dialer.count(dead))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "retries of the unreachable output", func() (bool, error) {
+		n := dialer.count(dead)
+		return n >= 3, fmt.Errorf("dialed the unreachable output %d times, want retries", n)
+	})
 	start = time.Now()
 	if err := m.Deprovision(ctx, bad); err != nil {
 		t.Fatal(err)

@@ -661,12 +661,10 @@ func TestPulledDisk(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(b.Path, "keep")); err != nil || !bytes.Equal(got, data) {
 		t.Errorf("data of volume b changed (%v)", err)
 	}
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := m.VolumeLookup("b"); err == nil {
-			break
-		}
-	}
+	_ = testutil.Poll(time.Second, func() (bool, error) {
+		_, err := m.VolumeLookup("b")
+		return err == nil, err
+	})
 }
 
 // poolDev returns the device of a pool (tests only).
