@@ -378,10 +378,7 @@ func TestConcurrentReloadsShareOneRead(t *testing.T) {
 		}()
 	}
 	// Wait until the one reader is blocked in the source, then release it.
-	deadline := time.Now().Add(5 * time.Second)
-	for src.calls.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	_ = testutil.Poll(5*time.Second, func() (bool, error) { return src.calls.Load() != 0, nil })
 	// While the reload is blocked in the source, no lock is held: a
 	// request whose context ends returns at once.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -411,10 +408,7 @@ func TestRunRefreshesAndServes(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
 
-	deadline := time.Now().Add(5 * time.Second)
-	for src.calls.Load() < 3 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	_ = testutil.Poll(5*time.Second, func() (bool, error) { return src.calls.Load() >= 3, nil })
 	if got := src.calls.Load(); got < 3 {
 		t.Errorf("got %d reloads, want at least 3", got)
 	}
