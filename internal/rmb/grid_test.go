@@ -183,14 +183,9 @@ func (g *testGrid) serve(t testing.TB, twin uint32, key identity.Key, handlers m
 		}
 	})
 	// Wait until the subscription is visible to others.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if g.srv.NumSubscriptions() > 0 && g.hasSubscriber(t, RequestSubject(twin)) {
-			return s
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("server of twin %d not subscribed after 5s", twin)
+	testutil.Eventually(t, 5*time.Second, fmt.Sprintf("the server of twin %d to subscribe", twin), func() (bool, error) {
+		return g.srv.NumSubscriptions() > 0 && g.hasSubscriber(t, RequestSubject(twin)), nil
+	})
 	return s
 }
 
