@@ -214,15 +214,19 @@ func crossing(t *testing.T, pubURL, subURL string, d time.Duration) *nats.Msg {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
+	var got *nats.Msg
+	_ = testutil.Poll(d, func() (bool, error) {
 		if err := pc.Publish("grid.secret", []byte("grid traffic")); err != nil {
 			t.Fatal(err)
 		}
-		if m, err := sub.NextMsg(100 * time.Millisecond); err == nil {
-			return m
+		m, err := sub.NextMsg(100 * time.Millisecond)
+		if err != nil {
+			return false, err
 		}
-	}
-	return nil
+		got = m
+		return true, nil
+	})
+	return got
 }
 
 // assertJoined checks that messages cross between a and b both ways.
@@ -294,21 +298,14 @@ func TestSecureClusterForms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		_, err = js.AddStream(&nats.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("creating a stream of 3 replicas: %v", err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	testutil.Eventually(t, 60*time.Second, "creating a stream of 3 replicas", func() (bool, error) {
+		_, err := js.AddStream(&nats.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3})
+		return err == nil, err
+	})
 	if _, err := js.Publish("r3.x", []byte("replicated")); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; {
+	testutil.Eventually(t, 30*time.Second, "the stream to be replicated on 3 servers", func() (bool, error) {
 		info, err := js.StreamInfo("R3")
 		if err == nil && info.Cluster != nil && len(info.Cluster.Replicas) == 2 && info.State.Msgs == 1 {
 			current := 0
@@ -319,14 +316,11 @@ func TestSecureClusterForms(t *testing.T) {
 			}
 			if current == 2 {
 				t.Logf("replicas: leader %s, %+v", info.Cluster.Leader, info.Cluster.Replicas[0])
-				break
+				return true, nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stream not replicated on 3 servers: %+v, %v", info, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return false, fmt.Errorf("%+v, %v", info, err)
+	})
 }
 
 // TestForeignRoutesCannotJoin has natsd servers route to a secured member:
@@ -581,16 +575,14 @@ cluster {
 		}
 	})
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			break
+	testutil.Eventually(t, 10*time.Second, "the rogue nats-server to listen on "+addr, func() (bool, error) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return false, fmt.Errorf("%w\n%s", err, out.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rogue nats-server not listening on %s:\n%s", addr, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		c.Close()
+		return true, nil
+	})
 	return rogue{client: "nats://" + addr, monitor: fmt.Sprintf("http://127.0.0.1:%d", ports[1])}
 }
 

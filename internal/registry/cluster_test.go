@@ -55,23 +55,16 @@ func startCluster(t *testing.T, n int) []*natsd.Server {
 // JetStream leaderless), up to 20 s; registry refusals end it at once.
 func retrying(t *testing.T, what string, f func(ctx context.Context) error) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.Eventually(t, 20*time.Second, what, func() (bool, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		err := f(ctx)
 		cancel()
-		if err == nil {
-			return
-		}
 		var re *remoteError
 		if errors.As(err, &re) && !errors.Is(err, ErrInternal) {
 			t.Fatalf("%s: %v", what, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after 20 s: %v", what, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err == nil, err
+	})
 }
 
 func TestClusterSurvivesServerLoss(t *testing.T) {

@@ -34,13 +34,9 @@ func TestDebianNATSServer(t *testing.T) {
 		t.Logf("%s", v)
 	}
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
-	for !tcpOpen(fmt.Sprintf("127.0.0.1:%d", port)) {
-		if time.Now().After(deadline) {
-			t.Fatalf("nats-server not listening on %d:\n%s", port, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("nats-server to listen on %d", port), func() (bool, error) {
+		return tcpOpen(fmt.Sprintf("127.0.0.1:%d", port)), fmt.Errorf("output:\n%s", out.String())
+	})
 	nc := connect(t, url)
 	startService(t, nc, Config{Replicas: 1})
 	g := &grid{nc: nc}

@@ -65,19 +65,12 @@ func startService(t testing.TB, nc *nats.Conn, cfg Config) *Service {
 func waitServing(t testing.TB, nc *nats.Conn) {
 	t.Helper()
 	c := NewClient(nc, identity.Key{})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testutil.Eventually(t, 30*time.Second, "the registry to serve", func() (bool, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := c.EventsInfo(ctx)
 		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry not serving: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil, err
+	})
 }
 
 // grid is a single-server registry for tests.

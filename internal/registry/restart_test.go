@@ -46,22 +46,15 @@ func TestServerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("restarting: %v", err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.Eventually(t, 20*time.Second, "the registry to be back after restart", func() (bool, error) {
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		got, err := u.c.Contract(rctx, c.ID)
 		cancel()
-		if err == nil {
-			if got.State != StateCreated || len(got.PublicIPs) != 1 {
-				t.Fatalf("contract after restart: %+v", got)
-			}
-			break
+		if err == nil && (got.State != StateCreated || len(got.PublicIPs) != 1) {
+			t.Fatalf("contract after restart: %+v", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry not back after restart: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil, err
+	})
 	c2, err := u.c.CreateNodeContract(ctx, node.ID, "bb", "", 0)
 	if err != nil {
 		t.Fatalf("write after restart: %v", err)
