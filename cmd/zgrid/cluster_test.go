@@ -38,8 +38,7 @@ func twinConn(t *testing.T, url string, key identity.Key, opts ...nats.Option) *
 		t.Fatalf("CreateTwin: %v", err)
 	}
 	nc.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, "twin rights", func() (bool, error) {
 		nc, err = rmb.Connect(url, key, opts...)
 		if err != nil {
 			t.Fatal(err)
@@ -48,16 +47,14 @@ func twinConn(t *testing.T, url string, key identity.Key, opts ...nats.Option) *
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err = registry.NewClient(nc, key).TwinByKey(ctx, key.Public())
 		cancel()
-		if err == nil {
-			t.Cleanup(nc.Close)
-			return nc
+		if err != nil {
+			nc.Close()
+			return false, err
 		}
-		nc.Close()
-		if time.Now().After(deadline) {
-			t.Fatalf("twin rights not granted: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return true, nil
+	})
+	t.Cleanup(nc.Close)
+	return nc
 }
 
 func TestAuthRules(t *testing.T) {
@@ -321,16 +318,14 @@ no_auth_user: spy
 		}
 	})
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			break
+	testutil.Eventually(t, 10*time.Second, "the rogue nats-server to listen on "+addr, func() (bool, error) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return false, fmt.Errorf("%w\n%s", err, out.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rogue nats-server not listening on %s:\n%s", addr, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		c.Close()
+		return true, nil
+	})
 	return "nats://" + addr, fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 }
 

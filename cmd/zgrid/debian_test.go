@@ -27,16 +27,14 @@ func TestRunOnDebianNATSServer(t *testing.T) {
 	}
 	t.Cleanup(func() { stop(); _ = cmd.Wait() })
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			break
+	testutil.Eventually(t, 10*time.Second, "nats-server to listen on "+addr, func() (bool, error) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return false, err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nats-server not listening on %s", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		c.Close()
+		return true, nil
+	})
 	url := "nats://" + addr
 
 	ready := make(chan Addrs, 1)

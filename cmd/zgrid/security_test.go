@@ -90,17 +90,13 @@ func (g *secureGrid) twin(t *testing.T) (identity.Key, registry.Twin, *nats.Conn
 	}
 	// The authenticator learns the key from the registry: reconnect until
 	// the connection carries twin rights.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		nc := g.connect(t, k)
-		if _, err := registry.NewClient(nc, k).Farms(context.Background()); err == nil {
-			return k, tw, nc
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("twin rights not granted after 10s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var nc *nats.Conn
+	testutil.Eventually(t, 10*time.Second, "twin rights", func() (bool, error) {
+		nc = g.connect(t, k)
+		_, err := registry.NewClient(nc, k).Farms(context.Background())
+		return err == nil, err
+	})
+	return k, tw, nc
 }
 
 // record is one KV entry as the grid's account sees it.
