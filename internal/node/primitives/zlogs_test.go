@@ -70,7 +70,7 @@ func startRedis(t *testing.T, port int, password string) (stop func()) {
 	bin := testutil.RequireBinary(t, "redis-server")
 	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--requirepass", password, "--dir", t.TempDir())
-	var out bytes.Buffer
+	var out testutil.Buffer // read while redis-server writes
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
