@@ -1,12 +1,12 @@
 package main
 
 import (
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 func TestWriteSSHKey(t *testing.T) {
@@ -39,7 +39,7 @@ func TestWriteSSHKey(t *testing.T) {
 }
 
 func TestLoadModulesGroups(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testutil.Logger(t)
 	list := filepath.Join(t.TempDir(), "modules")
 	if err := os.WriteFile(list, []byte("# comment\n\n/nonexistent/a.ko 9p\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -39,8 +38,7 @@ func twinConn(t *testing.T, url string, key identity.Key, opts ...nats.Option) *
 		t.Fatalf("CreateTwin: %v", err)
 	}
 	nc.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, "twin rights", func() (bool, error) {
 		nc, err = rmb.Connect(url, key, opts...)
 		if err != nil {
 			t.Fatal(err)
@@ -49,16 +47,14 @@ func twinConn(t *testing.T, url string, key identity.Key, opts ...nats.Option) *
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err = registry.NewClient(nc, key).TwinByKey(ctx, key.Public())
 		cancel()
-		if err == nil {
-			t.Cleanup(nc.Close)
-			return nc
+		if err != nil {
+			nc.Close()
+			return false, err
 		}
-		nc.Close()
-		if time.Now().After(deadline) {
-			t.Fatalf("twin rights not granted: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return true, nil
+	})
+	t.Cleanup(nc.Close)
+	return nc
 }
 
 func TestAuthRules(t *testing.T) {
@@ -145,24 +141,6 @@ func TestAuthRules(t *testing.T) {
 	}
 }
 
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
 // member is one zgrid process of a test cluster.
 type member struct {
 	addrs       Addrs
@@ -176,7 +154,7 @@ type member struct {
 // stop at cleanup.
 func startZgridCluster(t *testing.T, n int) []*member {
 	t.Helper()
-	ports := freePorts(t, n)
+	ports := testutil.FreePorts(t, n)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
@@ -196,7 +174,7 @@ func startZgridCluster(t *testing.T, n int) []*member {
 			Ready: func(a Addrs) { m.addrs = a; readyCh <- i }}
 		var ctx context.Context
 		ctx, m.cancel = context.WithCancel(context.Background())
-		go func() { m.done <- run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+		go func() { m.done <- run(ctx, cfg, testutil.Logger(t)) }()
 	}
 	t.Cleanup(func() {
 		for _, m := range members {
@@ -230,9 +208,7 @@ func clientURLs(members []*member) string {
 // TestZgridCluster runs three zgrid processes (in-process) as a cluster
 // with replicas 3, stops one, and checks the grid goes on.
 func TestZgridCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test in -short")
-	}
+	testutil.SkipShort(t, "cluster test")
 	members := startZgridCluster(t, 3)
 	k, _ := identity.Generate()
 	nc := twinConn(t, clientURLs(members), k, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
@@ -308,7 +284,7 @@ func TestZgridCluster(t *testing.T) {
 func startRogueServer(t *testing.T, route string) (client, monitor string) {
 	t.Helper()
 	bin := testutil.RequireBinary(t, "nats-server")
-	ports := freePorts(t, 3)
+	ports := testutil.FreePorts(t, 3)
 	conf := fmt.Sprintf(`listen: "127.0.0.1:%d"
 http: "127.0.0.1:%d"
 cluster {
@@ -342,16 +318,14 @@ no_auth_user: spy
 		}
 	})
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			break
+	testutil.Eventually(t, 10*time.Second, "the rogue nats-server to listen on "+addr, func() (bool, error) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return false, fmt.Errorf("%w\n%s", err, out.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rogue nats-server not listening on %s:\n%s", addr, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		c.Close()
+		return true, nil
+	})
 	return "nats://" + addr, fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 }
 
@@ -362,9 +336,7 @@ no_auth_user: spy
 // traffic, and the registry answers a client of its twins' account forges
 // into the twin's inbox never arrive.
 func TestZgridClusterRefusesRogueServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test in -short")
-	}
+	testutil.SkipShort(t, "cluster test")
 	testutil.RequireBinary(t, "nats-server")
 	members := startZgridCluster(t, 3)
 	k, _ := identity.Generate()
@@ -467,13 +439,13 @@ func TestClusterFlags(t *testing.T) {
 // on every address: zgrid derives route security from the system key, so
 // natsd accepts it, and a plain route to it is refused.
 func TestClusterOffLoopbackIsSecured(t *testing.T) {
-	port := freePorts(t, 1)[0]
+	port := testutil.FreePort(t)
 	k, err := identity.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &plane{cfg: Config{DataDir: t.TempDir(), Listen: "0.0.0.0", Port: natsd.RandomPort, Replicas: 1,
-		Name: "solo", ClusterName: "zgrid", ClusterPort: port, Auth: true}, log: slog.New(slog.DiscardHandler), sysKey: k}
+		Name: "solo", ClusterName: "zgrid", ClusterPort: port, Auth: true}, log: testutil.Logger(t), sysKey: k}
 	if _, err := startNATS(context.Background(), p); err != nil {
 		t.Fatalf("starting nats with a route port on 0.0.0.0: %v", err)
 	}

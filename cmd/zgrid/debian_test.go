@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os/exec"
 	"testing"
@@ -19,7 +18,7 @@ import (
 // TestRunOnDebianNATSServer runs zgrid --nats against Debian's nats-server.
 func TestRunOnDebianNATSServer(t *testing.T) {
 	bin := testutil.RequireBinary(t, "nats-server")
-	port := freePorts(t, 1)[0]
+	port := testutil.FreePort(t)
 	sctx, stop := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(sctx, bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir())
 	if err := cmd.Start(); err != nil {
@@ -28,23 +27,21 @@ func TestRunOnDebianNATSServer(t *testing.T) {
 	}
 	t.Cleanup(func() { stop(); _ = cmd.Wait() })
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			break
+	testutil.Eventually(t, 10*time.Second, "nats-server to listen on "+addr, func() (bool, error) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return false, err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nats-server not listening on %s", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		c.Close()
+		return true, nil
+	})
 	url := "nats://" + addr
 
 	ready := make(chan Addrs, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	cfg := Config{DataDir: t.TempDir(), NATS: []string{url}, Replicas: 1, Auth: true, Ready: func(a Addrs) { ready <- a }}
-	go func() { done <- run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- run(ctx, cfg, testutil.Logger(t)) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

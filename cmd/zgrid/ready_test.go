@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 	"github.com/zos-go/zos/internal/natsd"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/rmb"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // TestReadyMeansServing sends a request from Ready itself, without
@@ -37,7 +37,7 @@ func TestReadyMeansServing(t *testing.T) {
 			}}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+		go func() { done <- run(ctx, cfg, testutil.Logger(t)) }()
 		select {
 		case err := <-answered:
 			if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/zos-go/zos/internal/natsd"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/rmb"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // startZgrid runs zgrid in-process on random loopback ports until cleanup.
@@ -26,7 +26,7 @@ func startZgrid(t *testing.T) Addrs {
 		Replicas: 1, Auth: true, Ready: func(a Addrs) { ready <- a }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- run(ctx, cfg, testutil.Logger(t)) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -62,14 +62,10 @@ func TestRunServesRegistryAndExplorer(t *testing.T) {
 	}
 	// A new connection carries the twin's rights once the registry knows it.
 	var farm registry.Farm
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	_ = testutil.Poll(5*time.Second, func() (bool, error) {
 		farm, err = registry.NewClient(connectAs(), k).CreateFarm(ctx, "f1")
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil, err
+	})
 	if err != nil || farm.TwinID != tw.ID {
 		t.Fatalf("CreateFarm: got %+v, %v", farm, err)
 	}
@@ -81,22 +77,18 @@ func TestRunServesRegistryAndExplorer(t *testing.T) {
 	}
 
 	// The explorer shows the farm.
-	deadline = time.Now().Add(20 * time.Second)
-	for {
+	testutil.Eventually(t, 20*time.Second, "the farm on explorer /farms", func() (bool, error) {
 		resp, err := http.Get("http://" + a.Explorer + "/farms")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && strings.Contains(string(b), `"f1"`) {
-				break
-			}
-			err = errors.New(resp.Status + " " + string(b))
+		if err != nil {
+			return false, err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("explorer /farms: %v", err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && strings.Contains(string(b), `"f1"`) {
+			return true, nil
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return false, errors.New(resp.Status + " " + string(b))
+	})
 }
 
 func TestConfigValidate(t *testing.T) {

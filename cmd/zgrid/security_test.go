@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/zos-go/zos/internal/natsd"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/rmb"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // The grid plane under attack from twins and strangers (issue 14). Every
@@ -44,7 +44,7 @@ func startSecureGrid(t *testing.T) *secureGrid {
 		Ready: func(a Addrs) { ready <- a }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- run(ctx, cfg, testutil.Logger(t)) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -90,17 +90,13 @@ func (g *secureGrid) twin(t *testing.T) (identity.Key, registry.Twin, *nats.Conn
 	}
 	// The authenticator learns the key from the registry: reconnect until
 	// the connection carries twin rights.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		nc := g.connect(t, k)
-		if _, err := registry.NewClient(nc, k).Farms(context.Background()); err == nil {
-			return k, tw, nc
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("twin rights not granted after 10s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var nc *nats.Conn
+	testutil.Eventually(t, 10*time.Second, "twin rights", func() (bool, error) {
+		nc = g.connect(t, k)
+		_, err := registry.NewClient(nc, k).Farms(context.Background())
+		return err == nil, err
+	})
+	return k, tw, nc
 }
 
 // record is one KV entry as the grid's account sees it.

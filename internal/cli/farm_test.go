@@ -10,6 +10,7 @@ import (
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/rmb"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // TestFarmToken: the farmer prints a token that the registry accepts for a
@@ -59,20 +60,17 @@ func TestFarmToken(t *testing.T) {
 	// The twin's rights start with its next connection, once the
 	// registry has seen it.
 	var n registry.Node
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		nc, err := rmb.Connect(grid, nodeKey)
-		if err != nil {
-			t.Fatal(err)
+	_ = testutil.Poll(5*time.Second, func() (bool, error) {
+		nc, cerr := rmb.Connect(grid, nodeKey)
+		if cerr != nil {
+			t.Fatal(cerr)
 		}
 		n, err = registry.NewClient(nc, nodeKey).RegisterNode(ctx, registry.NodeRegistration{FarmID: farm.ID, FarmToken: plain})
 		nc.Close()
-		if err == nil || time.Now().After(deadline) {
-			if err != nil || n.FarmID != farm.ID {
-				t.Fatalf("registering with the token: got %+v, %v", n, err)
-			}
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil, err
+	})
+	if err != nil || n.FarmID != farm.ID {
+		t.Fatalf("registering with the token: got %+v, %v", n, err)
 	}
 
 	// Another twin gets no token of this farm, and bad arguments are

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/rmb"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // TestFlistCommands builds a small tree into a directory store and into a
@@ -29,7 +29,7 @@ func TestFlistCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	h, err := hub.New(hub.Config{Dir: t.TempDir()}, registry.NewClient(nc, key), slog.New(slog.DiscardHandler))
+	h, err := hub.New(hub.Config{Dir: t.TempDir()}, registry.NewClient(nc, key), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"github.com/zos-go/zos/internal/natsd"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/rmb"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // startGrid runs what `zgrid run` runs (embedded NATS with the relay's key
@@ -81,17 +83,10 @@ func newHome(t *testing.T, grid string) (string, uint32) {
 	}
 	// The new twin's rights start with its next connection, once the
 	// registry has seen it: wait for that.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Eventually(t, 5*time.Second, "the registry to see the new twin", func() (bool, error) {
 		_, errs, code := run(t, home, "twin", "show", "--grid", grid)
-		if code == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("twin show: %s", errs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return code == 0, fmt.Errorf("twin show: %s", errs)
+	})
 	return home, tw.ID
 }
 
@@ -142,22 +137,16 @@ func TestGridCommands(t *testing.T) {
 	}
 	nnc.Close()
 	var node registry.Node
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		nnc, err = rmb.Connect(grid, nodeKey)
+	testutil.Eventually(t, 5*time.Second, "registering node", func() (bool, error) {
+		nnc, err := rmb.Connect(grid, nodeKey)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer nnc.Close()
+		t.Cleanup(nnc.Close)
 		node, err = registry.NewClient(nnc, nodeKey).RegisterNode(ctx, registry.NodeRegistration{
 			FarmID: farm.ID, FarmToken: farmToken, Total: registry.Resources{CRU: 8, MRU: 16 << 30, SRU: 100 << 30}, Location: registry.Location{Country: "BE"}})
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("registering node: %v", err)
-	}
+		return err == nil, err
+	})
 	nid := itoa(uint64(node.ID))
 
 	user, userTwin := newHome(t, grid)

@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/zos-go/zos/internal/testutil"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zos-go/zos/internal/testutil"
 
 	"github.com/zos-go/zos/internal/consolelog"
 	"github.com/zos-go/zos/internal/nodeapi"
@@ -106,14 +107,10 @@ func rotateFile(t *testing.T, path string, keep int) {
 
 func waitFor(t *testing.T, out *testutil.Buffer, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for out.String() != want {
-		if time.Now().After(deadline) {
-			got := out.String()
-			t.Fatalf("got %d bytes ending %q, want %d bytes ending %q", len(got), got[max(0, len(got)-60):], len(want), want[max(0, len(want)-60):])
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "the output", func() (bool, error) {
+		got := out.String()
+		return got == want, fmt.Errorf("got %d bytes ending %q, want %d bytes ending %q", len(got), got[max(0, len(got)-60):], len(want), want[max(0, len(want)-60):])
+	})
 }
 
 func TestPrintLogsFollow(t *testing.T) {
@@ -142,13 +139,10 @@ func TestPrintLogsFollow(t *testing.T) {
 	appendFile(t, path, logLines("gone", 0, 40))
 	rotateFile(t, path, 0)
 	appendFile(t, path, logLines("fresh", 0, 3))
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.HasSuffix(out.String(), logLines("fresh", 0, 3)) {
-		if time.Now().After(deadline) {
-			t.Fatalf("after a full rotation, output ends %q", out.String()[max(0, len(out.String())-80):])
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "the lines after a full rotation", func() (bool, error) {
+		got := out.String()
+		return strings.HasSuffix(got, logLines("fresh", 0, 3)), fmt.Errorf("after a full rotation, output ends %q", got[max(0, len(got)-80):])
+	})
 	cancel()
 	select {
 	case err := <-done:

@@ -19,6 +19,7 @@ import (
 	"github.com/zos-go/zos/internal/nodeapi"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/rmb"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // setup starts a grid, a farm and one node, and returns a user.
@@ -27,7 +28,7 @@ func setup(t testing.TB) (*grid, *node, *user) {
 	g := startGrid(t)
 	farmer := newUser(t, g)
 	var farm registry.Farm
-	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(freePort(t)))
+	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(testutil.FreePort(t)))
 	n := startNode(t, g, farmer.farmToken(farm.ID))
 	n.waitRegistered(farmer)
 	return g, n, newUser(t, g)
@@ -236,7 +237,7 @@ func TestTampering(t *testing.T) {
 	other := newUser(t, g)
 	oc := dial(t, other)
 	var otherFarm registry.Farm
-	other.json(&otherFarm, "farm", "create", "farm"+strconv.Itoa(freePort(t)))
+	other.json(&otherFarm, "farm", "create", "farm"+strconv.Itoa(testutil.FreePort(t)))
 	otherNode, err := oc.reg.RegisterNode(ctx, registry.NodeRegistration{FarmID: otherFarm.ID, FarmToken: other.farmToken(otherFarm.ID),
 		Total: registry.Resources{CRU: 1, MRU: 1 << 30}})
 	if err != nil {

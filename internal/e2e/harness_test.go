@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,16 +52,6 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(binDir)
 	}
 	os.Exit(code)
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // proc is a process of the test, stopped at cleanup.
@@ -122,7 +111,7 @@ type grid struct {
 func startGrid(t testing.TB) *grid {
 	t.Helper()
 	bin := buildBinaries(t)
-	port, httpPort, hubPort := freePort(t), freePort(t), freePort(t)
+	port, httpPort, hubPort := testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)
 	g := &grid{url: fmt.Sprintf("nats://127.0.0.1:%d", port), httpPort: httpPort, hub: fmt.Sprintf("http://127.0.0.1:%d", hubPort)}
 	g.proc = start(t, filepath.Join(bin, "zgrid"), "run", "--data", t.TempDir(), "--port", strconv.Itoa(port),
 		"--http-port", strconv.Itoa(httpPort), "--hub", strconv.Itoa(hubPort))
@@ -213,7 +202,7 @@ func requireNodePrereqs(t testing.TB) {
 func startNode(t testing.TB, g *grid, farmToken string, extra ...string) *node {
 	t.Helper()
 	requireNodePrereqs(t)
-	n := &node{t: t, data: t.TempDir(), zdbPort: freePort(t)}
+	n := &node{t: t, data: t.TempDir(), zdbPort: testutil.FreePort(t)}
 	n.args = append([]string{"node", "--data", n.data, "--grid", g.url, "--farm-token", farmToken,
 		"--disk", "ssd:8G", "--disk", "hdd:3G", "--zdb-port", strconv.Itoa(n.zdbPort), "--uptime-every", "2s",
 		"--resync-every", "3s", "--prefix", fmt.Sprintf("t%d", n.zdbPort), "--reserved-mem", "256M",

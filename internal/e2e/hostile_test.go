@@ -153,7 +153,7 @@ func newHostileWorld(t *testing.T) *hostileWorld {
 	w.front = netip.AddrPortFrom(w.ln1.IP, 443)
 	w.n1 = vmNode(t, w.g, w.farmer, cache, "--netns", w.ln1.NS, "--gateway-listen", w.front.String(), "--gateway-self-signed")
 	var farm registry.Farm
-	w.farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(freePort(t)))
+	w.farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(testutil.FreePort(t)))
 	w.n2 = startNode(t, w.g, w.farmer.farmToken(farm.ID), "--netns", w.ln2.NS)
 	w.n2.waitRegistered(w.farmer)
 	fd := dial(t, w.farmer)

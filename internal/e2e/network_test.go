@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -55,7 +54,7 @@ func TestNetworkMesh(t *testing.T) {
 	g := startGrid(t)
 	farmer := newUser(t, g)
 	var farm registry.Farm
-	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(freePort(t)))
+	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(testutil.FreePort(t)))
 	var nodes []*node
 	for i, ln := range lab.Nodes {
 		args := []string{"--netns", ln.NS}
@@ -274,7 +273,7 @@ func laptop(t *testing.T, lab *netlab.Lab, conf string, target netip.Addr) {
 	addr, err := netip.ParsePrefix(kv["Address"])
 	must(err)
 	name := "wl" + lab.ID
-	dev, err := wg.Start(name, ns, ns, slog.New(slog.DiscardHandler))
+	dev, err := wg.Start(name, ns, ns, testutil.Logger(t))
 	must(err)
 	t.Cleanup(func() { _ = dev.Close() })
 	must(dev.Configure(wg.Config{PrivateKey: priv, Peers: []wg.Peer{{PublicKey: pub, Endpoint: ep, AllowedIPs: allowed, Keepalive: 25}}}))

@@ -140,7 +140,7 @@ func publishFlist(t testing.TB, u *user, dir, name string) string {
 func vmNode(t testing.TB, g *grid, farmer *user, cache string, extra ...string) *node {
 	t.Helper()
 	var farm registry.Farm
-	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(freePort(t)))
+	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(testutil.FreePort(t)))
 	bin := buildBinaries(t)
 	// Taps outlive a node that stops with VMs running: remove the ones
 	// this test made (after the node's own cleanup, which runs first).
@@ -402,7 +402,7 @@ func TestVMZLogs(t *testing.T) {
 	// A redis server on the network, at the resource's own address.
 	nrNS := network.NamesOf(n.prefix(), gridtypes.NetID(d.TwinID, "net")).NS
 	gw := "10.34.2.1"
-	port := strconv.Itoa(freePort(t))
+	port := strconv.Itoa(testutil.FreePort(t))
 	srv := exec.Command("ip", "netns", "exec", nrNS, redisServer, "--bind", gw, "--port", port, "--save", "", "--appendonly", "no", "--protected-mode", "no")
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)

@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,21 +14,11 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
 func newTestExplorer(t testing.TB, src Source) *Explorer {
-	return New(src, Config{Now: func() time.Time { return testNow }}, testLogger(t))
+	return New(src, Config{Now: func() time.Time { return testNow }}, testutil.Logger(t))
 }
 
 // get serves one request and returns the status, body and total count.
@@ -345,7 +333,7 @@ func TestNoSnapshotAndStale(t *testing.T) {
 	src := fixture()
 	src.setErr(errSourceDown)
 	now := testNow
-	e := New(src, Config{Refresh: time.Second, Now: func() time.Time { return now }}, testLogger(t))
+	e := New(src, Config{Refresh: time.Second, Now: func() time.Time { return now }}, testutil.Logger(t))
 	h := e.Handler()
 
 	code, body, _ := get(t, h, "/nodes")
@@ -390,10 +378,7 @@ func TestConcurrentReloadsShareOneRead(t *testing.T) {
 		}()
 	}
 	// Wait until the one reader is blocked in the source, then release it.
-	deadline := time.Now().Add(5 * time.Second)
-	for src.calls.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	_ = testutil.Poll(5*time.Second, func() (bool, error) { return src.calls.Load() != 0, nil })
 	// While the reload is blocked in the source, no lock is held: a
 	// request whose context ends returns at once.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -415,35 +400,15 @@ func TestConcurrentReloadsShareOneRead(t *testing.T) {
 	}
 }
 
-// checkGoroutines fails the test if more goroutines than before are still
-// running a moment after the test's own have been told to stop.
-func checkGoroutines(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(3 * time.Second)
-		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if n := runtime.NumGoroutine(); n > before {
-			buf := make([]byte, 1<<16)
-			t.Errorf("got %d goroutines after the test, want at most %d:\n%s", n, before, buf[:runtime.Stack(buf, true)])
-		}
-	})
-}
-
 func TestRunRefreshesAndServes(t *testing.T) {
-	checkGoroutines(t)
+	testutil.NoLeaks(t)
 	src := fixture()
-	e := New(src, Config{Refresh: 10 * time.Millisecond, Addr: "127.0.0.1:0"}, testLogger(t))
+	e := New(src, Config{Refresh: 10 * time.Millisecond, Addr: "127.0.0.1:0"}, testutil.Logger(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
 
-	deadline := time.Now().Add(5 * time.Second)
-	for src.calls.Load() < 3 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	_ = testutil.Poll(5*time.Second, func() (bool, error) { return src.calls.Load() >= 3, nil })
 	if got := src.calls.Load(); got < 3 {
 		t.Errorf("got %d reloads, want at least 3", got)
 	}
@@ -461,10 +426,10 @@ func TestRunRefreshesAndServes(t *testing.T) {
 }
 
 func TestServeOnListener(t *testing.T) {
-	checkGoroutines(t)
+	testutil.NoLeaks(t)
 	client := &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(client.CloseIdleConnections)
-	e := New(fixture(), Config{Now: func() time.Time { return testNow }}, testLogger(t))
+	e := New(fixture(), Config{Now: func() time.Time { return testNow }}, testutil.Logger(t))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -529,10 +494,10 @@ func TestWebPageServed(t *testing.T) {
 }
 
 func TestRunStopsWhileSourceHangs(t *testing.T) {
-	checkGoroutines(t)
+	testutil.NoLeaks(t)
 	src := fixture()
 	src.block = make(chan struct{}) // never released
-	e := New(src, Config{SourceTimeout: time.Minute}, testLogger(t))
+	e := New(src, Config{SourceTimeout: time.Minute}, testutil.Logger(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()

@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -43,7 +41,7 @@ func TestWebPageInChromium(t *testing.T) {
 	for i := range src.nodes {
 		src.nodes[i].Updated = src.nodes[i].Updated.Add(shift)
 	}
-	e := New(src, Config{Refresh: time.Hour}, testLogger(t))
+	e := New(src, Config{Refresh: time.Hour}, testutil.Logger(t))
 	srv := httptest.NewServer(e.Handler())
 	t.Cleanup(srv.Close)
 
@@ -158,7 +156,7 @@ type webDriver struct {
 func startChromedriver(t *testing.T, bin, logDir string) *webDriver {
 	t.Helper()
 	profile := t.TempDir() // removed after the processes are gone (cleanups run last-in first-out)
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	cmd := exec.Command(bin, "--port="+strconv.Itoa(port), "--allowed-ips=127.0.0.1",
 		"--log-path="+filepath.Join(logDir, "chromedriver.log"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -168,19 +166,14 @@ func startChromedriver(t *testing.T, bin, logDir string) *webDriver {
 	wd := &webDriver{base: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, profile: profile}
 	t.Cleanup(func() { wd.stop(t) })
 
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testutil.Eventually(t, 15*time.Second, fmt.Sprintf("chromedriver on port %d to be ready", port), func() (bool, error) {
 		var st struct {
 			Ready bool `json:"ready"`
 		}
-		if err := wd.call(http.MethodGet, "/status", nil, &st); err == nil && st.Ready {
-			return wd
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("chromedriver on port %d not ready after 15s", port)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		err := wd.call(http.MethodGet, "/status", nil, &st)
+		return err == nil && st.Ready, err
+	})
+	return wd
 }
 
 // stop kills the process group and checks that nothing of it is left.
@@ -200,21 +193,13 @@ func (wd *webDriver) stop(t *testing.T) {
 	}
 	// Browser processes are children of chromedriver in the same group;
 	// give them a moment to exit, then make sure.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		left := groupMembers(pgid)
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			time.Sleep(200 * time.Millisecond)
-			if left = groupMembers(pgid); len(left) > 0 {
-				t.Errorf("processes %v of the browser's group %d are still running", left, pgid)
-			}
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if testutil.Poll(5*time.Second, func() (bool, error) { return len(groupMembers(pgid)) == 0, nil }) == nil {
+		return
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	time.Sleep(200 * time.Millisecond)
+	if left := groupMembers(pgid); len(left) > 0 {
+		t.Errorf("processes %v of the browser's group %d are still running", left, pgid)
 	}
 }
 
@@ -239,16 +224,6 @@ func groupMembers(pgid int) []int {
 		}
 	}
 	return pids
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // call does one W3C WebDriver request and decodes its "value".
@@ -344,18 +319,17 @@ func (s *wdSession) execErr(out any, script string) error {
 // waitFor polls a script returning a boolean until it is true.
 func (s *wdSession) waitFor(t *testing.T, what, script string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	var lastErr error
-	for time.Now().Before(deadline) {
+	err := testutil.Poll(20*time.Second, func() (bool, error) {
 		var ok bool
-		if lastErr = s.execErr(&ok, script); lastErr == nil && ok {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+		err := s.execErr(&ok, script)
+		return err == nil && ok, err
+	})
+	if err == nil {
+		return
 	}
 	var text string
 	_ = s.execErr(&text, `return document.body.innerText.slice(0, 2000)`)
-	t.Fatalf("waiting for %s: timed out (last error %v); page shows:\n%s", what, errors.Join(lastErr), text)
+	t.Fatalf("waiting for %s: %v; page shows:\n%s", what, err, text)
 }
 
 func (s *wdSession) setWindow(t *testing.T, width, height int) {

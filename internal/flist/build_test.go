@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 func TestBlockRoundTrip(t *testing.T) {
@@ -95,7 +97,7 @@ func buildTar(t testing.TB, data []byte) (*Meta, *DirStore, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := NewBuilder(store, BuildConfig{}, testLog(t))
+	b := NewBuilder(store, BuildConfig{}, testutil.Logger(t))
 	if err := AddTar(context.Background(), b, bytes.NewReader(data)); err != nil {
 		return nil, store, err
 	}
@@ -227,7 +229,7 @@ func TestOCILayers(t *testing.T) {
 	l2 := makeTar(t, true, reg("etc/a", "a2"), reg("etc/.wh.b", ""), reg("opt/x/.wh..wh..opq", ""), reg("opt/x/new", "n"))
 	dir := writeOCI(t, l1, l2)
 	store, _ := NewDirStore(t.TempDir())
-	b := NewBuilder(store, BuildConfig{}, testLog(t))
+	b := NewBuilder(store, BuildConfig{}, testutil.Logger(t))
 	if err := AddSource(context.Background(), b, dir); err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +266,7 @@ func TestDockerSave(t *testing.T) {
 		t.Fatal(err)
 	}
 	store, _ := NewDirStore(t.TempDir())
-	b := NewBuilder(store, BuildConfig{}, testLog(t))
+	b := NewBuilder(store, BuildConfig{}, testutil.Logger(t))
 	if err := AddSource(context.Background(), b, p); err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +382,7 @@ func TestOCIArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	store, _ := NewDirStore(t.TempDir())
-	b := NewBuilder(store, BuildConfig{}, testLog(t))
+	b := NewBuilder(store, BuildConfig{}, testutil.Logger(t))
 	if err := AddSource(context.Background(), b, p); err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +399,7 @@ func TestOCIArchive(t *testing.T) {
 	_ = os.MkdirAll(bad, 0o755)
 	_ = os.WriteFile(filepath.Join(bad, "index.json"), []byte(`{}`), 0o644)
 	_ = os.WriteFile(filepath.Join(bad, "manifest.json"), []byte(man), 0o644)
-	if err := AddSource(context.Background(), NewBuilder(store, BuildConfig{}, testLog(t)), bad); err == nil || !strings.Contains(err.Error(), `".."`) {
+	if err := AddSource(context.Background(), NewBuilder(store, BuildConfig{}, testutil.Logger(t)), bad); err == nil || !strings.Contains(err.Error(), `".."`) {
 		t.Errorf("layer outside the image: got %v", err)
 	}
 }

@@ -7,5 +7,4 @@ var (
 	MountMeta    = mountMeta
 	CompareTrees = compareTrees
 	RunChroot    = runChroot
-	TestLog      = testLog
 )

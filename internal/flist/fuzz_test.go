@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // decodeRaw turns fuzz bytes into metadata rows: a stream of records, each
@@ -126,7 +128,7 @@ func FuzzMeta(f *testing.F) {
 func TestCorruptFiles(t *testing.T) {
 	ctx := context.Background()
 	store, _ := NewDirStore(t.TempDir())
-	b := NewBuilder(store, BuildConfig{BlockSize: 4096}, testLog(t))
+	b := NewBuilder(store, BuildConfig{BlockSize: 4096}, testutil.Logger(t))
 	_ = b.Add(ctx, Entry{Path: "etc/hosts", Mode: ModeRegular | 0o644}, strings.NewReader(strings.Repeat("x", 9000)))
 	_ = b.Add(ctx, Entry{Path: "bin/sh", Mode: ModeSymlink | 0o777, Target: "busybox"}, nil)
 	m, err := b.Finish()

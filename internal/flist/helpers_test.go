@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"io"
-	"log/slog"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -16,13 +15,6 @@ import (
 	sysfuse "github.com/zos-go/zos/internal/sys/fuse"
 	"github.com/zos-go/zos/internal/testutil"
 )
-
-func testLog(t testing.TB) *slog.Logger {
-	if os.Getenv("FLIST_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
 
 // busyboxTree makes a small root file system around the static busybox:
 // every entry type, odd modes and owners, a multi-block file and a hard
@@ -75,7 +67,7 @@ func busyboxTree(t testing.TB) string {
 func buildDir(t testing.TB, src string, store Store) (string, *Meta) {
 	t.Helper()
 	ctx := context.Background()
-	b := NewBuilder(store, BuildConfig{}, testLog(t))
+	b := NewBuilder(store, BuildConfig{}, testutil.Logger(t))
 	if err := AddSource(ctx, b, src); err != nil {
 		t.Fatalf("building: %v", err)
 	}
@@ -106,7 +98,7 @@ func mountMeta(t testing.TB, m *Meta, cfg MountConfig) *Mount {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mnt, err := MountFS(dir, m, cfg, testLog(t))
+	mnt, err := MountFS(dir, m, cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("mounting: %v", err)
 	}

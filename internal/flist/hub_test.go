@@ -19,6 +19,7 @@ import (
 	"github.com/zos-go/zos/internal/flist"
 	"github.com/zos-go/zos/internal/flist/hub"
 	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 type twinKeys map[uint32]ed25519.PublicKey
@@ -37,7 +38,7 @@ func TestRoundTripHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := hub.New(hub.Config{Dir: t.TempDir()}, twinKeys{7: key.Public()}, flist.TestLog(t))
+	h, err := hub.New(hub.Config{Dir: t.TempDir()}, twinKeys{7: key.Public()}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +104,7 @@ func TestRoundTripHub(t *testing.T) {
 func TestHubAuth(t *testing.T) {
 	owner, _ := identity.Generate()
 	other, _ := identity.Generate()
-	h, err := hub.New(hub.Config{Dir: t.TempDir()}, twinKeys{1: owner.Public(), 2: other.Public()}, flist.TestLog(t))
+	h, err := hub.New(hub.Config{Dir: t.TempDir()}, twinKeys{1: owner.Public(), 2: other.Public()}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,7 @@ func TestHubClientRetriesWhenBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := hub.New(hub.Config{Dir: t.TempDir(), MaxUploadsPerTwin: 1}, twinKeys{7: key.Public()}, flist.TestLog(t))
+	h, err := hub.New(hub.Config{Dir: t.TempDir(), MaxUploadsPerTwin: 1}, twinKeys{7: key.Public()}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +219,7 @@ func TestHubClientRetriesWhenBusy(t *testing.T) {
 func minimalFlist(t *testing.T) []byte {
 	t.Helper()
 	store, _ := flist.NewDirStore(t.TempDir())
-	b := flist.NewBuilder(store, flist.BuildConfig{}, flist.TestLog(t))
+	b := flist.NewBuilder(store, flist.BuildConfig{}, testutil.Logger(t))
 	if err := b.Add(context.Background(), flist.Entry{Path: "etc", Mode: flist.ModeDir | 0o755}, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -63,7 +62,7 @@ type zdbServer struct {
 func startZDB(t testing.TB) *zdbServer {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := zdb.Open(zdb.Config{DataDir: dir + "/data", IndexDir: dir + "/index"}, testLog(t))
+	st, err := zdb.Open(zdb.Config{DataDir: dir + "/data", IndexDir: dir + "/index"}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +90,7 @@ func (z *zdbServer) start() {
 		z.t.Fatal(err)
 	}
 	z.addr = ln.Addr().String()
-	srv := zdb.NewServer(zdb.ServerConfig{}, testLog(z.t), z.store)
+	srv := zdb.NewServer(zdb.ServerConfig{}, testutil.Logger(z.t), z.store)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
@@ -308,12 +307,12 @@ func TestMountLeaksNothing(t *testing.T) {
 	src := busyboxTree(t)
 	store, _ := NewDirStore(t.TempDir())
 	_, m := buildDir(t, src, store)
-	before := runtime.NumGoroutine()
+	testutil.NoLeaks(t)
 	dir := filepath.Join(t.TempDir(), "mnt")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mnt, err := MountFS(dir, m, MountConfig{Store: store}, testLog(t))
+	mnt, err := MountFS(dir, m, MountConfig{Store: store}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,13 +320,5 @@ func TestMountLeaksNothing(t *testing.T) {
 	compareFile(t, src, dir, "usr/share/data/random.bin")
 	if err := mnt.Close(); err != nil {
 		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("goroutines: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

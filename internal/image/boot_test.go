@@ -66,16 +66,6 @@ func goBuild(t testing.TB, dir string, pkgs ...string) {
 	}
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // vmConfig is one QEMU boot of the image.
 type vmConfig struct {
 	Kernel, Initrd, Cmdline string
@@ -296,7 +286,7 @@ func newImageEnv(t *testing.T) *imageEnv {
 	goBuild(t, e.bin, "github.com/zos-go/zos/cmd/zgrid", "github.com/zos-go/zos/cmd/zos", "github.com/zos-go/zos/cmd/zosctl", "github.com/zos-go/zos/cmd/vminit")
 
 	// The grid on the host; the guest reaches it as 10.0.2.2.
-	port, httpPort := freePort(t), freePort(t)
+	port, httpPort := testutil.FreePort(t), testutil.FreePort(t)
 	e.gridURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	e.guestGrid = fmt.Sprintf("nats://10.0.2.2:%d", port)
 	zgrid := exec.Command(filepath.Join(e.bin, "zgrid"), "run", "--data", t.TempDir(), "--port", strconv.Itoa(port), "--http-port", strconv.Itoa(httpPort))
@@ -439,12 +429,12 @@ func TestImageBoot(t *testing.T) {
 	// Two disks (sparse) the node claims; the second measures as an HDD.
 	disks := t.TempDir()
 	paths := sparseDisks(t, disks, 2)
-	zdbPort := freePort(t)
+	zdbPort := testutil.FreePort(t)
 	// Ports a node must not serve, forwarded to probe them from the host.
 	probes := map[int]int{}
 	fwd := [][2]int{{zdbPort, 9900}}
 	for _, p := range []int{22, 80, 443, 2375, 6379, 8080} {
-		probes[p] = freePort(t)
+		probes[p] = testutil.FreePort(t)
 		fwd = append(fwd, [2]int{probes[p], p})
 	}
 	cfg := vmConfig{Kernel: filepath.Join(imgA, "vmlinux"), Initrd: filepath.Join(imgA, "initramfs.img"),

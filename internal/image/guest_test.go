@@ -2,7 +2,6 @@ package image_test
 
 import (
 	"io"
-	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/zos-go/zos/internal/image"
 	"github.com/zos-go/zos/internal/image/kernel"
 	guestvm "github.com/zos-go/zos/internal/node/vm"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // testGuestKernel checks the image's guest kernel tree, extracted with the
@@ -32,7 +32,7 @@ func testGuestKernel(t *testing.T, e *imageEnv, initramfs string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	full, err := kernel.Fetch(t.Context(), e.cache, slog.New(slog.DiscardHandler))
+	full, err := kernel.Fetch(t.Context(), e.cache, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

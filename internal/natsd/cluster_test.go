@@ -167,24 +167,6 @@ func TestValidateRouteSecurity(t *testing.T) {
 	}
 }
 
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
 func routeURL(port int) string { return fmt.Sprintf("nats-route://127.0.0.1:%d", port) }
 
 // startMember starts a cluster member on loopback, shut down at cleanup.
@@ -232,15 +214,19 @@ func crossing(t *testing.T, pubURL, subURL string, d time.Duration) *nats.Msg {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
+	var got *nats.Msg
+	_ = testutil.Poll(d, func() (bool, error) {
 		if err := pc.Publish("grid.secret", []byte("grid traffic")); err != nil {
 			t.Fatal(err)
 		}
-		if m, err := sub.NextMsg(100 * time.Millisecond); err == nil {
-			return m
+		m, err := sub.NextMsg(100 * time.Millisecond)
+		if err != nil {
+			return false, err
 		}
-	}
-	return nil
+		got = m
+		return true, nil
+	})
+	return got
 }
 
 // assertJoined checks that messages cross between a and b both ways.
@@ -270,10 +256,8 @@ func assertApart(t *testing.T, grid, intruder string) {
 // routes authenticate, and the cluster carries messages and replicates a
 // JetStream stream over three servers.
 func TestSecureClusterForms(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test in -short")
-	}
-	ports := freePorts(t, 3)
+	testutil.SkipShort(t, "cluster test")
+	ports := testutil.FreePorts(t, 3)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, routeURL(p))
@@ -314,21 +298,14 @@ func TestSecureClusterForms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		_, err = js.AddStream(&nats.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("creating a stream of 3 replicas: %v", err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	testutil.Eventually(t, 60*time.Second, "creating a stream of 3 replicas", func() (bool, error) {
+		_, err := js.AddStream(&nats.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3})
+		return err == nil, err
+	})
 	if _, err := js.Publish("r3.x", []byte("replicated")); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; {
+	testutil.Eventually(t, 30*time.Second, "the stream to be replicated on 3 servers", func() (bool, error) {
 		info, err := js.StreamInfo("R3")
 		if err == nil && info.Cluster != nil && len(info.Cluster.Replicas) == 2 && info.State.Msgs == 1 {
 			current := 0
@@ -339,14 +316,11 @@ func TestSecureClusterForms(t *testing.T) {
 			}
 			if current == 2 {
 				t.Logf("replicas: leader %s, %+v", info.Cluster.Leader, info.Cluster.Replicas[0])
-				break
+				return true, nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stream not replicated on 3 servers: %+v, %v", info, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return false, fmt.Errorf("%+v, %v", info, err)
+	})
 }
 
 // TestForeignRoutesCannotJoin has natsd servers route to a secured member:
@@ -354,11 +328,9 @@ func TestSecureClusterForms(t *testing.T) {
 // (another CA and other credentials), one with our CA but a wrong password
 // and one with our password but another CA do not.
 func TestForeignRoutesCannotJoin(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test in -short")
-	}
+	testutil.SkipShort(t, "cluster test")
 	ours := secret(1)
-	port := freePorts(t, 1)[0]
+	port := testutil.FreePort(t)
 	grid := startMember(t, "grid", port, nil, deriveAuth(t, ours, "grid"))
 	route := []string{routeURL(port)}
 
@@ -380,7 +352,7 @@ func TestForeignRoutesCannotJoin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := startMember(t, strings.ReplaceAll(tt.name, " ", "-"), freePorts(t, 1)[0], route, tt.auth)
+			s := startMember(t, strings.ReplaceAll(tt.name, " ", "-"), testutil.FreePort(t), route, tt.auth)
 			if tt.join {
 				assertJoined(t, grid.ClientURL(), s.ClientURL())
 			} else {
@@ -395,7 +367,7 @@ func TestForeignRoutesCannotJoin(t *testing.T) {
 // route port: the server answers nothing and closes. The control shows the
 // same probe gets an INFO from an open (loopback, unsecured) route port.
 func TestPlainRouteRefused(t *testing.T) {
-	ports := freePorts(t, 2)
+	ports := testutil.FreePorts(t, 2)
 	secured := startMember(t, "secured", ports[0], nil, deriveAuth(t, secret(1), "secured"))
 	open := startMember(t, "open", ports[1], nil, nil)
 	probe := func(addr string) string {
@@ -416,7 +388,7 @@ func TestPlainRouteRefused(t *testing.T) {
 		t.Fatalf("control: open route port answered %q, want an INFO", got)
 	}
 	// Plain and secured servers do not route to each other either.
-	s := startMember(t, "plain", freePorts(t, 1)[0], []string{routeURL(ports[0])}, nil)
+	s := startMember(t, "plain", testutil.FreePort(t), []string{routeURL(ports[0])}, nil)
 	assertApart(t, secured.ClientURL(), s.ClientURL())
 }
 
@@ -467,7 +439,7 @@ func TestRouteCredentialsOnlyToOurCA(t *testing.T) {
 				got <- string(buf[:n])
 			}()
 			port := ln.Addr().(*net.TCPAddr).Port
-			startMember(t, "member", freePorts(t, 1)[0], []string{routeURL(port)}, auth)
+			startMember(t, "member", testutil.FreePort(t), []string{routeURL(port)}, auth)
 			read := <-got
 			if tt.reads != strings.Contains(read, auth.Password) {
 				t.Fatalf("impostor read %q: password there %v, want %v", read, !tt.reads, tt.reads)
@@ -479,9 +451,7 @@ func TestRouteCredentialsOnlyToOurCA(t *testing.T) {
 // TestOperatorPKI runs routes on an operator's CA: members with its
 // certificates join; a member with the derived CA of the same key does not.
 func TestOperatorPKI(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test in -short")
-	}
+	testutil.SkipShort(t, "cluster test")
 	dir := t.TempDir()
 	caCert, caKey := makeCert(t, nil, nil, "operator CA", true)
 	writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", caCert.Raw)
@@ -500,7 +470,7 @@ func TestOperatorPKI(t *testing.T) {
 		}
 		return a
 	}
-	ports := freePorts(t, 3)
+	ports := testutil.FreePorts(t, 3)
 	a := startMember(t, "a", ports[0], nil, pkiAuth("a"))
 	b := startMember(t, "b", ports[1], []string{routeURL(ports[0])}, pkiAuth("b"))
 	assertJoined(t, a.ClientURL(), b.ClientURL())
@@ -575,7 +545,7 @@ type rogue struct {
 func startRogue(t *testing.T, route, clusterExtra string) rogue {
 	t.Helper()
 	bin := testutil.RequireBinary(t, "nats-server")
-	ports := freePorts(t, 3)
+	ports := testutil.FreePorts(t, 3)
 	conf := fmt.Sprintf(`listen: "127.0.0.1:%d"
 http: "127.0.0.1:%d"
 cluster {
@@ -605,16 +575,14 @@ cluster {
 		}
 	})
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			break
+	testutil.Eventually(t, 10*time.Second, "the rogue nats-server to listen on "+addr, func() (bool, error) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return false, fmt.Errorf("%w\n%s", err, out.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rogue nats-server not listening on %s:\n%s", addr, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		c.Close()
+		return true, nil
+	})
 	return rogue{client: "nats://" + addr, monitor: fmt.Sprintf("http://127.0.0.1:%d", ports[1])}
 }
 
@@ -641,9 +609,7 @@ func (r rogue) routes(t *testing.T) int {
 // the grid's traffic and what it publishes reaches no grid subscriber. The
 // control shows the same rogue does join an unsecured (loopback) server.
 func TestRogueNATSServerCannotJoin(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test in -short")
-	}
+	testutil.SkipShort(t, "cluster test")
 	dir := t.TempDir()
 	cert, key := makeCert(t, nil, nil, "rogue", false)
 	writePEM(t, filepath.Join(dir, "rogue.pem"), "CERTIFICATE", cert.Raw)
@@ -655,7 +621,7 @@ func TestRogueNATSServerCannotJoin(t *testing.T) {
 	rogueTLS := fmt.Sprintf(`tls { cert_file: %q, key_file: %q, insecure: true, timeout: 5 }`,
 		filepath.Join(dir, "rogue.pem"), filepath.Join(dir, "rogue.key"))
 
-	ports := freePorts(t, 2)
+	ports := testutil.FreePorts(t, 2)
 	grid := startMember(t, "grid", ports[0], nil, deriveAuth(t, secret(1), "grid"))
 	open := startMember(t, "open", ports[1], nil, nil)
 	tests := []struct {

@@ -12,12 +12,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/zos-go/zos/internal/natsd"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // startCluster starts n servers routed to each other on loopback.
 func startCluster(t *testing.T, n int) []*natsd.Server {
 	t.Helper()
-	ports := freePorts(t, n)
+	ports := testutil.FreePorts(t, n)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
@@ -33,7 +34,7 @@ func startCluster(t *testing.T, n int) []*natsd.Server {
 				ClusterName: "test",
 				ClusterPort: ports[i],
 				Routes:      routes,
-			}, testLogger(t))
+			}, testutil.Logger(t))
 			srvs[i] = s
 			return err
 		})
@@ -54,30 +55,21 @@ func startCluster(t *testing.T, n int) []*natsd.Server {
 // JetStream leaderless), up to 20 s; registry refusals end it at once.
 func retrying(t *testing.T, what string, f func(ctx context.Context) error) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.Eventually(t, 20*time.Second, what, func() (bool, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		err := f(ctx)
 		cancel()
-		if err == nil {
-			return
-		}
 		var re *remoteError
 		if errors.As(err, &re) && !errors.Is(err, ErrInternal) {
 			t.Fatalf("%s: %v", what, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after 20 s: %v", what, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err == nil, err
+	})
 }
 
 func TestClusterSurvivesServerLoss(t *testing.T) {
-	checkGoroutines(t)
-	if testing.Short() {
-		t.Skip("cluster test in -short")
-	}
+	testutil.NoLeaks(t)
+	testutil.SkipShort(t, "cluster test")
 	start := time.Now()
 	srvs := startCluster(t, 3)
 	t.Logf("cluster up after %s", time.Since(start))

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zos-go/zos/internal/testutil"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -138,7 +139,7 @@ func TestPublicIPReservation(t *testing.T) {
 }
 
 func TestEventsReplay(t *testing.T) {
-	checkGoroutines(t)
+	testutil.NoLeaks(t)
 	g := newGrid(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -14,7 +14,7 @@ import (
 // binary: zgrid --nats must work with a stock server.
 func TestDebianNATSServer(t *testing.T) {
 	bin := testutil.RequireBinary(t, "nats-server")
-	port := freePorts(t, 1)[0]
+	port := testutil.FreePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir())
 	out := &testutil.Buffer{}
@@ -34,13 +34,9 @@ func TestDebianNATSServer(t *testing.T) {
 		t.Logf("%s", v)
 	}
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
-	for !tcpOpen(fmt.Sprintf("127.0.0.1:%d", port)) {
-		if time.Now().After(deadline) {
-			t.Fatalf("nats-server not listening on %d:\n%s", port, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("nats-server to listen on %d", port), func() (bool, error) {
+		return tcpOpen(fmt.Sprintf("127.0.0.1:%d", port)), fmt.Errorf("output:\n%s", out.String())
+	})
 	nc := connect(t, url)
 	startService(t, nc, Config{Replicas: 1})
 	g := &grid{nc: nc}

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"os"
-	"runtime"
 	"testing"
 	"time"
 
@@ -16,21 +13,14 @@ import (
 
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/natsd"
+	"github.com/zos-go/zos/internal/testutil"
 )
-
-// testLogger logs to the test when -v, else discards.
-func testLogger(t testing.TB) *slog.Logger {
-	if testing.Verbose() && os.Getenv("ZOS_TEST_LOG") == "1" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
 
 // startServer starts an embedded server on a random loopback port, shut
 // down at cleanup.
 func startServer(t testing.TB) *natsd.Server {
 	t.Helper()
-	s, err := natsd.Start(natsd.Config{StoreDir: t.TempDir(), Port: natsd.RandomPort}, testLogger(t))
+	s, err := natsd.Start(natsd.Config{StoreDir: t.TempDir(), Port: natsd.RandomPort}, testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("starting nats: %v", err)
 	}
@@ -54,7 +44,7 @@ func startService(t testing.TB, nc *nats.Conn, cfg Config) *Service {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	svc, err := NewService(ctx, nc, cfg, testLogger(t))
+	svc, err := NewService(ctx, nc, cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("starting registry: %v", err)
 	}
@@ -75,19 +65,12 @@ func startService(t testing.TB, nc *nats.Conn, cfg Config) *Service {
 func waitServing(t testing.TB, nc *nats.Conn) {
 	t.Helper()
 	c := NewClient(nc, identity.Key{})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testutil.Eventually(t, 30*time.Second, "the registry to serve", func() (bool, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := c.EventsInfo(ctx)
 		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry not serving: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil, err
+	})
 }
 
 // grid is a single-server registry for tests.
@@ -149,25 +132,6 @@ func (g *grid) farmWithNode(t testing.TB, name string, ips int) (farmer *user, f
 	return farmer, farm, nodeUser, node
 }
 
-// freePorts returns n free loopback TCP ports.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
 // wantErr fails unless err wraps want.
 func wantErr(t testing.TB, what string, err, want error) {
 	t.Helper()
@@ -184,30 +148,6 @@ func tcpOpen(addr string) bool {
 	}
 	c.Close()
 	return true
-}
-
-// checkGoroutines fails the test if, after its cleanups (servers,
-// connections, services), more goroutines run than before it started.
-// Register it first: cleanups run last-in first-out.
-func checkGoroutines(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutines: %d before the test, %d after:\n%s", before, n, buf)
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	})
 }
 
 // farmToken is a token of farmer's farm valid for an hour.

@@ -3,10 +3,12 @@ package registry
 import (
 	"context"
 	"testing"
+
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 func TestLifecycle(t *testing.T) {
-	checkGoroutines(t)
+	testutil.NoLeaks(t)
 	g := newGrid(t)
 	ctx := context.Background()
 	farmer, farm, nodeUser, node := g.farmWithNode(t, "farm1", 2)

@@ -6,17 +6,18 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/natsd"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // TestServerRestart restarts the NATS server under a running registry:
 // while it is down requests fail with an error; after it is back every
 // acknowledged record is there and writes go on.
 func TestServerRestart(t *testing.T) {
-	checkGoroutines(t)
+	testutil.NoLeaks(t)
 	dir := t.TempDir()
-	port := freePorts(t, 1)[0]
+	port := testutil.FreePort(t)
 	cfg := natsd.Config{StoreDir: dir, Port: port}
-	srv, err := natsd.Start(cfg, testLogger(t))
+	srv, err := natsd.Start(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,26 +42,19 @@ func TestServerRestart(t *testing.T) {
 	}
 	t.Logf("while down: %v", err)
 
-	srv, err = natsd.Start(cfg, testLogger(t))
+	srv, err = natsd.Start(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("restarting: %v", err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.Eventually(t, 20*time.Second, "the registry to be back after restart", func() (bool, error) {
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		got, err := u.c.Contract(rctx, c.ID)
 		cancel()
-		if err == nil {
-			if got.State != StateCreated || len(got.PublicIPs) != 1 {
-				t.Fatalf("contract after restart: %+v", got)
-			}
-			break
+		if err == nil && (got.State != StateCreated || len(got.PublicIPs) != 1) {
+			t.Fatalf("contract after restart: %+v", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry not back after restart: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil, err
+	})
 	c2, err := u.c.CreateNodeContract(ctx, node.ID, "bb", "", 0)
 	if err != nil {
 		t.Fatalf("write after restart: %v", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // mapResolver is a registry of twin keys held in memory.
@@ -62,8 +62,6 @@ type testGrid struct {
 	resolver *mapResolver
 	system   identity.Key
 }
-
-func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // testServices are the grid-account subjects the twin account imports in
 // these tests (the registry's, in zgrid).
@@ -166,7 +164,7 @@ func (g *testGrid) connect(t testing.TB, key identity.Key, opts ...nats.Option) 
 func (g *testGrid) serve(t testing.TB, twin uint32, key identity.Key, handlers map[string]HandlerFunc, opts ...Option) *Server {
 	t.Helper()
 	nc := g.connect(t, key)
-	s := NewServer(nc, twin, key, g.resolver, discardLog(), opts...)
+	s := NewServer(nc, twin, key, g.resolver, testutil.Logger(t), opts...)
 	for cmd, h := range handlers {
 		s.Handle(cmd, h)
 	}
@@ -185,14 +183,9 @@ func (g *testGrid) serve(t testing.TB, twin uint32, key identity.Key, handlers m
 		}
 	})
 	// Wait until the subscription is visible to others.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if g.srv.NumSubscriptions() > 0 && g.hasSubscriber(t, RequestSubject(twin)) {
-			return s
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("server of twin %d not subscribed after 5s", twin)
+	testutil.Eventually(t, 5*time.Second, fmt.Sprintf("the server of twin %d to subscribe", twin), func() (bool, error) {
+		return g.srv.NumSubscriptions() > 0 && g.hasSubscriber(t, RequestSubject(twin)), nil
+	})
 	return s
 }
 

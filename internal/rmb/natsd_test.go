@@ -1,7 +1,6 @@
 package rmb_test
 
 import (
-	"log/slog"
 	"os"
 	"testing"
 
@@ -9,6 +8,7 @@ import (
 
 	"github.com/zos-go/zos/internal/natsd"
 	"github.com/zos-go/zos/internal/rmb"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // TestMain gives the tests of package rmb the grid's NATS server: natsd
@@ -24,7 +24,7 @@ func startNATS(t testing.TB, cfg rmb.TestNATS) (*server.Server, string, *server.
 	if port == 0 {
 		port = natsd.RandomPort
 	}
-	auth := natsd.NewAuthenticator(cfg.Lookup, cfg.System, slog.New(slog.DiscardHandler))
+	auth := natsd.NewAuthenticator(cfg.Lookup, cfg.System, testutil.Logger(t))
 	s, err := natsd.Start(natsd.Config{
 		StoreDir:       cfg.Dir,
 		Port:           port,

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 type echoReq struct {
@@ -660,7 +660,7 @@ func TestServeStopsOnClosedConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(nc, 5, k, g.resolver, discardLog())
+	s := NewServer(nc, 5, k, g.resolver, testutil.Logger(t))
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(context.Background()) }()
 	time.Sleep(100 * time.Millisecond)
@@ -679,7 +679,7 @@ func TestServeLeavesNoGoroutines(t *testing.T) {
 	g := newTestGrid(t)
 	k1, k2 := g.twin(t, 1), g.twin(t, 2)
 	nc := g.connect(t, k2)
-	s := NewServer(nc, 2, k2, g.resolver, discardLog())
+	s := NewServer(nc, 2, k2, g.resolver, testutil.Logger(t))
 	s.Handle("test.echo", echo)
 	c := NewClient(g.connect(t, k1), 1, k1, g.resolver)
 
@@ -703,15 +703,8 @@ func TestServeLeavesNoGoroutines(t *testing.T) {
 		}
 	}
 	run() // warms the client's reply subscription
-	before := runtime.NumGoroutine()
+	testutil.NoLeaks(t)
 	run()
-	deadline := time.Now().Add(3 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		t.Errorf("got %d goroutines after Serve returned, want at most %d", n, before)
-	}
 }
 
 func TestSurvivesNATSRestart(t *testing.T) {
@@ -719,7 +712,7 @@ func TestSurvivesNATSRestart(t *testing.T) {
 	k1, k2 := g.twin(t, 1), g.twin(t, 2)
 	reconnect := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}
 	snc := g.connect(t, k2, reconnect...)
-	s := NewServer(snc, 2, k2, g.resolver, discardLog())
+	s := NewServer(snc, 2, k2, g.resolver, testutil.Logger(t))
 	s.Handle("test.echo", echo)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

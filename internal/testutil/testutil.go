@@ -1,6 +1,7 @@
 // Package testutil holds the helpers shared by tests of every tier: the
-// strict-mode switch that turns a missing prerequisite into a failure, and
-// checks for root, binaries and devices.
+// strict-mode switch that turns a missing prerequisite into a failure,
+// checks for root, binaries and devices, polling (Eventually, Poll), the
+// goroutine-leak check (NoLeaks), the test logger and free loopback ports.
 package testutil
 
 import (
@@ -51,3 +52,13 @@ func RequireFile(t testing.TB, path string) {
 
 // Short reports whether heavy tests should be trimmed (go test -short).
 func Short() bool { return testing.Short() }
+
+// SkipShort skips the test under go test -short, saying what it would have
+// done. Trimming is the caller's choice, not a missing prerequisite, so it
+// skips in strict mode too.
+func SkipShort(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: " + what)
+	}
+}

@@ -5,14 +5,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // TestStampTarget checks that the -X target the Makefile uses exists, by
 // linking a binary with it and reading the result back.
 func TestStampTarget(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a binary")
-	}
+	testutil.SkipShort(t, "builds a binary")
 	out := filepath.Join(t.TempDir(), "zosctl")
 	cmd := exec.Command("go", "build", "-ldflags", "-X github.com/zos-go/zos/internal/version.Version=stamp-test", "-o", out, "github.com/zos-go/zos/cmd/zosctl")
 	if b, err := cmd.CombinedOutput(); err != nil {

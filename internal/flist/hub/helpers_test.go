@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/zos-go/zos/internal/flist"
 	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // twinKeys is the registry's view of twins' keys.
@@ -63,7 +63,7 @@ func newTestHub(t testing.TB, cfg Config, tw testTwins) *Hub {
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
-	h, err := New(cfg, tw.keys(), slog.New(slog.DiscardHandler))
+	h, err := New(cfg, tw.keys(), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func testFlist(t testing.TB, name string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := flist.NewBuilder(store, flist.BuildConfig{}, slog.New(slog.DiscardHandler))
+	b := flist.NewBuilder(store, flist.BuildConfig{}, testutil.Logger(t))
 	if err := b.Add(context.Background(), flist.Entry{Path: name, Mode: flist.ModeDir | 0o755}, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@ package kernel
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,7 +54,7 @@ func fakeDeb(t *testing.T, dir string) {
 }
 
 func TestFind(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testutil.Logger(t)
 	tests := []struct {
 		name    string
 		setup   func(t *testing.T, dir string)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/flist"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // secretBody is what the node's own services answer; it must never reach
@@ -280,7 +281,7 @@ func TestServeRefusesStore(t *testing.T) {
 	}
 	mnt := t.TempDir()
 	err := Serve(context.Background(), DaemonConfig{Meta: fl, CacheDir: t.TempDir(), CacheSize: 1 << 20, Mountpoint: mnt,
-		EgressAllow: onlyHub.Allow}, testLog(t))
+		EgressAllow: onlyHub.Allow}, testutil.Logger(t))
 	if !errors.Is(err, egress.ErrDenied) {
 		t.Fatalf("got %v, want egress.ErrDenied", err)
 	}

@@ -3,7 +3,6 @@ package flistd
 import (
 	"context"
 	"encoding/hex"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,13 +23,6 @@ import (
 	"github.com/zos-go/zos/internal/sys/mount"
 	"github.com/zos-go/zos/internal/testutil"
 )
-
-func testLog(t testing.TB) *slog.Logger {
-	if os.Getenv("FLISTD_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
 
 // tree describes files to build a flist from: path -> content; a content
 // starting with "->" makes a symlink to the rest.
@@ -82,7 +74,7 @@ func (s routedStore) URL() string { return s.url }
 // buildMeta builds tr into flist metadata whose blocks go to store.
 func buildMeta(t testing.TB, tr tree, store flist.Store) *flist.Meta {
 	t.Helper()
-	b := flist.NewBuilder(store, flist.BuildConfig{}, testLog(t))
+	b := flist.NewBuilder(store, flist.BuildConfig{}, testutil.Logger(t))
 	if err := flist.AddSource(context.Background(), b, writeTree(t, tr)); err != nil {
 		t.Fatalf("building flist: %v", err)
 	}
@@ -319,7 +311,7 @@ func newModule(t testing.TB, root string, cfg Config) *Module {
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = 64 << 20
 	}
-	m, err := New(cfg, testLog(t))
+	m, err := New(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/zos-go/zos/internal/sys/daemon"
 	"github.com/zos-go/zos/internal/sys/mount"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 var rootfs = tree{
@@ -259,11 +260,7 @@ func TestRepair(t *testing.T) {
 	if err := daemon.Kill(old[0], marks(dir)...); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); daemon.Alive(old[0]); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("daemon did not die")
-		}
-	}
+	testutil.Eventually(t, 5*time.Second, "the daemon to die", func() (bool, error) { return !daemon.Alive(old[0]), nil })
 	// The kernel answers ENOTCONN, ECONNABORTED or EIO depending on timing.
 	if _, err := (mount.Mounter{}).Magic(dir); err == nil {
 		t.Fatal("statfs of the dead mount succeeded")

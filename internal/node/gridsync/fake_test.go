@@ -216,12 +216,7 @@ func runLoop(t *testing.T, loop func(context.Context) error) (errc <-chan error)
 // eventually polls cond for up to five seconds.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
+	testutil.Eventually(t, 5*time.Second, what, func() (bool, error) { return cond(), nil })
 }
 
 var errDown = errors.New("registry down")

@@ -21,6 +21,7 @@ import (
 	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/sys/netns"
 	"github.com/zos-go/zos/internal/sys/rtnl"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // fakeRegistry holds name contracts; the node's domain is written as a
@@ -196,7 +197,7 @@ func labPolicy(l *netlab.Lab) gateway.BackendPolicy {
 func startGateway(t *testing.T, l *netlab.Lab, m *Manager, reg gateway.Registry) labGateway {
 	t.Helper()
 	certs := &gateway.SelfSigned{}
-	proxy := gateway.New(gateway.Config{}, certs, testLog(t))
+	proxy := gateway.New(gateway.Config{}, certs, testutil.Logger(t))
 	front := listenIn(t, l.Nodes[0].NS, net.JoinHostPort(l.Nodes[0].IP.String(), "443"))
 	pctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)

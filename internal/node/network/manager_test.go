@@ -8,6 +8,7 @@ import (
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // Fast tests of the managers on fakeSystem: each case compares the whole
@@ -81,7 +82,7 @@ func teardownLines(closed bool) []string {
 func newFakeManager(t *testing.T, cfg Config) (*Manager, *fakeSystem) {
 	t.Helper()
 	f := newFakeSystem()
-	return NewManager(cfg, f.system(), testLog(t)), f
+	return NewManager(cfg, f.system(), testutil.Logger(t)), f
 }
 
 // TestManagerStart: the node namespace gets the input filter (in every
@@ -161,7 +162,7 @@ func TestManagerSystemIncomplete(t *testing.T) {
 	f := newFakeSystem()
 	sys := f.system()
 	sys.Firewall = nil
-	m := NewManager(Config{NodeNS: "node", Uplink: true}, sys, testLog(t))
+	m := NewManager(Config{NodeNS: "node", Uplink: true}, sys, testutil.Logger(t))
 	if err := m.Start(); err == nil || !strings.Contains(err.Error(), "incomplete") {
 		t.Errorf("got %v, want an incomplete system refused", err)
 	}
@@ -350,7 +351,7 @@ func TestPublicIPManagerLines(t *testing.T) {
 	c := registry.Contract{ID: 9, PublicIPs: []registry.PublicIP{{IP: "203.0.113.10/24", Gateway: "203.0.113.1"}}}
 	d := &gridtypes.Deployment{TwinID: 7, ContractID: 9}
 	wl := ipWorkload(t, d, "pip")
-	m := NewPublicIPManager("node", f.system().Firewall, fakeContracts{9: c}, testLog(t))
+	m := NewPublicIPManager("node", f.system().Firewall, fakeContracts{9: c}, testutil.Logger(t))
 	res, err := m.Provision(context.Background(), wl)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/zos-go/zos/internal/sys/netns"
 	"github.com/zos-go/zos/internal/sys/nft"
 	"github.com/zos-go/zos/internal/sys/rtnl"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 type fakeContracts map[uint64]registry.Contract
@@ -93,7 +94,7 @@ func TestRootAntiSpoofing(t *testing.T) {
 	must(rtnl.AddRoute(vm, rtnl.Route{Dst: netip.MustParsePrefix("192.0.2.0/24"), Dev: "eth0", Via: netip.MustParseAddr("203.0.113.1")}))
 	must(rtnl.AddRoute(obs, rtnl.Route{Dst: netip.MustParsePrefix("203.0.113.0/24"), Dev: "eth0", Via: netip.MustParseAddr("192.0.2.1")}))
 
-	m := NewPublicIPManager(node, nft.Tables{}, fakeContracts{9: c}, testLog(t))
+	m := NewPublicIPManager(node, nft.Tables{}, fakeContracts{9: c}, testutil.Logger(t))
 	res, err := m.Provision(context.Background(), wl)
 	if err != nil {
 		t.Fatal(err)

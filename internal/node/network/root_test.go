@@ -3,11 +3,9 @@ package network
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,18 +32,11 @@ func requireNet(t testing.TB) {
 	testutil.RequireFile(t, "/dev/net/tun")
 }
 
-func testLog(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
 func labManagers(t testing.TB, l *netlab.Lab) []*Manager {
 	t.Helper()
 	var ms []*Manager
 	for _, n := range l.Nodes {
-		m := NewManager(Config{Prefix: n.Prefix, NodeNS: n.NS, Uplink: true}, HostSystem(testLog(t)), testLog(t))
+		m := NewManager(Config{Prefix: n.Prefix, NodeNS: n.NS, Uplink: true}, HostSystem(testutil.Logger(t)), testutil.Logger(t))
 		if err := m.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -290,13 +281,13 @@ func TestRootMesh(t *testing.T) {
 
 // pingRetry pings for up to 10 s: the first handshake takes a moment.
 func pingRetry(ns string, a netip.Addr) (bool, string) {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ok, out := netlab.Ping(ns, a, 1)
-		if ok || time.Now().After(deadline) {
-			return ok, out
-		}
-	}
+	var ok bool
+	var out string
+	_ = testutil.Poll(10*time.Second, func() (bool, error) {
+		ok, out = netlab.Ping(ns, a, 1)
+		return ok, nil
+	})
+	return ok, out
 }
 
 // TestRootNoLeak: a resource's goroutines (wireguard-go device, UAPI
@@ -305,7 +296,7 @@ func TestRootNoLeak(t *testing.T) {
 	requireNet(t)
 	l := netlab.New(t, 1)
 	m := labManagers(t, l)[0]
-	before := runtime.NumGoroutine()
+	testutil.NoLeaks(t)
 	k := newKey(t)
 	wl := netWorkload(t, 5, "leak", gridtypes.Network{NetworkIPRange: ipnet("10.50.0.0/16"), Subnet: ipnet("10.50.2.0/24"), WGPrivateKey: k.priv, WGListenPort: 6100})
 	if _, err := m.Provision(context.Background(), wl); err != nil {
@@ -313,14 +304,6 @@ func TestRootNoLeak(t *testing.T) {
 	}
 	if err := m.Deprovision(context.Background(), wl); err != nil {
 		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<16)
-		t.Errorf("goroutines: got %d, want at most %d\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
 
@@ -345,7 +328,7 @@ func TestRootLeftovers(t *testing.T) {
 	if !netns.Exists(nn.NS) || !rtnl.LinkExists(l.Nodes[0].NS, nn.Bridge) {
 		t.Fatal("setup: the resource is not there")
 	}
-	m2 := NewManager(m.cfg, HostSystem(testLog(t)), testLog(t))
+	m2 := NewManager(m.cfg, HostSystem(testutil.Logger(t)), testutil.Logger(t))
 	if err := m2.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -72,10 +72,10 @@ func newTenantLab(t *testing.T) *tenantLab {
 		internet: net.JoinHostPort(netlab.InternetHost.String(), probePort),
 		router:   net.JoinHostPort(netlab.LANGateway.String(), probePort)}
 	tl.vm, tl.vm2, tl.pvm = l.NewNS(t, "vm"), l.NewNS(t, "vm2"), l.NewNS(t, "pvm")
-	sys := HostSystem(testLog(t))
+	sys := HostSystem(testutil.Logger(t))
 	sys.Links = vethTaps{Links: sys.Links, vms: map[string]string{tl.tap: tl.vm, tl.tap2: tl.vm2, tl.ptap: tl.pvm}}
 	tl.m = NewManager(Config{Prefix: l.Nodes[0].Prefix, NodeNS: tl.node, Uplink: true, TenantPorts: []uint16{9900}, ReservedPorts: []uint16{9900}},
-		sys, testLog(t))
+		sys, testutil.Logger(t))
 	if err := tl.m.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -214,10 +214,7 @@ func TestRootTenantIPv6(t *testing.T) {
 	t.Run("node listeners over link-local", func(t *testing.T) {
 		// An attacker waits for the node's addresses to pass duplicate
 		// address detection.
-		deadline := time.Now().Add(5 * time.Second)
-		for strings.Contains(ipv6State(t, tl.node), "tentative") && time.Now().Before(deadline) {
-			time.Sleep(100 * time.Millisecond)
-		}
+		_ = testutil.Poll(5*time.Second, func() (bool, error) { return !strings.Contains(ipv6State(t, tl.node), "tentative"), nil })
 		for _, a := range tl.nodeLinkLocals(t) {
 			addr := net.JoinHostPort(a.WithZone("eth0").String(), probePort)
 			if err := netlab.DialTCP(tl.vm, addr, dialWait); err == nil {
@@ -234,13 +231,10 @@ func TestRootTenantIPv6(t *testing.T) {
 		}
 		// The other VM on the bridge takes the advertisement: it was
 		// valid and crossed the bridge.
-		deadline := time.Now().Add(5 * time.Second)
-		for !strings.Contains(ipv6State(t, tl.vm2), "2001:db8:bad:") {
-			if time.Now().After(deadline) {
-				t.Fatalf("setup: the other VM did not take the advertisement:\n%s", ipv6State(t, tl.vm2))
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		testutil.Eventually(t, 5*time.Second, "setup: the other VM to take the advertisement", func() (bool, error) {
+			st := ipv6State(t, tl.vm2)
+			return strings.Contains(st, "2001:db8:bad:"), fmt.Errorf("the other VM did not take it:\n%s", st)
+		})
 		time.Sleep(500 * time.Millisecond)
 		for _, ns := range []string{tl.node, tl.nr} {
 			st := ipv6State(t, ns)
@@ -410,7 +404,7 @@ func TestRootWireGuardPort(t *testing.T) {
 	requireNet(t)
 	l := netlab.New(t, 1)
 	n := l.Nodes[0]
-	m := NewManager(Config{Prefix: n.Prefix, NodeNS: n.NS, Uplink: true, ReservedPorts: []uint16{9900}}, HostSystem(testLog(t)), testLog(t))
+	m := NewManager(Config{Prefix: n.Prefix, NodeNS: n.NS, Uplink: true, ReservedPorts: []uint16{9900}}, HostSystem(testutil.Logger(t)), testutil.Logger(t))
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}

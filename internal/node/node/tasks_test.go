@@ -104,9 +104,7 @@ func TestRunnerTeardown(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { done <- r.run(ctx, tt.tasks(j)) }()
 			if tt.cancel {
-				for deadline := time.Now().Add(5 * time.Second); len(j.get()) < 3 && time.Now().Before(deadline); {
-					time.Sleep(time.Millisecond)
-				}
+				_ = testutil.Poll(5*time.Second, func() (bool, error) { return len(j.get()) >= 3, nil })
 				cancel()
 			}
 			var err error
@@ -163,17 +161,12 @@ func TestLoopRestartsAndReports(t *testing.T) {
 		})
 	}()
 	<-runs
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+	testutil.Eventually(t, 5*time.Second, "the loop's error as its state", func() (bool, error) {
 		n.mu.Lock()
 		state := n.modules["events"]
 		n.mu.Unlock()
-		if state == "event stream closed" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("got state %q, want the loop's error", state)
-		}
-	}
+		return state == "event stream closed", fmt.Errorf("got state %q, want the loop's error", state)
+	})
 	select {
 	case <-runs: // restarted after a second
 	case <-time.After(5 * time.Second):

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -33,7 +31,7 @@ func startStorage(t *testing.T, disks ...storage.HostedDisk) *storage.Module {
 	}
 	dir := t.TempDir()
 	cfg := storage.Config{Root: filepath.Join(dir, "mnt"), DataDir: filepath.Join(dir, "data"), Prefix: "tg-", Disks: disks, CacheStep: 64 << 20}
-	st, err := storage.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), storage.HostSystem())
+	st, err := storage.New(cfg, testutil.Logger(t), storage.HostSystem())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +82,7 @@ func refused(t *testing.T, what string, err error, want string) {
 func TestZDBGrowthChecked(t *testing.T) {
 	const mib = 1 << 20
 	st := startStorage(t, storage.HostedDisk{Type: storage.SSD, Size: 1 << 30}, storage.HostedDisk{Type: storage.HDD, Size: 256 * mib})
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testutil.Logger(t)
 	m, err := NewZDBManager(st, zdb.NewServer(zdb.ServerConfig{}, log), func() []string { return []string{"127.0.0.1"} }, 9900, log)
 	if err != nil {
 		t.Fatal(err)

@@ -3,8 +3,6 @@ package primitives
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -27,7 +25,7 @@ func TestZDBFirstNamespacesAtOnce(t *testing.T) {
 	dir := t.TempDir()
 	cfg := storage.Config{Root: filepath.Join(dir, "mnt"), DataDir: filepath.Join(dir, "data"), Prefix: "tz-",
 		Disks: []storage.HostedDisk{{Type: storage.SSD, Size: 6 << 30}, {Type: storage.HDD, Size: 2 << 30}}}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testutil.Logger(t)
 	st, err := storage.New(cfg, log, storage.HostSystem())
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/egress"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // hostileServer is a real TCP server on loopback that answers every
@@ -130,13 +131,10 @@ func TestZLogsHostileRedis(t *testing.T) {
 			if _, err := m.Provision(context.Background(), wl); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(10 * time.Second)
-			for srv.conns.Load() < 3 {
-				if time.Now().After(deadline) {
-					t.Fatalf("the streamer connected %d times, want it to fail and retry", srv.conns.Load())
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			testutil.Eventually(t, 10*time.Second, "the streamer to fail and retry", func() (bool, error) {
+				n := srv.conns.Load()
+				return n >= 3, fmt.Errorf("the streamer connected %d times, want it to fail and retry", n)
+			})
 			if !m.Running(wl.ID) {
 				t.Fatal("the streamer stopped")
 			}
@@ -356,13 +354,10 @@ func TestZLogsEgress(t *testing.T) {
 		})
 	}
 	// The streamers of the names have resolved and retried a few times.
-	deadline := time.Now().Add(5 * time.Second)
-	for lookups.Load() < 6 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d lookups, want the streamers to retry", lookups.Load())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "the streamers to retry", func() (bool, error) {
+		n := lookups.Load()
+		return n >= 6, fmt.Errorf("%d lookups, want the streamers to retry", n)
+	})
 	seen := map[string]bool{}
 	for _, a := range dialer.dialled() {
 		seen[a] = true

@@ -63,16 +63,6 @@ func (d *loopbackDialer) count(addr string) int {
 	return d.dials[addr]
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startRedis runs redis-server on port with password until stop or
 // cleanup.
 func startRedis(t *testing.T, port int, password string) (stop func()) {
@@ -80,7 +70,7 @@ func startRedis(t *testing.T, port int, password string) (stop func()) {
 	bin := testutil.RequireBinary(t, "redis-server")
 	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--requirepass", password, "--dir", t.TempDir())
-	var out bytes.Buffer
+	var out testutil.Buffer // read while redis-server writes
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -93,18 +83,15 @@ func startRedis(t *testing.T, port int, password string) (stop func()) {
 		})
 	}
 	t.Cleanup(stop)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, "redis-server to start", func() (bool, error) {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-			return stop
+		if err != nil {
+			return false, fmt.Errorf("%w\n%s", err, out.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server did not start: %v\n%s", err, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		c.Close()
+		return true, nil
+	})
+	return stop
 }
 
 // subscribe returns the messages published on channel, read by a separate
@@ -294,7 +281,7 @@ func newTestZLogs(t *testing.T) (*ZLogsManager, string, *loopbackDialer) {
 }
 
 func TestZLogsRedis(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	stopRedis := startRedis(t, port, "s3cret")
 	msgs := subscribe(t, port, "s3cret", "vmlogs")
 	m, dir, _ := newTestZLogs(t)
@@ -360,13 +347,13 @@ func TestZLogsRedis(t *testing.T) {
 }
 
 func TestZLogsUnreachableDoesNotBlock(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	startRedis(t, port, "pw")
 	msgs := subscribe(t, port, "pw", "good")
 	m, dir, dialer := newTestZLogs(t)
 	ctx := context.Background()
 
-	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nothing listens
+	dead := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)) // nothing listens
 	bad := zlogsWorkload(2, "bad", "redis://"+dead+"/ch")
 	start := time.Now()
 	if _, err := m.Provision(ctx, bad); err != nil {
@@ -389,13 +376,10 @@ func TestZLogsUnreachableDoesNotBlock(t *testing.T) {
 	expect(t, msgs, "good line")
 	expectNothing(t, msgs, 200*time.Millisecond)
 
-	deadline := time.Now().Add(5 * time.Second)
-	for dialer.count(dead) < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("dialed the unreachable output %d times, want retries", dialer.count(dead))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "retries of the unreachable output", func() (bool, error) {
+		n := dialer.count(dead)
+		return n >= 3, fmt.Errorf("dialed the unreachable output %d times, want retries", n)
+	})
 	start = time.Now()
 	if err := m.Deprovision(ctx, bad); err != nil {
 		t.Fatal(err)

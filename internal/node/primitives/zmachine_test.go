@@ -3,8 +3,6 @@ package primitives
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -20,6 +18,7 @@ import (
 	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/node/storage"
 	"github.com/zos-go/zos/internal/node/vm"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 func TestVMAddress(t *testing.T) {
@@ -253,7 +252,7 @@ func TestKernelModeBootFiles(t *testing.T) {
 	newManager := func(t *testing.T, fl *zmFlists) (*ZMachineManager, string) {
 		vols := t.TempDir()
 		return &ZMachineManager{Storage: zmVolumes{vols}, Flists: fl, RootfsDir: t.TempDir(),
-			Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, vols
+			Log: testutil.Logger(t)}, vols
 	}
 
 	t.Run("guest links in the root", func(t *testing.T) {

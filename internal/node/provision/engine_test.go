@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // recorder is a manager that records calls as lines and can fail or block.
@@ -118,7 +117,7 @@ func (f *fixture) start() {
 	for t, m := range f.mgrs {
 		mgrs[t] = m
 	}
-	f.eng = NewEngine(Config{Workers: 2}, st, mgrs, f.res, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f.eng = NewEngine(Config{Workers: 2}, st, mgrs, f.res, testutil.Logger(f.t))
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 	f.done = make(chan error, 1)
@@ -140,25 +139,22 @@ func (f *fixture) stop() {
 // wait polls until every workload of the deployment is in a final state.
 func (f *fixture) wait(twin uint32, contract uint64) *gridtypes.Deployment {
 	f.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		d, err := f.eng.store.Get(twin, contract)
-		if err == nil {
-			jobs, _ := f.eng.store.Jobs()
-			busy := false
-			for _, j := range jobs {
-				if j.Twin == twin && j.Contract == contract {
-					busy = true
-				}
-			}
-			if !busy {
-				return d
+	var d *gridtypes.Deployment
+	testutil.Eventually(f.t, 10*time.Second, fmt.Sprintf("deployment %d-%d to settle", twin, contract), func() (bool, error) {
+		got, err := f.eng.store.Get(twin, contract)
+		if err != nil {
+			return false, err
+		}
+		jobs, _ := f.eng.store.Jobs()
+		for _, j := range jobs {
+			if j.Twin == twin && j.Contract == contract {
+				return false, nil
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	f.t.Fatalf("deployment %d-%d did not settle", twin, contract)
-	return nil
+		d = got
+		return true, nil
+	})
+	return d
 }
 
 func states(d *gridtypes.Deployment) string {
@@ -318,14 +314,12 @@ func TestRestartReplays(t *testing.T) {
 	f.stop()
 	f.rec.exists = map[gridtypes.WorkloadID]bool{} // as after a reboot
 	f.start()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	_ = testutil.Poll(10*time.Second, func() (bool, error) {
 		f.rec.mu.Lock()
 		n := len(f.lines)
 		f.rec.mu.Unlock()
-		if n >= 20 {
-			break
-		}
-	}
+		return n >= 20, nil
+	})
 	for c := uint64(1); c <= 5; c++ {
 		f.wait(1, c)
 		ch, _ := f.eng.store.Changes(1, c)
@@ -474,15 +468,10 @@ func TestRestartKeepsFailed(t *testing.T) {
 	if s := states(d); s != "bad=error" || d.Get("bad").Result.Error != "no space" {
 		t.Fatalf("after a restart: %s %q", s, d.Get("bad").Result.Error)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	testutil.Eventually(t, 10*time.Second, "the deleted deployment to go after a restart", func() (bool, error) {
 		_, err := f.eng.store.Get(1, 2)
-		if errors.Is(err, ErrNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the deleted deployment after a restart: %v", err)
-		}
-	}
+		return errors.Is(err, ErrNotFound), fmt.Errorf("the deleted deployment after a restart: %v", err)
+	})
 	// The purge ran: the failed one is still there.
 	if d, err := f.eng.store.Get(1, 1); err != nil || states(d) != "bad=error" {
 		t.Fatalf("the failed deployment after the purge: %v", err)

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,20 +97,9 @@ func mountsUnder(root string) []string {
 	return out
 }
 
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
-}
-
 func startModule(t testing.TB, cfg Config) *Module {
 	t.Helper()
-	m, err := New(cfg, testLogger(t), HostSystem())
+	m, err := New(cfg, testutil.Logger(t), HostSystem())
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -375,7 +363,7 @@ func readHead(t testing.TB, path string, n int) []byte {
 func TestReboot(t *testing.T) {
 	requireKernel(t)
 	cfg := hostedConfig(t, SSD, SSD, HDD)
-	m, err := New(cfg, testLogger(t), HostSystem())
+	m, err := New(cfg, testutil.Logger(t), HostSystem())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -673,12 +661,10 @@ func TestPulledDisk(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(b.Path, "keep")); err != nil || !bytes.Equal(got, data) {
 		t.Errorf("data of volume b changed (%v)", err)
 	}
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := m.VolumeLookup("b"); err == nil {
-			break
-		}
-	}
+	_ = testutil.Poll(time.Second, func() (bool, error) {
+		_, err := m.VolumeLookup("b")
+		return err == nil, err
+	})
 }
 
 // poolDev returns the device of a pool (tests only).
@@ -721,7 +707,7 @@ func TestReadOnlyPool(t *testing.T) {
 func TestLeftoversCleaned(t *testing.T) {
 	requireKernel(t)
 	cfg := hostedConfig(t, SSD, HDD)
-	m, err := New(cfg, testLogger(t), HostSystem())
+	m, err := New(cfg, testutil.Logger(t), HostSystem())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,7 +56,7 @@ func newGuestKit(t testing.TB) *guestKit {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	k, err := kernel.Fetch(ctx, cache, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	k, err := kernel.Fetch(ctx, cache, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +101,7 @@ func TestGuest(t *testing.T) {
 // testCanary: the canary boot passes under tcg, and accel auto picks tcg
 // here (KVM is absent, or it is the nested kind that hangs: bounded).
 func testCanary(t *testing.T, kit *guestKit) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testutil.Logger(t)
 	canary := Canary("", kit.kernel.Vmlinux, kit.initramfs, log)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -237,7 +235,7 @@ type bootResult struct {
 // virtiofsds are killed in t.Cleanup whatever happens.
 func boot(t testing.TB, vmc qemu.VM, shares map[string]string, timeout time.Duration) bootResult {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testutil.Logger(t)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	dir := t.TempDir()
@@ -460,7 +458,7 @@ func test9PRoot(t *testing.T, kit *guestKit) {
 func testManager(t *testing.T, kit *guestKit) {
 	testutil.RequireRoot(t)
 	testutil.RequireFile(t, qemu.DefaultVirtiofsd)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testutil.Logger(t)
 	cfg := Config{Root: t.TempDir(), Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs, Accel: qemu.AccelTCG, StopTimeout: time.Second}
 	m1, err := New(cfg, log, HostSystem("", ""))
 	if err != nil {
@@ -562,7 +560,7 @@ func readState(t *testing.T, root, name string) (state, error) {
 func testCrashRestart(t *testing.T, kit *guestKit) {
 	testutil.RequireRoot(t)
 	testutil.RequireFile(t, qemu.DefaultVirtiofsd)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testutil.Logger(t)
 	cfg := Config{Root: t.TempDir(), Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs, Accel: qemu.AccelTCG, StopTimeout: time.Second}
 	m, err := New(cfg, log, HostSystem("", ""))
 	if err != nil {
@@ -638,7 +636,7 @@ func BenchmarkQEMUMemory(b *testing.B) {
 	testutil.RequireFile(b, qemu.DefaultVirtiofsd)
 	kit := newGuestKit(b)
 	root := busyboxRoot(b)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testutil.Logger(b)
 	m, err := New(Config{Root: b.TempDir(), Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs, Accel: qemu.AccelTCG, StopTimeout: time.Second}, log, HostSystem("", ""))
 	if err != nil {
 		b.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/zos-go/zos/internal/sys/blockdev"
 	"github.com/zos-go/zos/internal/sys/qemu"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // fakeHost is a hypervisor that starts nothing: processes are rows of a
@@ -302,7 +302,7 @@ func newFakeManager(t *testing.T) (*Manager, *fakeHost) {
 func newManagerOver(t *testing.T, root string, f *fakeHost) *Manager {
 	t.Helper()
 	m, err := New(Config{Root: root, Kernel: "/k/vmlinux", Initrd: "/k/vminit.cpio", Accel: qemu.AccelTCG,
-		StopTimeout: 50 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)), f.system())
+		StopTimeout: 50 * time.Millisecond}, testutil.Logger(t), f.system())
 	if err != nil {
 		t.Fatal(err)
 	}

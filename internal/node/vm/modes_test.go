@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,7 +28,7 @@ func newTestManager(t *testing.T, kit *guestKit, mod func(*Config)) (*Manager, C
 	if mod != nil {
 		mod(&cfg)
 	}
-	m, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), HostSystem("", ""))
+	m, err := New(cfg, testutil.Logger(t), HostSystem("", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +165,7 @@ func testNetNS(t *testing.T, kit *guestKit) {
 	}
 	attached("after a crash restart")
 	waitConsole(ctx, t, m, "nsvm", marker+" ping-ok")
-	m2, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), HostSystem("", ""))
+	m2, err := New(cfg, testutil.Logger(t), HostSystem("", ""))
 	if err != nil {
 		t.Fatal(err)
 	}

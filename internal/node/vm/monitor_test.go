@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -71,7 +70,7 @@ func TestCheckInternalError(t *testing.T) {
 	}()
 	t.Cleanup(func() { l.Close(); <-served })
 
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testutil.Logger(t)
 	m, err := New(Config{Root: root, Kernel: "/nonexistent/vmlinux", Initrd: "/nonexistent/initrd", Accel: qemu.AccelTCG},
 		log, HostSystem("/nonexistent/qemu", "/nonexistent/virtiofsd"))
 	if err != nil {

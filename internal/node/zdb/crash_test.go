@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/resp"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 func goBinary(t *testing.T) string {
@@ -24,7 +25,7 @@ func goBinary(t *testing.T) string {
 	if _, err := os.Stat("/usr/local/go/bin/go"); err == nil {
 		return "/usr/local/go/bin/go"
 	}
-	t.Skip("needs the go tool to build zos")
+	testutil.Skip(t, "needs the go tool to build zos")
 	return ""
 }
 

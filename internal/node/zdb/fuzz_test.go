@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // FuzzRecover writes arbitrary bytes after the headers of a data file and an
@@ -48,7 +50,7 @@ func FuzzRecover(f *testing.F) {
 		}
 		cfg := Config{DataDir: dir + "/data", IndexDir: dir + "/index"}
 		cfg.setDefaults()
-		ns, err := loadNamespace(&cfg, testLogger(t), DefaultNamespace)
+		ns, err := loadNamespace(&cfg, testutil.Logger(t), DefaultNamespace)
 		if err != nil {
 			return // refusing a damaged store is fine; panicking is not
 		}

@@ -3,21 +3,13 @@ package zdb
 import (
 	"bufio"
 	"context"
-	"log/slog"
 	"net"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/zos-go/zos/internal/resp"
+	"github.com/zos-go/zos/internal/testutil"
 )
-
-func testLogger(t testing.TB) *slog.Logger {
-	if os.Getenv("ZDB_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	return slog.New(slog.DiscardHandler)
-}
 
 func openStore(t testing.TB, dir string, mod func(*Config)) *Store {
 	t.Helper()
@@ -25,7 +17,7 @@ func openStore(t testing.TB, dir string, mod func(*Config)) *Store {
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := Open(cfg, testLogger(t))
+	s, err := Open(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("opening store: %v", err)
 	}
@@ -48,7 +40,7 @@ func startServer(t testing.TB, cfg ServerConfig, stores ...*Store) (string, *Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(cfg, testLogger(t), stores...)
+	srv := NewServer(cfg, testutil.Logger(t), stores...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/resp"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 func TestServerCommands(t *testing.T) {
@@ -220,19 +221,12 @@ func TestServerBadInput(t *testing.T) {
 		}()
 		time.Sleep(200 * time.Millisecond)
 		good.expect("+PONG", "PING") // others are served meanwhile
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			time.Sleep(100 * time.Millisecond)
+		testutil.Eventually(t, 10*time.Second, "the lazy client to be disconnected", func() (bool, error) {
 			srv.mu.RLock()
 			n := len(srv.conns)
 			srv.mu.RUnlock()
-			if n == 1 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("lazy client not disconnected (%d connections)", n)
-			}
-		}
+			return n == 1, fmt.Errorf("lazy client not disconnected (%d connections)", n)
+		})
 	})
 }
 

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 func val(i int) []byte { return bytes.Repeat([]byte{byte('a' + i%26)}, 10+i%50) }
@@ -308,7 +310,7 @@ func TestHistoryScanCompact(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st, err := Compact(Config{DataDir: dir + "/data", IndexDir: dir + "/index", MaxDataFileSize: 4096}, testLogger(t))
+	st, err := Compact(Config{DataDir: dir + "/data", IndexDir: dir + "/index", MaxDataFileSize: 4096}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

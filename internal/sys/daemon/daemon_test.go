@@ -25,14 +25,10 @@ func TestStartStop(t *testing.T) {
 	if Alive(p.Pid, "something-else") {
 		t.Errorf("Alive with a foreign marker = true, want false")
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if out, _ := os.ReadFile(log); strings.Contains(string(out), "started") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("daemon did not start")
-		}
-	}
+	testutil.Eventually(t, 5*time.Second, "the daemon to start", func() (bool, error) {
+		out, _ := os.ReadFile(log)
+		return strings.Contains(string(out), "started"), nil
+	})
 	if err := Stop(p.Pid, 5*time.Second, "zos-daemon-test"); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}

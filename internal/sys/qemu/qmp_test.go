@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -153,7 +152,7 @@ func TestQMPRealQEMU(t *testing.T) {
 	}
 	vm := VM{Accel: AccelTCG, CPUs: 1, MemoryMiB: 64, Kernel: kernel,
 		Console: filepath.Join(dir, "console.log"), QMP: filepath.Join(dir, "qmp.sock")}
-	p, err := Start(bin, vm, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p, err := Start(bin, vm, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

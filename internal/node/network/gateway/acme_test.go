@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/node/network/gateway/acmetest"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // acmeLab is a gateway taking its certificates from a test CA, whose
@@ -46,9 +47,9 @@ func newACMELab(t *testing.T, cfg ACMEConfig) *acmeLab {
 	t.Cleanup(ca.Close)
 	cfg.Directory = ca.URL()
 	cfg.CacheDir = t.TempDir()
-	certs := NewACME(cfg, testLog())
+	certs := NewACME(cfg, testutil.Logger(t))
 	t.Cleanup(func() { certs.Close() })
-	l := &acmeLab{p: New(Config{}, certs, testLog()), ca: ca, certs: certs, cache: cfg.CacheDir, gw: ln.Addr().String(), b: newBackend(t, "")}
+	l := &acmeLab{p: New(Config{}, certs, testutil.Logger(t)), ca: ca, certs: certs, cache: cfg.CacheDir, gw: ln.Addr().String(), b: newBackend(t, "")}
 	serveOn(t, l.p, ln)
 	return l
 }
@@ -200,7 +201,7 @@ func TestACMELegacyCache(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "7"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	a := NewACME(ACMEConfig{Directory: "http://127.0.0.1:1/dir", CacheDir: dir}, testLog())
+	a := NewACME(ACMEConfig{Directory: "http://127.0.0.1:1/dir", CacheDir: dir}, testutil.Logger(t))
 	defer a.Close()
 	ents, err := os.ReadDir(dir)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // BenchmarkProxy measures small HTTPS requests per second through the
@@ -26,7 +27,7 @@ func BenchmarkProxy(b *testing.B) {
 		b.Fatal(err)
 	}
 	certs := &SelfSigned{}
-	p := New(Config{}, certs, slog.New(slog.DiscardHandler))
+	p := New(Config{}, certs, testutil.Logger(b))
 	if err := p.Set("1-1-app", Route{FQDN: "app.gw.test", Backends: []string{backend.URL}}); err != nil {
 		b.Fatal(err)
 	}

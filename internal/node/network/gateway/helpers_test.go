@@ -7,11 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -19,13 +17,6 @@ import (
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/provision"
 )
-
-func testLog() *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
 
 // serve runs p on a loopback port until the test ends.
 func serve(t testing.TB, p *Proxy) net.Listener {

@@ -11,6 +11,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // dialTLS completes a TLS handshake with the gateway for name from the
@@ -31,7 +33,7 @@ func dialTLS(t *testing.T, gw, name string, from netip.Addr) (*tls.Conn, error) 
 // gateway and holding them idle gets only its share; the rest are closed
 // at once, and another client is still served.
 func TestClientConnLimit(t *testing.T) {
-	p := New(Config{MaxConns: 8, MaxConnsPerClient: 3, MaxConnsPerRoute: 8, HandshakeTimeout: 30 * time.Second, IdleTimeout: time.Minute}, &SelfSigned{}, testLog())
+	p := New(Config{MaxConns: 8, MaxConnsPerClient: 3, MaxConnsPerRoute: 8, HandshakeTimeout: 30 * time.Second, IdleTimeout: time.Minute}, &SelfSigned{}, testutil.Logger(t))
 	b := newBackend(t, "")
 	if err := p.Set("1-2-app", Route{FQDN: "app.example.org", Backends: []string{b.URL}}); err != nil {
 		t.Fatal(err)
@@ -56,7 +58,7 @@ func TestClientConnLimit(t *testing.T) {
 // each within its own limit) cannot take every slot: the name gets its
 // share and another tenant's name is still served.
 func TestRouteConnLimit(t *testing.T) {
-	p := New(Config{MaxConns: 8, MaxConnsPerClient: 3, MaxConnsPerRoute: 4, HandshakeTimeout: 30 * time.Second, IdleTimeout: time.Minute}, &SelfSigned{}, testLog())
+	p := New(Config{MaxConns: 8, MaxConnsPerClient: 3, MaxConnsPerRoute: 4, HandshakeTimeout: 30 * time.Second, IdleTimeout: time.Minute}, &SelfSigned{}, testutil.Logger(t))
 	b := newBackend(t, "")
 	if err := p.Set("1-2-busy", Route{FQDN: "busy.example.org", Backends: []string{b.URL}}); err != nil {
 		t.Fatal(err)
@@ -97,7 +99,7 @@ func closedByServer(t *testing.T, c net.Conn) {
 // stream (whose backend connection is closed too), so idle clients do not
 // keep slots.
 func TestIdleTimeouts(t *testing.T) {
-	p := New(Config{HandshakeTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}, &SelfSigned{}, testLog())
+	p := New(Config{HandshakeTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}, &SelfSigned{}, testutil.Logger(t))
 	b := newBackend(t, "")
 	if err := p.Set("1-2-app", Route{FQDN: "app.example.org", Backends: []string{b.URL}}); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/provision"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // The policy of the unit tests allows 127.0.0.0/8 (standing for the
@@ -91,7 +92,7 @@ func TestBackendPolicy(t *testing.T) {
 // through the tenant's network.
 func TestManagerBackendAttacks(t *testing.T) {
 	own := &addrs{l: []netip.Addr{nodeIP}}
-	p := New(Config{}, &SelfSigned{}, testLog())
+	p := New(Config{}, &SelfSigned{}, testutil.Logger(t))
 	nets := &fakeNetworks{}
 	m := NewManager(testPolicy(own), p, fakeRegistry{domain: "gw.test"}, nets)
 	ctx := context.Background()
@@ -152,7 +153,7 @@ func TestManagerBackendAttacks(t *testing.T) {
 func TestBackendBecomesOwn(t *testing.T) {
 	own := &addrs{l: []netip.Addr{nodeIP}}
 	policy := testPolicy(own)
-	p := New(Config{}, &SelfSigned{}, testLog())
+	p := New(Config{}, &SelfSigned{}, testutil.Logger(t))
 	gw := serve(t, p).Addr().String()
 	b := newBackend(t, "127.0.0.3:0")
 	pass := newBackend(t, "127.0.0.3:0")
@@ -196,7 +197,7 @@ func TestDomainSpellings(t *testing.T) {
 	} {
 		t.Run(tt.domain, func(t *testing.T) {
 			own := &addrs{l: []netip.Addr{nodeIP}}
-			p := New(Config{}, &SelfSigned{}, testLog())
+			p := New(Config{}, &SelfSigned{}, testutil.Logger(t))
 			m := NewManager(testPolicy(own), p, fakeRegistry{domain: tt.domain, names: map[string]uint32{"alice": 7}}, &fakeNetworks{})
 			gw := serve(t, p).Addr().String()
 			const mallory, alice = "http://10.2.0.8:80", "http://10.2.0.7:80"
