@@ -43,7 +43,7 @@ cleanup() {
 	# Whatever a crashed node left behind under the demo directory: VMs
 	# and their helpers outlive a node (a restart adopts them).
 	for c in /proc/[0-9]*/cmdline; do
-		if tr '\0' ' ' <"$c" 2>/dev/null | grep -q " $DEMO/"; then
+		if tr '\0' ' ' 2>/dev/null <"$c" | grep -q " $DEMO/"; then
 			p=${c#/proc/}; p=${p%/cmdline}; kill -9 "$p" 2>/dev/null
 		fi
 	done
