@@ -230,8 +230,9 @@ func (n *node) crash() { n.proc.kill() }
 // waitRegistered waits until the node's id is known.
 func (n *node) waitRegistered(u *user) uint32 {
 	n.t.Helper()
+	var id uint32
 	if err := testutil.Poll(60*time.Second, func() (bool, error) {
-		if n.id = nodeIDFromLog(n.proc.output()); n.id != 0 {
+		if id = nodeIDFromLog(n.proc.output()); id != 0 {
 			return true, nil
 		}
 		select {
@@ -243,7 +244,8 @@ func (n *node) waitRegistered(u *user) uint32 {
 	}); err != nil {
 		n.t.Fatalf("node did not register: %v\n%s", err, n.proc.output())
 	}
-	return n.id
+	n.id = id
+	return id
 }
 
 func nodeIDFromLog(s string) uint32 {
