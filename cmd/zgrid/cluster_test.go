@@ -57,6 +57,20 @@ func twinConn(t *testing.T, url string, key identity.Key, opts ...nats.Option) *
 	return nc
 }
 
+// Windows in which something must not happen: nothing signals that it
+// did not, so the tests give it this long.
+const (
+	// forgeryWindow is how long forged KV writes and events published
+	// straight to the server get to change a contract.
+	forgeryWindow = 200 * time.Millisecond
+	// forgedEventWindow is how long a forged event gets to reach a
+	// watcher.
+	forgedEventWindow = 300 * time.Millisecond
+	// rogueAttackWindow is how long a rogue nats-server's clients spy on
+	// and forge into a grid that refused to route to it.
+	rogueAttackWindow = 4 * time.Second
+)
+
 func TestAuthRules(t *testing.T) {
 	a := startZgrid(t)
 	ctx := context.Background()
@@ -122,7 +136,9 @@ func TestAuthRules(t *testing.T) {
 		}
 	}
 	_ = nc.Flush()
-	time.Sleep(200 * time.Millisecond)
+	// Nothing to wait for: the forgeries must change nothing, and this is
+	// how long they get to try.
+	time.Sleep(forgeryWindow)
 	got, err := c.Contract(ctx, ct.ID)
 	if err != nil || got.State != registry.StateCanceled || got.TwinID != ct.TwinID {
 		t.Fatalf("contract after direct KV write: got %+v, %v", got, err)
@@ -130,7 +146,7 @@ func TestAuthRules(t *testing.T) {
 	select {
 	case ev := <-events:
 		t.Fatalf("forged event delivered: %+v", ev)
-	case <-time.After(300 * time.Millisecond):
+	case <-time.After(forgedEventWindow):
 	}
 	mu.Lock()
 	n := len(asyncErrs)
@@ -246,21 +262,19 @@ func TestZgridCluster(t *testing.T) {
 		t.Fatalf("stopping zgrid %d: %v", victim, err)
 	}
 	members[victim].done <- nil // for the cleanup
-	deadline := time.Now().Add(30 * time.Second)
-	for i := 0; i < 5; {
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		ct, err := c.CreateNodeContract(cctx, node.ID, fmt.Sprintf("%02x", 10+i), "", 0)
-		cancel()
-		if err != nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("writes after losing a member: %v", err)
+	written := 0
+	testutil.Eventually(t, 30*time.Second, "five writes after losing a member", func() (bool, error) {
+		for ; written < 5; written++ {
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			ct, err := c.CreateNodeContract(cctx, node.ID, fmt.Sprintf("%02x", 10+written), "", 0)
+			cancel()
+			if err != nil {
+				return false, err
 			}
-			time.Sleep(200 * time.Millisecond)
-			continue
+			ids = append(ids, ct.ID)
 		}
-		ids = append(ids, ct.ID)
-		i++
-	}
+		return true, nil
+	})
 	all, err := c.Contracts(ctx, registry.ContractFilter{NodeID: node.ID})
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +392,7 @@ func TestZgridClusterRefusesRogueServer(t *testing.T) {
 			// and forge.
 			ctx := context.Background()
 			var spied []string
-			for i, deadline := 0, time.Now().Add(4*time.Second); time.Now().Before(deadline); i++ {
+			for i, deadline := 0, time.Now().Add(rogueAttackWindow); time.Now().Before(deadline); i++ {
 				if _, err := c.CreateFarm(ctx, fmt.Sprintf("%s-%d", strings.ReplaceAll(tt.name, " ", "-"), i)); err != nil {
 					t.Fatalf("CreateFarm during the attack: %v", err)
 				}

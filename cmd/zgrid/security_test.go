@@ -181,6 +181,19 @@ func hostileReplies(victim identity.Key, victimTwin uint32) []string {
 // TestReplyReflection: finding 1. A request's reply subject names where the
 // answer goes; the answer used to be published with the registry's rights,
 // so a stranger could overwrite any record with an error reply.
+// Windows of the hostile tests. The settle windows follow an honest
+// request answered after the attack (the registry handles a subject's
+// requests in order, so the attack's were handled too): they give any
+// write the attack might still have caused time to land before the
+// records are compared, which must show no such write.
+const (
+	replySettleWindow   = 300 * time.Millisecond
+	hostileSettleWindow = 500 * time.Millisecond
+	// hostileAttackWindow is how long TestHostileTwin sends hostile
+	// messages while an honest twin keeps writing.
+	hostileAttackWindow = 5 * time.Second
+)
+
 func TestReplyReflection(t *testing.T) {
 	g := startSecureGrid(t)
 	_, farm := g.populate(t)
@@ -209,7 +222,7 @@ func TestReplyReflection(t *testing.T) {
 	if _, err := registry.NewClient(tc, identity.Key{}).Farm(context.Background(), farm.ID); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(replySettleWindow)
 	after, evAfter := g.snapshot(t)
 	diffRecords(t, before, after, nil)
 	if evAfter.Msgs != evBefore.Msgs || evAfter.Consumers != evBefore.Consumers {
@@ -310,7 +323,7 @@ func TestHostileTwin(t *testing.T) {
 	}()
 
 	rng := rand.New(rand.NewPCG(14, 14))
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(hostileAttackWindow)
 	sent := 0
 	for time.Now().Before(deadline) {
 		nc := attackerConn
@@ -358,7 +371,7 @@ func TestHostileTwin(t *testing.T) {
 	if _, err := registry.NewClient(hc, hk).Farms(context.Background()); err != nil {
 		t.Fatalf("after the attack: %v", err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(hostileSettleWindow)
 	after, evAfter := g.snapshot(t)
 	diffRecords(t, before, after, func(key string, r record) bool {
 		// New index entries follow new records, which are checked.
@@ -434,20 +447,17 @@ func (v *violations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
 // expect waits for the next violation.
 func (v *violations) expect(t *testing.T, what string) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
+	var err error
+	testutil.Eventually(t, 3*time.Second, what+": a permissions violation", func() (bool, error) {
 		v.mu.Lock()
-		if len(v.errs) > 0 {
-			err := v.errs[0]
-			v.errs = v.errs[1:]
-			v.mu.Unlock()
-			if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
-				t.Fatalf("%s: got %v, want a permissions violation", what, err)
-			}
-			return
+		defer v.mu.Unlock()
+		if len(v.errs) == 0 {
+			return false, nil
 		}
-		v.mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
+		err, v.errs = v.errs[0], v.errs[1:]
+		return true, nil
+	})
+	if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+		t.Fatalf("%s: got %v, want a permissions violation", what, err)
 	}
-	t.Fatalf("%s: no permissions violation within 3s", what)
 }

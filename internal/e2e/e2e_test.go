@@ -395,23 +395,21 @@ func TestCrashAndReboot(t *testing.T) {
 	}
 	waitAllOk := func() {
 		t.Helper()
-		deadline := time.Now().Add(2 * time.Minute)
-		for _, d := range ds {
-			for {
+		okd := 0 // deployments seen ok, in order
+		testutil.Eventually(t, 2*time.Minute, "every deployment ok", func() (bool, error) {
+			for ; okd < len(ds); okd++ {
+				d := ds[okd]
 				var got gridtypes.Deployment
 				err := c.rmb.Call(ctx, nodeRec.TwinID, "zos.deployment.get", map[string]uint64{"contract_id": d.ContractID}, &got)
-				if err == nil && got.Get("db").Result.State == gridtypes.StateOk {
-					break
-				}
 				if err == nil && got.Get("db").Result.State == gridtypes.StateError {
 					t.Fatalf("contract %d: %s", d.ContractID, got.Get("db").Result.Error)
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("contract %d not ok: %v %+v", d.ContractID, err, got)
+				if err != nil || got.Get("db").Result.State != gridtypes.StateOk {
+					return false, fmt.Errorf("contract %d not ok: %v %+v", d.ContractID, err, got)
 				}
-				time.Sleep(200 * time.Millisecond)
 			}
-		}
+			return true, nil
+		})
 	}
 	waitAllOk()
 	for _, d := range ds {
@@ -466,18 +464,14 @@ func TestCancelWhileDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testutil.Eventually(t, 60*time.Second, "the deployment removed after the node came back", func() (bool, error) {
 		var got gridtypes.Deployment
 		err := c.rmb.Call(ctx, nodeRec.TwinID, "zos.deployment.get", map[string]uint64{"contract_id": d.ContractID}, &got)
-		if err == nil && got.Get("db").Result.State == gridtypes.StateDeleted {
-			break
+		if err != nil || got.Get("db").Result.State != gridtypes.StateDeleted {
+			return false, fmt.Errorf("%v %+v", err, got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("deployment not removed after the node came back: %v %+v", err, got)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return true, nil
+	})
 	ns := fmt.Sprintf("%d-%d-db", d.TwinID, d.ContractID)
 	if out := redis(t, n.zdbPort, fmt.Sprintf("SELECT %s\n", ns)); !strings.Contains(strings.ToLower(out), "not found") {
 		t.Fatalf("namespace still served: %q", out)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -135,17 +136,12 @@ func newUser(t testing.TB, g *grid) *user {
 	u := &user{t: t, home: t.TempDir(), grid: g}
 	u.mustRun("key", "new")
 	// The grid may still be starting: retry twin creation for a while.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, errs, code := u.run("twin", "create")
-		if code == 0 {
-			break
+	testutil.Eventually(t, 30*time.Second, "twin create", func() (bool, error) {
+		if _, errs, code := u.run("twin", "create"); code != 0 {
+			return false, errors.New(strings.TrimSpace(errs))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("twin create: %s", errs)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return true, nil
+	})
 	return u
 }
 
@@ -234,20 +230,22 @@ func (n *node) crash() { n.proc.kill() }
 // waitRegistered waits until the node's id is known.
 func (n *node) waitRegistered(u *user) uint32 {
 	n.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if id := nodeIDFromLog(n.proc.output()); id != 0 {
-			n.id = id
-			return id
+	var id uint32
+	if err := testutil.Poll(60*time.Second, func() (bool, error) {
+		if id = nodeIDFromLog(n.proc.output()); id != 0 {
+			return true, nil
 		}
 		select {
 		case <-n.proc.done:
 			n.t.Fatalf("node exited:\n%s", n.proc.output())
-		case <-time.After(100 * time.Millisecond):
+		default:
 		}
+		return false, nil
+	}); err != nil {
+		n.t.Fatalf("node did not register: %v\n%s", err, n.proc.output())
 	}
-	n.t.Fatalf("node did not register:\n%s", n.proc.output())
-	return 0
+	n.id = id
+	return id
 }
 
 func nodeIDFromLog(s string) uint32 {
@@ -353,12 +351,7 @@ func killUnder(t testing.TB, dir string) {
 		}
 	}
 	for _, pid := range pids {
-		for i := 0; i < 100; i++ {
-			if syscall.Kill(pid, 0) != nil {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		_ = testutil.Poll(5*time.Second, func() (bool, error) { return syscall.Kill(pid, 0) != nil, nil })
 		t.Logf("killed leftover process %d", pid)
 	}
 }

@@ -201,11 +201,15 @@ func TestNetworkMesh(t *testing.T) {
 			u.mustRun("contract", "cancel", strconv.FormatUint(c.ID, 10))
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for i := range nodes {
-		for netns.Exists(nsOf(i)) && time.Now().Before(deadline) {
-			time.Sleep(200 * time.Millisecond)
+	_ = testutil.Poll(30*time.Second, func() (bool, error) {
+		for i := range nodes {
+			if netns.Exists(nsOf(i)) {
+				return false, nil
+			}
 		}
+		return true, nil
+	})
+	for i := range nodes {
 		if netns.Exists(nsOf(i)) {
 			t.Errorf("namespace %s left after cancel", nsOf(i))
 		}
@@ -224,14 +228,14 @@ func (n *node) prefix() string {
 	return ""
 }
 
-func pingRetry(ns string, a netip.Addr) (bool, string) {
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		ok, out := netlab.Ping(ns, a, 1)
-		if ok || time.Now().After(deadline) {
-			return ok, out
-		}
-	}
+// pingRetry pings a from ns until it answers, for up to 15s, and returns
+// the last try.
+func pingRetry(ns string, a netip.Addr) (ok bool, out string) {
+	_ = testutil.Poll(15*time.Second, func() (bool, error) {
+		ok, out = netlab.Ping(ns, a, 1)
+		return ok, nil
+	})
+	return ok, out
 }
 
 // laptop joins the farm LAN as the user's machine with the wg-quick

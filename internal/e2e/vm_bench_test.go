@@ -13,22 +13,26 @@ import (
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/primitives"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // consoleHas polls the console log of VM name on node n (read on the
 // node's disk, not through the grid: no polling delay of its own) until
 // it holds marker, and returns when it was seen.
 func consoleHas(n *node, name, marker string, timeout time.Duration) (time.Time, bool) {
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	var seen time.Time
+	err := testutil.PollEvery(timeout, 20*time.Millisecond, func() (bool, error) {
 		// <data>/mnt/<pool>/zos-cache/vm/machines/<vm>/console.log
 		logs, _ := filepath.Glob(filepath.Join(n.data, "mnt", "*", "*", "vm", "machines", name, "console.log"))
 		for _, l := range logs {
 			if b, err := os.ReadFile(l); err == nil && strings.Contains(string(b), marker) {
-				return time.Now(), true
+				seen = time.Now()
+				return true, nil
 			}
 		}
-	}
-	return time.Time{}, false
+		return false, nil
+	})
+	return seen, err == nil
 }
 
 // BenchmarkVMs measures, through the grid with zosctl on a hosted node

@@ -163,15 +163,15 @@ func vmNode(t testing.TB, g *grid, farmer *user, cache string, extra ...string) 
 func waitConsole(t testing.TB, u *user, contract uint64, vm string, re *regexp.Regexp, timeout time.Duration) string {
 	t.Helper()
 	var out string
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Second) {
+	// Every second at most: each try is a call through the grid.
+	if err := testutil.PollEvery(timeout, time.Second, func() (bool, error) {
 		var code int
 		out, _, code = u.run("logs", strconv.FormatUint(contract, 10), vm)
-		if code == 0 && re.MatchString(out) {
-			return out
-		}
+		return code == 0 && re.MatchString(out), nil
+	}); err != nil {
+		t.Fatalf("console of %s never matched %s (%v); last log:\n%s", vm, re, err, out)
 	}
-	t.Fatalf("console of %s never matched %s; last log:\n%s", vm, re, out)
-	return ""
+	return out
 }
 
 func qemuPid(t testing.TB, name string) int {
@@ -270,14 +270,13 @@ func processAlive(pid int) bool {
 	return err == nil
 }
 
+// waitFor is testutil.Eventually for a condition without a reason, checked
+// every 200ms at most (several exec a process: pgrep, redis-cli).
 func waitFor(t testing.TB, timeout time.Duration, what string, f func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if f() {
-			return
-		}
+	if err := testutil.PollEvery(timeout, 200*time.Millisecond, func() (bool, error) { return f(), nil }); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
 	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 // TestVMBadInput: an flist that is not a root filesystem, an entrypoint
@@ -427,13 +426,9 @@ func TestVMZLogs(t *testing.T) {
 	}
 	d.Workloads = append(d.Workloads, zl)
 	u.mustRun("deployment", "update", "-f", writeJSON(t, &d), strconv.FormatUint(d.ContractID, 10))
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(got.String(), "zos-vm-up boots=1") {
-		if time.Now().After(deadline) {
-			stats, _ := exec.Command("ip", "netns", "exec", nrNS, redisCLI, "-h", gw, "-p", port, "INFO", "commandstats").CombinedOutput()
-			t.Fatalf("the console line never reached the redis channel; subscriber got %q; server stats:\n%s", got.String(), stats)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if testutil.Poll(30*time.Second, func() (bool, error) { return strings.Contains(got.String(), "zos-vm-up boots=1"), nil }) != nil {
+		stats, _ := exec.Command("ip", "netns", "exec", nrNS, redisCLI, "-h", gw, "-p", port, "INFO", "commandstats").CombinedOutput()
+		t.Fatalf("the console line never reached the redis channel within 30s; subscriber got %q; server stats:\n%s", got.String(), stats)
 	}
 	u.mustRun("deployment", "cancel", strconv.FormatUint(d.ContractID, 10))
 }

@@ -145,19 +145,19 @@ func bootVM(t *testing.T, c vmConfig, timeout time.Duration) *vm {
 // wait waits for a regexp on the serial console and returns its matches.
 func (v *vm) wait(t *testing.T, re *regexp.Regexp, timeout time.Duration) []string {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if m := re.FindStringSubmatch(v.out.String()); m != nil {
-			return m
+	var m []string
+	testutil.Eventually(t, timeout, fmt.Sprintf("%q on the console", re), func() (bool, error) {
+		if m = re.FindStringSubmatch(v.out.String()); m != nil {
+			return true, nil
 		}
 		select {
 		case <-v.done:
 			t.Fatalf("qemu exited while waiting for %q", re)
-		case <-time.After(200 * time.Millisecond):
+		default:
 		}
-	}
-	t.Fatalf("no %q on the console after %s", re, timeout)
-	return nil
+		return false, nil
+	})
+	return m
 }
 
 // powerdown presses the ACPI power button and waits for QEMU to exit.
@@ -305,18 +305,15 @@ func newImageEnv(t *testing.T) *imageEnv {
 	e.farmer, e.user = t.TempDir(), t.TempDir()
 	zosctl(t, e.farmer, e.gridURL, "key", "new")
 	zosctl(t, e.user, e.gridURL, "key", "new")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// The grid may still be starting: retry twin creation for a while.
+	testutil.Eventually(t, 30*time.Second, "twin create", func() (bool, error) {
 		var out, errb bytes.Buffer
 		env := map[string]string{"ZOSCTL_HOME": e.farmer, "ZOS_GRID": e.gridURL}
-		if cli.Run(context.Background(), []string{"twin", "create"}, cli.Env{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }}) == 0 {
-			break
+		if cli.Run(context.Background(), []string{"twin", "create"}, cli.Env{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }}) != 0 {
+			return false, errors.New(strings.TrimSpace(errb.String()))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("twin create: %s", errb.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return true, nil
+	})
 	zosctl(t, e.user, e.gridURL, "twin", "create")
 	if err := json.Unmarshal([]byte(zosctl(t, e.farmer, e.gridURL, "farm", "create", "imagefarm", "--json")), &e.farm); err != nil {
 		t.Fatal(err)
@@ -505,16 +502,12 @@ func TestImageBoot(t *testing.T) {
 	if m2[1] != nodeID {
 		t.Fatalf("second boot registered node %s, want %s", m2[1], nodeID)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	// Every 500ms at most: each try is a connection into the VM under tcg.
+	if err := testutil.PollEvery(60*time.Second, 500*time.Millisecond, func() (bool, error) {
 		got := redisCLI(t, zdbPort, fmt.Sprintf("SELECT %s pw1\nGET k\n", zr.Namespace))
-		if strings.Contains(got, "hello") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the zdb did not come back: %q", got)
-		}
-		time.Sleep(500 * time.Millisecond)
+		return strings.Contains(got, "hello"), fmt.Errorf("got %q", got)
+	}); err != nil {
+		t.Fatalf("the zdb did not come back: %v", err)
 	}
 	v2.powerdown(t, 60*time.Second)
 }

@@ -13,8 +13,15 @@ import (
 // error cond gave. The error cond returns is only the reason the condition
 // does not hold yet: it does not stop the polling.
 func Poll(timeout time.Duration, cond func() (bool, error)) error {
+	return PollEvery(timeout, 50*time.Millisecond, cond)
+}
+
+// PollEvery is Poll with the interval growing up to every instead of 50ms:
+// for conditions that cost something to check (a call through the grid, a
+// connection into a VM under tcg) and that a test should not hammer.
+func PollEvery(timeout, every time.Duration, cond func() (bool, error)) error {
 	deadline := time.Now().Add(timeout)
-	wait := time.Millisecond
+	wait := min(time.Millisecond, every)
 	var last error
 	for {
 		ok, err := cond()
@@ -31,7 +38,7 @@ func Poll(timeout time.Duration, cond func() (bool, error)) error {
 			return fmt.Errorf("not within %v", timeout)
 		}
 		time.Sleep(min(wait, time.Until(deadline)+time.Millisecond))
-		wait = min(2*wait, 50*time.Millisecond)
+		wait = min(2*wait, every)
 	}
 }
 

@@ -25,6 +25,25 @@ func TestPoll(t *testing.T) {
 	}
 }
 
+func TestPollEvery(t *testing.T) {
+	var calls []time.Time
+	err := PollEvery(250*time.Millisecond, 100*time.Millisecond, func() (bool, error) {
+		calls = append(calls, time.Now())
+		return false, nil
+	})
+	if err == nil {
+		t.Fatal("got nil, want a timeout")
+	}
+	// 1, 2, 4, ..., 64ms, then 100ms steps, where Poll stops at 50ms.
+	var longest time.Duration
+	for i := 1; i < len(calls); i++ {
+		longest = max(longest, calls[i].Sub(calls[i-1]))
+	}
+	if longest < 90*time.Millisecond || longest > 150*time.Millisecond {
+		t.Errorf("longest pause between calls: got %v, want about 100ms", longest)
+	}
+}
+
 func TestFreePorts(t *testing.T) {
 	ps := FreePorts(t, 3)
 	if len(ps) != 3 || ps[0] == ps[1] || ps[1] == ps[2] || ps[0] == ps[2] || ps[0] == 0 {

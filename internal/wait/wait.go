@@ -1,4 +1,5 @@
-// Package wait pauses a goroutine for a while, unless its context ends first.
+// Package wait pauses a goroutine for a while, or repeats a call at an
+// interval, unless its context ends first.
 package wait
 
 import (
@@ -16,5 +17,25 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 		return false
 	case <-t.C:
 		return true
+	}
+}
+
+// Every calls f every d until ctx ends, the first time d after the call;
+// a call that overruns d delays the next rather than piling calls up. It
+// returns once ctx has ended and f is not running, and never calls f after
+// ctx has ended.
+func Every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if ctx.Err() != nil { // both were ready: the end wins
+				return
+			}
+			f()
+		}
 	}
 }

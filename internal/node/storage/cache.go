@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"time"
+
+	"github.com/zos-go/zos/internal/wait"
 )
 
 // Cache returns the directory of the node's persistent state and whether it
@@ -82,18 +83,11 @@ func (m *Module) setupCacheLocked() error {
 // cacheLoop checks the cache quota every CacheCheckInterval until ctx ends.
 func (m *Module) cacheLoop(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
-	t := time.NewTicker(m.cfg.CacheCheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := m.AdjustCache(); err != nil {
-				m.log.Warn("cache_quota_check_failed", "err", err)
-			}
+	wait.Every(ctx, m.cfg.CacheCheckInterval, func() {
+		if err := m.AdjustCache(); err != nil {
+			m.log.Warn("cache_quota_check_failed", "err", err)
 		}
-	}
+	})
 }
 
 // AdjustCache grows or shrinks the cache quota once (the loop calls it).

@@ -7,7 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"time"
+
+	"github.com/zos-go/zos/internal/wait"
 )
 
 // RotateConsoles cuts every console log larger than Config.LogMax to its
@@ -33,16 +34,7 @@ func (m *Manager) RotateConsoles() {
 
 // rotateLoop runs RotateConsoles every LogCheck until ctx ends.
 func (m *Manager) rotateLoop(ctx context.Context) {
-	t := time.NewTicker(m.cfg.LogCheck)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			m.RotateConsoles()
-		}
-	}
+	wait.Every(ctx, m.cfg.LogCheck, m.RotateConsoles)
 }
 
 // trimLog keeps the last keep bytes of the file at path when it is larger
