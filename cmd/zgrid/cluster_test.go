@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -316,30 +315,8 @@ no_auth_user: spy
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	var out testutil.Buffer
-	cmd := exec.CommandContext(ctx, bin, "-c", path)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		stop()
-		t.Fatalf("starting %s: %v", bin, err)
-	}
-	t.Cleanup(func() {
-		stop()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("rogue nats-server output:\n%s", out.String())
-		}
-	})
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	testutil.Eventually(t, 10*time.Second, "the rogue nats-server to listen on "+addr, func() (bool, error) {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err != nil {
-			return false, fmt.Errorf("%w\n%s", err, out.String())
-		}
-		c.Close()
-		return true, nil
-	})
+	testutil.StartListening(t, addr, bin, "-c", path)
 	return "nats://" + addr, fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 }
 

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -19,22 +17,8 @@ import (
 func TestRunOnDebianNATSServer(t *testing.T) {
 	bin := testutil.RequireBinary(t, "nats-server")
 	port := testutil.FreePort(t)
-	sctx, stop := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(sctx, bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		stop()
-		t.Fatalf("starting %s: %v", bin, err)
-	}
-	t.Cleanup(func() { stop(); _ = cmd.Wait() })
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	testutil.Eventually(t, 10*time.Second, "nats-server to listen on "+addr, func() (bool, error) {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err != nil {
-			return false, err
-		}
-		c.Close()
-		return true, nil
-	})
+	testutil.StartListening(t, addr, bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir())
 	url := "nats://" + addr
 
 	ready := make(chan Addrs, 1)

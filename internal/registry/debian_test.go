@@ -15,28 +15,13 @@ import (
 func TestDebianNATSServer(t *testing.T) {
 	bin := testutil.RequireBinary(t, "nats-server")
 	port := testutil.FreePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir())
-	out := &testutil.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("starting %s: %v", bin, err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("nats-server output:\n%s", out.String())
-		}
-	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	testutil.StartListening(t, addr, bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir())
 	if v, err := exec.Command(bin, "--version").CombinedOutput(); err == nil {
 		t.Logf("%s", v)
 	}
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("nats-server to listen on %d", port), func() (bool, error) {
-		return tcpOpen(fmt.Sprintf("127.0.0.1:%d", port)), fmt.Errorf("output:\n%s", out.String())
-	})
+	ctx := context.Background()
+	url := "nats://" + addr
 	nc := connect(t, url)
 	startService(t, nc, Config{Replicas: 1})
 	g := &grid{nc: nc}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -138,16 +137,6 @@ func wantErr(t testing.TB, what string, err, want error) {
 	if !errors.Is(err, want) {
 		t.Fatalf("%s: got error %v, want %v", what, err, want)
 	}
-}
-
-// tcpOpen reports whether something listens at addr.
-func tcpOpen(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
 }
 
 // farmToken is a token of farmer's farm valid for an hour.
