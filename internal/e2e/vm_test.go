@@ -47,13 +47,14 @@ func requireVMPrereqs(t testing.TB) string {
 }
 
 // VMScript is the demo VM's entrypoint: it counts its boots on the disk
-// at /data, writes to the shared volume, prints markers and stays up.
+// at /data, writes to the shared volume and lists it, then prints the
+// marker (last, so a test that sees the marker sees the rest) and stays up.
 const VMScript = `#!/bin/sh
 echo "boot" >> /data/boots
-sync
-echo "zos-vm-up boots=$(wc -l < /data/boots) ip=$(ip -4 -o addr show eth0 | awk '{print $4}')"
 echo "hello from $(hostname)" > /shared/hello
 ls /shared
+sync
+echo "zos-vm-up boots=$(wc -l < /data/boots) ip=$(ip -4 -o addr show eth0 | awk '{print $4}')"
 exec sleep 2147483647
 `
 

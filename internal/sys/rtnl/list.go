@@ -38,7 +38,9 @@ func Routes(ns string, family int) ([]Listed, error) {
 		return nil, err
 	}
 	defer h.Close()
-	routes, err := h.RouteListFiltered(family, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	routes, err := dump(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(family, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("listing routes in namespace %q: %w", ns, err)
 	}
@@ -86,7 +88,7 @@ func Neighbors(ns string) ([]Neighbor, error) {
 	names := linkNames(h)
 	var out []Neighbor
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		entries, err := h.NeighList(0, fam)
+		entries, err := dump(func() ([]netlink.Neigh, error) { return h.NeighList(0, fam) })
 		if err != nil {
 			return nil, fmt.Errorf("listing neighbours in namespace %q: %w", ns, err)
 		}
@@ -104,7 +106,7 @@ func Neighbors(ns string) ([]Neighbor, error) {
 // linkNames maps the link indexes of h's namespace to their names.
 func linkNames(h *netlink.Handle) map[int]string {
 	names := map[int]string{}
-	links, _ := h.LinkList()
+	links, _ := dump(h.LinkList)
 	for _, l := range links {
 		names[l.Attrs().Index] = l.Attrs().Name
 	}

@@ -211,7 +211,7 @@ func Addrs(ns string) (map[string][]netip.Prefix, error) {
 		return nil, err
 	}
 	defer h.Close()
-	links, err := h.LinkList()
+	links, err := dump(h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("listing links in namespace %q: %w", ns, err)
 	}
@@ -220,7 +220,7 @@ func Addrs(ns string) (map[string][]netip.Prefix, error) {
 		if l.Attrs().Name == "lo" {
 			continue
 		}
-		addrs, err := h.AddrList(l, unix.AF_UNSPEC)
+		addrs, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(l, unix.AF_UNSPEC) })
 		if err != nil {
 			return nil, fmt.Errorf("listing addresses of %s: %w", l.Attrs().Name, err)
 		}
@@ -266,7 +266,9 @@ func HasRoute(ns string, dst netip.Prefix) bool {
 		return false
 	}
 	defer h.Close()
-	routes, err := h.RouteListFiltered(unix.AF_INET, &netlink.Route{Dst: ipnet(dst)}, netlink.RT_FILTER_DST)
+	routes, err := dump(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(unix.AF_INET, &netlink.Route{Dst: ipnet(dst)}, netlink.RT_FILTER_DST)
+	})
 	return err == nil && len(routes) > 0
 }
 
@@ -309,7 +311,7 @@ func Links(ns, prefix string) ([]string, error) {
 		return nil, err
 	}
 	defer h.Close()
-	links, err := h.LinkList()
+	links, err := dump(h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("listing links in namespace %q: %w", ns, err)
 	}
@@ -403,7 +405,7 @@ func DefaultRoute(ns string) (string, netip.Addr, error) {
 		return "", netip.Addr{}, err
 	}
 	defer h.Close()
-	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
+	routes, err := dump(func() ([]netlink.Route, error) { return h.RouteList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return "", netip.Addr{}, fmt.Errorf("listing routes in namespace %q: %w", ns, err)
 	}
