@@ -167,13 +167,14 @@ type NetworkLight struct {
 	Mycelium       Mycelium `json:"mycelium"`
 }
 
-// Challenge writes only the subnet and the mycelium configuration: the
-// original's code hashes nothing else of a network-light (its reference
-// text says otherwise; the code is what clients sign against).
+// Challenge writes what a network's does, in the same order: range
+// (`<nil>` when empty), subnet, key, port, peers, then the mycelium
+// configuration (always present here). ThreeFold's code hashes it so since
+// zosbase d32dcb7e (2025-09-10, v1.0.10); before, only the subnet and
+// mycelium were hashed and the WireGuard fields were not signed.
 func (n *NetworkLight) Challenge(w io.Writer) error {
 	c := &challenger{w: w}
-	c.s(n.Subnet.String())
-	n.Mycelium.challenge(c)
+	challengeNetwork(c, n.NetworkIPRange, n.Subnet, n.WGPrivateKey, n.WGListenPort, n.Peers, &n.Mycelium)
 	return c.err
 }
 

@@ -135,7 +135,7 @@ func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload)
 	if err != nil {
 		return nil, err
 	}
-	if err := unsupportedNetwork(data.Network); err != nil {
+	if err := unsupported(data); err != nil {
 		return nil, err
 	}
 	name, tap := VMName(wl.ID), m.TapName(wl.ID)
@@ -201,14 +201,19 @@ func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload)
 	return result, nil
 }
 
-// unsupportedNetwork refuses what this node cannot give a VM yet, rather
-// than booting it without: planetary and mycelium addresses.
-func unsupportedNetwork(n gridtypes.MachineNetwork) error {
-	switch {
+// unsupported refuses what this node cannot give a VM, rather than booting
+// it without: planetary and mycelium addresses, GPUs (this node passes no
+// device through) and corex.
+func unsupported(m *gridtypes.ZMachine) error {
+	switch n := m.Network; {
 	case n.Planetary:
 		return fmt.Errorf("network.planetary: the planetary network is not supported on this node")
 	case n.Mycelium != nil:
 		return fmt.Errorf("network.mycelium: mycelium is not supported on this node yet")
+	case len(m.GPU) > 0:
+		return fmt.Errorf("gpu: no GPU %s on this node (it passes no GPU through to VMs)", m.GPU[0])
+	case m.Corex:
+		return fmt.Errorf("corex: not supported on this node")
 	}
 	return nil
 }

@@ -63,15 +63,24 @@ func TestTapNames(t *testing.T) {
 	}
 }
 
-func TestUnsupportedNetwork(t *testing.T) {
-	if err := unsupportedNetwork(gridtypes.MachineNetwork{}); err != nil {
+// What the node cannot give a VM is refused with the field that asks for
+// it, never silently dropped.
+func TestUnsupported(t *testing.T) {
+	if err := unsupported(&gridtypes.ZMachine{}); err != nil {
 		t.Errorf("a private interface only: %v", err)
 	}
-	for _, n := range []gridtypes.MachineNetwork{
-		{Planetary: true}, {Mycelium: &gridtypes.MyceliumIP{Network: "net"}},
+	for _, tt := range []struct {
+		m    gridtypes.ZMachine
+		want string
+	}{
+		{gridtypes.ZMachine{Network: gridtypes.MachineNetwork{Planetary: true}}, "network.planetary"},
+		{gridtypes.ZMachine{Network: gridtypes.MachineNetwork{Mycelium: &gridtypes.MyceliumIP{Network: "net"}}}, "network.mycelium"},
+		{gridtypes.ZMachine{GPU: []gridtypes.GPU{"0000:0e:00.0/1002/744c"}}, "no GPU 0000:0e:00.0/1002/744c on this node"},
+		{gridtypes.ZMachine{Corex: true}, "corex"},
 	} {
-		if err := unsupportedNetwork(n); err == nil {
-			t.Errorf("%+v: accepted", n)
+		err := unsupported(&tt.m)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: got %v, want an error naming %q", tt.m, err, tt.want)
 		}
 	}
 }
