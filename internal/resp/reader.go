@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 )
 
 // ZDBPort is the TCP port 0-db listens on unless told otherwise: the
@@ -18,7 +17,8 @@ import (
 const ZDBPort = 9900
 
 // ProtocolError is a malformed request. The connection cannot be resynchronised
-// after one: the server replies with the message and closes it.
+// after one: the server replies with Msg as an error and closes it. Where
+// 0-db has a message for the fault, Msg is 0-db's, word for word.
 type ProtocolError struct{ Msg string }
 
 func (e *ProtocolError) Error() string { return "Protocol error: " + e.Msg }
@@ -86,13 +86,15 @@ func (r *Reader) ReadRequest() ([][]byte, error) {
 	}
 	n, err := parseInt(line[1:])
 	if err != nil {
-		return nil, protoErr("invalid multibulk length")
+		return nil, protoErr("Invalid arguments count")
 	}
 	if n <= 0 {
-		return r.args[:0], nil
+		// 0-db answers an empty array rather than leave the client
+		// waiting for a reply that never comes.
+		return nil, protoErr("Missing arguments")
 	}
 	if n > int64(r.limits.MaxArgs) {
-		return nil, protoErr("too many arguments (%d > %d)", n, r.limits.MaxArgs)
+		return nil, protoErr("Too many arguments")
 	}
 	for i := 0; i < int(n); i++ {
 		line, err := r.readLine()
@@ -100,17 +102,17 @@ func (r *Reader) ReadRequest() ([][]byte, error) {
 			return nil, noEOF(err)
 		}
 		if len(line) == 0 || line[0] != '$' {
-			return nil, protoErr("expected '$', got '%s'", printable(line))
+			return nil, protoErr("Malformed query string")
 		}
 		size, err := parseInt(line[1:])
 		if err != nil || size < 0 {
-			return nil, protoErr("invalid bulk length")
+			return nil, protoErr("Invalid bulk length")
 		}
 		if size > int64(r.limits.MaxBulk) {
-			return nil, protoErr("bulk length %d over limit %d", size, r.limits.MaxBulk)
+			return nil, protoErr("Payload too big")
 		}
 		if int64(len(r.buf))+size > int64(r.limits.MaxRequest) {
-			return nil, protoErr("request over %d bytes", r.limits.MaxRequest)
+			return nil, protoErr("Request too big")
 		}
 		start := len(r.buf)
 		r.offs = append(r.offs, start)
@@ -119,7 +121,7 @@ func (r *Reader) ReadRequest() ([][]byte, error) {
 			return nil, noEOF(err)
 		}
 		if r.buf[start+int(size)] != '\r' || r.buf[start+int(size)+1] != '\n' {
-			return nil, protoErr("bulk string not terminated by CRLF")
+			return nil, protoErr("Malformed query string")
 		}
 		r.buf = r.buf[:start+int(size)]
 	}
@@ -218,11 +220,4 @@ func parseInt(b []byte) (int64, error) {
 		n = -n
 	}
 	return n, nil
-}
-
-func printable(b []byte) string {
-	if len(b) > 16 {
-		b = b[:16]
-	}
-	return strconv.Quote(string(b))
 }

@@ -22,7 +22,7 @@ func TestReadRequest(t *testing.T) {
 		{name: "binary", in: "*2\r\n$3\r\nGET\r\n$4\r\n\x00\r\n\xff\r\n", want: []string{"GET", "\x00\r\n\xff"}},
 		{name: "inline", in: "PING  hello\r\n", want: []string{"PING", "hello"}},
 		{name: "inline lf", in: "PING\n", want: []string{"PING"}},
-		{name: "empty array", in: "*0\r\n", want: []string{}},
+		{name: "empty array", in: "*0\r\n", wantErr: true}, // 0-db: -Missing arguments
 		{name: "too many args", in: "*4\r\n", wantErr: true},
 		{name: "huge bulk", in: "*1\r\n$9999999999\r\n", wantErr: true},
 		{name: "bulk over limit", in: "*1\r\n$9\r\n", wantErr: true},

@@ -15,7 +15,7 @@ func lookupCommand(name string) handler {
 	switch name {
 	case "PING":
 		return (*conn).cmdPing
-	case "SET":
+	case "SET", "SETX":
 		return (*conn).cmdSet
 	case "GET":
 		return (*conn).cmdGet
@@ -63,6 +63,8 @@ func lookupCommand(name string) handler {
 		return (*conn).cmdHistory
 	case "FLUSH":
 		return (*conn).cmdFlush
+	case "RELOAD":
+		return (*conn).cmdReload
 	case "LENGTH":
 		return (*conn).cmdLength
 	case "KEYTIME":
@@ -133,9 +135,31 @@ func (c *conn) replyErr(err error) {
 	c.w.Error("Cannot write data right now")
 }
 
+// argc checks the count of arguments (command included) with 0-db's
+// replies: a command taking a fixed count answers "Unexpected arguments"
+// to any other, one taking a range "Missing arguments" below it.
 func (c *conn) argc(args [][]byte, min, max int) bool {
-	if len(args) < min || len(args) > max {
+	switch {
+	case min == max && len(args) != min, len(args) > max:
+		c.w.Error("Unexpected arguments")
+		return false
+	case len(args) < min:
+		c.w.Error("Missing arguments")
+		return false
+	}
+	return true
+}
+
+// key checks a key argument of a read or delete as 0-db does: empty is
+// "Invalid argument", longer than any key can be is "Invalid key" (SET
+// answers "Key too large" instead).
+func (c *conn) key(k []byte) bool {
+	switch {
+	case len(k) == 0:
 		c.w.Error("Invalid argument")
+		return false
+	case len(k) > MaxKeyLen:
+		c.w.Error("Invalid key")
 		return false
 	}
 	return true
@@ -222,7 +246,7 @@ func (c *conn) cmdSet(args [][]byte) {
 }
 
 func (c *conn) cmdGet(args [][]byte) {
-	if !c.argc(args, 2, 2) || !c.requireNS() {
+	if !c.argc(args, 2, 2) || !c.key(args[1]) || !c.requireNS() {
 		return
 	}
 	c.getInto(args[1])
@@ -246,8 +270,18 @@ func (c *conn) getInto(key []byte) {
 }
 
 func (c *conn) cmdMGet(args [][]byte) {
+	if len(args) < 2 {
+		c.w.Error("Invalid arguments")
+		return
+	}
 	if !c.argc(args, 2, MaxMGetKeys+1) || !c.requireNS() {
 		return
+	}
+	for _, k := range args[1:] {
+		if len(k) > MaxKeyLen {
+			c.w.Error("Invalid key")
+			return
+		}
 	}
 	c.w.Array(len(args) - 1)
 	for _, k := range args[1:] {
@@ -265,7 +299,7 @@ func (c *conn) cmdMGet(args [][]byte) {
 }
 
 func (c *conn) cmdDel(args [][]byte) {
-	if !c.argc(args, 2, 2) || !c.requireWrite() {
+	if !c.argc(args, 2, 2) || !c.key(args[1]) || !c.requireWrite() {
 		return
 	}
 	seq, err := c.ns.del(args[1])
@@ -278,7 +312,7 @@ func (c *conn) cmdDel(args [][]byte) {
 }
 
 func (c *conn) cmdExists(args [][]byte) {
-	if !c.argc(args, 2, 2) || !c.requireNS() {
+	if !c.argc(args, 2, 2) || !c.key(args[1]) || !c.requireNS() {
 		return
 	}
 	_, err := c.ns.lookup(args[1])
@@ -293,7 +327,7 @@ func (c *conn) cmdExists(args [][]byte) {
 }
 
 func (c *conn) cmdCheck(args [][]byte) {
-	if !c.argc(args, 2, 2) || !c.requireNS() {
+	if !c.argc(args, 2, 2) || !c.key(args[1]) || !c.requireNS() {
 		return
 	}
 	ok, err := c.ns.check(args[1])
@@ -322,7 +356,7 @@ func (c *conn) cmdKeyCur(args [][]byte) {
 }
 
 func (c *conn) cmdLength(args [][]byte) {
-	if !c.argc(args, 2, 2) || !c.requireNS() {
+	if !c.argc(args, 2, 2) || !c.key(args[1]) || !c.requireNS() {
 		return
 	}
 	l, err := c.ns.lookup(args[1])
@@ -338,7 +372,7 @@ func (c *conn) cmdLength(args [][]byte) {
 }
 
 func (c *conn) cmdKeyTime(args [][]byte) {
-	if !c.argc(args, 2, 2) || !c.requireNS() {
+	if !c.argc(args, 2, 2) || !c.key(args[1]) || !c.requireNS() {
 		return
 	}
 	ts, err := c.ns.keyTime(args[1])

@@ -240,6 +240,27 @@ func (c *conn) cmdNSJump(args [][]byte) {
 	c.w.Simple("OK")
 }
 
+// cmdReload reads a namespace's files again (admin only, as in 0-db).
+func (c *conn) cmdReload(args [][]byte) {
+	if !c.requireAdmin() || !c.argc(args, 2, 2) {
+		return
+	}
+	name, ok := c.nsName(args[1])
+	if !ok {
+		return
+	}
+	ns, _ := c.srv.find(name)
+	if ns == nil {
+		c.w.Error("Namespace not found")
+		return
+	}
+	if err := ns.reload(); err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.w.Simple("OK")
+}
+
 // secureHash is the SECURE proof: hex(sha1("challenge:password")).
 func secureHash(challenge, password string) string {
 	h := sha1.Sum([]byte(challenge + ":" + password))

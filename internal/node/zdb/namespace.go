@@ -504,6 +504,30 @@ func (ns *namespace) flush() error {
 	return ns.createSegment(1)
 }
 
+// reload drops what the namespace holds in memory and reads its data and
+// index files again, as after a restart (0-db's RELOAD): what it serves
+// afterwards is what is on disk.
+func (ns *namespace) reload() error {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if err := ns.usable(); err != nil {
+		return err
+	}
+	if err := ns.closeFiles(); err != nil {
+		return fmt.Errorf("closing files before reload: %w", err)
+	}
+	ids, err := listSegments(ns.dataDir, "data")
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		ns.newKeyIndex(0)
+		ns.dataSize = 0
+		return ns.createSegment(1)
+	}
+	return ns.recover(ids)
+}
+
 // jump starts a new data and index file.
 func (ns *namespace) jump() error {
 	ns.mu.Lock()

@@ -223,7 +223,7 @@ func (c *conn) serve() {
 		if err != nil {
 			var pe *resp.ProtocolError
 			if errors.As(err, &pe) {
-				c.w.Error("ERR " + pe.Error())
+				c.w.Error(pe.Msg)
 				c.w.Flush()
 			}
 			return

@@ -33,7 +33,7 @@ func TestServerCommands(t *testing.T) {
 		{":2", []string{"LENGTH", "k"}},
 		{":1", []string{"DBSIZE"}},
 		{"-Key too large", []string{"SET", strings.Repeat("x", 256), "v"}},
-		{"-Invalid argument", []string{"GET"}},
+		{"-Unexpected arguments", []string{"GET"}},
 		{"-Command not supported", []string{"FOO"}},
 		{"-Permission denied", []string{"NSNEW", "x"}},
 		{"-Permission denied", []string{"SET", "k", "v", "12"}},
@@ -181,12 +181,16 @@ func TestServerBadInput(t *testing.T) {
 		raw  string
 		want string
 	}{
-		{"bad length", "*1\r\n$abc\r\n", "-ERR Protocol error: invalid bulk length"},
-		{"huge bulk", "*2\r\n$3\r\nGET\r\n$99999999999\r\n", "-ERR Protocol error: bulk length 99999999999 over limit 8388608"},
-		{"too many args", "*5000\r\n", "-ERR Protocol error: too many arguments (5000 > 1024)"},
-		{"binary junk", "*1\r\n\x00\xff\r\n", `-ERR Protocol error: expected '$', got '"\x00\xff"'`},
+		// Where 0-db has a message for the fault, it is 0-db's word for
+		// word (zdbd/redis.c); the connection closes after it, as there.
+		{"empty array", "*0\r\n", "-Missing arguments"},
+		{"bad length", "*1\r\n$abc\r\n", "-Invalid bulk length"},
+		{"huge bulk", "*2\r\n$3\r\nGET\r\n$99999999999\r\n", "-Payload too big"},
+		{"too many args", "*5000\r\n", "-Too many arguments"},
+		{"binary junk", "*1\r\n\x00\xff\r\n", "-Malformed query string"},
+		{"nested array", "*1\r\n*1\r\n$1\r\nX\r\n", "-Malformed query string"},
 		{"request too big", "*3\r\n$4\r\nMGET\r\n$5000000\r\n" + strings.Repeat("k", 5000000) + "\r\n$5000000\r\n",
-			"-ERR Protocol error: request over 9437184 bytes"},
+			"-Request too big"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
