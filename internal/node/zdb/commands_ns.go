@@ -106,17 +106,26 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-func (c *conn) cmdNSInfo(args [][]byte) {
+// namedNS finds the namespace a command of one argument names, answering
+// the client itself when there is none.
+func (c *conn) namedNS(args [][]byte) (*namespace, *Store) {
 	if !c.argc(args, 2, 2) {
-		return
+		return nil, nil
 	}
 	name, ok := c.nsName(args[1])
 	if !ok {
-		return
+		return nil, nil
 	}
 	ns, s := c.srv.find(name)
 	if ns == nil {
 		c.w.Error("Namespace not found")
+	}
+	return ns, s
+}
+
+func (c *conn) cmdNSInfo(args [][]byte) {
+	ns, s := c.namedNS(args)
+	if ns == nil {
 		return
 	}
 	i := ns.info()
@@ -242,16 +251,11 @@ func (c *conn) cmdNSJump(args [][]byte) {
 
 // cmdReload reads a namespace's files again (admin only, as in 0-db).
 func (c *conn) cmdReload(args [][]byte) {
-	if !c.requireAdmin() || !c.argc(args, 2, 2) {
+	if !c.requireAdmin() {
 		return
 	}
-	name, ok := c.nsName(args[1])
-	if !ok {
-		return
-	}
-	ns, _ := c.srv.find(name)
+	ns, _ := c.namedNS(args)
 	if ns == nil {
-		c.w.Error("Namespace not found")
 		return
 	}
 	if err := ns.reload(); err != nil {
