@@ -241,6 +241,37 @@ func (s *Service) farmerNode(ctx context.Context, signer string, nodeID uint32) 
 	return n, nil
 }
 
+// updateFarmerNode applies set to a node whose farm belongs to the
+// signer's twin (the farmer's settings: public config, power target) and
+// sends the node an event of kind; what names the setting in errors.
+func (s *Service) updateFarmerNode(ctx context.Context, signer string, nodeID uint32, what, kind string, set func(*Node)) error {
+	owned, err := s.farmerNode(ctx, signer, nodeID)
+	if err != nil {
+		return err
+	}
+	return s.setFarmerNode(ctx, owned, what, kind, set)
+}
+
+// setFarmerNode applies set to owned, a node farmerNode returned, and
+// sends the node an event of kind. The farm is checked again in the
+// write: a node that moved to another farm since farmerNode is refused
+// with ErrConflict, so the old farmer cannot set what belongs to the new
+// one.
+func (s *Service) setFarmerNode(ctx context.Context, owned Node, what, kind string, set func(*Node)) error {
+	_, err := update(ctx, s.st.nodes, idKey(uint64(owned.ID)), func(n *Node) error {
+		if n.FarmID != owned.FarmID {
+			return fmt.Errorf("%w: node %d moved to farm %d", ErrConflict, n.ID, n.FarmID)
+		}
+		set(n)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("setting %s of node %d: %w", what, owned.ID, err)
+	}
+	s.publish(ctx, kind, owned.ID, nil)
+	return nil
+}
+
 func (s *Service) nodePublicConfig(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
 	signer := w.Key
 	var req nodePublicConfigReq
@@ -250,21 +281,9 @@ func (s *Service) nodePublicConfig(ctx context.Context, w *signedRequest, payloa
 	if err := validPublicConfig(req.Config); err != nil {
 		return nil, err
 	}
-	owned, err := s.farmerNode(ctx, signer, req.NodeID)
-	if err != nil {
+	if err := s.updateFarmerNode(ctx, signer, req.NodeID, "public config", EventPublicConfigChanged, func(n *Node) { n.PublicConfig = req.Config }); err != nil {
 		return nil, err
 	}
-	_, err = update(ctx, s.st.nodes, idKey(uint64(req.NodeID)), func(n *Node) error {
-		if n.FarmID != owned.FarmID {
-			return fmt.Errorf("%w: node %d moved to farm %d", ErrConflict, n.ID, n.FarmID)
-		}
-		n.PublicConfig = req.Config
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("setting public config of node %d: %w", req.NodeID, err)
-	}
-	s.publish(ctx, EventPublicConfigChanged, req.NodeID, nil)
 	return struct{}{}, nil
 }
 
@@ -339,14 +358,9 @@ func (s *Service) nodePowerTarget(ctx context.Context, w *signedRequest, payload
 	if err := validPower(req.Power); err != nil {
 		return nil, err
 	}
-	n, err := s.farmerNode(ctx, signer, req.NodeID)
-	if err != nil {
+	if err := s.updateFarmerNode(ctx, signer, req.NodeID, "power target", EventPowerTargetChanged, func(n *Node) { n.PowerTarget = req.Power }); err != nil {
 		return nil, err
 	}
-	if _, err := update(ctx, s.st.nodes, idKey(uint64(n.ID)), func(n *Node) error { n.PowerTarget = req.Power; return nil }); err != nil {
-		return nil, fmt.Errorf("setting power target of node %d: %w", n.ID, err)
-	}
-	s.publish(ctx, EventPowerTargetChanged, n.ID, nil)
 	return struct{}{}, nil
 }
 
