@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -24,12 +23,8 @@ func (s *Service) farm(ctx context.Context, id uint32) (Farm, error) {
 	return getByID[Farm](ctx, s.st.farms, "farm", uint64(id))
 }
 
-func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, req NodeRegistration) (any, error) {
 	signer := w.Key
-	var req NodeRegistration
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	if len(req.Interfaces) > maxInterfaces || len(req.Version) > 128 {
 		return nil, fmt.Errorf("%w: too many interfaces or version too long", ErrInvalid)
 	}
@@ -171,12 +166,8 @@ func (s *Service) updateOwnNode(ctx context.Context, signer string, id uint32, f
 	return n, err
 }
 
-func (s *Service) nodeUptime(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) nodeUptime(ctx context.Context, w *signedRequest, req nodeUptimeReq) (any, error) {
 	signer := w.Key
-	var req nodeUptimeReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	now := s.cfg.Now().UTC()
 	_, err := s.updateOwnNode(ctx, signer, req.NodeID, func(n *Node) error {
 		n.Uptime = req.Uptime
@@ -272,12 +263,8 @@ func (s *Service) setFarmerNode(ctx context.Context, owned Node, what, kind stri
 	return nil
 }
 
-func (s *Service) nodePublicConfig(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) nodePublicConfig(ctx context.Context, w *signedRequest, req nodePublicConfigReq) (any, error) {
 	signer := w.Key
-	var req nodePublicConfigReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	if err := validPublicConfig(req.Config); err != nil {
 		return nil, err
 	}
@@ -287,12 +274,8 @@ func (s *Service) nodePublicConfig(ctx context.Context, w *signedRequest, payloa
 	return struct{}{}, nil
 }
 
-func (s *Service) nodeUsed(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) nodeUsed(ctx context.Context, w *signedRequest, req nodeUsedReq) (any, error) {
 	signer := w.Key
-	var req nodeUsedReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	if len(req.Used) > maxUsedReport {
 		return nil, fmt.Errorf("%w: %d contracts in one report, limit %d", ErrInvalid, len(req.Used), maxUsedReport)
 	}
@@ -349,12 +332,8 @@ func validPower(p string) error {
 
 // nodePowerTarget records what the farmer wants of a node's power, and
 // tells the node.
-func (s *Service) nodePowerTarget(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) nodePowerTarget(ctx context.Context, w *signedRequest, req nodePowerReq) (any, error) {
 	signer := w.Key
-	var req nodePowerReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	if err := validPower(req.Power); err != nil {
 		return nil, err
 	}
@@ -365,12 +344,8 @@ func (s *Service) nodePowerTarget(ctx context.Context, w *signedRequest, payload
 }
 
 // nodePower records a node's power state, as the node reports it.
-func (s *Service) nodePower(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) nodePower(ctx context.Context, w *signedRequest, req nodePowerReq) (any, error) {
 	signer := w.Key
-	var req nodePowerReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	if err := validPower(req.Power); err != nil {
 		return nil, err
 	}

@@ -42,11 +42,7 @@ func pageOfList[T any](ctx context.Context, kv jetstream.KeyValue, after uint64,
 	return page(items)
 }
 
-func (s *Service) twinGet(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
-	var req getReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
+func (s *Service) twinGet(ctx context.Context, _ *signedRequest, req getReq) (any, error) {
 	if req.Key != "" {
 		t, err := s.twinByKey(ctx, req.Key)
 		if errors.Is(err, ErrNotFound) {
@@ -57,35 +53,19 @@ func (s *Service) twinGet(ctx context.Context, _ *signedRequest, payload json.Ra
 	return s.twinByID(ctx, req.ID, false)
 }
 
-func (s *Service) twinList(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
-	var req listReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
+func (s *Service) twinList(ctx context.Context, _ *signedRequest, req listReq) (any, error) {
 	return pageOfList(ctx, s.st.twins, req.After, func(t *Twin) uint64 { return uint64(t.ID) }, nil)
 }
 
-func (s *Service) farmGet(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
-	var req getReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
+func (s *Service) farmGet(ctx context.Context, _ *signedRequest, req getReq) (any, error) {
 	return s.farm(ctx, uint32(req.ID))
 }
 
-func (s *Service) farmList(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
-	var req listReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
+func (s *Service) farmList(ctx context.Context, _ *signedRequest, req listReq) (any, error) {
 	return pageOfList(ctx, s.st.farms, req.After, func(f *Farm) uint64 { return uint64(f.ID) }, nil)
 }
 
-func (s *Service) nodeGet(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
-	var req getReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
+func (s *Service) nodeGet(ctx context.Context, _ *signedRequest, req getReq) (any, error) {
 	if req.Twin != 0 {
 		id, err := s.st.indexGet(ctx, fmt.Sprintf("nodetwin.%d", req.Twin))
 		if errors.Is(err, ErrNotFound) {
@@ -99,27 +79,15 @@ func (s *Service) nodeGet(ctx context.Context, _ *signedRequest, payload json.Ra
 	return s.node(ctx, uint32(req.ID))
 }
 
-func (s *Service) nodeList(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
-	var req listReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
+func (s *Service) nodeList(ctx context.Context, _ *signedRequest, req listReq) (any, error) {
 	return pageOfList(ctx, s.st.nodes, req.After, func(n *Node) uint64 { return uint64(n.ID) }, nil)
 }
 
-func (s *Service) contractGet(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
-	var req getReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
+func (s *Service) contractGet(ctx context.Context, _ *signedRequest, req getReq) (any, error) {
 	return s.contract(ctx, req.ID)
 }
 
-func (s *Service) contractList(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
-	var req listReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
+func (s *Service) contractList(ctx context.Context, _ *signedRequest, req listReq) (any, error) {
 	f := req.Contract
 	return pageOfList(ctx, s.st.contracts, req.After, func(c *Contract) uint64 { return c.ID }, func(c *Contract) bool {
 		return (f.TwinID == 0 || c.TwinID == f.TwinID) && (f.NodeID == 0 || c.NodeID == f.NodeID) &&
