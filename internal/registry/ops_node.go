@@ -234,13 +234,17 @@ func (s *Service) farmerNode(ctx context.Context, signer string, nodeID uint32) 
 
 // updateFarmerNode applies set to a node whose farm belongs to the
 // signer's twin (the farmer's settings: public config, power target) and
-// sends the node an event of kind; what names the setting in errors.
-func (s *Service) updateFarmerNode(ctx context.Context, signer string, nodeID uint32, what, kind string, set func(*Node)) error {
+// sends the node an event of kind; what names the setting in errors. It
+// answers as the handler of the setting does.
+func (s *Service) updateFarmerNode(ctx context.Context, signer string, nodeID uint32, what, kind string, set func(*Node)) (any, error) {
 	owned, err := s.farmerNode(ctx, signer, nodeID)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return s.setFarmerNode(ctx, owned, what, kind, set)
+	if err := s.setFarmerNode(ctx, owned, what, kind, set); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
 }
 
 // setFarmerNode applies set to owned, a node farmerNode returned, and
@@ -264,14 +268,10 @@ func (s *Service) setFarmerNode(ctx context.Context, owned Node, what, kind stri
 }
 
 func (s *Service) nodePublicConfig(ctx context.Context, w *signedRequest, req nodePublicConfigReq) (any, error) {
-	signer := w.Key
 	if err := validPublicConfig(req.Config); err != nil {
 		return nil, err
 	}
-	if err := s.updateFarmerNode(ctx, signer, req.NodeID, "public config", EventPublicConfigChanged, func(n *Node) { n.PublicConfig = req.Config }); err != nil {
-		return nil, err
-	}
-	return struct{}{}, nil
+	return s.updateFarmerNode(ctx, w.Key, req.NodeID, "public config", EventPublicConfigChanged, func(n *Node) { n.PublicConfig = req.Config })
 }
 
 func (s *Service) nodeUsed(ctx context.Context, w *signedRequest, req nodeUsedReq) (any, error) {
@@ -333,14 +333,10 @@ func validPower(p string) error {
 // nodePowerTarget records what the farmer wants of a node's power, and
 // tells the node.
 func (s *Service) nodePowerTarget(ctx context.Context, w *signedRequest, req nodePowerReq) (any, error) {
-	signer := w.Key
 	if err := validPower(req.Power); err != nil {
 		return nil, err
 	}
-	if err := s.updateFarmerNode(ctx, signer, req.NodeID, "power target", EventPowerTargetChanged, func(n *Node) { n.PowerTarget = req.Power }); err != nil {
-		return nil, err
-	}
-	return struct{}{}, nil
+	return s.updateFarmerNode(ctx, w.Key, req.NodeID, "power target", EventPowerTargetChanged, func(n *Node) { n.PowerTarget = req.Power })
 }
 
 // nodePower records a node's power state, as the node reports it.
