@@ -257,16 +257,6 @@ func (m *ZMachine) Capacity() (Capacity, error) {
 	return machineCapacity(m.Size, m.ComputeCapacity), nil
 }
 
-// IsAny reports whether t is one of types.
-func (t WorkloadType) IsAny(types ...WorkloadType) bool {
-	for _, x := range types {
-		if t == x {
-			return true
-		}
-	}
-	return false
-}
-
 // MachineNetworkLight is the network configuration of a light VM.
 type MachineNetworkLight struct {
 	Interfaces []MachineInterface `json:"interfaces"`
