@@ -333,7 +333,7 @@ func startExplorer(_ context.Context, p *plane) (func(context.Context) error, er
 		return nil, fmt.Errorf("listening for the explorer: %w", err)
 	}
 	p.addrs.Explorer = ln.Addr().String()
-	ex := explorer.New(registry.NewClient(p.nc, identity.Key{}), explorer.Config{}, p.log)
+	ex := explorer.New(explorer.Config{}, registry.NewClient(p.nc, identity.Key{}), p.log)
 	return func(ctx context.Context) error { return ex.Serve(ctx, ln) }, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -220,39 +219,17 @@ func pathID(r *http.Request, bits int) (uint64, error) {
 // errNotFound answers 404.
 var errNotFound = errors.New("not found")
 
-// nodeByRequest finds the node of the {id} path value.
-func (e *Explorer) nodeByRequest(r *http.Request) (*snapshot, int32, error) {
-	id, err := pathID(r, 32)
-	if err != nil {
-		return nil, 0, err
-	}
-	if err := newQuery(r.URL.Query()).err(); err != nil {
-		return nil, 0, err
-	}
-	s, err := e.current(r.Context())
-	if err != nil {
-		return nil, 0, err
-	}
-	i, ok := s.nodeByID[uint32(id)]
-	if !ok {
-		return nil, 0, fmt.Errorf("node %d: %w", id, errNotFound)
-	}
-	return s, i, nil
-}
-
 func (e *Explorer) getNode(w http.ResponseWriter, r *http.Request) {
-	s, i, err := e.nodeByRequest(r)
-	if err != nil {
-		writeError(w, err)
+	s, i, ok := byPathID(e, w, r, 32, "node", (*snapshot).node)
+	if !ok {
 		return
 	}
 	writeRaw(w, http.StatusOK, append(s.appendNode(nil, i, s.meta[i].status(unixNano(e.cfg.Now()))), '\n'))
 }
 
 func (e *Explorer) getNodeStatus(w http.ResponseWriter, r *http.Request) {
-	s, i, err := e.nodeByRequest(r)
-	if err != nil {
-		writeError(w, err)
+	s, i, ok := byPathID(e, w, r, 32, "node", (*snapshot).node)
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": s.meta[i].status(unixNano(e.cfg.Now()))})
@@ -290,15 +267,26 @@ func (e *Explorer) listFarms(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, views)
 }
 
-// byID reads the {id} of a path that takes no query parameters and the
-// current snapshot; on failure it has written the error.
-func (e *Explorer) byID(w http.ResponseWriter, r *http.Request, bits int) (uint64, *snapshot, bool) {
+// byPathID reads the {id} of a path that takes no query parameters, and
+// finds it with find in the current snapshot; on failure (a bad id or
+// query, no snapshot, or "<kind> <id>: not found") it has written the
+// error.
+func byPathID[T any](e *Explorer, w http.ResponseWriter, r *http.Request, bits int, kind string, find func(*snapshot, uint64) (T, bool)) (*snapshot, T, bool) {
+	var zero T
 	id, err := pathID(r, bits)
 	if err == nil {
 		err = newQuery(r.URL.Query()).err()
 	}
 	s, ok := e.snapshotFor(w, r, err)
-	return id, s, ok
+	if !ok {
+		return nil, zero, false
+	}
+	v, ok := find(s, id)
+	if !ok {
+		writeError(w, fmt.Errorf("%s %d: %w", kind, id, errNotFound))
+		return nil, zero, false
+	}
+	return s, v, true
 }
 
 // snapshotFor reads the current snapshot for a request whose parsing gave
@@ -315,26 +303,16 @@ func (e *Explorer) snapshotFor(w http.ResponseWriter, r *http.Request, err error
 }
 
 func (e *Explorer) getFarm(w http.ResponseWriter, r *http.Request) {
-	id, s, ok := e.byID(w, r, 32)
+	s, fe, ok := byPathID(e, w, r, 32, "farm", (*snapshot).farm)
 	if !ok {
-		return
-	}
-	fe, ok := s.farmByID[uint32(id)]
-	if !ok {
-		writeError(w, fmt.Errorf("farm %d: %w", id, errNotFound))
 		return
 	}
 	writeJSON(w, http.StatusOK, s.farmView(fe, e.cfg.Now()))
 }
 
 func (e *Explorer) getTwin(w http.ResponseWriter, r *http.Request) {
-	id, s, ok := e.byID(w, r, 32)
+	s, i, ok := byPathID(e, w, r, 32, "twin", (*snapshot).twin)
 	if !ok {
-		return
-	}
-	i, ok := s.twinByID[uint32(id)]
-	if !ok {
-		writeError(w, fmt.Errorf("twin %d: %w", id, errNotFound))
 		return
 	}
 	writeJSON(w, http.StatusOK, s.twins[i])
@@ -358,21 +336,8 @@ func (e *Explorer) listContracts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (e *Explorer) getContract(w http.ResponseWriter, r *http.Request) {
-	id, s, ok := e.byID(w, r, 64)
+	s, i, ok := byPathID(e, w, r, 64, "contract", (*snapshot).contract)
 	if !ok {
-		return
-	}
-	i, ok := slices.BinarySearchFunc(s.contracts, id, func(c registry.Contract, id uint64) int {
-		switch {
-		case c.ID < id:
-			return -1
-		case c.ID > id:
-			return 1
-		}
-		return 0
-	})
-	if !ok {
-		writeError(w, fmt.Errorf("contract %d: %w", id, errNotFound))
 		return
 	}
 	writeJSON(w, http.StatusOK, s.contracts[i])

@@ -18,7 +18,7 @@ import (
 )
 
 func newTestExplorer(t testing.TB, src Source) *Explorer {
-	return New(src, Config{Now: func() time.Time { return testNow }}, testutil.Logger(t))
+	return New(Config{Now: func() time.Time { return testNow }}, src, testutil.Logger(t))
 }
 
 // get serves one request and returns the status, body and total count.
@@ -333,7 +333,7 @@ func TestNoSnapshotAndStale(t *testing.T) {
 	src := fixture()
 	src.setErr(errSourceDown)
 	now := testNow
-	e := New(src, Config{Refresh: time.Second, Now: func() time.Time { return now }}, testutil.Logger(t))
+	e := New(Config{Refresh: time.Second, Now: func() time.Time { return now }}, src, testutil.Logger(t))
 	h := e.Handler()
 
 	code, body, _ := get(t, h, "/nodes")
@@ -403,7 +403,7 @@ func TestConcurrentReloadsShareOneRead(t *testing.T) {
 func TestRunRefreshesAndServes(t *testing.T) {
 	testutil.NoLeaks(t)
 	src := fixture()
-	e := New(src, Config{Refresh: 10 * time.Millisecond, Addr: "127.0.0.1:0"}, testutil.Logger(t))
+	e := New(Config{Refresh: 10 * time.Millisecond, Addr: "127.0.0.1:0"}, src, testutil.Logger(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
@@ -429,7 +429,7 @@ func TestServeOnListener(t *testing.T) {
 	testutil.NoLeaks(t)
 	client := &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(client.CloseIdleConnections)
-	e := New(fixture(), Config{Now: func() time.Time { return testNow }}, testutil.Logger(t))
+	e := New(Config{Now: func() time.Time { return testNow }}, fixture(), testutil.Logger(t))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -497,7 +497,7 @@ func TestRunStopsWhileSourceHangs(t *testing.T) {
 	testutil.NoLeaks(t)
 	src := fixture()
 	src.block = make(chan struct{}) // never released
-	e := New(src, Config{SourceTimeout: time.Minute}, testutil.Logger(t))
+	e := New(Config{SourceTimeout: time.Minute}, src, testutil.Logger(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()

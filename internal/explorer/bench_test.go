@@ -95,7 +95,7 @@ var benchQueries = []string{
 //	go test -run '^$' -bench BenchmarkNodes -benchtime 5000x ./internal/explorer/
 func BenchmarkNodes(b *testing.B) {
 	src := bigGrid(10_000)
-	e := New(src, Config{Refresh: time.Second}, testutil.Logger(b))
+	e := New(Config{Refresh: time.Second}, src, testutil.Logger(b))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = e.Run(ctx) })
@@ -169,7 +169,7 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 func TestBigGridQueriesMatchBruteForce(t *testing.T) {
 	src := bigGrid(3000)
 	now := time.Now()
-	e := New(src, Config{Now: func() time.Time { return now }}, testutil.Logger(t))
+	e := New(Config{Now: func() time.Time { return now }}, src, testutil.Logger(t))
 	h := e.Handler()
 	farmFree := map[uint32]int{}
 	for _, f := range src.farms {
@@ -258,7 +258,7 @@ func head(ids []uint32) []uint32 { return ids[:min(len(ids), 10)] }
 // BenchmarkReload measures one reload of 10,000 nodes (and as many twins
 // and contracts) from an in-memory source into a new snapshot.
 func BenchmarkReload(b *testing.B) {
-	e := New(bigGrid(10_000), Config{}, testutil.Logger(b))
+	e := New(Config{}, bigGrid(10_000), testutil.Logger(b))
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := e.Refresh(context.Background()); err != nil {

@@ -41,7 +41,7 @@ func TestWebPageInChromium(t *testing.T) {
 	for i := range src.nodes {
 		src.nodes[i].Updated = src.nodes[i].Updated.Add(shift)
 	}
-	e := New(src, Config{Refresh: time.Hour}, testutil.Logger(t))
+	e := New(Config{Refresh: time.Hour}, src, testutil.Logger(t))
 	srv := httptest.NewServer(e.Handler())
 	t.Cleanup(srv.Close)
 

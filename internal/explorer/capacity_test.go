@@ -84,7 +84,7 @@ func FuzzNodesQuery(f *testing.F) {
 		"page=99999999999&size=1", "country=%ff", "free_ips=&ipv4=t", "node_id=1&node_id=2"} {
 		f.Add(q)
 	}
-	h := New(fixture(), Config{Now: func() time.Time { return testNow }}, nil).Handler()
+	h := New(Config{Now: func() time.Time { return testNow }}, fixture(), nil).Handler()
 	f.Fuzz(func(t *testing.T, q string) {
 		req := httptest.NewRequest(http.MethodGet, "/nodes", nil)
 		req.URL.RawQuery = q

@@ -134,7 +134,7 @@ type refreshCall struct {
 // New returns an explorer reading src. It does not start anything: call Run
 // for the refresh loop (and the HTTP server if cfg.Addr is set), or mount
 // Handler and let requests load the snapshot on demand.
-func New(src Source, cfg Config, log *slog.Logger) *Explorer {
+func New(cfg Config, src Source, log *slog.Logger) *Explorer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

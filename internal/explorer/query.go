@@ -69,9 +69,15 @@ func (q *query) uint(name string, bits int) (uint64, bool) {
 	return n, true
 }
 
-func (q *query) uint32(name string) (uint32, bool) {
+// id is the uint32 id of name, nil when the query has none (or a bad one,
+// then recorded in q's errors), like bool.
+func (q *query) id(name string) *uint32 {
 	n, ok := q.uint(name, 32)
-	return uint32(n), ok
+	if !ok {
+		return nil
+	}
+	id := uint32(n)
+	return &id
 }
 
 func (q *query) uint32List(name string) []uint32 {
@@ -176,12 +182,8 @@ func parseNodeFilter(v url.Values, cfg Config) (nodeFilter, error) {
 	q := newQuery(v, nodeParams()...)
 	var f nodeFilter
 	f.farmIDs = q.uint32List("farm_ids")
-	if id, ok := q.uint32("node_id"); ok {
-		f.nodeID = &id
-	}
-	if id, ok := q.uint32("twin_id"); ok {
-		f.twinID = &id
-	}
+	f.nodeID = q.id("node_id")
+	f.twinID = q.id("twin_id")
 	f.status = q.oneOf("status", StatusUp, StatusDown, StatusStandby)
 	f.freeCRU, _ = q.uint("free_cru", 64)
 	f.freeMRU, _ = q.uint("free_mru", 64)
@@ -244,12 +246,8 @@ type farmFilter struct {
 func parseFarmFilter(v url.Values, cfg Config) (farmFilter, error) {
 	q := newQuery(v, "farm_id", "twin_id", "name", "free_ips", "page", "size")
 	var f farmFilter
-	if id, ok := q.uint32("farm_id"); ok {
-		f.farmID = &id
-	}
-	if id, ok := q.uint32("twin_id"); ok {
-		f.twinID = &id
-	}
+	f.farmID = q.id("farm_id")
+	f.twinID = q.id("twin_id")
 	if name, ok := q.str("name"); ok {
 		f.name = strings.ToLower(name)
 	}
@@ -280,12 +278,8 @@ type contractFilter struct {
 func parseContractFilter(v url.Values, cfg Config) (contractFilter, error) {
 	q := newQuery(v, "twin_id", "node_id", "state", "type", "page", "size")
 	var f contractFilter
-	if id, ok := q.uint32("twin_id"); ok {
-		f.twinID = &id
-	}
-	if id, ok := q.uint32("node_id"); ok {
-		f.nodeID = &id
-	}
+	f.twinID = q.id("twin_id")
+	f.nodeID = q.id("node_id")
 	f.state = q.oneOf("state", registry.StateCreated, registry.StateCanceled)
 	f.typ = q.oneOf("type", registry.TypeNode, registry.TypeName, registry.TypeRent)
 	f.page = q.page(cfg)

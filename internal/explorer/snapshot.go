@@ -246,6 +246,27 @@ func buildSnapshot(at time.Time, nodes []registry.Node, farms []registry.Farm, t
 	return s
 }
 
+// node, farm, twin and contract find an object by id: the node's and
+// twin's index, the farm's entry, the contract's index in s.contracts.
+func (s *snapshot) node(id uint64) (int32, bool) {
+	i, ok := s.nodeByID[uint32(id)]
+	return i, ok
+}
+
+func (s *snapshot) farm(id uint64) (*farmEntry, bool) {
+	fe, ok := s.farmByID[uint32(id)]
+	return fe, ok
+}
+
+func (s *snapshot) twin(id uint64) (int32, bool) {
+	i, ok := s.twinByID[uint32(id)]
+	return i, ok
+}
+
+func (s *snapshot) contract(id uint64) (int, bool) {
+	return slices.BinarySearchFunc(s.contracts, id, func(c registry.Contract, id uint64) int { return cmp.Compare(c.ID, id) })
+}
+
 // order returns the node indexes sorted ascending by key, ties by node ID.
 func (s *snapshot) order(key sortKey) []int32 {
 	lo := &s.byOrder[key]
@@ -285,73 +306,33 @@ const (
 	numSortKeys
 )
 
-// name is the key's value of the sort_by query parameter.
-func (k sortKey) name() string {
-	switch k {
-	case sortNodeID:
-		return "node_id"
-	case sortFarmID:
-		return "farm_id"
-	case sortTwinID:
-		return "twin_id"
-	case sortFreeCRU:
-		return "free_cru"
-	case sortFreeMRU:
-		return "free_mru"
-	case sortFreeSRU:
-		return "free_sru"
-	case sortFreeHRU:
-		return "free_hru"
-	case sortTotalCRU:
-		return "total_cru"
-	case sortTotalMRU:
-		return "total_mru"
-	case sortTotalSRU:
-		return "total_sru"
-	case sortTotalHRU:
-		return "total_hru"
-	case sortFreeIPs:
-		return "free_ips"
-	case sortUpdated:
-		return "updated"
-	case sortUptime:
-		return "uptime"
-	}
-	return ""
+// sortKeys holds, for each key, its value of the sort_by query parameter
+// and what it sorts a node by.
+var sortKeys = [numSortKeys]struct {
+	name  string
+	value func(e *nodeEntry) int64
+}{
+	sortNodeID:   {"node_id", func(e *nodeEntry) int64 { return int64(e.node.ID) }},
+	sortFarmID:   {"farm_id", func(e *nodeEntry) int64 { return int64(e.node.FarmID) }},
+	sortTwinID:   {"twin_id", func(e *nodeEntry) int64 { return int64(e.node.TwinID) }},
+	sortFreeCRU:  {"free_cru", func(e *nodeEntry) int64 { return clamp(e.free.CRU) }},
+	sortFreeMRU:  {"free_mru", func(e *nodeEntry) int64 { return clamp(e.free.MRU) }},
+	sortFreeSRU:  {"free_sru", func(e *nodeEntry) int64 { return clamp(e.free.SRU) }},
+	sortFreeHRU:  {"free_hru", func(e *nodeEntry) int64 { return clamp(e.free.HRU) }},
+	sortTotalCRU: {"total_cru", func(e *nodeEntry) int64 { return clamp(e.node.Total.CRU) }},
+	sortTotalMRU: {"total_mru", func(e *nodeEntry) int64 { return clamp(e.node.Total.MRU) }},
+	sortTotalSRU: {"total_sru", func(e *nodeEntry) int64 { return clamp(e.node.Total.SRU) }},
+	sortTotalHRU: {"total_hru", func(e *nodeEntry) int64 { return clamp(e.node.Total.HRU) }},
+	sortFreeIPs:  {"free_ips", func(e *nodeEntry) int64 { return int64(e.freeIPs()) }},
+	sortUpdated:  {"updated", func(e *nodeEntry) int64 { return unixNano(e.node.Updated) }},
+	sortUptime:   {"uptime", func(e *nodeEntry) int64 { return clamp(e.node.Uptime) }},
 }
 
+// name is the key's value of the sort_by query parameter.
+func (k sortKey) name() string { return sortKeys[k].name }
+
 // value is what the key sorts a node by.
-func (k sortKey) value(e *nodeEntry) int64 {
-	switch k {
-	case sortFarmID:
-		return int64(e.node.FarmID)
-	case sortTwinID:
-		return int64(e.node.TwinID)
-	case sortFreeCRU:
-		return clamp(e.free.CRU)
-	case sortFreeMRU:
-		return clamp(e.free.MRU)
-	case sortFreeSRU:
-		return clamp(e.free.SRU)
-	case sortFreeHRU:
-		return clamp(e.free.HRU)
-	case sortTotalCRU:
-		return clamp(e.node.Total.CRU)
-	case sortTotalMRU:
-		return clamp(e.node.Total.MRU)
-	case sortTotalSRU:
-		return clamp(e.node.Total.SRU)
-	case sortTotalHRU:
-		return clamp(e.node.Total.HRU)
-	case sortFreeIPs:
-		return int64(e.freeIPs())
-	case sortUpdated:
-		return unixNano(e.node.Updated)
-	case sortUptime:
-		return clamp(e.node.Uptime)
-	}
-	return int64(e.node.ID)
-}
+func (k sortKey) value(e *nodeEntry) int64 { return sortKeys[k].value(e) }
 
 func clamp(v uint64) int64 { return int64(min(v, 1<<63-1)) }
 

@@ -93,8 +93,8 @@ func (z *ZDB) Challenge(w io.Writer) error {
 
 // Valid requires a size and a known mode.
 func (z *ZDB) Valid(*Deployment) error {
-	if z.Size == 0 {
-		return fmt.Errorf("size: must be greater than 0")
+	if err := validSize(z.Size); err != nil {
+		return err
 	}
 	if z.Mode != ZDBModeUser && z.Mode != ZDBModeSeq {
 		return fmt.Errorf("mode: %q is neither %q nor %q", z.Mode, ZDBModeUser, ZDBModeSeq)

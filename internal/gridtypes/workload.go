@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 )
 
 // WorkloadType names a kind of workload.
 type WorkloadType string
+
+// IsAny reports whether t is one of types.
+func (t WorkloadType) IsAny(types ...WorkloadType) bool { return slices.Contains(types, t) }
 
 // The workload types of the original system.
 const (
@@ -109,14 +113,7 @@ const (
 func (s ResultState) IsOkay() bool { return s == StateOk || s == StatePaused }
 
 // IsAny reports whether s is one of states.
-func (s ResultState) IsAny(states ...ResultState) bool {
-	for _, x := range states {
-		if s == x {
-			return true
-		}
-	}
-	return false
-}
+func (s ResultState) IsAny(states ...ResultState) bool { return slices.Contains(states, s) }
 
 // Result is the outcome of provisioning a workload.
 type Result struct {

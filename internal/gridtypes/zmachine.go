@@ -105,8 +105,15 @@ func MinRootSize(cpu uint8, memory Unit) Unit {
 }
 
 // RootSize is the root disk a VM gets: its size, at least the minimum.
-func (m *ZMachine) RootSize() Unit {
-	return max(m.Size, MinRootSize(m.ComputeCapacity.CPU, m.ComputeCapacity.Memory))
+func (m *ZMachine) RootSize() Unit { return rootSize(m.Size, m.ComputeCapacity) }
+
+func rootSize(size Unit, cc MachineCapacity) Unit {
+	return max(size, MinRootSize(cc.CPU, cc.Memory))
+}
+
+// machineCapacity is {CRU: cpu, MRU: memory, SRU: root size}.
+func machineCapacity(size Unit, cc MachineCapacity) Capacity {
+	return Capacity{CRU: uint64(cc.CPU), MRU: cc.Memory, SRU: rootSize(size, cc)}
 }
 
 func challengeMachine(c *challenger, flist string, net func(), size Unit, cc MachineCapacity, mounts []MachineMount, entrypoint string, env map[string]string, gpus []GPU) {
@@ -133,6 +140,18 @@ func challengeMachine(c *challenger, flist string, net func(), size Unit, cc Mac
 	}
 }
 
+// challengeInterfaces writes the private interfaces and the mycelium IP
+// of a machine's network (both machine kinds).
+func challengeInterfaces(c *challenger, ifaces []MachineInterface, myc *MyceliumIP) {
+	for _, inf := range ifaces {
+		c.s(inf.Network)
+		c.s(inf.IP.String())
+	}
+	if myc != nil {
+		myc.challenge(c)
+	}
+}
+
 // Challenge writes flist, network, size, compute, mounts, entrypoint, the
 // sorted env and the GPUs. Corex is not hashed.
 func (m *ZMachine) Challenge(w io.Writer) error {
@@ -140,13 +159,7 @@ func (m *ZMachine) Challenge(w io.Writer) error {
 	challengeMachine(c, m.FList, func() {
 		c.s(m.Network.PublicIP)
 		c.t(m.Network.Planetary)
-		for _, inf := range m.Network.Interfaces {
-			c.s(inf.Network)
-			c.s(inf.IP.String())
-		}
-		if m.Network.Mycelium != nil {
-			m.Network.Mycelium.challenge(c)
-		}
+		challengeInterfaces(c, m.Network.Interfaces, m.Network.Mycelium)
 	}, m.Size, m.ComputeCapacity, m.Mounts, m.Entrypoint, m.Env, m.GPU)
 	return c.err
 }
@@ -241,17 +254,7 @@ func (m *ZMachine) Valid(d *Deployment) error {
 
 // Capacity is {CRU: cpu, MRU: memory, SRU: root size}.
 func (m *ZMachine) Capacity() (Capacity, error) {
-	return Capacity{CRU: uint64(m.ComputeCapacity.CPU), MRU: m.ComputeCapacity.Memory, SRU: m.RootSize()}, nil
-}
-
-// IsAny reports whether t is one of types.
-func (t WorkloadType) IsAny(types ...WorkloadType) bool {
-	for _, x := range types {
-		if t == x {
-			return true
-		}
-	}
-	return false
+	return machineCapacity(m.Size, m.ComputeCapacity), nil
 }
 
 // MachineNetworkLight is the network configuration of a light VM.
@@ -285,13 +288,7 @@ type ZMachineLightResult struct {
 func (m *ZMachineLight) Challenge(w io.Writer) error {
 	c := &challenger{w: w}
 	challengeMachine(c, m.FList, func() {
-		for _, inf := range m.Network.Interfaces {
-			c.s(inf.Network)
-			c.s(inf.IP.String())
-		}
-		if m.Network.Mycelium != nil {
-			m.Network.Mycelium.challenge(c)
-		}
+		challengeInterfaces(c, m.Network.Interfaces, m.Network.Mycelium)
 	}, m.Size, m.ComputeCapacity, m.Mounts, m.Entrypoint, m.Env, m.GPU)
 	return c.err
 }
@@ -303,8 +300,7 @@ func (m *ZMachineLight) Valid(d *Deployment) error {
 
 // Capacity is {CRU: cpu, MRU: memory, SRU: root size}.
 func (m *ZMachineLight) Capacity() (Capacity, error) {
-	root := max(m.Size, MinRootSize(m.ComputeCapacity.CPU, m.ComputeCapacity.Memory))
-	return Capacity{CRU: uint64(m.ComputeCapacity.CPU), MRU: m.ComputeCapacity.Memory, SRU: root}, nil
+	return machineCapacity(m.Size, m.ComputeCapacity), nil
 }
 
 var _ json.Marshaler = Bytes(nil)

@@ -113,11 +113,7 @@ func (w *notifier) follow(ctx context.Context, nc *nats.Conn) error {
 }
 
 // eventsFetch serves OpEventsFetch.
-func (s *Service) eventsFetch(ctx context.Context, _ *signedRequest, payload json.RawMessage) (any, error) {
-	var req eventsFetchReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
+func (s *Service) eventsFetch(ctx context.Context, _ *signedRequest, req eventsFetchReq) (any, error) {
 	if req.NodeID == 0 {
 		return nil, fmt.Errorf("%w: node_id is required", ErrInvalid)
 	}

@@ -183,6 +183,56 @@ func TestNodeEnrolment(t *testing.T) {
 	wantErr(t, "old farmer sets public config", farmerA.c.SetPublicConfig(ctx, n.ID, nil), ErrUnauthorized)
 }
 
+// TestFarmerSettingsRecheckFarm: a farmer's setting (public config, power
+// target) is refused with ErrConflict when the node moved to another farm
+// between the ownership check and the write, and the node keeps nothing
+// of it.
+func TestFarmerSettingsRecheckFarm(t *testing.T) {
+	g := newGrid(t)
+	ctx := context.Background()
+	farmerA, _, nodeUser, n := g.farmWithNode(t, "farm-a", 0)
+	farmerB, farmB, _, _ := g.farmWithNode(t, "farm-b", 0)
+	tests := []struct {
+		name string
+		kind string
+		set  func(*Node)
+	}{
+		{"public config", EventPublicConfigChanged, func(n *Node) { n.PublicConfig = &PublicConfig{IPv4: "185.2.0.5/24", GW4: "185.2.0.1"} }},
+		{"power target", EventPowerTargetChanged, func(n *Node) { n.PowerTarget = PowerDown }},
+	}
+	var owned []Node
+	for range tests {
+		o, err := g.svc.farmerNode(ctx, farmerA.key.PublicHex(), n.ID)
+		if err != nil {
+			t.Fatalf("farmer A's node before the move: %v", err)
+		}
+		owned = append(owned, o)
+	}
+	// The node moves to farm B after farmer A's check.
+	if _, err := nodeUser.c.RegisterNode(ctx, NodeRegistration{FarmID: farmB.ID, FarmToken: farmToken(t, farmerB, farmB.ID),
+		Total: Resources{CRU: 4, MRU: 8 << 30}}); err != nil {
+		t.Fatalf("moving node %d to farm %d: %v", n.ID, farmB.ID, err)
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := g.svc.setFarmerNode(ctx, owned[i], tt.name, tt.kind, tt.set)
+			wantErr(t, "farmer A sets "+tt.name+" of a moved node", err, ErrConflict)
+			got, err := nodeUser.c.Node(ctx, n.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.FarmID != farmB.ID || got.PublicConfig != nil || got.PowerTarget != "" {
+				t.Fatalf("after the refused write: got farm %d, public config %v, power target %q; want farm %d, none set",
+					got.FarmID, got.PublicConfig, got.PowerTarget, farmB.ID)
+			}
+		})
+	}
+	// The new farmer's settings go through the same path.
+	if err := farmerB.c.SetPowerTarget(ctx, n.ID, PowerDown); err != nil {
+		t.Fatalf("farmer B sets power target: %v", err)
+	}
+}
+
 // TestMovedNodeReleasesIPs: the public IPs of a contract go back to the
 // farm they were reserved in, even after the node moved to another farm.
 func TestMovedNodeReleasesIPs(t *testing.T) {

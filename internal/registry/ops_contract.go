@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -68,12 +67,8 @@ func (s *Service) checkTenants(ctx context.Context, node, renter uint32) error {
 	return nil
 }
 
-func (s *Service) contractCreate(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) contractCreate(ctx context.Context, w *signedRequest, req contractCreateReq) (any, error) {
 	signer := w.Key
-	var req contractCreateReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	if err := validHash(req.Hash); err != nil {
 		return nil, err
 	}
@@ -193,12 +188,8 @@ func (s *Service) updateOwnContract(ctx context.Context, signer string, id uint6
 	return c, err
 }
 
-func (s *Service) contractUpdate(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) contractUpdate(ctx context.Context, w *signedRequest, req contractUpdateReq) (any, error) {
 	signer := w.Key
-	var req contractUpdateReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	if err := validHash(req.Hash); err != nil {
 		return nil, err
 	}
@@ -221,12 +212,8 @@ func (s *Service) contractUpdate(ctx context.Context, w *signedRequest, payload 
 	return c, nil
 }
 
-func (s *Service) contractCancel(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) contractCancel(ctx context.Context, w *signedRequest, req contractIDReq) (any, error) {
 	signer := w.Key
-	var req contractIDReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	c, err := s.updateOwnContract(ctx, signer, req.ID, func(c *Contract) error {
 		c.State = StateCanceled
 		c.Proof = w
@@ -287,12 +274,8 @@ func (s *Service) releaseContract(ctx context.Context, c Contract) error {
 	return nil
 }
 
-func (s *Service) nameCreate(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) nameCreate(ctx context.Context, w *signedRequest, req nameCreateReq) (any, error) {
 	signer := w.Key
-	var req nameCreateReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	if !validName(req.Name, 63, true) {
 		return nil, fmt.Errorf("%w: name %q: want 1 to 63 of a-z 0-9 -", ErrInvalid, req.Name)
 	}
@@ -321,12 +304,8 @@ func (s *Service) nameCreate(ctx context.Context, w *signedRequest, payload json
 	return c, nil
 }
 
-func (s *Service) rentCreate(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) rentCreate(ctx context.Context, w *signedRequest, req rentCreateReq) (any, error) {
 	signer := w.Key
-	var req rentCreateReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	twin, err := s.signerTwin(ctx, signer)
 	if err != nil {
 		return nil, err

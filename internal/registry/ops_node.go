@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -24,12 +23,8 @@ func (s *Service) farm(ctx context.Context, id uint32) (Farm, error) {
 	return getByID[Farm](ctx, s.st.farms, "farm", uint64(id))
 }
 
-func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, req NodeRegistration) (any, error) {
 	signer := w.Key
-	var req NodeRegistration
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	if len(req.Interfaces) > maxInterfaces || len(req.Version) > 128 {
 		return nil, fmt.Errorf("%w: too many interfaces or version too long", ErrInvalid)
 	}
@@ -171,12 +166,8 @@ func (s *Service) updateOwnNode(ctx context.Context, signer string, id uint32, f
 	return n, err
 }
 
-func (s *Service) nodeUptime(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) nodeUptime(ctx context.Context, w *signedRequest, req nodeUptimeReq) (any, error) {
 	signer := w.Key
-	var req nodeUptimeReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	now := s.cfg.Now().UTC()
 	_, err := s.updateOwnNode(ctx, signer, req.NodeID, func(n *Node) error {
 		n.Uptime = req.Uptime
@@ -241,39 +232,50 @@ func (s *Service) farmerNode(ctx context.Context, signer string, nodeID uint32) 
 	return n, nil
 }
 
-func (s *Service) nodePublicConfig(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
-	signer := w.Key
-	var req nodePublicConfigReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
-	if err := validPublicConfig(req.Config); err != nil {
-		return nil, err
-	}
-	owned, err := s.farmerNode(ctx, signer, req.NodeID)
+// updateFarmerNode applies set to a node whose farm belongs to the
+// signer's twin (the farmer's settings: public config, power target) and
+// sends the node an event of kind; what names the setting in errors. It
+// answers as the handler of the setting does.
+func (s *Service) updateFarmerNode(ctx context.Context, signer string, nodeID uint32, what, kind string, set func(*Node)) (any, error) {
+	owned, err := s.farmerNode(ctx, signer, nodeID)
 	if err != nil {
 		return nil, err
 	}
-	_, err = update(ctx, s.st.nodes, idKey(uint64(req.NodeID)), func(n *Node) error {
-		if n.FarmID != owned.FarmID {
-			return fmt.Errorf("%w: node %d moved to farm %d", ErrConflict, n.ID, n.FarmID)
-		}
-		n.PublicConfig = req.Config
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("setting public config of node %d: %w", req.NodeID, err)
+	if err := s.setFarmerNode(ctx, owned, what, kind, set); err != nil {
+		return nil, err
 	}
-	s.publish(ctx, EventPublicConfigChanged, req.NodeID, nil)
 	return struct{}{}, nil
 }
 
-func (s *Service) nodeUsed(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
-	signer := w.Key
-	var req nodeUsedReq
-	if err := decode(payload, &req); err != nil {
+// setFarmerNode applies set to owned, a node farmerNode returned, and
+// sends the node an event of kind. The farm is checked again in the
+// write: a node that moved to another farm since farmerNode is refused
+// with ErrConflict, so the old farmer cannot set what belongs to the new
+// one.
+func (s *Service) setFarmerNode(ctx context.Context, owned Node, what, kind string, set func(*Node)) error {
+	_, err := update(ctx, s.st.nodes, idKey(uint64(owned.ID)), func(n *Node) error {
+		if n.FarmID != owned.FarmID {
+			return fmt.Errorf("%w: node %d moved to farm %d", ErrConflict, n.ID, n.FarmID)
+		}
+		set(n)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("setting %s of node %d: %w", what, owned.ID, err)
+	}
+	s.publish(ctx, kind, owned.ID, nil)
+	return nil
+}
+
+func (s *Service) nodePublicConfig(ctx context.Context, w *signedRequest, req nodePublicConfigReq) (any, error) {
+	if err := validPublicConfig(req.Config); err != nil {
 		return nil, err
 	}
+	return s.updateFarmerNode(ctx, w.Key, req.NodeID, "public config", EventPublicConfigChanged, func(n *Node) { n.PublicConfig = req.Config })
+}
+
+func (s *Service) nodeUsed(ctx context.Context, w *signedRequest, req nodeUsedReq) (any, error) {
+	signer := w.Key
 	if len(req.Used) > maxUsedReport {
 		return nil, fmt.Errorf("%w: %d contracts in one report, limit %d", ErrInvalid, len(req.Used), maxUsedReport)
 	}
@@ -330,33 +332,16 @@ func validPower(p string) error {
 
 // nodePowerTarget records what the farmer wants of a node's power, and
 // tells the node.
-func (s *Service) nodePowerTarget(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
-	signer := w.Key
-	var req nodePowerReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
+func (s *Service) nodePowerTarget(ctx context.Context, w *signedRequest, req nodePowerReq) (any, error) {
 	if err := validPower(req.Power); err != nil {
 		return nil, err
 	}
-	n, err := s.farmerNode(ctx, signer, req.NodeID)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := update(ctx, s.st.nodes, idKey(uint64(n.ID)), func(n *Node) error { n.PowerTarget = req.Power; return nil }); err != nil {
-		return nil, fmt.Errorf("setting power target of node %d: %w", n.ID, err)
-	}
-	s.publish(ctx, EventPowerTargetChanged, n.ID, nil)
-	return struct{}{}, nil
+	return s.updateFarmerNode(ctx, w.Key, req.NodeID, "power target", EventPowerTargetChanged, func(n *Node) { n.PowerTarget = req.Power })
 }
 
 // nodePower records a node's power state, as the node reports it.
-func (s *Service) nodePower(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) nodePower(ctx context.Context, w *signedRequest, req nodePowerReq) (any, error) {
 	signer := w.Key
-	var req nodePowerReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	if err := validPower(req.Power); err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -37,12 +36,8 @@ func (s *Service) twinByID(ctx context.Context, id uint64, wait bool) (Twin, err
 	}
 }
 
-func (s *Service) twinCreate(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) twinCreate(ctx context.Context, w *signedRequest, req twinCreateReq) (any, error) {
 	signer := w.Key
-	var req twinCreateReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	if len(req.Relay) > maxRelayLen {
 		return nil, fmt.Errorf("%w: relay longer than %d bytes", ErrInvalid, maxRelayLen)
 	}
@@ -96,12 +91,8 @@ func validName(s string, max int, lower bool) bool {
 	return true
 }
 
-func (s *Service) farmCreate(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) farmCreate(ctx context.Context, w *signedRequest, req farmCreateReq) (any, error) {
 	signer := w.Key
-	var req farmCreateReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	if !validName(req.Name, 64, false) {
 		return nil, fmt.Errorf("%w: farm name %q: want 1 to 64 of A-Z a-z 0-9 _ -", ErrInvalid, req.Name)
 	}
@@ -129,12 +120,8 @@ func (s *Service) farmCreate(ctx context.Context, w *signedRequest, payload json
 // maxFarmIPs bounds the public IPs of a farm.
 const maxFarmIPs = 4096
 
-func (s *Service) farmAddIP(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+func (s *Service) farmAddIP(ctx context.Context, w *signedRequest, req farmAddIPReq) (any, error) {
 	signer := w.Key
-	var req farmAddIPReq
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
 	pfx, err := netip.ParsePrefix(req.IP)
 	if err != nil {
 		return nil, fmt.Errorf("%w: ip %q is not an address with prefix (185.1.2.3/24): %v", ErrInvalid, req.IP, err)

@@ -118,30 +118,30 @@ func (s *Service) Serving() <-chan struct{} { return s.serving }
 
 func (s *Service) handlers() map[string]handler {
 	return map[string]handler{
-		OpTwinCreate:       s.twinCreate,
-		OpFarmCreate:       s.farmCreate,
-		OpFarmAddIP:        s.farmAddIP,
-		OpNodeRegister:     s.nodeRegister,
-		OpNodeUptime:       s.nodeUptime,
-		OpNodePublicConfig: s.nodePublicConfig,
-		OpNodeUsed:         s.nodeUsed,
-		OpNodePowerTarget:  s.nodePowerTarget,
-		OpNodePower:        s.nodePower,
-		OpContractCreate:   s.contractCreate,
-		OpContractUpdate:   s.contractUpdate,
-		OpContractCancel:   s.contractCancel,
-		OpNameCreate:       s.nameCreate,
-		OpRentCreate:       s.rentCreate,
-		OpTwinGet:          s.twinGet,
-		OpTwinList:         s.twinList,
-		OpFarmGet:          s.farmGet,
-		OpFarmList:         s.farmList,
-		OpNodeGet:          s.nodeGet,
-		OpNodeList:         s.nodeList,
-		OpContractGet:      s.contractGet,
-		OpContractList:     s.contractList,
+		OpTwinCreate:       decoded(s.twinCreate),
+		OpFarmCreate:       decoded(s.farmCreate),
+		OpFarmAddIP:        decoded(s.farmAddIP),
+		OpNodeRegister:     decoded(s.nodeRegister),
+		OpNodeUptime:       decoded(s.nodeUptime),
+		OpNodePublicConfig: decoded(s.nodePublicConfig),
+		OpNodeUsed:         decoded(s.nodeUsed),
+		OpNodePowerTarget:  decoded(s.nodePowerTarget),
+		OpNodePower:        decoded(s.nodePower),
+		OpContractCreate:   decoded(s.contractCreate),
+		OpContractUpdate:   decoded(s.contractUpdate),
+		OpContractCancel:   decoded(s.contractCancel),
+		OpNameCreate:       decoded(s.nameCreate),
+		OpRentCreate:       decoded(s.rentCreate),
+		OpTwinGet:          decoded(s.twinGet),
+		OpTwinList:         decoded(s.twinList),
+		OpFarmGet:          decoded(s.farmGet),
+		OpFarmList:         decoded(s.farmList),
+		OpNodeGet:          decoded(s.nodeGet),
+		OpNodeList:         decoded(s.nodeList),
+		OpContractGet:      decoded(s.contractGet),
+		OpContractList:     decoded(s.contractList),
 		OpEventsInfo:       s.eventsInfo,
-		OpEventsFetch:      s.eventsFetch,
+		OpEventsFetch:      decoded(s.eventsFetch),
 	}
 }
 
@@ -394,6 +394,18 @@ func (s *Service) handle(ctx context.Context, h handler, op string, data []byte)
 	}
 	r.Key = keyHex
 	return h(ctx, &r, r.Payload)
+}
+
+// decoded makes a handler of f, which takes its payload decoded into a
+// Req (ErrInvalid when it does not decode).
+func decoded[Req any](f func(ctx context.Context, w *signedRequest, req Req) (any, error)) handler {
+	return func(ctx context.Context, w *signedRequest, payload json.RawMessage) (any, error) {
+		var req Req
+		if err := decode(payload, &req); err != nil {
+			return nil, err
+		}
+		return f(ctx, w, req)
+	}
 }
 
 // decode decodes a payload strictly.

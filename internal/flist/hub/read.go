@@ -124,32 +124,34 @@ func (h *Hub) listRepo(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Hub) info(w http.ResponseWriter, r *http.Request) {
-	n, ok := h.names(w, r, "repo", "name")
+	h.serveInfo(w, r, "name", "flist", h.flistInfo)
+}
+
+func (h *Hub) getTag(w http.ResponseWriter, r *http.Request) {
+	h.serveInfo(w, r, "tag", "tag", h.tagInfo)
+}
+
+// serveInfo answers the Info find gives for the path's repo and key, or
+// 404 "no <what> repo/name".
+func (h *Hub) serveInfo(w http.ResponseWriter, r *http.Request, key, what string, find func(repo, name string) *Info) {
+	n, ok := h.names(w, r, "repo", key)
 	if !ok {
 		return
 	}
-	i := h.infoOf(n[0], n[1])
+	i := find(n[0], n[1])
 	if i == nil {
-		i = h.tagInfo(n[0], n[1])
-	}
-	if i == nil {
-		httpError(w, http.StatusNotFound, "no flist %s/%s", n[0], n[1])
+		httpError(w, http.StatusNotFound, "no %s %s/%s", what, n[0], n[1])
 		return
 	}
 	writeJSON(w, http.StatusOK, i)
 }
 
-func (h *Hub) getTag(w http.ResponseWriter, r *http.Request) {
-	n, ok := h.names(w, r, "repo", "tag")
-	if !ok {
-		return
+// flistInfo is the flist repo/name, or else the tag of that name.
+func (h *Hub) flistInfo(repo, name string) *Info {
+	if i := h.infoOf(repo, name); i != nil {
+		return i
 	}
-	i := h.tagInfo(n[0], n[1])
-	if i == nil {
-		httpError(w, http.StatusNotFound, "no tag %s/%s", n[0], n[1])
-		return
-	}
-	writeJSON(w, http.StatusOK, i)
+	return h.tagInfo(repo, name)
 }
 
 func (h *Hub) download(w http.ResponseWriter, r *http.Request) {
@@ -162,10 +164,7 @@ func (h *Hub) download(w http.ResponseWriter, r *http.Request) {
 	if base, ok := strings.CutSuffix(name, ".md5"); ok && h.infoOf(repo, name) == nil {
 		name, md5Only = base, true
 	}
-	i := h.infoOf(repo, name)
-	if i == nil {
-		i = h.tagInfo(repo, name)
-	}
+	i := h.flistInfo(repo, name)
 	if i == nil {
 		httpError(w, http.StatusNotFound, "no flist %s/%s", repo, name)
 		return
