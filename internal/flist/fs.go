@@ -196,6 +196,14 @@ func (f *FS) readAt(n *node, dest []byte, off int64) (int, error) {
 	done := 0
 	for pos := off; pos < end; {
 		bi := pos / bs
+		if bi >= int64(len(in.Blocks)) {
+			// Fewer blocks than the size needs (rfs reads such
+			// flists): the content ends with the blocks.
+			if done == 0 {
+				return 0, nil
+			}
+			break
+		}
 		plain, err := f.block(in.Blocks[bi])
 		if err != nil {
 			return done, err
