@@ -488,7 +488,7 @@ func (m *Meta) dropDuplicates() {
 // Validate checks the tree: one root directory, every other inode reachable
 // from it under a valid unique name in a directory, blocks only on regular
 // files and at most as many as the size needs. A file with fewer (rfs
-// reads such flists) reads short: its content ends where its blocks do.
+// writes such flists) reads as zeros past its blocks.
 func (m *Meta) Validate() error {
 	root, ok := m.Inodes[RootIno]
 	if !ok || !root.IsDir() {
