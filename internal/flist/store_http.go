@@ -72,4 +72,3 @@ func (s *HTTPStore) URL() string { return s.c.base }
 
 // Close does nothing.
 func (s *HTTPStore) Close() error { return nil }
-
