@@ -463,3 +463,44 @@ func TestOurFlistAsRFSReadsIt(t *testing.T) {
 		t.Errorf("route %q: rfs opens the path %q, want %q", route, u.Path, filepath.Join(work, "relstore"))
 	}
 }
+
+// TestMetaAsRFSReads: the rows rfs may write, read without a mount: of
+// entries sharing a name the lowest inode stays (with what it holds), the
+// others go with everything under them; blocks past a file's size are
+// dropped; fewer blocks than the size needs are kept as they are.
+func TestMetaAsRFSReads(t *testing.T) {
+	id := []byte(strings.Repeat("i", HashSize))
+	raw := &rawMeta{
+		inodes: []rawInode{
+			{ino: 1, name: "/", mode: ModeDir | 0o755},
+			{ino: 2, parent: 1, name: "d", mode: ModeDir | 0o755},
+			{ino: 3, parent: 1, name: "d", mode: ModeDir | 0o755},
+			{ino: 4, parent: 3, name: "lost", mode: ModeDir | 0o755},
+			{ino: 5, parent: 4, name: "deep", mode: ModeRegular | 0o644},
+			{ino: 6, parent: 2, name: "kept", mode: ModeRegular | 0o644, size: 10},
+			{ino: 7, parent: 1, name: "short", mode: ModeRegular | 0o644, size: 3 << 20},
+			{ino: 8, parent: 1, name: "d", mode: ModeRegular | 0o644},
+		},
+		blocks: []rawBlock{{6, id, id}, {6, id, id}, {6, id, id}, {7, id, id}},
+	}
+	m, err := raw.meta()
+	if err != nil {
+		t.Fatalf("meta: %v", err)
+	}
+	var paths []string
+	_ = m.Walk(func(p string, _ *Inode) error { paths = append(paths, p); return nil })
+	if got, want := strings.Join(paths, ","), ",d,d/kept,short"; got != want {
+		t.Errorf("tree %q, want %q", got, want)
+	}
+	if len(m.Inodes) != 4 {
+		t.Errorf("%d inodes kept, want 4 (the dropped entries' subtrees go too)", len(m.Inodes))
+	}
+	for _, tt := range []struct {
+		path   string
+		blocks int
+	}{{"d/kept", 1}, {"short", 1}} {
+		if in, ok := m.Lookup(tt.path); !ok || len(in.Blocks) != tt.blocks {
+			t.Errorf("%s: %v blocks, want %d", tt.path, in, tt.blocks)
+		}
+	}
+}
