@@ -311,7 +311,7 @@ func TestRFSFlistEdgeCases(t *testing.T) {
 	}
 	wantFile, wantDir := winner("caf\uFFFD"), winner("dir\uFFFD")
 
-	_, mnt := mountRFS(t, fl)
+	m, mnt := mountRFS(t, fl)
 	got, err := os.ReadFile(filepath.Join(mnt.Dir, "caf\uFFFD"))
 	if err != nil || string(got) != wantFile {
 		t.Errorf("caf\\uFFFD = %q, %v; want %q (rfs's lookup)", got, err, wantFile)
@@ -344,6 +344,12 @@ func TestRFSFlistEdgeCases(t *testing.T) {
 			t.Errorf("%s: got %d bytes, %v; want %d bytes", tt.name, len(got), err, len(tt.want))
 		}
 	}
+	// Unpacking gives the same files as the mount.
+	dst := filepath.Join(t.TempDir(), "unpacked")
+	if err := Unpack(context.Background(), m, mnt.FS.cfg.Store, dst); err != nil {
+		t.Fatalf("unpack: %v", err)
+	}
+	compareTrees(t, mnt.Dir, dst)
 }
 
 // lookupSource names the source of an inode of TestRFSFlistEdgeCases: a
