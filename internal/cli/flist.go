@@ -74,7 +74,6 @@ func flistBuild(ctx context.Context, env *Env, args []string) error {
 	out := fs.String("o", "", "output flist file (required)")
 	var stores stringList
 	fs.Var(&stores, "store", "block store, [START-END=]URL: dir://PATH, http(s)://HUB, zdb://[PASS@]HOST:PORT/NS (repeatable; ranges are hex first bytes)")
-	blockSize := fs.Int("block-size", flist.DefaultBlockSize, "plain bytes per block")
 	twin := fs.Uint("twin", 0, "twin id signing hub uploads (default: the key's twin on the grid)")
 	desc := fs.String("description", "", "description tag")
 	gf := addGridFlags(fs, env)
@@ -106,7 +105,7 @@ func flistBuild(ctx context.Context, env *Env, args []string) error {
 	defer store.Close()
 	start := time.Now()
 	last := time.Time{}
-	cfg := flist.BuildConfig{BlockSize: *blockSize, Tags: map[string]string{}}
+	cfg := flist.BuildConfig{Tags: map[string]string{}}
 	if *desc != "" {
 		cfg.Tags[flist.TagDesc] = *desc
 	}

@@ -120,10 +120,12 @@ func BenchmarkDedup(b *testing.B) {
 }
 
 // hubStore serves a directory store over loopback HTTP the way the hub does
-// (GET /api/v1/blocks/ID), so mounts pay for a network round trip per block.
+// (GET /ab/ID, where rfs reads too), so mounts pay for a network round trip
+// per block.
 func hubStore(b *testing.B, dir *DirStore) Store {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := ParseID(strings.TrimPrefix(r.URL.Path, "/api/v1/blocks/"))
+		_, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		id, err := ParseID(rest)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

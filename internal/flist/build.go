@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // Entry describes one entry added to a build. Mode holds the type bits and
@@ -35,8 +36,9 @@ type BuildStats struct {
 }
 
 // BuildConfig tunes a build.
+// Files are always cut in DefaultBlockSize blocks: rfs ignores the
+// block-size tag and reads 512 KiB blocks whatever it says.
 type BuildConfig struct {
-	BlockSize int // DefaultBlockSize when 0
 	// Progress, when set, is called after each entry.
 	Progress func(BuildStats)
 	Tags     map[string]string
@@ -66,14 +68,11 @@ type bnode struct {
 
 // NewBuilder starts a build writing blocks to store.
 func NewBuilder(store Store, cfg BuildConfig, log *slog.Logger) *Builder {
-	if cfg.BlockSize == 0 {
-		cfg.BlockSize = DefaultBlockSize
-	}
 	return &Builder{
 		store: store, cfg: cfg, log: log,
 		root: &bnode{in: Inode{Mode: ModeDir | 0o755}, children: map[string]*bnode{}, layer: -1},
 		seen: make(map[[HashSize]byte]bool),
-		buf:  make([]byte, cfg.BlockSize),
+		buf:  make([]byte, DefaultBlockSize),
 	}
 }
 
@@ -103,6 +102,12 @@ func splitPath(p string) ([]string, error) {
 		}
 		if len(c) > maxNameLen {
 			return nil, fmt.Errorf("entry %q: name too long", p)
+		}
+		if !utf8.ValidString(c) {
+			// rfs reads names as UTF-8 and cannot open a flist
+			// holding another; it would have written U+FFFD for
+			// each invalid byte, which can turn two names into one.
+			return nil, fmt.Errorf("entry %q: name %q is not valid UTF-8 (rfs cannot read it): rename it", p, c)
 		}
 		out = append(out, c)
 	}
@@ -289,7 +294,7 @@ func (b *Builder) Opaque(p string) error {
 // Finish numbers the inodes (breadth first, names sorted) and returns the
 // metadata, with the store's routes when it is a Router.
 func (b *Builder) Finish() (*Meta, error) {
-	m := &Meta{Inodes: map[uint64]*Inode{}, Children: map[uint64][]uint64{}, Tags: map[string]string{}, BlockSize: b.cfg.BlockSize}
+	m := &Meta{Inodes: map[uint64]*Inode{}, Children: map[uint64][]uint64{}, Tags: map[string]string{}, BlockSize: DefaultBlockSize}
 	for k, v := range b.cfg.Tags {
 		m.Tags[k] = v
 	}

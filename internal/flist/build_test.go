@@ -330,7 +330,12 @@ func TestMetaRejects(t *testing.T) {
 		{"no root", func(m *Meta) { delete(m.Inodes, 1) }},
 		{"bad name", func(m *Meta) { m.Inodes[2].Name = ".." }},
 		{"slash", func(m *Meta) { m.Inodes[2].Name = "a/b" }},
-		{"size without blocks", func(m *Meta) { m.Inodes[2].Size = 10 }},
+		// Fewer blocks than the size needs is read as rfs reads it
+		// (TestRFSBlockCounts); more is never valid in memory.
+		{"more blocks than the size needs", func(m *Meta) {
+			m.Inodes[2].Size = 10
+			m.Inodes[2].Blocks = make([]BlockRef, 2)
+		}},
 		{"unreachable", func(m *Meta) { m.Inodes[3] = &Inode{Ino: 3, Parent: 3, Name: "c", Mode: ModeDir} }},
 		{"unknown type", func(m *Meta) { m.Inodes[2].Mode = 0o170000 }},
 		{"symlink without target", func(m *Meta) { m.Inodes[2].Mode = ModeSymlink | 0o777 }},

@@ -110,6 +110,16 @@ func FuzzMeta(f *testing.F) {
 		blocks: []rawBlock{{3, []byte(id), []byte(id)}, {3, []byte(id), []byte(id)}},
 		routes: []rawRoute{{0, 255, "dir:///tmp/x"}},
 	}))
+	f.Add(encodeRaw(&rawMeta{ // as rfs may write: colliding names, sizes off their blocks
+		inodes: []rawInode{
+			{ino: 1, name: "/", mode: ModeDir | 0o755},
+			{ino: 2, parent: 1, name: "d", mode: ModeDir | 0o755},
+			{ino: 3, parent: 1, name: "d", mode: ModeDir | 0o755},
+			{ino: 4, parent: 3, name: "f", mode: ModeRegular | 0o644, size: 1},
+			{ino: 5, parent: 2, name: "g", mode: ModeRegular | 0o644, size: 3 << 20},
+		},
+		blocks: []rawBlock{{4, []byte(id), []byte(id)}, {4, []byte(id), []byte(id)}, {5, []byte(id), []byte(id)}},
+	}))
 	f.Add([]byte{1, 2, 0, 2, '/', 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := decodeRaw(data).meta()
@@ -128,8 +138,8 @@ func FuzzMeta(f *testing.F) {
 func TestCorruptFiles(t *testing.T) {
 	ctx := context.Background()
 	store, _ := NewDirStore(t.TempDir())
-	b := NewBuilder(store, BuildConfig{BlockSize: 4096}, testutil.Logger(t))
-	_ = b.Add(ctx, Entry{Path: "etc/hosts", Mode: ModeRegular | 0o644}, strings.NewReader(strings.Repeat("x", 9000)))
+	b := NewBuilder(store, BuildConfig{}, testutil.Logger(t))
+	_ = b.Add(ctx, Entry{Path: "etc/hosts", Mode: ModeRegular | 0o644}, strings.NewReader(strings.Repeat("x", DefaultBlockSize+9000)))
 	_ = b.Add(ctx, Entry{Path: "bin/sh", Mode: ModeSymlink | 0o777, Target: "busybox"}, nil)
 	m, err := b.Finish()
 	if err != nil {

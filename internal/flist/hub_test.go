@@ -234,3 +234,71 @@ func minimalFlist(t *testing.T) []byte {
 	data, _ := os.ReadFile(p)
 	return data
 }
+
+// TestHubServesRFSLayout: the hub serves its blocks where rfs's http store
+// looks for them (URL/ab/ID, then URL/ID), to any plain GET or HEAD; a
+// /{repo}/{name} that is not a block the hub holds is still a flist
+// download; our reader asks there first, not /api/v1/blocks.
+func TestHubServesRFSLayout(t *testing.T) {
+	key, _ := identity.Generate()
+	h, err := hub.New(hub.Config{Dir: t.TempDir()}, twinKeys{7: key.Public()}, testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var apiGets atomic.Int64
+	handler := h.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPut && strings.HasPrefix(r.URL.Path, "/api/v1/blocks/") {
+			apiGets.Add(1)
+		}
+		handler.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	signer := flist.KeySigner{Twin: 7, Key: key}
+	up, _ := flist.OpenStore(srv.URL, flist.StoreOptions{Signer: signer})
+	ref, data, _ := flist.SealBlock([]byte("a block rfs reads"))
+	if err := up.Set(ctx, ref.ID, data); err != nil {
+		t.Fatal(err)
+	}
+	id := hex.EncodeToString(ref.ID[:])
+	missing := strings.Repeat("ab", 32)
+	fl := minimalFlist(t)
+	c := flist.NewHubClient(srv.URL, signer)
+	if _, err := c.Upload(ctx, "ab", missing, fl); err != nil { // a download shaped like a block path
+		t.Fatal(err)
+	}
+	tests := []struct {
+		method, path string
+		status       int
+		body         []byte
+	}{
+		{http.MethodGet, "/" + id[:2] + "/" + id, http.StatusOK, data},
+		{http.MethodHead, "/" + id[:2] + "/" + id, http.StatusOK, nil},
+		{http.MethodGet, "/" + id, http.StatusOK, data},
+		{http.MethodHead, "/" + id, http.StatusOK, nil},
+		{http.MethodGet, "/" + missing[:2] + "/" + missing, http.StatusOK, fl}, // no such block: the flist
+		{http.MethodGet, "/" + missing, http.StatusNotFound, nil},
+		{http.MethodGet, "/cd/" + missing, http.StatusNotFound, nil},
+		{http.MethodGet, "/not-an-id", http.StatusNotFound, nil},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest(tt.method, srv.URL+tt.path, nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != tt.status || tt.body != nil && string(body) != string(tt.body) {
+			t.Errorf("%s %s: got %d, %d bytes; want %d, %d bytes", tt.method, tt.path, res.StatusCode, len(body), tt.status, len(tt.body))
+		}
+	}
+	rd, _ := flist.OpenStore(srv.URL, flist.StoreOptions{})
+	if got, err := rd.Get(ctx, ref.ID); err != nil || string(got) != string(data) {
+		t.Errorf("Get: %d bytes, %v", len(got), err)
+	}
+	if n := apiGets.Load(); n != 0 {
+		t.Errorf("%d reads of /api/v1/blocks, want 0 (the rfs layout first)", n)
+	}
+}

@@ -411,8 +411,11 @@ func (raw *rawMeta) meta() (*Meta, error) {
 		if !ok || b.ino <= 0 || len(b.id) != HashSize || len(b.key) != HashSize {
 			return nil, fmt.Errorf("%w: block of inode %d: bad id, key or inode", ErrInvalid, b.ino)
 		}
-		if in.Type() != ModeRegular || uint64(len(in.Blocks))*uint64(m.BlockSize) >= in.Size {
-			return nil, fmt.Errorf("%w: inode %d: more blocks than its size needs", ErrInvalid, b.ino)
+		if in.Type() != ModeRegular {
+			return nil, fmt.Errorf("%w: inode %d: blocks on a non-file", ErrInvalid, b.ino)
+		}
+		if uint64(len(in.Blocks))*uint64(m.BlockSize) >= in.Size {
+			continue // past the size: never read, by rfs either
 		}
 		var ref BlockRef
 		copy(ref.ID[:], b.id)
@@ -431,18 +434,61 @@ func (raw *rawMeta) meta() (*Meta, error) {
 		}
 	}
 	for p, cs := range m.Children {
-		sort.Slice(cs, func(i, j int) bool { return m.Inodes[cs[i]].Name < m.Inodes[cs[j]].Name })
+		sort.Slice(cs, func(i, j int) bool {
+			a, b := m.Inodes[cs[i]], m.Inodes[cs[j]]
+			return a.Name < b.Name || a.Name == b.Name && a.Ino < b.Ino
+		})
 		m.Children[p] = cs
 	}
+	m.dropDuplicates()
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
+// dropDuplicates keeps, of the entries of a directory that share a name,
+// the one with the lowest inode number, and drops the others with all
+// they hold. rfs writes such flists (it stores names made valid UTF-8, so
+// two names that differ only in invalid bytes become one) and finds a name
+// with a query that returns the lowest inode first: the others are never
+// reachable by path there either. Children must be sorted by name, then
+// inode.
+func (m *Meta) dropDuplicates() {
+	var drop func(ino uint64)
+	drop = func(ino uint64) {
+		kids := m.Children[ino]
+		delete(m.Children, ino)
+		delete(m.Inodes, ino)
+		for _, c := range kids {
+			if in := m.Inodes[c]; in != nil && in.Parent == ino {
+				drop(c)
+			}
+		}
+	}
+	var dups []uint64
+	for p, cs := range m.Children {
+		kept := make([]uint64, 0, len(cs))
+		for i, c := range cs {
+			if i > 0 && m.Inodes[c].Name == m.Inodes[cs[i-1]].Name {
+				dups = append(dups, c)
+				continue
+			}
+			kept = append(kept, c)
+		}
+		m.Children[p] = kept
+	}
+	for _, c := range dups {
+		if in := m.Inodes[c]; in != nil {
+			drop(c)
+		}
+	}
+}
+
 // Validate checks the tree: one root directory, every other inode reachable
 // from it under a valid unique name in a directory, blocks only on regular
-// files and as many as the size needs.
+// files and at most as many as the size needs. A file with fewer (rfs
+// writes such flists) reads as zeros past its blocks.
 func (m *Meta) Validate() error {
 	root, ok := m.Inodes[RootIno]
 	if !ok || !root.IsDir() {
@@ -462,7 +508,7 @@ func (m *Meta) Validate() error {
 				return fmt.Errorf("%w: inode %d: blocks on a non-file", ErrInvalid, in.Ino)
 			}
 		case ModeRegular:
-			if want := (in.Size + bs - 1) / bs; uint64(len(in.Blocks)) != want {
+			if want := (in.Size + bs - 1) / bs; uint64(len(in.Blocks)) > want {
 				return fmt.Errorf("%w: inode %d: %d blocks for %d bytes", ErrInvalid, in.Ino, len(in.Blocks), in.Size)
 			}
 		default:

@@ -185,7 +185,7 @@ func TestCorruptBlock(t *testing.T) {
 	store, _ := NewDirStore(t.TempDir())
 	_, m := buildDir(t, src, store)
 	in, _ := m.Lookup("usr/share/data/random.bin")
-	p := store.path(in.Blocks[1].ID)
+	p := store.paths(in.Blocks[1].ID)[0]
 	good, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)

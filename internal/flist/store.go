@@ -99,57 +99,72 @@ func ParseRoute(s string) (Route, error) {
 	return r, nil
 }
 
-// DirStore keeps blocks as files under a directory: DIR/ab/abcd....
+// DirStore keeps blocks as files under a directory: it writes DIR/ab/abcd...
+// and reads that, then the flat DIR/abcd... (both layouts rfs reads).
 type DirStore struct {
-	dir string
+	dir string // absolute
 }
 
 var _ Store = (*DirStore)(nil)
 
-// NewDirStore opens (creating) a directory store.
+// NewDirStore opens (creating) a directory store; a relative dir is taken
+// from the working directory and kept absolute, so the route it writes
+// (dir:///DIR) means the same directory to rfs, which reads only a dir
+// URL's path.
 func NewDirStore(dir string) (*DirStore, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("store directory %q: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, fmt.Errorf("creating store directory: %w", err)
 	}
-	return &DirStore{dir: dir}, nil
+	return &DirStore{dir: abs}, nil
 }
 
-func (s *DirStore) path(id [HashSize]byte) string {
+// paths are where a block may be: the nested layout (written), then the
+// flat one.
+func (s *DirStore) paths(id [HashSize]byte) [2]string {
 	h := hex.EncodeToString(id[:])
-	return filepath.Join(s.dir, h[:2], h)
+	return [2]string{filepath.Join(s.dir, h[:2], h), filepath.Join(s.dir, h)}
 }
 
 // Get reads a block.
 func (s *DirStore) Get(_ context.Context, id [HashSize]byte) ([]byte, error) {
-	b, err := os.ReadFile(s.path(id))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %x: %w", s.URL(), id, ErrNotFound)
+	for _, p := range s.paths(id) {
+		b, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: reading block: %w", s.URL(), err)
+		}
+		return b, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: reading block: %w", s.URL(), err)
-	}
-	return b, nil
+	return nil, fmt.Errorf("%s: %x: %w", s.URL(), id, ErrNotFound)
 }
 
 // Has reports whether the block is there.
 func (s *DirStore) Has(_ context.Context, id [HashSize]byte) (bool, error) {
-	_, err := os.Stat(s.path(id))
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
+	for _, p := range s.paths(id) {
+		_, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		return err == nil, err
 	}
-	return err == nil, err
+	return false, nil
 }
 
 // Set writes a block (atomically; an existing block is kept).
-func (s *DirStore) Set(_ context.Context, id [HashSize]byte, data []byte) error {
-	p := s.path(id)
-	if _, err := os.Stat(p); err == nil {
+func (s *DirStore) Set(ctx context.Context, id [HashSize]byte, data []byte) error {
+	if ok, err := s.Has(ctx, id); err == nil && ok {
 		return nil
 	}
-	return writeAtomic(p, data)
+	return writeAtomic(s.paths(id)[0], data)
 }
 
-// URL is dir://DIR.
+// URL is dir:///DIR (DIR absolute).
 func (s *DirStore) URL() string { return "dir://" + s.dir }
 
 // Close does nothing.
@@ -180,13 +195,17 @@ func NewRouter(routes []Route, o StoreOptions) (*Router, error) {
 	if len(routes) == 0 {
 		return nil, errors.New("no store: give at least one route")
 	}
-	r := &Router{routes: routes}
+	r := &Router{}
 	for _, rt := range routes {
 		s, err := OpenStore(rt.URL, o)
 		if err != nil {
 			r.Close()
 			return nil, err
 		}
+		if d, ok := s.(*DirStore); ok {
+			rt.URL = d.URL() // absolute: dir://relative means a host to rfs
+		}
+		r.routes = append(r.routes, rt)
 		r.stores = append(r.stores, s)
 	}
 	return r, nil

@@ -2,7 +2,6 @@ package flist
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -35,6 +34,9 @@ func openGuarded(u *url.URL, p *egress.Policy) (Store, error) {
 		if err != nil {
 			return nil, err
 		}
+		if s.network == "unix" {
+			return nil, fmt.Errorf("store %s: %w: a local socket", raw, egress.ErrDenied)
+		}
 		if err := p.CheckHostPort(s.addr); err != nil {
 			return nil, fmt.Errorf("store %s: %w", s.URL(), err)
 		}
@@ -57,14 +59,25 @@ type guardedHTTPStore struct {
 
 var _ Store = (*guardedHTTPStore)(nil)
 
+// request asks for a block at each of blockPaths in turn while the answer
+// is a 404; the last answer is returned.
 func (s *guardedHTTPStore) request(ctx context.Context, method string, id [HashSize]byte) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, s.base+"/api/v1/blocks/"+hex.EncodeToString(id[:]), nil)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.base, err)
-	}
-	res, err := s.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s: block %x: %w", s.base, id, egress.TransportError(err))
+	var res *http.Response
+	for i, p := range blockPaths(id) {
+		if i > 0 {
+			res.Body.Close()
+		}
+		req, err := http.NewRequestWithContext(ctx, method, s.base+p, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.base, err)
+		}
+		res, err = s.hc.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("%s: block %x: %w", s.base, id, egress.TransportError(err))
+		}
+		if res.StatusCode != http.StatusNotFound {
+			break
+		}
 	}
 	return res, nil
 }

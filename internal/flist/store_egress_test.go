@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -44,6 +46,7 @@ func TestGuardedStoreRefuses(t *testing.T) {
 		"zdb://192.168.1.10:9900/ns",
 		"ftp://hub.example",
 		"unix:///run/zos.sock",
+		"zdb:///run/zdb.sock", // a node's local 0-db socket
 	} {
 		if s, err := OpenStore(u, StoreOptions{Egress: p}); !errors.Is(err, egress.ErrDenied) {
 			if s != nil {
@@ -262,5 +265,54 @@ func TestGuardedZDBStore(t *testing.T) {
 				t.Errorf("allocated %d MiB reading one reply", got>>20)
 			}
 		})
+	}
+}
+
+// TestGuardedStoreRFSLayout: a tenant's http route to a plain web server
+// over an rfs dir store (URL/ab/ID) reads through the guarded store too;
+// a block it lacks is ErrNotFound after the three places were asked.
+func TestGuardedStoreRFSLayout(t *testing.T) {
+	dir := t.TempDir()
+	ref, data, err := SealBlock([]byte("served as a file"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hex.EncodeToString(ref.ID[:])
+	if err := os.MkdirAll(filepath.Join(dir, h[:2]), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, h[:2], h), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var asked atomic.Int64
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		http.FileServer(http.Dir(dir)).ServeHTTP(w, r)
+	}), ReadHeaderTimeout: time.Second}
+	ln := listen(t, "127.0.0.2:0")
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	p := &egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}}
+	s, err := OpenStore("http://"+ln.Addr().String()+"/", StoreOptions{Egress: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if got, err := s.Get(ctx, ref.ID); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("Get = %d bytes, %v; want the block", len(got), err)
+	}
+	if n := asked.Load(); n != 1 {
+		t.Errorf("%d requests for a block at URL/ab/ID, want 1", n)
+	}
+	if ok, err := s.Has(ctx, ref.ID); !ok || err != nil {
+		t.Errorf("Has = %v, %v; want true", ok, err)
+	}
+	asked.Store(0)
+	if _, err := s.Get(ctx, [HashSize]byte{9}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(missing) = %v, want ErrNotFound", err)
+	}
+	if n := asked.Load(); n != 3 {
+		t.Errorf("%d requests for a missing block, want 3 (URL/ab/ID, URL/ID, URL/api/v1/blocks/ID)", n)
 	}
 }

@@ -19,6 +19,7 @@ import (
 // small pool of RESP connections. A broken connection is dropped and the
 // next call dials again, so the store recovers when 0-db comes back.
 type ZDBStore struct {
+	network            string // "tcp", or "unix" for zdb:///SOCKET
 	addr, ns, password string
 	timeout            time.Duration
 	dialer             *net.Dialer // nil: a plain dialer
@@ -37,14 +38,18 @@ type zdbConn struct {
 
 const zdbMaxIdle = 4
 
-// NewZDBStore parses zdb://[PASSWORD@]HOST:PORT[/NAMESPACE]; it dials on
+// NewZDBStore parses zdb://[PASSWORD@]HOST:PORT[/NAMESPACE] or, as rfs
+// does, zdb:///PATH (a unix socket, the default namespace); it dials on
 // first use.
 func NewZDBStore(raw string) (*ZDBStore, error) {
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "zdb" || u.Host == "" {
-		return nil, fmt.Errorf("store url %q: want zdb://[password@]host:port/namespace", redact(raw))
+	if err == nil && u.Scheme == "zdb" && u.Host == "" && u.User == nil && strings.HasPrefix(u.Path, "/") && len(u.Path) > 1 {
+		return &ZDBStore{network: "unix", addr: u.Path, timeout: 30 * time.Second}, nil
 	}
-	s := &ZDBStore{addr: u.Host, ns: strings.Trim(u.Path, "/"), timeout: 30 * time.Second}
+	if err != nil || u.Scheme != "zdb" || u.Host == "" {
+		return nil, fmt.Errorf("store url %q: want zdb://[password@]host:port/namespace or zdb:///socket", redact(raw))
+	}
+	s := &ZDBStore{network: "tcp", addr: u.Host, ns: strings.Trim(u.Path, "/"), timeout: 30 * time.Second}
 	if u.Port() == "" {
 		s.addr = net.JoinHostPort(u.Hostname(), strconv.Itoa(resp.ZDBPort))
 	}
@@ -58,7 +63,12 @@ func NewZDBStore(raw string) (*ZDBStore, error) {
 }
 
 // URL is the store's URL without the password.
-func (s *ZDBStore) URL() string { return "zdb://" + s.addr + "/" + s.ns }
+func (s *ZDBStore) URL() string {
+	if s.network == "unix" {
+		return "zdb://" + s.addr
+	}
+	return "zdb://" + s.addr + "/" + s.ns
+}
 
 func (s *ZDBStore) get(ctx context.Context) (*zdbConn, error) {
 	s.mu.Lock()
@@ -73,7 +83,7 @@ func (s *ZDBStore) get(ctx context.Context) (*zdbConn, error) {
 	if d == nil {
 		d = &net.Dialer{Timeout: 5 * time.Second}
 	}
-	nc, err := d.DialContext(ctx, "tcp", s.addr)
+	nc, err := d.DialContext(ctx, s.network, s.addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.URL(), err)
 	}

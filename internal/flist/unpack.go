@@ -51,18 +51,27 @@ func Unpack(ctx context.Context, m *Meta, store Store, dir string) error {
 			if err != nil {
 				return fmt.Errorf("unpacking %s: %w", rel, err)
 			}
+			// As a mount reads it: the blocks end to end, cut at
+			// the size, zeros where they hold less (rfs flists).
+			var written uint64
 			for _, ref := range in.Blocks {
 				data, err := store.Get(ctx, ref.ID)
 				if err == nil {
 					data, err = OpenBlock(ref, data)
 				}
 				if err == nil {
+					data = data[:min(uint64(len(data)), in.Size-written)]
 					_, err = f.Write(data)
+					written += uint64(len(data))
 				}
 				if err != nil {
 					f.Close()
 					return fmt.Errorf("unpacking %s: %w", rel, err)
 				}
+			}
+			if err := f.Truncate(int64(in.Size)); err != nil {
+				f.Close()
+				return fmt.Errorf("unpacking %s: %w", rel, err)
 			}
 			if err := f.Close(); err != nil {
 				return fmt.Errorf("unpacking %s: %w", rel, err)

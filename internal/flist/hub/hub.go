@@ -38,6 +38,7 @@
 //	GET  /{repo}/{name}                     download a flist or the flist a tag names
 //	GET  /{repo}/{name}.md5                 its md5
 //	GET|HEAD /api/v1/blocks/{id}            a block
+//	GET|HEAD /{id[:2]}/{id}, /{id}          a block, where rfs looks for it (rfs.go)
 //	PUT  /api/v1/blocks/{id}                upload a block (signed; checked against its id)
 package hub
 
@@ -171,7 +172,8 @@ func (h *Hub) Handler() http.Handler {
 	})
 	mux.HandleFunc("PUT /api/flist/{repo}/{name}", h.putFlist)
 	mux.HandleFunc("PUT /api/flist/{repo}/tags/{tag}", h.putTag)
-	mux.HandleFunc("GET /{repo}/{name}", h.download)
+	mux.HandleFunc("GET /{repo}/{name}", h.getPair) // or a block: rfs.go
+	mux.HandleFunc("GET /{id}", h.getFlat)
 	return mux
 }
 
