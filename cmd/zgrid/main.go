@@ -8,7 +8,7 @@
 //	          [--monitor-port 0] [--nats URL,...] [--replicas N]
 //	          [--name NAME --cluster-port P --routes URL,...]
 //	          [--cluster-ca FILE --cluster-cert FILE --cluster-key FILE] [--auth=true]
-//	          [--system-key FILE] [--log-level info]
+//	          [--system-key FILE] [--store-reserve auto] [--log-level info]
 //
 // --nats uses an existing NATS cluster (a Debian nats-server, or other zgrid
 // processes) instead of the embedded server. --cluster-port and --routes
@@ -17,6 +17,14 @@
 // authenticate with credentials derived from it, over TLS with certificates
 // of a CA derived from it (or of the operator's CA with --cluster-ca,
 // --cluster-cert and --cluster-key). --http-port 0 disables the explorer.
+//
+// --store-reserve is the free space kept on the file system of the
+// embedded server's store (DATA/jetstream): below it the registry refuses
+// every write at once ("grid store full: N MiB free, reserve M MiB") and
+// keeps serving reads; zgrid logs store_low and store_ok as it crosses it,
+// the explorer's /stats shows it, and writes resume by themselves once
+// there is room. "auto" keeps the smaller of 64 MiB and 5% of the file
+// system, "0" none; else a size (512KiB, 64MiB, 1GiB or bytes).
 package main
 
 import (
@@ -26,10 +34,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/zos-go/zos/internal/natsd"
 )
 
 func main() {
@@ -77,6 +89,11 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.ClusterKey, "cluster-key", "", "PEM key of --cluster-cert")
 	fs.BoolVar(&cfg.Auth, "auth", true, "embedded server: clients authenticate with their twin key (relay rules)")
 	fs.StringVar(&cfg.SystemKey, "system-key", "", "key file of this grid's own connections (default DATA/system.key; share it across a cluster)")
+	fs.Func("store-reserve", "free space kept on the store's file system, below which writes are refused: auto (min of 64MiB and 5%), 0 (none) or a size (64MiB)", func(v string) error {
+		n, err := parseReserve(v)
+		cfg.StoreReserve = n
+		return err
+	})
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -87,6 +104,35 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	cfg.NATS = splitList(natsURLs)
 	cfg.Routes = splitList(routes)
 	return cfg, cfg.Validate()
+}
+
+// parseReserve reads --store-reserve into natsd.Config.StoreReserve: 0
+// for auto, natsd.NoReserve for none, else bytes.
+func parseReserve(v string) (int64, error) {
+	switch v {
+	case "auto":
+		return 0, nil
+	case "0":
+		return natsd.NoReserve, nil
+	}
+	num, unit := v, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			num, unit = n, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/unit {
+		return 0, fmt.Errorf("%q: want auto, 0 or a size such as 512KiB, 64MiB, 1GiB or bytes", v)
+	}
+	if n == 0 {
+		return natsd.NoReserve, nil
+	}
+	return n * unit, nil
 }
 
 func splitList(s string) []string {

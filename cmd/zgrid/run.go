@@ -46,7 +46,10 @@ type Config struct {
 	ClusterKey  string
 	Auth        bool
 	SystemKey   string
-	LogLevel    string
+	// StoreReserve is the free space kept on the embedded server's store
+	// (natsd.Config.StoreReserve: 0 auto, natsd.NoReserve none).
+	StoreReserve int64
+	LogLevel     string
 	// Ready, when set, is called once every task serves (a request sent
 	// then gets an answer), with the addresses clients use (tests).
 	Ready func(Addrs)
@@ -213,6 +216,8 @@ func startNATS(_ context.Context, p *plane) (func(context.Context) error, error)
 		ClusterName: p.cfg.ClusterName,
 		ClusterPort: p.cfg.ClusterPort,
 		Routes:      p.cfg.Routes,
+		// Below the reserve the registry refuses writes (startRegistry).
+		StoreReserve: p.cfg.StoreReserve,
 	}
 	if p.cfg.Auth {
 		// The relay's rules: clients sign the server's nonce with their
@@ -306,7 +311,13 @@ func connectNATS(_ context.Context, p *plane) (func(context.Context) error, erro
 func startRegistry(ctx context.Context, p *plane) (func(context.Context) error, error) {
 	octx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	svc, err := registry.NewService(octx, p.nc, registry.Config{Replicas: p.cfg.Replicas}, p.log)
+	cfg := registry.Config{Replicas: p.cfg.Replicas}
+	if p.srv != nil {
+		// Writes are refused at once while our store is under its
+		// reserve (an existing cluster keeps its own disks).
+		cfg.Store = p.srv
+	}
+	svc, err := registry.NewService(octx, p.nc, cfg, p.log)
 	if err != nil {
 		return nil, err
 	}
@@ -320,20 +331,16 @@ func startExplorer(_ context.Context, p *plane) (func(context.Context) error, er
 	if p.cfg.HTTPPort == 0 {
 		return nil, nil
 	}
-	port := p.cfg.HTTPPort
-	if port == natsd.RandomPort {
-		port = 0
-	}
-	host := p.cfg.Listen
-	if host == "" {
-		host = "127.0.0.1"
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	ln, err := p.listenHTTP(p.cfg.HTTPPort, "explorer")
 	if err != nil {
-		return nil, fmt.Errorf("listening for the explorer: %w", err)
+		return nil, err
 	}
 	p.addrs.Explorer = ln.Addr().String()
-	ex := explorer.New(explorer.Config{}, registry.NewClient(p.nc, identity.Key{}), p.log)
+	var cfg explorer.Config
+	if p.srv != nil {
+		cfg.Store = p.srv // /stats shows whether the store takes writes
+	}
+	ex := explorer.New(cfg, registry.NewClient(p.nc, identity.Key{}), p.log)
 	return func(ctx context.Context) error { return ex.Serve(ctx, ln) }, nil
 }
 
@@ -343,7 +350,22 @@ func startHub(_ context.Context, p *plane) (func(context.Context) error, error) 
 	if p.cfg.HubPort == 0 {
 		return nil, nil
 	}
-	port := p.cfg.HubPort
+	h, err := hub.New(hub.Config{Dir: filepath.Join(p.cfg.DataDir, "hub")}, registry.NewClient(p.nc, identity.Key{}), p.log.With("component", "hub"))
+	if err != nil {
+		return nil, err
+	}
+	ln, err := p.listenHTTP(p.cfg.HubPort, "hub")
+	if err != nil {
+		return nil, err
+	}
+	p.addrs.Hub = ln.Addr().String()
+	return func(ctx context.Context) error { return h.Serve(ctx, ln) }, nil
+}
+
+// listenHTTP listens for an HTTP service of zgrid (what names it in
+// errors) on --listen (default loopback) and port (natsd.RandomPort: one
+// the kernel picks).
+func (p *plane) listenHTTP(port int, what string) (net.Listener, error) {
 	if port == natsd.RandomPort {
 		port = 0
 	}
@@ -351,14 +373,9 @@ func startHub(_ context.Context, p *plane) (func(context.Context) error, error) 
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	h, err := hub.New(hub.Config{Dir: filepath.Join(p.cfg.DataDir, "hub")}, registry.NewClient(p.nc, identity.Key{}), p.log.With("component", "hub"))
-	if err != nil {
-		return nil, err
-	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
-		return nil, fmt.Errorf("listening for the hub: %w", err)
+		return nil, fmt.Errorf("listening for the %s: %w", what, err)
 	}
-	p.addrs.Hub = ln.Addr().String()
-	return func(ctx context.Context) error { return h.Serve(ctx, ln) }, nil
+	return ln, nil
 }

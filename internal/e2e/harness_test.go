@@ -111,11 +111,18 @@ type grid struct {
 
 func startGrid(t testing.TB) *grid {
 	t.Helper()
+	return startGridIn(t, t.TempDir())
+}
+
+// startGridIn starts a zgrid whose data directory is data, with extra
+// flags.
+func startGridIn(t testing.TB, data string, extra ...string) *grid {
+	t.Helper()
 	bin := buildBinaries(t)
 	port, httpPort, hubPort := testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)
 	g := &grid{url: fmt.Sprintf("nats://127.0.0.1:%d", port), httpPort: httpPort, hub: fmt.Sprintf("http://127.0.0.1:%d", hubPort)}
-	g.proc = start(t, filepath.Join(bin, "zgrid"), "run", "--data", t.TempDir(), "--port", strconv.Itoa(port),
-		"--http-port", strconv.Itoa(httpPort), "--hub", strconv.Itoa(hubPort))
+	g.proc = start(t, filepath.Join(bin, "zgrid"), append([]string{"run", "--data", data, "--port", strconv.Itoa(port),
+		"--http-port", strconv.Itoa(httpPort), "--hub", strconv.Itoa(hubPort)}, extra...)...)
 	t.Cleanup(func() {
 		g.proc.stop(10 * time.Second)
 		if t.Failed() {

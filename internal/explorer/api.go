@@ -52,6 +52,14 @@ type Stats struct {
 	Free             registry.Resources `json:"free_resources"`
 	// Updated is when the explorer last read the registry.
 	Updated time.Time `json:"updated"`
+	// Store is the state of the grid's store, when the explorer knows it.
+	Store *StoreStatus `json:"store,omitempty"`
+}
+
+// StoreStatus says whether the grid's store takes writes, and why not.
+type StoreStatus struct {
+	Writable bool   `json:"writable"`
+	Reason   string `json:"reason,omitempty"` // "0.5 MiB free, reserve 0.8 MiB"
 }
 
 // Handler serves the API and the web page.
@@ -88,6 +96,12 @@ func (e *Explorer) stats(w http.ResponseWriter, r *http.Request) {
 	nowNano := unixNano(now)
 	for i := range s.meta {
 		st.NodesByStatus[s.meta[i].status(nowNano)]++
+	}
+	if e.cfg.Store != nil {
+		st.Store = &StoreStatus{Writable: true}
+		if err := e.cfg.Store.CheckStore(); err != nil {
+			st.Store = &StoreStatus{Reason: err.Error()}
+		}
 	}
 	writeJSON(w, http.StatusOK, st)
 }

@@ -61,6 +61,15 @@ type Config struct {
 	// Now is the clock used for node status and snapshot age; default
 	// time.Now.
 	Now func() time.Time
+	// Store, when set, tells /stats whether the grid's store takes writes
+	// (zgrid's embedded server).
+	Store StoreChecker
+}
+
+// StoreChecker says whether the grid's store takes writes: nil, or why
+// not (natsd.Server).
+type StoreChecker interface {
+	CheckStore() error
 }
 
 // Validate reports settings that make no sense.

@@ -2,7 +2,9 @@
 // the grid plane. zgrid starts one (or one per process of a zgrid cluster);
 // tests start one or three on loopback. It binds to loopback unless told
 // otherwise, and takes an optional custom authenticator so that the relay can
-// admit clients by their twin key.
+// admit clients by their twin key. It watches the free space of its store
+// (space.go): CheckStore refuses writes below a reserve, and JetStream is
+// restarted in-process once there is room after it failed a write.
 package natsd
 
 import (
@@ -12,8 +14,10 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -60,6 +64,14 @@ type Config struct {
 	// the twin account imports (the registry's requests). Only with
 	// Authentication.
 	TwinServices []string
+	// StoreReserve is how many bytes to keep free on StoreDir's file
+	// system: below it CheckStore refuses writes (space.go). 0 means
+	// DefaultReserve, NoReserve none.
+	StoreReserve int64
+	// SpaceInterval is how often the store's free space is checked for
+	// the store_low and store_ok logs and JetStream's recovery (default
+	// 1 s).
+	SpaceInterval time.Duration
 	// ReadyTimeout bounds how long Start waits for the server to accept
 	// connections (default 10 s).
 	ReadyTimeout time.Duration
@@ -74,6 +86,9 @@ func (c Config) Validate() error {
 		c.ClusterPort < RandomPort || c.ClusterPort > 65535 {
 		return errors.New("natsd: port out of range")
 	}
+	if c.StoreReserve < NoReserve || c.SpaceInterval < 0 {
+		return errors.New("natsd: negative store reserve or space interval")
+	}
 	if len(c.Routes) > 0 && c.ClusterPort == 0 {
 		return errors.New("natsd: routes need a cluster port")
 	}
@@ -87,8 +102,11 @@ func (c Config) Validate() error {
 
 // Server is a running embedded server.
 type Server struct {
-	ns  *server.Server
-	log *slog.Logger
+	ns       *server.Server
+	log      *slog.Logger
+	opts     *server.Options // as started, for restarting JetStream
+	space    *spaceWatch     // the store's free space (space.go)
+	stopOnce sync.Once       // of the space watch
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -144,7 +162,15 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating nats server: %w", err)
 	}
-	ns.SetLoggerV2(logger{log}, false, false, false)
+	if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating store dir: %w", err)
+	}
+	space := &spaceWatch{dir: cfg.StoreDir, reserve: cfg.StoreReserve, interval: cfg.SpaceInterval,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	if space.interval == 0 {
+		space.interval = defaultSpaceInterval
+	}
+	ns.SetLoggerV2(logger{log, space}, false, false, false)
 	if cfg.Authentication != nil {
 		if err := bindAccounts(ns, cfg.Authentication); err != nil {
 			return nil, err
@@ -160,8 +186,9 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		ns.WaitForShutdown()
 		return nil, fmt.Errorf("starting nats server on %s:%d: not ready after %s", opts.Host, opts.Port, timeout)
 	}
-	s := &Server{ns: ns, log: log}
+	s := &Server{ns: ns, log: log, opts: opts, space: space}
 	log.Info("nats_started", "url", s.ClientURL(), "store", cfg.StoreDir, "cluster", opts.Cluster.Name)
+	s.startSpaceWatch()
 	return s, nil
 }
 
@@ -180,6 +207,7 @@ func (s *Server) NATS() *server.Server { return s.ns }
 // Shutdown stops the server and waits until it has stopped. It is safe to
 // call more than once.
 func (s *Server) Shutdown() {
+	s.stopSpaceWatch() // first: it may restart JetStream
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
 }
@@ -193,11 +221,16 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // logger sends the server's logs to slog.
-type logger struct{ l *slog.Logger }
+// It tells the space watch when JetStream could not write.
+type logger struct {
+	l     *slog.Logger
+	space *spaceWatch
+}
 
 func (l logger) Noticef(format string, v ...any) { l.l.Debug("nats", "msg", fmt.Sprintf(format, v...)) }
 func (l logger) Warnf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
+	l.space.noteLog(msg)
 	if strings.Contains(msg, "will not be verified") {
 		// Routes skip host-name checks because VerifyPeerCertificate
 		// checks the chain against the cluster's CA (cluster.go).
@@ -207,6 +240,10 @@ func (l logger) Warnf(format string, v ...any) {
 	l.l.Warn("nats", "msg", msg)
 }
 func (l logger) Fatalf(format string, v ...any) { l.l.Error("nats", "msg", fmt.Sprintf(format, v...)) }
-func (l logger) Errorf(format string, v ...any) { l.l.Error("nats", "msg", fmt.Sprintf(format, v...)) }
+func (l logger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.space.noteLog(msg)
+	l.l.Error("nats", "msg", msg)
+}
 func (l logger) Debugf(format string, v ...any) { l.l.Debug("nats", "msg", fmt.Sprintf(format, v...)) }
 func (l logger) Tracef(string, ...any)          {}

@@ -25,6 +25,9 @@ var (
 	ErrNoTwin       = errors.New("key has no twin")
 	ErrInternal     = errors.New("registry internal error")
 	ErrBusy         = errors.New("registry busy, retry later")
+	// ErrStoreFull: the grid's store refuses writes (its file system is
+	// under the reserve, or JetStream recovers from a failed write).
+	ErrStoreFull = errors.New("grid store full")
 )
 
 // errorCodes maps sentinels to their wire codes.
@@ -48,6 +51,7 @@ var errorCodes = []struct {
 	{"no_twin", ErrNoTwin},
 	{"internal", ErrInternal},
 	{"busy", ErrBusy},
+	{"store_full", ErrStoreFull},
 }
 
 // codeOf returns the wire code of err ("internal" when it wraps no

@@ -40,6 +40,14 @@ type Config struct {
 	// (default DefaultKeyRate and DefaultKeyBurst; limit.go).
 	KeyRate  float64
 	KeyBurst int
+	// Store, when set, is asked before each write; while it returns an
+	// error, writes are refused at once with ErrStoreFull (reads go on).
+	Store StoreGuard
+}
+
+// StoreGuard says whether the grid's store takes writes (natsd.Server).
+type StoreGuard interface {
+	CheckStore() error
 }
 
 // Validate checks the configuration.
@@ -384,6 +392,13 @@ func (s *Service) handle(ctx context.Context, h handler, op string, data []byte)
 	pub, err := r.verify()
 	if err != nil {
 		return nil, err
+	}
+	if s.cfg.Store != nil {
+		// Before anything is written, the nonce included: a full store
+		// would take the whole timeout to fail.
+		if err := s.cfg.Store.CheckStore(); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrStoreFull, err)
+		}
 	}
 	keyHex := hex.EncodeToString(pub)
 	if err := s.st.useNonce(ctx, keyHex, r.Nonce); err != nil {
