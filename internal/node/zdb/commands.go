@@ -309,16 +309,24 @@ func (c *conn) cmdCheck(args [][]byte) {
 	}
 }
 
-func (c *conn) cmdKeyCur(args [][]byte) {
+func (c *conn) cmdKeyCur(args [][]byte) { keyQuery(c, args, (*namespace).keyCursor, c.w.Bulk) }
+
+func (c *conn) cmdKeyTime(args [][]byte) {
+	keyQuery(c, args, (*namespace).keyTime, func(ts uint32) { c.w.Int(int64(ts)) })
+}
+
+// keyQuery answers a read command of one key on the selected namespace:
+// get's error is replied, else reply writes what it found.
+func keyQuery[T any](c *conn, args [][]byte, get func(*namespace, []byte) (T, error), reply func(T)) {
 	if !c.argc(args, 2, 2) || !c.requireNS() {
 		return
 	}
-	cur, err := c.ns.keyCursor(args[1])
+	v, err := get(c.ns, args[1])
 	if err != nil {
 		c.replyErr(err)
 		return
 	}
-	c.w.Bulk(cur)
+	reply(v)
 }
 
 func (c *conn) cmdLength(args [][]byte) {
@@ -335,18 +343,6 @@ func (c *conn) cmdLength(args [][]byte) {
 		return
 	}
 	c.w.Int(int64(l.size))
-}
-
-func (c *conn) cmdKeyTime(args [][]byte) {
-	if !c.argc(args, 2, 2) || !c.requireNS() {
-		return
-	}
-	ts, err := c.ns.keyTime(args[1])
-	if err != nil {
-		c.replyErr(err)
-		return
-	}
-	c.w.Int(int64(ts))
 }
 
 func (c *conn) cmdDBSize(args [][]byte) {
