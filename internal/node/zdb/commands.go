@@ -133,6 +133,20 @@ func (c *conn) replyErr(err error) {
 	c.w.Error("Cannot write data right now")
 }
 
+// replyFailed replies a failed read, a missing key as nil, and reports
+// whether err was one.
+func (c *conn) replyFailed(err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, ErrKeyNotFound):
+		c.w.Nil()
+	default:
+		c.replyErr(err)
+	}
+	return true
+}
+
 func (c *conn) argc(args [][]byte, min, max int) bool {
 	if len(args) < min || len(args) > max {
 		c.w.Error("Invalid argument")
@@ -234,12 +248,7 @@ func (c *conn) getInto(key []byte) {
 	if cap(c.val) > 1<<20 {
 		defer func() { c.val = nil }()
 	}
-	if errors.Is(err, ErrKeyNotFound) {
-		c.w.Nil()
-		return
-	}
-	if err != nil {
-		c.replyErr(err)
+	if c.replyFailed(err) {
 		return
 	}
 	c.w.Bulk(c.val)
@@ -334,12 +343,7 @@ func (c *conn) cmdLength(args [][]byte) {
 		return
 	}
 	l, err := c.ns.lookup(args[1])
-	if errors.Is(err, ErrKeyNotFound) {
-		c.w.Nil()
-		return
-	}
-	if err != nil {
-		c.replyErr(err)
+	if c.replyFailed(err) {
 		return
 	}
 	c.w.Int(int64(l.size))

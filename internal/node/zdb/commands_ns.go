@@ -18,6 +18,21 @@ func (c *conn) nsName(arg []byte) (string, bool) {
 	return string(arg), true
 }
 
+// findNS returns the namespace named by arg and its store; false when it
+// replied that the name is too long or the namespace not found.
+func (c *conn) findNS(arg []byte) (string, *namespace, *Store, bool) {
+	name, ok := c.nsName(arg)
+	if !ok {
+		return "", nil, nil, false
+	}
+	ns, s := c.srv.find(name)
+	if ns == nil {
+		c.w.Error("Namespace not found")
+		return "", nil, nil, false
+	}
+	return name, ns, s, true
+}
+
 func (c *conn) cmdInfo(args [][]byte) {
 	var b strings.Builder
 	b.WriteString("# server\nserver_name: 0-db (zos-go)\nprotocol: 0-db\n")
@@ -110,13 +125,8 @@ func (c *conn) cmdNSInfo(args [][]byte) {
 	if !c.argc(args, 2, 2) {
 		return
 	}
-	name, ok := c.nsName(args[1])
+	_, ns, s, ok := c.findNS(args[1])
 	if !ok {
-		return
-	}
-	ns, s := c.srv.find(name)
-	if ns == nil {
-		c.w.Error("Namespace not found")
 		return
 	}
 	i := ns.info()
@@ -263,13 +273,8 @@ func (c *conn) cmdSelect(args [][]byte) {
 		c.w.Error("Invalid argument")
 		return
 	}
-	name, ok := c.nsName(args[1])
+	name, ns, _, ok := c.findNS(args[1])
 	if !ok {
-		return
-	}
-	ns, _ := c.srv.find(name)
-	if ns == nil {
-		c.w.Error("Namespace not found")
 		return
 	}
 	ns.mu.RLock()
