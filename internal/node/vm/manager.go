@@ -18,6 +18,7 @@ import (
 	"github.com/zos-go/zos/internal/atomicfile"
 	"github.com/zos-go/zos/internal/node/vm/guest"
 	"github.com/zos-go/zos/internal/sys/qemu"
+	"github.com/zos-go/zos/internal/wait"
 )
 
 // ErrNotFound is returned for a VM the manager does not know.
@@ -643,10 +644,8 @@ func waitGone(ctx context.Context, pids Pids, pid int, timeout time.Duration) bo
 		if !pids.Live(pid) {
 			return true
 		}
-		select {
-		case <-ctx.Done():
+		if !wait.Sleep(ctx, 20*time.Millisecond) {
 			return false
-		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	return !pids.Live(pid)
