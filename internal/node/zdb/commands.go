@@ -147,6 +147,15 @@ func (c *conn) replyFailed(err error) bool {
 	return true
 }
 
+// replyDone replies OK, or err when the command failed.
+func (c *conn) replyDone(err error) {
+	if err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.w.Simple("OK")
+}
+
 func (c *conn) argc(args [][]byte, min, max int) bool {
 	if len(args) < min || len(args) > max {
 		c.w.Error("Invalid argument")
@@ -448,11 +457,7 @@ func (c *conn) cmdFlush(args [][]byte) {
 		c.w.Error("Flushing public namespace denied")
 		return
 	}
-	if err := c.ns.flush(); err != nil {
-		c.replyErr(err)
-		return
-	}
-	c.w.Simple("OK")
+	c.replyDone(c.ns.flush())
 }
 
 func (c *conn) cmdStop(args [][]byte) {

@@ -79,11 +79,7 @@ func (c *conn) cmdNSNew(args [][]byte) {
 		c.w.Error("Could not create namespace")
 		return
 	}
-	if err := best.NamespaceCreate(name, NamespaceOptions{Public: true}); err != nil {
-		c.replyErr(err)
-		return
-	}
-	c.w.Simple("OK")
+	c.replyDone(best.NamespaceCreate(name, NamespaceOptions{Public: true}))
 }
 
 func (c *conn) cmdNSDel(args [][]byte) {
@@ -107,11 +103,7 @@ func (c *conn) cmdNSDel(args [][]byte) {
 		c.w.Error("Cannot remove namespace you're currently using.")
 		return
 	}
-	if err := s.NamespaceDelete(name); err != nil {
-		c.replyErr(err)
-		return
-	}
-	c.w.Simple("OK")
+	c.replyDone(s.NamespaceDelete(name))
 }
 
 func yesNo(b bool) string {
@@ -232,22 +224,14 @@ func (c *conn) cmdNSSet(args [][]byte) {
 		c.w.Error("Invalid property")
 		return
 	}
-	if err := ns.update(change); err != nil {
-		c.replyErr(err)
-		return
-	}
-	c.w.Simple("OK")
+	c.replyDone(ns.update(change))
 }
 
 func (c *conn) cmdNSJump(args [][]byte) {
 	if !c.requireAdmin() || !c.requireNS() {
 		return
 	}
-	if err := c.ns.jump(); err != nil {
-		c.replyErr(err)
-		return
-	}
-	c.w.Simple("OK")
+	c.replyDone(c.ns.jump())
 }
 
 // secureHash is the SECURE proof: hex(sha1("challenge:password")).
