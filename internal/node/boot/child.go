@@ -12,6 +12,7 @@ import (
 
 	"github.com/zos-go/zos/internal/node/node"
 	"github.com/zos-go/zos/internal/resp"
+	"github.com/zos-go/zos/internal/wait"
 )
 
 // NodeConfig is the node child's configuration, passed by init as flags.
@@ -55,9 +56,7 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 		return err
 	})
 	g.Go(func() error {
-		t := time.NewTicker(2 * time.Second)
-		defer t.Stop()
-		for {
+		write := func() {
 			s := NodeStatus{State: "starting", Farm: cfg.Farm, Grid: cfg.Grid, Updated: time.Now().UTC(), Modules: modules.snapshot()}
 			if n := registered.Load(); n != nil {
 				s.State, s.NodeID, s.Pools = "registered", n.ID(), n.Pools()
@@ -65,12 +64,10 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 			if err := writeStatus(cfg.StatusFile, s); err != nil {
 				log.Warn("status_write_failed", "err", err)
 			}
-			select {
-			case <-gctx.Done():
-				return nil
-			case <-t.C:
-			}
 		}
+		write()
+		wait.Every(gctx, 2*time.Second, write)
+		return nil
 	})
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("node: %w", err)

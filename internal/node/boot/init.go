@@ -480,9 +480,7 @@ func stopNode(proc *os.Process, exits <-chan pid1.Exit, log *slog.Logger) {
 // consoleLoop redraws the status screen every two seconds when it changed.
 func consoleLoop(ctx context.Context, cfg InitConfig, st *state, start time.Time) {
 	last := ""
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
+	redraw := func() {
 		st.mu.Lock()
 		s := Screen{Version: cfg.Version, Config: st.cfg, Network: st.network, Modules: st.modules,
 			Errors: append([]string(nil), st.errors...), NodeUp: st.nodeUp, Restarts: st.restarts}
@@ -504,10 +502,7 @@ func consoleLoop(ctx context.Context, cfg InitConfig, st *state, start time.Time
 				fmt.Fprint(cfg.screen, "\x1b[H\x1b[2J"+text)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
+	redraw()
+	wait.Every(ctx, 2*time.Second, redraw)
 }

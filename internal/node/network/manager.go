@@ -132,66 +132,65 @@ func netIDOf(wl *provision.Workload) string {
 
 // Provision creates the network resource, or returns at once if it runs.
 func (m *Manager) Provision(ctx context.Context, wl *provision.Workload) (any, error) {
-	n, err := provision.Data[*gridtypes.Network](wl)
-	if err != nil {
-		return nil, err
-	}
-	id := netIDOf(wl)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.res[id]; ok {
-		return nil, nil
-	}
-	return nil, m.create(id, wl.ID, n)
+	return nil, m.ensure(wl, false)
 }
 
 // Update applies a new configuration: peers in place when only they
 // changed, otherwise the resource is made again.
 func (m *Manager) Update(ctx context.Context, wl *provision.Workload) (any, error) {
+	return nil, m.ensure(wl, true)
+}
+
+// ensure creates the resource of wl when it does not run; when it runs,
+// update says whether it takes wl's configuration.
+func (m *Manager) ensure(wl *provision.Workload, update bool) error {
 	n, err := provision.Data[*gridtypes.Network](wl)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	id := netIDOf(wl)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.res[id]
-	if !ok {
-		return nil, m.create(id, wl.ID, n)
+	switch {
+	case !ok:
+		return m.create(id, wl.ID, n)
+	case !update:
+		return nil
 	}
 	if err := m.checkPort(id, n.WGListenPort); err != nil {
-		return nil, provision.Unchanged(err)
+		return provision.Unchanged(err)
 	}
 	next, err := Plan(m.cfg.Prefix, id, n, cur.r.Public)
 	if err != nil {
-		return nil, provision.Unchanged(err)
+		return provision.Unchanged(err)
 	}
 	if next.Range == cur.r.Range && next.Gateway == cur.r.Gateway && next.PrivateKey == cur.r.PrivateKey && next.ListenPort == cur.r.ListenPort {
 		if err := cur.dev.Configure(next.PrivateKey, next.ListenPort, next.Peers); err != nil {
-			return nil, err
+			return err
 		}
 		keep := map[Route]bool{}
 		for _, rt := range next.Routes {
 			keep[rt] = true
 			if err := m.sys.Routes.Add(next.Names.NS, rt); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		for _, rt := range cur.r.Routes {
 			if !keep[rt] {
 				if err := m.sys.Routes.Delete(cur.r.Names.NS, rt); err != nil {
-					return nil, err
+					return err
 				}
 			}
 		}
 		cur.r = next
-		return nil, nil
+		return nil
 	}
 	if err := m.teardown(cur.r.Names, cur.dev); err != nil {
-		return nil, err
+		return err
 	}
 	delete(m.res, id)
-	return nil, m.create(id, wl.ID, n)
+	return m.create(id, wl.ID, n)
 }
 
 // Deprovision removes the resource: device, namespace, links, socket.

@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/zos-go/zos/internal/atomicfile"
 	"github.com/zos-go/zos/internal/node/vm/guest"
 	"github.com/zos-go/zos/internal/sys/qemu"
+	"github.com/zos-go/zos/internal/wait"
 )
 
 // ErrNotFound is returned for a VM the manager does not know.
@@ -496,27 +498,22 @@ type Info struct {
 
 // Inspect reports a VM's state, asking QEMU over QMP.
 func (m *Manager) Inspect(ctx context.Context, name string) (Info, error) {
-	m.mu.Lock()
-	mc, ok := m.vms[name]
-	m.mu.Unlock()
-	if !ok {
-		return Info{}, fmt.Errorf("inspecting vm %s: %w", name, ErrNotFound)
+	mc, err := m.machine(name, "inspecting")
+	if err != nil {
+		return Info{}, err
 	}
 	info := Info{Name: name, Pid: mc.state.QEMU, Console: filepath.Join(mc.dir, "console.log"), Status: "stopped"}
 	if !m.sys.Pids.QEMU(mc.state.QEMU) {
 		return info, nil
 	}
-	q, err := m.sys.QMP.DialQMP(ctx, filepath.Join(mc.dir, "qmp.sock"))
-	if err != nil {
-		return info, fmt.Errorf("inspecting vm %s: %w", name, err)
-	}
-	defer q.Close()
-	st, err := q.QueryStatus(ctx)
-	if err != nil {
-		return info, fmt.Errorf("inspecting vm %s: %w", name, err)
-	}
-	info.Status = st.Status
-	return info, nil
+	err = m.dialQMP(ctx, mc, "inspecting", func(q Monitor, ctx context.Context) error {
+		st, err := q.QueryStatus(ctx)
+		if err == nil {
+			info.Status = st.Status
+		}
+		return err
+	})
+	return info, err
 }
 
 // Pause stops the VM's vCPUs (QMP stop); Resume continues them.
@@ -529,44 +526,53 @@ func (m *Manager) Resume(ctx context.Context, name string) error {
 	return m.qmp(ctx, name, "resuming", Monitor.Cont)
 }
 
+// qmp runs do on a QMP connection to VM name; what (a verb) names the
+// operation in the error.
 func (m *Manager) qmp(ctx context.Context, name, what string, do func(Monitor, context.Context) error) error {
+	mc, err := m.machine(name, what)
+	if err != nil {
+		return err
+	}
+	return m.dialQMP(ctx, mc, what, do)
+}
+
+// dialQMP runs do on a QMP connection to mc.
+func (m *Manager) dialQMP(ctx context.Context, mc *machine, what string, do func(Monitor, context.Context) error) error {
+	q, err := m.sys.QMP.DialQMP(ctx, filepath.Join(mc.dir, "qmp.sock"))
+	if err != nil {
+		return fmt.Errorf("%s vm %s: %w", what, mc.spec.Name, err)
+	}
+	defer q.Close()
+	if err := do(q, ctx); err != nil {
+		return fmt.Errorf("%s vm %s: %w", what, mc.spec.Name, err)
+	}
+	return nil
+}
+
+// machine returns VM name, or ErrNotFound wrapped in what (a verb).
+func (m *Manager) machine(name, what string) (*machine, error) {
 	m.mu.Lock()
 	mc, ok := m.vms[name]
 	m.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("%s vm %s: %w", what, name, ErrNotFound)
+		return nil, fmt.Errorf("%s vm %s: %w", what, name, ErrNotFound)
 	}
-	q, err := m.sys.QMP.DialQMP(ctx, filepath.Join(mc.dir, "qmp.sock"))
-	if err != nil {
-		return fmt.Errorf("%s vm %s: %w", what, name, err)
-	}
-	defer q.Close()
-	if err := do(q, ctx); err != nil {
-		return fmt.Errorf("%s vm %s: %w", what, name, err)
-	}
-	return nil
+	return mc, nil
 }
 
 // List returns the names of the VMs, sorted.
 func (m *Manager) List() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]string, 0, len(m.vms))
-	for n := range m.vms {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(m.vms))
 }
 
 // ConsolePath is the file a VM's serial console is written to (kept
 // under Config.LogMax by the log rotation of Monitor).
 func (m *Manager) ConsolePath(name string) (string, error) {
-	m.mu.Lock()
-	mc, ok := m.vms[name]
-	m.mu.Unlock()
-	if !ok {
-		return "", fmt.Errorf("console of vm %s: %w", name, ErrNotFound)
+	mc, err := m.machine(name, "console of")
+	if err != nil {
+		return "", err
 	}
 	return filepath.Join(mc.dir, "console.log"), nil
 }
@@ -638,10 +644,8 @@ func waitGone(ctx context.Context, pids Pids, pid int, timeout time.Duration) bo
 		if !pids.Live(pid) {
 			return true
 		}
-		select {
-		case <-ctx.Done():
+		if !wait.Sleep(ctx, 20*time.Millisecond) {
 			return false
-		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	return !pids.Live(pid)

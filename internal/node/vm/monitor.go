@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/sys/qemu"
+	"github.com/zos-go/zos/internal/wait"
 )
 
 // Crash policy (zos §7): a crashed VM is restarted; more than MaxCrashes
@@ -101,20 +102,13 @@ func (m *Manager) Monitor(ctx context.Context, interval time.Duration, report fu
 		m.rotateLoop(ctx)
 	}()
 	defer func() { <-rotated }()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			for _, e := range m.Check(ctx, now) {
-				if report != nil {
-					report(e)
-				}
+	wait.Every(ctx, interval, func() {
+		for _, e := range m.Check(ctx, time.Now()) {
+			if report != nil {
+				report(e)
 			}
 		}
-	}
+	})
 }
 
 // sharesServed reports whether every virtiofsd of the VM runs: without

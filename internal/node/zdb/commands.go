@@ -135,6 +135,29 @@ func (c *conn) replyErr(err error) {
 	c.w.Error("Cannot write data right now")
 }
 
+// replyFailed replies a failed read, a missing key as nil, and reports
+// whether err was one.
+func (c *conn) replyFailed(err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, ErrKeyNotFound):
+		c.w.Nil()
+	default:
+		c.replyErr(err)
+	}
+	return true
+}
+
+// replyDone replies OK, or err when the command failed.
+func (c *conn) replyDone(err error) {
+	if err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.w.Simple("OK")
+}
+
 // argc checks the count of arguments (command included) with 0-db's
 // replies: a command taking a fixed count answers "Unexpected arguments"
 // to any other, one taking a range "Missing arguments" below it.
@@ -258,12 +281,7 @@ func (c *conn) getInto(key []byte) {
 	if cap(c.val) > 1<<20 {
 		defer func() { c.val = nil }()
 	}
-	if errors.Is(err, ErrKeyNotFound) {
-		c.w.Nil()
-		return
-	}
-	if err != nil {
-		c.replyErr(err)
+	if c.replyFailed(err) {
 		return
 	}
 	c.w.Bulk(c.val)
@@ -343,16 +361,32 @@ func (c *conn) cmdCheck(args [][]byte) {
 	}
 }
 
-func (c *conn) cmdKeyCur(args [][]byte) {
+func (c *conn) cmdKeyCur(args [][]byte) { keyQuery(c, args, (*namespace).keyCursor, c.w.Bulk) }
+
+func (c *conn) cmdKeyTime(args [][]byte) {
+	// 0-db refuses a key too long for KEYTIME; KEYCUR just finds none.
+	if len(args) == 2 && !c.key(args[1]) {
+		return
+	}
+	keyQuery(c, args, (*namespace).keyTime, func(ts uint32) { c.w.Int(int64(ts)) })
+}
+
+// keyQuery answers a read command of one key on the selected namespace:
+// get's error is replied, else reply writes what it found.
+func keyQuery[T any](c *conn, args [][]byte, get func(*namespace, []byte) (T, error), reply func(T)) {
 	if !c.argc(args, 2, 2) || !c.requireNS() {
 		return
 	}
-	cur, err := c.ns.keyCursor(args[1])
+	if len(args[1]) == 0 {
+		c.w.Error("Invalid argument")
+		return
+	}
+	v, err := get(c.ns, args[1])
 	if err != nil {
 		c.replyErr(err)
 		return
 	}
-	c.w.Bulk(cur)
+	reply(v)
 }
 
 func (c *conn) cmdLength(args [][]byte) {
@@ -360,27 +394,10 @@ func (c *conn) cmdLength(args [][]byte) {
 		return
 	}
 	l, err := c.ns.lookup(args[1])
-	if errors.Is(err, ErrKeyNotFound) {
-		c.w.Nil()
-		return
-	}
-	if err != nil {
-		c.replyErr(err)
+	if c.replyFailed(err) {
 		return
 	}
 	c.w.Int(int64(l.size))
-}
-
-func (c *conn) cmdKeyTime(args [][]byte) {
-	if !c.argc(args, 2, 2) || !c.key(args[1]) || !c.requireNS() {
-		return
-	}
-	ts, err := c.ns.keyTime(args[1])
-	if err != nil {
-		c.replyErr(err)
-		return
-	}
-	c.w.Int(int64(ts))
 }
 
 func (c *conn) cmdDBSize(args [][]byte) {
@@ -482,11 +499,7 @@ func (c *conn) cmdFlush(args [][]byte) {
 		c.w.Error("Flushing public namespace denied")
 		return
 	}
-	if err := c.ns.flush(); err != nil {
-		c.replyErr(err)
-		return
-	}
-	c.w.Simple("OK")
+	c.replyDone(c.ns.flush())
 }
 
 func (c *conn) cmdStop(args [][]byte) {

@@ -18,6 +18,21 @@ func (c *conn) nsName(arg []byte) (string, bool) {
 	return string(arg), true
 }
 
+// findNS returns the namespace named by arg and its store; false when it
+// replied that the name is too long or the namespace not found.
+func (c *conn) findNS(arg []byte) (string, *namespace, *Store, bool) {
+	name, ok := c.nsName(arg)
+	if !ok {
+		return "", nil, nil, false
+	}
+	ns, s := c.srv.find(name)
+	if ns == nil {
+		c.w.Error("Namespace not found")
+		return "", nil, nil, false
+	}
+	return name, ns, s, true
+}
+
 func (c *conn) cmdInfo(args [][]byte) {
 	var b strings.Builder
 	b.WriteString("# server\nserver_name: 0-db (zos-go)\nprotocol: 0-db\n")
@@ -64,11 +79,7 @@ func (c *conn) cmdNSNew(args [][]byte) {
 		c.w.Error("Could not create namespace")
 		return
 	}
-	if err := best.NamespaceCreate(name, NamespaceOptions{Public: true}); err != nil {
-		c.replyErr(err)
-		return
-	}
-	c.w.Simple("OK")
+	c.replyDone(best.NamespaceCreate(name, NamespaceOptions{Public: true}))
 }
 
 func (c *conn) cmdNSDel(args [][]byte) {
@@ -92,11 +103,7 @@ func (c *conn) cmdNSDel(args [][]byte) {
 		c.w.Error("Cannot remove namespace you're currently using.")
 		return
 	}
-	if err := s.NamespaceDelete(name); err != nil {
-		c.replyErr(err)
-		return
-	}
-	c.w.Simple("OK")
+	c.replyDone(s.NamespaceDelete(name))
 }
 
 func yesNo(b bool) string {
@@ -106,26 +113,12 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-// namedNS finds the namespace a command of one argument names, answering
-// the client itself when there is none.
-func (c *conn) namedNS(args [][]byte) (*namespace, *Store) {
-	if !c.argc(args, 2, 2) {
-		return nil, nil
-	}
-	name, ok := c.nsName(args[1])
-	if !ok {
-		return nil, nil
-	}
-	ns, s := c.srv.find(name)
-	if ns == nil {
-		c.w.Error("Namespace not found")
-	}
-	return ns, s
-}
-
 func (c *conn) cmdNSInfo(args [][]byte) {
-	ns, s := c.namedNS(args)
-	if ns == nil {
+	if !c.argc(args, 2, 2) {
+		return
+	}
+	_, ns, s, ok := c.findNS(args[1])
+	if !ok {
 		return
 	}
 	i := ns.info()
@@ -231,38 +224,14 @@ func (c *conn) cmdNSSet(args [][]byte) {
 		c.w.Error("Invalid property")
 		return
 	}
-	if err := ns.update(change); err != nil {
-		c.replyErr(err)
-		return
-	}
-	c.w.Simple("OK")
+	c.replyDone(ns.update(change))
 }
 
 func (c *conn) cmdNSJump(args [][]byte) {
 	if !c.requireAdmin() || !c.requireNS() {
 		return
 	}
-	if err := c.ns.jump(); err != nil {
-		c.replyErr(err)
-		return
-	}
-	c.w.Simple("OK")
-}
-
-// cmdReload reads a namespace's files again (admin only, as in 0-db).
-func (c *conn) cmdReload(args [][]byte) {
-	if !c.requireAdmin() {
-		return
-	}
-	ns, _ := c.namedNS(args)
-	if ns == nil {
-		return
-	}
-	if err := ns.reload(); err != nil {
-		c.replyErr(err)
-		return
-	}
-	c.w.Simple("OK")
+	c.replyDone(c.ns.jump())
 }
 
 // secureHash is the SECURE proof: hex(sha1("challenge:password")).
@@ -288,13 +257,8 @@ func (c *conn) cmdSelect(args [][]byte) {
 		c.w.Error("Invalid argument")
 		return
 	}
-	name, ok := c.nsName(args[1])
+	name, ns, _, ok := c.findNS(args[1])
 	if !ok {
-		return
-	}
-	ns, _ := c.srv.find(name)
-	if ns == nil {
-		c.w.Error("Namespace not found")
 		return
 	}
 	ns.mu.RLock()
@@ -352,4 +316,14 @@ func (c *conn) cmdAuth(args [][]byte) {
 		c.writable = true
 	}
 	c.w.Simple("OK")
+}
+
+// cmdReload reads a namespace's files again (admin only, as in 0-db).
+func (c *conn) cmdReload(args [][]byte) {
+	if !c.requireAdmin() || !c.argc(args, 2, 2) {
+		return
+	}
+	if _, ns, _, ok := c.findNS(args[1]); ok {
+		c.replyDone(ns.reload())
+	}
 }

@@ -96,14 +96,33 @@ type meta struct {
 	prevOff  uint32
 }
 
-func appendDataEntry(b []byte, m meta, key, payload []byte) []byte {
-	start := len(b)
-	b = append(b, 0, 0, 0, 0, byte(len(key)), m.flags)
+// appendMeta appends the five words both entry kinds store in this order:
+// payload length, payload crc, timestamp, previous file, previous offset.
+func appendMeta(b []byte, m meta) []byte {
 	b = binary.LittleEndian.AppendUint32(b, m.size)
 	b = binary.LittleEndian.AppendUint32(b, m.crc)
 	b = binary.LittleEndian.AppendUint32(b, m.ts)
 	b = binary.LittleEndian.AppendUint32(b, m.prevFile)
-	b = binary.LittleEndian.AppendUint32(b, m.prevOff)
+	return binary.LittleEndian.AppendUint32(b, m.prevOff)
+}
+
+// parseMeta decodes what appendMeta wrote (w holds its 20 bytes) and the
+// flags byte.
+func parseMeta(flags byte, w []byte) meta {
+	return meta{
+		flags:    flags,
+		size:     binary.LittleEndian.Uint32(w[0:4]),
+		crc:      binary.LittleEndian.Uint32(w[4:8]),
+		ts:       binary.LittleEndian.Uint32(w[8:12]),
+		prevFile: binary.LittleEndian.Uint32(w[12:16]),
+		prevOff:  binary.LittleEndian.Uint32(w[16:20]),
+	}
+}
+
+func appendDataEntry(b []byte, m meta, key, payload []byte) []byte {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0, byte(len(key)), m.flags)
+	b = appendMeta(b, m)
 	b = append(b, key...)
 	binary.LittleEndian.PutUint32(b[start:], checksum(b[start+4:]))
 	return append(b, payload...)
@@ -122,14 +141,7 @@ func parseDataHeader(p []byte) (meta, int, error) {
 	if checksum(p[4:dataEntryFixed+klen]) != binary.LittleEndian.Uint32(p[0:4]) {
 		return meta{}, 0, errors.New("data entry header checksum mismatch")
 	}
-	m := meta{
-		flags:    p[5],
-		size:     binary.LittleEndian.Uint32(p[6:10]),
-		crc:      binary.LittleEndian.Uint32(p[10:14]),
-		ts:       binary.LittleEndian.Uint32(p[14:18]),
-		prevFile: binary.LittleEndian.Uint32(p[18:22]),
-		prevOff:  binary.LittleEndian.Uint32(p[22:26]),
-	}
+	m := parseMeta(p[5], p[6:26])
 	if m.size > MaxValueLen {
 		return meta{}, 0, fmt.Errorf("payload length %d over limit", m.size)
 	}
@@ -140,11 +152,7 @@ func appendIndexEntry(b []byte, m meta, dataOff uint32, key []byte) []byte {
 	start := len(b)
 	b = append(b, 0, 0, 0, 0, byte(len(key)), m.flags)
 	b = binary.LittleEndian.AppendUint32(b, dataOff)
-	b = binary.LittleEndian.AppendUint32(b, m.size)
-	b = binary.LittleEndian.AppendUint32(b, m.crc)
-	b = binary.LittleEndian.AppendUint32(b, m.ts)
-	b = binary.LittleEndian.AppendUint32(b, m.prevFile)
-	b = binary.LittleEndian.AppendUint32(b, m.prevOff)
+	b = appendMeta(b, m)
 	b = append(b, key...)
 	b = append(b, byte(len(key)))
 	binary.LittleEndian.PutUint32(b[start:], checksum(b[start+4:]))
@@ -164,14 +172,7 @@ func parseIndexEntry(p []byte) (m meta, dataOff uint32, key []byte, err error) {
 	if checksum(p[4:n]) != binary.LittleEndian.Uint32(p[0:4]) || p[n-1] != byte(klen) {
 		return meta{}, 0, nil, errors.New("index entry checksum mismatch")
 	}
-	m = meta{
-		flags:    p[5],
-		size:     binary.LittleEndian.Uint32(p[10:14]),
-		crc:      binary.LittleEndian.Uint32(p[14:18]),
-		ts:       binary.LittleEndian.Uint32(p[18:22]),
-		prevFile: binary.LittleEndian.Uint32(p[22:26]),
-		prevOff:  binary.LittleEndian.Uint32(p[26:30]),
-	}
+	m = parseMeta(p[5], p[10:30])
 	return m, binary.LittleEndian.Uint32(p[6:10]), p[30 : 30+klen], nil
 }
 

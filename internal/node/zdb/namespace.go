@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -542,11 +543,7 @@ func (ns *namespace) jump() error {
 func (ns *namespace) dirtyFiles(reset bool) []uint32 {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	ids := make([]uint32, 0, len(ns.dirty))
-	for id := range ns.dirty {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
+	ids := slices.Sorted(maps.Keys(ns.dirty))
 	if reset {
 		ns.dirty = map[uint32]struct{}{}
 	}

@@ -1,15 +1,19 @@
 package zdb
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/zos-go/zos/internal/wait"
 )
 
 // DefaultNamespace always exists.
@@ -48,8 +52,8 @@ type Store struct {
 	namespaces map[string]*namespace
 	closed     bool
 
-	stop chan struct{}
-	done chan struct{}
+	stop context.CancelFunc // ends syncLoop
+	done chan struct{}      // closed when syncLoop returned
 }
 
 // Open loads (or creates) the store in cfg.DataDir and cfg.IndexDir.
@@ -61,7 +65,7 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{cfg: cfg, log: log.With("component", "zdb", "data", cfg.DataDir),
-		namespaces: map[string]*namespace{}, stop: make(chan struct{}), done: make(chan struct{})}
+		namespaces: map[string]*namespace{}, done: make(chan struct{})}
 	for _, d := range []string{cfg.DataDir, cfg.IndexDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", d, err)
@@ -89,7 +93,9 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 		s.namespaces[DefaultNamespace] = ns
 	}
 	s.log.Info("store_opened", "namespaces", len(s.namespaces), "duration", time.Since(start))
-	go s.syncLoop()
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	go s.syncLoop(ctx)
 	return s, nil
 }
 
@@ -107,12 +113,7 @@ func namespaceDirs(roots ...string) ([]string, error) {
 			}
 		}
 	}
-	names := make([]string, 0, len(seen))
-	for n := range seen {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names, nil
+	return slices.Sorted(maps.Keys(seen)), nil
 }
 
 func validName(name string) error {
@@ -128,18 +129,9 @@ func validName(name string) error {
 }
 
 // syncLoop fsyncs written namespaces in the background.
-func (s *Store) syncLoop() {
+func (s *Store) syncLoop(ctx context.Context) {
 	defer close(s.done)
-	t := time.NewTicker(s.cfg.SyncInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			s.syncAll()
-		}
-	}
+	wait.Every(ctx, s.cfg.SyncInterval, s.syncAll)
 }
 
 func (s *Store) syncAll() {
@@ -178,7 +170,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
-	close(s.stop)
+	s.stop()
 	<-s.done
 	s.syncAll()
 	return s.closeAll()

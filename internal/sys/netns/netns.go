@@ -40,27 +40,20 @@ func Create(name string) error {
 	if Exists(name) {
 		return fmt.Errorf("creating namespace %s: %w", name, os.ErrExist)
 	}
-	// NewNamed moves the calling thread into the new namespace: run it on a
-	// locked thread and move back.
-	runtime.LockOSThread()
-	orig, err := vns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("getting current namespace: %w", err)
+	// NewNamed moves the calling thread into the new namespace.
+	h := vns.None()
+	err := onThread(func() error {
+		var err error
+		h, err = vns.NewNamed(name)
+		return err
+	})
+	if h.IsOpen() {
+		h.Close()
 	}
-	defer orig.Close()
-	h, err := vns.NewNamed(name)
-	if rerr := vns.Set(orig); rerr != nil {
-		// The thread is in the wrong namespace: leave it locked so that
-		// it dies with the goroutine instead of serving others.
-		return fmt.Errorf("returning to the original namespace: %w", rerr)
-	}
-	runtime.UnlockOSThread()
 	if err != nil {
 		_ = os.Remove(Path(name))
 		return fmt.Errorf("creating namespace %s: %w", name, err)
 	}
-	h.Close()
 	return nil
 }
 
@@ -107,6 +100,20 @@ func Do(name string, f func() error) error {
 		return err
 	}
 	defer target.Close()
+	return onThread(func() error {
+		if err := vns.Set(target); err != nil {
+			return fmt.Errorf("entering namespace %s: %w", name, err)
+		}
+		return f()
+	})
+}
+
+// onThread runs f on a locked OS thread, which f may move to another
+// namespace, and moves the thread back to the namespace it started in.
+// Every switch of this package goes through it. A thread that cannot go
+// back stays locked, so that it ends with the goroutine instead of
+// serving others in the wrong namespace.
+func onThread(f func() error) error {
 	runtime.LockOSThread()
 	orig, err := vns.Get()
 	if err != nil {
@@ -114,14 +121,9 @@ func Do(name string, f func() error) error {
 		return fmt.Errorf("getting current namespace: %w", err)
 	}
 	defer orig.Close()
-	if err := vns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("entering namespace %s: %w", name, err)
-	}
 	ferr := f()
 	if err := vns.Set(orig); err != nil {
-		// Leave the thread locked: it ends with this goroutine.
-		return errors.Join(ferr, fmt.Errorf("leaving namespace %s: %w", name, err))
+		return errors.Join(ferr, fmt.Errorf("returning to the original namespace: %w", err))
 	}
 	runtime.UnlockOSThread()
 	return ferr

@@ -49,6 +49,21 @@ func link(h *netlink.Handle, ns, name string) (netlink.Link, error) {
 	return l, nil
 }
 
+// onLink runs f with a handle on ns and link name there; a missing link is
+// an error.
+func onLink(ns, name string, f func(*netlink.Handle, netlink.Link) error) error {
+	h, err := handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := link(h, ns, name)
+	if err != nil {
+		return err
+	}
+	return f(h, l)
+}
+
 // LinkExists reports whether link name exists in ns.
 func LinkExists(ns, name string) bool {
 	h, err := handle(ns)
@@ -171,58 +186,35 @@ func AddVeth(ns, name, master, peerNS, peer string, opts ...Option) error {
 
 // SetUp sets link name in ns up.
 func SetUp(ns, name string) error {
-	h, err := handle(ns)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	l, err := link(h, ns, name)
-	if err != nil {
-		return err
-	}
-	if err := h.LinkSetUp(l); err != nil {
-		return fmt.Errorf("setting %s up in namespace %q: %w", name, ns, err)
-	}
-	return nil
+	return onLink(ns, name, func(h *netlink.Handle, l netlink.Link) error {
+		if err := h.LinkSetUp(l); err != nil {
+			return fmt.Errorf("setting %s up in namespace %q: %w", name, ns, err)
+		}
+		return nil
+	})
 }
 
 // AddAddr adds address p to link name in ns; an existing one is kept.
 func AddAddr(ns, name string, p netip.Prefix) error {
-	h, err := handle(ns)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	l, err := link(h, ns, name)
-	if err != nil {
-		return err
-	}
-	a := &netlink.Addr{IPNet: ipnet(p)}
-	if err := h.AddrAdd(l, a); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("adding %s to %s in namespace %q: %w", p, name, ns, err)
-	}
-	return nil
+	return onLink(ns, name, func(h *netlink.Handle, l netlink.Link) error {
+		a := &netlink.Addr{IPNet: ipnet(p)}
+		if err := h.AddrAdd(l, a); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("adding %s to %s in namespace %q: %w", p, name, ns, err)
+		}
+		return nil
+	})
 }
 
 // Addrs returns the IPv4 and IPv6 addresses of every link in ns but lo.
 func Addrs(ns string) (map[string][]netip.Prefix, error) {
-	h, err := handle(ns)
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	links, err := dump(h.LinkList)
-	if err != nil {
-		return nil, fmt.Errorf("listing links in namespace %q: %w", ns, err)
-	}
 	out := map[string][]netip.Prefix{}
-	for _, l := range links {
+	err := eachLink(ns, func(h *netlink.Handle, l netlink.Link) error {
 		if l.Attrs().Name == "lo" {
-			continue
+			return nil
 		}
 		addrs, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(l, unix.AF_UNSPEC) })
 		if err != nil {
-			return nil, fmt.Errorf("listing addresses of %s: %w", l.Attrs().Name, err)
+			return fmt.Errorf("listing addresses of %s: %w", l.Attrs().Name, err)
 		}
 		for _, a := range addrs {
 			ip, ok := netip.AddrFromSlice(a.IP)
@@ -232,31 +224,47 @@ func Addrs(ns string) (map[string][]netip.Prefix, error) {
 			ones, _ := a.Mask.Size()
 			out[l.Attrs().Name] = append(out[l.Attrs().Name], netip.PrefixFrom(ip.Unmap(), ones))
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-// AddRoute adds (or replaces) r in ns.
-func AddRoute(ns string, r Route) error {
+// eachLink runs f with a handle on ns for every link there, until f fails.
+func eachLink(ns string, f func(*netlink.Handle, netlink.Link) error) error {
 	h, err := handle(ns)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	l, err := link(h, ns, r.Dev)
+	links, err := dump(h.LinkList)
 	if err != nil {
-		return err
+		return fmt.Errorf("listing links in namespace %q: %w", ns, err)
 	}
-	nr := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: ipnet(r.Dst), Scope: netlink.SCOPE_LINK}
-	if r.Via.IsValid() {
-		nr.Gw = net.IP(r.Via.AsSlice())
-		nr.Scope = netlink.SCOPE_UNIVERSE
-		nr.Flags = int(netlink.FLAG_ONLINK)
-	}
-	if err := h.RouteReplace(nr); err != nil {
-		return fmt.Errorf("adding route %s dev %s via %s in namespace %q: %w", r.Dst, r.Dev, r.Via, ns, err)
+	for _, l := range links {
+		if err := f(h, l); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// AddRoute adds (or replaces) r in ns.
+func AddRoute(ns string, r Route) error {
+	return onLink(ns, r.Dev, func(h *netlink.Handle, l netlink.Link) error {
+		nr := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: ipnet(r.Dst), Scope: netlink.SCOPE_LINK}
+		if r.Via.IsValid() {
+			nr.Gw = net.IP(r.Via.AsSlice())
+			nr.Scope = netlink.SCOPE_UNIVERSE
+			nr.Flags = int(netlink.FLAG_ONLINK)
+		}
+		if err := h.RouteReplace(nr); err != nil {
+			return fmt.Errorf("adding route %s dev %s via %s in namespace %q: %w", r.Dst, r.Dev, r.Via, ns, err)
+		}
+		return nil
+	})
 }
 
 // HasRoute reports whether ns has a route to exactly dst.
@@ -306,22 +314,14 @@ func ipnet(p netip.Prefix) *net.IPNet {
 
 // Links returns the names of the links of ns starting with prefix.
 func Links(ns, prefix string) ([]string, error) {
-	h, err := handle(ns)
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	links, err := dump(h.LinkList)
-	if err != nil {
-		return nil, fmt.Errorf("listing links in namespace %q: %w", ns, err)
-	}
 	var out []string
-	for _, l := range links {
+	err := eachLink(ns, func(_ *netlink.Handle, l netlink.Link) error {
 		if n := l.Attrs().Name; strings.HasPrefix(n, prefix) {
 			out = append(out, n)
 		}
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // DelRoute removes the route to r.Dst through r.Dev from ns; a missing
@@ -424,14 +424,10 @@ func DefaultRoute(ns string) (string, netip.Addr, error) {
 
 // HardwareAddr is the MAC address of link name in ns.
 func HardwareAddr(ns, name string) (net.HardwareAddr, error) {
-	h, err := handle(ns)
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	l, err := link(h, ns, name)
-	if err != nil {
-		return nil, err
-	}
-	return l.Attrs().HardwareAddr, nil
+	var mac net.HardwareAddr
+	err := onLink(ns, name, func(_ *netlink.Handle, l netlink.Link) error {
+		mac = l.Attrs().HardwareAddr
+		return nil
+	})
+	return mac, err
 }
