@@ -419,7 +419,7 @@ func TestWebPageServed(t *testing.T) {
 	h := newTestExplorer(t, fixture()).Handler()
 	for _, tt := range []struct{ url, ctype, contains string }{
 		{"/", "text/html", `src="/static/app.js"`},
-		{"/static/app.js", "javascript", "X-Total-Count"},
+		{"/static/app.js", "javascript", "ret_count"},
 		{"/static/style.css", "text/css", ".badge"},
 	} {
 		rec := httptest.NewRecorder()
