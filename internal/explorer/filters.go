@@ -31,6 +31,7 @@ type nodeFilter struct {
 	numGPU                                 *uint64
 	gpuNamed                               bool // a GPU device or vendor asked for: none here
 	priceMin, priceMax                     *float64
+	rare                                   bool // a filter matchRare checks is set
 	lim                                    limit
 	sortBy                                 sortKey
 }
@@ -87,6 +88,7 @@ func (f *nodeFilter) parse(q *query, prefix string) {
 		}
 	}
 	f.priceMin, f.priceMax = q.float(prefix+"price_min"), q.float(prefix+"price_max")
+	f.setRare()
 }
 
 func is(p *bool, v bool) bool { return p == nil || *p == v }
@@ -100,16 +102,33 @@ func hasID(ids []uint64, id uint32) bool { return slices.Contains(ids, uint64(id
 // country index, and the text filters (matchText).
 func (f *nodeFilter) match(m *nodeMeta) bool {
 	switch {
-	case !idIs(f.nodeID, m.id), !idIs(f.twinID, m.twinID), !idIs(f.ownedBy, m.farmTwin):
+	case f.nodeID != nil && *f.nodeID != uint64(m.id), f.twinID != nil && *f.twinID != uint64(m.twinID):
 		return false
-	case len(f.farmIDs) > 0 && !hasID(f.farmIDs, m.farmID),
-		len(f.nodeIDs) > 0 && !hasID(f.nodeIDs, m.id),
-		hasID(f.excluded, m.id):
+	case len(f.farmIDs) > 0 && !hasID(f.farmIDs, m.farmID):
 		return false
 	case m.free.CRU < f.freeCRU, m.free.MRU < f.freeMRU, m.free.SRU < f.freeSRU, m.free.HRU < f.freeHRU,
 		uint64(m.freeIPs) < f.freeIPs:
 		return false
-	case !is(f.ipv4, m.ipv4), !is(f.ipv6, m.ipv6), !is(f.hasIPv6, m.ipv6), !is(f.domain, m.domain):
+	case f.ipv4 != nil && *f.ipv4 != m.ipv4, f.domain != nil && *f.domain != m.domain:
+		return false
+	}
+	return !f.rare || f.matchRare(m)
+}
+
+// setRare notes whether any of the filters matchRare checks is set, so
+// that the common queries skip it.
+func (f *nodeFilter) setRare() {
+	f.rare = len(f.nodeIDs) > 0 || len(f.excluded) > 0 || f.ownedBy != nil || f.ipv6 != nil || f.hasIPv6 != nil ||
+		f.dedicated != nil || f.inDedicatedFarm != nil || f.rentable != nil || f.rented != nil ||
+		f.rentedBy != nil || f.rentableOrRentedBy != nil || f.availableFor != nil ||
+		f.hasGPU != nil || f.gpuAvailable != nil || f.gpuNamed || f.numGPU != nil || f.priceMin != nil || f.priceMax != nil
+}
+
+func (f *nodeFilter) matchRare(m *nodeMeta) bool {
+	switch {
+	case len(f.nodeIDs) > 0 && !hasID(f.nodeIDs, m.id), hasID(f.excluded, m.id), !idIs(f.ownedBy, m.farmTwin):
+		return false
+	case !is(f.ipv6, m.ipv6), !is(f.hasIPv6, m.ipv6):
 		return false
 	case !is(f.dedicated, m.dedicated), !is(f.inDedicatedFarm, false), !is(f.rentable, m.rentable),
 		!is(f.rented, m.renter != 0):
@@ -208,6 +227,7 @@ func parseFarmFilter(v url.Values, cfg Config) (farmFilter, error) {
 		n.certification = &certified
 	}
 	n.country = q.strPtr("country")
+	n.setRare()
 	for _, p := range farmFilterParams {
 		if _, ok := q.str(p); ok && (strings.HasPrefix(p, "node_") || p == "country") {
 			f.nodeFilters = true
