@@ -661,6 +661,16 @@ func TestGridproxyLists(t *testing.T) {
 			t.Errorf("contracts?%s: got %v, want %v", tt.query, got, tt.want)
 		}
 	}
+	for _, path := range []string{"/contracts?state=Created&size=1&ret_count=true", "/public_ips?free=true&size=1&ret_count=true",
+		"/farms?size=1&ret_count=true&node_status=up", "/gateways?ret_count=true&size=1"} {
+		var items []json.RawMessage
+		_, h := gpGet(t, base, path, &items)
+		want := map[string]string{"/contracts": "4", "/public_ips": "2", "/farms": "2", "/gateways": "2"}[path[:strings.Index(path, "?")]]
+		if len(items) != 1 || h.Get("Count") != want || h.Get("Pages") != want {
+			t.Errorf("%s: got %d items, Count %q, Pages %q, want 1 item and %s", path, len(items), h.Get("Count"), h.Get("Pages"), want)
+		}
+	}
+
 	var c gpContract
 	gpGet(t, base, "/contracts/1", &c)
 	var d gpNodeContractDetails
@@ -722,6 +732,22 @@ func TestGridproxyLists(t *testing.T) {
 		gpGet(t, base, "/stats?"+tt.query, &st)
 		if got, w := fmt.Sprintf("%+v", st), fmt.Sprintf("%+v", tt.want); got != w {
 			t.Errorf("stats?%s:\ngot  %s\nwant %s", tt.query, got, w)
+		}
+	}
+}
+
+// TestAccountID: the SS58 addresses of known keys (Substrate's dev
+// accounts Alice and Bob), and none for keys that are not 32 bytes of hex.
+func TestAccountID(t *testing.T) {
+	for _, tt := range []struct{ key, want string }{
+		{alicePublicKey, "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"},
+		{"8eaf04151687736326c9fea17e25fc5287613693c912909cb226aa4794f26a48", "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"},
+		{"aa", ""},
+		{"zz" + alicePublicKey[2:], ""},
+		{"", ""},
+	} {
+		if got := accountID(tt.key); got != tt.want {
+			t.Errorf("accountID(%q): got %q, want %q", tt.key, got, tt.want)
 		}
 	}
 }
