@@ -473,7 +473,7 @@ func (s *snapshot) contractFarm(c *registry.Contract) *registry.Farm {
 func (s *snapshot) contractView(c *registry.Contract) Contract {
 	v := Contract{
 		ContractID: c.ID, TwinID: c.TwinID, State: contractState(c.State), CreatedAt: unixSeconds(c.Created),
-		Type: c.Type, UpdatedAt: unixSeconds(c.Updated), Used: capacity(c.Used), PublicIPs: c.PublicIPs,
+		Type: c.Type, UpdatedAt: unixSeconds(c.Updated), Used: capacity(c.Used), PublicIPs: c.PublicIPs, Proof: c.Proof,
 	}
 	if v.PublicIPs == nil {
 		v.PublicIPs = []registry.PublicIP{}

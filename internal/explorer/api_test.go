@@ -268,6 +268,15 @@ func TestOurExtras(t *testing.T) {
 		t.Errorf("got twin %s", got)
 	}
 
+	_, body, _ = get(t, h, "/contracts/3")
+	var c Contract
+	if err := json.Unmarshal(body, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Proof == nil || c.Proof.Op != "name.create" || string(c.Proof.Payload) != `{"name":"web"}` {
+		t.Errorf("got contract 3 proof %+v, want the signed request kept", c.Proof)
+	}
+
 	_, body, _ = get(t, h, "/stats")
 	var st Stats
 	if err := json.Unmarshal(body, &st); err != nil {

@@ -161,7 +161,8 @@ func fixture() *memSource {
 				Metadata: "app", PublicIPsCount: 1, Created: ago(time.Hour)},
 			{ID: 5, Type: registry.TypeNode, TwinID: 20, NodeID: 6, State: registry.StateCreated},
 			{ID: 2, Type: registry.TypeNode, TwinID: 20, NodeID: 2, State: registry.StateCanceled},
-			{ID: 3, Type: registry.TypeName, TwinID: 21, Name: "web", State: registry.StateCreated},
+			{ID: 3, Type: registry.TypeName, TwinID: 21, Name: "web", State: registry.StateCreated,
+				Proof: &registry.Proof{Op: "name.create", Key: alicePublicKey, Payload: []byte(`{"name":"web"}`), Signature: "00"}},
 		},
 	}
 }

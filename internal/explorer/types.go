@@ -230,10 +230,12 @@ type Contract struct {
 	Type       string `json:"type"`
 	Details    any    `json:"details"`
 
-	// Ours.
+	// Ours. Proof is the twin's signed request behind the contract's
+	// last change, which registry.VerifyContract checks.
 	UpdatedAt int64               `json:"updated_at"`
 	Used      Capacity            `json:"used_resources"`
 	PublicIPs []registry.PublicIP `json:"public_ips"`
+	Proof     *registry.Proof     `json:"proof,omitempty"`
 }
 
 // NodeContractDetails are the details of a node contract.
