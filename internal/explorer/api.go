@@ -1,10 +1,12 @@
 package explorer
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,56 +15,20 @@ import (
 )
 
 // TotalCountHeader carries the number of items matching a list query, all
-// pages together.
+// pages together, on every list answer (ours).
 const TotalCountHeader = "X-Total-Count"
 
-// NodeView is a node as /nodes serves it: the registry record plus its
-// status, free capacity and farm.
-type NodeView struct {
-	registry.Node
-	Status string `json:"status"`
-	// Free is total - used - reserved (§10.2 reservations).
-	Free        registry.Resources `json:"free_resources"`
-	FarmName    string             `json:"farm_name"`
-	FarmFreeIPs int                `json:"farm_free_ips"`
-}
+// CountHeader carries the same number when the query has ret_count=true,
+// with SizeHeader and PagesHeader, as gridproxy does.
+const (
+	CountHeader = "Count"
+	SizeHeader  = "Size"
+	PagesHeader = "Pages"
+)
 
-// FarmView is a farm as /farms serves it.
-type FarmView struct {
-	registry.Farm
-	TotalIPs  int `json:"total_ips"`
-	FreeIPs   int `json:"free_ips"`
-	NodeCount int `json:"node_count"`
-	NodesUp   int `json:"nodes_up"`
-}
-
-// Stats is what /stats serves.
-type Stats struct {
-	Nodes            int                `json:"nodes"`
-	NodesByStatus    map[string]int     `json:"nodes_by_status"`
-	Farms            int                `json:"farms"`
-	Twins            int                `json:"twins"`
-	Contracts        int                `json:"contracts"`
-	ContractsByState map[string]int     `json:"contracts_by_state"`
-	Countries        int                `json:"countries"`
-	PublicIPs        int                `json:"public_ips"`
-	FreePublicIPs    int                `json:"free_public_ips"`
-	Total            registry.Resources `json:"total_resources"`
-	Used             registry.Resources `json:"used_resources"`
-	Free             registry.Resources `json:"free_resources"`
-	// Updated is when the explorer last read the registry.
-	Updated time.Time `json:"updated"`
-	// Store is the state of the grid's store, when the explorer knows it.
-	Store *StoreStatus `json:"store,omitempty"`
-}
-
-// StoreStatus says whether the grid's store takes writes, and why not.
-type StoreStatus struct {
-	Writable bool   `json:"writable"`
-	Reason   string `json:"reason,omitempty"` // "0.5 MiB free, reserve 0.8 MiB"
-}
-
-// Handler serves the API and the web page.
+// Handler serves the API and the web page. The paths are gridproxy's
+// (swagger at /work/shared/reference/gridproxy); /farms/{id} and
+// /twins/{id} are ours.
 func (e *Explorer) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ping", e.ping)
@@ -71,11 +37,17 @@ func (e *Explorer) Handler() http.Handler {
 	mux.HandleFunc("GET /nodes/{id}", e.getNode)
 	mux.HandleFunc("GET /nodes/{id}/status", e.getNodeStatus)
 	mux.HandleFunc("GET /gateways", e.listGateways)
+	mux.HandleFunc("GET /gateways/{id}", e.getGateway)
+	mux.HandleFunc("GET /gateways/{id}/status", e.getGatewayStatus)
 	mux.HandleFunc("GET /farms", e.listFarms)
 	mux.HandleFunc("GET /farms/{id}", e.getFarm)
+	mux.HandleFunc("GET /twins", e.listTwins)
 	mux.HandleFunc("GET /twins/{id}", e.getTwin)
 	mux.HandleFunc("GET /contracts", e.listContracts)
 	mux.HandleFunc("GET /contracts/{id}", e.getContract)
+	mux.HandleFunc("GET /contracts/{id}/bills", e.getContractBills)
+	mux.HandleFunc("GET /public_ips", e.listPublicIPs)
+	mux.HandleFunc("GET /ips", e.listPublicIPs)
 	e.mountWeb(mux)
 	return mux
 }
@@ -84,14 +56,21 @@ func (e *Explorer) ping(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"ping": "pong"})
 }
 
+// stats serves gridproxy's flat totals; the node figures count the nodes
+// of the asked statuses (status=up,standby), every node without one.
 func (e *Explorer) stats(w http.ResponseWriter, r *http.Request) {
-	s, ok := e.snapshotFor(w, r, newQuery(r.URL.Query()).err())
+	q := newQuery(r.URL.Query(), "status")
+	statuses := q.listOf("status", statusChoices()...)
+	s, ok := e.snapshotFor(w, r, q.err())
 	if !ok {
 		return
 	}
 	now := e.cfg.Now()
-	st := s.totals
-	st.Updated = s.at
+	st := s.nodeTotals(statuses, now)
+	st.Farms, st.Twins, st.Contracts = len(s.farms), len(s.twins), len(s.contracts)
+	st.PublicIPs, st.FreePublicIPs = s.publicIPs, s.freePublicIPs
+	st.ContractsByState = s.contractsByState
+	st.Updated = unixSeconds(s.at)
 	st.NodesByStatus = map[string]int{StatusUp: 0, StatusStandby: 0, StatusDown: 0}
 	nowNano := unixNano(now)
 	for i := range s.meta {
@@ -139,7 +118,7 @@ func (e *Explorer) serveNodes(w http.ResponseWriter, r *http.Request, f *nodeFil
 	now := e.cfg.Now()
 	page, total := s.queryNodes(f, now)
 	nowNano := unixNano(now)
-	body := make([]byte, 0, 64+len(page)*1024)
+	body := make([]byte, 0, 64+len(page)*1536)
 	body = append(body, '[')
 	for k, i := range page {
 		if k > 0 {
@@ -148,16 +127,28 @@ func (e *Explorer) serveNodes(w http.ResponseWriter, r *http.Request, f *nodeFil
 		body = s.appendNode(body, i, s.meta[i].status(nowNano))
 	}
 	body = append(body, "]\n"...)
-	w.Header().Set(TotalCountHeader, strconv.Itoa(total))
+	setCount(w, f.lim, total)
 	writeRaw(w, http.StatusOK, body)
+}
+
+// setCount writes the total of a list in our header and, when asked with
+// ret_count=true, in gridproxy's.
+func setCount(w http.ResponseWriter, l limit, total int) {
+	h := w.Header()
+	h.Set(TotalCountHeader, strconv.Itoa(total))
+	if l.retCount {
+		h.Set(CountHeader, strconv.Itoa(total))
+		h.Set(SizeHeader, strconv.Itoa(l.size))
+		h.Set(PagesHeader, strconv.Itoa((total+l.size-1)/l.size))
+	}
 }
 
 // queryNodes returns the indexes of the page of nodes matching f and how
 // many match in all.
 func (s *snapshot) queryNodes(f *nodeFilter, now time.Time) ([]int32, int) {
 	var country uint32
-	if f.country != "" {
-		id, ok := s.countryIDs[f.country]
+	if f.country != nil {
+		id, ok := s.countryIDs[strings.ToLower(*f.country)]
 		if !ok {
 			return nil, 0
 		}
@@ -165,59 +156,82 @@ func (s *snapshot) queryNodes(f *nodeFilter, now time.Time) ([]int32, int) {
 	}
 	nowNano := unixNano(now)
 	order := s.order(f.sortBy)
-	offset := (f.page.page - 1) * f.page.size
-	page := make([]int32, 0, min(f.page.size, len(order)))
+	offset := (f.lim.page - 1) * f.lim.size
+	page := make([]int32, 0, min(f.lim.size, len(order)))
 	total := 0
-	for k := range order {
-		i := order[k]
-		if f.desc {
-			i = order[len(order)-1-k]
+	text := f.needsEntry()
+	// Sorted by status, the nodes are taken in passes, one per status:
+	// up, standby, down (gridproxy's order), reversed for desc.
+	passes := []string{""}
+	if f.sortBy == sortStatus {
+		passes = []string{StatusUp, StatusStandby, StatusDown}
+		if f.lim.desc {
+			slices.Reverse(passes)
 		}
-		m := &s.meta[i]
-		if !f.match(m) || country != 0 && m.country != country {
-			continue
+	}
+	for _, pass := range passes {
+		for k := range order {
+			i := order[k]
+			if f.lim.desc && f.sortBy != sortStatus {
+				i = order[len(order)-1-k]
+			}
+			m := &s.meta[i]
+			if !f.match(m) || country != 0 && m.country != country {
+				continue
+			}
+			if text && !f.matchText(&s.nodes[i]) {
+				continue
+			}
+			status := m.status(nowNano)
+			if pass != "" && status != pass || len(f.statuses) > 0 && !slices.Contains(f.statuses, status) ||
+				!is(f.healthy, status == StatusUp) {
+				continue
+			}
+			if total >= offset && len(page) < f.lim.size {
+				page = append(page, i)
+			}
+			total++
 		}
-		if f.status != "" && m.status(nowNano) != f.status {
-			continue
-		}
-		if total >= offset && len(page) < f.page.size {
-			page = append(page, i)
-		}
-		total++
 	}
 	return page, total
 }
 
-// nodeJSONView is NodeView without the status, which changes with the clock;
-// its encoding is cached per snapshot.
-type nodeJSONView struct {
-	registry.Node
-	Free        registry.Resources `json:"free_resources"`
-	FarmName    string             `json:"farm_name"`
-	FarmFreeIPs int                `json:"farm_free_ips"`
-}
-
-// appendNode appends node i as a NodeView object.
+// appendNode appends node i as a Node object. Everything but status and
+// healthy is encoded once per snapshot.
 func (s *snapshot) appendNode(dst []byte, i int32, status string) []byte {
 	p := s.nodeJSON[i].Load()
 	if p == nil {
 		e := &s.nodes[i]
-		v := nodeJSONView{Node: *e.node, Free: e.free, FarmFreeIPs: e.freeIPs()}
-		if e.farm != nil {
-			v.FarmName = e.farm.farm.Name
-		}
-		b, err := json.Marshal(v)
+		c, rest := e.parts()
+		b, err := json.Marshal(struct {
+			nodeCommon
+			Total Capacity `json:"total_resources"`
+			Used  Capacity `json:"used_resources"`
+			nodeRest
+		}{c, capacity(e.node.Total), capacity(e.node.Used), rest})
 		if err != nil || len(b) < 2 || b[0] != '{' || b[1] == '}' {
 			// Cannot happen with these types; keep the answer valid JSON.
-			b = fmt.Appendf(nil, `{"id":%d}`, e.node.ID)
+			b = fmt.Appendf(nil, `{"nodeId":%d}`, e.node.ID)
 		}
 		p = &b
 		s.nodeJSON[i].Store(p)
 	}
 	dst = append(dst, `{"status":"`...)
 	dst = append(dst, status...)
-	dst = append(dst, `",`...)
+	dst = append(dst, `","healthy":`...)
+	dst = strconv.AppendBool(dst, status == StatusUp)
+	dst = append(dst, ',')
 	return append(dst, (*p)[1:]...)
+}
+
+// nestedNode is node i as /nodes/{id} serves it.
+func (s *snapshot) nestedNode(i int32, status string) NodeWithNestedCapacity {
+	e := &s.nodes[i]
+	c, rest := e.parts()
+	return NodeWithNestedCapacity{
+		Status: status, Healthy: status == StatusUp, nodeCommon: c, nodeRest: rest,
+		Capacity: CapacityResult{Total: capacity(e.node.Total), Used: capacity(e.node.Used)},
+	}
 }
 
 // pathID reads the {id} path value.
@@ -233,24 +247,67 @@ func pathID(r *http.Request, bits int) (uint64, error) {
 // errNotFound answers 404.
 var errNotFound = errors.New("not found")
 
-func (e *Explorer) getNode(w http.ResponseWriter, r *http.Request) {
-	s, i, ok := byPathID(e, w, r, 32, "node", (*snapshot).node)
-	if !ok {
-		return
+// nodeByRequest finds the node of the {id} path value; gateway asks for a
+// node with a domain.
+func (e *Explorer) nodeByRequest(r *http.Request, gateway bool) (*snapshot, int32, error) {
+	id, err := pathID(r, 32)
+	if err != nil {
+		return nil, 0, err
 	}
-	writeRaw(w, http.StatusOK, append(s.appendNode(nil, i, s.meta[i].status(unixNano(e.cfg.Now()))), '\n'))
+	if err := newQuery(r.URL.Query()).err(); err != nil {
+		return nil, 0, err
+	}
+	s, err := e.current(r.Context())
+	if err != nil {
+		return nil, 0, err
+	}
+	i, ok := s.nodeByID[uint32(id)]
+	if !ok || gateway && !s.meta[i].domain {
+		what := "node"
+		if gateway {
+			what = "gateway"
+		}
+		return nil, 0, fmt.Errorf("%s %d: %w", what, id, errNotFound)
+	}
+	return s, i, nil
 }
 
-func (e *Explorer) getNodeStatus(w http.ResponseWriter, r *http.Request) {
-	s, i, ok := byPathID(e, w, r, 32, "node", (*snapshot).node)
-	if !ok {
+func (e *Explorer) getNode(w http.ResponseWriter, r *http.Request)    { e.serveNode(w, r, false) }
+func (e *Explorer) getGateway(w http.ResponseWriter, r *http.Request) { e.serveNode(w, r, true) }
+
+func (e *Explorer) serveNode(w http.ResponseWriter, r *http.Request, gateway bool) {
+	s, i, err := e.nodeByRequest(r, gateway)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": s.meta[i].status(unixNano(e.cfg.Now()))})
+	writeJSON(w, http.StatusOK, s.nestedNode(i, s.meta[i].status(unixNano(e.cfg.Now()))))
 }
 
-func (s *snapshot) farmView(fe *farmEntry, now time.Time) FarmView {
-	v := FarmView{Farm: fe.farm, TotalIPs: len(fe.farm.PublicIPs), FreeIPs: fe.freeIPs, NodeCount: len(fe.nodes)}
+func (e *Explorer) getNodeStatus(w http.ResponseWriter, r *http.Request) { e.serveStatus(w, r, false) }
+func (e *Explorer) getGatewayStatus(w http.ResponseWriter, r *http.Request) {
+	e.serveStatus(w, r, true)
+}
+
+func (e *Explorer) serveStatus(w http.ResponseWriter, r *http.Request, gateway bool) {
+	s, i, err := e.nodeByRequest(r, gateway)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, NodeStatus{Status: s.meta[i].status(unixNano(e.cfg.Now()))})
+}
+
+func (s *snapshot) farmView(fe *farmEntry, now time.Time) Farm {
+	f := &fe.farm
+	v := Farm{
+		Name: f.Name, FarmID: f.ID, TwinID: f.TwinID, CertificationType: "NotCertified",
+		PublicIPs: make([]PublicIP, 0, len(f.PublicIPs)),
+		TotalIPs:  len(f.PublicIPs), FreeIPs: fe.freeIPs, UsedIPs: len(f.PublicIPs) - fe.freeIPs, NodeCount: len(fe.nodes),
+	}
+	for _, ip := range f.PublicIPs {
+		v.PublicIPs = append(v.PublicIPs, publicIP(f.ID, ip))
+	}
 	for _, i := range fe.nodes {
 		if s.meta[i].status(unixNano(now)) == StatusUp {
 			v.NodesUp++
@@ -259,48 +316,79 @@ func (s *snapshot) farmView(fe *farmEntry, now time.Time) FarmView {
 	return v
 }
 
+// farmHasNode reports whether a node of the farm passes the node filter.
+func (s *snapshot) farmHasNode(fe *farmEntry, f *nodeFilter, now time.Time) bool {
+	nowNano := unixNano(now)
+	for _, i := range fe.nodes {
+		m := &s.meta[i]
+		if f.country != nil && !strings.EqualFold(s.nodes[i].node.Location.Country, *f.country) {
+			continue
+		}
+		if f.match(m) && f.matchText(&s.nodes[i]) &&
+			(len(f.statuses) == 0 || slices.Contains(f.statuses, m.status(nowNano))) {
+			return true
+		}
+	}
+	return false
+}
+
 func (e *Explorer) listFarms(w http.ResponseWriter, r *http.Request) {
 	f, err := parseFarmFilter(r.URL.Query(), e.cfg)
 	s, ok := e.snapshotFor(w, r, err)
 	if !ok {
 		return
 	}
+	now := e.cfg.Now()
 	var matched []*farmEntry
 	for _, fe := range s.farms {
-		if f.match(fe) {
+		if f.match(fe) && (!f.nodeFilters || s.farmHasNode(fe, &f.nodes, now)) {
 			matched = append(matched, fe)
 		}
 	}
-	start, end := f.page.window(len(matched))
-	now := e.cfg.Now()
-	views := make([]FarmView, 0, end-start)
+	sortBy(matched, f.lim, func(a, b *farmEntry) int {
+		switch f.lim.sortBy {
+		case "name":
+			return strings.Compare(a.farm.Name, b.farm.Name)
+		case "twin_id":
+			return cmp.Compare(a.farm.TwinID, b.farm.TwinID)
+		case "free_ips":
+			return cmp.Compare(a.freeIPs, b.freeIPs)
+		case "total_ips":
+			return cmp.Compare(len(a.farm.PublicIPs), len(b.farm.PublicIPs))
+		case "used_ips":
+			return cmp.Compare(len(a.farm.PublicIPs)-a.freeIPs, len(b.farm.PublicIPs)-b.freeIPs)
+		}
+		return cmp.Compare(a.farm.ID, b.farm.ID) // farm_id, dedicated (never here)
+	})
+	start, end := f.lim.window(len(matched))
+	views := make([]Farm, 0, end-start)
 	for _, fe := range matched[start:end] {
 		views = append(views, s.farmView(fe, now))
 	}
-	w.Header().Set(TotalCountHeader, strconv.Itoa(len(matched)))
+	setCount(w, f.lim, len(matched))
 	writeJSON(w, http.StatusOK, views)
 }
 
-// byPathID reads the {id} of a path that takes no query parameters, and
-// finds it with find in the current snapshot; on failure (a bad id or
-// query, no snapshot, or "<kind> <id>: not found") it has written the
-// error.
-func byPathID[T any](e *Explorer, w http.ResponseWriter, r *http.Request, bits int, kind string, find func(*snapshot, uint64) (T, bool)) (*snapshot, T, bool) {
-	var zero T
+// sortBy sorts items by cmp when the query asked for an order (else they
+// stay by id), reversed for sort_order=desc; ties keep their order.
+func sortBy[T any](items []T, l limit, cmp func(a, b T) int) {
+	if l.sortBy != "" {
+		slices.SortStableFunc(items, cmp)
+	}
+	if l.desc {
+		slices.Reverse(items)
+	}
+}
+
+// byID reads the {id} of a path that takes no query parameters and the
+// current snapshot; on failure it has written the error.
+func (e *Explorer) byID(w http.ResponseWriter, r *http.Request, bits int) (uint64, *snapshot, bool) {
 	id, err := pathID(r, bits)
 	if err == nil {
 		err = newQuery(r.URL.Query()).err()
 	}
 	s, ok := e.snapshotFor(w, r, err)
-	if !ok {
-		return nil, zero, false
-	}
-	v, ok := find(s, id)
-	if !ok {
-		writeError(w, fmt.Errorf("%s %d: %w", kind, id, errNotFound))
-		return nil, zero, false
-	}
-	return s, v, true
+	return id, s, ok
 }
 
 // snapshotFor reads the current snapshot for a request whose parsing gave
@@ -317,19 +405,100 @@ func (e *Explorer) snapshotFor(w http.ResponseWriter, r *http.Request, err error
 }
 
 func (e *Explorer) getFarm(w http.ResponseWriter, r *http.Request) {
-	s, fe, ok := byPathID(e, w, r, 32, "farm", (*snapshot).farm)
+	id, s, ok := e.byID(w, r, 32)
 	if !ok {
+		return
+	}
+	fe, ok := s.farmByID[uint32(id)]
+	if !ok {
+		writeError(w, fmt.Errorf("farm %d: %w", id, errNotFound))
 		return
 	}
 	writeJSON(w, http.StatusOK, s.farmView(fe, e.cfg.Now()))
 }
 
-func (e *Explorer) getTwin(w http.ResponseWriter, r *http.Request) {
-	s, i, ok := byPathID(e, w, r, 32, "twin", (*snapshot).twin)
+func (e *Explorer) listTwins(w http.ResponseWriter, r *http.Request) {
+	f, err := parseTwinFilter(r.URL.Query(), e.cfg)
+	s, ok := e.snapshotFor(w, r, err)
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, s.twins[i])
+	matched := []Twin{}
+	for _, t := range s.twins {
+		if v := twinView(t); f.match(&v) {
+			matched = append(matched, v)
+		}
+	}
+	sortBy(matched, f.lim, func(a, b Twin) int {
+		switch f.lim.sortBy {
+		case "relay":
+			return strings.Compare(a.Relay, b.Relay)
+		case "public_key":
+			return strings.Compare(a.PublicKey, b.PublicKey)
+		case "account_id":
+			return strings.Compare(a.AccountID, b.AccountID)
+		}
+		return cmp.Compare(a.TwinID, b.TwinID)
+	})
+	start, end := f.lim.window(len(matched))
+	setCount(w, f.lim, len(matched))
+	writeJSON(w, http.StatusOK, matched[start:end])
+}
+
+func (e *Explorer) getTwin(w http.ResponseWriter, r *http.Request) {
+	id, s, ok := e.byID(w, r, 32)
+	if !ok {
+		return
+	}
+	i, ok := s.twinByID[uint32(id)]
+	if !ok {
+		writeError(w, fmt.Errorf("twin %d: %w", id, errNotFound))
+		return
+	}
+	writeJSON(w, http.StatusOK, twinView(s.twins[i]))
+}
+
+// contractFarm is the farm of a node or rent contract: where its public
+// IPs were reserved, else its node's.
+func (s *snapshot) contractFarm(c *registry.Contract) *registry.Farm {
+	id := c.FarmID
+	if id == 0 {
+		i, ok := s.nodeByID[c.NodeID]
+		if !ok || c.Type == registry.TypeName {
+			return nil
+		}
+		id = s.nodes[i].node.FarmID
+	}
+	if fe, ok := s.farmByID[id]; ok {
+		return &fe.farm
+	}
+	return nil
+}
+
+// contractView is contract c with its details.
+func (s *snapshot) contractView(c *registry.Contract) Contract {
+	v := Contract{
+		ContractID: c.ID, TwinID: c.TwinID, State: contractState(c.State), CreatedAt: unixSeconds(c.Created),
+		Type: c.Type, UpdatedAt: unixSeconds(c.Updated), Used: capacity(c.Used), PublicIPs: c.PublicIPs, Proof: c.Proof,
+	}
+	if v.PublicIPs == nil {
+		v.PublicIPs = []registry.PublicIP{}
+	}
+	var farmID uint32
+	var farmName string
+	if f := s.contractFarm(c); f != nil {
+		farmID, farmName = f.ID, f.Name
+	}
+	switch c.Type {
+	case registry.TypeNode:
+		v.Details = NodeContractDetails{NodeID: c.NodeID, DeploymentData: c.Metadata, DeploymentHash: c.DeploymentHash,
+			NumberOfPublicIPs: c.PublicIPsCount, FarmName: farmName, FarmID: farmID}
+	case registry.TypeRent:
+		v.Details = RentContractDetails{NodeID: c.NodeID, FarmName: farmName, FarmID: farmID}
+	default:
+		v.Details = NameContractDetails{Name: c.Name}
+	}
+	return v
 }
 
 func (e *Explorer) listContracts(w http.ResponseWriter, r *http.Request) {
@@ -338,23 +507,103 @@ func (e *Explorer) listContracts(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	matched := []registry.Contract{}
+	var matched []*registry.Contract
 	for i := range s.contracts {
-		if f.match(&s.contracts[i]) {
-			matched = append(matched, s.contracts[i])
+		c := &s.contracts[i]
+		if f.match(c, s.contractFarm(c)) {
+			matched = append(matched, c)
 		}
 	}
-	start, end := f.page.window(len(matched))
-	w.Header().Set(TotalCountHeader, strconv.Itoa(len(matched)))
-	writeJSON(w, http.StatusOK, matched[start:end])
+	sortBy(matched, f.lim, func(a, b *registry.Contract) int {
+		switch f.lim.sortBy {
+		case "twin_id":
+			return cmp.Compare(a.TwinID, b.TwinID)
+		case "type":
+			return strings.Compare(a.Type, b.Type)
+		case "state":
+			return strings.Compare(contractState(a.State), contractState(b.State))
+		case "created_at":
+			return a.Created.Compare(b.Created)
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	start, end := f.lim.window(len(matched))
+	views := make([]Contract, 0, end-start)
+	for _, c := range matched[start:end] {
+		views = append(views, s.contractView(c))
+	}
+	setCount(w, f.lim, len(matched))
+	writeJSON(w, http.StatusOK, views)
+}
+
+// contractByRequest finds the contract of the {id} path value.
+func (e *Explorer) contractByRequest(w http.ResponseWriter, r *http.Request, allowed ...string) (*snapshot, *registry.Contract, *query, bool) {
+	id, err := pathID(r, 64)
+	q := newQuery(r.URL.Query(), allowed...)
+	if err == nil {
+		err = q.err()
+	}
+	s, ok := e.snapshotFor(w, r, err)
+	if !ok {
+		return nil, nil, nil, false
+	}
+	i, ok := slices.BinarySearchFunc(s.contracts, id, func(c registry.Contract, id uint64) int { return cmp.Compare(c.ID, id) })
+	if !ok {
+		writeError(w, fmt.Errorf("contract %d: %w", id, errNotFound))
+		return nil, nil, nil, false
+	}
+	return s, &s.contracts[i], q, true
 }
 
 func (e *Explorer) getContract(w http.ResponseWriter, r *http.Request) {
-	s, i, ok := byPathID(e, w, r, 64, "contract", (*snapshot).contract)
+	s, c, _, ok := e.contractByRequest(w, r)
+	if ok {
+		writeJSON(w, http.StatusOK, s.contractView(c))
+	}
+}
+
+// getContractBills answers gridproxy's bill reports of a contract: our
+// grid bills nothing, so the list is empty.
+func (e *Explorer) getContractBills(w http.ResponseWriter, r *http.Request) {
+	_, _, q, ok := e.contractByRequest(w, r, limitParams...)
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, s.contracts[i])
+	l := q.limit(e.cfg)
+	if err := q.err(); err != nil {
+		writeError(w, err)
+		return
+	}
+	setCount(w, l, 0)
+	writeJSON(w, http.StatusOK, []struct{}{})
+}
+
+func (e *Explorer) listPublicIPs(w http.ResponseWriter, r *http.Request) {
+	f, err := parseIPFilter(r.URL.Query(), e.cfg)
+	s, ok := e.snapshotFor(w, r, err)
+	if !ok {
+		return
+	}
+	matched := []PublicIP{}
+	for _, fe := range s.farms {
+		for _, ip := range fe.farm.PublicIPs {
+			if v := publicIP(fe.farm.ID, ip); f.match(&v) {
+				matched = append(matched, v)
+			}
+		}
+	}
+	sortBy(matched, f.lim, func(a, b PublicIP) int {
+		switch f.lim.sortBy {
+		case "ip":
+			return strings.Compare(a.IP, b.IP)
+		case "contract_id":
+			return cmp.Compare(a.ContractID, b.ContractID)
+		}
+		return cmp.Compare(a.FarmID, b.FarmID)
+	})
+	start, end := f.lim.window(len(matched))
+	setCount(w, f.lim, len(matched))
+	writeJSON(w, http.StatusOK, matched[start:end])
 }
 
 // apiError is the body of every error answer.

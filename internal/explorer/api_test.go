@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/testutil"
 )
 
@@ -31,13 +30,13 @@ func get(t testing.TB, h http.Handler, url string) (int, []byte, string) {
 
 func nodeIDs(t testing.TB, body []byte) []uint32 {
 	t.Helper()
-	var nodes []NodeView
+	var nodes []Node
 	if err := json.Unmarshal(body, &nodes); err != nil {
 		t.Fatalf("decoding nodes %s: %v", body, err)
 	}
 	ids := []uint32{}
 	for _, n := range nodes {
-		ids = append(ids, n.ID)
+		ids = append(ids, n.NodeID)
 	}
 	return ids
 }
@@ -70,8 +69,10 @@ func TestNodeFilters(t *testing.T) {
 		{"free ips 1", "free_ips=1", []uint32{1, 2}},
 		{"free ips 2", "free_ips=2", []uint32{1, 2}},
 		{"free ips 3", "free_ips=3", []uint32{}},
-		{"ipv4", "ipv4=true", []uint32{1, 2}},
-		{"no ipv4", "ipv4=false", []uint32{3, 4, 5, 6, 7}},
+		{"ipv4 (public config)", "ipv4=true", []uint32{1}},
+		{"no ipv4", "ipv4=false", []uint32{2, 3, 4, 5, 6, 7}},
+		{"empty value ignored", "farm_ids=&status=", []uint32{1, 2, 3, 4, 5, 6, 7}},
+		{"single value given twice: the last", "node_id=1&node_id=4", []uint32{4}},
 		{"domain", "domain=true", []uint32{1, 4}},
 		{"no domain", "domain=false", []uint32{2, 3, 5, 6, 7}},
 		{"country any case", "country=be", []uint32{1, 2}},
@@ -83,6 +84,7 @@ func TestNodeFilters(t *testing.T) {
 		{"up in farm 1", "status=up&farm_ids=1", []uint32{1}},
 		{"up with 10 GiB", "status=up&free_mru=" + g(10), []uint32{1, 7}},
 		{"standby with ipv4", "status=standby&ipv4=true", []uint32{}},
+		{"up or down", "status=up&status=down", []uint32{1, 2, 4, 6, 7}},
 		{"down with domain in NL", "status=down&domain=true&country=nl", []uint32{4}},
 		{"gateways", "gateways:", []uint32{1, 4}},
 		{"gateways up", "gateways:status=up", []uint32{1}},
@@ -167,13 +169,15 @@ func TestBadParameters(t *testing.T) {
 		{"/nodes?sort_by=color", 400, "sort_by"},
 		{"/nodes?sort_order=up", 400, "sort_order"},
 		{"/nodes?farm_ids=1,x", 400, "farm_ids"},
-		{"/nodes?farm_ids=", 400, "farm_ids"},
 		{"/nodes?ipv4=maybe", 400, "ipv4"},
 		{"/nodes?domain=2", 400, "domain"},
 		{"/nodes?node_id=-1", 400, "node_id"},
-		{"/nodes?node_id=4294967296", 400, "node_id"},
+		{"/nodes?node_id=18446744073709551616", 400, "node_id"},
+		{"/nodes?region=europe", 400, "region is not supported"},
+		{"/nodes?ret_count=sure", 400, "ret_count"},
+		{"/nodes?price_max=cheap", 400, "price_max"},
+		{"/nodes?status=up,sleeping", 400, "sleeping"},
 		{"/nodes?free_mr=1", 400, "unknown parameter(s) free_mr"},
-		{"/nodes?status=up&status=down", 400, "status is given 2 times"},
 		{"/nodes?free_mru=x&status=y", 400, "status"}, // every problem is reported
 		{"/nodes/abc", 400, "id"},
 		{"/nodes/999", 404, "node 999"},
@@ -185,7 +189,13 @@ func TestBadParameters(t *testing.T) {
 		{"/farms/9", 404, "farm 9"},
 		{"/twins/x", 400, "id"},
 		{"/twins/4000", 404, "twin 4000"},
-		{"/contracts?state=deleted", 400, "state"},
+		{"/contracts?state=ended", 400, "state"},
+		{"/gateways/2", 404, "gateway 2"},
+		{"/twins?twin_id=x", 400, "twin_id"},
+		{"/public_ips?free=maybe", 400, "free"},
+		{"/farms?sort_by=color", 400, "sort_by"},
+		{"/contracts/99/bills", 404, "contract 99"},
+		{"/stats?status=x", 400, "status"},
 		{"/contracts?type=vm", 400, "type"},
 		{"/contracts?twin_id=me", 400, "twin_id"},
 		{"/contracts/18446744073709551616", 400, "id"},
@@ -215,16 +225,16 @@ func TestNodeView(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("got status %d (%s), want 200", code, body)
 	}
-	var n NodeView
+	var n NodeWithNestedCapacity
 	if err := json.Unmarshal(body, &n); err != nil {
 		t.Fatal(err)
 	}
-	want := registry.Resources{CRU: 6, MRU: 10 * gb, SRU: 380 * gb}
-	if n.ID != 1 || n.Status != StatusUp || n.FarmName != "alpha" || n.FarmFreeIPs != 2 || n.Free != want {
+	want := Capacity{CRU: 6, MRU: 10 * gb, SRU: 380 * gb}
+	if n.NodeID != 1 || n.Status != StatusUp || n.FarmName != "alpha" || n.FarmFreeIPs != 2 || n.Free != want {
 		t.Errorf("got %+v, want node 1 up in farm alpha with 2 free IPs and free %+v", n, want)
 	}
-	if n.PublicConfig == nil || n.PublicConfig.Domain != "n1.example.com" || n.Total.MRU != 16*gb {
-		t.Errorf("got public config %+v total %+v, want the registry record", n.PublicConfig, n.Total)
+	if n.PublicConfig.Domain != "n1.example.com" || n.Capacity.Total.MRU != 16*gb || n.Reserved.MRU != 2*gb {
+		t.Errorf("got public config %+v capacity %+v reserved %+v, want the registry record", n.PublicConfig, n.Capacity, n.Reserved)
 	}
 	_, body, _ = get(t, h, "/nodes/5/status")
 	if got := strings.TrimSpace(string(body)); got != `{"status":"standby"}` {
@@ -232,83 +242,39 @@ func TestNodeView(t *testing.T) {
 	}
 }
 
-func TestFarmsTwinsContractsStats(t *testing.T) {
+// TestOurExtras: what of ours gridproxy lacks is served as extra fields:
+// farm counts, contract use, stats by status and state.
+func TestOurExtras(t *testing.T) {
 	h := newTestExplorer(t, fixture()).Handler()
 
 	_, body, total := get(t, h, "/farms")
-	var farms []FarmView
+	var farms []Farm
 	if err := json.Unmarshal(body, &farms); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
 	for _, f := range farms {
-		got = append(got, fmt.Sprintf("%d %s ips %d/%d nodes %d up %d", f.ID, f.Name, f.FreeIPs, f.TotalIPs, f.NodeCount, f.NodesUp))
+		got = append(got, fmt.Sprintf("%d %s ips %d/%d used %d nodes %d up %d", f.FarmID, f.Name, f.FreeIPs, f.TotalIPs, f.UsedIPs, f.NodeCount, f.NodesUp))
 	}
-	want := []string{"1 alpha ips 2/3 nodes 2 up 1", "2 beta <b> ips 0/0 nodes 2 up 0", "3 gamma ips 0/1 nodes 2 up 1"}
+	want := []string{"1 alpha ips 2/3 used 1 nodes 2 up 1", "2 beta <b> ips 0/0 used 0 nodes 2 up 0", "3 gamma ips 0/1 used 1 nodes 2 up 1"}
 	if !slices.Equal(got, want) || total != "3" {
 		t.Errorf("got farms %q (total %s), want %q", got, total, want)
 	}
-
-	farmTests := []struct {
-		query string
-		want  []uint32
-	}{
-		{"free_ips=1", []uint32{1}},
-		{"name=GAMMA", []uint32{3}},
-		{"twin_id=11", []uint32{2}},
-		{"farm_id=2", []uint32{2}},
-		{"size=1&page=2", []uint32{2}},
-		{"size=2&page=5", []uint32{}},
+	if code, body, _ := get(t, h, "/farms/2"); code != 200 || !strings.Contains(string(body), `"farmId":2`) {
+		t.Errorf("got farm 2: %d %s", code, body)
 	}
-	for _, tt := range farmTests {
-		_, body, _ := get(t, h, "/farms?"+tt.query)
-		var fs []FarmView
-		if err := json.Unmarshal(body, &fs); err != nil {
-			t.Fatal(err)
-		}
-		ids := []uint32{}
-		for _, f := range fs {
-			ids = append(ids, f.ID)
-		}
-		if !slices.Equal(ids, tt.want) {
-			t.Errorf("farms?%s: got %v, want %v", tt.query, ids, tt.want)
-		}
-	}
-
 	_, body, _ = get(t, h, "/twins/20")
-	if got := strings.TrimSpace(string(body)); got != `{"id":20,"public_key":"","relay":"relay.example"}` {
+	if got := strings.TrimSpace(string(body)); got != `{"twinId":20,"accountId":"","relay":"relay.example","publicKey":""}` {
 		t.Errorf("got twin %s", got)
 	}
 
-	contractTests := []struct {
-		query string
-		want  []uint64
-	}{
-		{"", []uint64{1, 2, 3, 4}},
-		{"twin_id=20", []uint64{1, 2}},
-		{"node_id=1", []uint64{1, 4}},
-		{"state=created", []uint64{1, 3, 4}},
-		{"state=canceled&twin_id=20", []uint64{2}},
-		{"type=name", []uint64{3}},
-		{"twin_id=21&node_id=2", []uint64{}},
-		{"size=3&page=2", []uint64{4}},
+	_, body, _ = get(t, h, "/contracts/3")
+	var c Contract
+	if err := json.Unmarshal(body, &c); err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range contractTests {
-		code, body, _ := get(t, h, "/contracts?"+tt.query)
-		var cs []registry.Contract
-		if err := json.Unmarshal(body, &cs); err != nil || code != 200 {
-			t.Fatalf("contracts?%s: status %d body %s: %v", tt.query, code, body, err)
-		}
-		ids := []uint64{}
-		for _, c := range cs {
-			ids = append(ids, c.ID)
-		}
-		if !slices.Equal(ids, tt.want) {
-			t.Errorf("contracts?%s: got %v, want %v", tt.query, ids, tt.want)
-		}
-	}
-	if code, body, _ := get(t, h, "/contracts/3"); code != 200 || !strings.Contains(string(body), `"name":"web"`) {
-		t.Errorf("got contract 3: %d %s", code, body)
+	if c.Proof == nil || c.Proof.Op != "name.create" || string(c.Proof.Payload) != `{"name":"web"}` {
+		t.Errorf("got contract 3 proof %+v, want the signed request kept", c.Proof)
 	}
 
 	_, body, _ = get(t, h, "/stats")
@@ -316,16 +282,11 @@ func TestFarmsTwinsContractsStats(t *testing.T) {
 	if err := json.Unmarshal(body, &st); err != nil {
 		t.Fatal(err)
 	}
-	gotStats := fmt.Sprintf("nodes %d %v farms %d twins %d contracts %d %v countries %d ips %d/%d cru %d",
-		st.Nodes, st.NodesByStatus, st.Farms, st.Twins, st.Contracts, st.ContractsByState, st.Countries,
-		st.FreePublicIPs, st.PublicIPs, st.Total.CRU)
-	wantStats := "nodes 7 map[down:2 standby:2 up:3] farms 3 twins 12 contracts 4 map[canceled:1 created:3] countries 3 ips 2/4 cru 127"
+	gotStats := fmt.Sprintf("nodes %d %v contracts %d %v ips %d/%d cru %d updated %d",
+		st.Nodes, st.NodesByStatus, st.Contracts, st.ContractsByState, st.FreePublicIPs, st.PublicIPs, st.Total.CRU, st.Updated)
+	wantStats := fmt.Sprintf("nodes 7 map[down:2 standby:2 up:3] contracts 5 map[Created:4 Deleted:1] ips 2/4 cru 127 updated %d", testNow.Unix())
 	if gotStats != wantStats {
 		t.Errorf("got stats %q, want %q", gotStats, wantStats)
-	}
-
-	if code, body, _ := get(t, h, "/ping"); code != 200 || !strings.Contains(string(body), "pong") {
-		t.Errorf("got ping %d %s", code, body)
 	}
 }
 
@@ -467,7 +428,7 @@ func TestWebPageServed(t *testing.T) {
 	h := newTestExplorer(t, fixture()).Handler()
 	for _, tt := range []struct{ url, ctype, contains string }{
 		{"/", "text/html", `src="/static/app.js"`},
-		{"/static/app.js", "javascript", "X-Total-Count"},
+		{"/static/app.js", "javascript", "ret_count"},
 		{"/static/style.css", "text/css", ".badge"},
 	} {
 		rec := httptest.NewRecorder()

@@ -64,6 +64,12 @@ func bigGrid(n int) *memSource {
 		if r.IntN(10) == 0 {
 			node.PublicConfig = &registry.PublicConfig{Domain: fmt.Sprintf("gw%d.example.com", i)}
 		}
+		if r.IntN(4) == 0 {
+			if node.PublicConfig == nil {
+				node.PublicConfig = &registry.PublicConfig{}
+			}
+			node.PublicConfig.IPv4 = fmt.Sprintf("10.%d.%d.2/24", i/256, i%256)
+		}
 		src.nodes = append(src.nodes, node)
 		src.twins = append(src.twins, registry.Twin{ID: node.TwinID})
 	}
@@ -189,14 +195,14 @@ func TestBigGridQueriesMatchBruteForce(t *testing.T) {
 			var want []registry.Node
 			for _, n := range src.nodes {
 				free := Free(&n)
-				ok := (f.nodeID == nil || n.ID == *f.nodeID) &&
-					(len(f.farmIDs) == 0 || slices.Contains(f.farmIDs, n.FarmID)) &&
-					(f.status == "" || Status(&n, now) == f.status) &&
+				ok := (f.nodeID == nil || uint64(n.ID) == *f.nodeID) &&
+					(len(f.farmIDs) == 0 || slices.Contains(f.farmIDs, uint64(n.FarmID))) &&
+					(len(f.statuses) == 0 || slices.Contains(f.statuses, Status(&n, now))) &&
 					free.CRU >= f.freeCRU && free.MRU >= f.freeMRU && free.SRU >= f.freeSRU && free.HRU >= f.freeHRU &&
 					uint64(farmFree[n.FarmID]) >= f.freeIPs &&
-					(f.ipv4 == nil || *f.ipv4 == (farmFree[n.FarmID] > 0)) &&
+					(f.ipv4 == nil || *f.ipv4 == (n.PublicConfig != nil && n.PublicConfig.IPv4 != "")) &&
 					(f.domain == nil || *f.domain == (n.PublicConfig != nil && n.PublicConfig.Domain != "")) &&
-					(f.country == "" || f.country == lower(n.Location.Country))
+					(f.country == nil || lower(*f.country) == lower(n.Location.Country))
 				if ok {
 					want = append(want, n)
 				}
@@ -211,11 +217,11 @@ func TestBigGridQueriesMatchBruteForce(t *testing.T) {
 				}
 				return cmpInt(int64(a.ID), int64(b.ID))
 			})
-			if f.desc {
+			if f.lim.desc {
 				slices.Reverse(want)
 			}
 			wantIDs := []uint32{}
-			start, end := f.page.window(len(want))
+			start, end := f.lim.window(len(want))
 			for _, n := range want[start:end] {
 				wantIDs = append(wantIDs, n.ID)
 			}

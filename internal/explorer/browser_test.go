@@ -96,6 +96,17 @@ func TestWebPageInChromium(t *testing.T) {
 			t.Errorf("got stats %q, want %q in it", tiles, w)
 		}
 	}
+	// Every field the page reads is in the API's answers.
+	var text string
+	s.exec(t, &text, `return document.body.innerText`)
+	for _, bad := range []string{"undefined", "NaN", "never", "farm #"} {
+		if strings.Contains(text, bad) {
+			t.Errorf("the page shows %q: a field it reads is missing from the API", bad)
+		}
+	}
+	if !strings.Contains(text, "reported 9 min ago") || !strings.Contains(text, "twin 10") {
+		t.Errorf("got page text without node 1's report age or farm 1's twin:\n%.1500s", text)
+	}
 	s.screenshot(t, filepath.Join(artifacts, "explorer-desktop.png"))
 
 	// Live: a node registered now shows up without reloading the page.

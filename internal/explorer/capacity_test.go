@@ -95,7 +95,7 @@ func FuzzNodesQuery(f *testing.F) {
 		h.ServeHTTP(rec, req)
 		switch rec.Code {
 		case http.StatusOK:
-			var nodes []NodeView
+			var nodes []Node
 			if err := json.Unmarshal(rec.Body.Bytes(), &nodes); err != nil {
 				t.Fatalf("%q: 200 with %s: %v", q, rec.Body, err)
 			}

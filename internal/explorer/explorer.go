@@ -1,7 +1,7 @@
-// Package explorer serves a read-only view of the grid registry: an HTTP JSON
-// API in the spirit of the original gridproxy (/nodes with capacity, farm,
-// status, public IP, domain and country filters, /farms, /twins, /contracts,
-// /stats) and a live web page at /. It keeps an in-memory snapshot of the
+// Package explorer serves a read-only view of the grid registry: ThreeFold's
+// gridproxy API (its paths, query parameters, JSON field names, types and
+// units; README.md says what matches and what differs) with our extra
+// fields, and a live web page at / that reads the same API. It keeps an in-memory snapshot of the
 // registry, refreshed from a Source in the background and on demand, so that
 // queries over tens of thousands of nodes do not touch the registry. zgrid
 // runs it with the registry client as the Source; zosctl and browsers read it.

@@ -3,35 +3,62 @@ package explorer
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/zos-go/zos/internal/registry"
 )
 
 // errBadQuery marks errors that answer 400.
 var errBadQuery = errors.New("bad query")
 
-// query reads URL query parameters, rejecting unknown and repeated ones and
-// collecting every problem so that the client sees them all at once.
+// query reads URL query parameters as gridproxy does: empty values are
+// ignored, a list parameter takes repeated values and comma separated ones
+// (farm_ids=1&farm_ids=2, status=up,standby), a single-valued parameter
+// given twice takes the last value, and a parameter the endpoint does not
+// know is an error. Every problem is collected so that the client sees
+// them all at once.
 type query struct {
 	v    url.Values
 	errs []error
 }
 
+// limitParams are the paging and sorting parameters of every list
+// (gridproxy's types.Limit). randomize and balance are accepted and have
+// no effect: the order is the asked one, and prices are all zero here.
+var limitParams = []string{"page", "size", "ret_count", "randomize", "sort_by", "sort_order", "balance"}
+
+// unsupported are parameters gridproxy takes that our registry has no data
+// for; asking for them is an error rather than a silently wrong answer.
+var unsupported = map[string]string{
+	"region":        "nodes report no region",
+	"features":      "nodes report no feature list",
+	"node_features": "nodes report no feature list",
+}
+
 func newQuery(v url.Values, allowed ...string) *query {
-	q := &query{v: v}
+	q := &query{v: url.Values{}}
 	var unknown []string
 	for k, vals := range v {
+		var kept []string
+		for _, s := range vals {
+			if s = strings.TrimSpace(s); s != "" {
+				kept = append(kept, s)
+			}
+		}
+		if len(kept) == 0 {
+			continue
+		}
 		if !slices.Contains(allowed, k) {
 			unknown = append(unknown, k)
 			continue
 		}
-		if len(vals) > 1 {
-			q.errs = append(q.errs, fmt.Errorf("%s is given %d times", k, len(vals)))
+		if why, ok := unsupported[k]; ok {
+			q.errs = append(q.errs, fmt.Errorf("%s is not supported by this explorer: %s", k, why))
+			continue
 		}
+		q.v[k] = kept
 	}
 	if len(unknown) > 0 {
 		slices.Sort(unknown)
@@ -49,11 +76,39 @@ func (q *query) err() error {
 	return fmt.Errorf("%w: %w", errBadQuery, errors.Join(q.errs...))
 }
 
+func (q *query) bad(format string, args ...any) {
+	q.errs = append(q.errs, fmt.Errorf(format, args...))
+}
+
+// str is the last value of a single-valued parameter.
 func (q *query) str(name string) (string, bool) {
-	if !q.v.Has(name) {
+	vals := q.v[name]
+	if len(vals) == 0 {
 		return "", false
 	}
-	return strings.TrimSpace(q.v.Get(name)), true
+	return vals[len(vals)-1], true
+}
+
+// strPtr is str as a pointer, nil when absent.
+func (q *query) strPtr(name string) *string {
+	s, ok := q.str(name)
+	if !ok {
+		return nil
+	}
+	return &s
+}
+
+// list is every value of a list parameter, comma separated ones split.
+func (q *query) list(name string) []string {
+	var out []string
+	for _, v := range q.v[name] {
+		for part := range strings.SplitSeq(v, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				out = append(out, part)
+			}
+		}
+	}
+	return out
 }
 
 func (q *query) uint(name string, bits int) (uint64, bool) {
@@ -63,39 +118,45 @@ func (q *query) uint(name string, bits int) (uint64, bool) {
 	}
 	n, err := strconv.ParseUint(s, 10, bits)
 	if err != nil {
-		q.errs = append(q.errs, fmt.Errorf("%s=%q: want an integer from 0 to %d", name, s, uint64(1)<<bits-1))
+		q.bad("%s=%q: want an integer from 0 to %d", name, s, uint64(1)<<bits-1)
 		return 0, false
 	}
 	return n, true
 }
 
-// id is the uint32 id of name, nil when the query has none (or a bad one,
-// then recorded in q's errors), like bool.
-func (q *query) id(name string) *uint32 {
-	n, ok := q.uint(name, 32)
+// uintPtr is a uint64 parameter as a pointer, nil when absent or bad.
+func (q *query) uintPtr(name string) *uint64 {
+	n, ok := q.uint(name, 64)
 	if !ok {
 		return nil
 	}
-	id := uint32(n)
-	return &id
+	return &n
 }
 
-func (q *query) uint32List(name string) []uint32 {
+func (q *query) uintList(name string) []uint64 {
+	var out []uint64
+	for _, s := range q.list(name) {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			q.bad("%s: %q is not an id; want ids, repeated or comma separated", name, s)
+			return nil
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func (q *query) float(name string) *float64 {
 	s, ok := q.str(name)
 	if !ok {
 		return nil
 	}
-	var out []uint32
-	for part := range strings.SplitSeq(s, ",") {
-		part = strings.TrimSpace(part)
-		n, err := strconv.ParseUint(part, 10, 32)
-		if err != nil {
-			q.errs = append(q.errs, fmt.Errorf("%s=%q: want a comma separated list of ids", name, s))
-			return nil
-		}
-		out = append(out, uint32(n))
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) {
+		q.bad("%s=%q: want a number", name, s)
+		return nil
 	}
-	return out
+	return &f
 }
 
 func (q *query) bool(name string) *bool {
@@ -105,197 +166,98 @@ func (q *query) bool(name string) *bool {
 	}
 	b, err := strconv.ParseBool(s)
 	if err != nil {
-		q.errs = append(q.errs, fmt.Errorf("%s=%q: want true or false", name, s))
+		q.bad("%s=%q: want true or false", name, s)
 		return nil
 	}
 	return &b
 }
 
+// oneOf is the value of a single-valued parameter among choices, compared
+// without case; it returns the choice as spelled in choices.
 func (q *query) oneOf(name string, choices ...string) string {
 	s, ok := q.str(name)
 	if !ok {
 		return ""
 	}
-	s = strings.ToLower(s)
-	if !slices.Contains(choices, s) {
-		q.errs = append(q.errs, fmt.Errorf("%s=%q: want one of %s", name, s, strings.Join(choices, ", ")))
-		return ""
+	for _, c := range choices {
+		if strings.EqualFold(s, c) {
+			return c
+		}
 	}
-	return s
+	q.bad("%s=%q: want one of %s", name, s, strings.Join(choices, ", "))
+	return ""
 }
 
-// pageParams is a 1-based page of size items.
-type pageParams struct {
+// listOf is a list parameter whose values are among choices, compared
+// without case, returned as spelled in choices.
+func (q *query) listOf(name string, choices ...string) []string {
+	var out []string
+	for _, s := range q.list(name) {
+		i := slices.IndexFunc(choices, func(c string) bool { return strings.EqualFold(s, c) })
+		if i < 0 {
+			q.bad("%s: %q is not one of %s", name, s, strings.Join(choices, ", "))
+			return nil
+		}
+		out = append(out, choices[i])
+	}
+	return out
+}
+
+// limit is the parsed paging and sorting of a list.
+type limit struct {
 	page, size int
+	retCount   bool
+	sortBy     string // one of the endpoint's sort keys, "" for the default order
+	desc       bool
 }
 
-func (q *query) page(cfg Config) pageParams {
-	p := pageParams{page: 1, size: cfg.DefaultPageSize}
+// limit reads the paging and sorting parameters; sortKeys are the sort_by
+// values the endpoint takes.
+func (q *query) limit(cfg Config, sortKeys ...string) limit {
+	l := limit{page: 1, size: cfg.DefaultPageSize}
 	if n, ok := q.uint("page", 32); ok {
 		if n == 0 {
-			q.errs = append(q.errs, errors.New("page=0: pages start at 1"))
+			q.bad("page=0: pages start at 1")
 		} else {
-			p.page = int(n)
+			l.page = int(n)
 		}
 	}
 	if n, ok := q.uint("size", 32); ok {
 		if n == 0 || n > uint64(cfg.MaxPageSize) {
-			q.errs = append(q.errs, fmt.Errorf("size=%d: want 1 to %d", n, cfg.MaxPageSize))
+			q.bad("size=%d: want 1 to %d", n, cfg.MaxPageSize)
 		} else {
-			p.size = int(n)
+			l.size = int(n)
 		}
 	}
-	return p
+	if b := q.bool("ret_count"); b != nil {
+		l.retCount = *b
+	}
+	q.bool("randomize")
+	q.float("balance")
+	l.sortBy = q.oneOf("sort_by", sortKeys...)
+	l.desc = q.oneOf("sort_order", "asc", "desc") == "desc"
+	return l
 }
 
 // window is the [start, end) range of the page among total items.
-func (p pageParams) window(total int) (int, int) {
-	if p.size <= 0 || p.page-1 > total/p.size { // also keeps the product below overflow
+func (l limit) window(total int) (int, int) {
+	if l.size <= 0 || l.page-1 > total/l.size { // also keeps the product below overflow
 		return total, total
 	}
-	start := min((p.page-1)*p.size, total)
-	return start, min(start+p.size, total)
+	start := min((l.page-1)*l.size, total)
+	return start, min(start+l.size, total)
 }
 
-// nodeFilter is the parsed query of /nodes.
-type nodeFilter struct {
-	farmIDs                   []uint32
-	nodeID, twinID            *uint32
-	status                    string
-	freeCRU, freeMRU          uint64
-	freeSRU, freeHRU, freeIPs uint64
-	ipv4, domain              *bool
-	country                   string // lower case
-	sortBy                    sortKey
-	desc                      bool
-	page                      pageParams
+// params joins parameter name lists.
+func params(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
 }
 
-func nodeParams() []string {
-	return []string{
-		"farm_ids", "node_id", "twin_id", "status", "free_cru", "free_mru", "free_sru", "free_hru",
-		"free_ips", "ipv4", "domain", "country", "sort_by", "sort_order", "page", "size",
-	}
-}
-
-func parseNodeFilter(v url.Values, cfg Config) (nodeFilter, error) {
-	q := newQuery(v, nodeParams()...)
-	var f nodeFilter
-	f.farmIDs = q.uint32List("farm_ids")
-	f.nodeID = q.id("node_id")
-	f.twinID = q.id("twin_id")
-	f.status = q.oneOf("status", StatusUp, StatusDown, StatusStandby)
-	f.freeCRU, _ = q.uint("free_cru", 64)
-	f.freeMRU, _ = q.uint("free_mru", 64)
-	f.freeSRU, _ = q.uint("free_sru", 64)
-	f.freeHRU, _ = q.uint("free_hru", 64)
-	f.freeIPs, _ = q.uint("free_ips", 32)
-	f.ipv4 = q.bool("ipv4")
-	f.domain = q.bool("domain")
-	if c, ok := q.str("country"); ok {
-		f.country = strings.ToLower(c)
-	}
-	if name := q.oneOf("sort_by", sortKeyNames()...); name != "" {
-		for k := range numSortKeys {
-			if k.name() == name {
-				f.sortBy = k
-			}
-		}
-	}
-	f.desc = q.oneOf("sort_order", "asc", "desc") == "desc"
-	f.page = q.page(cfg)
-	return f, q.err()
-}
-
-// match reports whether the node passes every filter but status and
-// country, which queryNodes checks with the clock and the snapshot's
-// country index.
-func (f *nodeFilter) match(m *nodeMeta) bool {
-	if f.nodeID != nil && m.id != *f.nodeID {
-		return false
-	}
-	if f.twinID != nil && m.twinID != *f.twinID {
-		return false
-	}
-	if len(f.farmIDs) > 0 && !slices.Contains(f.farmIDs, m.farmID) {
-		return false
-	}
-	if m.free.CRU < f.freeCRU || m.free.MRU < f.freeMRU || m.free.SRU < f.freeSRU || m.free.HRU < f.freeHRU {
-		return false
-	}
-	if uint64(m.freeIPs) < f.freeIPs {
-		return false
-	}
-	if f.ipv4 != nil && *f.ipv4 != (m.freeIPs > 0) {
-		return false
-	}
-	if f.domain != nil && *f.domain != m.domain {
-		return false
-	}
-	return true
-}
-
-// farmFilter is the parsed query of /farms.
-type farmFilter struct {
-	farmID, twinID *uint32
-	name           string // lower case
-	freeIPs        uint64
-	page           pageParams
-}
-
-func parseFarmFilter(v url.Values, cfg Config) (farmFilter, error) {
-	q := newQuery(v, "farm_id", "twin_id", "name", "free_ips", "page", "size")
-	var f farmFilter
-	f.farmID = q.id("farm_id")
-	f.twinID = q.id("twin_id")
-	if name, ok := q.str("name"); ok {
-		f.name = strings.ToLower(name)
-	}
-	f.freeIPs, _ = q.uint("free_ips", 32)
-	f.page = q.page(cfg)
-	return f, q.err()
-}
-
-func (f *farmFilter) match(fe *farmEntry) bool {
-	switch {
-	case f.farmID != nil && fe.farm.ID != *f.farmID:
-		return false
-	case f.twinID != nil && fe.farm.TwinID != *f.twinID:
-		return false
-	case f.name != "" && strings.ToLower(fe.farm.Name) != f.name:
-		return false
-	}
-	return uint64(fe.freeIPs) >= f.freeIPs
-}
-
-// contractFilter is the parsed query of /contracts.
-type contractFilter struct {
-	twinID, nodeID *uint32
-	state, typ     string
-	page           pageParams
-}
-
-func parseContractFilter(v url.Values, cfg Config) (contractFilter, error) {
-	q := newQuery(v, "twin_id", "node_id", "state", "type", "page", "size")
-	var f contractFilter
-	f.twinID = q.id("twin_id")
-	f.nodeID = q.id("node_id")
-	f.state = q.oneOf("state", registry.StateCreated, registry.StateCanceled)
-	f.typ = q.oneOf("type", registry.TypeNode, registry.TypeName, registry.TypeRent)
-	f.page = q.page(cfg)
-	return f, q.err()
-}
-
-func (f *contractFilter) match(c *registry.Contract) bool {
-	switch {
-	case f.twinID != nil && c.TwinID != *f.twinID:
-		return false
-	case f.nodeID != nil && c.NodeID != *f.nodeID:
-		return false
-	case f.state != "" && c.State != f.state:
-		return false
-	case f.typ != "" && c.Type != f.typ:
-		return false
-	}
-	return true
+// containsFold reports whether s contains sub, without case.
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
 }

@@ -86,12 +86,24 @@ func sub(a, b, c uint64) uint64 {
 // addResources is a+b, saturating rather than wrapping around 2^64.
 func addResources(a, b registry.Resources) registry.Resources { return a.Plus(b) }
 
-// nodeEntry is a node with its free capacity and farm.
+// nodeEntry is a node with its free capacity, farm and contracts.
 type nodeEntry struct {
 	node *registry.Node // in the slice the Source returned
 	free registry.Resources
 	farm *farmEntry // nil when the farm is unknown
+	// rent is the node's active rent contract, nil if not rented;
+	// contracts counts its active node contracts.
+	rent      *registry.Contract
+	contracts int
 }
+
+// dedicated is gridproxy's rule: the farm is dedicated (ours never are),
+// the node runs no node contract, or it is rented.
+func (e *nodeEntry) dedicated() bool { return e.contracts == 0 || e.rent != nil }
+
+// rentable: not rented and running no node contract (what the registry
+// checks before renting).
+func (e *nodeEntry) rentable() bool { return e.rent == nil && e.contracts == 0 }
 
 // nodeMeta is what the /nodes filters read, kept apart from the full
 // records so that a scan over every node stays in cache.
@@ -103,8 +115,14 @@ type nodeMeta struct {
 	twinID    uint32
 	freeIPs   uint32 // free public IPs of the farm
 	country   uint32 // index in snapshot.countryIDs; 0 = none
+	renter    uint32 // twin renting the node, 0 if none
+	farmTwin  uint32 // owner of the node's farm, 0 if the farm is unknown
 	powerDown bool
 	domain    bool
+	ipv4      bool // public config has an IPv4 address
+	ipv6      bool // public config has an IPv6 address
+	rentable  bool
+	dedicated bool
 }
 
 // unixNano is t in unix nanoseconds, clamped to years 1900-2150 so that
@@ -156,8 +174,9 @@ type snapshot struct {
 	twinByID   map[uint32]int32
 	contracts  []registry.Contract // by ID
 
-	totals  Stats // the parts of /stats that do not depend on the clock
-	byOrder [numSortKeys]lazyOrder
+	publicIPs, freePublicIPs int
+	contractsByState         map[string]int
+	byOrder                  [numSortKeys]lazyOrder
 }
 
 // lazyOrder is the node order for one sort key, computed on first use.
@@ -169,17 +188,18 @@ type lazyOrder struct {
 // buildSnapshot indexes the records; it keeps and reorders the slices.
 func buildSnapshot(at time.Time, nodes []registry.Node, farms []registry.Farm, twins []registry.Twin, contracts []registry.Contract) *snapshot {
 	s := &snapshot{
-		at:         at,
-		nodes:      make([]nodeEntry, 0, len(nodes)),
-		meta:       make([]nodeMeta, 0, len(nodes)),
-		nodeJSON:   make([]atomic.Pointer[[]byte], len(nodes)),
-		countryIDs: map[string]uint32{},
-		nodeByID:   make(map[uint32]int32, len(nodes)),
-		farms:      make([]*farmEntry, 0, len(farms)),
-		farmByID:   make(map[uint32]*farmEntry, len(farms)),
-		twins:      twins,
-		twinByID:   make(map[uint32]int32, len(twins)),
-		contracts:  contracts,
+		at:               at,
+		nodes:            make([]nodeEntry, 0, len(nodes)),
+		meta:             make([]nodeMeta, 0, len(nodes)),
+		nodeJSON:         make([]atomic.Pointer[[]byte], len(nodes)),
+		countryIDs:       map[string]uint32{},
+		nodeByID:         make(map[uint32]int32, len(nodes)),
+		farms:            make([]*farmEntry, 0, len(farms)),
+		farmByID:         make(map[uint32]*farmEntry, len(farms)),
+		twins:            twins,
+		twinByID:         make(map[uint32]int32, len(twins)),
+		contracts:        contracts,
+		contractsByState: map[string]int{},
 	}
 	for _, f := range farms {
 		fe := &farmEntry{farm: f}
@@ -190,15 +210,32 @@ func buildSnapshot(at time.Time, nodes []registry.Node, farms []registry.Farm, t
 		}
 		s.farms = append(s.farms, fe)
 		s.farmByID[f.ID] = fe
-		s.totals.PublicIPs += len(f.PublicIPs)
-		s.totals.FreePublicIPs += fe.freeIPs
+		s.publicIPs += len(f.PublicIPs)
+		s.freePublicIPs += fe.freeIPs
 	}
 	slices.SortFunc(s.farms, func(a, b *farmEntry) int { return cmp.Compare(a.farm.ID, b.farm.ID) })
+
+	slices.SortFunc(s.contracts, func(a, b registry.Contract) int { return cmp.Compare(a.ID, b.ID) })
+	rents := map[uint32]*registry.Contract{}
+	nodeContracts := map[uint32]int{}
+	for i := range s.contracts {
+		c := &s.contracts[i]
+		s.contractsByState[contractState(c.State)]++
+		if c.State != registry.StateCreated {
+			continue
+		}
+		switch c.Type {
+		case registry.TypeRent:
+			rents[c.NodeID] = c
+		case registry.TypeNode:
+			nodeContracts[c.NodeID]++
+		}
+	}
 
 	slices.SortFunc(nodes, func(a, b registry.Node) int { return cmp.Compare(a.ID, b.ID) })
 	for k := range nodes {
 		n := &nodes[k]
-		e := nodeEntry{node: n, free: Free(n), farm: s.farmByID[n.FarmID]}
+		e := nodeEntry{node: n, free: Free(n), farm: s.farmByID[n.FarmID], rent: rents[n.ID], contracts: nodeContracts[n.ID]}
 		m := nodeMeta{
 			free:      e.free,
 			updated:   unixNano(n.Updated),
@@ -207,7 +244,17 @@ func buildSnapshot(at time.Time, nodes []registry.Node, farms []registry.Farm, t
 			twinID:    n.TwinID,
 			freeIPs:   uint32(e.freeIPs()),
 			powerDown: n.Power == registry.PowerDown || n.PowerTarget == registry.PowerDown,
-			domain:    n.PublicConfig != nil && n.PublicConfig.Domain != "",
+			rentable:  e.rentable(),
+			dedicated: e.dedicated(),
+		}
+		if pc := n.PublicConfig; pc != nil {
+			m.domain, m.ipv4, m.ipv6 = pc.Domain != "", pc.IPv4 != "", pc.IPv6 != ""
+		}
+		if e.rent != nil {
+			m.renter = e.rent.TwinID
+		}
+		if e.farm != nil {
+			m.farmTwin = e.farm.farm.TwinID
 		}
 		if c := strings.ToLower(n.Location.Country); c != "" {
 			id, ok := s.countryIDs[c]
@@ -224,47 +271,46 @@ func buildSnapshot(at time.Time, nodes []registry.Node, farms []registry.Farm, t
 		if e.farm != nil {
 			e.farm.nodes = append(e.farm.nodes, i)
 		}
-		s.totals.Total = addResources(s.totals.Total, n.Total)
-		s.totals.Used = addResources(s.totals.Used, n.Used)
-		s.totals.Free = addResources(s.totals.Free, e.free)
 	}
-	s.totals.Nodes = len(s.nodes)
-	s.totals.Countries = len(s.countryIDs)
 
 	slices.SortFunc(s.twins, func(a, b registry.Twin) int { return cmp.Compare(a.ID, b.ID) })
 	for i, t := range s.twins {
 		s.twinByID[t.ID] = int32(i)
 	}
-	slices.SortFunc(s.contracts, func(a, b registry.Contract) int { return cmp.Compare(a.ID, b.ID) })
-	s.totals.ContractsByState = map[string]int{}
-	for _, c := range s.contracts {
-		s.totals.ContractsByState[c.State]++
-	}
-	s.totals.Farms = len(s.farms)
-	s.totals.Twins = len(s.twins)
-	s.totals.Contracts = len(s.contracts)
 	return s
 }
 
-// node, farm, twin and contract find an object by id: the node's and
-// twin's index, the farm's entry, the contract's index in s.contracts.
-func (s *snapshot) node(id uint64) (int32, bool) {
-	i, ok := s.nodeByID[uint32(id)]
-	return i, ok
-}
-
-func (s *snapshot) farm(id uint64) (*farmEntry, bool) {
-	fe, ok := s.farmByID[uint32(id)]
-	return fe, ok
-}
-
-func (s *snapshot) twin(id uint64) (int32, bool) {
-	i, ok := s.twinByID[uint32(id)]
-	return i, ok
-}
-
-func (s *snapshot) contract(id uint64) (int, bool) {
-	return slices.BinarySearchFunc(s.contracts, id, func(c registry.Contract, id uint64) int { return cmp.Compare(c.ID, id) })
+// nodeTotals sums what /stats reports over the nodes whose status at now
+// is in statuses (every node when statuses is empty).
+func (s *snapshot) nodeTotals(statuses []string, now time.Time) Stats {
+	st := Stats{NodesDistribution: map[string]int{}}
+	nowNano := unixNano(now)
+	var total, used, free registry.Resources
+	for i := range s.nodes {
+		m := &s.meta[i]
+		if len(statuses) > 0 && !slices.Contains(statuses, m.status(nowNano)) {
+			continue
+		}
+		e := &s.nodes[i]
+		st.Nodes++
+		st.NodesDistribution[e.node.Location.Country]++
+		total = addResources(total, e.node.Total)
+		used = addResources(used, e.node.Used)
+		free = addResources(free, e.free)
+		if m.ipv4 || m.ipv6 {
+			st.AccessNodes++
+			if m.domain {
+				st.Gateways++
+			}
+		}
+		if m.dedicated {
+			st.DedicatedNodes++
+		}
+	}
+	st.Countries = len(st.NodesDistribution)
+	st.TotalCRU, st.TotalSRU, st.TotalMRU, st.TotalHRU = total.CRU, total.SRU, total.MRU, total.HRU
+	st.Total, st.Used, st.Free = capacity(total), capacity(used), capacity(free)
+	return st
 }
 
 // order returns the node indexes sorted ascending by key, ties by node ID.
@@ -275,11 +321,11 @@ func (s *snapshot) order(key sortKey) []int32 {
 		for i := range lo.order {
 			lo.order[i] = int32(i)
 		}
-		if key == sortNodeID {
-			return // nodes are stored by ID
+		if key == sortNodeID || key == sortStatus {
+			return // nodes are stored by ID; status is sorted per query
 		}
 		slices.SortStableFunc(lo.order, func(a, b int32) int {
-			return cmp.Compare(key.value(&s.nodes[a]), key.value(&s.nodes[b]))
+			return key.compare(&s.nodes[a], &s.nodes[b])
 		})
 	})
 	return lo.order
@@ -288,51 +334,124 @@ func (s *snapshot) order(key sortKey) []int32 {
 // sortKey names a node order.
 type sortKey int
 
+// The node orders: gridproxy's sort_by values, then ours.
 const (
 	sortNodeID sortKey = iota
+	sortStatus
 	sortFarmID
 	sortTwinID
+	sortUptime
+	sortCreated
+	sortUpdatedAt
+	sortCountry
+	sortCity
+	sortDedicatedFarm
+	sortRentContractID
+	sortTotalCRU
+	sortTotalMRU
+	sortTotalHRU
+	sortTotalSRU
+	sortUsedCRU
+	sortUsedMRU
+	sortUsedHRU
+	sortUsedSRU
+	sortNumGPU
+	sortExtraFee
+	sortPriceUSD
+	sortRented
+	sortRentable
 	sortFreeCRU
 	sortFreeMRU
 	sortFreeSRU
 	sortFreeHRU
-	sortTotalCRU
-	sortTotalMRU
-	sortTotalSRU
-	sortTotalHRU
 	sortFreeIPs
-	sortUpdated
-	sortUptime
+	sortUpdated // ours, the same as updated_at
 	numSortKeys
 )
 
-// sortKeys holds, for each key, its value of the sort_by query parameter
-// and what it sorts a node by.
-var sortKeys = [numSortKeys]struct {
-	name  string
-	value func(e *nodeEntry) int64
-}{
-	sortNodeID:   {"node_id", func(e *nodeEntry) int64 { return int64(e.node.ID) }},
-	sortFarmID:   {"farm_id", func(e *nodeEntry) int64 { return int64(e.node.FarmID) }},
-	sortTwinID:   {"twin_id", func(e *nodeEntry) int64 { return int64(e.node.TwinID) }},
-	sortFreeCRU:  {"free_cru", func(e *nodeEntry) int64 { return clamp(e.free.CRU) }},
-	sortFreeMRU:  {"free_mru", func(e *nodeEntry) int64 { return clamp(e.free.MRU) }},
-	sortFreeSRU:  {"free_sru", func(e *nodeEntry) int64 { return clamp(e.free.SRU) }},
-	sortFreeHRU:  {"free_hru", func(e *nodeEntry) int64 { return clamp(e.free.HRU) }},
-	sortTotalCRU: {"total_cru", func(e *nodeEntry) int64 { return clamp(e.node.Total.CRU) }},
-	sortTotalMRU: {"total_mru", func(e *nodeEntry) int64 { return clamp(e.node.Total.MRU) }},
-	sortTotalSRU: {"total_sru", func(e *nodeEntry) int64 { return clamp(e.node.Total.SRU) }},
-	sortTotalHRU: {"total_hru", func(e *nodeEntry) int64 { return clamp(e.node.Total.HRU) }},
-	sortFreeIPs:  {"free_ips", func(e *nodeEntry) int64 { return int64(e.freeIPs()) }},
-	sortUpdated:  {"updated", func(e *nodeEntry) int64 { return unixNano(e.node.Updated) }},
-	sortUptime:   {"uptime", func(e *nodeEntry) int64 { return clamp(e.node.Uptime) }},
+var sortKeyNames = [numSortKeys]string{
+	"node_id", "status", "farm_id", "twin_id", "uptime", "created", "updated_at", "country", "city",
+	"dedicated_farm", "rent_contract_id", "total_cru", "total_mru", "total_hru", "total_sru",
+	"used_cru", "used_mru", "used_hru", "used_sru", "num_gpu", "extra_fee", "price_usd", "rented",
+	"rentable", "free_cru", "free_mru", "free_sru", "free_hru", "free_ips", "updated",
 }
 
 // name is the key's value of the sort_by query parameter.
-func (k sortKey) name() string { return sortKeys[k].name }
+func (k sortKey) name() string { return sortKeyNames[k] }
 
-// value is what the key sorts a node by.
-func (k sortKey) value(e *nodeEntry) int64 { return sortKeys[k].value(e) }
+// compare orders two nodes by the key; equal keys compare equal (the
+// stable sort keeps them by ID).
+func (k sortKey) compare(a, b *nodeEntry) int {
+	switch k {
+	case sortCountry:
+		return strings.Compare(a.node.Location.Country, b.node.Location.Country)
+	case sortCity:
+		return strings.Compare(a.node.Location.City, b.node.Location.City)
+	}
+	return cmp.Compare(k.value(a), k.value(b))
+}
+
+// value is what a numeric key sorts a node by.
+func (k sortKey) value(e *nodeEntry) int64 {
+	n := e.node
+	switch k {
+	case sortFarmID:
+		return int64(n.FarmID)
+	case sortTwinID:
+		return int64(n.TwinID)
+	case sortUptime:
+		return clamp(n.Uptime)
+	case sortCreated:
+		return unixNano(n.Created)
+	case sortUpdatedAt, sortUpdated:
+		return unixNano(n.Updated)
+	case sortRentContractID:
+		if e.rent != nil {
+			return clamp(e.rent.ID)
+		}
+		return 0
+	case sortTotalCRU:
+		return clamp(n.Total.CRU)
+	case sortTotalMRU:
+		return clamp(n.Total.MRU)
+	case sortTotalHRU:
+		return clamp(n.Total.HRU)
+	case sortTotalSRU:
+		return clamp(n.Total.SRU)
+	case sortUsedCRU:
+		return clamp(n.Used.CRU)
+	case sortUsedMRU:
+		return clamp(n.Used.MRU)
+	case sortUsedHRU:
+		return clamp(n.Used.HRU)
+	case sortUsedSRU:
+		return clamp(n.Used.SRU)
+	case sortRented:
+		return b2i(e.rent != nil)
+	case sortRentable:
+		return b2i(e.rentable())
+	case sortFreeCRU:
+		return clamp(e.free.CRU)
+	case sortFreeMRU:
+		return clamp(e.free.MRU)
+	case sortFreeSRU:
+		return clamp(e.free.SRU)
+	case sortFreeHRU:
+		return clamp(e.free.HRU)
+	case sortFreeIPs:
+		return int64(e.freeIPs())
+	case sortNodeID:
+		return int64(n.ID)
+	}
+	return 0 // dedicated_farm, num_gpu, extra_fee, price_usd: the same for every node here
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 func clamp(v uint64) int64 { return int64(min(v, 1<<63-1)) }
 
@@ -341,12 +460,4 @@ func (e *nodeEntry) freeIPs() int {
 		return 0
 	}
 	return e.farm.freeIPs
-}
-
-func sortKeyNames() []string {
-	names := make([]string, 0, numSortKeys)
-	for k := range numSortKeys {
-		names = append(names, k.name())
-	}
-	return names
 }

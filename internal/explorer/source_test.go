@@ -81,6 +81,10 @@ var errSourceDown = errors.New("registry unreachable")
 
 const gb = uint64(1) << 30
 
+// alicePublicKey is Substrate's well-known dev key "Alice" (its SS58
+// address is 5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY).
+const alicePublicKey = "d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d"
+
 // testNow is the fixed clock of the fixture.
 var testNow = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
@@ -101,6 +105,8 @@ func ip(addr string, contract uint64) registry.PublicIP {
 //	7    99   up       14            1             0             -       no
 //
 // Farm 1 has 2 free public IPs of 3; farms 2 and 3 none; farm 99 is unknown.
+// Node 1 is rented by twin 21 (contract 4) and runs node contract 1; node 6
+// runs node contract 5; contract 2 (node 2) is canceled.
 func fixture() *memSource {
 	ago := func(d time.Duration) time.Time { return testNow.Add(-d) }
 	node := func(id, farm uint32, updated time.Time, country string, total, used registry.Resources) registry.Node {
@@ -113,6 +119,7 @@ func fixture() *memSource {
 	n1 := node(1, 1, ago(10*time.Minute), "BE",
 		registry.Resources{CRU: 8, MRU: 16 * gb, SRU: 500 * gb}, registry.Resources{CRU: 2, MRU: 4 * gb, SRU: 100 * gb})
 	n1.PublicConfig = &registry.PublicConfig{IPv4: "185.0.0.10/24", GW4: "185.0.0.1", Domain: "n1.example.com"}
+	n1.Location.City, n1.Location.Latitude, n1.Location.Longitude = "Ghent", 51.05, 3.72
 	n2 := node(2, 1, ago(2*time.Hour), "be",
 		registry.Resources{CRU: 32, MRU: 64 * gb, SRU: 1024 * gb, HRU: 4096 * gb}, registry.Resources{HRU: 1024 * gb})
 	n2.Reserved.SRU = 50 * gb
@@ -142,7 +149,7 @@ func fixture() *memSource {
 			{ID: 2, Name: "beta <b>", TwinID: 11},
 		},
 		twins: func() []registry.Twin {
-			ts := []registry.Twin{{ID: 10}, {ID: 11}, {ID: 12}, {ID: 20, Relay: "relay.example"}, {ID: 21}}
+			ts := []registry.Twin{{ID: 10}, {ID: 11}, {ID: 12}, {ID: 20, Relay: "relay.example"}, {ID: 21, PublicKey: alicePublicKey}}
 			for id := uint32(101); id <= 107; id++ {
 				ts = append(ts, registry.Twin{ID: id, PublicKey: "aa"})
 			}
@@ -150,9 +157,12 @@ func fixture() *memSource {
 		}(),
 		contracts: []registry.Contract{
 			{ID: 4, Type: registry.TypeRent, TwinID: 21, NodeID: 1, State: registry.StateCreated},
-			{ID: 1, Type: registry.TypeNode, TwinID: 20, NodeID: 1, State: registry.StateCreated, DeploymentHash: "ab"},
+			{ID: 1, Type: registry.TypeNode, TwinID: 20, NodeID: 1, State: registry.StateCreated, DeploymentHash: "ab",
+				Metadata: "app", PublicIPsCount: 1, Created: ago(time.Hour)},
+			{ID: 5, Type: registry.TypeNode, TwinID: 20, NodeID: 6, State: registry.StateCreated},
 			{ID: 2, Type: registry.TypeNode, TwinID: 20, NodeID: 2, State: registry.StateCanceled},
-			{ID: 3, Type: registry.TypeName, TwinID: 21, Name: "web", State: registry.StateCreated},
+			{ID: 3, Type: registry.TypeName, TwinID: 21, Name: "web", State: registry.StateCreated,
+				Proof: &registry.Proof{Op: "name.create", Key: alicePublicKey, Payload: []byte(`{"name":"web"}`), Signature: "00"}},
 		},
 	}
 }

@@ -17,8 +17,8 @@ func TestTotalsSaturate(t *testing.T) {
 		{ID: 3, Total: registry.Resources{CRU: 4, MRU: 1}},
 	}
 	s := buildSnapshot(testNow, nodes, nil, nil, nil)
-	got := s.totals.Total
-	want := registry.Resources{CRU: 12, MRU: math.MaxUint64, HRU: math.MaxUint64}
+	got := s.nodeTotals(nil, testNow).Total
+	want := Capacity{CRU: 12, MRU: math.MaxUint64, HRU: math.MaxUint64}
 	if got != want {
 		t.Fatalf("totals: got %+v, want %+v", got, want)
 	}

@@ -1,5 +1,5 @@
-// Grid explorer page: reads the explorer's JSON API and redraws every few
-// seconds. Everything is built with DOM calls and textContent, never
+// Grid explorer page: reads the explorer's JSON API (gridproxy's, plus our
+// extra fields) and redraws every few seconds. Everything is built with DOM calls and textContent, never
 // innerHTML, because farm names and countries come from users.
 'use strict';
 (() => {
@@ -30,8 +30,9 @@
   }
   const cores = (n) => n + (n === 1 ? ' core' : ' cores');
 
-  function ago(iso) {
-    const t = Date.parse(iso);
+  // ago formats unix seconds as a time ago.
+  function ago(secs) {
+    const t = Number(secs) * 1000;
     if (!t || t <= 0) return 'never';
     const s = Math.max(0, Math.round((Date.now() - t) / 1000));
     if (s < 90) return s + ' s ago';
@@ -44,7 +45,8 @@
     const r = await fetch(url, { cache: 'no-store' });
     const body = await r.json().catch(() => ({}));
     if (!r.ok) throw new Error(url + ': ' + (body.error || r.status + ' ' + r.statusText));
-    return { body, total: Number(r.headers.get('X-Total-Count') || 0) };
+    // gridproxy's Count header comes with ret_count=true; ours always.
+    return { body, total: Number(r.headers.get('Count') || r.headers.get('X-Total-Count') || 0) };
   }
 
   // bar draws used, reserved and free parts of total.
@@ -69,23 +71,23 @@
     $('stats').replaceChildren(
       tile('nodes', st.nodes), tile('up', ns.up || 0), tile('standby', ns.standby || 0), tile('down', ns.down || 0),
       tile('farms', st.farms), tile('twins', st.twins), tile('contracts', st.contracts),
-      tile('free IPs', st.free_public_ips + ' / ' + st.public_ips),
+      tile('free IPs', st.free_public_ips + ' / ' + st.publicIps),
       tile('CPU', cores(t.cru || 0)), tile('memory', bytes(t.mru || 0)),
       tile('SSD', bytes(t.sru || 0)), tile('HDD', bytes(t.hru || 0)));
   }
 
   function renderFarms(farms, total) {
     $('farm-count').textContent = '(' + total + ')';
-    $('farms').replaceChildren(...farms.map((f) => el('article', { class: 'card farm', 'data-farm-id': f.id },
+    $('farms').replaceChildren(...farms.map((f) => el('article', { class: 'card farm', 'data-farm-id': f.farmId },
       el('div', { class: 'card-head' },
         el('strong', { class: 'farm-name', text: f.name }),
-        el('span', { class: 'muted', text: '#' + f.id })),
+        el('span', { class: 'muted', text: '#' + f.farmId })),
       el('div', { class: 'meta', text: f.nodes_up + ' of ' + f.node_count + ' nodes up · ' +
-        f.free_ips + ' of ' + f.total_ips + ' public IPs free · twin ' + f.twin_id }))));
+        f.free_ips + ' of ' + f.total_ips + ' public IPs free · twin ' + f.twinId }))));
     const sel = $('farm-select');
     const keep = sel.value;
     sel.replaceChildren(el('option', { value: '', text: 'any' }),
-      ...farms.map((f) => el('option', { value: String(f.id), text: f.name + ' (#' + f.id + ')' })));
+      ...farms.map((f) => el('option', { value: String(f.farmId), text: f.name + ' (#' + f.farmId + ')' })));
     sel.value = keep;
   }
 
@@ -96,21 +98,21 @@
       const u = n.used_resources || {};
       const f = n.free_resources || {};
       const reserved = (k) => Math.max(0, (t[k] || 0) - (u[k] || 0) - (f[k] || 0));
-      const pc = n.public_config || {};
+      const pc = n.publicConfig || {};
       const loc = n.location || {};
       const place = [loc.country, loc.city].filter(Boolean).join(', ');
-      return el('article', { class: 'card node status-' + n.status, 'data-node-id': n.id, 'data-status': n.status },
+      return el('article', { class: 'card node status-' + n.status, 'data-node-id': n.nodeId, 'data-status': n.status },
         el('div', { class: 'card-head' },
-          el('strong', { class: 'node-title', text: 'Node ' + n.id }),
+          el('strong', { class: 'node-title', text: 'Node ' + n.nodeId }),
           el('span', { class: 'badge ' + n.status, text: n.status })),
         el('div', { class: 'meta' },
-          el('span', { class: 'farm-name', text: n.farm_name || 'farm ' + n.farm_id }),
+          el('span', { class: 'farm-name', text: n.farmName || 'farm ' + n.farmId }),
           document.createTextNode(place ? ' · ' + place : '')),
         bar('CPU', u.cru || 0, reserved('cru'), t.cru || 0, cores),
         bar('Memory', u.mru || 0, reserved('mru'), t.mru || 0, bytes),
         bar('SSD', u.sru || 0, reserved('sru'), t.sru || 0, bytes),
         bar('HDD', u.hru || 0, reserved('hru'), t.hru || 0, bytes),
-        el('div', { class: 'meta', text: 'reported ' + ago(n.updated) + ' · ' + n.farm_free_ips +
+        el('div', { class: 'meta', text: 'reported ' + ago(n.updatedAt) + ' · ' + n.farm_free_ips +
           ' farm IPs free' + (pc.domain ? ' · ' + pc.domain : '') }));
     }));
     const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
@@ -126,6 +128,7 @@
     }
     q.set('page', String(state.page));
     q.set('size', String(PAGE_SIZE));
+    q.set('ret_count', 'true');
     return q.toString();
   }
 
