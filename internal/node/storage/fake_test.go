@@ -27,15 +27,18 @@ type fakeSys struct {
 	limits map[string]uint64 // subvolume path -> limit
 	excl   map[string]uint64 // subvolume path -> exclusive bytes
 	seek   map[string]time.Duration
+	stats  map[string]btrfs.DeviceStats // mount point -> error counters
+	ro     map[string]bool              // mount point -> read-only
 }
 
 func newFakeSys(root string) *fakeSys {
 	return &fakeSys{root: root, disks: map[string]blockdev.Disk{}, sigs: map[string]blockdev.Signature{},
-		limits: map[string]uint64{}, excl: map[string]uint64{}, seek: map[string]time.Duration{}}
+		limits: map[string]uint64{}, excl: map[string]uint64{}, seek: map[string]time.Duration{},
+		stats: map[string]btrfs.DeviceStats{}, ro: map[string]bool{}}
 }
 
 func (f *fakeSys) system() System {
-	return System{Disks: f, Loops: f, Mounts: f, FS: f, Quotas: f, Files: f}
+	return System{Disks: f, Loops: f, Mounts: f, FS: f, Quotas: f, Files: f, Stats: f}
 }
 
 func (f *fakeSys) logf(format string, args ...any) {
@@ -106,7 +109,17 @@ func (f *fakeSys) Unmount(target string) error { f.logf("unmount %s", target); r
 
 func (f *fakeSys) Mounted(string) (bool, error) { return false, nil }
 
-func (f *fakeSys) Statfs(string) (mount.Stat, error) { return mount.Stat{}, nil }
+func (f *fakeSys) Statfs(path string) (mount.Stat, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return mount.Stat{ReadOnly: f.ro[path]}, nil
+}
+
+func (f *fakeSys) DeviceStats(mnt string) (btrfs.DeviceStats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stats[mnt], nil
+}
 
 func (f *fakeSys) Mkfs(dev, label string) error {
 	f.logf("mkfs %s", dev)
