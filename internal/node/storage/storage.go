@@ -236,7 +236,7 @@ type Module struct {
 	cacheLim uint64             // cache quota
 	cacheDir string
 	limited  bool
-	tmpfs    string   // tmpfs mount point we made, "" if none
+	tmpfs    string // tmpfs mount point we made, "" if none
 	state    diskState
 	loops    []string // loop devices we attached
 	cancel   context.CancelFunc
