@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/bits"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/zos-go/zos/internal/gridtypes"
@@ -90,6 +91,24 @@ func (m *ZDBManager) open(d storage.Device) (*zdb.Store, error) {
 	m.stores[d.ID] = s
 	m.server.AddStore(s)
 	return s, nil
+}
+
+// DeviceOf returns the id of the zdb device (its pool's name) that holds
+// namespace name.
+func (m *ZDBManager) DeviceOf(name string) (string, bool) {
+	_, id, ok := m.findDevice(name)
+	return id, ok
+}
+
+// failedPools describes the failed pools ("" when none).
+func failedPools(pools []storage.PoolInfo) string {
+	var s []string
+	for _, p := range pools {
+		if p.Broken != "" {
+			s = append(s, fmt.Sprintf("pool %s failed: %s", p.Name, p.Broken))
+		}
+	}
+	return strings.Join(s, "; ")
 }
 
 // find returns the store that holds namespace name.
@@ -230,6 +249,13 @@ func (m *ZDBManager) Provision(_ context.Context, wl *provision.Workload) (any, 
 	defer m.place.Unlock()
 	if _, ok := m.find(name); ok {
 		return m.result(name), nil
+	}
+	if ranBefore(wl) {
+		why := "its zdb device is missing"
+		if f := failedPools(m.storage.Pools()); f != "" {
+			why += " (" + f + ")"
+		}
+		return nil, fmt.Errorf("namespace %s is gone and is not made again empty: %s", name, why)
 	}
 	s, err := m.pick(data.Size)
 	if err != nil {
