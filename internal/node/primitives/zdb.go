@@ -201,7 +201,11 @@ func (m *ZDBManager) pick(size uint64) (*zdb.Store, error) {
 		}
 	}
 	if want < size {
-		return nil, fmt.Errorf("%w: no HDD has %d bytes free for a zdb namespace", storage.ErrNoSpace, size)
+		note := ""
+		if f := failedPools(m.storage.Pools()); f != "" {
+			note = " (" + f + ")"
+		}
+		return nil, fmt.Errorf("%w: no HDD has %d bytes free for a zdb namespace%s", storage.ErrNoSpace, size, note)
 	}
 	d, err := m.storage.DeviceAllocate(want)
 	if err != nil {
