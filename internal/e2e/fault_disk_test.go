@@ -211,61 +211,71 @@ func (r *diskRig) restart(t *testing.T, between func(), extra ...string) {
 	}
 }
 
-// A disk dies under running workloads: its file is truncated to 0. The
-// pool and the namespace on it are shown failed with the reason (zosctl
-// node pools, zosctl deployment get, the node's log); the other namespace
-// and the volume stay ok with every acknowledged key; a new namespace does
-// not go on the failed pool. After a restart the node is the same node and
-// twin, the disk file is not grown back, the failed namespace stays failed
-// and the other keeps its keys.
+// A disk dies under running workloads: its file is truncated to 0, or
+// removed (the loop device keeps the deleted file). The pool and the
+// namespace on it are shown failed with the reason (zosctl node pools,
+// zosctl deployment get, the node's log); the other namespace and the
+// volume stay ok with every acknowledged key; a new namespace does not go
+// on the failed pool. After a restart the node is the same node and twin,
+// the disk file is neither grown back nor made again, the failed namespace
+// stays failed and the other keeps its keys.
 func TestFaultDiskLost(t *testing.T) {
+	faults := []struct {
+		name    string
+		do      func(file string) error
+		running string // reason while running
+		after   string // reason after the restart
+	}{
+		{"truncated", func(f string) error { return os.Truncate(f, 0) }, "shrank from", "not grown again"},
+		{"removed", os.Remove, "is gone", "is missing; not made again"},
+	}
 	for round := range faultRounds(t) {
-		t.Run(fmt.Sprintf("round%d", round), func(t *testing.T) {
-			r := newDiskRig(t)
-			if err := os.Truncate(r.fileA, 0); err != nil {
-				t.Fatal(err)
-			}
-			r.waitPoolFailed(t, r.poolA, "shrank from")
-			r.waitState(t, r.a, "a", gridtypes.StateError, "pool "+r.poolA+" failed: disk file")
-			if !strings.Contains(r.n.proc.output(), "pool_failed pool="+r.poolA) {
-				t.Errorf("node log lacks pool_failed pool=%s", r.poolA)
-			}
-			for _, c := range []struct {
-				d    gridtypes.Deployment
-				name string
-			}{{r.b, "b"}, {r.vol, "vol"}} {
-				if st, msg := r.state(t, c.d, c.name); st != gridtypes.StateOk {
-					t.Errorf("workload %s on a healthy pool: %s %q, want ok", c.name, st, msg)
-				}
-			}
-			r.checkKeys(t, r.nsB)
-
-			var c gridtypes.Deployment
-			out, errs, code := r.u.run("deploy", "zdb", "--node", strconv.Itoa(int(r.n.id)), "--size", "500M", "--password", "pw", "--name", "c", "--json")
-			if code == 0 {
-				if err := json.Unmarshal([]byte(out), &c); err != nil {
+		for _, fault := range faults {
+			t.Run(fmt.Sprintf("%s/round%d", fault.name, round), func(t *testing.T) {
+				r := newDiskRig(t)
+				if err := fault.do(r.fileA); err != nil {
 					t.Fatal(err)
 				}
-				if wl := c.Get("c"); wl != nil && wl.Result.State == gridtypes.StateOk {
+				r.waitPoolFailed(t, r.poolA, fault.running)
+				r.waitState(t, r.a, "a", gridtypes.StateError, "pool "+r.poolA+" failed: disk file")
+				if !strings.Contains(r.n.proc.output(), "pool_failed pool="+r.poolA) {
+					t.Errorf("node log lacks pool_failed pool=%s", r.poolA)
+				}
+				for _, c := range []struct {
+					d    gridtypes.Deployment
+					name string
+				}{{r.b, "b"}, {r.vol, "vol"}} {
+					if st, msg := r.state(t, c.d, c.name); st != gridtypes.StateOk {
+						t.Errorf("workload %s on a healthy pool: %s %q, want ok", c.name, st, msg)
+					}
+				}
+				r.checkKeys(t, r.nsB)
+
+				var c gridtypes.Deployment
+				out, errs, code := r.u.run("deploy", "zdb", "--node", strconv.Itoa(int(r.n.id)), "--size", "500M", "--password", "pw", "--name", "c", "--json")
+				if code == 0 {
+					if err := json.Unmarshal([]byte(out), &c); err != nil {
+						t.Fatal(err)
+					}
 					if p := r.poolOf(t, zdbResult(t, &c, "c").Namespace); p == r.poolA {
 						t.Errorf("a new namespace went on the failed pool %s", p)
 					}
+				} else if !strings.Contains(out+errs, "pool "+r.poolA+" failed") {
+					t.Errorf("a new namespace refused without naming the failed pool: %s%s", out, errs)
 				}
-			} else if !strings.Contains(out+errs, r.poolA) {
-				t.Errorf("a new namespace refused without naming the failed pool: %s%s", out, errs)
-			}
 
-			r.restart(t, nil)
-			r.waitPoolFailed(t, r.poolA, "not grown again")
-			if st, err := os.Stat(r.fileA); err != nil || st.Size() >= 3<<30 {
-				t.Errorf("disk file after the restart: %v, %v; want it not grown back", st, err)
-			}
-			r.waitState(t, r.a, "a", gridtypes.StateError, r.poolA)
-			r.waitState(t, r.b, "b", gridtypes.StateOk, "")
-			r.checkKeys(t, r.nsB)
-			r.n.stop()
-			checkClean(t, r.n.data)
-		})
+				r.restart(t, nil)
+				r.waitPoolFailed(t, r.poolA, fault.after)
+				if st, err := os.Stat(r.fileA); err == nil && st.Size() >= 3<<30 {
+					t.Errorf("disk file after the restart: %d bytes, want it not grown back", st.Size())
+				}
+				r.waitState(t, r.a, "a", gridtypes.StateError, r.poolA)
+				r.waitState(t, r.b, "b", gridtypes.StateOk, "")
+				r.checkKeys(t, r.nsB)
+				r.n.stop()
+				checkClean(t, r.n.data)
+			})
+		}
 	}
 }
 
