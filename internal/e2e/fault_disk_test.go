@@ -215,7 +215,8 @@ func (r *diskRig) restart(t *testing.T, between func(), extra ...string) {
 // removed (the loop device keeps the deleted file). The pool and the
 // namespace on it are shown failed with the reason (zosctl node pools,
 // zosctl deployment get, the node's log); the other namespace and the
-// volume stay ok with every acknowledged key; a new namespace does not go
+// volume stay ok with every acknowledged key; the failed namespace answers
+// writes with an error instead of acknowledging them; a new namespace does not go
 // on the failed pool. After a restart the node is the same node and twin,
 // the disk file is neither grown back nor made again, the failed namespace
 // stays failed and the other keeps its keys.
@@ -240,6 +241,10 @@ func TestFaultDiskLost(t *testing.T) {
 				r.waitState(t, r.a, "a", gridtypes.StateError, "pool "+r.poolA+" failed: disk file")
 				if !strings.Contains(r.n.proc.output(), "pool_failed pool="+r.poolA) {
 					t.Errorf("node log lacks pool_failed pool=%s", r.poolA)
+				}
+				// The dying disk's namespace no longer acknowledges writes.
+				if out := redis(t, r.n.zdbPort, fmt.Sprintf("SELECT %s pw\nSET late v\n", r.nsA)); strings.Contains(out, "OK") {
+					t.Errorf("writing to the namespace on the failed pool: %q, want an error", out)
 				}
 				for _, c := range []struct {
 					d    gridtypes.Deployment

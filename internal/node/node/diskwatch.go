@@ -43,7 +43,9 @@ func (n *Node) startDiskWatch(_ context.Context, r *runner) error {
 
 // failWorkloadsOn marks failed every running workload that lives on pool p:
 // volumes, virtual disks, zdb namespaces on its device, and VMs whose root
-// or mounts are there.
+// or mounts are there. The namespaces on its device stop being served: a
+// write the dying disk may lose is answered with an error, never
+// acknowledged.
 func (n *Node) failWorkloadsOn(p storage.PoolInfo) {
 	on := n.storage.OnPool(p.Name)
 	all, err := n.engine.Store().All()
@@ -67,6 +69,11 @@ func (n *Node) failWorkloadsOn(p storage.PoolInfo) {
 				continue
 			}
 			count++
+		}
+	}
+	if on.Device && n.zdb != nil {
+		if err := n.zdb.FailDevice(p.Name); err != nil {
+			n.log.Error("zdb_device_close_failed", "pool", p.Name, "err", err)
 		}
 	}
 	n.log.Error("pool_failed", "pool", p.Name, "reason", p.Broken, "workloads", count)

@@ -100,6 +100,24 @@ func (m *ZDBManager) DeviceOf(name string) (string, bool) {
 	return id, ok
 }
 
+// FailDevice stops serving the namespaces of a zdb device whose pool
+// failed: its store is closed, so that every later read or write of them
+// answers an error instead of acknowledging a write the dying disk may
+// lose. The node marks their workloads failed.
+func (m *ZDBManager) FailDevice(id string) error {
+	m.mu.Lock()
+	s, ok := m.stores[id]
+	delete(m.stores, id)
+	m.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if err := s.Close(); err != nil {
+		return fmt.Errorf("closing the zdb store of failed device %s: %w", id, err)
+	}
+	return nil
+}
+
 // failedPools describes the failed pools ("" when none).
 func failedPools(pools []storage.PoolInfo) string {
 	var s []string
