@@ -287,10 +287,12 @@ func TestFaultDiskLost(t *testing.T) {
 // The node restarts with one of its disks missing. An HDD first: its pool
 // is shown failed ("missing; not made again"), the namespace on it fails
 // naming it, the other keeps every key, the node is the same node and
-// twin. Then also the SSD that held the cache (and the node's key): the
-// key comes back from the surviving HDD pool, so the node is still the
-// same node and twin. With --recreate-missing-disks the farmer gets new
-// empty pools, and the failed namespace is not silently revived.
+// twin. Then also the SSD that held the cache (the deployments and the
+// node's key): the node refuses to start, naming the pool and the flag.
+// With --recreate-missing-disks the farmer gets new empty pools, the key
+// comes back from the surviving HDD pool so the node is the same node and
+// twin, the other namespace keeps its keys and the failed one is not
+// silently revived.
 func TestFaultDiskMissingAtRestart(t *testing.T) {
 	for round := range faultRounds(t) {
 		t.Run(fmt.Sprintf("round%d", round), func(t *testing.T) {
@@ -315,18 +317,32 @@ func TestFaultDiskMissingAtRestart(t *testing.T) {
 				}
 			}
 			ssdFile := r.diskFile(t, ssd)
-			r.restart(t, func() {
-				if err := os.Remove(ssdFile); err != nil {
-					t.Fatal(err)
-				}
-			})
-			if !strings.Contains(r.n.proc.output(), "identity_restored") {
-				t.Errorf("node log lacks identity_restored after the cache's disk went")
+			// The SSD held the cache (the deployments and the key): the node
+			// refuses to start over with an empty cache by itself.
+			r.n.stop()
+			if err := os.Remove(ssdFile); err != nil {
+				t.Fatal(err)
 			}
-			r.waitPoolFailed(t, ssd, "is missing; not made again")
-			r.checkKeys(t, r.nsB)
+			r.n.start()
+			select {
+			case <-r.n.proc.done:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("node started without the disk of its cache:\n%s", r.n.proc.output())
+			}
+			if out := r.n.proc.output(); !strings.Contains(out, "cache lost") || !strings.Contains(out, ssd) || !strings.Contains(out, "--recreate-missing-disks") {
+				t.Errorf("node output without the cache's disk: %s\nwant it to name the lost cache pool and the flag", out)
+			}
+			if _, err := os.Stat(ssdFile); !os.IsNotExist(err) {
+				t.Errorf("the cache's disk file after the refused start: %v, want still missing", err)
+			}
+			checkClean(t, r.n.data)
 
+			// The farmer starts over: new empty disks, the key comes back
+			// from the surviving HDD pool, the node is the same node.
 			r.restart(t, nil, "--recreate-missing-disks")
+			if !strings.Contains(r.n.proc.output(), "identity_restored") {
+				t.Errorf("node log lacks identity_restored after the cache's disk was made again")
+			}
 			testutil.Eventually(t, 60*time.Second, "every pool healthy", func() (bool, error) {
 				for _, p := range r.pools(t) {
 					if p.Broken != "" {

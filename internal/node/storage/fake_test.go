@@ -29,6 +29,7 @@ type fakeSys struct {
 	seek   map[string]time.Duration
 	stats  map[string]btrfs.DeviceStats // mount point -> error counters
 	ro     map[string]bool              // mount point -> read-only
+	loops  map[string]string            // attached file -> device
 }
 
 func newFakeSys(root string) *fakeSys {
@@ -91,8 +92,16 @@ func (f *fakeSys) SeekTime(dev string) (time.Duration, error) {
 
 func (f *fakeSys) Attach(file string) (string, error) {
 	f.mu.Lock()
-	dev := fmt.Sprintf("/dev/loop%d", 10+len(f.disks))
-	f.addDisk(filepath.Base(dev), 1<<30, false, blockdev.Signature{})
+	if f.loops == nil {
+		f.loops = map[string]string{}
+	}
+	// A file attached again is the same disk, with what was made on it.
+	dev, again := f.loops[file]
+	if !again {
+		dev = fmt.Sprintf("/dev/loop%d", 10+len(f.disks))
+		f.loops[file] = dev
+		f.addDisk(filepath.Base(dev), 1<<30, false, blockdev.Signature{})
+	}
 	f.mu.Unlock()
 	f.logf("attach %s", file)
 	return dev, nil

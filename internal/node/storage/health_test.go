@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zos-go/zos/internal/sys/blockdev"
 	"github.com/zos-go/zos/internal/sys/btrfs"
 )
 
@@ -235,6 +236,11 @@ func TestMissingHostedDiskNotRecreated(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			// The fake forgets the file's old content: the HDD recreated is
+			// blank again.
+			fs.mu.Lock()
+			fs.sigs[fs.loops[file]] = blockdev.Signature{}
+			fs.mu.Unlock()
 			m = startFake(t, root, fs, true, SSD, HDD)
 			for _, p := range m.Pools() {
 				if p.Broken != "" {
@@ -245,5 +251,44 @@ func TestMissingHostedDiskNotRecreated(t *testing.T) {
 				t.Errorf("recreated disk file: %v, %v; want %d bytes", st, err, gib)
 			}
 		})
+	}
+}
+
+// The disk that held the cache (the node's deployments and key) is missing
+// at start: Start refuses with ErrCacheLost naming the pool rather than
+// making an empty cache elsewhere; with RecreateMissing the farmer gets a
+// new empty disk and cache.
+func TestCacheLostRefused(t *testing.T) {
+	root := t.TempDir()
+	fs := newFakeSys(root)
+	m := startFake(t, root, fs, false, SSD, HDD)
+	cache, _ := m.Cache()
+	ssd := poolOfDisk(t, m, 0).name
+	if !strings.Contains(cache, ssd) {
+		t.Fatalf("cache %s, want it on the SSD pool %s", cache, ssd)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(diskFile(m, 0)); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := New(m.cfg, nil, fs.system())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m2.Start(t.Context())
+	if !errors.Is(err, ErrCacheLost) || !strings.Contains(err.Error(), "pool "+ssd+", which failed") {
+		t.Errorf("Start with the cache's disk missing: got %v, want ErrCacheLost naming %s", err, ssd)
+	}
+	if err := m2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fs.mu.Lock()
+	fs.sigs[fs.loops[diskFile(m, 0)]] = blockdev.Signature{}
+	fs.mu.Unlock()
+	m3 := startFake(t, root, fs, true, SSD, HDD)
+	if c, limited := m3.Cache(); limited || strings.Contains(c, ssd) {
+		t.Errorf("cache with RecreateMissing: %s (limited %v), want on the new SSD pool", c, limited)
 	}
 }

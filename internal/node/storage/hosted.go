@@ -27,6 +27,9 @@ type diskRecord struct {
 // diskState is the content of stateName.
 type diskState struct {
 	Disks []diskRecord `json:"disks"`
+	// Cache is the label of the pool holding zos-cache (the node's
+	// deployments and key), "" while it is a tmpfs.
+	Cache string `json:"cache,omitempty"`
 }
 
 func (s *diskState) find(file string) (diskRecord, bool) {
@@ -97,13 +100,46 @@ func missingReason(file string, r diskRecord) string {
 	return ""
 }
 
+// ErrCacheLost is returned by Start when the pool that held the cache of a
+// hosted node is missing or failed: starting over with an empty cache
+// would forget the node's deployments, so only the farmer decides it
+// (Config.RecreateMissing).
+var ErrCacheLost = errors.New("cache lost")
+
+// cacheLostLocked refuses a start whose recorded cache pool is missing or
+// failed, unless RecreateMissing.
+func (m *Module) cacheLostLocked() error {
+	if m.state.Cache == "" || m.cfg.RecreateMissing {
+		return nil
+	}
+	for _, p := range m.pools {
+		if p.name != m.state.Cache {
+			continue
+		}
+		if p.broken == "" {
+			return nil
+		}
+		m.log.Error("cache_lost", "pool", p.name, "reason", p.broken)
+		return fmt.Errorf("%w: the cache (the node's deployments and key) is on pool %s, which failed: %s; bring its disk back, or start with --recreate-missing-disks to start over with an empty cache",
+			ErrCacheLost, p.name, p.broken)
+	}
+	m.log.Error("cache_lost", "pool", m.state.Cache, "reason", "pool not found")
+	return fmt.Errorf("%w: the cache (the node's deployments and key) was on pool %s, which is not found; bring its disk back, or start with --recreate-missing-disks to start over with an empty cache",
+		ErrCacheLost, m.state.Cache)
+}
+
 // recordHostedLocked records the hosted disks that became pools, keeping the
-// records of those that are missing.
+// records of those that are missing, and the pool of the cache.
 func (m *Module) recordHostedLocked() error {
 	if len(m.cfg.Disks) == 0 {
 		return nil
 	}
 	s := m.state
+	if m.cache != nil {
+		s.Cache = m.cache.name
+	} else if m.limited {
+		s.Cache = ""
+	}
 	for _, p := range m.pools {
 		if p.backing == "" || p.missing {
 			continue

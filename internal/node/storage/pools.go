@@ -90,10 +90,13 @@ func (m *Module) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("starting storage: %w", err)
 	}
-	if err := m.recordHostedLocked(); err != nil {
+	if err := m.cacheLostLocked(); err != nil {
 		return fmt.Errorf("starting storage: %w", err)
 	}
 	if err := m.setupCacheLocked(); err != nil {
+		return fmt.Errorf("starting storage: %w", err)
+	}
+	if err := m.recordHostedLocked(); err != nil {
 		return fmt.Errorf("starting storage: %w", err)
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
