@@ -234,11 +234,13 @@ func TestFaultDiskLost(t *testing.T) {
 		for _, fault := range faults {
 			t.Run(fmt.Sprintf("%s/round%d", fault.name, round), func(t *testing.T) {
 				r := newDiskRig(t)
+				t0 := time.Now()
 				if err := fault.do(r.fileA); err != nil {
 					t.Fatal(err)
 				}
 				r.waitPoolFailed(t, r.poolA, fault.running)
 				r.waitState(t, r.a, "a", gridtypes.StateError, "pool "+r.poolA+" failed: disk file")
+				t.Logf("disk %s: pool and workload shown failed %v after the fault (checks every 1s)", fault.name, time.Since(t0).Round(10*time.Millisecond))
 				if !strings.Contains(r.n.proc.output(), "pool_failed pool="+r.poolA) {
 					t.Errorf("node log lacks pool_failed pool=%s", r.poolA)
 				}
