@@ -32,7 +32,7 @@ func (d *diskFlags) Set(v string) error {
 // runNode is `zos node`: the node in hosted mode on an existing Linux host.
 //
 //	zos node --data DIR --grid nats://HOST:4222 --farm-token TOKEN --disk ssd:20G --disk hdd:50G
-//	         [--farm ID]
+//	         [--farm ID] [--recreate-missing-disks] [--new-identity] [--disk-check-every 30s]
 //	         [--reserved-mem SIZE] [--listen IP] [--zdb-port 9900] [--uptime-every 40m]
 //	         [--egress-allow PREFIX|private|loopback]...
 func runNode(ctx context.Context, args []string) error {
@@ -46,6 +46,9 @@ func runNode(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.FarmToken, "farm-token", "", "the farmer's consent to join the farm (zosctl farm token FARM); not needed to register again in the node's farm")
 	fs.Var(&disks, "disk", "hosted disk TYPE:SIZE (ssd:20G, hdd:50G), repeatable")
 	fs.BoolVar(&cfg.ScanHost, "scan-host", false, "claim the machine's free physical disks (real nodes only)")
+	fs.BoolVar(&cfg.RecreateMissingDisks, "recreate-missing-disks", false, "make a hosted disk file that went missing or shrank again, empty (its data is lost); without it its pool is shown failed")
+	fs.BoolVar(&cfg.NewIdentity, "new-identity", false, "when the node's key is lost although it had pools, take a new key and register as a new node")
+	fs.DurationVar(&cfg.DiskCheckEvery, "disk-check-every", 30*time.Second, "how often the pools' health is checked")
 	fs.StringVar(&reserved, "reserved-mem", "", "memory kept for the system (default max(10% RAM, 2G))")
 	fs.StringVar(&cfg.ListenIP, "listen", "127.0.0.1", "address workloads are served on")
 	fs.IntVar(&cfg.ZDBPort, "zdb-port", resp.ZDBPort, "port of the 0-db server")

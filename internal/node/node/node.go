@@ -49,6 +49,16 @@ type Config struct {
 	Disks []storage.HostedDisk
 	// ScanHost claims the machine's free disks (real nodes only).
 	ScanHost bool
+	// RecreateMissingDisks makes a hosted disk file that went missing (or
+	// shrank) again, empty; without it that pool is shown failed.
+	RecreateMissingDisks bool
+	// NewIdentity lets a node whose key is lost (no copy on the cache or
+	// any pool, although it had pools) take a new key and register as a
+	// new node; without it the node refuses to start.
+	NewIdentity bool
+	// DiskCheckEvery is how often the pools' health is checked; 30 s
+	// when 0.
+	DiskCheckEvery time.Duration
 	// Prefix distinguishes the kernel objects of several nodes on one host.
 	Prefix string
 	// ReservedMem is the memory kept for the system; 0 means
@@ -189,6 +199,7 @@ func (n *Node) tasks() []task {
 		{"provision store", n.startStore},
 		{"vms", n.startVMs},
 		{"provision", n.startEngine},
+		{"disk watch", n.startDiskWatch},
 		{"registration", n.startRegistration},
 		{"api", n.startAPI},
 		{"gateway", n.startGateway},

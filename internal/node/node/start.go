@@ -45,7 +45,7 @@ func (n *Node) startSystem(context.Context, *runner) error {
 func (n *Node) startStorage(ctx context.Context, r *runner) error {
 	st, err := storage.New(storage.Config{
 		Root: filepath.Join(n.cfg.DataDir, "mnt"), DataDir: filepath.Join(n.cfg.DataDir, "disks"),
-		Disks: n.cfg.Disks, ScanHost: n.cfg.ScanHost, Prefix: n.cfg.Prefix,
+		Disks: n.cfg.Disks, ScanHost: n.cfg.ScanHost, Prefix: n.cfg.Prefix, RecreateMissing: n.cfg.RecreateMissingDisks,
 	}, n.log.With("component", "storage"), storage.HostSystem())
 	if err != nil {
 		return err
@@ -82,7 +82,10 @@ func (n *Node) startIdentity(context.Context, *runner) error {
 			poolDirs = append(poolDirs, filepath.Join(n.cfg.DataDir, "mnt", p.Name))
 		}
 	}
-	key, err := loadIdentity(n.cache, poolDirs, n.log.With("component", "identity"))
+	key, err := loadIdentity(identitySources{
+		Cache: n.cache, Pools: poolDirs, Record: filepath.Join(n.cfg.DataDir, pubName),
+		Existing: n.storage.Existing(), AllowNew: n.cfg.NewIdentity,
+	}, n.log.With("component", "identity"))
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,19 @@ import (
 	"github.com/zos-go/zos/internal/node/storage"
 )
 
+// ranBefore reports whether a workload was provisioned before (the engine
+// replays it after a restart): what it made must exist. When it is gone
+// (its pool failed or went missing) it is not made again, empty, under the
+// same name: the workload fails with the reason.
+func ranBefore(wl *provision.Workload) bool {
+	return wl.Result.State.IsOkay() || wl.Result.State == gridtypes.StateUnChanged
+}
+
+// goneError is the error of a workload whose storage is gone.
+func goneError(what string, err error) error {
+	return fmt.Errorf("%s is gone and is not made again empty: %w", what, err)
+}
+
 // Volumes is what the volume manager needs of storage.
 type Volumes interface {
 	VolumeCreate(name string, size uint64) (storage.Volume, error)
@@ -46,6 +59,8 @@ func (m *VolumeManager) Provision(_ context.Context, wl *provision.Workload) (an
 		return gridtypes.VolumeResult{ID: name}, nil
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return nil, err
+	} else if ranBefore(wl) {
+		return nil, goneError("volume "+name, err)
 	}
 	if _, err := m.Storage.VolumeCreate(name, data.Size); err != nil {
 		return nil, err
@@ -111,6 +126,8 @@ func (m *ZMountManager) Provision(_ context.Context, wl *provision.Workload) (an
 		return gridtypes.ZMountResult{ID: name}, nil
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return nil, err
+	} else if ranBefore(wl) {
+		return nil, goneError("disk "+name, err)
 	}
 	if _, err := m.Storage.DiskCreate(name, data.Size); err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/bits"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/zos-go/zos/internal/gridtypes"
@@ -90,6 +91,42 @@ func (m *ZDBManager) open(d storage.Device) (*zdb.Store, error) {
 	m.stores[d.ID] = s
 	m.server.AddStore(s)
 	return s, nil
+}
+
+// DeviceOf returns the id of the zdb device (its pool's name) that holds
+// namespace name.
+func (m *ZDBManager) DeviceOf(name string) (string, bool) {
+	_, id, ok := m.findDevice(name)
+	return id, ok
+}
+
+// FailDevice stops serving the namespaces of a zdb device whose pool
+// failed: its store is closed, so that every later read or write of them
+// answers an error instead of acknowledging a write the dying disk may
+// lose. The node marks their workloads failed.
+func (m *ZDBManager) FailDevice(id string) error {
+	m.mu.Lock()
+	s, ok := m.stores[id]
+	delete(m.stores, id)
+	m.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if err := s.Close(); err != nil {
+		return fmt.Errorf("closing the zdb store of failed device %s: %w", id, err)
+	}
+	return nil
+}
+
+// failedPools describes the failed pools ("" when none).
+func failedPools(pools []storage.PoolInfo) string {
+	var s []string
+	for _, p := range pools {
+		if p.Broken != "" {
+			s = append(s, fmt.Sprintf("pool %s failed: %s", p.Name, p.Broken))
+		}
+	}
+	return strings.Join(s, "; ")
 }
 
 // find returns the store that holds namespace name.
@@ -182,7 +219,11 @@ func (m *ZDBManager) pick(size uint64) (*zdb.Store, error) {
 		}
 	}
 	if want < size {
-		return nil, fmt.Errorf("%w: no HDD has %d bytes free for a zdb namespace", storage.ErrNoSpace, size)
+		note := ""
+		if f := failedPools(m.storage.Pools()); f != "" {
+			note = " (" + f + ")"
+		}
+		return nil, fmt.Errorf("%w: no HDD has %d bytes free for a zdb namespace%s", storage.ErrNoSpace, size, note)
 	}
 	d, err := m.storage.DeviceAllocate(want)
 	if err != nil {
@@ -230,6 +271,13 @@ func (m *ZDBManager) Provision(_ context.Context, wl *provision.Workload) (any, 
 	defer m.place.Unlock()
 	if _, ok := m.find(name); ok {
 		return m.result(name), nil
+	}
+	if ranBefore(wl) {
+		why := "its zdb device is missing"
+		if f := failedPools(m.storage.Pools()); f != "" {
+			why += " (" + f + ")"
+		}
+		return nil, fmt.Errorf("namespace %s is gone and is not made again empty: %s", name, why)
 	}
 	s, err := m.pick(data.Size)
 	if err != nil {

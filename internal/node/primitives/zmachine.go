@@ -115,6 +115,9 @@ func VMName(id gridtypes.WorkloadID) string { return string(id) }
 
 func rootfsVolume(id gridtypes.WorkloadID) string { return "rootfs-" + string(id) }
 
+// RootfsVolume is the name of the volume holding a VM's writable root.
+func RootfsVolume(id gridtypes.WorkloadID) string { return rootfsVolume(id) }
+
 // TapName is the tap of a zmachine workload's private interface: under
 // 15 characters, distinct across the nodes sharing a host.
 func (m *ZMachineManager) TapName(id gridtypes.WorkloadID) string {

@@ -232,6 +232,25 @@ func (e *Engine) Decommission(id gridtypes.WorkloadID, reason string) error {
 	return nil
 }
 
+// Fail marks one workload failed with reason, without removing it: what it
+// ran on is gone (its pool failed). Its state turns error with the reason
+// (zos.deployment.get shows it); a restart does not rebuild it. It goes
+// through the queue, ordered with the deployment's other jobs.
+func (e *Engine) Fail(id gridtypes.WorkloadID, reason string) error {
+	twin, contract, name, err := id.Parts()
+	if err != nil {
+		return err
+	}
+	if _, err := e.store.Get(twin, contract); err != nil {
+		return err
+	}
+	if _, err := e.store.Enqueue(Job{Kind: JobFail, Twin: twin, Contract: contract, Name: name, Reason: reason}); err != nil {
+		return err
+	}
+	e.reload()
+	return nil
+}
+
 // reload re-reads the queue and wakes the scheduler.
 func (e *Engine) reload() {
 	select {
@@ -354,6 +373,8 @@ func (e *Engine) runJob(ctx context.Context, j Job) {
 			err = e.deprovision(ctx, j, d)
 		case JobDecommission:
 			err = e.decommission(ctx, j, d)
+		case JobFail:
+			err = e.fail(j, d)
 		default:
 			err = fmt.Errorf("unknown job kind %q", j.Kind)
 		}
@@ -624,6 +645,15 @@ func (e *Engine) deprovision(ctx context.Context, j Job, d *gridtypes.Deployment
 		}
 	}
 	return nil
+}
+
+func (e *Engine) fail(j Job, d *gridtypes.Deployment) error {
+	wl := d.Get(j.Name)
+	if wl == nil || wl.Result.State.IsAny(gridtypes.StateDeleted, gridtypes.StateError) {
+		return nil
+	}
+	e.log.Error("workload_failed", "workload", d.WorkloadID(wl.Name), "reason", j.Reason)
+	return e.record(d, *wl, gridtypes.StateError, nil, j.Reason)
 }
 
 func (e *Engine) decommission(ctx context.Context, j Job, d *gridtypes.Deployment) error {

@@ -522,6 +522,10 @@ const (
 	// JobDecommission removes one workload the node gave up on (Name; a VM
 	// that kept crashing), Reason says why.
 	JobDecommission = "decommission"
+	// JobFail marks one workload (Name) failed with Reason, leaving what
+	// is left of it in place: the node lost what it ran on (a failed
+	// pool).
+	JobFail = "fail"
 )
 
 // Job is one durable unit of work on a deployment. It leaves the queue only

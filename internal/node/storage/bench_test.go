@@ -92,3 +92,17 @@ func BenchmarkVdisk10GiB(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkCheck4Pools measures one health check of four healthy pools
+// (file and device sizes, statfs, a synced 4 KiB write probe, btrfs device
+// stats each): what the node pays every --disk-check-every.
+func BenchmarkCheck4Pools(b *testing.B) {
+	requireKernel(b)
+	m := startModule(b, hostedConfig(b, SSD, SSD, HDD, HDD))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if failed := m.Check(); len(failed) != 0 {
+			b.Fatalf("healthy pools failed: %+v", failed)
+		}
+	}
+}

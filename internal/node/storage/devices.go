@@ -56,18 +56,21 @@ func (m *Module) DeviceLookup(id string) (Device, error) {
 	defer m.mu.Unlock()
 	d, ok := m.devices[id]
 	if !ok || !d.ready {
-		return Device{}, fmt.Errorf("zdb device %s: %w", id, ErrNotFound)
+		return Device{}, m.notFoundLocked("zdb device " + id)
+	}
+	if err := onFailedLocked("zdb device "+id, d.pool); err != nil {
+		return Device{}, err
 	}
 	return Device{ID: id, Path: filepath.Join(d.pool.path, zdbName), Pool: d.pool.name, Size: d.size}, nil
 }
 
-// Devices lists the zdb devices, sorted by ID.
+// Devices lists the zdb devices on healthy pools, sorted by ID.
 func (m *Module) Devices() ([]Device, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []Device
 	for id, d := range m.devices {
-		if d.ready {
+		if d.ready && d.pool.broken == "" {
 			out = append(out, Device{ID: id, Path: filepath.Join(d.pool.path, zdbName), Pool: d.pool.name, Size: d.size})
 		}
 	}

@@ -27,15 +27,19 @@ type fakeSys struct {
 	limits map[string]uint64 // subvolume path -> limit
 	excl   map[string]uint64 // subvolume path -> exclusive bytes
 	seek   map[string]time.Duration
+	stats  map[string]btrfs.DeviceStats // mount point -> error counters
+	ro     map[string]bool              // mount point -> read-only
+	loops  map[string]string            // attached file -> device
 }
 
 func newFakeSys(root string) *fakeSys {
 	return &fakeSys{root: root, disks: map[string]blockdev.Disk{}, sigs: map[string]blockdev.Signature{},
-		limits: map[string]uint64{}, excl: map[string]uint64{}, seek: map[string]time.Duration{}}
+		limits: map[string]uint64{}, excl: map[string]uint64{}, seek: map[string]time.Duration{},
+		stats: map[string]btrfs.DeviceStats{}, ro: map[string]bool{}}
 }
 
 func (f *fakeSys) system() System {
-	return System{Disks: f, Loops: f, Mounts: f, FS: f, Quotas: f, Files: f}
+	return System{Disks: f, Loops: f, Mounts: f, FS: f, Quotas: f, Files: f, Stats: f}
 }
 
 func (f *fakeSys) logf(format string, args ...any) {
@@ -88,8 +92,16 @@ func (f *fakeSys) SeekTime(dev string) (time.Duration, error) {
 
 func (f *fakeSys) Attach(file string) (string, error) {
 	f.mu.Lock()
-	dev := fmt.Sprintf("/dev/loop%d", 10+len(f.disks))
-	f.addDisk(filepath.Base(dev), 1<<30, false, blockdev.Signature{})
+	if f.loops == nil {
+		f.loops = map[string]string{}
+	}
+	// A file attached again is the same disk, with what was made on it.
+	dev, again := f.loops[file]
+	if !again {
+		dev = fmt.Sprintf("/dev/loop%d", 10+len(f.disks))
+		f.loops[file] = dev
+		f.addDisk(filepath.Base(dev), 1<<30, false, blockdev.Signature{})
+	}
 	f.mu.Unlock()
 	f.logf("attach %s", file)
 	return dev, nil
@@ -106,7 +118,17 @@ func (f *fakeSys) Unmount(target string) error { f.logf("unmount %s", target); r
 
 func (f *fakeSys) Mounted(string) (bool, error) { return false, nil }
 
-func (f *fakeSys) Statfs(string) (mount.Stat, error) { return mount.Stat{}, nil }
+func (f *fakeSys) Statfs(path string) (mount.Stat, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return mount.Stat{ReadOnly: f.ro[path]}, nil
+}
+
+func (f *fakeSys) DeviceStats(mnt string) (btrfs.DeviceStats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stats[mnt], nil
+}
 
 func (f *fakeSys) Mkfs(dev, label string) error {
 	f.logf("mkfs %s", dev)

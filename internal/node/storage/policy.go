@@ -3,6 +3,7 @@ package storage
 import (
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Policy says which pools an allocation may use.
@@ -32,7 +33,11 @@ func (p Policy) String() string {
 // the best candidate and wraps ErrNoSpace.
 func choose(pools []*pool, policy Policy, size uint64, accept func(*pool) bool) (*pool, error) {
 	var ssd, hdd []*pool
+	var failed []string // failed pools of the policy's types, for the error
 	for _, p := range pools {
+		if p.broken != "" && (policy != SSDOnly || p.typ == SSD) && (policy != HDDOnly || p.typ == HDD) {
+			failed = append(failed, fmt.Sprintf("pool %s failed: %s", p.name, p.broken))
+		}
 		if p.broken != "" || (accept != nil && !accept(p)) {
 			continue
 		}
@@ -67,8 +72,12 @@ func choose(pools []*pool, policy Policy, size uint64, accept func(*pool) bool) 
 			best = tier[0]
 		}
 	}
+	note := ""
+	if len(failed) > 0 {
+		note = " (" + strings.Join(failed, "; ") + ")"
+	}
 	if best == nil {
-		return nil, fmt.Errorf("no usable %s pool: %w", policy, ErrNoSpace)
+		return nil, fmt.Errorf("no usable %s pool%s: %w", policy, note, ErrNoSpace)
 	}
 	largest := uint64(0)
 	for _, tier := range tiers {
@@ -77,8 +86,8 @@ func choose(pools []*pool, policy Policy, size uint64, accept func(*pool) bool) 
 		}
 	}
 	if size > largest {
-		return nil, fmt.Errorf("%s is larger than the largest %s pool (%s): %w", sizeString(size), policy, sizeString(largest), ErrNoSpace)
+		return nil, fmt.Errorf("%s is larger than the largest %s pool (%s)%s: %w", sizeString(size), policy, sizeString(largest), note, ErrNoSpace)
 	}
-	return nil, fmt.Errorf("%s wanted, most free %s pool %s has %s of %s left: %w",
-		sizeString(size), policy, best.name, sizeString(best.free()), sizeString(best.size), ErrNoSpace)
+	return nil, fmt.Errorf("%s wanted, most free %s pool %s has %s of %s left%s: %w",
+		sizeString(size), policy, best.name, sizeString(best.free()), sizeString(best.size), note, ErrNoSpace)
 }

@@ -81,7 +81,7 @@ func (m *Module) Start(ctx context.Context) error {
 		}
 		m.pools = append(m.pools, r.pool)
 		if r.pool.broken != "" {
-			m.log.Error("pool_broken", "pool", r.pool.name, "dev", r.pool.dev, "reason", r.pool.broken)
+			m.log.Error("pool_failed", "pool", r.pool.name, "dev", r.pool.dev, "reason", r.pool.broken)
 			continue
 		}
 		m.mergeLocked(r.pool, r.found)
@@ -90,7 +90,13 @@ func (m *Module) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("starting storage: %w", err)
 	}
+	if err := m.cacheLostLocked(); err != nil {
+		return fmt.Errorf("starting storage: %w", err)
+	}
 	if err := m.setupCacheLocked(); err != nil {
+		return fmt.Errorf("starting storage: %w", err)
+	}
+	if err := m.recordHostedLocked(); err != nil {
 		return fmt.Errorf("starting storage: %w", err)
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
@@ -119,7 +125,9 @@ func dedupe(cands []candidate) []candidate {
 	return out
 }
 
-// hostedLocked makes the hosted disk files (sparse) and attaches them.
+// hostedLocked makes the hosted disk files (sparse) and attaches them. A
+// file recorded in DataDir that is missing or shrank is not made again
+// (unless Config.RecreateMissing): its pool is recorded as failed.
 func (m *Module) hostedLocked() ([]candidate, error) {
 	if len(m.cfg.Disks) == 0 {
 		return nil, nil
@@ -127,9 +135,32 @@ func (m *Module) hostedLocked() ([]candidate, error) {
 	if err := os.MkdirAll(m.cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating data dir: %w", err)
 	}
+	state, err := readState(m.cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	m.state = state
 	var cands []candidate
 	for i, d := range m.cfg.Disks {
 		file := filepath.Join(m.cfg.DataDir, fmt.Sprintf("%sdisk%d.img", m.cfg.Prefix, i))
+		if rec, ok := state.find(filepath.Base(file)); ok {
+			if reason := missingReason(file, rec); reason != "" {
+				if !m.cfg.RecreateMissing {
+					name := rec.Label
+					if name == "" {
+						name = filepath.Base(file)
+					}
+					m.pools = append(m.pools, &pool{name: name, typ: rec.Type, size: rec.Size, backing: file,
+						missing: true, broken: reason, path: filepath.Join(m.cfg.Root, name)})
+					m.log.Error("pool_failed", "pool", name, "reason", reason)
+					continue
+				}
+				m.log.Warn("hosted_disk_recreated", "file", file, "reason", reason)
+				if err := os.Remove(file); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return nil, fmt.Errorf("removing disk file %s: %w", file, err)
+				}
+			}
+		}
 		if err := sparse(file, d.Size); err != nil {
 			m.ignored = append(m.ignored, IgnoredDisk{Path: file, Reason: err.Error()})
 			m.log.Error("hosted_disk_failed", "file", file, "err", err)
@@ -242,7 +273,13 @@ func (m *Module) claim(ctx context.Context, c candidate) claim {
 		fresh = true
 		m.log.Info("pool_created", "pool", label, "dev", c.dev)
 	}
-	p := &pool{name: label, dev: c.dev, path: filepath.Join(m.cfg.Root, label), size: disk.Size, backing: c.backing}
+	p := &pool{name: label, dev: c.dev, path: filepath.Join(m.cfg.Root, label), size: disk.Size, backing: c.backing,
+		fresh: fresh, devSize: disk.Size}
+	if c.backing != "" {
+		if st, err := os.Stat(c.backing); err == nil {
+			p.fileSize = uint64(st.Size())
+		}
+	}
 	f, err := m.mount(p, c, disk, fresh)
 	if err != nil {
 		p.broken = err.Error()
@@ -453,11 +490,7 @@ func sortedKeys(m map[string]uint64) []string {
 // broken until the next start.
 func (m *Module) healthLocked(p *pool) error {
 	if p.broken == "" {
-		if p.backing != "" {
-			if _, err := os.Stat(p.backing); err != nil {
-				p.broken = fmt.Sprintf("disk file %s is gone: %v", p.backing, err)
-			}
-		}
+		p.broken = fileReason(p.backing, p.fileSize)
 		if p.broken == "" {
 			st, err := m.sys.Mounts.Statfs(p.path)
 			switch {
@@ -468,11 +501,11 @@ func (m *Module) healthLocked(p *pool) error {
 			}
 		}
 		if p.broken != "" {
-			m.log.Error("pool_broken", "pool", p.name, "reason", p.broken)
+			m.log.Error("pool_failed", "pool", p.name, "reason", p.broken)
 		}
 	}
 	if p.broken != "" {
-		return fmt.Errorf("pool %s is broken: %s", p.name, p.broken)
+		return fmt.Errorf("pool %s failed: %s: %w", p.name, p.broken, ErrPoolFailed)
 	}
 	return nil
 }
@@ -490,7 +523,7 @@ func (m *Module) Pools() []PoolInfo {
 	m.refreshLocked()
 	out := make([]PoolInfo, 0, len(m.pools))
 	for _, p := range m.pools {
-		out = append(out, PoolInfo{Name: p.name, Type: p.typ, Size: p.size, Used: p.allocated, Broken: p.broken})
+		out = append(out, p.info())
 	}
 	return out
 }

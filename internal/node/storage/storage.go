@@ -87,6 +87,10 @@ type Config struct {
 	// real nodes set it: in hosted mode the host's disks are not ours.
 	ScanHost bool
 	Prefix   string // per-node prefix of pool labels, so several nodes share a host
+	// RecreateMissing makes a hosted disk file again, empty, when the one
+	// recorded in DataDir is missing or shrank. Without it such a disk is
+	// shown as a failed pool: only the farmer decides to lose its data.
+	RecreateMissing bool
 
 	CacheStep          uint64        // cache quota start and step; 5 GiB when 0
 	CacheCheckInterval time.Duration // how often the cache quota is checked; 5 min when 0
@@ -179,6 +183,12 @@ type pool struct {
 	broken    string
 	allocated uint64
 	hasVdisks bool
+	fresh     bool   // formatted by this start
+	missing   bool   // a recorded hosted disk that is not there: never mounted
+	fileSize  uint64 // size of the hosted disk file when attached
+	devSize   uint64 // size of the block device when claimed
+	errs      uint64 // btrfs device error counters when last checked
+	statsRead bool   // errs was read once
 }
 
 func (p *pool) free() uint64 {
@@ -226,7 +236,8 @@ type Module struct {
 	cacheLim uint64             // cache quota
 	cacheDir string
 	limited  bool
-	tmpfs    string   // tmpfs mount point we made, "" if none
+	tmpfs    string // tmpfs mount point we made, "" if none
+	state    diskState
 	loops    []string // loop devices we attached
 	cancel   context.CancelFunc
 	done     chan struct{}

@@ -53,6 +53,11 @@ type Files interface {
 	Allocate(path string, size uint64) error
 }
 
+// Stats reads the error counters btrfs keeps for a file system's devices.
+type Stats interface {
+	DeviceStats(mnt string) (btrfs.DeviceStats, error)
+}
+
 // System is everything the module needs from the kernel.
 type System struct {
 	Disks  Disks
@@ -61,10 +66,11 @@ type System struct {
 	FS     Filesystems
 	Quotas Quotas
 	Files  Files
+	Stats  Stats
 }
 
 func (s System) validate() error {
-	if s.Disks == nil || s.Loops == nil || s.Mounts == nil || s.FS == nil || s.Quotas == nil || s.Files == nil {
+	if s.Disks == nil || s.Loops == nil || s.Mounts == nil || s.FS == nil || s.Quotas == nil || s.Files == nil || s.Stats == nil {
 		return fmt.Errorf("incomplete system dependencies: %w", ErrInvalid)
 	}
 	return nil
@@ -90,6 +96,7 @@ func HostSystem() System {
 		FS:     b,
 		Quotas: b,
 		Files:  prealloc.Files{},
+		Stats:  b,
 	}
 }
 
@@ -100,4 +107,5 @@ var (
 	_ Filesystems = btrfs.Btrfs{}
 	_ Quotas      = btrfs.Btrfs{}
 	_ Files       = prealloc.Files{}
+	_ Stats       = btrfs.Btrfs{}
 )

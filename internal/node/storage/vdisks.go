@@ -209,8 +209,11 @@ func (m *Module) DiskLookup(name string) (VDisk, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	d, err := m.readyDiskLocked(name)
-	if err != nil {
+	d, ok := m.vdisks[name]
+	if !ok || !d.ready {
+		return VDisk{}, fmt.Errorf("looking up disk: %w", m.notFoundLocked("disk "+name))
+	}
+	if err := onFailedLocked("disk "+name, d.pool); err != nil {
 		return VDisk{}, fmt.Errorf("looking up disk: %w", err)
 	}
 	return VDisk{Name: name, Path: filepath.Join(d.pool.path, vdisksName, name), Size: d.size}, nil

@@ -149,8 +149,13 @@ func (m *Module) VolumeLookup(name string) (Volume, error) {
 		return Volume{}, fmt.Errorf("looking up volume: %w", err)
 	}
 	m.mu.Lock()
-	v, err := m.readyVolumeLocked(name)
-	if err != nil {
+	v, ok := m.volumes[name]
+	if !ok || !v.ready {
+		err := m.notFoundLocked("volume " + name)
+		m.mu.Unlock()
+		return Volume{}, fmt.Errorf("looking up volume: %w", err)
+	}
+	if err := onFailedLocked("volume "+name, v.pool); err != nil {
 		m.mu.Unlock()
 		return Volume{}, fmt.Errorf("looking up volume: %w", err)
 	}
