@@ -369,6 +369,14 @@ func (e *Explorer) listFarms(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, views)
 }
 
+// writePage answers the page of items the query asked for, with the
+// total in the Count header when asked.
+func writePage[T any](w http.ResponseWriter, l limit, items []T) {
+	start, end := l.window(len(items))
+	setCount(w, l, len(items))
+	writeJSON(w, http.StatusOK, items[start:end])
+}
+
 // sortBy sorts items by cmp when the query asked for an order (else they
 // stay by id), reversed for sort_order=desc; ties keep their order.
 func sortBy[T any](items []T, l limit, cmp func(a, b T) int) {
@@ -440,9 +448,7 @@ func (e *Explorer) listTwins(w http.ResponseWriter, r *http.Request) {
 		}
 		return cmp.Compare(a.TwinID, b.TwinID)
 	})
-	start, end := f.lim.window(len(matched))
-	setCount(w, f.lim, len(matched))
-	writeJSON(w, http.StatusOK, matched[start:end])
+	writePage(w, f.lim, matched)
 }
 
 func (e *Explorer) getTwin(w http.ResponseWriter, r *http.Request) {
@@ -601,9 +607,7 @@ func (e *Explorer) listPublicIPs(w http.ResponseWriter, r *http.Request) {
 		}
 		return cmp.Compare(a.FarmID, b.FarmID)
 	})
-	start, end := f.lim.window(len(matched))
-	setCount(w, f.lim, len(matched))
-	writeJSON(w, http.StatusOK, matched[start:end])
+	writePage(w, f.lim, matched)
 }
 
 // apiError is the body of every error answer.
