@@ -1,7 +1,8 @@
 // Package testutil holds the helpers shared by tests of every tier: the
 // strict-mode switch that turns a missing prerequisite into a failure,
-// checks for root, binaries and devices, polling (Eventually, Poll), the
-// goroutine-leak check (NoLeaks), the test logger and free loopback ports.
+// checks for root, binaries and devices, polling (Eventually, Poll, and
+// Never for what must not happen), the goroutine-leak check (NoLeaks), the
+// test logger, free loopback ports and programs started until they listen.
 package testutil
 
 import (

@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,52 @@ func TestPollEvery(t *testing.T) {
 	if longest < 90*time.Millisecond || longest > 150*time.Millisecond {
 		t.Errorf("longest pause between calls: got %v, want about 100ms", longest)
 	}
+}
+
+func TestNever(t *testing.T) {
+	// Nothing happens: Never returns once the window has passed, having
+	// checked through it.
+	calls := 0
+	start := time.Now()
+	Never(t, 50*time.Millisecond, "nothing", func() (bool, error) { calls++; return false, nil })
+	if d := time.Since(start); d < 50*time.Millisecond || d > time.Second {
+		t.Errorf("returned after %v, want about 50ms", d)
+	}
+	if calls < 3 {
+		t.Errorf("got %d checks in the window, want several", calls)
+	}
+
+	// It happens midway: Never fails at once, with what cond said.
+	rec := &recorder{TB: t}
+	calls = 0
+	start = time.Now()
+	func() {
+		defer func() { _ = recover() }() // Fatalf ends the recorder's "test"
+		Never(rec, 10*time.Second, "the thing", func() (bool, error) {
+			calls++
+			return calls == 3, fmt.Errorf("seen on call %d", calls)
+		})
+	}()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("failed after %v, want at once", d)
+	}
+	if want := "the thing: happened within 10s: seen on call 3"; rec.failed != want {
+		t.Errorf("got failure %q, want %q", rec.failed, want)
+	}
+}
+
+// recorder is a testing.TB whose Fatalf records the message and stops the
+// caller, so a test can check that a helper fails and how.
+type recorder struct {
+	testing.TB
+	failed string
+}
+
+func (r *recorder) Helper() {}
+
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.failed = fmt.Sprintf(format, args...)
+	panic(r)
 }
 
 func TestFreePorts(t *testing.T) {

@@ -240,6 +240,8 @@ func TestZLogsHostileWebSocket(t *testing.T) {
 				if _, err := c.Write([]byte("X")); err != nil {
 					return
 				}
+				// The slow peer under test: one byte every 20ms, so
+				// only the handshake's deadline ends it.
 				time.Sleep(20 * time.Millisecond)
 			}
 		}, 300 * time.Millisecond, nil},
