@@ -79,16 +79,11 @@ func startZDB(t testing.TB) *zdbServer {
 func (z *zdbServer) start() {
 	z.t.Helper()
 	var ln net.Listener
-	var err error
-	for i := 0; i < 50; i++ { // the old socket may linger briefly
-		if ln, err = net.Listen("tcp", z.addr); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		z.t.Fatal(err)
-	}
+	testutil.Eventually(z.t, 5*time.Second, "listening on "+z.addr+" (the old socket may linger briefly)", func() (bool, error) {
+		var err error
+		ln, err = net.Listen("tcp", z.addr)
+		return err == nil, err
+	})
 	z.addr = ln.Addr().String()
 	srv := zdb.NewServer(zdb.ServerConfig{}, testutil.Logger(z.t), z.store)
 	ctx, cancel := context.WithCancel(context.Background())
