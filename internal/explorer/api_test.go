@@ -412,7 +412,7 @@ func TestRunRefreshesAndServes(t *testing.T) {
 		n := src.calls.Load()
 		return n >= 3, fmt.Errorf("got %d reloads", n)
 	})
-	src.setErr(errSourceDown) // logged, not fatal
+	src.setErr(errSourceDown)      // logged, not fatal
 	failed := src.calls.Load() + 2 // the reload under way may have read before setErr
 	testutil.Eventually(t, 5*time.Second, "Run to go on reloading after a failed reload", func() (bool, error) {
 		n := src.calls.Load()

@@ -178,10 +178,8 @@ func testNetNS(t *testing.T, kit *guestKit) {
 	}
 	// The carrier drops once QEMU's tap file is released (asynchronously
 	// after its exit).
-	for i := 0; i < 100 && !strings.Contains(tapState(ns, tap), "NO-CARRIER"); i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if st := tapState(ns, tap); !strings.Contains(st, "NO-CARRIER") {
+	var st string
+	if testutil.Poll(5*time.Second, func() (bool, error) { st = tapState(ns, tap); return strings.Contains(st, "NO-CARRIER"), nil }) != nil {
 		out, _ := exec.Command("sh", "-c", "ps -eo pid,stat,args | grep "+tap+" | grep -v grep").CombinedOutput()
 		t.Fatalf("tap after delete: got %q, want NO-CARRIER; processes:\n%s", st, out)
 	}
@@ -232,6 +230,7 @@ func testConsoleFlood(t *testing.T, kit *guestKit) {
 		if d := time.Since(start); d > slowest {
 			slowest = d
 		}
+		// Sampling pace: each round measures the file and an Inspect.
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("console: max %d bytes, %d cuts, slowest inspect %s", maxSize, cuts, slowest.Round(time.Millisecond))
