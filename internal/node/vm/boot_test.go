@@ -482,13 +482,7 @@ func testManager(t *testing.T, kit *guestKit) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for !strings.Contains(readFile(info.Console), marker) {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no marker; console:\n%s", readFile(info.Console))
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	waitFileHolds(ctx, t, info.Console, marker)
 	if info.Status != "running" {
 		t.Fatalf("got status %q, want running", info.Status)
 	}
@@ -584,13 +578,7 @@ func testCrashRestart(t *testing.T, kit *guestKit) {
 			t.Fatal(err)
 		}
 		if crash == 2 { // one full boot after a restart
-			for !strings.Contains(readFile(info.Console), marker) {
-				select {
-				case <-ctx.Done():
-					t.Fatalf("restarted VM: no marker; console:\n%s", readFile(info.Console))
-				case <-time.After(20 * time.Millisecond):
-				}
-			}
+			waitFileHolds(ctx, t, info.Console, marker) // the restarted VM boots again
 		}
 		victim := info.Pid
 		if crash == 3 {
@@ -657,14 +645,7 @@ func BenchmarkQEMUMemory(b *testing.B) {
 			cancel()
 			b.Fatal(err)
 		}
-		for !strings.Contains(readFile(info.Console), marker) {
-			select {
-			case <-ctx.Done():
-				cancel()
-				b.Fatalf("no marker; console:\n%s", readFile(info.Console))
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
+		waitFileHolds(ctx, b, info.Console, marker)
 		cancel()
 		st := readFile(fmt.Sprintf("/proc/%d/status", info.Pid))
 		own += float64(statusKB(st, "RssAnon:")+statusKB(st, "RssFile:")) / 1024

@@ -47,10 +47,17 @@ func waitConsole(ctx context.Context, t *testing.T, m *Manager, name, want strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	for !strings.Contains(readFile(p), want) {
+	waitFileHolds(ctx, t, p, want)
+}
+
+// waitFileHolds waits until the file at path (a console log) holds want,
+// failing the test with the file's content if ctx ends first.
+func waitFileHolds(ctx context.Context, t testing.TB, path, want string) {
+	t.Helper()
+	for !strings.Contains(readFile(path), want) {
 		select {
 		case <-ctx.Done():
-			t.Fatalf("no %q on the console of %s:\n%s", want, name, readFile(p))
+			t.Fatalf("no %q in %s:\n%s", want, path, readFile(path))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
