@@ -2,7 +2,8 @@
 // strict-mode switch that turns a missing prerequisite into a failure,
 // checks for root, binaries and devices, polling (Eventually, Poll, and
 // Never for what must not happen), the goroutine-leak check (NoLeaks), the
-// test logger, free loopback ports and programs started until they listen.
+// test logger, free loopback ports, programs started until they listen and
+// an in-memory registry of twins' keys.
 package testutil
 
 import (
