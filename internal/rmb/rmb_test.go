@@ -717,13 +717,7 @@ func TestSurvivesNATSRestart(t *testing.T) {
 	snc := g.connect(t, k2, reconnect...)
 	s := NewServer(snc, 2, k2, g.resolver, testutil.Logger(t))
 	s.Handle("test.echo", echo)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	testutil.Go(t, "the server of twin 2", s.Serve)
 	c := NewClient(g.connect(t, k1, reconnect...), 1, k1, g.resolver)
 	callUntilOK := func(what string) {
 		t.Helper()

@@ -1,9 +1,11 @@
 package testutil
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -81,14 +83,39 @@ func TestNever(t *testing.T) {
 // caller, so a test can check that a helper fails and how.
 type recorder struct {
 	testing.TB
-	failed string
+	failed  string // what Fatalf said
+	errored string // what Errorf said
 }
 
 func (r *recorder) Helper() {}
 
+func (r *recorder) Errorf(format string, args ...any) { r.errored = fmt.Sprintf(format, args...) }
+
 func (r *recorder) Fatalf(format string, args ...any) {
 	r.failed = fmt.Sprintf(format, args...)
 	panic(r)
+}
+
+func TestGo(t *testing.T) {
+	// run's context ends at stop (or cleanup), and stop waits for it.
+	var ended atomic.Bool
+	stop := Go(t, "the loop", func(ctx context.Context) error {
+		<-ctx.Done()
+		ended.Store(true)
+		return nil
+	})
+	stop()
+	if !ended.Load() {
+		t.Error("stop returned before run")
+	}
+	stop() // again: nothing more
+
+	// An error run returns fails the test, naming what returned it.
+	rec := &recorder{TB: t}
+	Go(rec, "the server", func(context.Context) error { return errors.New("boom") })()
+	if want := "the server: boom"; rec.errored != want {
+		t.Errorf("got failure %q, want %q", rec.errored, want)
+	}
 }
 
 func TestFreePorts(t *testing.T) {

@@ -222,27 +222,6 @@ func appendLog(t *testing.T, path string, lines ...string) {
 	}
 }
 
-// rotateLog rewrites path in place with its last keep bytes, as the node.
-func rotateLog(t *testing.T, path string, keep int) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = b[max(0, len(b)-keep):]
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt(b, 0); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func numbered(prefix string, from, to int) []string {
 	var l []string
 	for i := from; i < to; i++ {
@@ -313,7 +292,7 @@ func TestZLogsRedis(t *testing.T) {
 	// The node rotates the log in place; nothing is lost nor repeated.
 	appendLog(t, log, numbered("before rotation", 0, 20)...)
 	expect(t, msgs, numbered("before rotation", 0, 20)...)
-	rotateLog(t, log, 100)
+	testutil.KeepTail(t, log, 100)
 	appendLog(t, log, numbered("after rotation", 0, 20)...)
 	expect(t, msgs, numbered("after rotation", 0, 20)...)
 	expectNothing(t, msgs, quietWindow)

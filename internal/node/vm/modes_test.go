@@ -266,19 +266,7 @@ func testConsoleFlood(t *testing.T, kit *guestKit) {
 // which gets the entrypoint's arguments and prints the marker.
 func testKernelMode(t *testing.T, kit *guestKit) {
 	m, _ := newTestManager(t, kit, nil)
-	script := `#!/bin/busybox sh
-/bin/busybox mount -t proc proc /proc
-for m in $(/bin/busybox cat /modules); do /bin/busybox insmod $m; done
-i=0
-until /bin/busybox mount -t virtiofs vroot /newroot; do
-	i=$((i+1)); [ $i -gt 100 ] && /bin/busybox poweroff -f
-	/bin/busybox sleep 0.05
-done
-init=$(/bin/busybox sed -n 's/.* init=\([^ ]*\).*/\1/p' /proc/cmdline)
-/bin/busybox umount /proc
-exec /bin/busybox switch_root /newroot "$init" "$@"
-`
-	initrd := vmtest.MarkerInitramfs(t, kit.kernel.ModulesDir(), script, []string{"virtio_mmio", "virtiofs"})
+	initrd := virtiofsRootInitrd(t, kit)
 	root := busyboxRoot(t)
 	if err := os.WriteFile(filepath.Join(root, "marker-init"), []byte("#!/bin/sh\necho "+marker+" init-args=$1\n/bin/poweroff -f\n"), 0o755); err != nil {
 		t.Fatal(err)
