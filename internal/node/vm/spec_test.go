@@ -3,7 +3,6 @@ package vm
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"io"
 	"os"
 	"os/exec"
@@ -15,8 +14,6 @@ import (
 	"github.com/zos-go/zos/internal/sys/qemu"
 	"github.com/zos-go/zos/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata")
 
 func goldenManager(t *testing.T) *Manager {
 	t.Helper()
@@ -64,19 +61,7 @@ func TestSpecArgvGolden(t *testing.T) {
 				t.Errorf("got netns %q, want n-net1", v.NetNS)
 			}
 			got := strings.Join(qemu.Argv(v), "\n") + "\n"
-			golden := filepath.Join("testdata", "spec-"+name+".argv")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("reading golden (run with -update): %v", err)
-			}
-			if got != string(want) {
-				t.Errorf("got\n%s\nwant\n%s", got, want)
-			}
+			testutil.Golden(t, filepath.Join("testdata", "spec-"+name+".argv"), []byte(got))
 			if len(shareDirs(s)) != len(v.FS) {
 				t.Errorf("got %d share dirs for %d virtiofs devices", len(shareDirs(s)), len(v.FS))
 			}
