@@ -172,12 +172,7 @@ func TestZLogsReadReply(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			err := readReply(bufio.NewReaderSize(strings.NewReader(tt.in), maxReplyLine))
-			switch {
-			case tt.want == "" && err != nil:
-				t.Fatalf("got %v, want no error", err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Fatalf("got %v, want an error containing %q", err, tt.want)
-			}
+			testutil.WantError(t, err, tt.want)
 		})
 	}
 }

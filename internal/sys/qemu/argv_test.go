@@ -112,12 +112,7 @@ func TestValidate(t *testing.T) {
 			v.FS = append([]FS(nil), ok.FS...)
 			tt.mod(&v)
 			err := v.Validate()
-			switch {
-			case tt.want == "" && err != nil:
-				t.Fatalf("got %v, want no error", err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Fatalf("got %v, want an error about %q", err, tt.want)
-			}
+			testutil.WantError(t, err, tt.want)
 		})
 	}
 }

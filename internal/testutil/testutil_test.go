@@ -118,6 +118,33 @@ func TestGo(t *testing.T) {
 	}
 }
 
+func TestWantError(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string
+		fail string // what WantError says, "" if it passes
+	}{
+		{"no error wanted, none", nil, "", ""},
+		{"error wanted, got it", errors.New("bad size 3"), "size", ""},
+		{"no error wanted, got one", errors.New("boom"), "", "got boom, want no error"},
+		{"error wanted, none", nil, "size", `got <nil>, want an error about "size"`},
+		{"error wanted, another", errors.New("boom"), "size", `got boom, want an error about "size"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{TB: t}
+			func() {
+				defer func() { _ = recover() }()
+				WantError(rec, tt.err, tt.want)
+			}()
+			if rec.failed != tt.fail {
+				t.Errorf("got failure %q, want %q", rec.failed, tt.fail)
+			}
+		})
+	}
+}
+
 func TestFreePorts(t *testing.T) {
 	ps := FreePorts(t, 3)
 	if len(ps) != 3 || ps[0] == ps[1] || ps[1] == ps[2] || ps[0] == ps[2] || ps[0] == 0 {
