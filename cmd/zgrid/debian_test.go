@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -21,24 +20,7 @@ func TestRunOnDebianNATSServer(t *testing.T) {
 	testutil.StartListening(t, addr, bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir())
 	url := "nats://" + addr
 
-	ready := make(chan Addrs, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	cfg := Config{DataDir: t.TempDir(), NATS: []string{url}, Replicas: 1, Auth: true, Ready: func(a Addrs) { ready <- a }}
-	go func() { done <- run(ctx, cfg, testutil.Logger(t)) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("zgrid: %v", err)
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("zgrid stopped: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("zgrid not ready")
-	}
+	runZgrid(t, Config{DataDir: t.TempDir(), NATS: []string{url}, Replicas: 1, Auth: true})
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)

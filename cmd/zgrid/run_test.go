@@ -21,9 +21,16 @@ import (
 // startZgrid runs zgrid in-process on random loopback ports until cleanup.
 func startZgrid(t *testing.T) Addrs {
 	t.Helper()
+	return runZgrid(t, Config{DataDir: t.TempDir(), Listen: "127.0.0.1", Port: natsd.RandomPort, HTTPPort: natsd.RandomPort,
+		Replicas: 1, Auth: true})
+}
+
+// runZgrid runs zgrid in-process with cfg until cleanup, and returns its
+// addresses once it is ready.
+func runZgrid(t *testing.T, cfg Config) Addrs {
+	t.Helper()
 	ready := make(chan Addrs, 1)
-	cfg := Config{DataDir: t.TempDir(), Listen: "127.0.0.1", Port: natsd.RandomPort, HTTPPort: natsd.RandomPort,
-		Replicas: 1, Auth: true, Ready: func(a Addrs) { ready <- a }}
+	cfg.Ready = func(a Addrs) { ready <- a }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, cfg, testutil.Logger(t)) }()

@@ -39,26 +39,8 @@ type secureGrid struct {
 func startSecureGrid(t *testing.T) *secureGrid {
 	t.Helper()
 	dir := t.TempDir()
-	ready := make(chan Addrs, 1)
-	cfg := Config{DataDir: dir, Listen: "127.0.0.1", Port: natsd.RandomPort, Replicas: 1, Auth: true,
-		Ready: func(a Addrs) { ready <- a }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, testutil.Logger(t)) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("zgrid run: %v", err)
-		}
-	})
 	g := &secureGrid{dir: dir}
-	select {
-	case g.addrs = <-ready:
-	case err := <-done:
-		t.Fatalf("zgrid stopped: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("zgrid not ready")
-	}
+	g.addrs = runZgrid(t, Config{DataDir: dir, Listen: "127.0.0.1", Port: natsd.RandomPort, Replicas: 1, Auth: true})
 	sysKey, _, err := identity.LoadOrCreate(filepath.Join(dir, "system.key"))
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 func TestReadAt(t *testing.T) {
@@ -91,29 +93,6 @@ func TestResume(t *testing.T) {
 	}
 }
 
-// rotate rewrites the file in place with its last keep bytes, as the node.
-func rotate(t *testing.T, p string, keep int) {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b) > keep {
-		b = b[len(b)-keep:]
-	}
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt(b, 0); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func appendTo(t *testing.T, p, s string) {
 	t.Helper()
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
@@ -188,10 +167,10 @@ func TestFollowerRotation(t *testing.T) {
 			appendTo(t, p, lines(100, 200))
 			if tt.keep == 0 {
 				// Rotated before the follower read the second batch: lost.
-				rotate(t, p, 0)
+				testutil.KeepTail(t, p, 0)
 			} else {
 				got += next(t, f)
-				rotate(t, p, tt.keep)
+				testutil.KeepTail(t, p, tt.keep)
 			}
 			appendTo(t, p, lines(200, 300))
 			got += next(t, f)
@@ -208,7 +187,7 @@ func TestFollowerRotationLonger(t *testing.T) {
 	appendTo(t, p, lines(0, 50))
 	f := NewFollower(p, 0)
 	got := next(t, f)
-	rotate(t, p, 300)
+	testutil.KeepTail(t, p, 300)
 	appendTo(t, p, lines(50, 400)) // the file grows past the old offset before the next read
 	got += next(t, f)
 	if want := lines(0, 400); got != want {

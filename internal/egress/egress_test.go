@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 func TestCheck(t *testing.T) {
@@ -128,7 +130,7 @@ func TestDialer(t *testing.T) {
 	// on 127.0.0.1, which it does not.
 	ln, err := net.Listen("tcp", "127.0.0.2:0")
 	if err != nil {
-		t.Skipf("no 127.0.0.2: %v", err)
+		testutil.Skip(t, "no 127.0.0.2: "+err.Error())
 	}
 	srv := &http.Server{Handler: http.RedirectHandler(secret.URL, http.StatusFound), ReadHeaderTimeout: time.Second}
 	go func() { _ = srv.Serve(ln) }()

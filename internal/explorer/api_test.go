@@ -369,12 +369,16 @@ func TestRunRefreshesAndServes(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
 
-	_ = testutil.Poll(5*time.Second, func() (bool, error) { return src.calls.Load() >= 3, nil })
-	if got := src.calls.Load(); got < 3 {
-		t.Errorf("got %d reloads, want at least 3", got)
-	}
-	src.setErr(errSourceDown) // logged, not fatal
-	time.Sleep(30 * time.Millisecond)
+	testutil.Eventually(t, 5*time.Second, "three reloads", func() (bool, error) {
+		n := src.calls.Load()
+		return n >= 3, fmt.Errorf("got %d reloads", n)
+	})
+	src.setErr(errSourceDown)      // logged, not fatal
+	failed := src.calls.Load() + 2 // the reload under way may have read before setErr
+	testutil.Eventually(t, 5*time.Second, "Run to go on reloading after a failed reload", func() (bool, error) {
+		n := src.calls.Load()
+		return n >= failed, fmt.Errorf("got %d reloads, want %d", n, failed)
+	})
 	cancel()
 	select {
 	case err := <-done:
@@ -462,9 +466,7 @@ func TestRunStopsWhileSourceHangs(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
-	for src.calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "Run to call the source", func() (bool, error) { return src.calls.Load() > 0, nil })
 	cancel()
 	select {
 	case <-done:

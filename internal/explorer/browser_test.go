@@ -208,9 +208,9 @@ func (wd *webDriver) stop(t *testing.T) {
 		return
 	}
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	time.Sleep(200 * time.Millisecond)
-	if left := groupMembers(pgid); len(left) > 0 {
-		t.Errorf("processes %v of the browser's group %d are still running", left, pgid)
+	var left []int
+	if testutil.Poll(5*time.Second, func() (bool, error) { left = groupMembers(pgid); return len(left) == 0, nil }) != nil {
+		t.Errorf("processes %v of the browser's group %d are still running after SIGKILL", left, pgid)
 	}
 }
 

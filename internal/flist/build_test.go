@@ -229,14 +229,7 @@ func TestOCILayers(t *testing.T) {
 	l2 := makeTar(t, true, reg("etc/a", "a2"), reg("etc/.wh.b", ""), reg("opt/x/.wh..wh..opq", ""), reg("opt/x/new", "n"))
 	dir := writeOCI(t, l1, l2)
 	store, _ := NewDirStore(t.TempDir())
-	b := NewBuilder(store, BuildConfig{}, testutil.Logger(t))
-	if err := AddSource(context.Background(), b, dir); err != nil {
-		t.Fatal(err)
-	}
-	m, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := buildSource(t, store, dir)
 	for path, want := range map[string]bool{"etc/a": true, "etc/b": false, "opt/x/old": false, "opt/x/new": true, "keep": true} {
 		if _, ok := m.Lookup(path); ok != want {
 			t.Errorf("%s: present %v, want %v", path, ok, want)
@@ -266,14 +259,7 @@ func TestDockerSave(t *testing.T) {
 		t.Fatal(err)
 	}
 	store, _ := NewDirStore(t.TempDir())
-	b := NewBuilder(store, BuildConfig{}, testutil.Logger(t))
-	if err := AddSource(context.Background(), b, p); err != nil {
-		t.Fatal(err)
-	}
-	m, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := buildSource(t, store, p)
 	if _, ok := m.Lookup("etc/conf"); ok {
 		t.Errorf("whiteout etc/conf still present")
 	}
@@ -387,14 +373,7 @@ func TestOCIArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	store, _ := NewDirStore(t.TempDir())
-	b := NewBuilder(store, BuildConfig{}, testutil.Logger(t))
-	if err := AddSource(context.Background(), b, p); err != nil {
-		t.Fatal(err)
-	}
-	m, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := buildSource(t, store, p)
 	if in, ok := m.Lookup("etc/os-release"); !ok || in.Size != 7 {
 		t.Errorf("etc/os-release missing or wrong: %+v", in)
 	}

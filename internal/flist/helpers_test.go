@@ -63,18 +63,26 @@ func busyboxTree(t testing.TB) string {
 	return root
 }
 
-// buildDir builds src into an flist file with the store.
-func buildDir(t testing.TB, src string, store Store) (string, *Meta) {
+// buildSource builds src (a directory, an OCI layout or an image archive)
+// with the store and returns the finished flist.
+func buildSource(t testing.TB, store Store, src string) *Meta {
 	t.Helper()
-	ctx := context.Background()
 	b := NewBuilder(store, BuildConfig{}, testutil.Logger(t))
-	if err := AddSource(ctx, b, src); err != nil {
+	if err := AddSource(context.Background(), b, src); err != nil {
 		t.Fatalf("building: %v", err)
 	}
 	m, err := b.Finish()
 	if err != nil {
 		t.Fatalf("finishing: %v", err)
 	}
+	return m
+}
+
+// buildDir builds src into an flist file with the store.
+func buildDir(t testing.TB, src string, store Store) (string, *Meta) {
+	t.Helper()
+	ctx := context.Background()
+	m := buildSource(t, store, src)
 	out := filepath.Join(t.TempDir(), "out.fl")
 	if err := Write(ctx, out, m); err != nil {
 		t.Fatalf("writing: %v", err)

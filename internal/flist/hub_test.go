@@ -2,7 +2,6 @@ package flist_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -22,15 +21,6 @@ import (
 	"github.com/zos-go/zos/internal/testutil"
 )
 
-type twinKeys map[uint32]ed25519.PublicKey
-
-func (k twinKeys) TwinKey(_ context.Context, twin uint32) (ed25519.PublicKey, error) {
-	if pub, ok := k[twin]; ok {
-		return pub, nil
-	}
-	return nil, errors.New("no such twin")
-}
-
 // TestRoundTripHub builds the busybox tree into the hub's block store over
 // HTTP, pushes the flist, downloads it back, mounts it and runs from it.
 func TestRoundTripHub(t *testing.T) {
@@ -38,7 +28,7 @@ func TestRoundTripHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := hub.New(hub.Config{Dir: t.TempDir()}, twinKeys{7: key.Public()}, testutil.Logger(t))
+	h, err := hub.New(hub.Config{Dir: t.TempDir()}, testutil.TwinKeys{7: key.Public()}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +94,7 @@ func TestRoundTripHub(t *testing.T) {
 func TestHubAuth(t *testing.T) {
 	owner, _ := identity.Generate()
 	other, _ := identity.Generate()
-	h, err := hub.New(hub.Config{Dir: t.TempDir()}, twinKeys{1: owner.Public(), 2: other.Public()}, testutil.Logger(t))
+	h, err := hub.New(hub.Config{Dir: t.TempDir()}, testutil.TwinKeys{1: owner.Public(), 2: other.Public()}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +153,7 @@ func TestHubClientRetriesWhenBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := hub.New(hub.Config{Dir: t.TempDir(), MaxUploadsPerTwin: 1}, twinKeys{7: key.Public()}, testutil.Logger(t))
+	h, err := hub.New(hub.Config{Dir: t.TempDir(), MaxUploadsPerTwin: 1}, testutil.TwinKeys{7: key.Public()}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +191,9 @@ func TestHubClientRetriesWhenBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() {
-		time.Sleep(500 * time.Millisecond)
+		// The slot is released once the upload has met the busy hub (or
+		// after a bound: the test then reports that it never did).
+		_ = testutil.Poll(10*time.Second, func() (bool, error) { return busy.Load() > 0, nil })
 		_, _ = pw.Write(data[1:])
 		pw.Close()
 	}()

@@ -72,37 +72,20 @@ func startZDB(t testing.TB) *zdbServer {
 	}
 	z := &zdbServer{t: t, store: st, addr: "127.0.0.1:0"}
 	z.start()
-	t.Cleanup(func() { z.stop() })
 	return z
 }
 
 func (z *zdbServer) start() {
 	z.t.Helper()
 	var ln net.Listener
-	var err error
-	for i := 0; i < 50; i++ { // the old socket may linger briefly
-		if ln, err = net.Listen("tcp", z.addr); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		z.t.Fatal(err)
-	}
+	testutil.Eventually(z.t, 5*time.Second, "listening on "+z.addr+" (the old socket may linger briefly)", func() (bool, error) {
+		var err error
+		ln, err = net.Listen("tcp", z.addr)
+		return err == nil, err
+	})
 	z.addr = ln.Addr().String()
 	srv := zdb.NewServer(zdb.ServerConfig{}, testutil.Logger(z.t), z.store)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	z.stop = func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			z.t.Errorf("zdb server did not stop")
-		}
-		z.stop = func() {}
-	}
+	z.stop = testutil.Go(z.t, "serving zdb", func(ctx context.Context) error { return srv.Serve(ctx, ln) })
 }
 
 func (z *zdbServer) url() string { return "zdb://s3cret@" + z.addr + "/flist" }

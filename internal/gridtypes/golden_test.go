@@ -2,14 +2,13 @@ package gridtypes
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden .stream and .hash files")
+	"github.com/zos-go/zos/internal/testutil"
+)
 
 // TestGolden checks, for one deployment per workload type, the challenge
 // stream (the text before MD5, readable against the reference) and its hash.
@@ -44,30 +43,8 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sp := strings.TrimSuffix(f, ".json") + ".stream"
-			hp := strings.TrimSuffix(f, ".json") + ".hash"
-			if *update {
-				if err := os.WriteFile(sp, stream.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(hp, []byte(hash+"\n"), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			wantStream, err := os.ReadFile(sp)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wantHash, err := os.ReadFile(hp)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(stream.Bytes(), wantStream) {
-				t.Errorf("stream:\n got %q\nwant %q", stream.String(), wantStream)
-			}
-			if hash != strings.TrimSpace(string(wantHash)) {
-				t.Errorf("got hash %s, want %s", hash, strings.TrimSpace(string(wantHash)))
-			}
+			testutil.Golden(t, strings.TrimSuffix(f, ".json")+".stream", stream.Bytes())
+			testutil.Golden(t, strings.TrimSuffix(f, ".json")+".hash", []byte(hash+"\n"))
 		})
 	}
 	for _, typ := range Types() {

@@ -30,33 +30,6 @@ import (
 	"github.com/zos-go/zos/internal/testutil"
 )
 
-// repoRoot finds the module root (for .cache/kernel, filled by make deps).
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for ; dir != "/"; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-	}
-	t.Fatal("no go.mod above the test")
-	return ""
-}
-
-// kernelCache is the cache make deps fills; the test skips without it.
-func kernelCache(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join(repoRoot(t), ".cache", "kernel")
-	debs, _ := filepath.Glob(filepath.Join(dir, "linux-image-*-amd64_*.deb"))
-	if len(debs) == 0 {
-		testutil.Skip(t, "no Debian kernel in "+dir+" (make deps)")
-	}
-	return dir
-}
-
 func goBuild(t testing.TB, dir string, pkgs ...string) {
 	t.Helper()
 	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
@@ -282,7 +255,7 @@ func newImageEnv(t *testing.T) *imageEnv {
 	for _, b := range []string{"qemu-system-x86_64", "redis-cli", "ldd", "xz", "mkfs.btrfs", "btrfs", "blkid", "nft"} {
 		testutil.RequireBinary(t, b)
 	}
-	e := &imageEnv{cache: kernelCache(t), bin: t.TempDir()}
+	e := &imageEnv{cache: testutil.RequireKernelCache(t), bin: t.TempDir()}
 	goBuild(t, e.bin, "github.com/zos-go/zos/cmd/zgrid", "github.com/zos-go/zos/cmd/zos", "github.com/zos-go/zos/cmd/zosctl", "github.com/zos-go/zos/cmd/vminit")
 
 	// The grid on the host; the guest reaches it as 10.0.2.2.

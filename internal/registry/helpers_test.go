@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/natsd"
@@ -47,15 +46,7 @@ func startService(t testing.TB, nc *nats.Conn, cfg Config) *Service {
 	if err != nil {
 		t.Fatalf("starting registry: %v", err)
 	}
-	runCtx, stop := context.WithCancel(context.Background())
-	g, runCtx := errgroup.WithContext(runCtx)
-	g.Go(func() error { return svc.Run(runCtx) })
-	t.Cleanup(func() {
-		stop()
-		if err := g.Wait(); err != nil {
-			t.Errorf("registry run: %v", err)
-		}
-	})
+	testutil.Go(t, "registry run", svc.Run)
 	waitServing(t, nc)
 	return svc
 }

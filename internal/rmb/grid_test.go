@@ -168,20 +168,7 @@ func (g *testGrid) serve(t testing.TB, twin uint32, key identity.Key, handlers m
 	for cmd, h := range handlers {
 		s.Handle(cmd, h)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve returned %v, want nil", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Serve did not return 10s after its context ended")
-		}
-	})
+	testutil.Go(t, fmt.Sprintf("the server of twin %d", twin), s.Serve)
 	// Wait until the subscription is visible to others.
 	testutil.Eventually(t, 5*time.Second, fmt.Sprintf("the server of twin %d to subscribe", twin), func() (bool, error) {
 		return g.srv.NumSubscriptions() > 0 && g.hasSubscriber(t, RequestSubject(twin)), nil

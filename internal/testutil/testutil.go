@@ -1,12 +1,15 @@
 // Package testutil holds the helpers shared by tests of every tier: the
 // strict-mode switch that turns a missing prerequisite into a failure,
-// checks for root, binaries and devices, polling (Eventually, Poll), the
-// goroutine-leak check (NoLeaks), the test logger and free loopback ports.
+// checks for root, binaries and devices, polling (Eventually, Poll, and
+// Never for what must not happen), the goroutine-leak check (NoLeaks), the
+// test logger, free loopback ports, programs started until they listen and
+// an in-memory registry of twins' keys.
 package testutil
 
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -48,6 +51,35 @@ func RequireFile(t testing.TB, path string) {
 	if _, err := os.Stat(path); err != nil {
 		Skip(t, "needs "+path)
 	}
+}
+
+// RequireKernelCache returns the module's .cache/kernel, the Debian kernel
+// make deps fetches for the VM tests, skipping (or failing in strict mode)
+// when it holds no kernel package.
+func RequireKernelCache(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(ModuleRoot(t), ".cache", "kernel")
+	if debs, _ := filepath.Glob(filepath.Join(dir, "linux-image-*-amd64_*.deb")); len(debs) == 0 {
+		Skip(t, "no Debian kernel in "+dir+" (make deps)")
+	}
+	return dir
+}
+
+// ModuleRoot returns the directory of the go.mod above the test's working
+// directory (the package's directory under go test).
+func ModuleRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ; dir != "/"; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+	}
+	t.Fatal("no go.mod above the test")
+	return ""
 }
 
 // Short reports whether heavy tests should be trimmed (go test -short).

@@ -52,6 +52,31 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (b
 	}
 }
 
+// Never is Eventually's opposite, for what must not happen: nothing
+// signals that a thing did not happen, so the test gives it window to
+// happen, calling cond through the window (see Poll) and at its end, and
+// fails, naming what happened and what cond said of it, as soon as cond
+// reports true. Pass a window named for why it is that long. Call it from
+// the test's goroutine.
+func Never(t testing.TB, window time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	var seen error
+	err := Poll(window, func() (bool, error) {
+		happened, err := cond()
+		if happened {
+			seen = err
+		}
+		return happened, nil
+	})
+	if err != nil {
+		return // window passed without it
+	}
+	if seen != nil {
+		t.Fatalf("%s: happened within %v: %v", what, window, seen)
+	}
+	t.Fatalf("%s: happened within %v", what, window)
+}
+
 // NoLeaks records how many goroutines run now and, when the test ends,
 // fails it if more still run ten seconds after the cleanups registered after
 // this call (servers, connections, mounts) have returned. Call it before

@@ -2,9 +2,7 @@ package hub
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -22,16 +20,6 @@ import (
 	"github.com/zos-go/zos/internal/testutil"
 )
 
-// twinKeys is the registry's view of twins' keys.
-type twinKeys map[uint32]ed25519.PublicKey
-
-func (k twinKeys) TwinKey(_ context.Context, twin uint32) (ed25519.PublicKey, error) {
-	if pub, ok := k[twin]; ok {
-		return pub, nil
-	}
-	return nil, errors.New("no such twin")
-}
-
 // testTwins are twins 1, 2, 3, 7 and 9 with their keys.
 type testTwins map[uint32]identity.Key
 
@@ -48,8 +36,8 @@ func newTwins(t testing.TB) testTwins {
 	return tw
 }
 
-func (tw testTwins) keys() twinKeys {
-	out := twinKeys{}
+func (tw testTwins) keys() testutil.TwinKeys {
+	out := testutil.TwinKeys{}
 	for id, k := range tw {
 		out[id] = k.Public()
 	}

@@ -87,15 +87,13 @@ func iperf(b *testing.B, serverNS, clientNS string, addr netip.Addr) float64 {
 		_ = srv.Process.Kill()
 		_ = srv.Wait()
 	}()
+	// The client fails until the server listens: retry it until then.
 	var out string
-	var err error
-	for try := 0; try < 20; try++ {
-		time.Sleep(100 * time.Millisecond)
+	err := testutil.PollEvery(5*time.Second, 100*time.Millisecond, func() (bool, error) {
+		var err error
 		out, err = netns.Run(clientNS, "", "iperf3", "-c", addr.String(), "-p", "5299", "-t", "3", "-J")
-		if err == nil {
-			break
-		}
-	}
+		return err == nil, err
+	})
 	if err != nil {
 		b.Fatalf("iperf3: %v", err)
 	}

@@ -199,15 +199,7 @@ func startGateway(t *testing.T, l *netlab.Lab, m *Manager, reg gateway.Registry)
 	certs := &gateway.SelfSigned{}
 	proxy := gateway.New(gateway.Config{}, certs, testutil.Logger(t))
 	front := listenIn(t, l.Nodes[0].NS, net.JoinHostPort(l.Nodes[0].IP.String(), "443"))
-	pctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- proxy.Serve(pctx, front) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("proxy: %v", err)
-		}
-	})
+	testutil.Go(t, "serving the proxy", func(ctx context.Context) error { return proxy.Serve(ctx, front) })
 	client := func(name string) (string, *x509Subject, error) {
 		tr := &http.Transport{
 			TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: name},

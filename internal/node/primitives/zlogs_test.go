@@ -193,6 +193,11 @@ func expect(t *testing.T, ch <-chan string, want ...string) {
 	}
 }
 
+// quietWindow is how long a test watches for a line or a dial that must
+// not come: nothing signals that it will not, and the streamers poll the
+// logs every 20ms and retry within 100ms, so this is several rounds.
+const quietWindow = 300 * time.Millisecond
+
 // expectNothing fails if ch yields a message within d.
 func expectNothing(t *testing.T, ch <-chan string, d time.Duration) {
 	t.Helper()
@@ -214,27 +219,6 @@ func appendLog(t *testing.T, path string, lines ...string) {
 		if _, err := f.WriteString(l + "\n"); err != nil {
 			t.Fatal(err)
 		}
-	}
-}
-
-// rotateLog rewrites path in place with its last keep bytes, as the node.
-func rotateLog(t *testing.T, path string, keep int) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = b[max(0, len(b)-keep):]
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt(b, 0); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -284,7 +268,7 @@ func TestZLogsRedis(t *testing.T) {
 	port := testutil.FreePort(t)
 	stopRedis := startRedis(t, port, "s3cret")
 	msgs := subscribe(t, port, "s3cret", "vmlogs")
-	m, dir, _ := newTestZLogs(t)
+	m, dir, dialer := newTestZLogs(t)
 	log := filepath.Join(dir, string(gridtypes.NewWorkloadID(7, 1, "vm")))
 	wl := zlogsWorkload(1, "logs", fmt.Sprintf("redis://:s3cret@127.0.0.1:%d/vmlogs", port))
 	ctx := context.Background()
@@ -303,20 +287,25 @@ func TestZLogsRedis(t *testing.T) {
 	}
 	appendLog(t, log, "after restart")
 	expect(t, msgs, "after restart")
-	expectNothing(t, msgs, 200*time.Millisecond)
+	expectNothing(t, msgs, quietWindow)
 
 	// The node rotates the log in place; nothing is lost nor repeated.
 	appendLog(t, log, numbered("before rotation", 0, 20)...)
 	expect(t, msgs, numbered("before rotation", 0, 20)...)
-	rotateLog(t, log, 100)
+	testutil.KeepTail(t, log, 100)
 	appendLog(t, log, numbered("after rotation", 0, 20)...)
 	expect(t, msgs, numbered("after rotation", 0, 20)...)
-	expectNothing(t, msgs, 200*time.Millisecond)
+	expectNothing(t, msgs, quietWindow)
 
 	// The output goes away: what is written meanwhile arrives once it is back.
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	dials := dialer.count(addr)
 	stopRedis()
 	appendLog(t, log, "while down")
-	time.Sleep(200 * time.Millisecond)
+	testutil.Eventually(t, 5*time.Second, "the streamer to find its output gone and redial", func() (bool, error) {
+		n := dialer.count(addr)
+		return n > dials, fmt.Errorf("%d dials since the output went away, want at least one", n-dials)
+	})
 	startRedis(t, port, "s3cret")
 	msgs = subscribe(t, port, "s3cret", "vmlogs")
 	appendLog(t, log, "back")
@@ -343,7 +332,7 @@ func TestZLogsRedis(t *testing.T) {
 		t.Fatal("streamer still running after deprovision")
 	}
 	appendLog(t, log, "after deprovision")
-	expectNothing(t, msgs, 300*time.Millisecond)
+	expectNothing(t, msgs, quietWindow)
 }
 
 func TestZLogsUnreachableDoesNotBlock(t *testing.T) {
@@ -374,7 +363,7 @@ func TestZLogsUnreachableDoesNotBlock(t *testing.T) {
 	appendLog(t, filepath.Join(dir, string(gridtypes.NewWorkloadID(7, 3, "vm"))), "not authenticated")
 	appendLog(t, filepath.Join(dir, string(gridtypes.NewWorkloadID(7, 4, "vm"))), "good line")
 	expect(t, msgs, "good line")
-	expectNothing(t, msgs, 200*time.Millisecond)
+	expectNothing(t, msgs, quietWindow)
 
 	testutil.Eventually(t, 5*time.Second, "retries of the unreachable output", func() (bool, error) {
 		n := dialer.count(dead)
@@ -388,10 +377,10 @@ func TestZLogsUnreachableDoesNotBlock(t *testing.T) {
 		t.Fatalf("deprovisioning a retrying streamer took %s", d)
 	}
 	n := dialer.count(dead)
-	time.Sleep(200 * time.Millisecond)
-	if got := dialer.count(dead); got != n {
-		t.Fatalf("dialed %d more times after deprovision", got-n)
-	}
+	testutil.Never(t, quietWindow, "a dial after deprovision", func() (bool, error) {
+		got := dialer.count(dead)
+		return got != n, fmt.Errorf("dialed %d more times", got-n)
+	})
 }
 
 func TestZLogsWebSocket(t *testing.T) {

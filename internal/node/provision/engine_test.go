@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,8 @@ type recorder struct {
 	exists map[gridtypes.WorkloadID]bool
 	fail   map[string]error // by workload name
 	block  chan struct{}    // if set, Provision waits on it
+	// waiting counts the Provision calls that wait on block now.
+	waiting atomic.Int32
 }
 
 func (r *recorder) log(s string) {
@@ -32,11 +35,14 @@ func (r *recorder) log(s string) {
 
 func (r *recorder) Provision(ctx context.Context, wl *Workload) (any, error) {
 	if r.block != nil {
+		r.waiting.Add(1)
 		select {
 		case <-r.block:
 		case <-ctx.Done():
+			r.waiting.Add(-1)
 			return nil, ctx.Err()
 		}
+		r.waiting.Add(-1)
 	}
 	if err := r.fail[wl.Name]; err != nil {
 		return nil, err
@@ -301,7 +307,7 @@ func TestRestartReplays(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(50 * time.Millisecond)
+	testutil.Eventually(t, 5*time.Second, "a job to block", func() (bool, error) { return f.rec.waiting.Load() > 0, nil })
 	f.stop()
 	f.rec.block = nil
 	f.start()

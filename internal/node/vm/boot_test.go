@@ -24,21 +24,6 @@ import (
 // Marker is what the test entrypoints print.
 const marker = "ZOS-VM-MARKER-7f3a"
 
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for ; dir != "/"; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-	}
-	t.Fatal("no go.mod above the test")
-	return ""
-}
-
 // guestKit is a kernel, vminit and a guest initramfs built once per test.
 type guestKit struct {
 	kernel    *kernel.Kernel
@@ -50,10 +35,7 @@ type guestKit struct {
 func newGuestKit(t testing.TB) *guestKit {
 	t.Helper()
 	testutil.RequireBinary(t, qemu.DefaultBinary)
-	cache := filepath.Join(repoRoot(t), ".cache", "kernel")
-	if debs, _ := filepath.Glob(filepath.Join(cache, "linux-image-*-amd64_*.deb")); len(debs) == 0 {
-		testutil.Skip(t, "no Debian kernel in "+cache+" (make deps)")
-	}
+	cache := testutil.RequireKernelCache(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	k, err := kernel.Fetch(ctx, cache, testutil.Logger(t))
@@ -482,13 +464,7 @@ func testManager(t *testing.T, kit *guestKit) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for !strings.Contains(readFile(info.Console), marker) {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no marker; console:\n%s", readFile(info.Console))
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	waitFileHolds(ctx, t, info.Console, marker)
 	if info.Status != "running" {
 		t.Fatalf("got status %q, want running", info.Status)
 	}
@@ -584,13 +560,7 @@ func testCrashRestart(t *testing.T, kit *guestKit) {
 			t.Fatal(err)
 		}
 		if crash == 2 { // one full boot after a restart
-			for !strings.Contains(readFile(info.Console), marker) {
-				select {
-				case <-ctx.Done():
-					t.Fatalf("restarted VM: no marker; console:\n%s", readFile(info.Console))
-				case <-time.After(20 * time.Millisecond):
-				}
-			}
+			waitFileHolds(ctx, t, info.Console, marker) // the restarted VM boots again
 		}
 		victim := info.Pid
 		if crash == 3 {
@@ -657,14 +627,7 @@ func BenchmarkQEMUMemory(b *testing.B) {
 			cancel()
 			b.Fatal(err)
 		}
-		for !strings.Contains(readFile(info.Console), marker) {
-			select {
-			case <-ctx.Done():
-				cancel()
-				b.Fatalf("no marker; console:\n%s", readFile(info.Console))
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
+		waitFileHolds(ctx, b, info.Console, marker)
 		cancel()
 		st := readFile(fmt.Sprintf("/proc/%d/status", info.Pid))
 		own += float64(statusKB(st, "RssAnon:")+statusKB(st, "RssFile:")) / 1024

@@ -47,10 +47,17 @@ func waitConsole(ctx context.Context, t *testing.T, m *Manager, name, want strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	for !strings.Contains(readFile(p), want) {
+	waitFileHolds(ctx, t, p, want)
+}
+
+// waitFileHolds waits until the file at path (a console log) holds want,
+// failing the test with the file's content if ctx ends first.
+func waitFileHolds(ctx context.Context, t testing.TB, path, want string) {
+	t.Helper()
+	for !strings.Contains(readFile(path), want) {
 		select {
 		case <-ctx.Done():
-			t.Fatalf("no %q on the console of %s:\n%s", want, name, readFile(p))
+			t.Fatalf("no %q in %s:\n%s", want, path, readFile(path))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -178,10 +185,8 @@ func testNetNS(t *testing.T, kit *guestKit) {
 	}
 	// The carrier drops once QEMU's tap file is released (asynchronously
 	// after its exit).
-	for i := 0; i < 100 && !strings.Contains(tapState(ns, tap), "NO-CARRIER"); i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if st := tapState(ns, tap); !strings.Contains(st, "NO-CARRIER") {
+	var st string
+	if testutil.Poll(5*time.Second, func() (bool, error) { st = tapState(ns, tap); return strings.Contains(st, "NO-CARRIER"), nil }) != nil {
 		out, _ := exec.Command("sh", "-c", "ps -eo pid,stat,args | grep "+tap+" | grep -v grep").CombinedOutput()
 		t.Fatalf("tap after delete: got %q, want NO-CARRIER; processes:\n%s", st, out)
 	}
@@ -232,6 +237,7 @@ func testConsoleFlood(t *testing.T, kit *guestKit) {
 		if d := time.Since(start); d > slowest {
 			slowest = d
 		}
+		// Sampling pace: each round measures the file and an Inspect.
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("console: max %d bytes, %d cuts, slowest inspect %s", maxSize, cuts, slowest.Round(time.Millisecond))
@@ -260,19 +266,7 @@ func testConsoleFlood(t *testing.T, kit *guestKit) {
 // which gets the entrypoint's arguments and prints the marker.
 func testKernelMode(t *testing.T, kit *guestKit) {
 	m, _ := newTestManager(t, kit, nil)
-	script := `#!/bin/busybox sh
-/bin/busybox mount -t proc proc /proc
-for m in $(/bin/busybox cat /modules); do /bin/busybox insmod $m; done
-i=0
-until /bin/busybox mount -t virtiofs vroot /newroot; do
-	i=$((i+1)); [ $i -gt 100 ] && /bin/busybox poweroff -f
-	/bin/busybox sleep 0.05
-done
-init=$(/bin/busybox sed -n 's/.* init=\([^ ]*\).*/\1/p' /proc/cmdline)
-/bin/busybox umount /proc
-exec /bin/busybox switch_root /newroot "$init" "$@"
-`
-	initrd := vmtest.MarkerInitramfs(t, kit.kernel.ModulesDir(), script, []string{"virtio_mmio", "virtiofs"})
+	initrd := virtiofsRootInitrd(t, kit)
 	root := busyboxRoot(t)
 	if err := os.WriteFile(filepath.Join(root, "marker-init"), []byte("#!/bin/sh\necho "+marker+" init-args=$1\n/bin/poweroff -f\n"), 0o755); err != nil {
 		t.Fatal(err)

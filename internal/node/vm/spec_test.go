@@ -3,7 +3,6 @@ package vm
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"io"
 	"os"
 	"os/exec"
@@ -15,8 +14,6 @@ import (
 	"github.com/zos-go/zos/internal/sys/qemu"
 	"github.com/zos-go/zos/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata")
 
 func goldenManager(t *testing.T) *Manager {
 	t.Helper()
@@ -64,19 +61,7 @@ func TestSpecArgvGolden(t *testing.T) {
 				t.Errorf("got netns %q, want n-net1", v.NetNS)
 			}
 			got := strings.Join(qemu.Argv(v), "\n") + "\n"
-			golden := filepath.Join("testdata", "spec-"+name+".argv")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("reading golden (run with -update): %v", err)
-			}
-			if got != string(want) {
-				t.Errorf("got\n%s\nwant\n%s", got, want)
-			}
+			testutil.Golden(t, filepath.Join("testdata", "spec-"+name+".argv"), []byte(got))
 			if len(shareDirs(s)) != len(v.FS) {
 				t.Errorf("got %d share dirs for %d virtiofs devices", len(shareDirs(s)), len(v.FS))
 			}
@@ -84,12 +69,16 @@ func TestSpecArgvGolden(t *testing.T) {
 	}
 }
 
+// specCase changes a golden spec and names the error Validate must give
+// ("" for none).
+type specCase struct {
+	name string
+	mod  func(s *Spec)
+	want string
+}
+
 func TestSpecValidate(t *testing.T) {
-	tests := []struct {
-		name string
-		mod  func(s *Spec)
-		want string
-	}{
+	tests := []specCase{
 		{"ok", func(s *Spec) {}, ""},
 		{"bad name", func(s *Spec) { s.Name = "a/b" }, "name"},
 		{"relative root", func(s *Spec) { s.RootDir = "root" }, "root dir"},
@@ -103,11 +92,7 @@ func TestSpecValidate(t *testing.T) {
 	// Kernel mode: QEMU must never read a boot file the guest can write
 	// (its root or a share): the guest would swap it for a link to a
 	// host file before a restart.
-	kernelTests := []struct {
-		name string
-		mod  func(s *Spec)
-		want string
-	}{
+	kernelTests := []specCase{
 		{"kernel ok", func(s *Spec) {}, ""},
 		{"kernel in the root", func(s *Spec) { s.Boot.Kernel = "/mnt/root/boot/vmlinuz" }, "inside /mnt/root"},
 		{"initrd in the root", func(s *Spec) { s.Boot.Initrd = "/mnt/root/boot/initrd.img" }, "inside /mnt/root"},
@@ -119,31 +104,18 @@ func TestSpecValidate(t *testing.T) {
 		}, "inside /vols/v1"},
 		{"next to the root", func(s *Spec) { s.Boot.Kernel = "/mnt/rootfs/vmlinuz" }, ""},
 	}
-	for _, tt := range kernelTests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := goldenSpecs()["kernel"]
-			tt.mod(&s)
-			err := s.Validate()
-			switch {
-			case tt.want == "" && err != nil:
-				t.Fatalf("got %v, want no error", err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Fatalf("got %v, want an error about %q", err, tt.want)
-			}
-		})
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := goldenSpecs()["container"]
-			tt.mod(&s)
-			err := s.Validate()
-			switch {
-			case tt.want == "" && err != nil:
-				t.Fatalf("got %v, want no error", err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Fatalf("got %v, want an error about %q", err, tt.want)
-			}
-		})
+	for _, set := range []struct {
+		base  string // the golden spec the cases change
+		cases []specCase
+	}{{"container", tests}, {"kernel", kernelTests}} {
+		for _, tt := range set.cases {
+			t.Run(tt.name, func(t *testing.T) {
+				s := goldenSpecs()[set.base]
+				tt.mod(&s)
+				err := s.Validate()
+				testutil.WantError(t, err, tt.want)
+			})
+		}
 	}
 	// Kernel mode: entrypoint arguments must survive the command line.
 	s := goldenSpecs()["kernel"]
@@ -228,12 +200,7 @@ func TestWriteImage(t *testing.T) {
 				d = filepath.Join(dir, "none.raw")
 			}
 			err := WriteImage(tt.src, tt.size, d)
-			switch {
-			case tt.want == "" && err != nil:
-				t.Fatalf("got %v, want no error", err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Fatalf("got %v, want an error about %q", err, tt.want)
-			}
+			testutil.WantError(t, err, tt.want)
 			if tt.name == "too large" && !errors.Is(err, ErrImageTooLarge) {
 				t.Fatalf("got %v, want ErrImageTooLarge", err)
 			}

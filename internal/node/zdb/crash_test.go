@@ -146,6 +146,7 @@ func TestCrashRecovery(t *testing.T) {
 				}
 			}()
 		}
+		// The crash under test: kill at a random moment of the writes.
 		time.Sleep(time.Duration(50+rng.IntN(300)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		wg.Wait()

@@ -41,20 +41,7 @@ func startServer(t testing.TB, cfg ServerConfig, stores ...*Store) (string, *Ser
 		t.Fatal(err)
 	}
 	srv := NewServer(cfg, testutil.Logger(t), stores...)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("server did not stop")
-		}
-	})
+	testutil.Go(t, "serving zdb", func(ctx context.Context) error { return srv.Serve(ctx, ln) })
 	return ln.Addr().String(), srv
 }
 

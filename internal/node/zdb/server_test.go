@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/zos-go/zos/internal/resp"
 	"github.com/zos-go/zos/internal/testutil"
 )
@@ -223,7 +225,10 @@ func TestServerBadInput(t *testing.T) {
 				}
 			}
 		}()
-		time.Sleep(200 * time.Millisecond)
+		testutil.Eventually(t, 10*time.Second, "replies the lazy client leaves unread", func() (bool, error) {
+			n, err := unread(lazy)
+			return n > 0, err
+		})
 		good.expect("+PONG", "PING") // others are served meanwhile
 		testutil.Eventually(t, 10*time.Second, "the lazy client to be disconnected", func() (bool, error) {
 			srv.mu.RLock()
@@ -232,6 +237,20 @@ func TestServerBadInput(t *testing.T) {
 			return n == 1, fmt.Errorf("lazy client not disconnected (%d connections)", n)
 		})
 	})
+}
+
+// unread returns how many bytes c has received and not read (FIONREAD).
+func unread(c net.Conn) (int, error) {
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var ierr error
+	if err := raw.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil {
+		return 0, err
+	}
+	return n, ierr
 }
 
 func TestServerPipeliningAndWait(t *testing.T) {
@@ -256,9 +275,10 @@ func TestServerPipeliningAndWait(t *testing.T) {
 	}
 	w := dial(t, addr)
 	w.send("WAIT", "set", "30000")
-	for ns := mustNS(t, s, DefaultNamespace); ns.nWaiters.Load() == 0; {
-		time.Sleep(5 * time.Millisecond)
-	}
+	ns := mustNS(t, s, DefaultNamespace)
+	testutil.Eventually(t, 10*time.Second, "the WAIT to be registered", func() (bool, error) {
+		return ns.nWaiters.Load() > 0, nil
+	})
 	c.expect(`"x"`, "SET", "x", "y")
 	if r, err := w.read(); err != nil || r.String() != "+SET" {
 		t.Fatalf("WAIT: got %s %v", r, err)

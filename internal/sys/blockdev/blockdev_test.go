@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 func writeTree(t *testing.T, root string, files map[string]string) {
@@ -92,7 +94,7 @@ func TestSeekTime(t *testing.T) {
 	}
 	d, err := SeekTime(path, 8)
 	if err != nil {
-		t.Skipf("O_DIRECT not supported here: %v", err)
+		testutil.Skip(t, "O_DIRECT not supported here: "+err.Error())
 	}
 	if d <= 0 || d > time.Second {
 		t.Errorf("seek time %v", d)

@@ -1,15 +1,13 @@
 package qemu
 
 import (
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata")
+	"github.com/zos-go/zos/internal/testutil"
+)
 
 func goldenVMs() map[string]VM {
 	return map[string]VM{
@@ -59,19 +57,7 @@ func TestArgvGolden(t *testing.T) {
 				t.Fatalf("validate: %v", err)
 			}
 			got := strings.Join(Argv(vm), "\n") + "\n"
-			golden := filepath.Join("testdata", name+".argv")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("reading golden (run with -update): %v", err)
-			}
-			if got != string(want) {
-				t.Errorf("got\n%s\nwant\n%s", got, want)
-			}
+			testutil.Golden(t, filepath.Join("testdata", name+".argv"), []byte(got))
 			if again := strings.Join(Argv(vm), "\n") + "\n"; again != got {
 				t.Error("Argv is not deterministic")
 			}
@@ -126,12 +112,7 @@ func TestValidate(t *testing.T) {
 			v.FS = append([]FS(nil), ok.FS...)
 			tt.mod(&v)
 			err := v.Validate()
-			switch {
-			case tt.want == "" && err != nil:
-				t.Fatalf("got %v, want no error", err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Fatalf("got %v, want an error about %q", err, tt.want)
-			}
+			testutil.WantError(t, err, tt.want)
 		})
 	}
 }

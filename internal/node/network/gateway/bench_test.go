@@ -31,10 +31,7 @@ func BenchmarkProxy(b *testing.B) {
 	if err := p.Set("1-1-app", Route{FQDN: "app.gw.test", Backends: []string{backend.URL}}); err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
+	serveOn(b, p, ln)
 
 	viaGW := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, MaxIdleConnsPerHost: 8,
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/provision"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // serve runs p on a loopback port until the test ends.
@@ -31,15 +32,7 @@ func serve(t testing.TB, p *Proxy) net.Listener {
 
 func serveOn(t testing.TB, p *Proxy, ln net.Listener) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	testutil.Go(t, "serving the proxy", func(ctx context.Context) error { return p.Serve(ctx, ln) })
 }
 
 // backend serves "hello <host>" over HTTP on addr ("127.0.0.1:0" when

@@ -3,6 +3,8 @@ package guest
 import (
 	"strings"
 	"testing"
+
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 func TestEncodeDecode(t *testing.T) {
@@ -52,12 +54,7 @@ func TestValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse([]byte(tt.json))
-			switch {
-			case tt.want == "" && err != nil:
-				t.Fatalf("got %v, want no error", err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Fatalf("got %v, want an error about %q", err, tt.want)
-			}
+			testutil.WantError(t, err, tt.want)
 		})
 	}
 }
