@@ -233,7 +233,7 @@ func minimalFlist(t *testing.T) []byte {
 // download; our reader asks there first, not /api/v1/blocks.
 func TestHubServesRFSLayout(t *testing.T) {
 	key, _ := identity.Generate()
-	h, err := hub.New(hub.Config{Dir: t.TempDir()}, twinKeys{7: key.Public()}, testutil.Logger(t))
+	h, err := hub.New(hub.Config{Dir: t.TempDir()}, testutil.TwinKeys{7: key.Public()}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
