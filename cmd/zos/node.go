@@ -64,6 +64,7 @@ func runNode(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Vminit, "vminit", "", "guest init binary (default: vminit next to zos)")
 	fs.StringVar(&cfg.Accel, "accel", "auto", "VM accelerator: auto (kvm after a canary boot, else tcg), kvm or tcg")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	clockOffset := fs.Duration("clock-offset", 0, "move the node's clock by this much (tests of clock skew only)")
 	egressAllow := (*egressFlag)(&cfg.EgressAllow)
 	fs.Var(egressAllow, "egress-allow", "let tenants' flists and zlogs reach this prefix, address, \"private\" or \"loopback\" (tests, private farms), repeatable; default: public addresses only")
 	if err := fs.Parse(args); err != nil {
@@ -77,6 +78,9 @@ func runNode(ctx context.Context, args []string) error {
 	}
 	cfg.FarmID = uint32(*farm)
 	cfg.Disks = disks
+	if off := *clockOffset; off != 0 {
+		cfg.Now = func() time.Time { return time.Now().Add(off) }
+	}
 	if reserved != "" {
 		n, err := gridtypes.ParseSize(reserved)
 		if err != nil {

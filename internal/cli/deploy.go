@@ -13,6 +13,7 @@ import (
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/nodeapi"
+	"github.com/zos-go/zos/internal/registry"
 )
 
 func deployCommand() *command {
@@ -40,11 +41,15 @@ func addDeployFlags(fs *flag.FlagSet, env *Env) deployFlags {
 	}
 }
 
-func (f deployFlags) nodeID() (uint32, error) {
-	if *f.node == 0 || *f.node > 1<<32-1 {
-		return 0, usageError("--node is required")
+func (f deployFlags) nodeID() (uint32, error) { return requiredID("node", *f.node) }
+
+// requiredID checks the value of a required id flag: given, and an id
+// (32 bits).
+func requiredID(name string, v uint) (uint32, error) {
+	if v == 0 || v > 1<<32-1 {
+		return 0, usageError("--%s is required (a positive 32-bit id)", name)
 	}
-	return uint32(*f.node), nil
+	return uint32(v), nil
 }
 
 func parseSizeFlag(name, v string) (uint64, error) {
@@ -121,13 +126,17 @@ func deployFile(ctx context.Context, env *Env, args []string) error {
 }
 
 // deployWorkloads completes d (twin, versions, signature requirement),
-// signs it, creates its contract, sends it to the node and waits.
+// signs it, creates its contract, sends it to the node and waits, all
+// within --timeout. Through a grid or node restart it asks again; at the
+// end it says what the node holds, or what it last knew.
 func deployWorkloads(ctx context.Context, env *Env, f deployFlags, d *gridtypes.Deployment) error {
 	node, err := f.nodeID()
 	if err != nil {
 		return err
 	}
-	s, err := openSession(ctx, f.gridFlags, true)
+	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
+	defer cancel()
+	s, err := openSessionWaiting(ctx, env, f.gridFlags)
 	if err != nil {
 		return err
 	}
@@ -159,19 +168,108 @@ func deployWorkloads(ctx context.Context, env *Env, f deployFlags, d *gridtypes.
 	if err != nil {
 		return err
 	}
-	c, err := s.reg.CreateNodeContract(ctx, node, hash, d.Metadata, uint32(capa.IPV4U))
+	c, err := s.createContract(ctx, env, f, node, hash, d.Metadata, uint32(capa.IPV4U))
 	if err != nil {
 		return fmt.Errorf("creating contract: %w", err)
 	}
 	d.ContractID = c.ID
 	progress(env, *f.json, "contract %d created on node %d\n", c.ID, node)
-	if err := s.callNode(ctx, node, nodeapi.CmdDeploy, d, nil); err != nil {
-		if cerr := s.reg.CancelContract(context.WithoutCancel(ctx), c.ID); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("canceling contract %d: %w", c.ID, cerr))
+	r := &retrier{env: env, quiet: *f.json, what: fmt.Sprintf("sending the deployment to node %d", node)}
+	err = r.do(ctx, func() error {
+		err := s.callNode(ctx, node, nodeapi.CmdDeploy, d, nil)
+		if r.total > 0 && alreadyDone(err) {
+			return nil // an earlier attempt reached the node
 		}
 		return err
+	})
+	if err != nil {
+		return s.abandon(env, f, c.ID, fmt.Errorf("sending the deployment: %w", err))
 	}
-	return s.wait(ctx, env, f, node, d.ContractID)
+	return s.wait(ctx, env, f, node, d.ContractID, 0)
+}
+
+// createContract creates the contract of a deployment, through a grid
+// restart: an unanswered request is sent again as signed (the registry
+// applies it at most once), and when the registry says it applied it
+// already, or that it is too old to apply, the contract is looked up by
+// the deployment's hash.
+func (s *session) createContract(ctx context.Context, env *Env, f deployFlags, node uint32, hash, metadata string, ips uint32) (registry.Contract, error) {
+	r := &retrier{env: env, quiet: *f.json, what: "creating the contract"}
+	p, err := s.reg.PrepareNodeContract(node, hash, metadata, ips)
+	if err != nil {
+		return registry.Contract{}, err
+	}
+	for {
+		c, err := s.reg.SendNodeContract(ctx, p)
+		switch {
+		case err == nil:
+			r.ok()
+			return c, nil
+		case transient(err) && ctx.Err() == nil:
+			if !r.failed(ctx, err) {
+				return c, fmt.Errorf("%w\n(the grid did not answer: it may have made the contract; see `zosctl contract list --node %d`)", err, node)
+			}
+			continue
+		case transient(err):
+			return c, fmt.Errorf("%w\n(the grid did not answer: it may have made the contract; see `zosctl contract list --node %d`)", err, node)
+		case r.total > 0 && (errors.Is(err, registry.ErrReplay) || errors.Is(err, registry.ErrExpired)):
+			// The answer to an earlier attempt was lost.
+			found, ferr := s.contractByHash(ctx, r, node, hash)
+			if ferr != nil {
+				return c, fmt.Errorf("%w; looking for the contract an earlier attempt made: %w", err, ferr)
+			}
+			if found.ID != 0 {
+				r.ok()
+				return found, nil
+			}
+			if errors.Is(err, registry.ErrReplay) {
+				return c, fmt.Errorf("%w: the grid took the request but holds no contract for it; deploy again", err)
+			}
+			// Never applied, and too old to send again: sign anew.
+			if p, err = s.reg.PrepareNodeContract(node, hash, metadata, ips); err != nil {
+				return c, err
+			}
+			r.total = 0
+		default:
+			return c, err
+		}
+	}
+}
+
+// contractByHash returns the newest active contract of the session's twin
+// on node for a deployment hash (zero when there is none).
+func (s *session) contractByHash(ctx context.Context, r *retrier, node uint32, hash string) (registry.Contract, error) {
+	var found registry.Contract
+	err := r.do(ctx, func() error {
+		cs, err := s.reg.Contracts(ctx, registry.ContractFilter{TwinID: s.twin.ID, NodeID: node, State: registry.StateCreated, Type: registry.TypeNode})
+		for _, c := range cs {
+			if c.DeploymentHash == hash && c.ID > found.ID {
+				found = c
+			}
+		}
+		return err
+	})
+	return found, err
+}
+
+// abandon cancels the contract of a deployment that could not be sent
+// (the node, seeing the cancellation, removes whatever it got), and says
+// what became of it.
+func (s *session) abandon(env *Env, f deployFlags, contract uint64, cause error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), gridTimeout)
+	defer cancel()
+	r := &retrier{env: env, quiet: *f.json, what: fmt.Sprintf("canceling contract %d", contract)}
+	err := r.do(ctx, func() error {
+		err := s.reg.CancelContract(ctx, contract)
+		if r.total > 0 && errors.Is(err, registry.ErrCanceled) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%w\ncontract %d is still active and could not be canceled (%v): cancel it with `zosctl contract cancel %d`", cause, contract, err, contract)
+	}
+	return fmt.Errorf("%w\ncontract %d canceled", cause, contract)
 }
 
 // progress prints a progress line unless the output is JSON.
@@ -181,25 +279,39 @@ func progress(env *Env, asJSON bool, format string, a ...any) {
 	}
 }
 
-// wait polls the node until every workload of the deployment at version
-// reached a final state, showing progress, then prints the results.
-func (s *session) wait(ctx context.Context, env *Env, f deployFlags, node uint32, contract uint64) error {
-	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
-	defer cancel()
+// wait polls the node until every workload of the deployment, at version
+// minVersion or later, reached a final state, showing progress, then
+// prints the results. A poll that fails transiently (the node or the grid
+// restarting) is asked again until ctx ends; then the error says what was
+// last seen and how to look again.
+func (s *session) wait(ctx context.Context, env *Env, f deployFlags, node uint32, contract uint64, minVersion uint32) error {
 	seen := map[string]string{}
 	live := env.terminal() && !*f.json
 	var d gridtypes.Deployment
+	var last []string // the states last seen
+	r := &retrier{env: env, quiet: *f.json, what: fmt.Sprintf("waiting for node %d", node)}
 	delay := 100 * time.Millisecond
 	for {
 		err := s.callNode(ctx, node, nodeapi.CmdGet, nodeapi.ContractRequest{ContractID: contract}, &d)
-		if err != nil {
-			return err
+		switch {
+		case err == nil:
+			r.ok()
+		case transient(err) && ctx.Err() == nil:
+			if !r.failed(ctx, err) {
+				return unsure(node, contract, last, err)
+			}
+			continue
+		case transient(err):
+			return unsure(node, contract, last, err)
+		default:
+			return fmt.Errorf("contract %d: %w\n(see `zosctl deployment get %d`)", contract, err, contract)
 		}
-		done := true
+		done := d.Version >= minVersion
 		var lines []string
+		last = last[:0]
 		for _, wl := range d.Workloads {
 			st := string(wl.Result.State)
-			if wl.Result.State.IsAny(gridtypes.StateInit, "") {
+			if wl.Result.State.IsAny(gridtypes.StateInit, "") || d.Version < minVersion {
 				done = false
 				st = "deploying"
 			}
@@ -208,6 +320,7 @@ func (s *session) wait(ctx context.Context, env *Env, f deployFlags, node uint32
 				line += ": " + wl.Result.Error
 			}
 			lines = append(lines, line)
+			last = append(last, wl.Name+" "+st)
 			if !live && !*f.json && seen[wl.Name] != st {
 				fmt.Fprintln(env.Stderr, strings.TrimSpace(line))
 			}
@@ -224,11 +337,25 @@ func (s *session) wait(ctx context.Context, env *Env, f deployFlags, node uint32
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for contract %d: %w", contract, ctx.Err())
+			return unsure(node, contract, last, ctx.Err())
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 2*time.Second)
 	}
+}
+
+// unsure is the error of a wait that ran out of time: what is known.
+func unsure(node uint32, contract uint64, last []string, err error) error {
+	return fmt.Errorf("contract %d on node %d: no final state before the timeout (%s): %w\n(the contract is active: see `zosctl deployment get %d`, or cancel it with `zosctl deployment cancel %d`)",
+		contract, node, lastSeen(last), err, contract, contract)
+}
+
+// lastSeen describes the workload states last seen.
+func lastSeen(last []string) string {
+	if len(last) == 0 {
+		return "no answer from the node yet"
+	}
+	return "last seen: " + strings.Join(last, ", ")
 }
 
 // printResults prints the workloads' results and fails if any is not ok.

@@ -95,8 +95,9 @@ func deploymentSign(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *twin == 0 || *twin > 1<<32-1 {
-		return usageError("--twin is required")
+	signer, err := requiredID("twin", *twin)
+	if err != nil {
+		return err
 	}
 	key, err := loadKey(*keyPath)
 	if err != nil {
@@ -106,7 +107,7 @@ func deploymentSign(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := d.Sign(uint32(*twin), key); err != nil {
+	if err := d.Sign(signer, key); err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(d, "", "  ")

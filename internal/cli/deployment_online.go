@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"time"
@@ -30,16 +31,24 @@ func nodeContract(ctx context.Context, f gridFlags, id uint64) (*session, regist
 	if err != nil {
 		return nil, registry.Contract{}, err
 	}
-	c, err := s.reg.Contract(ctx, id)
+	c, err := s.nodeContract(ctx, id)
 	if err != nil {
 		s.Close()
-		return nil, c, fmt.Errorf("getting contract %d: %w", id, err)
-	}
-	if c.Type != registry.TypeNode {
-		s.Close()
-		return nil, c, fmt.Errorf("contract %d is a %s contract, not a node contract", id, c.Type)
+		return nil, c, err
 	}
 	return s, c, nil
+}
+
+// nodeContract returns the node contract id names.
+func (s *session) nodeContract(ctx context.Context, id uint64) (registry.Contract, error) {
+	c, err := s.reg.Contract(ctx, id)
+	if err != nil {
+		return c, fmt.Errorf("getting contract %d: %w", id, err)
+	}
+	if c.Type != registry.TypeNode {
+		return c, fmt.Errorf("contract %d is a %s contract, not a node contract", id, c.Type)
+	}
+	return c, nil
 }
 
 func printJSON(env *Env, v any) error {
@@ -153,13 +162,41 @@ func deploymentUpdate(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, c, err := nodeContract(ctx, f.gridFlags, id)
+	return withContract(ctx, env, f, id, func(ctx context.Context, s *session, c registry.Contract) error {
+		return s.update(ctx, env, f, c, want)
+	})
+}
+
+// withContract runs fn within --timeout with a session and the node
+// contract id names, then closes the session: the preamble of the
+// commands that change a deployment and wait.
+func withContract(ctx context.Context, env *Env, f deployFlags, id uint64, fn func(ctx context.Context, s *session, c registry.Contract) error) error {
+	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
+	defer cancel()
+	s, err := openSessionWaiting(ctx, env, f.gridFlags)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	var c registry.Contract
+	r := &retrier{env: env, quiet: *f.json, what: fmt.Sprintf("getting contract %d", id)}
+	if err := r.do(ctx, func() (err error) {
+		c, err = s.nodeContract(ctx, id)
+		return err
+	}); err != nil {
+		return err
+	}
+	return fn(ctx, s, c)
+}
+
+// update changes the deployment of contract c to want and waits.
+func (s *session) update(ctx context.Context, env *Env, f deployFlags, c registry.Contract, want *gridtypes.Deployment) error {
+	id := c.ID
+	r := &retrier{env: env, quiet: *f.json, what: fmt.Sprintf("updating contract %d on node %d", id, c.NodeID)}
 	var old gridtypes.Deployment
-	if err := s.callNode(ctx, c.NodeID, nodeapi.CmdGet, nodeapi.ContractRequest{ContractID: id}, &old); err != nil {
+	if err := r.do(ctx, func() error {
+		return s.callNode(ctx, c.NodeID, nodeapi.CmdGet, nodeapi.ContractRequest{ContractID: id}, &old)
+	}); err != nil {
 		return err
 	}
 	d, err := nextVersion(&old, want)
@@ -173,13 +210,29 @@ func deploymentUpdate(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.reg.UpdateNodeContract(ctx, id, hash, d.Metadata); err != nil {
+	// Setting the contract's hash again to the same value changes
+	// nothing: it may be asked again.
+	if err := r.do(ctx, func() error {
+		_, err := s.reg.UpdateNodeContract(ctx, id, hash, d.Metadata)
+		return err
+	}); err != nil {
 		return fmt.Errorf("updating contract %d: %w", id, err)
 	}
-	if err := s.callNode(ctx, c.NodeID, nodeapi.CmdUpdate, d, nil); err != nil {
+	if err := r.do(ctx, func() error {
+		err := s.callNode(ctx, c.NodeID, nodeapi.CmdUpdate, d, nil)
+		if err != nil && r.total > 0 && !transient(err) {
+			// Refused after a lost attempt: it may be the node
+			// already has this version.
+			var now gridtypes.Deployment
+			if gerr := s.callNode(ctx, c.NodeID, nodeapi.CmdGet, nodeapi.ContractRequest{ContractID: id}, &now); gerr == nil && now.Version >= d.Version {
+				return nil
+			}
+		}
 		return err
+	}); err != nil {
+		return fmt.Errorf("sending the update of contract %d (the contract has the new hash: send it again with the same file): %w", id, err)
 	}
-	return s.wait(ctx, env, f, c.NodeID, id)
+	return s.wait(ctx, env, f, c.NodeID, id, d.Version)
 }
 
 // nextVersion makes the update of old to want: version+1, unchanged
@@ -229,25 +282,48 @@ func deploymentCancel(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, c, err := nodeContract(ctx, f.gridFlags, id)
-	if err != nil {
+	return withContract(ctx, env, f, id, func(ctx context.Context, s *session, c registry.Contract) error {
+		return s.cancel(ctx, env, f, c)
+	})
+}
+
+// cancel cancels contract c and waits until its node removed the
+// deployment.
+func (s *session) cancel(ctx context.Context, env *Env, f deployFlags, c registry.Contract) error {
+	id := c.ID
+	// Canceling is repeatable: a canceled contract after a lost attempt
+	// is what was asked.
+	rg := &retrier{env: env, quiet: *f.json, what: fmt.Sprintf("canceling contract %d", id)}
+	if err := rg.do(ctx, func() error {
+		err := s.reg.CancelContract(ctx, id)
+		if rg.total > 0 && errors.Is(err, registry.ErrCanceled) {
+			return nil
+		}
 		return err
-	}
-	defer s.Close()
-	if err := s.reg.CancelContract(ctx, id); err != nil {
+	}); err != nil {
 		return fmt.Errorf("canceling contract %d: %w", id, err)
 	}
 	progress(env, *f.json, "contract %d canceled, waiting for node %d to remove the deployment\n", id, c.NodeID)
-	wctx, cancel := context.WithTimeout(ctx, *f.timeout)
-	defer cancel()
+	r := &retrier{env: env, quiet: *f.json, what: fmt.Sprintf("waiting for node %d", c.NodeID)}
+	var last []string
 	for {
 		var d gridtypes.Deployment
-		err := s.callNode(wctx, c.NodeID, nodeapi.CmdGet, nodeapi.ContractRequest{ContractID: id}, &d)
-		if err != nil {
-			return err
+		err := s.callNode(ctx, c.NodeID, nodeapi.CmdGet, nodeapi.ContractRequest{ContractID: id}, &d)
+		switch {
+		case err == nil:
+			r.ok()
+		case transient(err) && ctx.Err() == nil && r.failed(ctx, err):
+			continue
+		case transient(err):
+			return fmt.Errorf("contract %d is canceled; node %d did not confirm the removal before the timeout (%s): %w\n(the node removes it when it sees the cancellation: see `zosctl deployment get %d`)",
+				id, c.NodeID, lastSeen(last), err, id)
+		default:
+			return fmt.Errorf("contract %d is canceled; asking node %d: %w", id, c.NodeID, err)
 		}
 		gone := true
+		last = last[:0]
 		for _, wl := range d.Workloads {
+			last = append(last, wl.Name+" "+string(wl.Result.State))
 			if wl.Result.State != gridtypes.StateDeleted && wl.Result.State != gridtypes.StateError {
 				gone = false
 			}
@@ -260,8 +336,9 @@ func deploymentCancel(ctx context.Context, env *Env, args []string) error {
 			return nil
 		}
 		select {
-		case <-wctx.Done():
-			return fmt.Errorf("waiting for node %d to remove contract %d: %w", c.NodeID, id, wctx.Err())
+		case <-ctx.Done():
+			return fmt.Errorf("contract %d is canceled; node %d did not remove the deployment before the timeout (%s): %w\n(see `zosctl deployment get %d`)",
+				id, c.NodeID, lastSeen(last), ctx.Err(), id)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -109,17 +109,21 @@ func farmAddIP(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || *farm == 0 || *gw == "" {
+	id, err := requiredID("farm", *farm)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *gw == "" {
 		return usageError("want --farm ID, one CIDR and --gw IP")
 	}
 	return withGrid(ctx, o, true, func(ctx context.Context, s *session) error {
-		if err := s.reg.AddFarmIP(ctx, uint32(*farm), pos[0], *gw); err != nil {
-			return fmt.Errorf("adding %s to farm %d: %w", pos[0], *farm, explain(err))
+		if err := s.reg.AddFarmIP(ctx, id, pos[0], *gw); err != nil {
+			return fmt.Errorf("adding %s to farm %d: %w", pos[0], id, explain(err))
 		}
 		if *o.json {
 			return printJSON(env, registry.PublicIP{IP: pos[0], Gateway: *gw})
 		}
-		fmt.Fprintf(env.Stdout, "added %s (gateway %s) to farm %d\n", pos[0], *gw, *farm)
+		fmt.Fprintf(env.Stdout, "added %s (gateway %s) to farm %d\n", pos[0], *gw, id)
 		return nil
 	})
 }

@@ -27,6 +27,9 @@ const gridTimeout = 30 * time.Second
 // key file connects anonymously, which grids without authentication accept
 // for reads.
 func connectGrid(ctx context.Context, f gridFlags, needKey bool) (*session, error) {
+	if f.clockErr != nil {
+		return nil, f.clockErr
+	}
 	_, statErr := os.Stat(*f.key)
 	if needKey || statErr == nil {
 		s, err := openSession(ctx, f, false)
@@ -39,20 +42,20 @@ func connectGrid(ctx context.Context, f gridFlags, needKey bool) (*session, erro
 		if kerr != nil {
 			return nil, kerr
 		}
-		nc, err := nats.Connect(*f.grid, nats.Name("zosctl"))
+		nc, err := nats.Connect(*f.grid, connOptions()...)
 		if err != nil {
 			return nil, fmt.Errorf("connecting to the grid at %s: %w", *f.grid, err)
 		}
-		return &session{nc: nc, key: key, reg: registry.NewClient(nc, key)}, nil
+		return &session{nc: nc, key: key, reg: f.registryClient(nc, key)}, nil
 	}
-	nc, err := nats.Connect(*f.grid, nats.Name("zosctl"))
+	nc, err := nats.Connect(*f.grid, connOptions()...)
 	if err != nil {
 		if errors.Is(err, nats.ErrAuthorization) {
 			return nil, fmt.Errorf("connecting to the grid at %s: %w (the grid admits keys only: `zosctl key new`, `zosctl twin create`)", *f.grid, err)
 		}
 		return nil, fmt.Errorf("connecting to the grid at %s: %w", *f.grid, err)
 	}
-	return &session{nc: nc, reg: registry.NewClient(nc, identity.Key{})}, nil
+	return &session{nc: nc, reg: f.registryClient(nc, identity.Key{})}, nil
 }
 
 // explain adds a hint to errors a user can act on.

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/zos-go/zos/internal/consolelog"
 	"github.com/zos-go/zos/internal/nodeapi"
-	"github.com/zos-go/zos/internal/rmb"
 )
 
 func logsCommand() *command {
@@ -104,12 +102,6 @@ func lastLines(b []byte, n int) []byte {
 		end = j
 	}
 	return b
-}
-
-// transient reports errors worth retrying while following.
-func transient(err error) bool {
-	return errors.Is(err, rmb.ErrTimeout) || errors.Is(err, rmb.ErrUnreachable) || errors.Is(err, rmb.ErrBusy) ||
-		errors.Is(err, context.DeadlineExceeded)
 }
 
 // printLogs prints the log fetch reads, then follows it when asked. A

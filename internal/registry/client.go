@@ -16,31 +16,74 @@ import (
 	"github.com/zos-go/zos/internal/identity"
 )
 
-// DefaultTimeout bounds a request whose context has no deadline.
+// DefaultTimeout bounds a request whose context has no deadline, and each
+// request (each attempt of a busy one) whatever the caller's deadline: a
+// request sent while the grid is away fails after it, not after the
+// caller's (possibly much longer) deadline, so the caller can retry.
 const DefaultTimeout = 10 * time.Second
+
+// ErrTimeout is returned when one request got no answer within the
+// client's request timeout while the caller's deadline had not passed: the
+// grid is away or overloaded, and asking again later may work. (It is a
+// client's error: the service never sends it.)
+var ErrTimeout = errors.New("registry did not answer in time")
 
 // Client talks to the registry service over NATS. Writes are signed with
 // its key; reads need no key. It is safe for concurrent use.
 type Client struct {
-	nc  *nats.Conn
-	key identity.Key
-	now func() time.Time
+	nc      *nats.Conn
+	key     identity.Key
+	now     func() time.Time
+	timeout time.Duration // of one request
+}
+
+// ClientOption changes a default of a Client.
+type ClientOption func(*Client)
+
+// WithClock sets the clock that timestamps the client's writes (default
+// time.Now). A skewed clock is how tests show what a skewed client sees.
+func WithClock(now func() time.Time) ClientOption {
+	return func(c *Client) {
+		if now != nil {
+			c.now = now
+		}
+	}
+}
+
+// WithRequestTimeout sets how long one request may wait for its answer
+// (default DefaultTimeout), within the caller's deadline.
+func WithRequestTimeout(d time.Duration) ClientOption {
+	return func(c *Client) {
+		if d > 0 {
+			c.timeout = d
+		}
+	}
 }
 
 // NewClient returns a client that signs its writes with key (a zero key
 // can only read).
-func NewClient(nc *nats.Conn, key identity.Key) *Client {
-	return &Client{nc: nc, key: key, now: time.Now}
+func NewClient(nc *nats.Conn, key identity.Key, opts ...ClientOption) *Client {
+	c := &Client{nc: nc, key: key, now: time.Now, timeout: DefaultTimeout}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // call sends a request and decodes the result into out.
 func (c *Client) call(ctx context.Context, op string, data []byte, out any) error {
+	return c.callWithin(ctx, op, data, out, c.timeout)
+}
+
+// callWithin is call with each attempt bounded by timeout (a long poll
+// is held by the registry longer than the client's request timeout).
+func (c *Client) callWithin(ctx context.Context, op string, data []byte, out any, timeout time.Duration) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	msg, err := c.request(ctx, SubjectPrefix+op, data)
+	msg, err := c.request(ctx, SubjectPrefix+op, data, timeout)
 	// A busy registry handled nothing: ask again after a pause.
 	for pause := 20 * time.Millisecond; err == nil && isBusy(msg.Data); pause = min(2*pause, time.Second) {
 		select {
@@ -48,10 +91,13 @@ func (c *Client) call(ctx context.Context, op string, data []byte, out any) erro
 			return fmt.Errorf("registry %s: %w", op, ErrBusy)
 		case <-time.After(pause + time.Duration(rand.Int64N(int64(pause)))):
 		}
-		msg, err = c.request(ctx, SubjectPrefix+op, data)
+		msg, err = c.request(ctx, SubjectPrefix+op, data, timeout)
 	}
 	if errors.Is(err, nats.ErrNoResponders) {
 		return fmt.Errorf("registry %s: no registry service answers on %s: %w", op, c.nc.ConnectedUrlRedacted(), err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		err = fmt.Errorf("%w: no answer within %s: %w", ErrTimeout, timeout, err)
 	}
 	if err != nil && !c.nc.IsConnected() {
 		return fmt.Errorf("registry %s: %w (not connected to the grid: %s)", op, err, c.nc.Status())
@@ -87,7 +133,9 @@ func isBusy(b []byte) bool {
 // request sends a request and waits for its answer on an inbox of this
 // connection, named in ReplyHeader too: the registry answers twins there
 // (only there), whatever the reply subject says.
-func (c *Client) request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
+func (c *Client) request(ctx context.Context, subject string, data []byte, timeout time.Duration) (*nats.Msg, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	inbox := c.nc.NewInbox()
 	sub, err := c.nc.SubscribeSync(inbox)
 	if err != nil {
@@ -109,11 +157,16 @@ func (c *Client) request(ctx context.Context, subject string, data []byte) (*nat
 }
 
 func (c *Client) read(ctx context.Context, op string, req, out any) error {
+	return c.readWithin(ctx, op, req, out, c.timeout)
+}
+
+// readWithin is read with each attempt bounded by timeout.
+func (c *Client) readWithin(ctx context.Context, op string, req, out any, timeout time.Duration) error {
 	b, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("encoding %s request: %w", op, err)
 	}
-	return c.call(ctx, op, b, out)
+	return c.callWithin(ctx, op, b, out, timeout)
 }
 
 func (c *Client) write(ctx context.Context, op string, payload, out any) error {
@@ -253,6 +306,38 @@ func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
 // are not enough).
 func (c *Client) CreateNodeContract(ctx context.Context, node uint32, hash, metadata string, publicIPs uint32) (Contract, error) {
 	return writeOne[Contract](ctx, c, OpContractCreate, contractCreateReq{NodeID: node, Hash: hash, Metadata: metadata, PublicIPs: publicIPs})
+}
+
+// PreparedContract is a signed request to create a node contract, to be
+// sent once or again after an answer was lost: the registry applies it at
+// most once (by its nonce), answers a resend of an applied request with
+// ErrReplay, and refuses it with ErrExpired once its time is past the
+// allowed skew (a minute by default).
+type PreparedContract struct {
+	data []byte
+}
+
+// PrepareNodeContract signs the creation of a contract on a node for a
+// deployment hash (see CreateNodeContract) without sending it.
+func (c *Client) PrepareNodeContract(node uint32, hash, metadata string, publicIPs uint32) (PreparedContract, error) {
+	if c.key.Private() == nil {
+		return PreparedContract{}, fmt.Errorf("registry %s: %w: client has no key", OpContractCreate, ErrUnauthorized)
+	}
+	b, err := newSignedRequest(c.key, OpContractCreate, contractCreateReq{NodeID: node, Hash: hash, Metadata: metadata, PublicIPs: publicIPs}, c.now())
+	if err != nil {
+		return PreparedContract{}, err
+	}
+	return PreparedContract{data: b}, nil
+}
+
+// SendNodeContract sends a prepared contract creation.
+func (c *Client) SendNodeContract(ctx context.Context, p PreparedContract) (Contract, error) {
+	var ct Contract
+	if len(p.data) == 0 {
+		return ct, fmt.Errorf("registry %s: %w: empty prepared request", OpContractCreate, ErrInvalid)
+	}
+	err := c.call(ctx, OpContractCreate, p.data, &ct)
+	return ct, err
 }
 
 // UpdateNodeContract changes the deployment hash and metadata of a contract.

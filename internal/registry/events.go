@@ -183,10 +183,10 @@ func (s *Service) readEvents(ctx context.Context, req eventsFetchReq) (EventsPag
 // FetchEvents returns the events of a node after a sequence, holding the
 // request up to wait (at most MaxEventsWait) when there are none yet.
 func (c *Client) FetchEvents(ctx context.Context, node uint32, after uint64, wait time.Duration) (EventsPage, error) {
-	ctx, cancel := context.WithTimeout(ctx, wait+DefaultTimeout)
+	ctx, cancel := context.WithTimeout(ctx, wait+c.timeout)
 	defer cancel()
 	var p EventsPage
-	err := c.read(ctx, OpEventsFetch, eventsFetchReq{NodeID: node, After: after, WaitMS: wait.Milliseconds()}, &p)
+	err := c.readWithin(ctx, OpEventsFetch, eventsFetchReq{NodeID: node, After: after, WaitMS: wait.Milliseconds()}, &p, wait+c.timeout)
 	return p, err
 }
 

@@ -386,8 +386,8 @@ func (s *Service) handle(ctx context.Context, h handler, op string, data []byte)
 	}
 	now := s.cfg.Now()
 	ts := time.Unix(0, r.Timestamp)
-	if d := now.Sub(ts); d > s.cfg.MaxSkew || d < -s.cfg.MaxSkew {
-		return nil, fmt.Errorf("%w: timestamp %s is %s from now (window ±%s)", ErrExpired, ts.UTC().Format(time.RFC3339), d.Round(time.Second), s.cfg.MaxSkew)
+	if d := ts.Sub(now); d > s.cfg.MaxSkew || d < -s.cfg.MaxSkew {
+		return nil, fmt.Errorf("%w: %s", ErrExpired, skewMessage(ts, d, "grid", s.cfg.MaxSkew))
 	}
 	pub, err := r.verify()
 	if err != nil {
@@ -452,4 +452,15 @@ func (s *Service) publish(ctx context.Context, kind string, node uint32, c *Cont
 	if err != nil {
 		s.log.Error("event_publish_failed", "kind", kind, "node_id", node, "err", err)
 	}
+}
+
+// skewMessage names a clock skew: the request's time is d ahead of
+// (behind, when negative) whose clock.
+func skewMessage(ts time.Time, d time.Duration, whose string, allowed time.Duration) string {
+	dir := "ahead of"
+	if d < 0 {
+		dir, d = "behind", -d
+	}
+	return fmt.Sprintf("clock skew: request time %s is %s %s the %s's clock (allowed ±%s)",
+		ts.UTC().Format(time.RFC3339), d.Round(time.Second), dir, whose, allowed)
 }

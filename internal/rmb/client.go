@@ -62,6 +62,9 @@ func (c *Client) call(ctx context.Context, dst uint32, cmd string, req any, resp
 		ttl = time.Until(dl)
 	}
 	ttl = min(ttl, c.o.maxTTL)
+	if c.o.callTimeout > 0 {
+		ttl = min(ttl, c.o.callTimeout)
+	}
 	if ttl < time.Millisecond {
 		return fmt.Errorf("%w: no time left before the deadline", ErrTimeout)
 	}
@@ -133,12 +136,20 @@ func (c *Client) readReply(ctx context.Context, req *Envelope, p *peer, data []b
 		}
 		p = p2
 	}
+	// An authentic answer to this request (its ref is our fresh id) cannot
+	// be a replay, so the times of an error reply are not held against
+	// it: a skewed clock gets the remote twin's error, which names the
+	// skew, rather than a complaint about the reply's time.
+	var timeErr error
 	now := c.o.now()
 	if now.After(r.Expires()) {
-		return fmt.Errorf("%w: reply expired at %s", ErrExpired, r.Expires().UTC().Format(time.RFC3339Nano))
+		timeErr = fmt.Errorf("%w: reply expired at %s", ErrExpired, r.Expires().UTC().Format(time.RFC3339Nano))
+		if d := r.Timestamp.Sub(now); d < -c.o.maxSkew-r.TTL {
+			timeErr = fmt.Errorf("%w: %s", timeErr, skewMessage("reply", r.Timestamp, d, "this twin", c.o.maxSkew))
+		}
 	}
 	if r.Timestamp.After(now.Add(c.o.maxSkew)) {
-		return fmt.Errorf("%w: reply timestamp %s is in the future", ErrExpired, r.Timestamp.UTC().Format(time.RFC3339Nano))
+		timeErr = fmt.Errorf("%w: %s", ErrExpired, skewMessage("reply", r.Timestamp, r.Timestamp.Sub(now), "this twin", c.o.maxSkew))
 	}
 	body := r.Payload
 	switch {
@@ -156,6 +167,9 @@ func (c *Client) readReply(ctx context.Context, req *Envelope, p *peer, data []b
 			return fmt.Errorf("%w: error reply: %v", ErrMalformed, err)
 		}
 		return &re
+	}
+	if timeErr != nil {
+		return timeErr
 	}
 	if resp == nil {
 		return nil

@@ -3,6 +3,7 @@ package rmb
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error codes of error replies, in the spirit of HTTP status codes.
@@ -81,4 +82,15 @@ func (e *RemoteError) Is(target error) bool {
 
 func remoteErr(code int, format string, args ...any) *RemoteError {
 	return &RemoteError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// skewMessage names a clock skew: the time of what (a request, a reply)
+// is d ahead of (behind, when negative) whose clock.
+func skewMessage(what string, ts time.Time, d time.Duration, whose string, allowed time.Duration) string {
+	dir := "ahead of"
+	if d < 0 {
+		dir, d = "behind", -d
+	}
+	return fmt.Sprintf("clock skew: %s time %s is %s %s %s's clock (allowed skew %s)",
+		what, ts.UTC().Format(time.RFC3339), d.Round(time.Second), dir, whose, allowed)
 }

@@ -23,6 +23,7 @@ type Option func(*options)
 
 type options struct {
 	now           func() time.Time
+	callTimeout   time.Duration
 	maxPayload    int
 	defaultTTL    time.Duration
 	maxTTL        time.Duration
@@ -58,6 +59,19 @@ func WithClock(now func() time.Time) Option {
 	return func(o *options) {
 		if now != nil {
 			o.now = now
+		}
+	}
+}
+
+// WithCallTimeout bounds each call of a Client, within its context's
+// deadline: a call sent while the twin or the grid is away fails after d
+// (ErrTimeout) rather than at the caller's overall deadline, so a caller
+// waiting for something can ask again. 0 (the default) bounds a call by
+// its context alone (and the largest ttl).
+func WithCallTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d >= 0 {
+			o.callTimeout = d
 		}
 	}
 }

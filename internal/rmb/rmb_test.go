@@ -241,7 +241,7 @@ func TestRejections(t *testing.T) {
 					e.Timestamp = time.Now().Add(10 * time.Minute)
 				})
 			},
-			code: CodeExpired, want: "in the future",
+			code: CodeExpired, want: "clock skew: request time",
 		},
 		{
 			name: "ttl over the limit",

@@ -212,12 +212,16 @@ func (s *Server) handle(ctx context.Context, m *nats.Msg) {
 		return
 	}
 	if now.After(env.Expires()) {
-		s.answerError(m, env, nil, remoteErr(CodeExpired, "envelope %s expired %s ago", env.ID, now.Sub(env.Expires()).Round(time.Millisecond)))
+		msg := fmt.Sprintf("envelope %s expired %s ago", env.ID, now.Sub(env.Expires()).Round(time.Millisecond))
+		if d := env.Timestamp.Sub(now); d < -s.o.maxSkew-env.TTL {
+			// Older than any relay delay: the sender's clock is behind.
+			msg += ": " + skewMessage("request", env.Timestamp, d, fmt.Sprintf("twin %d", s.twin), s.o.maxSkew)
+		}
+		s.answerError(m, env, nil, remoteErr(CodeExpired, "%s", msg))
 		return
 	}
-	if env.Timestamp.After(now.Add(s.o.maxSkew)) {
-		s.answerError(m, env, nil, remoteErr(CodeExpired, "envelope %s timestamp is %s in the future, more than the allowed skew %s",
-			env.ID, env.Timestamp.Sub(now).Round(time.Millisecond), s.o.maxSkew))
+	if d := env.Timestamp.Sub(now); d > s.o.maxSkew {
+		s.answerError(m, env, nil, remoteErr(CodeExpired, "envelope %s: %s", env.ID, skewMessage("request", env.Timestamp, d, fmt.Sprintf("twin %d", s.twin), s.o.maxSkew)))
 		return
 	}
 	// From here on, deadline is the request's expiry on the real clock.

@@ -103,6 +103,18 @@ type Config struct {
 	// Status, when set, receives every change of a module's state (zos
 	// init's console shows what is wrong before the node registers).
 	Status StatusSink
+	// Now is the clock that times what the node signs and checks (relay
+	// envelopes, registry writes); nil means time.Now. Tests of clock
+	// skew move it.
+	Now func() time.Time
+}
+
+// now is the node's clock.
+func (c *Config) now() func() time.Time {
+	if c.Now == nil {
+		return time.Now
+	}
+	return c.Now
 }
 
 // StatusSink receives the state of the node's modules as it changes:

@@ -103,7 +103,7 @@ func (n *Node) startGrid(ctx context.Context, r *runner) error {
 	}
 	r.onStop("grid", func() error { nc.Close(); return nil })
 	n.nc, n.twin = nc, twin
-	n.grid = registry.NewClient(nc, n.key)
+	n.grid = registry.NewClient(nc, n.key, registry.WithClock(n.cfg.now()))
 	return nil
 }
 
@@ -226,7 +226,7 @@ func (n *Node) startRegistration(ctx context.Context, _ *runner) error {
 
 // startAPI serves the node API over the relay.
 func (n *Node) startAPI(_ context.Context, r *runner) error {
-	srv := rmb.NewServer(n.nc, n.twin, n.key, n.grid, n.log.With("component", "api"))
+	srv := rmb.NewServer(n.nc, n.twin, n.key, n.grid, n.log.With("component", "api"), rmb.WithClock(n.cfg.now()))
 	api.New(n.ID(), n.grid, n.engine, n.engine.Store(), n).Register(srv)
 	n.serveLoop(r, "api", srv.Serve)
 	return nil
@@ -299,12 +299,15 @@ func (n *Node) connect(ctx context.Context, key identity.Key) (*nats.Conn, uint3
 			return fmt.Errorf("connecting to the grid at %s: %w", n.cfg.Grid, err)
 		}
 		defer nc.Close()
-		twin, err = registry.NewClient(nc, key).CreateTwin(ctx, "")
+		twin, err = registry.NewClient(nc, key, registry.WithClock(n.cfg.now())).CreateTwin(ctx, "")
 		return err
 	})
 	if err != nil {
 		return nil, 0, err
 	}
+	// The node's lasting connection logs its losses and recoveries
+	// (grid_disconnected, grid_reconnected), once per transition.
+	opts = append(opts, rmb.ConnLogging(n.log.With("component", "grid"))...)
 	var nc *nats.Conn
 	err = n.retry(ctx, "grid", func() (err error) {
 		nc, err = rmb.Connect(n.cfg.Grid, key, opts...)
