@@ -262,8 +262,17 @@ func (e *Engine) reload() {
 // Run re-provisions every active deployment (a start is a reboot: the
 // managers see what exists and leave it), purges fully deleted ones, then
 // runs queued jobs until ctx ends.
+//
+// Networks come first after a start: a VM names a network resource that
+// another deployment of its twin holds, so while a job queued at start
+// (boot's re-provisioning or one a crash interrupted) of a deployment
+// holding a network is pending, only such jobs start.
 func (e *Engine) Run(ctx context.Context) error {
 	if err := e.boot(); err != nil {
+		return err
+	}
+	first, err := e.networkJobs()
+	if err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
@@ -274,13 +283,14 @@ func (e *Engine) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("reading job queue: %w", err)
 		}
+		first = stillQueued(first, jobs)
 		e.mu.Lock()
 		e.pending = jobs
 		var start []Job
 		blocked := map[string]bool{}
 		for _, j := range e.pending {
 			k := string(depKey(j.Twin, j.Contract))
-			if e.inflight[k] || blocked[k] {
+			if e.inflight[k] || blocked[k] || len(first) > 0 && !first[j.Seq] {
 				blocked[k] = true
 				continue
 			}
@@ -317,6 +327,41 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-e.wake:
 		}
 	}
+}
+
+// networkJobs are the queued jobs of deployments holding a network
+// resource, by sequence number.
+func (e *Engine) networkJobs() (map[uint64]bool, error) {
+	jobs, err := e.store.Jobs()
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint64]bool{}
+	for _, j := range jobs {
+		d, err := e.store.Get(j.Twin, j.Contract)
+		if err == nil && len(d.ByType(gridtypes.NetworkType, gridtypes.NetworkLightType)) > 0 {
+			out[j.Seq] = true
+		}
+	}
+	return out, nil
+}
+
+// stillQueued keeps the jobs of set that are still in the queue (a job
+// leaves it when it is done).
+func stillQueued(set map[uint64]bool, jobs []Job) map[uint64]bool {
+	if len(set) == 0 {
+		return set
+	}
+	queued := make(map[uint64]bool, len(jobs))
+	for _, j := range jobs {
+		queued[j.Seq] = true
+	}
+	for seq := range set {
+		if !queued[seq] {
+			delete(set, seq)
+		}
+	}
+	return set
 }
 
 // boot purges deleted deployments and queues re-provisioning of active ones

@@ -501,3 +501,51 @@ func TestData(t *testing.T) {
 		t.Fatal("undecodable data: no error")
 	}
 }
+
+// needsNet is a zmachine manager that, like the real one, fails when the
+// network resource it names has not been made since the (re)boot.
+type needsNet struct {
+	*recorder
+	net gridtypes.WorkloadID
+}
+
+func (m needsNet) Provision(ctx context.Context, wl *Workload) (any, error) {
+	m.mu.Lock()
+	ok := m.exists[m.net]
+	m.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("network has no resource on this node")
+	}
+	return m.recorder.Provision(ctx, wl)
+}
+
+// A VM deploy interrupted by a crash is queued before the restart's
+// re-provisioning of its twin's network: after the restart the network is
+// rebuilt first, so the VM finds it (it failed in about half the runs
+// when both started at once).
+func TestRestartNetworksFirst(t *testing.T) {
+	net := gridtypes.NewWorkloadID(1, 1, "n")
+	f := &fixture{t: t, path: filepath.Join(t.TempDir(), "store.bolt"), res: defaultRes}
+	f.rec = &recorder{lines: &f.lines, exists: map[gridtypes.WorkloadID]bool{}, fail: map[string]error{}}
+	f.mgrs = map[gridtypes.WorkloadType]Manager{gridtypes.ZMachineType: needsNet{f.rec, net}}
+	f.start()
+	t.Cleanup(f.stop)
+	if err := f.eng.Provision(mkdep(1, `n:network:{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if s := states(f.wait(1, 1)); s != "n=ok" {
+		t.Fatalf("network: %s", s)
+	}
+	f.rec.block = make(chan struct{})
+	if err := f.eng.Provision(mkdep(2, `vm:zmachine:{}`)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the VM's job to block", func() (bool, error) { return f.rec.waiting.Load() > 0, nil })
+	f.stop() // the VM's job stays queued, as after a crash
+	f.rec.block = nil
+	f.rec.exists = map[gridtypes.WorkloadID]bool{} // a reboot: nothing exists
+	f.start()
+	if s := states(f.wait(1, 2)); s != "vm=ok" {
+		t.Fatalf("VM after the restart: %s, want ok (its network rebuilt first)", s)
+	}
+}
