@@ -234,12 +234,14 @@ func (n *node) stop() { n.proc.stop(30 * time.Second) }
 // crash kills the node without letting it clean up.
 func (n *node) crash() { n.proc.kill() }
 
-// waitRegistered waits until the node's id is known.
+// waitRegistered waits until the node's id is known and its API serves
+// (a call sent before gets "no server", as any client would).
 func (n *node) waitRegistered(u *user) uint32 {
 	n.t.Helper()
 	var id uint32
 	if err := testutil.Poll(60*time.Second, func() (bool, error) {
-		if id = nodeIDFromLog(n.proc.output()); id != 0 {
+		out := n.proc.output()
+		if id = nodeIDFromLog(out); id != 0 && strings.Contains(out, "msg=serving component=api") {
 			return true, nil
 		}
 		select {

@@ -466,6 +466,12 @@ func (m *Manager) Run(ctx context.Context, s Spec) error {
 		}
 		started.fsds = append(started.fsds, p)
 		started.state.Virtiofsd = append(started.state.Virtiofsd, p.PID())
+		// Recorded at once: a node killed before QEMU runs leaves
+		// virtiofsds that the next start's Adopt must find and stop (a
+		// survivor holds the share's pid file, and a new one cannot start).
+		if err := writeJSON(filepath.Join(dir, "state.json"), started.state); err != nil {
+			return fail(err)
+		}
 	}
 	os.Remove(vm.Console)
 	p, err := m.sys.Launcher.StartQEMU(vm, m.log)
