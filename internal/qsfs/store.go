@@ -476,23 +476,39 @@ func (s *Store) backendByID(id string) *backend {
 
 // Get reads an object; errors.Is(err, ErrNotFound) when it is absent,
 // ErrUnreadable when a chunk has fewer than minimal_shards valid shards.
+// A read that races with a Put, Delete or Repair of the same name (whose
+// old shards go once the new metadata is in) starts again on the newer
+// metadata.
 func (s *Store) Get(ctx context.Context, name string) ([]byte, error) {
-	m, ok, err := s.lookup(name)
-	if err != nil {
+	for attempt := 0; ; attempt++ {
+		m, ok, err := s.lookup(name)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("%q: %w", name, ErrNotFound)
+		}
+		out, err := s.read(ctx, m)
+		if err == nil {
+			s.gets.Add(1)
+			return out, nil
+		}
+		if cur, ok, _ := s.lookup(name); ok && cur.Version != m.Version && ctx.Err() == nil && attempt < 10 {
+			continue
+		}
 		return nil, err
 	}
-	if !ok {
-		return nil, fmt.Errorf("%q: %w", name, ErrNotFound)
-	}
+}
+
+func (s *Store) read(ctx context.Context, m objectMeta) ([]byte, error) {
 	out := make([]byte, 0, m.Size)
 	for i, c := range m.Chunks {
 		plain, err := s.readChunk(ctx, &m, i, c)
 		if err != nil {
-			return nil, fmt.Errorf("reading %q chunk %d: %w", name, i, err)
+			return nil, fmt.Errorf("reading %q chunk %d: %w", m.Name, i, err)
 		}
 		out = append(out, plain...)
 	}
-	s.gets.Add(1)
 	return out, nil
 }
 

@@ -92,15 +92,21 @@ func (c *Client) String() string {
 	return "zdb://" + c.o.Addr + "/" + c.o.Namespace
 }
 
-func (c *Client) get(ctx context.Context) (*conn, error) {
+// get returns an idle connection (pooled true) or a new one.
+func (c *Client) get(ctx context.Context, fresh bool) (cn *conn, pooled bool, err error) {
 	c.mu.Lock()
-	if n := len(c.idle); n > 0 {
+	if n := len(c.idle); n > 0 && !fresh {
 		cn := c.idle[n-1]
 		c.idle = c.idle[:n-1]
 		c.mu.Unlock()
-		return cn, nil
+		return cn, true, nil
 	}
 	c.mu.Unlock()
+	cn, err = c.dial(ctx)
+	return cn, false, err
+}
+
+func (c *Client) dial(ctx context.Context) (*conn, error) {
 	nc, err := c.o.Dialer.DialContext(ctx, c.o.Network, c.o.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c, err)
@@ -152,17 +158,27 @@ func (c *Client) do(ctx context.Context, cn *conn, args ...[]byte) (resp.Reply, 
 }
 
 // Do runs one command on a pooled connection. An error reply comes back as
-// a *ServerError and keeps the connection; a transport error drops it.
+// a *ServerError and keeps the connection; a transport error drops it. A
+// pooled connection the server closed meanwhile (it restarted) is retried
+// once on a new connection; the commands this client sends are idempotent.
 func (c *Client) Do(ctx context.Context, args ...[]byte) (resp.Reply, error) {
 	if err := ctx.Err(); err != nil {
 		return resp.Reply{}, err
 	}
-	cn, err := c.get(ctx)
+	cn, pooled, err := c.get(ctx, false)
 	if err != nil {
 		return resp.Reply{}, err
 	}
 	r, err := c.do(ctx, cn, args...)
 	var serr *ServerError
+	var nerr net.Error
+	if err != nil && pooled && !errors.As(err, &serr) && !(errors.As(err, &nerr) && nerr.Timeout()) && ctx.Err() == nil {
+		cn.c.Close()
+		if cn, _, err = c.get(ctx, true); err != nil {
+			return resp.Reply{}, err
+		}
+		r, err = c.do(ctx, cn, args...)
+	}
 	if err != nil && !errors.As(err, &serr) {
 		cn.c.Close()
 		return r, fmt.Errorf("%s: %s: %w", c, args[0], err)
