@@ -190,4 +190,3 @@ func ConfigFrom(q gridtypes.QuantumSafeConfig) (Config, error) {
 	}
 	return c, nil
 }
-

@@ -634,4 +634,3 @@ func (s *Store) Close() error {
 }
 
 func isNotFound(err error) bool { return errors.Is(err, zdbclient.ErrNotFound) }
-
