@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -384,5 +385,28 @@ func TestBadNames(t *testing.T) {
 		if err := s.Put(context.Background(), name, []byte("x")); err == nil {
 			t.Errorf("Put %d-byte name: got nil, want an error", len(name))
 		}
+	}
+}
+
+// TestWrongBackendPassword: a data backend whose password is wrong is
+// reported unhealthy with the namespace refusal, and a write that cannot
+// be spread without it fails naming it; nothing is acknowledged.
+func TestWrongBackendPassword(t *testing.T) {
+	c := newCluster(t, 3, 2, 3)
+	c.cfg.Groups[1][1].Password = "wrong"
+	s := c.open(t)
+	err := s.Put(context.Background(), "x", []byte("data"))
+	wantErr(t, err, ErrNotDurable)
+	bad := c.cfg.Groups[1][1].ID()
+	if !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "selecting namespace") {
+		t.Errorf("got %v, want the error to name %s and the namespace refusal", err, bad)
+	}
+	for _, b := range s.Status().Backends {
+		if b.ID == bad && (b.Healthy || !strings.Contains(b.LastError, "selecting namespace")) {
+			t.Errorf("Status of %s: got healthy=%v %q, want unhealthy with the refusal", bad, b.Healthy, b.LastError)
+		}
+	}
+	if names, _ := s.List(context.Background(), ""); len(names) != 0 {
+		t.Errorf("List: got %q, want nothing", names)
 	}
 }
