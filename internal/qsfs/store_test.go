@@ -410,3 +410,44 @@ func TestWrongBackendPassword(t *testing.T) {
 		t.Errorf("List: got %q, want nothing", names)
 	}
 }
+
+// TestBackendReplacedInConfig: a Config that swaps a backend for a new
+// one (a deployment update) reads everything at once, and Repair moves the
+// shards the old backend held onto the configured ones; the old backend
+// can then go, with two more lost on top.
+func TestBackendReplacedInConfig(t *testing.T) {
+	c := newCluster(t, 3, 2, 3)
+	s := c.open(t)
+	data := random(t, 4*(64<<10))
+	mustPut(t, s, "obj", data)
+	s.Close()
+
+	old := c.groups[2][0]
+	fresh := startNode(t)
+	cfg := c.cfg
+	cfg.Groups = [][]Backend{cfg.Groups[0], cfg.Groups[1], {fresh.backend(), cfg.Groups[2][1]}}
+	s2, err := New(cfg, testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	mustRead(t, s2, "obj", data)
+	rep, err := s2.Repair(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ShardsMissing != 4 || rep.ShardsRewritten != 4 || rep.Degraded != 0 {
+		t.Errorf("Repair: got %+v, want the 4 shards of the old backend rewritten, none degraded", rep)
+	}
+	for i, ch := range s2.metaOf(t, "obj").Chunks {
+		for _, sh := range ch.Shards {
+			if sh.Backend == old.backend().ID() {
+				t.Errorf("chunk %d: a shard still on the replaced backend", i)
+			}
+		}
+	}
+	old.Stop()
+	c.groups[0][0].Stop()
+	c.groups[1][1].Stop()
+	mustRead(t, s2, "obj", data)
+}
