@@ -512,19 +512,29 @@ func (s *Store) read(ctx context.Context, m objectMeta) ([]byte, error) {
 	return out, nil
 }
 
-// readChunk fetches the data shards first and the parity shards only when
-// some of those are missing or corrupt.
+// readChunk fetches minimal shards first, data shards on backends that
+// are up before the others (rebuilding is then a copy), and the remaining
+// shards only when some of those are missing or corrupt.
 func (s *Store) readChunk(ctx context.Context, m *objectMeta, index int, c chunkMeta) ([]byte, error) {
 	payloads := make([][]byte, m.Total)
 	errs := make([]error, m.Total)
-	fetch := func(from, to int) {
+	fetch := func(idx []int) {
 		var wg sync.WaitGroup
-		for i := from; i < to; i++ {
+		for _, i := range idx {
 			wg.Go(func() { payloads[i], errs[i] = s.fetchShard(ctx, m, c, i) })
 		}
 		wg.Wait()
 	}
-	fetch(0, m.Minimal)
+	var up, down []int
+	for i, sh := range c.Shards {
+		if b := s.backendByID(sh.Backend); b != nil && b.up() {
+			up = append(up, i)
+		} else {
+			down = append(down, i)
+		}
+	}
+	order := append(up, down...)
+	fetch(order[:min(m.Minimal, len(order))])
 	valid := 0
 	for _, p := range payloads {
 		if p != nil {
@@ -532,7 +542,7 @@ func (s *Store) readChunk(ctx context.Context, m *objectMeta, index int, c chunk
 		}
 	}
 	if valid < m.Minimal {
-		fetch(m.Minimal, m.Total)
+		fetch(order[m.Minimal:])
 		valid = 0
 		for _, p := range payloads {
 			if p != nil {
