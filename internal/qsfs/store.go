@@ -98,9 +98,9 @@ func New(cfg Config, log *slog.Logger) (*Store, error) {
 	for _, b := range cfg.Meta {
 		s.meta = append(s.meta, newBackend(b, -1, cfg.Timeout))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.Timeout)
-	defer cancel()
-	if err := s.load(ctx); err != nil {
+	// Each call is bounded by cfg.Timeout; the whole load by the number of
+	// records.
+	if err := s.load(context.Background()); err != nil {
 		s.Close()
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 // chunk, several chunks with a tail) read back identical with each
 // compression algorithm, over six real 0-db backends.
 func TestRoundTrip(t *testing.T) {
+	testutil.NoLeaks(t)
 	c := newCluster(t, 3, 2, 3)
 	text := bytes.Repeat([]byte("quantum safe storage "), 20000) // compressible, several chunks
 	objects := map[string][]byte{
@@ -335,6 +336,7 @@ func TestMetaReplicaRepaired(t *testing.T) {
 // TestConcurrentPutGet: writers and readers on shared and own names; run
 // with -race.
 func TestConcurrentPutGet(t *testing.T) {
+	testutil.NoLeaks(t)
 	c := newCluster(t, 3, 2, 3)
 	s := c.open(t)
 	ctx := context.Background()
