@@ -43,7 +43,12 @@ func TestValidate(t *testing.T) {
 		{"two groups cannot lose one", func(c *Config) { c.Groups = c.Groups[:2]; c.RedundantNodes = 1 }, "losing 1 groups would lose 3 shards of a chunk, more than the 2"},
 		{"too few backends for nodes", func(c *Config) { c.RedundantGroups = 0; c.Groups = [][]Backend{c.Groups[0], c.Groups[1]} }, "losing 2 backends would lose 4 shards"},
 		{"losing three groups", func(c *Config) { c.RedundantGroups = 3 }, "losing 3 groups"},
-		{"shards too large", func(c *Config) { c.ChunkSize = 32 << 20; c.MinimalShards = 1; c.ExpectedShards = 3; c.RedundantNodes = 1 }, "more than a 0-db value"},
+		{"shards too large", func(c *Config) {
+			c.ChunkSize = 32 << 20
+			c.MinimalShards = 1
+			c.ExpectedShards = 3
+			c.RedundantNodes = 1
+		}, "more than a 0-db value"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

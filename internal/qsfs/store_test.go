@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/zos-go/zos/internal/testutil"
 )
@@ -452,4 +454,58 @@ func TestBackendReplacedInConfig(t *testing.T) {
 	c.groups[0][0].Stop()
 	c.groups[1][1].Stop()
 	mustRead(t, s2, "obj", data)
+}
+
+// TestHungBackend: a backend that accepts connections and never answers
+// costs one timeout: reads still return every byte, and the next read
+// asks the other backends first.
+func TestHungBackend(t *testing.T) {
+	c := newCluster(t, 3, 2, 3)
+	c.cfg.Timeout = 500 * time.Millisecond
+	s := c.open(t)
+	data := random(t, 6*(64<<10))
+	mustPut(t, s, "obj", data)
+
+	hung := c.groups[0][0]
+	hung.Stop()
+	ln, err := net.Listen("tcp", hung.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	testutil.Go(t, "silent server", func(ctx context.Context) error {
+		go func() { <-ctx.Done(); ln.Close() }()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				mu.Lock()
+				for _, h := range held {
+					h.Close()
+				}
+				mu.Unlock()
+				return nil
+			}
+			mu.Lock()
+			held = append(held, conn)
+			mu.Unlock()
+		}
+	})
+	errorsOf := func() uint64 {
+		for _, b := range s.Status().Backends {
+			if b.ID == hung.backend().ID() {
+				return b.Errors
+			}
+		}
+		return 0
+	}
+	mustRead(t, s, "obj", data)
+	if errorsOf() == 0 {
+		t.Fatalf("the hung backend was never asked: every chunk has a shard on it")
+	}
+	before := errorsOf()
+	mustRead(t, s, "obj", data)
+	if got := errorsOf(); got != before {
+		t.Errorf("second read: the hung backend failed %d more calls, want it asked last (not at all)", got-before)
+	}
 }
