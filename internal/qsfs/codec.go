@@ -31,7 +31,7 @@ type codec struct {
 	zdec *zstd.Decoder
 }
 
-func newCodec(key []byte, maxChunk int) (*codec, error) {
+func newCodec(key []byte) (*codec, error) {
 	aead, err := newAEAD(key)
 	if err != nil {
 		return nil, err
@@ -40,7 +40,7 @@ func newCodec(key []byte, maxChunk int) (*codec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating zstd encoder: %w", err)
 	}
-	zdec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(maxChunk)+1))
+	zdec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxChunkSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("creating zstd decoder: %w", err)
 	}

@@ -22,6 +22,14 @@ const DefaultChunkSize = 4 << 20
 // maxShardValue is the largest value a 0-db backend takes (8 MiB).
 const maxShardValue = 8 << 20
 
+// maxChunkSize bounds ChunkSize, and what a decoder accepts.
+const maxChunkSize = 32 << 20
+
+// maxChunks bounds the chunks of one object, so that its metadata record
+// (at most 128 bytes a chunk and 240 a shard) fits a 0-db value: 5400
+// chunks of 4 MiB with 6 shards.
+func maxChunks(total int) int { return (maxShardValue - 4096) / (128 + 240*total) }
+
 // Backend is one 0-db namespace.
 type Backend struct {
 	Address   string // host:port
@@ -90,7 +98,7 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("compression: unknown algorithm %q (want snappy, zstd or none)", c.Compression))
 	}
-	if c.ChunkSize < 4<<10 || c.ChunkSize > 32<<20 {
+	if c.ChunkSize < 4<<10 || c.ChunkSize > maxChunkSize {
 		errs = append(errs, fmt.Errorf("chunk size: must be between 4 KiB and 32 MiB, got %d", c.ChunkSize))
 	}
 	if len(c.MetaPrefix) > 64 {

@@ -174,3 +174,24 @@ func TestPlace(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxChunksFitsARecord: an object of the most chunks allowed, each
+// shard with the longest backend address and key, still seals into a
+// record a 0-db backend takes.
+func TestMaxChunksFitsARecord(t *testing.T) {
+	aead, _ := newAEAD(make([]byte, 32))
+	for _, total := range []int{3, 6, 16, 64} {
+		m := objectMeta{Name: "n", Version: 1 << 62, DataVersion: 1 << 62, Compression: CompressionSnappy, Minimal: 1, Total: total}
+		shards := make([]shardMeta, total)
+		for i := range shards {
+			shards[i] = shardMeta{Backend: "[2a02:1802:5e:0:ffff:ffff:ffff:ffff]:65535/" + strings.Repeat("n", 64),
+				Key: strings.Repeat("f", 32) + ".255", Sum: make([]byte, 32)}
+		}
+		for range maxChunks(total) {
+			m.Chunks = append(m.Chunks, chunkMeta{Size: 1 << 22, SealedLen: 1<<22 + 16, Nonce: make([]byte, 12), Shards: shards})
+		}
+		if _, err := sealRecord(aead, "prefix", "prefix/o/n", m); err != nil {
+			t.Errorf("%d shards, %d chunks: %v", total, len(m.Chunks), err)
+		}
+	}
+}

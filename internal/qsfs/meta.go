@@ -72,7 +72,7 @@ func (m *objectMeta) validate(name string) error {
 	}
 	var size int64
 	for i, c := range m.Chunks {
-		if c.Size < 0 || c.Size > 32<<20 || c.SealedLen < 0 || c.SealedLen > maxShardValue*m.Minimal {
+		if c.Size < 0 || c.Size > maxChunkSize || c.SealedLen < 0 || c.SealedLen > maxShardValue*m.Minimal {
 			return fmt.Errorf("chunk %d: sizes %d/%d", i, c.Size, c.SealedLen)
 		}
 		if len(c.Nonce) != 12 {

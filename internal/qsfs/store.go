@@ -79,7 +79,7 @@ func New(cfg Config, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cd, err := newCodec(cfg.DataKey, cfg.ChunkSize)
+	cd, err := newCodec(cfg.DataKey)
 	if err != nil {
 		return nil, err
 	}
@@ -339,6 +339,9 @@ func (s *Store) commit(ctx context.Context, m objectMeta) error {
 func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	if err := s.checkName(name); err != nil {
 		return err
+	}
+	if n, most := (len(data)+s.cfg.ChunkSize-1)/s.cfg.ChunkSize, maxChunks(s.cfg.ExpectedShards); n > most {
+		return fmt.Errorf("object of %d bytes makes %d chunks, more than the %d one metadata record holds", len(data), n, most)
 	}
 	mu := s.stripe(name)
 	mu.Lock()
