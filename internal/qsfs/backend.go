@@ -27,10 +27,10 @@ type backend struct {
 	failedAt time.Time
 }
 
-func newBackend(b Backend, group int, timeout time.Duration) *backend {
+func newBackend(b Backend, group int, cfg *Config) *backend {
 	return &backend{cfg: b, id: b.ID(), group: group, c: zdbclient.New(zdbclient.Options{
 		Network: "tcp", Addr: b.Address, Namespace: b.Namespace, Password: b.Password,
-		Timeout: timeout, MaxIdle: 8, MaxValue: maxShardValue + 1<<20,
+		Timeout: cfg.Timeout, Dialer: cfg.Dialer, Quiet: cfg.Quiet, MaxIdle: 8, MaxValue: maxShardValue + 1<<20,
 	})}
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/zdbclient"
 )
 
 // Compression algorithms.
@@ -56,6 +57,13 @@ type Config struct {
 	ChunkSize int
 	// Timeout bounds one call to a backend; 10 s when 0.
 	Timeout time.Duration
+	// Dialer opens the connections to the backends: the backends are
+	// addresses a tenant named, so the node passes its egress policy's
+	// dialer (internal/egress Policy.Dialer). Nil: a plain dialer.
+	Dialer zdbclient.Dialer
+	// Quiet leaves what the backends answered out of errors, for errors
+	// a tenant reads.
+	Quiet bool
 }
 
 func (c *Config) defaults() {

@@ -92,11 +92,11 @@ func New(cfg Config, log *slog.Logger) (*Store, error) {
 	for gi, g := range cfg.Groups {
 		for _, b := range g {
 			s.cand = append(s.cand, placeBackend{idx: len(s.data), group: gi})
-			s.data = append(s.data, newBackend(b, gi, cfg.Timeout))
+			s.data = append(s.data, newBackend(b, gi, &cfg))
 		}
 	}
 	for _, b := range cfg.Meta {
-		s.meta = append(s.meta, newBackend(b, -1, cfg.Timeout))
+		s.meta = append(s.meta, newBackend(b, -1, &cfg))
 	}
 	// Each call is bounded by cfg.Timeout; the whole load by the number of
 	// records.

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/testutil"
+	"github.com/zos-go/zos/internal/zdbclient"
 )
 
 // TestRoundTrip: objects of every shape (empty, one byte, exactly one
@@ -507,5 +509,24 @@ func TestHungBackend(t *testing.T) {
 	mustRead(t, s, "obj", data)
 	if got := errorsOf(); got != before {
 		t.Errorf("second read: the hung backend failed %d more calls, want it asked last (not at all)", got-before)
+	}
+}
+
+// TestEgressPolicyDialer: with the node's egress policy as the dialer, a
+// config naming loopback backends (the node itself) reaches none of them:
+// New fails with the policy's refusal and nothing is written.
+func TestEgressPolicyDialer(t *testing.T) {
+	c := newCluster(t, 3, 2, 3)
+	cfg := c.cfg
+	var p egress.Policy // the zero policy refuses loopback
+	cfg.Dialer = p.Dialer(&net.Dialer{Timeout: time.Second})
+	cfg.Quiet = true
+	_, err := New(cfg, testutil.Logger(t))
+	wantErr(t, err, ErrMetaUnavailable)
+	wantErr(t, err, egress.ErrDenied)
+	for _, n := range c.meta {
+		if _, err := n.client().Get(context.Background(), []byte(cfg.MetaPrefix+"/keycheck")); !errors.Is(err, zdbclient.ErrNotFound) {
+			t.Errorf("key check on %s: got %v, want nothing written", n.addr, err)
+		}
 	}
 }
