@@ -166,7 +166,10 @@ func (s *Store) load(ctx context.Context) error {
 		if err := json.Unmarshal(plain, &kc); err != nil {
 			continue
 		}
-		if _, err := s.codec.aead.Open(nil, kc.Nonce, kc.Sealed, []byte("qsfs-keycheck")); err != nil || len(kc.Nonce) != s.codec.aead.NonceSize() {
+		if len(kc.Nonce) != s.codec.aead.NonceSize() {
+			continue
+		}
+		if _, err := s.codec.aead.Open(nil, kc.Nonce, kc.Sealed, []byte("qsfs-keycheck")); err != nil {
 			return fmt.Errorf("%w: the data encryption key does not open this store's key check", ErrWrongKey)
 		}
 		opened = true
@@ -399,21 +402,37 @@ func (s *Store) putChunk(ctx context.Context, m *objectMeta, index int, plain []
 	for i, v := range values {
 		cm.Shards[i] = shardMeta{Key: fmt.Sprintf("%x.%d", id, i), Sum: v[8:40]}
 	}
-	var cand []placeBackend
-	for _, c := range s.cand {
-		if s.data[c.idx].up() {
-			cand = append(cand, c)
-		}
-	}
+	excluded := map[int]bool{} // data backends that failed during this Put
 	var failures []error
 	for {
-		if len(cand) < m.Minimal {
-			return chunkMeta{}, fmt.Errorf("%w: %d of %d backends reachable, minimal_shards is %d: %w",
-				ErrTooFewBackends, len(cand), len(s.data), m.Minimal, errors.Join(failures...))
+		// Backends up first; those that failed lately too when the others
+		// are not enough (they may be back).
+		var live, all []placeBackend
+		for _, c := range s.cand {
+			if excluded[c.idx] {
+				continue
+			}
+			all = append(all, c)
+			if s.data[c.idx].up() {
+				live = append(live, c)
+			}
 		}
-		p, err := place(cand, m.Total, m.Minimal, s.cfg.RedundantGroups, s.cfg.RedundantNodes, mrand.IntN(len(cand)))
+		if len(all) < m.Minimal {
+			return chunkMeta{}, fmt.Errorf("%w: %d of %d backends reachable, minimal_shards is %d: %w",
+				ErrTooFewBackends, len(all), len(s.data), m.Minimal, errors.Join(failures...))
+		}
+		cand := live
+		var p []int
+		err := errors.New("no backend up")
+		if len(live) > 0 {
+			p, err = place(live, m.Total, m.Minimal, s.cfg.RedundantGroups, s.cfg.RedundantNodes, mrand.IntN(len(live)))
+		}
+		if err != nil && len(all) > len(live) {
+			cand = all
+			p, err = place(all, m.Total, m.Minimal, s.cfg.RedundantGroups, s.cfg.RedundantNodes, mrand.IntN(len(all)))
+		}
 		if err != nil {
-			return chunkMeta{}, fmt.Errorf("%w: %d of %d backends reachable: %w: %w", ErrNotDurable, len(cand), len(s.data), err, errors.Join(failures...))
+			return chunkMeta{}, fmt.Errorf("%w: %d of %d backends reachable: %w: %w", ErrNotDurable, len(all), len(s.data), err, errors.Join(failures...))
 		}
 		errs := make([]error, m.Total)
 		var wg sync.WaitGroup
@@ -422,31 +441,24 @@ func (s *Store) putChunk(ctx context.Context, m *objectMeta, index int, plain []
 			wg.Go(func() { errs[i] = b.set(ctx, cm.Shards[i].Key, values[i]) })
 		}
 		wg.Wait()
-		failed := map[int]bool{}
+		failed := false
 		for i, err := range errs {
 			b := s.data[cand[p[i]].idx]
 			if err != nil {
-				failed[p[i]] = true
+				failed = true
+				excluded[cand[p[i]].idx] = true
 				failures = append(failures, fmt.Errorf("backend %s: %w", b.id, err))
 			}
 			cm.Shards[i].Backend = b.id
 		}
-		if len(failed) == 0 {
+		if !failed {
 			return cm, nil
 		}
+		// Drop what landed, and place again without the failed backends.
+		s.dropShards([]chunkMeta{cm})
 		if err := ctx.Err(); err != nil {
-			s.dropShards([]chunkMeta{cm})
 			return chunkMeta{}, err
 		}
-		// Drop what landed, leave out the failed backends, place again.
-		s.dropShards([]chunkMeta{cm})
-		var next []placeBackend
-		for k, c := range cand {
-			if !failed[k] {
-				next = append(next, c)
-			}
-		}
-		cand = next
 	}
 }
 
@@ -496,7 +508,11 @@ func (s *Store) Get(ctx context.Context, name string) ([]byte, error) {
 			s.gets.Add(1)
 			return out, nil
 		}
-		if cur, ok, _ := s.lookup(name); ok && cur.Version != m.Version && ctx.Err() == nil && attempt < 10 {
+		cur, ok, _ := s.lookup(name)
+		if !ok {
+			return nil, fmt.Errorf("%q: %w", name, ErrNotFound) // deleted meanwhile
+		}
+		if cur.Version != m.Version && ctx.Err() == nil && attempt < 10 {
 			continue
 		}
 		return nil, err
