@@ -465,7 +465,7 @@ func TestHungBackend(t *testing.T) {
 	c := newCluster(t, 3, 2, 3)
 	c.cfg.Timeout = 500 * time.Millisecond
 	s := c.open(t)
-	data := random(t, 6*(64<<10))
+	data := random(t, 12*(64<<10)) // 12 chunks: the hung backend holds a data shard of some
 	mustPut(t, s, "obj", data)
 
 	hung := c.groups[0][0]
@@ -529,4 +529,45 @@ func TestEgressPolicyDialer(t *testing.T) {
 			t.Errorf("key check on %s: got %v, want nothing written", n.addr, err)
 		}
 	}
+}
+
+// TestStatus: the counters metrics read follow puts, gets, deletes and a
+// stopped backend.
+func TestStatus(t *testing.T) {
+	c := newCluster(t, 3, 2, 3)
+	s := c.open(t)
+	mustPut(t, s, "a", random(t, 1000))
+	mustPut(t, s, "b", random(t, 70000))
+	mustRead(t, s, "b", s.mustGet(t, "b"))
+	if err := s.Delete(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	c.groups[0][0].Stop()
+	// A write asks every backend: the stopped one is noted down, and five
+	// cannot hold six shards so as to lose two.
+	wantErr(t, s.Put(context.Background(), "c", []byte("c")), ErrNotDurable)
+	st := s.Status()
+	got := fmt.Sprintf("objects=%d bytes=%d puts=%d gets=%d deletes=%d backends=%d", st.Objects, st.Bytes, st.Puts, st.Gets, st.Deletes, len(st.Backends))
+	if want := "objects=1 bytes=70000 puts=2 gets=2 deletes=1 backends=9"; got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	var written uint64
+	for _, b := range st.Backends {
+		written += b.Written
+		if b.ID == c.groups[0][0].backend().ID() && b.Healthy {
+			t.Errorf("%s: got healthy after a write with it stopped, want unhealthy", b.ID)
+		}
+	}
+	if written == 0 {
+		t.Error("got no values written in the backends' counters")
+	}
+}
+
+func (s *Store) mustGet(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := s.Get(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
