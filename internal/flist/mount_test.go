@@ -127,9 +127,8 @@ func TestStoreDown(t *testing.T) {
 	src := busyboxTree(t)
 	store, _ := OpenStore(z.url(), StoreOptions{})
 	defer store.Close()
+	store.(*ZDBStore).timeout = 2 * time.Second // before the first call makes the client
 	_, m := buildDir(t, src, store)
-	zs := store.(*ZDBStore)
-	zs.timeout = 2 * time.Second
 	mnt := mountMeta(t, m, MountConfig{Store: store, Prefetch: -1, FetchTimeout: 2 * time.Second})
 	passwd, err := os.ReadFile(filepath.Join(mnt.Dir, "etc/passwd"))
 	if err != nil {
