@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 
 	sysfuse "github.com/zos-go/zos/internal/sys/fuse"
 )
@@ -58,11 +57,20 @@ type FS struct {
 	// syncMu makes checkpoints one at a time, in generation order.
 	syncMu sync.Mutex
 
-	mu      sync.Mutex // guards t, refs, garbage, pinned, open, tick, changes, synced
-	t       *tree
-	refs    map[hash]int // how many block slots name each block
-	garbage map[hash]struct{}
-	pinned  map[hash]struct{} // named by the checkpoint being written: kept even when unnamed
+	mu   sync.Mutex // guards the fields below
+	t    *tree
+	refs map[hash]int // how many block slots name each block
+	// garbage holds the blocks nothing names, with the change count when
+	// they became so: a sync whose snapshot is at or past it may delete
+	// them from the backend.
+	garbage map[hash]uint64
+	pinned  map[hash]struct{} // named by the record being written: kept even when unnamed
+	// dirtyInos are the inodes changed since the last record; the next
+	// sync writes them.
+	dirtyInos map[uint64]struct{}
+	fullGen   uint64 // generation of the last full checkpoint (0: none yet)
+	fullBytes int64  // its size
+	jrnlBytes int64  // bytes of journal records since it
 	open    map[bkey]*oblock
 	tick    uint64
 	changes uint64 // bumped by every change; a checkpoint clears dirt it covered
@@ -114,14 +122,15 @@ func New(cfg Config, backend Backend, log *slog.Logger) (*FS, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	f := &FS{
 		cfg: cfg, backend: backend, log: log, ctx: ctx, stop: stop, kick: make(chan struct{}, 1),
-		refs: map[hash]int{}, garbage: map[hash]struct{}{}, open: map[bkey]*oblock{},
+		refs: map[hash]int{}, garbage: map[hash]uint64{}, open: map[bkey]*oblock{},
+		dirtyInos: map[uint64]struct{}{},
 	}
-	t, err := f.load()
+	t, full, err := f.load()
 	if err != nil {
 		stop()
 		return nil, err
 	}
-	f.t, f.bs = t, int64(t.BlockSize)
+	f.t, f.bs, f.fullGen = t, int64(t.BlockSize), full
 	for _, in := range t.Inodes {
 		for _, h := range in.Blocks {
 			f.refs[h]++
@@ -145,42 +154,6 @@ func New(cfg Config, backend Backend, log *slog.Logger) (*FS, error) {
 	go f.checkpointer()
 	log.Info("qsfs_loaded", "generation", t.Gen, "inodes", len(t.Inodes), "blocks", len(f.refs))
 	return f, nil
-}
-
-// load reads the newest checkpoint, or makes an empty tree.
-func (f *FS) load() (*tree, error) {
-	ctx, cancel := context.WithTimeout(f.ctx, f.cfg.OpTimeout)
-	defer cancel()
-	names, err := f.backend.List(ctx, metaPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("listing metadata checkpoints: %w", err)
-	}
-	var gens []uint64
-	for _, n := range names {
-		if g, ok := parseMetaName(n); ok {
-			gens = append(gens, g)
-		}
-	}
-	if len(gens) == 0 {
-		now := time.Now().UnixNano()
-		root := &inode{Ino: rootIno, Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Parent: rootIno,
-			Atime: now, Mtime: now, Ctime: now, Entries: map[string]uint64{}}
-		return &tree{Version: metaVersion, BlockSize: f.cfg.BlockSize, NextIno: rootIno + 1,
-			Inodes: map[uint64]*inode{rootIno: root}}, nil
-	}
-	sort.Slice(gens, func(i, j int) bool { return gens[i] > gens[j] })
-	b, err := f.backend.Get(ctx, metaName(gens[0]))
-	if err != nil {
-		return nil, fmt.Errorf("reading metadata checkpoint %d: %w", gens[0], err)
-	}
-	t, err := decodeTree(b)
-	if err != nil {
-		return nil, fmt.Errorf("metadata checkpoint %d: %w", gens[0], err)
-	}
-	if t.Gen != gens[0] {
-		return nil, fmt.Errorf("metadata checkpoint %d says generation %d", gens[0], t.Gen)
-	}
-	return t, nil
 }
 
 // Dir is where the file system is mounted.
@@ -432,103 +405,15 @@ func (f *FS) wake() {
 	}
 }
 
-// Sync makes everything written so far durable on the backend: it seals
-// the open blocks, uploads every block the tree names that is not there
-// yet, then writes the metadata checkpoint, and only then forgets blocks
-// nothing names any more. The checkpoint names only uploaded blocks, so
-// the backend always holds a whole tree.
-func (f *FS) Sync(ctx context.Context) error {
-	f.syncMu.Lock()
-	defer f.syncMu.Unlock()
-	f.mu.Lock()
-	if err := f.sealAllLocked(); err != nil {
-		f.mu.Unlock()
-		return err
-	}
-	changes := f.changes
-	next := *f.t
-	next.Gen++
-	b, refs, err := encodeTree(&next)
-	f.pinned = refs
-	f.mu.Unlock()
-	defer func() {
-		f.mu.Lock()
-		f.pinned = nil
-		f.mu.Unlock()
-	}()
-	if err != nil {
-		return err
-	}
-	if err := f.uploadAll(ctx, refs); err != nil {
-		return err
-	}
-	octx, cancel := context.WithTimeout(ctx, f.cfg.OpTimeout)
-	defer cancel()
-	if err := f.backend.Put(octx, metaName(next.Gen), b); err != nil {
-		return fmt.Errorf("writing metadata checkpoint %d: %w", next.Gen, err)
-	}
-	f.stats.checkpoints.Add(1)
-	f.mu.Lock()
-	f.t.Gen = next.Gen
-	f.synced = changes
-	f.mu.Unlock()
-	// Older checkpoints and blocks only they named go; a failure here
-	// leaves garbage, never a hole.
-	if next.Gen > 1 {
-		if err := f.backend.Delete(octx, metaName(next.Gen-1)); err != nil && !f.cfg.IsNotFound(err) {
-			f.log.Warn("delete_checkpoint", "generation", next.Gen-1, "err", err)
-		}
-	}
-	f.collect(octx, refs)
-	return nil
-}
-
-// uploadAll uploads the dirty blocks among refs, a few at a time.
-func (f *FS) uploadAll(ctx context.Context, refs map[hash]struct{}) error {
-	var todo []hash
-	f.cache.mu.Lock()
-	for h := range refs {
-		if e := f.cache.ents[h]; e != nil && e.dirty {
-			todo = append(todo, h)
-		}
-	}
-	f.cache.mu.Unlock()
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
-	for _, h := range todo {
-		g.Go(func() error { return f.upload(gctx, h) })
-	}
-	return g.Wait()
-}
-
-// collect deletes from the backend the blocks nothing names and the last
-// checkpoint does not name either.
-func (f *FS) collect(ctx context.Context, durable map[hash]struct{}) {
-	f.gcMu.Lock()
-	defer f.gcMu.Unlock()
-	var victims []hash
-	f.mu.Lock()
-	for h := range f.garbage {
-		if f.refs[h] > 0 {
-			delete(f.garbage, h)
-			continue
-		}
-		if _, ok := durable[h]; ok {
-			continue
-		}
-		victims = append(victims, h)
-		delete(f.garbage, h)
-		f.cache.drop(h)
-	}
-	f.mu.Unlock()
-	for _, h := range victims {
-		if err := f.backend.Delete(ctx, blockName(h)); err != nil && !f.cfg.IsNotFound(err) {
-			f.log.Warn("delete_block", "block", h.String(), "err", err)
-		}
-	}
-}
-
 func (f *FS) refLocked(h hash) { f.refs[h]++ }
+
+// touchLocked records that inodes changed: the next sync writes them.
+func (f *FS) touchLocked(inos ...uint64) {
+	f.changes++
+	for _, ino := range inos {
+		f.dirtyInos[ino] = struct{}{}
+	}
+}
 
 func (f *FS) unrefLocked(h hash) {
 	f.refs[h]--
@@ -536,7 +421,8 @@ func (f *FS) unrefLocked(h hash) {
 		return
 	}
 	delete(f.refs, h)
-	f.garbage[h] = struct{}{}
+	f.changes++
+	f.garbage[h] = f.changes
 	if _, ok := f.pinned[h]; ok {
 		return
 	}
@@ -570,6 +456,7 @@ func (f *FS) sealLocked(k bkey) error {
 		if had {
 			delete(in.Blocks, k.idx)
 			f.unrefLocked(old)
+			f.touchLocked(k.ino)
 		}
 		delete(f.open, k)
 		return nil
@@ -586,6 +473,7 @@ func (f *FS) sealLocked(k bkey) error {
 		in.Blocks = map[int64]hash{}
 	}
 	in.Blocks[k.idx] = h
+	f.touchLocked(k.ino)
 	f.refLocked(h)
 	if had {
 		f.unrefLocked(old)
@@ -696,7 +584,7 @@ func (f *FS) write(ctx context.Context, ino uint64, data []byte, off int64) (int
 		in.Size = max(in.Size, uint64(pos)+uint64(n))
 		now := time.Now().UnixNano()
 		in.Mtime, in.Ctime = now, now
-		f.changes++
+		f.touchLocked(ino)
 		// A block written to its end is sealed now, so a streaming
 		// writer uploads as it goes.
 		if bo+int64(n) == f.bs {
@@ -819,7 +707,7 @@ func (f *FS) truncate(ctx context.Context, ino uint64, size uint64) error {
 		}
 	}
 	in.Size = size
-	f.changes++
+	f.touchLocked(ino)
 	return nil
 }
 
@@ -837,7 +725,7 @@ func (f *FS) freeLocked(in *inode) {
 		}
 	}
 	delete(f.t.Inodes, in.Ino)
-	f.changes++
+	f.touchLocked(in.Ino)
 }
 
 // errno maps an error to what the kernel is told: backend and cache

@@ -256,8 +256,8 @@ func TestFsyncDurable(t *testing.T) {
 		}
 	}
 	gen := f.Stats().Generation
-	if gen == 0 || !b.has(metaName(gen)) {
-		t.Fatalf("after fsync the backend lacks checkpoint %d", gen)
+	if gen == 0 || !b.hasRecord(gen) {
+		t.Fatalf("after fsync the backend lacks metadata record %d", gen)
 	}
 
 	// close after write is a sync too
@@ -266,12 +266,36 @@ func TestFsyncDurable(t *testing.T) {
 	if name := blockName(sha256.Sum256(small)); !b.has(name) {
 		t.Fatalf("after close the backend lacks the block %s", name)
 	}
-	if g := f.Stats().Generation; g <= gen || !b.has(metaName(g)) {
-		t.Fatalf("after close: generation %d (before %d), checkpoint present %v", g, gen, b.has(metaName(g)))
+	if g := f.Stats().Generation; g <= gen || !b.hasRecord(g) {
+		t.Fatalf("after close: generation %d (before %d), record present %v", g, gen, b.hasRecord(g))
 	}
-	if b.has(metaName(gen)) {
-		t.Errorf("checkpoint %d is still there after %d replaced it", gen, f.Stats().Generation)
+}
+
+// TestJournalFolds writes many small files, each closed (a journal record
+// each): full checkpoints replace the journal as it grows, the backend
+// keeps a bounded number of records, and a new node reads the same tree.
+func TestJournalFolds(t *testing.T) {
+	b := newDirBackend(t)
+	f := mountFS(t, testConfig(t, 8<<20), b)
+	for i := range 400 {
+		writeFile(t, filepath.Join(f.Dir(), fmt.Sprintf("file-with-a-longish-name-%04d", i)), []byte(fmt.Sprint(i)))
 	}
+	if err := os.Remove(filepath.Join(f.Dir(), "file-with-a-longish-name-0007")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fulls, _ := b.List(context.Background(), metaPrefix)
+	jrnls, _ := b.List(context.Background(), jrnlPrefix)
+	if gen := f.Stats().Generation; len(fulls) != 1 || len(jrnls) >= 200 || gen < 401 {
+		t.Fatalf("got %d full checkpoints, %d journal records at generation %d; want 1, under 200, at least 401", len(fulls), len(jrnls), gen)
+	}
+	want := digest(t, f.Dir())
+	if err := f.Abort(); err != nil { // no flush: the records are all there is
+		t.Fatal(err)
+	}
+	compareDigests(t, digest(t, mountFS(t, testConfig(t, 8<<20), b).Dir()), want)
 }
 
 // TestLargeFileThroughSmallCache writes a file six times the cache: the
@@ -484,7 +508,7 @@ func TestConcurrentWriters(t *testing.T) {
 func TestBadCheckpoint(t *testing.T) {
 	testutil.RequireRoot(t)
 	b := newDirBackend(t)
-	if err := b.Put(context.Background(), metaName(3), []byte(`{"version":1,"gen":3,"block_size":1048576,"next_ino":2,"inodes":{}}`)); err != nil {
+	if err := b.Put(context.Background(), metaName(3), []byte(`{"version":1,"gen":3,"full":true,"block_size":1048576,"next_ino":2,"inodes":{}}`)); err != nil {
 		t.Fatal(err)
 	}
 	_, err := Mount(testConfig(t, 8<<20), b, t.TempDir(), testutil.Logger(t))
@@ -493,5 +517,34 @@ func TestBadCheckpoint(t *testing.T) {
 	sort.Strings(names)
 	if fmt.Sprint(names) != fmt.Sprint([]string{metaName(3)}) {
 		t.Fatalf("backend after a refused mount: got %v, want only the bad checkpoint", names)
+	}
+}
+
+// TestJournalGap refuses to load a tree whose journal lacks a record in
+// the middle (later records cannot be laid over a hole), and deletes
+// nothing.
+func TestJournalGap(t *testing.T) {
+	b := newDirBackend(t)
+	f := mountFS(t, testConfig(t, 8<<20), b)
+	for i := range 4 {
+		writeFile(t, filepath.Join(f.Dir(), fmt.Sprint(i)), []byte{byte(i)})
+	}
+	if err := f.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	jrnls, _ := b.List(context.Background(), jrnlPrefix)
+	if len(jrnls) < 3 {
+		t.Fatalf("got journal %v, want at least 3 records", jrnls)
+	}
+	sort.Strings(jrnls)
+	if err := b.Delete(context.Background(), jrnls[1]); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := b.List(context.Background(), "")
+	_, err := New(testConfig(t, 8<<20), b, testutil.Logger(t))
+	testutil.WantError(t, err, "is missing before record")
+	after, _ := b.List(context.Background(), "")
+	if len(after) != len(before) {
+		t.Fatalf("backend objects: got %d after the refused load, want %d", len(after), len(before))
 	}
 }

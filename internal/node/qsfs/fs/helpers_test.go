@@ -121,6 +121,11 @@ func (d *dirBackend) has(name string) bool {
 	return err == nil
 }
 
+// hasRecord reports whether the backend holds metadata generation gen.
+func (d *dirBackend) hasRecord(gen uint64) bool {
+	return d.has(metaName(gen)) || d.has(jrnlName(gen))
+}
+
 func isNotFound(err error) bool { return errors.Is(err, errNotFound) }
 
 func testConfig(t testing.TB, cacheSize int64) Config {

@@ -15,6 +15,7 @@ import (
 const (
 	blockPrefix = "qsfs-blk-"
 	metaPrefix  = "qsfs-meta-"
+	jrnlPrefix  = "qsfs-jrnl-"
 	rootIno     = 1
 	metaVersion = 1
 )
@@ -38,9 +39,10 @@ func (h *hash) UnmarshalText(b []byte) error {
 
 func blockName(h hash) string    { return blockPrefix + h.String() }
 func metaName(gen uint64) string { return fmt.Sprintf("%s%016x", metaPrefix, gen) }
+func jrnlName(gen uint64) string { return fmt.Sprintf("%s%016x", jrnlPrefix, gen) }
 
-func parseMetaName(name string) (uint64, bool) {
-	s, ok := strings.CutPrefix(name, metaPrefix)
+func parseGen(name, prefix string) (uint64, bool) {
+	s, ok := strings.CutPrefix(name, prefix)
 	if !ok || len(s) != 16 {
 		return 0, false
 	}
@@ -73,63 +75,127 @@ type inode struct {
 
 func (in *inode) isDir() bool { return in.Mode&syscall.S_IFMT == syscall.S_IFDIR }
 
-// tree is the whole metadata, as checkpointed.
+// tree is the whole metadata.
 type tree struct {
+	Version   int
+	Gen       uint64 // of the last record written or read
+	BlockSize int
+	NextIno   uint64
+	Inodes    map[uint64]*inode
+}
+
+// record is a metadata object on the backend: a full checkpoint (Full:
+// every linked inode) or a journal record (the inodes changed since the
+// previous record, and those removed).
+type record struct {
 	Version   int               `json:"version"`
 	Gen       uint64            `json:"gen"`
+	Full      bool              `json:"full,omitempty"`
 	BlockSize int               `json:"block_size"`
 	NextIno   uint64            `json:"next_ino"`
 	Inodes    map[uint64]*inode `json:"inodes"`
+	Deleted   []uint64          `json:"deleted,omitempty"`
 }
 
-// encodeTree serializes the linked inodes of t (unlinked files still open
-// are not part of a checkpoint) and returns the blocks they reference.
-func encodeTree(t *tree) ([]byte, map[hash]struct{}, error) {
-	out := tree{Version: metaVersion, Gen: t.Gen, BlockSize: t.BlockSize, NextIno: t.NextIno, Inodes: make(map[uint64]*inode, len(t.Inodes))}
+// encodeRecord serializes generation gen of t: all of it when full, else
+// the inodes in dirty. Inodes no longer linked (unlinked files still open)
+// are left out, as deleted. It returns the blocks the record names.
+func encodeRecord(t *tree, gen uint64, full bool, dirty map[uint64]struct{}) ([]byte, map[hash]struct{}, error) {
+	r := record{Version: metaVersion, Gen: gen, Full: full, BlockSize: t.BlockSize, NextIno: t.NextIno, Inodes: map[uint64]*inode{}}
 	refs := map[hash]struct{}{}
-	for ino, in := range t.Inodes {
-		if in.Nlink == 0 && ino != rootIno {
-			continue
+	add := func(ino uint64) {
+		in := t.Inodes[ino]
+		if in == nil || (in.Nlink == 0 && ino != rootIno) {
+			if !full {
+				r.Deleted = append(r.Deleted, ino)
+			}
+			return
 		}
-		out.Inodes[ino] = in
+		r.Inodes[ino] = in
 		for _, h := range in.Blocks {
 			refs[h] = struct{}{}
 		}
 	}
-	b, err := json.Marshal(&out)
+	if full {
+		for ino := range t.Inodes {
+			add(ino)
+		}
+	} else {
+		for ino := range dirty {
+			add(ino)
+		}
+	}
+	b, err := json.Marshal(&r)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encoding metadata: %w", err)
 	}
 	return b, refs, nil
 }
 
-// decodeTree reads and checks a checkpoint: every entry names an inode,
-// every directory's parent exists, block indexes are within the size.
-func decodeTree(b []byte) (*tree, error) {
-	var t tree
-	if err := json.Unmarshal(b, &t); err != nil {
+func decodeRecord(b []byte) (*record, error) {
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("decoding metadata: %w", err)
 	}
-	if t.Version != metaVersion {
-		return nil, fmt.Errorf("metadata version %d, want %d", t.Version, metaVersion)
+	if r.Version != metaVersion {
+		return nil, fmt.Errorf("metadata version %d, want %d", r.Version, metaVersion)
 	}
-	if t.BlockSize < 4096 || t.BlockSize > 64<<20 {
-		return nil, fmt.Errorf("metadata block size %d out of range", t.BlockSize)
+	if r.BlockSize < 4096 || r.BlockSize > 64<<20 {
+		return nil, fmt.Errorf("metadata block size %d out of range", r.BlockSize)
 	}
-	root := t.Inodes[rootIno]
-	if root == nil || !root.isDir() {
-		return nil, fmt.Errorf("metadata has no root directory")
-	}
-	for ino, in := range t.Inodes {
+	for ino, in := range r.Inodes {
 		if in == nil || in.Ino != ino {
 			return nil, fmt.Errorf("metadata inode %d is malformed", ino)
 		}
+	}
+	return &r, nil
+}
+
+// decodeTree reads and checks a full checkpoint.
+func decodeTree(b []byte) (*tree, error) {
+	r, err := decodeRecord(b)
+	if err != nil {
+		return nil, err
+	}
+	if !r.Full {
+		return nil, fmt.Errorf("metadata checkpoint %d is not a full one", r.Gen)
+	}
+	t := &tree{Version: r.Version, Gen: r.Gen, BlockSize: r.BlockSize, NextIno: r.NextIno, Inodes: r.Inodes}
+	return t, t.check()
+}
+
+// apply lays journal record r, the next generation, over t.
+func (t *tree) apply(r *record) error {
+	if r.Full || r.Gen != t.Gen+1 || r.BlockSize != t.BlockSize {
+		return fmt.Errorf("journal record %d does not follow generation %d", r.Gen, t.Gen)
+	}
+	for ino, in := range r.Inodes {
+		t.Inodes[ino] = in
+	}
+	for _, ino := range r.Deleted {
+		delete(t.Inodes, ino)
+	}
+	t.Gen, t.NextIno = r.Gen, r.NextIno
+	return nil
+}
+
+// check validates a whole tree: every entry names an inode, every
+// directory's parent exists, block indexes are within the size.
+func (t *tree) check() error {
+	root := t.Inodes[rootIno]
+	if root == nil || !root.isDir() {
+		return fmt.Errorf("metadata has no root directory")
+	}
+	for ino, in := range t.Inodes {
+		if in == nil || in.Ino != ino {
+			return fmt.Errorf("metadata inode %d is malformed", ino)
+		}
 		if ino >= t.NextIno {
-			return nil, fmt.Errorf("metadata inode %d is not below next inode %d", ino, t.NextIno)
+			return fmt.Errorf("metadata inode %d is not below next inode %d", ino, t.NextIno)
 		}
 		if in.isDir() {
 			if t.Inodes[in.Parent] == nil {
-				return nil, fmt.Errorf("metadata directory %d has no parent %d", ino, in.Parent)
+				return fmt.Errorf("metadata directory %d has no parent %d", ino, in.Parent)
 			}
 			if in.Entries == nil {
 				in.Entries = map[string]uint64{}
@@ -137,14 +203,14 @@ func decodeTree(b []byte) (*tree, error) {
 		}
 		for name, c := range in.Entries {
 			if t.Inodes[c] == nil || name == "" || strings.Contains(name, "/") {
-				return nil, fmt.Errorf("metadata entry %q of %d is malformed", name, ino)
+				return fmt.Errorf("metadata entry %q of %d is malformed", name, ino)
 			}
 		}
 		for idx := range in.Blocks {
 			if idx < 0 || uint64(idx)*uint64(t.BlockSize) >= in.Size {
-				return nil, fmt.Errorf("metadata inode %d has block %d beyond its size %d", ino, idx, in.Size)
+				return fmt.Errorf("metadata inode %d has block %d beyond its size %d", ino, idx, in.Size)
 			}
 		}
 	}
-	return &t, nil
+	return nil
 }

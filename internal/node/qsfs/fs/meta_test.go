@@ -11,15 +11,15 @@ func TestDecodeTree(t *testing.T) {
 	tests := []struct {
 		name, in, err string
 	}{
-		{"good", `{"version":1,"gen":1,"block_size":4096,"next_ino":3,"inodes":{` + root + `,` + file(`"size":5,"blocks":{"0":"` + strings.Repeat("ab", 32) + `"}`) + `}}`, ""},
+		{"good", `{"version":1,"gen":1,"full":true,"block_size":4096,"next_ino":3,"inodes":{` + root + `,` + file(`"size":5,"blocks":{"0":"`+strings.Repeat("ab", 32)+`"}`) + `}}`, ""},
 		{"not json", `{`, "decoding metadata"},
 		{"version", `{"version":2}`, "metadata version 2"},
 		{"block size", `{"version":1,"block_size":7}`, "block size 7"},
-		{"no root", `{"version":1,"block_size":4096,"inodes":{}}`, "no root directory"},
-		{"dangling entry", `{"version":1,"block_size":4096,"next_ino":3,"inodes":{` + root + `}}`, `entry "a" of 1`},
-		{"inode past next", `{"version":1,"block_size":4096,"next_ino":2,"inodes":{` + root + `,` + file(`"size":1`) + `}}`, "not below next inode"},
-		{"block past size", `{"version":1,"block_size":4096,"next_ino":3,"inodes":{` + root + `,` + file(`"size":4096,"blocks":{"1":"`+strings.Repeat("ab", 32)+`"}`) + `}}`, "beyond its size"},
-		{"short hash", `{"version":1,"block_size":4096,"next_ino":3,"inodes":{` + root + `,` + file(`"size":5,"blocks":{"0":"abcd"}`) + `}}`, "hex digits"},
+		{"no root", `{"version":1,"full":true,"block_size":4096,"inodes":{}}`, "no root directory"},
+		{"dangling entry", `{"version":1,"full":true,"block_size":4096,"next_ino":3,"inodes":{` + root + `}}`, `entry "a" of 1`},
+		{"inode past next", `{"version":1,"full":true,"block_size":4096,"next_ino":2,"inodes":{` + root + `,` + file(`"size":1`) + `}}`, "not below next inode"},
+		{"block past size", `{"version":1,"full":true,"block_size":4096,"next_ino":3,"inodes":{` + root + `,` + file(`"size":4096,"blocks":{"1":"`+strings.Repeat("ab", 32)+`"}`) + `}}`, "beyond its size"},
+		{"short hash", `{"version":1,"full":true,"block_size":4096,"next_ino":3,"inodes":{` + root + `,` + file(`"size":5,"blocks":{"0":"abcd"}`) + `}}`, "hex digits"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

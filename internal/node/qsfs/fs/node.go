@@ -113,7 +113,7 @@ func (n *node) Setattr(ctx context.Context, _ gofs.FileHandle, sa *fuse.SetAttrI
 		in.Mtime = now
 	}
 	in.Ctime = now
-	f.changes++
+	f.touchLocked(n.ino)
 	fillAttr(in, f.bs, &out.Attr)
 	return 0
 }
@@ -195,7 +195,7 @@ func (n *node) addLocked(ctx context.Context, name string, mode uint32) (*inode,
 	f.t.Inodes[in.Ino] = in
 	dir.Entries[name] = in.Ino
 	dir.Mtime, dir.Ctime = now, now
-	f.changes++
+	f.touchLocked(dir.Ino, in.Ino)
 	return in, 0
 }
 
@@ -289,7 +289,7 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	dir.Mtime, dir.Ctime = now, now
 	in.Nlink++
 	in.Ctime = now
-	f.changes++
+	f.touchLocked(dir.Ino, in.Ino)
 	fillAttr(in, f.bs, &out.Attr)
 	return tn.EmbeddedInode(), 0
 }
@@ -307,8 +307,8 @@ func (f *FS) unlinkLocked(dir *inode, name string) {
 		c.Nlink--
 	}
 	c.Ctime = now
+	f.touchLocked(dir.Ino, c.Ino)
 	f.freeLocked(c)
-	f.changes++
 }
 
 // Unlink removes a non-directory.
@@ -425,7 +425,10 @@ func (n *node) Rename(_ context.Context, name string, newParent gofs.InodeEmbedd
 		c.Ctime = now
 	}
 	src.Mtime, src.Ctime, dst.Mtime, dst.Ctime = now, now, now, now
-	f.changes++
+	f.touchLocked(src.Ino, dst.Ino, ci)
+	if exists {
+		f.touchLocked(oi)
+	}
 	return 0
 }
 
