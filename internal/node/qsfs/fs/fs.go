@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-
 	sysfuse "github.com/zos-go/zos/internal/sys/fuse"
 )
 
@@ -71,10 +70,16 @@ type FS struct {
 	fullGen   uint64 // generation of the last full checkpoint (0: none yet)
 	fullBytes int64  // its size
 	jrnlBytes int64  // bytes of journal records since it
-	open    map[bkey]*oblock
-	tick    uint64
-	changes uint64 // bumped by every change; a checkpoint clears dirt it covered
-	synced  uint64 // changes covered by the last checkpoint
+	open      map[bkey]*oblock
+	tick      uint64
+	changes   uint64 // bumped by every change; a checkpoint clears dirt it covered
+	synced    uint64 // changes covered by the last checkpoint
+
+	fmu      sync.Mutex             // guards fetching, stopped
+	fetching map[hash]chan struct{} // fetches running, closed when done
+	stopped  bool                   // no more prefetches start
+	pwg      sync.WaitGroup         // prefetches
+	psem     chan struct{}          // bounds prefetches
 
 	stats struct {
 		fetches, fetchBytes, uploads, uploadBytes, uploadErrors, checkpoints atomic.Int64
@@ -123,7 +128,7 @@ func New(cfg Config, backend Backend, log *slog.Logger) (*FS, error) {
 	f := &FS{
 		cfg: cfg, backend: backend, log: log, ctx: ctx, stop: stop, kick: make(chan struct{}, 1),
 		refs: map[hash]int{}, garbage: map[hash]uint64{}, open: map[bkey]*oblock{},
-		dirtyInos: map[uint64]struct{}{},
+		dirtyInos: map[uint64]struct{}{}, fetching: map[hash]chan struct{}{}, psem: make(chan struct{}, prefetchAhead),
 	}
 	t, full, err := f.load()
 	if err != nil {
@@ -206,6 +211,10 @@ func (f *FS) Abort() error {
 func (f *FS) stopWorkers() {
 	f.stop()
 	f.wg.Wait()
+	f.fmu.Lock()
+	f.stopped = true
+	f.fmu.Unlock()
+	f.pwg.Wait()
 }
 
 // upload puts a dirty block on the backend; a block already uploaded (or
@@ -306,7 +315,7 @@ func (f *FS) blockData(ctx context.Context, h hash) ([]byte, error) {
 	if data, ok, err := f.cache.read(h); err != nil || ok {
 		return data, err
 	}
-	data, err := f.fetch(ctx, h)
+	data, err := f.fetchOnce(ctx, h)
 	if err != nil {
 		return nil, err
 	}
@@ -642,8 +651,14 @@ func (f *FS) read(ctx context.Context, ino uint64, dest []byte, off int64) (int,
 		}
 		f.mu.Unlock()
 		if has {
-			if err := f.readBlock(ctx, h, seg, lo); err != nil {
+			fetched, err := f.readBlock(ctx, h, seg, lo)
+			if err != nil {
 				return done, err
+			}
+			if fetched || lo == 0 {
+				// a reader entering a block gets the next ones
+				// fetched ahead when they are not cached
+				f.prefetch(ino, idx+1)
 			}
 		}
 		done += len(seg)
@@ -653,15 +668,16 @@ func (f *FS) read(ctx context.Context, ino uint64, dest []byte, off int64) (int,
 }
 
 // readBlock reads part of a sealed block; bytes past its end are zeros.
-func (f *FS) readBlock(ctx context.Context, h hash, seg []byte, lo int64) error {
+func (f *FS) readBlock(ctx context.Context, h hash, seg []byte, lo int64) (fetched bool, err error) {
 	n, ok, err := f.cache.readAt(h, seg, lo)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if !ok {
+		fetched = true
 		data, err := f.blockData(ctx, h)
 		if err != nil {
-			return err
+			return fetched, err
 		}
 		n = 0
 		if lo < int64(len(data)) {
@@ -669,7 +685,7 @@ func (f *FS) readBlock(ctx context.Context, h hash, seg []byte, lo int64) error 
 		}
 	}
 	clear(seg[n:])
-	return nil
+	return fetched, nil
 }
 
 // truncate sets the size of file ino; bytes past a shrunk size read as
