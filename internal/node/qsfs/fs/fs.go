@@ -578,6 +578,12 @@ func (f *FS) write(ctx context.Context, ino uint64, data []byte, off int64) (int
 	}
 	done := 0
 	for done < len(data) {
+		// Room first: with the cache full of dirty blocks and the backend
+		// refusing them, the write is refused rather than taken over the
+		// bound.
+		if err := f.makeRoom(ctx); err != nil {
+			return done, err
+		}
 		pos := off + int64(done)
 		k := bkey{ino, pos / f.bs}
 		bo := pos % f.bs
@@ -607,9 +613,6 @@ func (f *FS) write(ctx context.Context, ino uint64, data []byte, off int64) (int
 			return done, err
 		}
 		done += n
-		if err := f.makeRoom(ctx); err != nil {
-			return done, err
-		}
 	}
 	return done, nil
 }

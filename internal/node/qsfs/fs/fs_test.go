@@ -548,3 +548,46 @@ func TestJournalGap(t *testing.T) {
 		t.Fatalf("backend objects: got %d after the refused load, want %d", len(after), len(before))
 	}
 }
+
+// TestFullCacheBackendDown: with the cache full of dirty blocks and the
+// backend down, a write that needs room is EIO (not acknowledged); the
+// bytes written before it are kept and reach the backend once it is back.
+func TestFullCacheBackendDown(t *testing.T) {
+	b := newDirBackend(t)
+	cfg := testConfig(t, 4<<20)
+	cfg.OpenBlocks = 1
+	f := mountFS(t, cfg, b)
+	p := filepath.Join(f.Dir(), "big")
+	data := randomBytes(16<<20, 11)
+	b.fail.Store(true)
+	fh, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	written := 0
+	for ; written < len(data); written += 1 << 20 {
+		if _, err = fh.Write(data[written : written+1<<20]); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, syscall.EIO) || written >= len(data) {
+		t.Fatalf("writing 16 MiB through a 4 MiB cache with the backend down: got %v after %d bytes, want EIO before the end", err, written)
+	}
+	b.fail.Store(false)
+	if _, err := fh.WriteAt(data[written:], int64(written)); err != nil {
+		t.Fatalf("writing the rest with the backend back: %v", err)
+	}
+	if err := fh.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	want := digest(t, f.Dir())
+	if err := f.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	g := mountFS(t, testConfig(t, 4<<20), b)
+	compareDigests(t, digest(t, g.Dir()), want)
+	if !bytes.Equal(readFile(t, filepath.Join(g.Dir(), "big")), data) {
+		t.Fatal("the file read back from the backend differs from what was written")
+	}
+}
