@@ -327,6 +327,7 @@ func TestLargeFileThroughSmallCache(t *testing.T) {
 // and mounts the backend on a fresh node: every byte and attribute comes
 // back; blocks nothing names any more are gone from the backend.
 func TestRemountFromBackendAlone(t *testing.T) {
+	testutil.NoLeaks(t)
 	b := newDirBackend(t)
 	cfg := testConfig(t, 8<<20)
 	f := mountFS(t, cfg, b)
@@ -365,6 +366,7 @@ func TestRemountFromBackendAlone(t *testing.T) {
 // TestCrashKeepsLastCheckpoint aborts without a flush: what was synced is
 // there, what was not is absent, and the tree is whole.
 func TestCrashKeepsLastCheckpoint(t *testing.T) {
+	testutil.NoLeaks(t)
 	b := newDirBackend(t)
 	f := mountFS(t, testConfig(t, 8<<20), b)
 	writeFile(t, filepath.Join(f.Dir(), "synced"), []byte("kept"))

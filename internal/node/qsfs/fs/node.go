@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"sort"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,7 +21,7 @@ type node struct {
 
 // handle is an open file; dirty says it wrote, so closing it syncs.
 type handle struct {
-	dirty bool
+	dirty atomic.Bool
 }
 
 var (
@@ -455,7 +456,9 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		return nil, 0, syscall.ENOENT
 	}
 	in.open++
-	return &handle{dirty: flags&syscall.O_TRUNC != 0}, 0, 0
+	h := &handle{}
+	h.dirty.Store(flags&syscall.O_TRUNC != 0)
+	return h, 0, 0
 }
 
 // Read serves file content; a block the backend cannot give is EIO.
@@ -472,7 +475,7 @@ func (n *node) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int
 // refuses the backlog) is EIO.
 func (n *node) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	if h, ok := fh.(*handle); ok {
-		h.dirty = true
+		h.dirty.Store(true)
 	}
 	got, err := n.f.write(ctx, n.ino, data, off)
 	if err != nil {
@@ -488,14 +491,14 @@ func (n *node) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off i
 // write means durable on the backend.
 func (n *node) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
 	h, ok := fh.(*handle)
-	if !ok || !h.dirty {
+	if !ok || !h.dirty.Swap(false) {
 		return 0
 	}
 	if err := n.f.Sync(ctx); err != nil {
+		h.dirty.Store(true) // a later close or fsync tries again
 		n.f.log.Warn("flush_failed", "ino", n.ino, "err", err)
 		return errno(err)
 	}
-	h.dirty = false
 	return 0
 }
 
