@@ -212,5 +212,24 @@ func (t *tree) check() error {
 			}
 		}
 	}
+	// Directories form a tree from the root: each is named once, by the
+	// directory its parent field names (rename's cycle check relies on it).
+	seen := map[uint64]bool{rootIno: true}
+	todo := []uint64{rootIno}
+	for len(todo) > 0 {
+		d := t.Inodes[todo[len(todo)-1]]
+		todo = todo[:len(todo)-1]
+		for name, c := range d.Entries {
+			in := t.Inodes[c]
+			if !in.isDir() {
+				continue
+			}
+			if seen[c] || in.Parent != d.Ino {
+				return fmt.Errorf("metadata directory %d (%q in %d) is linked twice or names parent %d", c, name, d.Ino, in.Parent)
+			}
+			seen[c] = true
+			todo = append(todo, c)
+		}
+	}
 	return nil
 }

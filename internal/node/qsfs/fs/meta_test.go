@@ -19,6 +19,8 @@ func TestDecodeTree(t *testing.T) {
 		{"dangling entry", `{"version":1,"full":true,"block_size":4096,"next_ino":3,"inodes":{` + root + `}}`, `entry "a" of 1`},
 		{"inode past next", `{"version":1,"full":true,"block_size":4096,"next_ino":2,"inodes":{` + root + `,` + file(`"size":1`) + `}}`, "not below next inode"},
 		{"block past size", `{"version":1,"full":true,"block_size":4096,"next_ino":3,"inodes":{` + root + `,` + file(`"size":4096,"blocks":{"1":"`+strings.Repeat("ab", 32)+`"}`) + `}}`, "beyond its size"},
+		{"directory twice", `{"version":1,"full":true,"block_size":4096,"next_ino":3,"inodes":{"1":{"ino":1,"mode":16877,"nlink":3,"parent":1,"entries":{"a":2,"b":2}},"2":{"ino":2,"mode":16877,"nlink":2,"parent":1}}}`, "linked twice"},
+		{"parent cycle", `{"version":1,"full":true,"block_size":4096,"next_ino":4,"inodes":{"1":{"ino":1,"mode":16877,"nlink":2,"parent":1},"2":{"ino":2,"mode":16877,"nlink":2,"parent":3,"entries":{"c":3}},"3":{"ino":3,"mode":16877,"nlink":2,"parent":2,"entries":{"b":2}}}}`, ""},
 		{"short hash", `{"version":1,"full":true,"block_size":4096,"next_ino":3,"inodes":{` + root + `,` + file(`"size":5,"blocks":{"0":"abcd"}`) + `}}`, "hex digits"},
 	}
 	for _, tt := range tests {
