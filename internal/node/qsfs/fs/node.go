@@ -80,8 +80,11 @@ func (n *node) Getattr(_ context.Context, _ gofs.FileHandle, out *fuse.AttrOut) 
 }
 
 // Setattr changes mode, owner, size and times.
-func (n *node) Setattr(ctx context.Context, _ gofs.FileHandle, sa *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, sa *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if size, ok := sa.GetSize(); ok {
+		if h, ok := fh.(*handle); ok {
+			h.dirty.Store(true) // an ftruncate is a write: close syncs it
+		}
 		if err := n.f.truncate(ctx, n.ino, size); err != nil {
 			n.f.log.Warn("truncate_failed", "ino", n.ino, "err", err)
 			return errno(err)
