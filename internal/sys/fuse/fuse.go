@@ -19,6 +19,8 @@ type Options struct {
 	ReadOnly bool          // mount read-only
 	Timeout  time.Duration // kernel caching of entries and attributes
 	Debug    bool
+	Type     string // subtype shown as fuse.<Type> ("flist" when empty)
+	MaxWrite int    // largest write request (go-fuse's default when 0)
 }
 
 // Server is a mounted file system being served.
@@ -30,6 +32,9 @@ type Server struct {
 // Mount mounts root on dir (directly, as root) and serves it until Unmount.
 func Mount(dir string, root fs.InodeEmbedder, o Options) (*Server, error) {
 	t := o.Timeout
+	if o.Type == "" {
+		o.Type = "flist"
+	}
 	opts := &fs.Options{
 		EntryTimeout:    &t,
 		AttrTimeout:     &t,
@@ -37,10 +42,11 @@ func Mount(dir string, root fs.InodeEmbedder, o Options) (*Server, error) {
 		MountOptions: fuse.MountOptions{
 			AllowOther:   true,
 			FsName:       o.Name,
-			Name:         "flist",
+			Name:         o.Type,
 			DirectMount:  true,
 			Debug:        o.Debug,
 			MaxReadAhead: 1 << 20,
+			MaxWrite:     o.MaxWrite,
 			Options:      []string{"default_permissions"},
 		},
 	}
