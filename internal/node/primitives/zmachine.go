@@ -46,7 +46,7 @@ type VMs interface {
 // Networks is what the zmachine manager needs of the network module.
 type Networks interface {
 	Attach(twin uint32, name, tap string) (network.Attachment, error)
-	AttachPublic(tap string, ip netip.Addr) error
+	AttachPublic(tap string, ips ...netip.Addr) error
 	Detach(tap string) error
 }
 
