@@ -205,7 +205,10 @@ func AddAddr(ns, name string, p netip.Prefix) error {
 	})
 }
 
-// Addrs returns the IPv4 and IPv6 addresses of every link in ns but lo.
+// Addrs returns the usable IPv4 and IPv6 addresses of every link in ns
+// but lo: link-local IPv6 ones are left out, and so are IPv6 addresses
+// still in duplicate address detection (tentative: the kernel neither
+// sends from them nor takes packets for them) or that failed it.
 func Addrs(ns string) (map[string][]netip.Prefix, error) {
 	out := map[string][]netip.Prefix{}
 	err := eachLink(ns, func(h *netlink.Handle, l netlink.Link) error {
@@ -218,7 +221,7 @@ func Addrs(ns string) (map[string][]netip.Prefix, error) {
 		}
 		for _, a := range addrs {
 			ip, ok := netip.AddrFromSlice(a.IP)
-			if !ok || ip.Is6() && ip.Unmap().IsLinkLocalUnicast() {
+			if !ok || ip.Is6() && ip.Unmap().IsLinkLocalUnicast() || a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
 				continue
 			}
 			ones, _ := a.Mask.Size()
