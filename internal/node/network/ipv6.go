@@ -99,6 +99,33 @@ func (m *Manager) Prefix6() (netip.Prefix, error) {
 	return netip.Prefix{}, ErrNoIPv6
 }
 
+// Addr6 returns the node's own public IPv6 address: the farm's static
+// one, else the uplink's address in Prefix6 (ErrNoIPv6 when none). The
+// node's 0-db reports it in namespaces' results.
+func (m *Manager) Addr6() (netip.Addr, error) {
+	if m.cfg.Static6.IsValid() {
+		return m.cfg.Static6.Addr(), nil
+	}
+	p, err := m.Prefix6()
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	uplink, _, err := m.sys.Routes.Default(m.cfg.NodeNS)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	addrs, err := m.sys.Ifaces.Addrs(m.cfg.NodeNS, uplink)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, a := range addrs {
+		if a.Bits() == 64 && p.Contains(a.Addr()) {
+			return a.Addr(), nil
+		}
+	}
+	return netip.Addr{}, ErrNoIPv6
+}
+
 // HasIPv6 reports whether the node has a public IPv6 /64 (node API
 // has_ipv6).
 func (m *Manager) HasIPv6() bool {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/network/netlab"
+	"github.com/zos-go/zos/internal/node/zdb"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/sys/netns"
 	"github.com/zos-go/zos/internal/sys/nft"
@@ -59,8 +60,38 @@ func newLab6(t *testing.T, ra bool) *lab6 {
 	c := registry.Contract{ID: 9, PublicIPs: []registry.PublicIP{{IP: "10.99.0.200/24", Gateway: netlab.LANGateway.String()}}}
 	tl.ips = NewPublicIPManager(tl.node, sys.Firewall, fakeContracts{9: c}, tl.m, testutil.Logger(t))
 	netlab.ListenTCP(t, tl.node, "[::]:"+probePort)
-	netlab.ListenTCP(t, tl.node, "[::]:"+tenantPort)
+	serveZDB6(t, tl.node)
 	return tl
+}
+
+// serveZDB6 serves 0-db on tenantPort of every IPv6 address of ns, as the
+// node does (IPv6 only: the lab's IPv4 listens elsewhere), with admin
+// password "admin".
+func serveZDB6(t *testing.T, ns string) {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := zdb.Open(zdb.Config{DataDir: dir + "/data", IndexDir: dir + "/index"}, testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var ln net.Listener
+	if err := netns.Do(ns, func() (err error) { ln, err = net.Listen("tcp6", "[::]:"+tenantPort); return err }); err != nil {
+		t.Fatal(err)
+	}
+	srv := zdb.NewServer(zdb.ServerConfig{Admin: "admin"}, testutil.Logger(t), st)
+	testutil.Go(t, "serving zdb over IPv6", func(ctx context.Context) error { return srv.Serve(ctx, ln) })
+}
+
+// redisCLI runs script through redis-cli from ns against addr:tenantPort.
+func redisCLI(t *testing.T, ns string, addr netip.Addr, script string) string {
+	t.Helper()
+	cli := testutil.RequireBinary(t, "redis-cli")
+	out, err := netns.Run(ns, script+"\n", cli, "--no-raw", "-h", addr.String(), "-p", tenantPort)
+	if err != nil {
+		t.Fatalf("redis-cli from %s: %v\n%s", ns, err, out)
+	}
+	return strings.TrimSpace(out)
 }
 
 // provisionIP provisions twin's ip workload "pip" and removes it in
@@ -213,6 +244,20 @@ func TestRootPublicIPv6(t *testing.T) {
 		}
 		if err := netlab.DialTCP(tl.pvm, net.JoinHostPort("fe80::1%eth0", probePort), dialWait); err == nil {
 			t.Error("the node's fe80::1 on the tap: got accepted, want dropped")
+		}
+	})
+	t.Run("redis-cli over IPv6 to a zdb namespace, from the internet and from a tenant", func(t *testing.T) {
+		got := redisCLI(t, inet, nodeAddr, `AUTH admin
+NSNEW ns6
+NSSET ns6 password s3cret
+SELECT ns6 s3cret
+SET k v6
+GET k`)
+		if want := "OK\nOK\nOK\nOK\n\"k\"\n\"v6\""; got != want {
+			t.Errorf("from the internet: got\n%s\nwant\n%s", got, want)
+		}
+		if got, want := redisCLI(t, tl.pvm, nodeAddr, "SELECT ns6 s3cret\nGET k"), "OK\n\"v6\""; got != want {
+			t.Errorf("from the tenant's VM: got\n%s\nwant\n%s", got, want)
 		}
 	})
 	t.Run("a router advertisement from the VM is ignored", func(t *testing.T) {

@@ -90,11 +90,20 @@ func TestPrefix6(t *testing.T) {
 	if !m.HasIPv6() {
 		t.Error("HasIPv6: got false, want true")
 	}
+	if got, err := m.Addr6(); err != nil || got.String() != "2001:db8:1:0:aa:bbff:fecc:1" {
+		t.Errorf("Addr6: got %v, %v, want the uplink's SLAAC address", got, err)
+	}
 	s, _ := newFakeManager(t, Config{NodeNS: "node", Uplink: true, Static6: netip.MustParsePrefix("2001:db8:5::7/64")})
 	if got, err := s.Prefix6(); err != nil || got.String() != "2001:db8:5::/64" {
 		t.Errorf("static: got %v, %v, want 2001:db8:5::/64", got, err)
 	}
+	if got, err := s.Addr6(); err != nil || got.String() != "2001:db8:5::7" {
+		t.Errorf("static Addr6: got %v, %v, want 2001:db8:5::7", got, err)
+	}
 	h, _ := newFakeManager(t, Config{})
+	if _, err := h.Addr6(); !errors.Is(err, ErrNoIPv6) {
+		t.Errorf("host namespace Addr6: got %v, want ErrNoIPv6", err)
+	}
 	if h.HasIPv6() {
 		t.Error("host namespace: got IPv6, want none")
 	}
