@@ -284,6 +284,22 @@ func (n *Node) startGateway(_ context.Context, r *runner) error {
 	}
 	r.onStop("gateway listener", ln.Close) // closed already when it served
 	r.serve("gateway", func(ctx context.Context) error { return n.gw.Serve(ctx, ln) })
+	// On an IPv4 front, a node owning its namespace also listens on its
+	// IPv6 addresses there (the same port).
+	host, port, err := net.SplitHostPort(n.cfg.GatewayListen)
+	if ip := net.ParseIP(host); err != nil || ip == nil || ip.To4() == nil || !n.ownsUplink() {
+		return nil
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return fmt.Errorf("gateway listen port %q: %w", port, err)
+	}
+	ln6, err := listen6(n.cfg.NetNS, p)
+	if err != nil {
+		return fmt.Errorf("listening for the gateway over IPv6: %w", err)
+	}
+	r.onStop("gateway IPv6 listener", ln6.Close)
+	r.serve("gateway IPv6", func(ctx context.Context) error { return n.gw.Serve(ctx, ln6) })
 	return nil
 }
 
