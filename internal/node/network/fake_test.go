@@ -116,6 +116,10 @@ func (n fakeNDP) DeleteProxy(ns, link string, ip netip.Addr) error {
 	return n.f.do("[%s] ndp proxy del %s dev %s", ns, ip, link)
 }
 
+func (n fakeNDP) FlushProxies(ns, link string) error {
+	return n.f.do("[%s] ndp proxy flush dev %s", ns, link)
+}
+
 type fakeRoutes struct{ f *fakeSystem }
 
 func (r fakeRoutes) Default(ns string) (string, netip.Addr, error) {

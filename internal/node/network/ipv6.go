@@ -31,7 +31,8 @@ type proxy6 struct {
 // startIPv6 sets the uplink of the node namespace for IPv6: router
 // advertisements accepted while forwarding (accept_ra 2), addresses from
 // them (autoconf), NDP proxying for the VMs' addresses, forwarding on;
-// then the farm's static address and route if configured.
+// leftover proxy entries removed; then the farm's static address and
+// route if configured.
 func (m *Manager) startIPv6(uplink string) error {
 	if uplink == "" {
 		return errors.New("the node namespace has no default route")
@@ -44,6 +45,14 @@ func (m *Manager) startIPv6(uplink string) error {
 		{"net/ipv6/conf/all/forwarding", "1"},
 	} {
 		if err := m.sys.Sysctls.Set(ns, kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	// In a namespace of its own, every proxy entry on the uplink is the
+	// node's: those of a run that did not stop cleanly go (the VMs'
+	// taps are attached again).
+	if ns != "" {
+		if err := m.sys.NDP.FlushProxies(ns, uplink); err != nil {
 			return err
 		}
 	}

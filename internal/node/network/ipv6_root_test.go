@@ -375,3 +375,30 @@ func TestRootNoRouterAdvertisement(t *testing.T) {
 	}
 	testutil.Eventually(t, 10*time.Second, "IPv4 from the public VM to the internet", pingable(tl.pvm, netlab.InternetHost))
 }
+
+// TestRootProxyLeftovers: NDP proxy entries a run that did not stop
+// cleanly left on the uplink go when the manager starts (it would
+// otherwise answer for addresses of VMs no longer there).
+func TestRootProxyLeftovers(t *testing.T) {
+	requireNet(t)
+	l := netlab.New(t, 1)
+	ns := l.Nodes[0].NS
+	if err := rtnl.AddProxyNeighbor(ns, "eth0", netip.MustParseAddr("2001:db8:1::99")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := rtnl.ProxyNeighbors(ns); err != nil || len(got) != 1 {
+		t.Fatalf("before start: got %v, %v, want the leftover", got, err)
+	}
+	m := NewManager(Config{Prefix: l.Nodes[0].Prefix, NodeNS: ns, Uplink: true}, HostSystem(testutil.Logger(t)), testutil.Logger(t))
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	if got, err := rtnl.ProxyNeighbors(ns); err != nil || len(got) != 0 {
+		t.Errorf("after start: got %v, %v, want none", got, err)
+	}
+}

@@ -107,6 +107,7 @@ func TestManagerStart(t *testing.T) {
 			"[node] sysctl net/ipv6/conf/uplink/autoconf=1",
 			"[node] sysctl net/ipv6/conf/uplink/proxy_ndp=1",
 			"[node] sysctl net/ipv6/conf/all/forwarding=1",
+			"[node] ndp proxy flush dev uplink",
 			"[node] nft load inet zos-nr",
 		}, close: []string{
 			"[node] nft drop inet zos-nr",
@@ -122,6 +123,7 @@ func TestManagerStart(t *testing.T) {
 			"[node] sysctl net/ipv6/conf/uplink/autoconf=1",
 			"[node] sysctl net/ipv6/conf/uplink/proxy_ndp=1",
 			"[node] sysctl net/ipv6/conf/all/forwarding=1",
+			"[node] ndp proxy flush dev uplink",
 			"[node] nft load inet zos-nr",
 		}, close: []string{
 			"[node] nft drop inet zos-nr",
@@ -137,6 +139,7 @@ func TestManagerStart(t *testing.T) {
 			"[node] sysctl net/ipv6/conf/uplink/autoconf=1",
 			"[node] sysctl net/ipv6/conf/uplink/proxy_ndp=1",
 			"[node] sysctl net/ipv6/conf/all/forwarding=1",
+			"[node] ndp proxy flush dev uplink",
 			"[node] addr uplink 2001:db8:5::7/64",
 			"[node] route ::/0 dev uplink via fe80::1",
 			"[node] nft load inet zos-nr",

@@ -81,6 +81,8 @@ type NDP interface {
 	AddProxy(ns, link string, ip netip.Addr) error
 	// DeleteProxy removes the entry; a missing one is no error.
 	DeleteProxy(ns, link string, ip netip.Addr) error
+	// FlushProxies removes every entry of link.
+	FlushProxies(ns, link string) error
 }
 
 // WireGuard starts WireGuard devices: the TUN interface name inside tunNS,
@@ -193,6 +195,8 @@ func (hostNDP) AddProxy(ns, link string, ip netip.Addr) error {
 func (hostNDP) DeleteProxy(ns, link string, ip netip.Addr) error {
 	return rtnl.DeleteProxyNeighbor(ns, link, ip)
 }
+
+func (hostNDP) FlushProxies(ns, link string) error { return rtnl.FlushProxyNeighbors(ns, link) }
 
 type hostRoutes struct{}
 

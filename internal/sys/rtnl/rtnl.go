@@ -463,6 +463,22 @@ func DeleteProxyNeighbor(ns, name string, ip netip.Addr) error {
 	})
 }
 
+// FlushProxyNeighbors removes every IPv6 proxy entry of link name in ns.
+func FlushProxyNeighbors(ns, name string) error {
+	return onLink(ns, name, func(h *netlink.Handle, l netlink.Link) error {
+		entries, err := dump(func() ([]netlink.Neigh, error) { return h.NeighProxyList(l.Attrs().Index, unix.AF_INET6) })
+		if err != nil {
+			return fmt.Errorf("listing proxy neighbours of %s in namespace %q: %w", name, ns, err)
+		}
+		for _, n := range entries {
+			if err := h.NeighDel(&n); err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("removing proxy neighbour %s on %s in namespace %q: %w", n.IP, name, ns, err)
+			}
+		}
+		return nil
+	})
+}
+
 // ProxyNeighbors lists the IPv6 proxy entries of ns as "ip dev link".
 func ProxyNeighbors(ns string) ([]string, error) {
 	h, err := handle(ns)
