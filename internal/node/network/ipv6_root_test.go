@@ -156,6 +156,7 @@ func TestRootPublicIPv6(t *testing.T) {
 	inet := tl.lab.Internet
 
 	var nodeAddr netip.Addr
+	start := time.Now()
 	testutil.Eventually(t, 30*time.Second, "the node takes an address of the advertised prefix by SLAAC", func() (bool, error) {
 		p, err := tl.m.Prefix6()
 		if errors.Is(err, ErrNoIPv6) {
@@ -172,6 +173,7 @@ func TestRootPublicIPv6(t *testing.T) {
 		}
 		return nodeAddr.IsValid(), err
 	})
+	t.Logf("SLAAC address %s usable %v after radvd started", nodeAddr, time.Since(start).Round(time.Millisecond))
 	if !tl.m.HasIPv6() {
 		t.Fatal("has_ipv6: got false after SLAAC")
 	}
@@ -220,6 +222,8 @@ func TestRootPublicIPv6(t *testing.T) {
 
 	t.Run("the internet pings the VM", func(t *testing.T) {
 		testutil.Eventually(t, 20*time.Second, "a ping from the internet to "+a6.String(), pingable(inet, a6))
+		_, out := netlab.Ping(inet, a6, 5)
+		t.Logf("ping over IPv6 through the NDP proxy:\n%s", out)
 	})
 	t.Run("the VM reaches the internet under its own address", func(t *testing.T) {
 		testutil.Eventually(t, 10*time.Second, "a ping from the VM to the internet host", pingable(tl.pvm, netlab.InternetHost6))
