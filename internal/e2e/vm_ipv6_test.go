@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"net/netip"
 	"regexp"
 	"strconv"
@@ -40,6 +41,17 @@ func TestVMPublicIPv6(t *testing.T) {
 	})
 
 	u := newUser(t, g)
+	ud := dial(t, u)
+	rec, err := ud.reg.Node(context.Background(), n.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var has6 bool
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := ud.rmb.Call(ctx, rec.TwinID, "zos.network.has_ipv6", nil, &has6); err != nil || !has6 {
+		t.Errorf("zos.network.has_ipv6: got %v, %v, want true after SLAAC", has6, err)
+	}
 	url := busyboxFlist(t, u, "pub6")
 	id := strconv.Itoa(int(n.id))
 	u.mustRun("network", "create", "--name", "net", "--nodes", id, "--ip-range", "10.37.0.0/16")
