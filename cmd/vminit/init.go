@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -233,6 +234,27 @@ func readConfig(cmdline guest.Cmdline) (*guest.Config, error) {
 	return guest.Parse(b)
 }
 
+// configureIPv6 sets an interface's public IPv6 address and IPv6 default
+// router (the node routes the address to the VM's tap: no router
+// advertisement comes).
+func configureIPv6(i guest.Interface) error {
+	p, err := netip.ParsePrefix(i.Address6)
+	if err != nil {
+		return fmt.Errorf("interface %s address6: %w", i.Name, err)
+	}
+	if err := netcfg.AddAddr6(i.Name, p); err != nil {
+		return err
+	}
+	if i.Gateway6 == "" {
+		return nil
+	}
+	gw, err := netip.ParseAddr(i.Gateway6)
+	if err != nil {
+		return fmt.Errorf("interface %s gateway6: %w", i.Name, err)
+	}
+	return netcfg.AddDefaultRoute6(i.Name, gw)
+}
+
 // configureNetwork brings lo and the configured interfaces up, sets their
 // addresses and default routes, and writes resolv.conf into the root.
 func configureNetwork(cfg *guest.Config, log *slog.Logger) error {
@@ -246,12 +268,20 @@ func configureNetwork(cfg *guest.Config, log *slog.Logger) error {
 				i.Name = l.Name
 			}
 		}
+		if err := netcfg.Up(i.Name); err != nil {
+			return err
+		}
+		if i.Address6 != "" {
+			if err := configureIPv6(i); err != nil {
+				return err
+			}
+		}
+		if i.Address == "" {
+			continue
+		}
 		ip, ipn, err := net.ParseCIDR(i.Address)
 		if err != nil {
 			return fmt.Errorf("interface %s: %w", i.Name, err)
-		}
-		if err := netcfg.Up(i.Name); err != nil {
-			return err
 		}
 		if err := netcfg.SetAddr(i.Name, ip, ipn.Mask); err != nil {
 			return err

@@ -20,7 +20,7 @@ func deployCommand() *command {
 	return &command{name: "deploy", summary: "deploy workloads on a node and wait until they run", subs: []*command{
 		{name: "zdb", usage: "--node N --size SIZE [--mode user|seq] [--password P] [--public] [--name NAME]", summary: "deploy a 0-db namespace", run: deployZDB},
 		{name: "volume", usage: "--node N --size SIZE [--name NAME]", summary: "deploy a volume", run: deployVolume},
-		{name: "vm", usage: "--node N --flist URL --network NAME [--name vm] [--cpu 1] [--memory 512M] [--size SIZE] [--entrypoint CMD] [--env K=V]... [--disk SIZE:/mnt]... [--volume SIZE:/mnt]... [--ip A.B.C.D] [--public-ip]",
+		{name: "vm", usage: "--node N --flist URL --network NAME [--name vm] [--cpu 1] [--memory 512M] [--size SIZE] [--entrypoint CMD] [--env K=V]... [--disk SIZE:/mnt]... [--volume SIZE:/mnt]... [--ip A.B.C.D] [--public-ip] [--public-ip6]",
 			summary: "deploy a micro-VM booted from a flist, with new disks and volumes", run: deployVM},
 		{name: "file", usage: "--node N FILE", summary: "deploy a deployment from a JSON or YAML file (also: zosctl deploy -f FILE)", run: deployFile},
 	}}
@@ -404,8 +404,14 @@ func describe(wl *gridtypes.Workload) string {
 		}
 	case gridtypes.PublicIPType, gridtypes.PublicIPv4Type:
 		var p gridtypes.PublicIPResult
+		if err := r.Unmarshal(&p); err == nil && !p.IP.IsZero() && !p.IPv6.IsZero() {
+			return fmt.Sprintf("ok, public IP %s via %s, IPv6 %s", p.IP, p.Gateway, p.IPv6)
+		}
 		if err := r.Unmarshal(&p); err == nil && !p.IP.IsZero() {
 			return fmt.Sprintf("ok, public IP %s via %s", p.IP, p.Gateway)
+		}
+		if err := r.Unmarshal(&p); err == nil && !p.IPv6.IsZero() {
+			return fmt.Sprintf("ok, public IPv6 %s", p.IPv6)
 		}
 	case gridtypes.VolumeType:
 		var v gridtypes.VolumeResult

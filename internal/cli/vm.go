@@ -55,6 +55,7 @@ func deployVM(ctx context.Context, env *Env, args []string) error {
 	size := fs.String("size", "", "root size (default the minimum: 500M, or 2G for large VMs)")
 	entrypoint := fs.String("entrypoint", "", "command run in the VM (default: the flist's)")
 	public := fs.Bool("public-ip", false, "also give the VM one of the farm's public IPv4 addresses (reserved on the contract)")
+	public6 := fs.Bool("public-ip6", false, "also give the VM a public IPv6 address (from the node's /64)")
 	env_ := envFlags{}
 	fs.Var(env_, "env", "environment NAME=VALUE, repeatable (SSH_KEY installs an authorized key)")
 	var disks, volumes mountFlags
@@ -126,9 +127,9 @@ func deployVM(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 	z.Network.Interfaces = []gridtypes.MachineInterface{{Network: *netName, IP: ip}}
-	if *public {
+	if *public || *public6 {
 		pn := *name + "pip"
-		if err := add(pn, gridtypes.PublicIPType, &gridtypes.PublicIP{V4: true}); err != nil {
+		if err := add(pn, gridtypes.PublicIPType, &gridtypes.PublicIP{V4: *public, V6: *public6}); err != nil {
 			return err
 		}
 		z.Network.PublicIP = pn

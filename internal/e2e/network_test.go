@@ -182,6 +182,12 @@ func TestNetworkMesh(t *testing.T) {
 	if pc.IPv4 != netip.PrefixFrom(lab.Nodes[0].IP, 24).String() {
 		t.Errorf("zos.network.public_config_get: got %+v", pc)
 	}
+	// No router advertisement on this lab's LAN: no public IPv6.
+	has6 := true
+	call("zos.network.has_ipv6", nil, &has6)
+	if has6 {
+		t.Error("zos.network.has_ipv6: got true on a LAN without router advertisements")
+	}
 	var pubIPs, privIPs []string
 	call("zos.network.list_public_ips", nil, &pubIPs)
 	if len(pubIPs) != 1 || pubIPs[0] != "10.99.0.100/24" {

@@ -22,6 +22,7 @@ const (
 	CmdWGPorts      = "zos.network.list_wg_ports"
 	CmdPublicConfig = "zos.network.public_config_get"
 	CmdInterfaces   = "zos.network.interfaces"
+	CmdHasIPv6      = "zos.network.has_ipv6" // answers a bool: the node has a public IPv6 /64
 	CmdPrivateIPs   = "zos.network.list_private_ips"
 	CmdPublicIPs    = "zos.network.list_public_ips"
 	CmdZMachineLogs = "zos.zmachine.logs"

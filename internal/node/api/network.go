@@ -17,6 +17,9 @@ type Network interface {
 	WGPorts() []uint16
 	PublicConfig(ctx context.Context) (nodeapi.PublicConfig, error)
 	Interfaces() (map[string][]string, error)
+	// HasIPv6 reports whether the node has public IPv6 (SLAAC on its
+	// uplink or the farm's static config): ip workloads may ask for v6.
+	HasIPv6() bool
 }
 
 // ErrNoNetwork is returned when the node has no network module.
@@ -44,6 +47,14 @@ func (a *API) publicConfig(ctx context.Context, _ uint32, _ []byte) (any, error)
 		return nil, err
 	}
 	return n.PublicConfig(ctx)
+}
+
+func (a *API) hasIPv6(context.Context, uint32, []byte) (any, error) {
+	n, err := a.network()
+	if err != nil {
+		return nil, err
+	}
+	return n.HasIPv6(), nil
 }
 
 func (a *API) interfaces(context.Context, uint32, []byte) (any, error) {

@@ -27,6 +27,8 @@ type fakeSystem struct {
 	// namespaces and links are what the listings return.
 	namespaces []string
 	links      map[string][]string // by "[ns] prefix"
+	// addrs are what Ifaces.Addrs returns, by "[ns] link".
+	addrs map[string][]netip.Prefix
 }
 
 // newFakeSystem has a default route through "uplink" via 192.0.2.1.
@@ -52,7 +54,7 @@ func (f *fakeSystem) take() []string {
 
 func (f *fakeSystem) system() System {
 	return System{NS: fakeNS{f}, Links: fakeLinks{f}, Ifaces: fakeIfaces{f}, Routes: fakeRoutes{f},
-		Sysctls: fakeSysctls{f}, Firewall: fakeFirewall{f}, WireGuard: fakeWG{f}}
+		Sysctls: fakeSysctls{f}, Firewall: fakeFirewall{f}, WireGuard: fakeWG{f}, NDP: fakeNDP{f}}
 }
 
 // wantLines compares got with want, whole, and shows both on a mismatch.
@@ -99,6 +101,23 @@ func (i fakeIfaces) List(ns, prefix string) ([]string, error) {
 func (i fakeIfaces) Up(ns, link string) error { return i.f.do("[%s] up %s", ns, link) }
 func (i fakeIfaces) AddAddr(ns, link string, p netip.Prefix) error {
 	return i.f.do("[%s] addr %s %s", ns, link, p)
+}
+
+func (i fakeIfaces) Addrs(ns, link string) ([]netip.Prefix, error) {
+	return i.f.addrs["["+ns+"] "+link], i.f.do("[%s] addrs %s", ns, link)
+}
+
+type fakeNDP struct{ f *fakeSystem }
+
+func (n fakeNDP) AddProxy(ns, link string, ip netip.Addr) error {
+	return n.f.do("[%s] ndp proxy %s dev %s", ns, ip, link)
+}
+func (n fakeNDP) DeleteProxy(ns, link string, ip netip.Addr) error {
+	return n.f.do("[%s] ndp proxy del %s dev %s", ns, ip, link)
+}
+
+func (n fakeNDP) FlushProxies(ns, link string) error {
+	return n.f.do("[%s] ndp proxy flush dev %s", ns, link)
 }
 
 type fakeRoutes struct{ f *fakeSystem }

@@ -41,6 +41,11 @@ type Config struct {
 	// whatever else it listens on): no network may take one as its
 	// WireGuard port, nor one below MinListenPort.
 	ReservedPorts []uint16
+	// Static6 and Gateway6 are the node's IPv6 address (a /64) and router
+	// from the farm's public config (ipv6, gw6), for a LAN without router
+	// advertisements; zero: SLAAC on the uplink (see ipv6.go).
+	Static6  netip.Prefix
+	Gateway6 netip.Addr
 }
 
 // Manager provisions `network` workloads (network resources).
@@ -49,8 +54,9 @@ type Manager struct {
 	sys System
 	log *slog.Logger
 
-	mu  sync.Mutex           // guards res
-	res map[string]*resource // by network id
+	mu      sync.Mutex           // guards res and proxied
+	res     map[string]*resource // by network id
+	proxied map[string]proxy6    // public IPv6 of VMs, by tap
 }
 
 type resource struct {
@@ -67,7 +73,7 @@ var (
 // NewManager returns a manager applying its resources through sys (see
 // HostSystem); Start prepares the node namespace.
 func NewManager(cfg Config, sys System, log *slog.Logger) *Manager {
-	return &Manager{cfg: cfg, sys: sys, log: log, res: map[string]*resource{}}
+	return &Manager{cfg: cfg, sys: sys, log: log, res: map[string]*resource{}, proxied: map[string]proxy6{}}
 }
 
 // Start removes what an earlier run that did not stop cleanly left (the
@@ -88,12 +94,15 @@ func (m *Manager) Start() error {
 	if !m.cfg.Uplink {
 		return nil
 	}
-	_, router, err := m.sys.Routes.Default(m.cfg.NodeNS)
+	uplink, router, err := m.sys.Routes.Default(m.cfg.NodeNS)
 	if err != nil {
 		return err
 	}
 	if err := m.sys.Sysctls.Set(m.cfg.NodeNS, "net/ipv4/ip_forward", "1"); err != nil {
 		return err
+	}
+	if err := m.startIPv6(uplink); err != nil {
+		return fmt.Errorf("setting up IPv6 on the uplink: %w", err)
 	}
 	return m.sys.Firewall.Apply(m.cfg.NodeNS, NodeRuleset(router))
 }
@@ -118,6 +127,9 @@ func (m *Manager) Close() error {
 	for id, r := range m.res {
 		errs = append(errs, m.teardown(r.r.Names, r.dev))
 		delete(m.res, id)
+	}
+	for tap := range m.proxied {
+		errs = append(errs, m.unproxy(tap))
 	}
 	if m.cfg.Uplink {
 		errs = append(errs, m.sys.Firewall.Apply(m.cfg.NodeNS, nft.Drop("inet", "zos-nr")))
@@ -446,19 +458,30 @@ func (m *Manager) Attach(twin uint32, name, tap string) (Attachment, error) {
 	return a, nil
 }
 
-// Detach removes a VM's tap.
-func (m *Manager) Detach(tap string) error { return m.sys.Links.Delete(m.cfg.NodeNS, tap) }
+// Detach removes a VM's tap, and the proxy of its public IPv6 if any.
+func (m *Manager) Detach(tap string) error {
+	m.mu.Lock()
+	err := m.unproxy(tap)
+	m.mu.Unlock()
+	return errors.Join(err, m.sys.Links.Delete(m.cfg.NodeNS, tap))
+}
 
-// AttachPublic makes tap the public link of a VM with address ip: a
-// routed tap in the node namespace (no bridge): ip is routed to it, and
-// proxy ARP on the tap and the uplink lets the VM use the farm's gateway
-// and the farm's LAN reach the VM. It needs a node that owns its uplink.
-func (m *Manager) AttachPublic(tap string, ip netip.Addr) error {
+// AttachPublic makes tap the public link of a VM with addresses ips (an
+// IPv4, an IPv6, or both): a routed tap in the node namespace (no
+// bridge): each address is routed to it; proxy ARP on the tap and the
+// uplink, for IPv6 an NDP proxy entry on the uplink and the node's
+// link-local fe80::1 on the tap (the VM's IPv6 router), let the VM use
+// the farm's gateway and the farm's LAN reach the VM. It needs a node
+// that owns its uplink.
+func (m *Manager) AttachPublic(tap string, ips ...netip.Addr) error {
 	if !m.cfg.Uplink {
 		return errors.New("this node has no public uplink of its own (hosted in the host's namespace): VMs cannot get public IPs here")
 	}
 	if !IsTenantLink(tap) {
 		return fmt.Errorf("tap %q: a VM's tap must be named as a tenant link (%v) for the node's firewall", tap, TenantLinks)
+	}
+	if len(ips) == 0 {
+		return fmt.Errorf("tap %q: no public address to attach", tap)
 	}
 	uplink, _, err := m.sys.Routes.Default(m.cfg.NodeNS)
 	if err != nil {
@@ -470,10 +493,21 @@ func (m *Manager) AttachPublic(tap string, ip netip.Addr) error {
 	if err := m.sys.Links.AddTap(m.cfg.NodeNS, tap, ""); err != nil {
 		return err
 	}
-	for _, dev := range []string{tap, uplink} {
-		if err := m.sys.Sysctls.Set(m.cfg.NodeNS, "net/ipv4/conf/"+dev+"/proxy_arp", "1"); err != nil {
+	for _, ip := range ips {
+		if ip.Is6() {
+			if err := m.attachPublic6(tap, uplink, ip); err != nil {
+				return err
+			}
+			continue
+		}
+		for _, dev := range []string{tap, uplink} {
+			if err := m.sys.Sysctls.Set(m.cfg.NodeNS, "net/ipv4/conf/"+dev+"/proxy_arp", "1"); err != nil {
+				return err
+			}
+		}
+		if err := m.sys.Routes.Add(m.cfg.NodeNS, Route{Dst: netip.PrefixFrom(ip, 32), Dev: tap}); err != nil {
 			return err
 		}
 	}
-	return m.sys.Routes.Add(m.cfg.NodeNS, Route{Dst: netip.PrefixFrom(ip, 32), Dev: tap})
+	return nil
 }

@@ -103,6 +103,11 @@ func TestManagerStart(t *testing.T) {
 			"[node] nft load inet zos-in",
 			"[node] default route",
 			"[node] sysctl net/ipv4/ip_forward=1",
+			"[node] sysctl net/ipv6/conf/uplink/accept_ra=2",
+			"[node] sysctl net/ipv6/conf/uplink/autoconf=1",
+			"[node] sysctl net/ipv6/conf/uplink/proxy_ndp=1",
+			"[node] sysctl net/ipv6/conf/all/forwarding=1",
+			"[node] ndp proxy flush dev uplink",
 			"[node] nft load inet zos-nr",
 		}, close: []string{
 			"[node] nft drop inet zos-nr",
@@ -114,10 +119,33 @@ func TestManagerStart(t *testing.T) {
 			"[node] nft load inet zos-in-c8b60efc",
 			"[node] default route",
 			"[node] sysctl net/ipv4/ip_forward=1",
+			"[node] sysctl net/ipv6/conf/uplink/accept_ra=2",
+			"[node] sysctl net/ipv6/conf/uplink/autoconf=1",
+			"[node] sysctl net/ipv6/conf/uplink/proxy_ndp=1",
+			"[node] sysctl net/ipv6/conf/all/forwarding=1",
+			"[node] ndp proxy flush dev uplink",
 			"[node] nft load inet zos-nr",
 		}, close: []string{
 			"[node] nft drop inet zos-nr",
 			"[node] nft drop inet zos-in-c8b60efc",
+		}},
+		// The farm's static IPv6 goes on the uplink with its default route.
+		{name: "static ipv6", cfg: Config{NodeNS: "node", Uplink: true, TenantPorts: []uint16{9900}, Static6: netip.MustParsePrefix("2001:db8:5::7/64"), Gateway6: netip.MustParseAddr("fe80::1")}, start: []string{
+			"netns list n-", "[node] links l-", "[node] links u-", "[node] links b-",
+			"[node] nft load inet zos-in",
+			"[node] default route",
+			"[node] sysctl net/ipv4/ip_forward=1",
+			"[node] sysctl net/ipv6/conf/uplink/accept_ra=2",
+			"[node] sysctl net/ipv6/conf/uplink/autoconf=1",
+			"[node] sysctl net/ipv6/conf/uplink/proxy_ndp=1",
+			"[node] sysctl net/ipv6/conf/all/forwarding=1",
+			"[node] ndp proxy flush dev uplink",
+			"[node] addr uplink 2001:db8:5::7/64",
+			"[node] route ::/0 dev uplink via fe80::1",
+			"[node] nft load inet zos-nr",
+		}, close: []string{
+			"[node] nft drop inet zos-nr",
+			"[node] nft drop inet zos-in",
 		}},
 		// In the host's namespace: no forwarding, no NAT, no link
 		// removed (the host's own links are never touched).
@@ -351,7 +379,7 @@ func TestPublicIPManagerLines(t *testing.T) {
 	c := registry.Contract{ID: 9, PublicIPs: []registry.PublicIP{{IP: "203.0.113.10/24", Gateway: "203.0.113.1"}}}
 	d := &gridtypes.Deployment{TwinID: 7, ContractID: 9}
 	wl := ipWorkload(t, d, "pip")
-	m := NewPublicIPManager("node", f.system().Firewall, fakeContracts{9: c}, testutil.Logger(t))
+	m := NewPublicIPManager("node", f.system().Firewall, fakeContracts{9: c}, nil, testutil.Logger(t))
 	res, err := m.Provision(context.Background(), wl)
 	if err != nil {
 		t.Fatal(err)
@@ -360,7 +388,7 @@ func TestPublicIPManagerLines(t *testing.T) {
 		t.Errorf("result: got %+v", r)
 	}
 	table := "inet " + filterTable(PublicTap(wl.ID))
-	if got, want := f.nft["[node] "+table], PublicIPRuleset(PublicTap(wl.ID), netip.MustParseAddr("203.0.113.10")); got != want {
+	if got, want := f.nft["[node] "+table], PublicIPRuleset(PublicTap(wl.ID), netip.MustParseAddr("203.0.113.10"), netip.Addr{}); got != want {
 		t.Errorf("filter: got\n%s\nwant\n%s", got, want)
 	}
 	if err := m.Deprovision(context.Background(), wl); err != nil {

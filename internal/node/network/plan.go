@@ -250,20 +250,21 @@ table inet zos-nr {
 		ip daddr 100.127.0.0/16 drop
 		ip saddr 100.127.0.0/16 tcp dport { 25, 465, 587 } reject with tcp reset
 	}
-	# from tenant links: to the internet only
+	# from tenant links: to the internet only; IPv6 from public taps only
 	chain tenant {
-		meta nfproto ipv6 drop
+		iifname != "p-*" meta nfproto ipv6 drop
 		ct state established,related accept
 		# a VM's traffic goes through its resource, never routed by the bridge
 		iifname { "b-*", "l-*", "t-*" } drop
 		ip daddr { %[2]s } drop
+		ip6 daddr { %[3]s } drop
 	}
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		ip saddr 100.127.0.0/16 ip daddr != 100.127.0.0/16 masquerade fully-random
 	}
 }
-`, tenantSet(), strings.Join(blocked, ", "))
+`, tenantSet(), strings.Join(blocked, ", "), prefixList(NonPublic6))
 }
 
 // TenantLinks are the name prefixes of the links the node makes in its
@@ -281,6 +282,15 @@ func IsTenantLink(name string) bool {
 		}
 	}
 	return false
+}
+
+// prefixList is ps as an nft set body.
+func prefixList(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 // tenantSet is TenantLinks as an nft set of interface name wildcards.
@@ -315,8 +325,10 @@ var NonPublic = []netip.Prefix{
 // InputRuleset is the filter, in the node namespace, of what tenants send
 // to the node itself (nftables table table): from tenant links nothing
 // over IPv6 (router advertisements, redirects and neighbour discovery
-// included), and over IPv4 only answers to the node's own connections and
-// new TCP connections to ports, the services meant for tenants.
+// included) but neighbour discovery on public taps (a public-IPv6 VM
+// resolves its router, fe80::1), and otherwise only answers to the node's
+// own connections and new TCP connections to ports, the services meant
+// for tenants.
 func InputRuleset(table string, ports []uint16) string {
 	allow := ""
 	if len(ports) > 0 {
@@ -333,10 +345,12 @@ table inet %[1]s {
 		type filter hook input priority filter; policy accept;
 		iifname %[2]s jump tenant
 	}
-	# from tenant links: no IPv6 (router advertisements included), no new
-	# IPv4 connection but to the services meant for tenants
+	# from tenant links: no IPv6 but neighbour discovery on public taps
+	# (the node is a public-IPv6 VM's router; never router advertisements),
+	# no new connection but to the services meant for tenants
 	chain tenant {
-		meta nfproto ipv6 drop
+		iifname "p-*" icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept
+		iifname != "p-*" meta nfproto ipv6 drop
 		ct state established,related accept%[3]s
 		drop
 	}

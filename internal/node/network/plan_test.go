@@ -24,7 +24,9 @@ func TestRulesets(t *testing.T) {
 	golden(t, "input-no-ports.nft", InputRuleset("zos-in-0a1b2c3d", nil))
 	golden(t, "resource.nft", ResourceRuleset(false))
 	golden(t, "resource-public.nft", ResourceRuleset(true))
-	golden(t, "publicip.nft", PublicIPRuleset("p-tap", netip.MustParseAddr("203.0.113.10")))
+	golden(t, "publicip.nft", PublicIPRuleset("p-tap", netip.MustParseAddr("203.0.113.10"), netip.Addr{}))
+	golden(t, "publicip-dual.nft", PublicIPRuleset("p-tap", netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("2001:db8:1:0:ff:feab:cdef:1")))
+	golden(t, "publicip-v6.nft", PublicIPRuleset("p-tap", netip.Addr{}, netip.MustParseAddr("2001:db8:1:0:ff:feab:cdef:1")))
 }
 
 func TestIsTenantLink(t *testing.T) {

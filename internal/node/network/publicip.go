@@ -20,22 +20,29 @@ type Contracts interface {
 }
 
 // PublicIPManager provisions `ip` workloads: one of the farm IPs the
-// registry reserved on the deployment's contract, and an anti-spoofing
+// registry reserved on the deployment's contract (v4), an IPv6 derived
+// from the node's public /64 (v6), and an anti-spoofing
 // filter on the public tap the VM will use (it may send only from that
 // address; the zmachine manager makes the tap, Manager.AttachPublic).
 type PublicIPManager struct {
 	nodeNS    string
 	fw        Firewall
 	contracts Contracts
+	v6        Prefixes
 	log       *slog.Logger
+}
+
+// Prefixes gives the node's public IPv6 /64 (Manager.Prefix6).
+type Prefixes interface {
+	Prefix6() (netip.Prefix, error)
 }
 
 var _ provision.Manager = (*PublicIPManager)(nil)
 
 // NewPublicIPManager returns the manager; filters go into namespace nodeNS
-// through fw.
-func NewPublicIPManager(nodeNS string, fw Firewall, contracts Contracts, log *slog.Logger) *PublicIPManager {
-	return &PublicIPManager{nodeNS: nodeNS, fw: fw, contracts: contracts, log: log}
+// through fw; v6 (nil: none) gives the prefix of public IPv6 addresses.
+func NewPublicIPManager(nodeNS string, fw Firewall, contracts Contracts, v6 Prefixes, log *slog.Logger) *PublicIPManager {
+	return &PublicIPManager{nodeNS: nodeNS, fw: fw, contracts: contracts, v6: v6, log: log}
 }
 
 // PublicTap is the name of a workload's public tap (as the original:
@@ -51,25 +58,40 @@ func PublicMAC(tap string) net.HardwareAddr {
 func filterTable(tap string) string { return "zos-" + tap }
 
 // PublicIPRuleset is the anti-spoofing filter of a public tap (a routed
-// link in the node namespace): what comes from it must carry its address;
-// no IPv6 yet.
-func PublicIPRuleset(tap string, ip netip.Addr) string {
+// link in the node namespace): what comes from it must carry its address,
+// ip4 and ip6 (either may be invalid: no such address, nothing of that
+// family passes); to the node, link-local sources and, for duplicate
+// address detection, "::" are allowed for neighbour discovery (the input
+// filter lets nothing else of IPv6 in); router advertisements and
+// redirects from the VM are dropped.
+func PublicIPRuleset(tap string, ip4, ip6 netip.Addr) string {
+	v4 := fmt.Sprintf(`iifname "%s" meta nfproto ipv4 drop`, tap)
+	if ip4.IsValid() {
+		v4 = fmt.Sprintf(`iifname "%s" ip saddr != %s drop`, tap, ip4)
+	}
+	fwd6 := fmt.Sprintf(`iifname "%s" meta nfproto ipv6 drop`, tap)
+	in6 := fwd6
+	if ip6.IsValid() {
+		fwd6 = fmt.Sprintf(`iifname "%s" ip6 saddr != %s drop`, tap, ip6)
+		in6 = fmt.Sprintf(`iifname "%[1]s" icmpv6 type { nd-router-advert, nd-redirect } drop
+		iifname "%[1]s" ip6 saddr != { %[2]s, fe80::/10, :: } drop`, tap, ip6)
+	}
 	t := filterTable(tap)
 	return fmt.Sprintf(`table inet %[1]s
 delete table inet %[1]s
 table inet %[1]s {
 	chain forward {
 		type filter hook forward priority filter; policy accept;
-		iifname "%[2]s" ip saddr != %[3]s drop
-		iifname "%[2]s" meta nfproto ipv6 drop
+		%[2]s
+		%[3]s
 	}
 	chain input {
 		type filter hook input priority filter; policy accept;
-		iifname "%[2]s" ip saddr != %[3]s drop
-		iifname "%[2]s" meta nfproto ipv6 drop
+		%[2]s
+		%[4]s
 	}
 }
-`, t, tap, ip)
+`, t, v4, fwd6, in6)
 }
 
 // PickPublicIP chooses, among the IPs reserved on contract c, the one of
@@ -106,40 +128,58 @@ func PickPublicIP(c registry.Contract, d *gridtypes.Deployment, name string) (re
 	return registry.PublicIP{}, fmt.Errorf("contract %d has no free public IP left (%d reserved)", c.ID, len(c.PublicIPs))
 }
 
-// Provision takes a public IP of the contract and installs the filter.
+// Provision takes a public IPv4 of the contract (v4) and derives the
+// public IPv6 (v6, from the node's /64, DeriveIPv6), then installs the
+// filter.
 func (m *PublicIPManager) Provision(ctx context.Context, wl *provision.Workload) (any, error) {
 	data, err := provision.Data[*gridtypes.PublicIP](wl)
 	if err != nil {
 		return nil, err
 	}
-	if data.V6 {
-		return nil, fmt.Errorf("public IPv6 is not supported on this node yet")
-	}
-	if !data.V4 {
+	if !data.V4 && !data.V6 {
 		return nil, fmt.Errorf("ip: one of v4 or v6 is required")
 	}
-	c, err := m.contracts.Contract(ctx, wl.Deployment.ContractID)
-	if err != nil {
-		return nil, fmt.Errorf("reading contract %d: %w", wl.Deployment.ContractID, err)
-	}
-	pick, err := PickPublicIP(c, wl.Deployment, wl.Name)
-	if err != nil {
-		return nil, err
-	}
-	cidr, err := gridtypes.ParseIPNet(pick.IP)
-	if err != nil {
-		return nil, fmt.Errorf("farm IP %q: %w", pick.IP, err)
-	}
-	addr, err := netip.ParsePrefix(pick.IP)
-	if err != nil {
-		return nil, fmt.Errorf("farm IP %q: %w", pick.IP, err)
-	}
 	tap := PublicTap(wl.ID)
-	if err := m.fw.Apply(m.nodeNS, PublicIPRuleset(tap, addr.Addr())); err != nil {
+	var res gridtypes.PublicIPResult
+	var ip4, ip6 netip.Addr
+	if data.V6 {
+		if m.v6 == nil {
+			return nil, fmt.Errorf("ip: v6: %w", ErrNoIPv6)
+		}
+		prefix, err := m.v6.Prefix6()
+		if err != nil {
+			return nil, fmt.Errorf("ip: v6: %w", err)
+		}
+		if ip6, err = DeriveIPv6(prefix, PublicMAC(tap)); err != nil {
+			return nil, err
+		}
+		if res.IPv6, err = gridtypes.ParseIPNet(netip.PrefixFrom(ip6, 64).String()); err != nil {
+			return nil, err
+		}
+	}
+	if data.V4 {
+		c, err := m.contracts.Contract(ctx, wl.Deployment.ContractID)
+		if err != nil {
+			return nil, fmt.Errorf("reading contract %d: %w", wl.Deployment.ContractID, err)
+		}
+		pick, err := PickPublicIP(c, wl.Deployment, wl.Name)
+		if err != nil {
+			return nil, err
+		}
+		if res.IP, err = gridtypes.ParseIPNet(pick.IP); err != nil {
+			return nil, fmt.Errorf("farm IP %q: %w", pick.IP, err)
+		}
+		addr, err := netip.ParsePrefix(pick.IP)
+		if err != nil {
+			return nil, fmt.Errorf("farm IP %q: %w", pick.IP, err)
+		}
+		ip4, res.Gateway = addr.Addr(), pick.Gateway
+	}
+	if err := m.fw.Apply(m.nodeNS, PublicIPRuleset(tap, ip4, ip6)); err != nil {
 		return nil, fmt.Errorf("installing the anti-spoofing filter of %s: %w", tap, err)
 	}
-	m.log.Info("public_ip_taken", "workload", wl.ID, "ip", pick.IP, "tap", tap)
-	return gridtypes.PublicIPResult{IP: cidr, Gateway: pick.Gateway}, nil
+	m.log.Info("public_ip_taken", "workload", wl.ID, "ip", ip4, "ip6", ip6, "tap", tap)
+	return res, nil
 }
 
 // Deprovision removes the filter.

@@ -47,6 +47,8 @@ type Interfaces interface {
 	List(ns, prefix string) ([]string, error)
 	Up(ns, link string) error
 	AddAddr(ns, link string, p netip.Prefix) error
+	// Addrs returns link's addresses but the link-local ones.
+	Addrs(ns, link string) ([]netip.Prefix, error)
 }
 
 // Routes reads and changes a namespace's IPv4 routes.
@@ -73,6 +75,16 @@ type Firewall interface {
 	Apply(ns, ruleset string) error
 }
 
+// NDP proxies IPv6 neighbour discovery: with proxy_ndp on link, ns answers
+// solicitations for ip there (a public-IPv6 VM's address on the uplink).
+type NDP interface {
+	AddProxy(ns, link string, ip netip.Addr) error
+	// DeleteProxy removes the entry; a missing one is no error.
+	DeleteProxy(ns, link string, ip netip.Addr) error
+	// FlushProxies removes every entry of link.
+	FlushProxies(ns, link string) error
+}
+
 // WireGuard starts WireGuard devices: the TUN interface name inside tunNS,
 // the UDP sockets in sockNS.
 type WireGuard interface {
@@ -96,10 +108,11 @@ type System struct {
 	Sysctls   Sysctls
 	Firewall  Firewall
 	WireGuard WireGuard
+	NDP       NDP
 }
 
 func (s System) validate() error {
-	if s.NS == nil || s.Links == nil || s.Ifaces == nil || s.Routes == nil || s.Sysctls == nil || s.Firewall == nil || s.WireGuard == nil {
+	if s.NS == nil || s.Links == nil || s.Ifaces == nil || s.Routes == nil || s.Sysctls == nil || s.Firewall == nil || s.WireGuard == nil || s.NDP == nil {
 		return fmt.Errorf("incomplete network system dependencies")
 	}
 	return nil
@@ -116,6 +129,7 @@ func HostSystem(log *slog.Logger) System {
 		Sysctls:   hostSysctls{},
 		Firewall:  nft.Tables{},
 		WireGuard: hostWireGuard{log: log},
+		NDP:       hostNDP{},
 	}
 }
 
@@ -127,6 +141,7 @@ var (
 	_ Sysctls    = hostSysctls{}
 	_ Firewall   = nft.Tables{}
 	_ WireGuard  = hostWireGuard{}
+	_ NDP        = hostNDP{}
 )
 
 type hostNamespaces struct{}
@@ -163,6 +178,25 @@ func (hostInterfaces) Up(ns, link string) error                 { return rtnl.Se
 func (hostInterfaces) AddAddr(ns, link string, p netip.Prefix) error {
 	return rtnl.AddAddr(ns, link, p)
 }
+
+func (hostInterfaces) Addrs(ns, link string) ([]netip.Prefix, error) {
+	all, err := rtnl.Addrs(ns)
+	if err != nil {
+		return nil, err
+	}
+	return all[link], nil
+}
+
+type hostNDP struct{}
+
+func (hostNDP) AddProxy(ns, link string, ip netip.Addr) error {
+	return rtnl.AddProxyNeighbor(ns, link, ip)
+}
+func (hostNDP) DeleteProxy(ns, link string, ip netip.Addr) error {
+	return rtnl.DeleteProxyNeighbor(ns, link, ip)
+}
+
+func (hostNDP) FlushProxies(ns, link string) error { return rtnl.FlushProxyNeighbors(ns, link) }
 
 type hostRoutes struct{}
 

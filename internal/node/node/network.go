@@ -37,6 +37,10 @@ func (n *Node) PublicConfig(ctx context.Context) (nodeapi.PublicConfig, error) {
 	return nodeapi.PublicConfig{Type: "macvlan", IPv4: c.IPv4, GW4: c.GW4, IPv6: c.IPv6, GW6: c.GW6, Domain: c.Domain}, nil
 }
 
+// HasIPv6 implements api.Network: whether the network module found a
+// public IPv6 /64 on the node's uplink (or has the farm's static one).
+func (n *Node) HasIPv6() bool { return n.network != nil && n.network.HasIPv6() }
+
 // Interfaces implements api.Network: the addresses of the node's own
 // namespace ("zos" is the address workloads are served on).
 func (n *Node) Interfaces() (map[string][]string, error) {

@@ -25,6 +25,7 @@ import (
 	"github.com/zos-go/zos/internal/node/zdb"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/rmb"
+	"github.com/zos-go/zos/internal/sys/netns"
 	"github.com/zos-go/zos/internal/sys/sysinfo"
 	"github.com/zos-go/zos/internal/version"
 )
@@ -122,15 +123,55 @@ func (n *Node) startZDB(_ context.Context, r *runner) error {
 		return fmt.Errorf("listening for 0-db: %w", err)
 	}
 	r.onStop("zdb listener", ln.Close) // closed already when it served
-	listenIP := n.cfg.ListenIP
-	zdbm, err := primitives.NewZDBManager(n.storage, zsrv, func() []string { return []string{listenIP} }, uint(n.cfg.ZDBPort), n.log.With("component", "zdb"))
+	// A node owning its namespace (see startNetwork) also serves 0-db on
+	// every IPv6 address there: its public IPv6 from SLAAC or the farm,
+	// which may come after start.
+	var ln6 net.Listener
+	if ip := net.ParseIP(n.cfg.ListenIP); n.ownsUplink() && ip.To4() != nil {
+		if ln6, err = listen6(n.cfg.NetNS, n.cfg.ZDBPort); err != nil {
+			return fmt.Errorf("listening for 0-db over IPv6: %w", err)
+		}
+		r.onStop("zdb IPv6 listener", ln6.Close)
+	}
+	zdbm, err := primitives.NewZDBManager(n.storage, zsrv, n.zdbIPs, uint(n.cfg.ZDBPort), n.log.With("component", "zdb"))
 	if err != nil {
 		return err
 	}
 	r.onStop("zdb", zdbm.Close)
 	n.zdb = zdbm
 	r.serve("zdb", func(ctx context.Context) error { return zsrv.Serve(ctx, ln) })
+	if ln6 != nil {
+		r.serve("zdb IPv6", func(ctx context.Context) error { return zsrv.Serve(ctx, ln6) })
+	}
 	return nil
+}
+
+// ownsUplink says the node runs in a namespace of its own (--netns) or
+// owns the machine (a booted node, --scan-host): its forwarding, firewall
+// and public addresses are its own.
+func (n *Node) ownsUplink() bool { return n.cfg.NetNS != "" || n.cfg.ScanHost }
+
+// listen6 listens on TCP port of every IPv6 address of namespace ns ("":
+// the process's), IPv6 only (the IPv4 listener stays on ListenIP).
+func listen6(ns string, port int) (net.Listener, error) {
+	var ln net.Listener
+	err := netns.Do(ns, func() (err error) {
+		ln, err = net.Listen("tcp6", net.JoinHostPort("::", strconv.Itoa(port)))
+		return err
+	})
+	return ln, err
+}
+
+// zdbIPs are the addresses 0-db namespaces are reached at: ListenIP and
+// the node's public IPv6 when it has one.
+func (n *Node) zdbIPs() []string {
+	ips := []string{n.cfg.ListenIP}
+	if n.network != nil {
+		if a, err := n.network.Addr6(); err == nil {
+			ips = append(ips, a.String())
+		}
+	}
+	return ips
 }
 
 // startNetwork starts the network module: namespaces, bridges, WireGuard
@@ -140,7 +181,7 @@ func (n *Node) startZDB(_ context.Context, r *runner) error {
 // machine (a booted node, or --scan-host): resources are NATed there.
 func (n *Node) startNetwork(_ context.Context, r *runner) error {
 	netlog := n.log.With("component", "network")
-	nm := network.NewManager(network.Config{Prefix: n.cfg.Prefix, NodeNS: n.cfg.NetNS, Uplink: n.cfg.NetNS != "" || n.cfg.ScanHost,
+	nm := network.NewManager(network.Config{Prefix: n.cfg.Prefix, NodeNS: n.cfg.NetNS, Uplink: n.ownsUplink(),
 		TenantPorts: n.cfg.ownPorts(), ReservedPorts: n.cfg.ownPorts()},
 		network.HostSystem(netlog), netlog)
 	if err := nm.Start(); err != nil {
@@ -184,7 +225,7 @@ func (n *Node) startEngine(_ context.Context, r *runner) error {
 		gridtypes.VolumeType:   &primitives.VolumeManager{Storage: n.storage},
 		gridtypes.ZDBType:      n.zdb,
 		gridtypes.NetworkType:  n.network,
-		gridtypes.PublicIPType: network.NewPublicIPManager(n.cfg.NetNS, network.HostSystem(netlog).Firewall, n.grid, netlog),
+		gridtypes.PublicIPType: network.NewPublicIPManager(n.cfg.NetNS, network.HostSystem(netlog).Firewall, n.grid, n.network, netlog),
 	}
 	zlogs := primitives.NewZLogsManager(primitives.ZLogsConfig{Egress: n.egress}, n, n.network.Dialer, n.log.With("component", "zlogs"))
 	r.onStop("zlogs", func() error { zlogs.Close(); return nil })
@@ -243,6 +284,22 @@ func (n *Node) startGateway(_ context.Context, r *runner) error {
 	}
 	r.onStop("gateway listener", ln.Close) // closed already when it served
 	r.serve("gateway", func(ctx context.Context) error { return n.gw.Serve(ctx, ln) })
+	// On an IPv4 front, a node owning its namespace also listens on its
+	// IPv6 addresses there (the same port).
+	host, port, err := net.SplitHostPort(n.cfg.GatewayListen)
+	if ip := net.ParseIP(host); err != nil || ip == nil || ip.To4() == nil || !n.ownsUplink() {
+		return nil
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return fmt.Errorf("gateway listen port %q: %w", port, err)
+	}
+	ln6, err := listen6(n.cfg.NetNS, p)
+	if err != nil {
+		return fmt.Errorf("listening for the gateway over IPv6: %w", err)
+	}
+	r.onStop("gateway IPv6 listener", ln6.Close)
+	r.serve("gateway IPv6", func(ctx context.Context) error { return n.gw.Serve(ctx, ln6) })
 	return nil
 }
 

@@ -46,7 +46,7 @@ type VMs interface {
 // Networks is what the zmachine manager needs of the network module.
 type Networks interface {
 	Attach(twin uint32, name, tap string) (network.Attachment, error)
-	AttachPublic(tap string, ip netip.Addr) error
+	AttachPublic(tap string, ips ...netip.Addr) error
 	Detach(tap string) error
 }
 
@@ -172,12 +172,14 @@ func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload)
 	if err == nil && pub != nil {
 		spec.NICs = append(spec.NICs, qemu.NIC{ID: "n1", Tap: pub.tap, MAC: network.PublicMAC(pub.tap).String()})
 		if spec.Boot.Mode != vm.BootDisk {
-			// The public link takes the default route; the private one
-			// keeps the user's network.
-			spec.Guest.Interfaces[0].Gateway = ""
-			spec.Guest.Interfaces[0].Routes = []guest.Route{{Dst: att.Range.String(), Via: att.Gateway.Addr().String()}}
-			spec.Guest.Interfaces = append(spec.Guest.Interfaces, guest.Interface{Name: "eth1", MAC: network.PublicMAC(pub.tap).String(),
-				Address: pub.ip.String(), Gateway: pub.gateway})
+			// A public IPv4 takes the default route; the private link
+			// keeps the user's network (and IPv4's default route when
+			// the public link has IPv6 only).
+			if pub.ip.IsValid() {
+				spec.Guest.Interfaces[0].Gateway = ""
+				spec.Guest.Interfaces[0].Routes = []guest.Route{{Dst: att.Range.String(), Via: att.Gateway.Addr().String()}}
+			}
+			spec.Guest.Interfaces = append(spec.Guest.Interfaces, pub.guest())
 		}
 	}
 	prepared := time.Since(start)
@@ -221,11 +223,26 @@ func unsupported(m *gridtypes.ZMachine) error {
 	return nil
 }
 
-// publicLink is a VM's public interface.
+// publicLink is a VM's public interface: an IPv4 (with the farm's
+// gateway), an IPv6 (routed to the tap, the node's fe80::1 as router), or
+// both.
 type publicLink struct {
 	tap     string
-	ip      netip.Prefix
+	ip      netip.Prefix // invalid: no IPv4
 	gateway string
+	ip6     netip.Addr // invalid: no IPv6
+}
+
+// guest is the VM's side of the link for vminit.
+func (p *publicLink) guest() guest.Interface {
+	i := guest.Interface{Name: "eth1", MAC: network.PublicMAC(p.tap).String()}
+	if p.ip.IsValid() {
+		i.Address, i.Gateway = p.ip.String(), p.gateway
+	}
+	if p.ip6.IsValid() {
+		i.Address6, i.Gateway6 = netip.PrefixFrom(p.ip6, 128).String(), network.RouterLinkLocal.String()
+	}
+	return i
 }
 
 // public makes the public tap of a VM whose network names an ip workload
@@ -240,19 +257,32 @@ func (m *ZMachineManager) public(wl *provision.Workload, data *gridtypes.ZMachin
 		return nil, fmt.Errorf("network.public_ip: %q is not an ip workload of the deployment", name)
 	}
 	var r gridtypes.PublicIPResult
-	if !ipwl.Result.State.IsOkay() || ipwl.Result.Unmarshal(&r) != nil || r.IP.IsZero() {
+	if !ipwl.Result.State.IsOkay() || ipwl.Result.Unmarshal(&r) != nil || r.IP.IsZero() && r.IPv6.IsZero() {
 		return nil, fmt.Errorf("network.public_ip: ip workload %q has no address (%s %s)", name, ipwl.Result.State, ipwl.Result.Error)
 	}
-	ip, err := netip.ParsePrefix(r.IP.String())
-	if err != nil || !ip.Addr().Is4() || net.ParseIP(r.Gateway).To4() == nil {
-		return nil, fmt.Errorf("network.public_ip: ip workload %q: address %s gateway %q: want IPv4", name, r.IP, r.Gateway)
+	link := &publicLink{tap: network.PublicTap(wl.Deployment.WorkloadID(name)), gateway: r.Gateway}
+	var addrs []netip.Addr
+	if !r.IP.IsZero() {
+		ip, err := netip.ParsePrefix(r.IP.String())
+		if err != nil || !ip.Addr().Is4() || net.ParseIP(r.Gateway).To4() == nil {
+			return nil, fmt.Errorf("network.public_ip: ip workload %q: address %s gateway %q: want IPv4", name, r.IP, r.Gateway)
+		}
+		link.ip = ip
+		addrs = append(addrs, ip.Addr())
 	}
-	tap := network.PublicTap(wl.Deployment.WorkloadID(name))
-	if err := m.Networks.AttachPublic(tap, ip.Addr()); err != nil {
-		m.Networks.Detach(tap)
+	if !r.IPv6.IsZero() {
+		ip6, err := netip.ParsePrefix(r.IPv6.String())
+		if err != nil || !ip6.Addr().Is6() || ip6.Addr().Is4In6() {
+			return nil, fmt.Errorf("network.public_ip: ip workload %q: address %s: want IPv6", name, r.IPv6)
+		}
+		link.ip6 = ip6.Addr()
+		addrs = append(addrs, ip6.Addr())
+	}
+	if err := m.Networks.AttachPublic(link.tap, addrs...); err != nil {
+		m.Networks.Detach(link.tap)
 		return nil, fmt.Errorf("network.public_ip: %w", err)
 	}
-	return &publicLink{tap: tap, ip: ip, gateway: r.Gateway}, nil
+	return link, nil
 }
 
 // vmAddress checks the interface's IP against the resource's subnet.

@@ -1,7 +1,8 @@
 // Package netcfg configures IPv4 on a link with ioctls (what ifconfig and
 // route do): bring a link up, set its address, add the default route, and
 // list the physical NICs with their carrier. zos init uses it with the
-// lease of internal/sys/dhcp.
+// lease of internal/sys/dhcp; vminit also sets a public-IPv6 VM's address
+// and IPv6 default route with it (ipv6.go).
 package netcfg
 
 import (

@@ -205,7 +205,10 @@ func AddAddr(ns, name string, p netip.Prefix) error {
 	})
 }
 
-// Addrs returns the IPv4 and IPv6 addresses of every link in ns but lo.
+// Addrs returns the usable IPv4 and IPv6 addresses of every link in ns
+// but lo: link-local IPv6 ones are left out, and so are IPv6 addresses
+// still in duplicate address detection (tentative: the kernel neither
+// sends from them nor takes packets for them) or that failed it.
 func Addrs(ns string) (map[string][]netip.Prefix, error) {
 	out := map[string][]netip.Prefix{}
 	err := eachLink(ns, func(h *netlink.Handle, l netlink.Link) error {
@@ -218,7 +221,7 @@ func Addrs(ns string) (map[string][]netip.Prefix, error) {
 		}
 		for _, a := range addrs {
 			ip, ok := netip.AddrFromSlice(a.IP)
-			if !ok || ip.Is6() && ip.Unmap().IsLinkLocalUnicast() {
+			if !ok || ip.Is6() && ip.Unmap().IsLinkLocalUnicast() || a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
 				continue
 			}
 			ones, _ := a.Mask.Size()
@@ -430,4 +433,67 @@ func HardwareAddr(ns, name string) (net.HardwareAddr, error) {
 		return nil
 	})
 	return mac, err
+}
+
+// AddProxyNeighbor makes ns answer neighbour solicitations for ip on link
+// name (`ip -6 neigh add proxy ip dev name`; the link needs proxy_ndp).
+// An existing entry is no error.
+func AddProxyNeighbor(ns, name string, ip netip.Addr) error {
+	return onLink(ns, name, func(h *netlink.Handle, l netlink.Link) error {
+		n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: unix.AF_INET6, Flags: netlink.NTF_PROXY, IP: net.IP(ip.AsSlice())}
+		if err := h.NeighSet(n); err != nil {
+			return fmt.Errorf("adding proxy neighbour %s on %s in namespace %q: %w", ip, name, ns, err)
+		}
+		return nil
+	})
+}
+
+// DeleteProxyNeighbor removes the proxy entry of ip on link name; a
+// missing entry, link or namespace is no error.
+func DeleteProxyNeighbor(ns, name string, ip netip.Addr) error {
+	if ns != "" && !netns.Exists(ns) || !LinkExists(ns, name) {
+		return nil
+	}
+	return onLink(ns, name, func(h *netlink.Handle, l netlink.Link) error {
+		n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: unix.AF_INET6, Flags: netlink.NTF_PROXY, IP: net.IP(ip.AsSlice())}
+		if err := h.NeighDel(n); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("removing proxy neighbour %s on %s in namespace %q: %w", ip, name, ns, err)
+		}
+		return nil
+	})
+}
+
+// FlushProxyNeighbors removes every IPv6 proxy entry of link name in ns.
+func FlushProxyNeighbors(ns, name string) error {
+	return onLink(ns, name, func(h *netlink.Handle, l netlink.Link) error {
+		entries, err := dump(func() ([]netlink.Neigh, error) { return h.NeighProxyList(l.Attrs().Index, unix.AF_INET6) })
+		if err != nil {
+			return fmt.Errorf("listing proxy neighbours of %s in namespace %q: %w", name, ns, err)
+		}
+		for _, n := range entries {
+			if err := h.NeighDel(&n); err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("removing proxy neighbour %s on %s in namespace %q: %w", n.IP, name, ns, err)
+			}
+		}
+		return nil
+	})
+}
+
+// ProxyNeighbors lists the IPv6 proxy entries of ns as "ip dev link".
+func ProxyNeighbors(ns string) ([]string, error) {
+	h, err := handle(ns)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	names := linkNames(h)
+	entries, err := dump(func() ([]netlink.Neigh, error) { return h.NeighProxyList(0, unix.AF_INET6) })
+	if err != nil {
+		return nil, fmt.Errorf("listing proxy neighbours in namespace %q: %w", ns, err)
+	}
+	var out []string
+	for _, n := range entries {
+		out = append(out, fmt.Sprintf("%s dev %s", n.IP, names[n.LinkIndex]))
+	}
+	return out, nil
 }

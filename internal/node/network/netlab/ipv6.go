@@ -1,11 +1,17 @@
 package netlab
 
 import (
+	"bytes"
+	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/zos-go/zos/internal/sys/netns"
 	"github.com/zos-go/zos/internal/sys/rtnl"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // The lab's IPv6 (AddIPv6): the farm LAN's prefix, the farm router's
@@ -42,4 +48,53 @@ func (l *Lab) AddIPv6(t testing.TB) {
 		must(t, rtnl.AddAddr(n.NS, "eth0", netip.PrefixFrom(n.IP6(), LAN6.Bits())))
 		must(t, rtnl.AddRoute(n.NS, rtnl.Route{Dst: netip.MustParsePrefix("::/0"), Dev: "eth0", Via: LANGateway6}))
 	}
+}
+
+// PublicLAN6 is the global prefix the farm router advertises on the LAN
+// in StartRouterAdvertisements (documentation space: public for the
+// node's firewall), and PublicRouter6 the router's address in it.
+var (
+	PublicLAN6    = netip.MustParsePrefix("2001:db8:1::/64")
+	PublicRouter6 = netip.MustParseAddr("2001:db8:1::1")
+)
+
+// StartRouterAdvertisements makes the internet namespace the LAN's IPv6
+// router the Debian way: PublicRouter6 on the LAN bridge, InternetHost6 on
+// its loopback, forwarding on, and radvd (the real daemon, in the
+// foreground, killed in t.Cleanup) advertising PublicLAN6 for SLAAC every
+// few seconds. It skips when radvd is missing (make deps installs it).
+func (l *Lab) StartRouterAdvertisements(t testing.TB) {
+	t.Helper()
+	radvd := testutil.RequireBinary(t, "radvd")
+	must(t, netns.Sysctl(l.Internet, "net/ipv6/conf/all/forwarding", "1"))
+	for _, link := range []string{"lan", "lo"} {
+		must(t, netns.Sysctl(l.Internet, "net/ipv6/conf/"+link+"/accept_dad", "0"))
+	}
+	must(t, rtnl.AddAddr(l.Internet, "lan", netip.PrefixFrom(PublicRouter6, PublicLAN6.Bits())))
+	must(t, rtnl.AddAddr(l.Internet, "lo", netip.PrefixFrom(InternetHost6, 128)))
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "radvd.conf")
+	must(t, os.WriteFile(conf, []byte(fmt.Sprintf(`interface lan {
+	AdvSendAdvert on;
+	MinRtrAdvInterval 3;
+	MaxRtrAdvInterval 4;
+	prefix %s {
+		AdvOnLink on;
+		AdvAutonomous on;
+	};
+};
+`, PublicLAN6)), 0o644))
+	var out bytes.Buffer
+	cmd := exec.Command(radvd, "--nodaemon", "--config", conf, "--pidfile", filepath.Join(dir, "radvd.pid"), "--logmethod", "stderr", "--debug", "1")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	must(t, netns.Start(l.Internet, cmd))
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("radvd:\n%s", out.String())
+		}
+	})
 }

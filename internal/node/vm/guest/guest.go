@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"path"
 	"sort"
 	"strings"
@@ -49,8 +50,12 @@ const MaxCmdlineConfig = 1200
 // Interface is the static IPv4 configuration of one guest NIC.
 type Interface struct {
 	Name    string `json:"name"`              // eth0, eth1, ... in device order
-	Address string `json:"address"`           // CIDR, e.g. 10.20.2.5/24
+	Address string `json:"address,omitempty"` // CIDR, e.g. 10.20.2.5/24 ("" only with Address6)
 	Gateway string `json:"gateway,omitempty"` // default route when set
+	// Address6 and Gateway6 are the interface's public IPv6 (a /128) and
+	// IPv6 default router (the node's fe80::1 on the public tap).
+	Address6 string `json:"address6,omitempty"`
+	Gateway6 string `json:"gateway6,omitempty"`
 	// MAC, when set, picks the interface by address (virtio-mmio devices
 	// do not come in command line order); Name is then only a fallback.
 	MAC string `json:"mac,omitempty"`
@@ -111,9 +116,20 @@ func (c *Config) Validate() error {
 		if i.Name == "" {
 			errs = append(errs, errors.New("interface: missing name"))
 		}
-		ip, _, err := net.ParseCIDR(i.Address)
-		if err != nil || ip.To4() == nil {
-			errs = append(errs, fmt.Errorf("interface %s address %q: want an IPv4 CIDR", i.Name, i.Address))
+		if i.Address != "" || i.Address6 == "" {
+			ip, _, err := net.ParseCIDR(i.Address)
+			if err != nil || ip.To4() == nil {
+				errs = append(errs, fmt.Errorf("interface %s address %q: want an IPv4 CIDR", i.Name, i.Address))
+			}
+		}
+		if i.Address6 != "" {
+			p, err := netip.ParsePrefix(i.Address6)
+			if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() {
+				errs = append(errs, fmt.Errorf("interface %s address6 %q: want an IPv6 CIDR", i.Name, i.Address6))
+			}
+		}
+		if gw, err := netip.ParseAddr(i.Gateway6); i.Gateway6 != "" && (err != nil || !gw.Is6() || gw.Is4In6()) {
+			errs = append(errs, fmt.Errorf("interface %s gateway6 %q: want an IPv6 address", i.Name, i.Gateway6))
 		}
 		if i.Gateway != "" && net.ParseIP(i.Gateway).To4() == nil {
 			errs = append(errs, fmt.Errorf("interface %s gateway %q: want an IPv4 address", i.Name, i.Gateway))

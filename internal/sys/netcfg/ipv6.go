@@ -1,0 +1,84 @@
+package netcfg
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// in6Ifreq is struct in6_ifreq of <linux/ipv6.h>.
+type in6Ifreq struct {
+	addr      [16]byte
+	prefixlen uint32
+	ifindex   int32
+}
+
+// in6Rtmsg is struct in6_rtmsg of <linux/ipv6_route.h> on 64-bit Linux.
+type in6Rtmsg struct {
+	dst     [16]byte
+	src     [16]byte
+	gateway [16]byte
+	typ     uint32
+	dstLen  uint16
+	srcLen  uint16
+	metric  uint32
+	info    uint64
+	flags   uint32
+	ifindex int32
+}
+
+func socket6() (int, error) {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("opening an IPv6 control socket: %w", err)
+	}
+	return fd, nil
+}
+
+// AddAddr6 adds IPv6 address p to link name (an existing one is fine).
+func AddAddr6(name string, p netip.Prefix) error {
+	if !p.Addr().Is6() || p.Addr().Is4In6() {
+		return fmt.Errorf("address %s is not IPv6", p)
+	}
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return fmt.Errorf("finding %s: %w", name, err)
+	}
+	fd, err := socket6()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	req := in6Ifreq{addr: p.Addr().As16(), prefixlen: uint32(p.Bits()), ifindex: int32(ifc.Index)}
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCSIFADDR, uintptr(unsafe.Pointer(&req)))
+	if errno != 0 && errno != unix.EEXIST {
+		return fmt.Errorf("adding %s to %s: %w", p, name, errno)
+	}
+	return nil
+}
+
+// AddDefaultRoute6 adds "default via gw dev name" for IPv6 (gw may be
+// link-local: it is on name). An existing identical route is fine.
+func AddDefaultRoute6(name string, gw netip.Addr) error {
+	if !gw.Is6() || gw.Is4In6() {
+		return fmt.Errorf("gateway %s is not IPv6", gw)
+	}
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return fmt.Errorf("finding %s: %w", name, err)
+	}
+	fd, err := socket6()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	rt := in6Rtmsg{gateway: gw.As16(), metric: 1024, flags: unix.RTF_UP | unix.RTF_GATEWAY, ifindex: int32(ifc.Index)}
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCADDRT, uintptr(unsafe.Pointer(&rt)))
+	if errno != 0 && errno != unix.EEXIST {
+		return fmt.Errorf("adding route default via %s dev %s: %w", gw, name, errno)
+	}
+	return nil
+}
