@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -247,6 +248,19 @@ func (f *fakeHost) Virtiofsd(pid int) bool {
 func (f *fakeHost) OfVM(pid int, dir string) bool {
 	p := f.proc(pid)
 	return p != nil && p.dir == dir
+}
+
+func (f *fakeHost) OfDir(dir string) []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []int
+	for pid, p := range f.procs {
+		if p.alive && p.dir == dir {
+			out = append(out, pid)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (f *fakeHost) Kill(pid int) error {

@@ -3,6 +3,7 @@ package vm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -260,10 +261,12 @@ func TestAdopt(t *testing.T) {
 		}
 		pids[n] = st
 	}
-	// A directory from an interrupted start: no state.
+	// A directory from an interrupted start: no state, and a QEMU started
+	// but not recorded before the node died (it holds the VM's tap).
 	if err := os.MkdirAll(filepath.Join(m1.cfg.Root, "half"), 0o700); err != nil {
 		t.Fatal(err)
 	}
+	unrecorded := f.add("qemu", filepath.Join(m1.cfg.Root, "half")).pid
 	f.take()
 	// While the node was down: one QEMU crashed, one stopped answering
 	// QMP, and one crashed and both its pid and a virtiofsd's went to
@@ -283,7 +286,8 @@ func TestAdopt(t *testing.T) {
 		// crashed: QEMU gone, its virtiofsds stopped by pid.
 		"virtiofsd[104] kill-pid",
 		"virtiofsd[105] kill-pid",
-		// half: nothing to stop.
+		// half: the unrecorded QEMU, found by the directory it names.
+		fmt.Sprintf("qemu[%d] kill-pid", unrecorded),
 		// noqmp: alive but not answering.
 		"qmp ROOT/noqmp/qmp.sock connect: refused",
 		"qemu[109] kill-pid",

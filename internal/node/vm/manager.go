@@ -690,6 +690,16 @@ func (m *Manager) Adopt(ctx context.Context) ([]string, error) {
 		if !alive {
 			m.log.Info("vm_cleanup", "vm", e.Name())
 			m.stopProcesses(mc)
+			// A crash between starting a process and recording its pid
+			// leaves it unrecorded; it still names the VM's directory (a
+			// QEMU holding the VM's tap would keep the next one from it).
+			for _, pid := range m.sys.Pids.OfDir(dir) {
+				m.log.Info("vm_kill_unrecorded", "vm", e.Name(), "pid", pid)
+				if err := m.sys.Pids.Kill(pid); err != nil {
+					m.log.Warn("vm_kill_pid", "pid", pid, "err", err)
+				}
+				waitGone(ctx, m.sys.Pids, pid, 5*time.Second)
+			}
 			os.RemoveAll(dir)
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 
 	"github.com/zos-go/zos/internal/sys/blockdev"
 	"github.com/zos-go/zos/internal/sys/btrfs"
@@ -59,6 +60,10 @@ type Pids interface {
 	// OfVM reports whether pid's command line names a file in the VM's
 	// directory dir (its sockets live there).
 	OfVM(pid int, dir string) bool
+	// OfDir lists the processes whose command line names a file in dir:
+	// those of a VM whose start a crash interrupted before their pids
+	// were recorded.
+	OfDir(dir string) []int
 	Kill(pid int) error
 }
 
@@ -158,6 +163,18 @@ func (hostPids) Virtiofsd(pid int) bool { return qemu.VirtiofsdAlive(pid) }
 func (hostPids) OfVM(pid int, dir string) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return err == nil && len(b) > 0 && bytes.Contains(b, []byte(dir+"/"))
+}
+
+func (h hostPids) OfDir(dir string) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err == nil && pid != os.Getpid() && h.OfVM(pid, dir) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 func (hostPids) Kill(pid int) error { return qemu.KillPid(pid) }
