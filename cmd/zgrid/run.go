@@ -26,18 +26,20 @@ import (
 
 // Config is the configuration of zgrid run.
 type Config struct {
-	DataDir     string
-	Listen      string
-	Port        int // NATS client port; natsd.RandomPort in tests
-	HTTPPort    int // explorer; 0 disables it, natsd.RandomPort picks one
-	HubPort     int // flist hub; 0 disables it, natsd.RandomPort picks one
-	MonitorPort int
-	NATS        []string // existing cluster; no embedded server
-	Replicas    int
-	Name        string
-	ClusterName string
-	ClusterPort int
-	Routes      []string
+	DataDir  string
+	Listen   string
+	Port     int // NATS client port; natsd.RandomPort in tests
+	HTTPPort int // explorer; 0 disables it, natsd.RandomPort picks one
+	HubPort  int // flist hub; 0 disables it, natsd.RandomPort picks one
+	// ReleaseTwins may publish releases to the hub (--release-twins).
+	ReleaseTwins []uint32
+	MonitorPort  int
+	NATS         []string // existing cluster; no embedded server
+	Replicas     int
+	Name         string
+	ClusterName  string
+	ClusterPort  int
+	Routes       []string
 	// ClusterCA, ClusterCert and ClusterKey, all or none, are an
 	// operator's PKI for the routes instead of the CA derived from the
 	// system key (PEM files).
@@ -350,7 +352,7 @@ func startHub(_ context.Context, p *plane) (func(context.Context) error, error) 
 	if p.cfg.HubPort == 0 {
 		return nil, nil
 	}
-	h, err := hub.New(hub.Config{Dir: filepath.Join(p.cfg.DataDir, "hub")}, registry.NewClient(p.nc, identity.Key{}), p.log.With("component", "hub"))
+	h, err := hub.New(hub.Config{Dir: filepath.Join(p.cfg.DataDir, "hub"), ReleaseTwins: p.cfg.ReleaseTwins}, registry.NewClient(p.nc, identity.Key{}), p.log.With("component", "hub"))
 	if err != nil {
 		return nil, err
 	}
