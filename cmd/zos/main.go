@@ -25,12 +25,13 @@ import (
 // commands maps a name to its entry point; each lives in its own file.
 func commands() map[string]func(ctx context.Context, args []string) error {
 	return map[string]func(ctx context.Context, args []string) error{
-		"version": func(context.Context, []string) error { fmt.Println(version.String()); return nil },
-		"zdb":     runZdb,
-		"node":    runNode,
-		"init":    runInit,
-		"kernel":  runKernel,
-		"flist":   runFlist,
+		"version":      func(context.Context, []string) error { fmt.Println(version.String()); return nil },
+		"zdb":          runZdb,
+		"node":         runNode,
+		"init":         runInit,
+		"kernel":       runKernel,
+		"flist":        runFlist,
+		"update-guard": runUpdateGuard,
 	}
 }
 

@@ -64,6 +64,7 @@ func runNode(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Vminit, "vminit", "", "guest init binary (default: vminit next to zos)")
 	fs.StringVar(&cfg.Accel, "accel", "auto", "VM accelerator: auto (kvm after a canary boot, else tcg), kvm or tcg")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	upd := addUpdateFlags(fs)
 	egressAllow := (*egressFlag)(&cfg.EgressAllow)
 	fs.Var(egressAllow, "egress-allow", "let tenants' flists and zlogs reach this prefix, address, \"private\" or \"loopback\" (tests, private farms), repeatable; default: public addresses only")
 	if err := fs.Parse(args); err != nil {
@@ -96,5 +97,5 @@ func runNode(ctx context.Context, args []string) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	return node.Run(ctx, cfg, log)
+	return runNodeUpdating(ctx, cfg, upd, args, log)
 }

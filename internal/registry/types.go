@@ -134,6 +134,8 @@ type Node struct {
 	PowerTarget string `json:"power_target,omitempty"`
 	// Version is the zos version the node runs.
 	Version string `json:"version,omitempty"`
+	// UpdateFailed are releases the node rolled back from, newest last.
+	UpdateFailed []string `json:"update_failed,omitempty"`
 }
 
 // Contract states.

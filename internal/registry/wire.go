@@ -162,6 +162,9 @@ type NodeRegistration struct {
 	Interfaces  []Interface `json:"interfaces,omitempty"`
 	Virtualized bool        `json:"virtualized"`
 	Version     string      `json:"version,omitempty"`
+	// UpdateFailed are releases that failed the node's update health gate
+	// and were rolled back (internal/node/update), newest last.
+	UpdateFailed []string `json:"update_failed,omitempty"`
 }
 
 type nodeUptimeReq struct {

@@ -103,6 +103,19 @@ type Config struct {
 	// Status, when set, receives every change of a module's state (zos
 	// init's console shows what is wrong before the node registers).
 	Status StatusSink
+	// Update, when set, is the self-update module (internal/node/update):
+	// it runs once the node is up; a switch it returns ends Run with that
+	// error, for the caller to exec the version it names.
+	Update Updater
+}
+
+// Updater is the self-update module (update.Manager).
+type Updater interface {
+	// Run gates a trial and watches for releases until ctx ends (nil) or
+	// a switch is due (an error the caller acts on).
+	Run(ctx context.Context, healthy func() error) error
+	// Failed are the releases that failed here (the node's record).
+	Failed() []string
 }
 
 // StatusSink receives the state of the node's modules as it changes:
@@ -204,6 +217,7 @@ func (n *Node) tasks() []task {
 		{"api", n.startAPI},
 		{"gateway", n.startGateway},
 		{"grid sync", n.startGridSync},
+		{"update", n.startUpdate},
 	}
 }
 
