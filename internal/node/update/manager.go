@@ -181,6 +181,7 @@ func (m *Manager) check(ctx context.Context) *Switch {
 			rel = rs[i]
 			break
 		}
+		m.log.Info("update_skipped_failed", "version", rs[i].Version)
 	}
 	if rel.Version == "" {
 		return nil

@@ -1,0 +1,237 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/nodeapi"
+	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/testutil"
+)
+
+// buildZos links zos stamped with version v into a directory of its own.
+func buildZos(t *testing.T, v string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "zos")
+	cmd := exec.Command("go", "build", "-ldflags", "-X github.com/zos-go/zos/internal/version.Version="+v, "-o", out, "github.com/zos-go/zos/cmd/zos")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building zos %s: %v\n%s", v, err, b)
+	}
+	return out
+}
+
+// apiWatch calls the node's API (zos.system.version) every 50 ms over
+// the relay and keeps the longest stretch in which no call succeeded.
+type apiWatch struct {
+	mu      sync.Mutex
+	lastOK  time.Time
+	longest time.Duration
+	version string
+}
+
+func (w *apiWatch) run(ctx context.Context, c *direct, nodeTwin uint32) {
+	w.lastOK = time.Now()
+	for ctx.Err() == nil {
+		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		var v nodeapi.Version
+		err := c.rmb.Call(cctx, nodeTwin, nodeapi.CmdVersion, nil, &v)
+		cancel()
+		now := time.Now()
+		w.mu.Lock()
+		if err == nil {
+			w.longest = max(w.longest, now.Sub(w.lastOK))
+			w.lastOK, w.version = now, v.ZOS
+		}
+		w.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// reset starts a new measure.
+func (w *apiWatch) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.longest = 0
+}
+
+func (w *apiWatch) gap() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.longest
+}
+
+// TestLiveUpdate: a hosted node running v1.0.0 follows the testing channel
+// of the grid's hub. v1.1.0 is published: the node installs it, execs it
+// (same pid), the new version passes its health gate and the grid shows
+// it; a 0-db namespace keeps its data. Then v1.2.0, broken (it says its
+// version but exits at start), is published: the node switches, the trial
+// dies, the guard marks it failed and starts v1.1.0 again; the grid shows
+// v1.1.0 with v1.2.0 failed, and v1.2.0 is not tried again.
+func TestLiveUpdate(t *testing.T) {
+	requireNodePrereqs(t)
+	v1, v2 := buildZos(t, "v1.0.0"), buildZos(t, "v1.1.0")
+	g := startGridIn(t, t.TempDir(), "--release-twins", "1")
+	manager := newUser(t, g)
+	var tw registry.Twin
+	manager.json(&tw, "twin", "show")
+	if tw.ID != 1 {
+		t.Fatalf("the release manager is twin %d, want 1 (the first twin of a new grid)", tw.ID)
+	}
+	farmer := newUser(t, g)
+	var farm registry.Farm
+	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(testutil.FreePort(t)))
+
+	repo := filepath.Join(t.TempDir(), "releases")
+	manager.mustRun("release", "init", repo)
+	publish := func(v, zos string) {
+		manager.mustRun("release", "add", repo, "--channel", "testing", "--version", v, "zos="+zos)
+		manager.mustRun("release", "sign", repo)
+		manager.mustRun("release", "publish", repo, "--hub", g.hub)
+	}
+
+	// The node, started from v1.0.0 as the harness starts nodes.
+	n := &node{t: t, data: t.TempDir(), zdbPort: testutil.FreePort(t)}
+	n.args = []string{"node", "--data", n.data, "--grid", g.url, "--farm-token", farmer.farmToken(farm.ID),
+		"--disk", "ssd:8G", "--disk", "hdd:3G", "--zdb-port", strconv.Itoa(n.zdbPort), "--uptime-every", "2s",
+		"--resync-every", "3s", "--prefix", fmt.Sprintf("t%d", n.zdbPort), "--reserved-mem", "256M",
+		"--update-hub", g.hub, "--update-root", filepath.Join(repo, "root.json"), "--update-channel", "testing",
+		"--update-every", "1s", "--update-gate", "60s"}
+	n.proc = start(t, v1, n.args...)
+	t.Cleanup(func() {
+		n.stop()
+		if t.Failed() {
+			t.Logf("node output:\n%s", n.proc.output())
+		}
+		// After the rollback the node runs under the guard, not the harness.
+		cleanupNode(t, n.data)
+	})
+	n.waitRegistered(farmer)
+	pid := n.proc.cmd.Process.Pid
+	show := func() registry.Node {
+		var rec registry.Node
+		farmer.json(&rec, "node", "show", strconv.Itoa(int(n.id)))
+		return rec
+	}
+	if rec := show(); rec.Version != "v1.0.0" {
+		t.Fatalf("the grid shows version %q, want v1.0.0", rec.Version)
+	}
+
+	// A 0-db namespace with data: it must survive both switches.
+	u := newUser(t, g)
+	var d gridtypes.Deployment
+	u.json(&d, "deploy", "zdb", "--node", strconv.Itoa(int(n.id)), "--size", "64M", "--password", "pw", "--name", "db")
+	ns := zdbResult(t, &d, "db").Namespace
+	if out := redis(t, n.zdbPort, fmt.Sprintf("SELECT %s pw\nSET k kept\n", ns)); !strings.Contains(out, "OK") {
+		t.Fatalf("zdb write: %s", out)
+	}
+
+	c := dial(t, u)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	watch := &apiWatch{}
+	go watch.run(ctx, c, show().TwinID)
+
+	// N -> N+1.
+	publish("v1.1.0", v2)
+	published := time.Now()
+	testutil.Eventually(t, 90*time.Second, "the grid shows v1.1.0", func() (bool, error) {
+		return show().Version == "v1.1.0" && strings.Contains(n.proc.output(), "update_confirmed"), nil
+	})
+	t.Logf("FIGURE publish_to_confirmed=%s api_unreachable_max=%s", time.Since(published).Round(time.Millisecond), watch.gap().Round(time.Millisecond))
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("the node's pid %d is gone after the update: %v", pid, err)
+	}
+	select {
+	case <-n.proc.done:
+		t.Fatal("the node process exited during the update")
+	default:
+	}
+	if out := redis(t, n.zdbPort, fmt.Sprintf("SELECT %s pw\nGET k\n", ns)); !strings.Contains(out, "kept") {
+		t.Fatalf("zdb data after the update: %q", out)
+	}
+	if line := logLine(n.proc.output(), "update_confirmed"); line != "" {
+		t.Logf("FIGURE %s", line)
+	}
+	if gap := watch.gap(); gap > 10*time.Second {
+		t.Errorf("the node API was unreachable for %s during the switch", gap)
+	}
+
+	// N+1 -> broken N+2 -> back to N+1.
+	broken := filepath.Join(t.TempDir(), "zos")
+	if err := os.WriteFile(broken, []byte("#!/bin/sh\nif [ \"$1\" = version ]; then echo v1.2.0; exit 0; fi\necho broken zos exits at start >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	watch.reset()
+	publish("v1.2.0", broken)
+	published = time.Now()
+	testutil.Eventually(t, 120*time.Second, "the grid shows v1.2.0 failed", func() (bool, error) {
+		rec := show()
+		return rec.Version == "v1.1.0" && slices.Contains(rec.UpdateFailed, "v1.2.0"), nil
+	})
+	t.Logf("FIGURE publish_broken_to_failed_shown=%s api_unreachable_max=%s", time.Since(published).Round(time.Millisecond), watch.gap().Round(time.Millisecond))
+	if !strings.Contains(n.proc.output(), "update_trial_died") {
+		t.Errorf("no update_trial_died in the log")
+	}
+	if out := redis(t, n.zdbPort, fmt.Sprintf("SELECT %s pw\nGET k\n", ns)); !strings.Contains(out, "kept") {
+		t.Fatalf("zdb data after the rollback: %q", out)
+	}
+	// Not tried again: the node stays on v1.1.0 for three more checks.
+	tries := strings.Count(n.proc.output(), "update_switching")
+	skips := strings.Count(n.proc.output(), "update_skipped_failed")
+	testutil.Eventually(t, 30*time.Second, "three checks skip v1.2.0", func() (bool, error) {
+		return strings.Count(n.proc.output(), "update_skipped_failed") >= skips+3, nil
+	})
+	if got := strings.Count(n.proc.output(), "update_switching"); got != tries {
+		t.Errorf("the node switched again after v1.2.0 failed (%d switches, was %d)", got, tries)
+	}
+	for _, l := range strings.Split(n.proc.output(), "\n") {
+		if strings.Contains(l, "update_") && !strings.Contains(l, "update_skipped_failed") {
+			t.Log(strings.TrimSpace(l))
+		}
+	}
+	stopUnder(t, n.data)
+}
+
+// logLine returns the first log line holding s.
+func logLine(out, s string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, s) {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
+}
+
+// stopUnder stops (SIGTERM, then waits) the zos node processes of dir: the
+// one the guard restarted is not the harness's child.
+func stopUnder(t *testing.T, dir string) {
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, c := range cmdlines {
+		b, err := os.ReadFile(c)
+		if err != nil || !strings.Contains(string(b), "\x00node\x00") || !strings.Contains(string(b), dir) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(c)))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGTERM) == nil {
+			_ = testutil.Poll(30*time.Second, func() (bool, error) { return syscall.Kill(pid, 0) != nil, nil })
+		}
+	}
+}
