@@ -220,6 +220,9 @@ func (r *Repo) latestRoot() (int64, error) {
 	return n, nil
 }
 
+// Dir is the repository's directory.
+func (r *Repo) Dir() string { return r.dir }
+
 // Root returns the current root metadata's bytes: what nodes trust first.
 func (r *Repo) Root() ([]byte, error) { return r.root.ToBytes(true) }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -30,6 +31,7 @@ func fakeZos(v, log string) []byte {
 // channel is a real hub with a release repository whose manager is twin 1.
 type channel struct {
 	url  string
+	dir  string // the hub's data directory
 	repo *release.Repo
 	up   *flist.HubClient
 	root []byte
@@ -41,7 +43,8 @@ func newChannel(t *testing.T) *channel {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := hub.New(hub.Config{Dir: t.TempDir(), ReleaseTwins: []uint32{1}}, testutil.TwinKeys{1: k.Public()}, testutil.Logger(t))
+	hubDir := t.TempDir()
+	h, err := hub.New(hub.Config{Dir: hubDir, ReleaseTwins: []uint32{1}}, testutil.TwinKeys{1: k.Public()}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +58,7 @@ func newChannel(t *testing.T) *channel {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &channel{url: srv.URL, repo: r, up: flist.NewHubClient(srv.URL, flist.KeySigner{Twin: 1, Key: k}), root: root}
+	return &channel{url: srv.URL, dir: hubDir, repo: r, up: flist.NewHubClient(srv.URL, flist.KeySigner{Twin: 1, Key: k}), root: root}
 }
 
 // publish releases zos (bytes) as testing/v.
@@ -292,3 +295,86 @@ func (f staticFetcher) sum(name string) string {
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// TestCheckRefusesBadRelease: what the hub serves wrongly (a tampered
+// artifact, an expired timestamp, an older timestamp replayed) is refused
+// and changes nothing on the node: no slot, the same state.
+func TestCheckRefusesBadRelease(t *testing.T) {
+	tests := []struct {
+		name   string
+		want   string // the reason logged
+		attack func(t *testing.T, c *channel, check func())
+	}{
+		{"tampered artifact", "hash verification failed", func(t *testing.T, c *channel, _ func()) {
+			c.publish(t, "v2", fakeZos("v2", "/dev/null"))
+			files, _ := filepath.Glob(filepath.Join(c.dir, "release", "targets", "testing", "v2", "*.zos"))
+			if len(files) != 1 {
+				t.Fatalf("got %v, want one v2 zos on the hub", files)
+			}
+			if err := os.WriteFile(files[0], fakeZos("v6", "/dev/null"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"expired timestamp", "timestamp.json is expired", func(t *testing.T, c *channel, _ func()) {
+			r, err := release.Open(c.repo.Dir(), release.Config{Now: func() time.Time { return time.Now().Add(-72 * time.Hour) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.repo = r
+			c.publish(t, "v2", fakeZos("v2", "/dev/null"))
+		}},
+		{"older timestamp replayed", "new timestamp version", func(t *testing.T, c *channel, check func()) {
+			p := filepath.Join(c.dir, "release", "metadata", "timestamp.json")
+			old, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The node sees a newer timestamp (no new release), then the old one again.
+			if err := c.repo.Refresh(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.repo.Publish(context.Background(), c.up); err != nil {
+				t.Fatal(err)
+			}
+			check()
+			if err := os.WriteFile(p, old, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newChannel(t)
+			c.publish(t, "v1", fakeZos("v1", "/dev/null"))
+			dir := t.TempDir()
+			if sw := c.manager(t, dir, "v1", false).check(context.Background()); sw != nil {
+				t.Fatalf("got %+v before the attack, want no switch", sw)
+			}
+			check := func() {
+				if sw := c.manager(t, dir, "v1", false).check(context.Background()); sw != nil {
+					t.Fatalf("got %+v, want no switch", sw)
+				}
+			}
+			tt.attack(t, c, check)
+			before, _ := LoadState(dir)
+			var logs testutil.Buffer
+			m, err := New(Config{Dir: dir, Hub: c.url, Root: c.root, Channel: "testing", Running: "v1"}, false, slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sw := m.check(context.Background()); sw != nil {
+				t.Fatalf("got %+v, want the release refused", sw)
+			}
+			if !strings.Contains(logs.String(), tt.want) {
+				t.Fatalf("log %q does not give the reason %q", logs.String(), tt.want)
+			}
+			if _, err := os.Stat(SlotDir(dir, "v2")); err == nil {
+				t.Fatal("a v2 slot was made")
+			}
+			after, _ := LoadState(dir)
+			if fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Fatalf("state: got %+v, want %+v", after, before)
+			}
+		})
+	}
+}
