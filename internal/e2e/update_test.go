@@ -235,3 +235,86 @@ func stopUnder(t *testing.T, dir string) {
 		}
 	}
 }
+
+// TestUpdateKill9: the node (and its update guard) is killed -9 at each
+// step of an update: right after the new slot is installed and the state
+// names the trial, as it execs the trial, and once the trial is
+// confirmed. Started again from its installed binary, it always comes back
+// on a complete, verified version: the new one if it was confirmed, else
+// the one before with the new one recorded failed.
+func TestUpdateKill9(t *testing.T) {
+	requireNodePrereqs(t)
+	steps := []struct{ marker, version string }{
+		{"update_switching", "v1.1.0"},
+		{"update_exec", "v1.2.0"},
+		{"update_confirmed", "v1.3.0"},
+	}
+	v1 := buildZos(t, "v1.0.0")
+	bins := map[string]string{}
+	for _, s := range steps {
+		bins[s.version] = buildZos(t, s.version)
+	}
+	g := startGridIn(t, t.TempDir(), "--release-twins", "1")
+	manager := newUser(t, g)
+	var tw registry.Twin
+	manager.json(&tw, "twin", "show")
+	if tw.ID != 1 {
+		t.Fatalf("the release manager is twin %d, want 1 (the first twin of a new grid)", tw.ID)
+	}
+	farmer := newUser(t, g)
+	var farm registry.Farm
+	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(testutil.FreePort(t)))
+	repo := filepath.Join(t.TempDir(), "releases")
+	manager.mustRun("release", "init", repo)
+
+	n := &node{t: t, data: t.TempDir(), zdbPort: testutil.FreePort(t)}
+	n.args = []string{"node", "--data", n.data, "--grid", g.url, "--farm-token", farmer.farmToken(farm.ID),
+		"--disk", "ssd:8G", "--disk", "hdd:3G", "--zdb-port", strconv.Itoa(n.zdbPort), "--uptime-every", "2s",
+		"--resync-every", "3s", "--prefix", fmt.Sprintf("t%d", n.zdbPort), "--reserved-mem", "256M",
+		"--update-hub", g.hub, "--update-root", filepath.Join(repo, "root.json"), "--update-channel", "testing",
+		"--update-every", "1s", "--update-gate", "60s"}
+	n.proc = start(t, v1, n.args...)
+	t.Cleanup(func() {
+		stopUnder(t, n.data)
+		n.stop()
+		if t.Failed() {
+			t.Logf("node output:\n%s%s", n.earlier, n.proc.output())
+		}
+		cleanupNode(t, n.data)
+	})
+	n.waitRegistered(farmer)
+	show := func() registry.Node {
+		var rec registry.Node
+		farmer.json(&rec, "node", "show", strconv.Itoa(int(n.id)))
+		return rec
+	}
+	running := "v1.0.0"
+	for _, s := range steps {
+		before := strings.Count(n.proc.output(), s.marker)
+		manager.mustRun("release", "add", repo, "--channel", "testing", "--version", s.version, "zos="+bins[s.version])
+		manager.mustRun("release", "sign", repo)
+		manager.mustRun("release", "publish", repo, "--hub", g.hub)
+		if err := testutil.PollEvery(60*time.Second, 5*time.Millisecond, func() (bool, error) {
+			return strings.Count(n.proc.output(), s.marker) > before, nil
+		}); err != nil {
+			t.Fatalf("%s: no %s: %v", s.version, s.marker, err)
+		}
+		n.crash()
+		stopUnder(t, n.data) // a node the guard started, if it got that far
+		n.earlier += n.proc.output() + "        --- node killed -9 at " + s.marker + " ---\n"
+		n.proc = start(t, v1, n.args...)
+		var rec registry.Node
+		testutil.Eventually(t, 90*time.Second, "the node back on a complete version", func() (bool, error) {
+			if !strings.Contains(n.proc.output(), "node_registered") {
+				return false, nil
+			}
+			rec = show()
+			return rec.Version == s.version && !slices.Contains(rec.UpdateFailed, s.version) ||
+				rec.Version == running && slices.Contains(rec.UpdateFailed, s.version), nil
+		})
+		t.Logf("killed at %s of %s: back on %s (failed: %v)", s.marker, s.version, rec.Version, rec.UpdateFailed)
+		if rec.Version == s.version {
+			running = s.version
+		}
+	}
+}
