@@ -240,8 +240,8 @@ func stopUnder(t *testing.T, dir string) {
 // step of an update: right after the new slot is installed and the state
 // names the trial, as it execs the trial, and once the trial is
 // confirmed. Started again from its installed binary, it always comes back
-// on a complete, verified version: the new one if it was confirmed, else
-// the one before with the new one recorded failed.
+// on a complete, verified version (the new one if it was confirmed, else
+// the one before), and an interrupted trial is tried once more.
 func TestUpdateKill9(t *testing.T) {
 	requireNodePrereqs(t)
 	steps := []struct{ marker, version string }{
@@ -303,18 +303,25 @@ func TestUpdateKill9(t *testing.T) {
 		stopUnder(t, n.data) // a node the guard started, if it got that far
 		n.earlier += n.proc.output() + "        --- node killed -9 at " + s.marker + " ---\n"
 		n.proc = start(t, v1, n.args...)
-		var rec registry.Node
-		testutil.Eventually(t, 90*time.Second, "the node back on a complete version", func() (bool, error) {
-			if !strings.Contains(n.proc.output(), "node_registered") {
-				return false, nil
-			}
-			rec = show()
-			return rec.Version == s.version && !slices.Contains(rec.UpdateFailed, s.version) ||
-				rec.Version == running && slices.Contains(rec.UpdateFailed, s.version), nil
+		// Back on a complete version at once (the one before, or the new one
+		// if it was confirmed), then on the new one: an interrupted trial
+		// is tried again.
+		testutil.Eventually(t, 90*time.Second, "the node registered again", func() (bool, error) {
+			return strings.Contains(n.proc.output(), "node_registered"), nil
 		})
-		t.Logf("killed at %s of %s: back on %s (failed: %v)", s.marker, s.version, rec.Version, rec.UpdateFailed)
-		if rec.Version == s.version {
-			running = s.version
+		rec := show()
+		if rec.Version != running && rec.Version != s.version {
+			t.Fatalf("%s: back on %q, want %s or %s", s.marker, rec.Version, running, s.version)
 		}
+		testutil.Eventually(t, 90*time.Second, "the node on "+s.version, func() (bool, error) {
+			rec = show()
+			return rec.Version == s.version, nil
+		})
+		if slices.Contains(rec.UpdateFailed, s.version) {
+			t.Fatalf("%s: %s recorded failed after one interruption", s.marker, s.version)
+		}
+		t.Logf("killed -9 at %s of %s: came back on a complete version, then on %s; interrupted trials: %d", s.marker, s.version, rec.Version,
+			strings.Count(n.proc.output(), "update_trial_interrupted"))
+		running = s.version
 	}
 }

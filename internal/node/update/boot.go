@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -22,8 +23,8 @@ type Decision struct {
 
 // Boot decides, at the start of `zos node`, which version runs: a trial
 // exec'd by the previous version goes on (Trial); a trial that was
-// interrupted (killed, crashed, the machine lost power) counts as failed
-// and is never tried again; otherwise the current slot runs if it
+// interrupted from outside (kill -9, power cut: no guard saw it die) is
+// tried once more, failed the second time; otherwise the current slot runs if it
 // verifies, else the previous one, else the installed binary. self is
 // this binary, running its version; args are the node's arguments.
 func Boot(dir, self, running string, args []string, getenv func(string) string, log *slog.Logger) Decision {
@@ -44,8 +45,16 @@ func Boot(dir, self, running string, args []string, getenv func(string) string, 
 			_ = SaveState(dir, s)
 			return Decision{Trial: true}
 		}
-		log.Warn("update_trial_interrupted", "version", s.Trying)
-		s.fail(s.Trying)
+		if slices.Contains(s.Interrupted, s.Trying) {
+			log.Warn("update_trial_interrupted_twice", "version", s.Trying)
+			s.fail(s.Trying)
+		} else {
+			log.Warn("update_trial_interrupted", "version", s.Trying, "retry", true)
+			s.Interrupted = append(s.Interrupted, s.Trying)
+			if len(s.Interrupted) > maxFailed {
+				s.Interrupted = s.Interrupted[len(s.Interrupted)-maxFailed:]
+			}
+		}
 		s.Trying = ""
 	}
 	if err := SaveState(dir, s); err != nil {

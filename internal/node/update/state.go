@@ -41,6 +41,9 @@ type State struct {
 	Trying string `json:"trying,omitempty"`
 	// Failed versions are never tried again (newest last).
 	Failed []string `json:"failed,omitempty"`
+	// Interrupted versions had a trial cut short from outside (kill -9,
+	// power cut) once: tried again once more, failed the second time.
+	Interrupted []string `json:"interrupted,omitempty"`
 	// Args are the node's arguments, to start a slot again with.
 	Args []string `json:"args,omitempty"`
 	// Installed is the zos binary the node was started from (the version

@@ -204,8 +204,9 @@ func TestBoot(t *testing.T) {
 		{name: "current slot is exec'd", state: State{Current: "v2"}, running: "v1", wantExec: "v2"},
 		{name: "already the current runs on", state: State{Current: "v2"}, running: "v2"},
 		{name: "the trial exec'd goes on", state: State{Current: "v2", Trying: "v3"}, running: "v3", env: "v3", wantTrial: true},
-		{name: "interrupted trial fails, current exec'd", state: State{Current: "v2", Trying: "v3"}, running: "v1", wantExec: "v2", wantFailed: []string{"v3"}},
-		{name: "trial marker of another version is no trial", state: State{Current: "v2", Trying: "v3"}, running: "v3", env: "v9", wantExec: "v2", wantFailed: []string{"v3"}},
+		{name: "interrupted trial is retried later, current exec'd", state: State{Current: "v2", Trying: "v3"}, running: "v1", wantExec: "v2"},
+		{name: "trial interrupted twice fails", state: State{Current: "v2", Trying: "v3", Interrupted: []string{"v3"}}, running: "v1", wantExec: "v2", wantFailed: []string{"v3"}},
+		{name: "trial marker of another version is no trial", state: State{Current: "v2", Trying: "v3"}, running: "v3", env: "v9", wantExec: "v2"},
 		{name: "tampered current falls back to previous", state: State{Current: "v3", Previous: "v2"}, running: "v1", wantExec: "v2",
 			prepare: func(t *testing.T, dir string) {
 				if err := os.WriteFile(Binary(dir, "v3"), []byte("#!/bin/sh\necho evil\n"), 0o755); err != nil {
