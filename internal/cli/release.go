@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/zos-go/zos/internal/flist"
@@ -20,6 +21,8 @@ func releaseCommand() *command {
 			summary: "stage a release's artifacts (zos=..., vminit=..., kernel=..., initramfs=...)", run: releaseAdd},
 		{name: "sign", usage: "DIR [--key FILE...] [--refresh]",
 			summary: "sign targets (all DIR/keys when no --key), then snapshot and timestamp once targets has its threshold", run: releaseSign},
+		{name: "rollout", usage: "DIR --channel CH --version VER [--farms ID,...] [--percent N] [--pause] [--all]",
+			summary: "stage a release: test farms first, then a share of nodes; --pause stops it (sign and publish after)", run: releaseRollout},
 		{name: "publish", usage: "DIR [--hub URL] [--twin N]",
 			summary: "verify the repository and upload it to the grid's hub (signed by a release twin)", run: releasePublish},
 	}}
@@ -144,5 +147,50 @@ func releasePublish(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "published %d artifacts and %d metadata files to %s\n", len(res.Targets), len(res.Metadata), *hubURL)
+	return nil
+}
+
+func releaseRollout(_ context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("release rollout", flag.ContinueOnError)
+	channel := fs.String("channel", "", "channel of the release")
+	ver := fs.String("version", "", "version of the release")
+	farms := fs.String("farms", "", "comma-separated farms that take the release first (test farms)")
+	percent := fs.Int("percent", 0, "share of the other nodes that take it (0-100)")
+	pause := fs.Bool("pause", false, "stop the release reaching more nodes")
+	all := fs.Bool("all", false, "no staging: every node takes it")
+	pos, err := parseFlags(fs, env, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *channel == "" || *ver == "" {
+		return usageError("want DIR, --channel and --version")
+	}
+	var ro *release.Rollout
+	if !*all {
+		ro = &release.Rollout{Percent: *percent, Paused: *pause}
+		for _, f := range strings.Split(*farms, ",") {
+			if f = strings.TrimSpace(f); f == "" {
+				continue
+			}
+			id, err := strconv.ParseUint(f, 10, 32)
+			if err != nil {
+				return usageError("bad farm id %q", f)
+			}
+			ro.Farms = append(ro.Farms, uint32(id))
+		}
+	}
+	r, err := release.Open(pos[0], release.Config{})
+	if err != nil {
+		return err
+	}
+	if err := r.SetRollout(*channel, *ver, ro); err != nil {
+		return err
+	}
+	switch {
+	case ro == nil:
+		fmt.Fprintf(env.Stdout, "%s %s goes to every node; sign and publish next\n", *channel, *ver)
+	default:
+		fmt.Fprintf(env.Stdout, "%s %s: farms %v first, then %d%% of nodes, paused %v; sign and publish next\n", *channel, *ver, ro.Farms, ro.Percent, ro.Paused)
+	}
 	return nil
 }

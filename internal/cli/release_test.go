@@ -78,4 +78,20 @@ func TestReleaseCommands(t *testing.T) {
 	if _, errs, code := run(t, home, "release", "add", repo, "--channel", "testing", "--version", "v1.0.0", "zos="+zos); code == 0 || !strings.Contains(errs, "released already") {
 		t.Errorf("adding a release again: exit %d, %q", code, errs)
 	}
+
+	// Staged, then paused: what nodes see changes only once signed and published.
+	mustRun(t, home, "release", "rollout", repo, "--channel", "testing", "--version", "v1.0.0", "--farms", "5", "--percent", "10", "--pause")
+	mustRun(t, home, "release", "sign", repo)
+	mustRun(t, home, "release", "publish", repo, "--hub", srv.URL, "--grid", grid)
+	c, err = release.Refresh(release.ClientConfig{Hub: srv.URL, Root: root, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err = c.Latest("testing")
+	if err != nil || rel.Rollout == nil || !rel.Rollout.Paused || rel.Rollout.Percent != 10 || len(rel.Rollout.Farms) != 1 || rel.Rollout.Farms[0] != 5 {
+		t.Fatalf("got rollout %+v, %v, want farm 5, 10%%, paused", rel.Rollout, err)
+	}
+	if _, errs, code := run(t, home, "release", "rollout", repo, "--channel", "testing", "--version", "v1.0.0", "--farms", "x"); code == 0 || !strings.Contains(errs, "bad farm") {
+		t.Errorf("bad farm id: exit %d, %q", code, errs)
+	}
 }

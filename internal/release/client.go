@@ -42,6 +42,9 @@ type Artifact struct {
 type Release struct {
 	Channel, Version string
 	Artifacts        []Artifact // sorted by name
+	// Rollout is the release's staged rollout (nil: every node); the
+	// strictest of its artifacts' when they differ.
+	Rollout *Rollout
 }
 
 // Client finds and downloads releases through TUF.
@@ -117,8 +120,10 @@ func (c *Client) Releases(channel string) []Release {
 		}
 		r := byVersion[cu.Version]
 		if r == nil {
-			r = &Release{Channel: channel, Version: cu.Version}
+			r = &Release{Channel: channel, Version: cu.Version, Rollout: cu.Rollout}
 			byVersion[cu.Version] = r
+		} else if cu.Rollout != nil && (r.Rollout == nil || cu.Rollout.Paused || cu.Rollout.Percent < r.Rollout.Percent) {
+			r.Rollout = cu.Rollout
 		}
 		r.Artifacts = append(r.Artifacts, Artifact{Name: parts[2], Path: tp, Length: tf.Length,
 			SHA256: fmt.Sprintf("%x", []byte(tf.Hashes["sha256"])), target: tf})

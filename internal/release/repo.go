@@ -68,8 +68,9 @@ func (c *Config) defaults() {
 
 // Custom is a target's custom metadata: the release it belongs to.
 type Custom struct {
-	Version string `json:"version"`
-	Channel string `json:"channel"`
+	Version string   `json:"version"`
+	Channel string   `json:"channel"`
+	Rollout *Rollout `json:"rollout,omitempty"`
 }
 
 // InitOptions shape a new repository's keys.

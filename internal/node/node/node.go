@@ -113,7 +113,11 @@ type Config struct {
 type Updater interface {
 	// Run gates a trial and watches for releases until ctx ends (nil) or
 	// a switch is due (an error the caller acts on).
-	Run(ctx context.Context, healthy func() error) error
+	Run(ctx context.Context, host interface {
+		Healthy() error
+		NodeID() uint32
+		FarmID() uint32
+	}) error
 	// Failed are the releases that failed here (the node's record).
 	Failed() []string
 }
@@ -190,6 +194,7 @@ type Node struct {
 	vms     *machines // vms: nil without a guest kernel
 	engine  *provision.Engine
 	nodeID  atomic.Uint32  // registration (0 before); the uptime loop registers again
+	farmID  atomic.Uint32  // the farm of the last registration
 	sync    *gridsync.Sync // grid sync: the grid loops, OnJobDone
 
 	mu      sync.Mutex        // guards modules

@@ -268,9 +268,16 @@ func (n *Node) startUpdate(_ context.Context, r *runner) error {
 	if n.cfg.Update == nil {
 		return nil
 	}
-	r.serve("update", func(ctx context.Context) error { return n.cfg.Update.Run(ctx, n.healthy) })
+	r.serve("update", func(ctx context.Context) error { return n.cfg.Update.Run(ctx, updateHost{n}) })
 	return nil
 }
+
+// updateHost is the node for the update module.
+type updateHost struct{ n *Node }
+
+func (h updateHost) Healthy() error { return h.n.healthy() }
+func (h updateHost) NodeID() uint32 { return h.n.ID() }
+func (h updateHost) FarmID() uint32 { return h.n.farmID.Load() }
 
 // healthy is the update gate's self-check: registered, connected to the
 // grid, every module fine.
@@ -369,6 +376,7 @@ func (n *Node) register(ctx context.Context) error {
 		return fmt.Errorf("registering node: %w", err)
 	}
 	n.nodeID.Store(node.ID)
+	n.farmID.Store(node.FarmID)
 	return nil
 }
 

@@ -53,6 +53,16 @@ type Switch struct {
 
 func (s *Switch) Error() string { return fmt.Sprintf("switching to %s: %s", s.Version, s.Reason) }
 
+// Host is what the module asks of the node: whether it is up
+// (connected, registered, reported, its modules fine) and who it is, for
+// staged rollouts. An alias, so that the node package can name the same
+// type without importing this one.
+type Host = interface {
+	Healthy() error
+	NodeID() uint32
+	FarmID() uint32
+}
+
 // Manager watches the channel and gates trials.
 type Manager struct {
 	cfg   Config
@@ -61,6 +71,8 @@ type Manager struct {
 
 	mu     sync.Mutex // guards failed
 	failed []string
+
+	host Host // set by Run; nil in tests of check: every rollout admits
 }
 
 // New makes the module; trial is Boot's Decision.Trial.
@@ -87,14 +99,14 @@ func (m *Manager) Failed() []string {
 }
 
 // Run gates a trial, then checks the channel every cfg.Every until ctx
-// ends (nil) or a switch is due (*Switch). healthy says whether the node
-// is up: connected, registered, reported, its modules fine.
-func (m *Manager) Run(ctx context.Context, healthy func() error) error {
+// ends (nil) or a switch is due (*Switch).
+func (m *Manager) Run(ctx context.Context, host Host) error {
 	if m.trial {
-		if err := m.gate(ctx, healthy); err != nil {
+		if err := m.gate(ctx, host.Healthy); err != nil {
 			return err
 		}
 	}
+	m.host = host
 	t := time.NewTicker(m.cfg.Every)
 	defer t.Stop()
 	for {
@@ -170,18 +182,24 @@ func (m *Manager) check(ctx context.Context) *Switch {
 		m.log.Warn("update_state", "err", err)
 		return nil
 	}
-	// The newest release over the running one that did not fail here.
+	// The newest release over the running one that did not fail here
+	// and whose rollout takes this node.
 	var rel release.Release
 	rs := c.Releases(m.cfg.Channel)
 	for i := len(rs) - 1; i >= 0; i-- {
 		if release.CompareVersions(rs[i].Version, m.cfg.Running) <= 0 {
 			break
 		}
-		if !slices.Contains(s.Failed, rs[i].Version) {
-			rel = rs[i]
-			break
+		if slices.Contains(s.Failed, rs[i].Version) {
+			m.log.Info("update_skipped_failed", "version", rs[i].Version)
+			continue
 		}
-		m.log.Info("update_skipped_failed", "version", rs[i].Version)
+		if m.host != nil && !rs[i].Rollout.Admits(m.host.FarmID(), m.host.NodeID(), rs[i].Version) {
+			m.log.Info("update_not_rolled_out_here", "version", rs[i].Version, "paused", rs[i].Rollout.Paused)
+			continue
+		}
+		rel = rs[i]
+		break
 	}
 	if rel.Version == "" {
 		return nil

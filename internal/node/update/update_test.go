@@ -379,3 +379,51 @@ func TestCheckRefusesBadRelease(t *testing.T) {
 		})
 	}
 }
+
+// nodeAt is a node of a farm as the rollout sees it.
+type nodeAt struct{ farm, node uint32 }
+
+func (h nodeAt) Healthy() error { return nil }
+func (h nodeAt) NodeID() uint32 { return h.node }
+func (h nodeAt) FarmID() uint32 { return h.farm }
+
+// TestRolloutGatesCheck: a release staged for test farm 7 reaches farm 7's
+// node only; at 100% every node; paused, none.
+func TestRolloutGatesCheck(t *testing.T) {
+	c := newChannel(t)
+	c.publish(t, "v2", fakeZos("v2", "/dev/null"))
+	stage := func(ro *release.Rollout) {
+		t.Helper()
+		if err := c.repo.SetRollout("testing", "v2", ro); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.repo.Sign(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.repo.Publish(context.Background(), c.up); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name    string
+		rollout *release.Rollout
+		host    nodeAt
+		want    bool
+	}{
+		{"test farm takes it", &release.Rollout{Farms: []uint32{7}}, nodeAt{7, 1}, true},
+		{"other farm waits", &release.Rollout{Farms: []uint32{7}}, nodeAt{8, 2}, false},
+		{"everyone at 100%", &release.Rollout{Farms: []uint32{7}, Percent: 100}, nodeAt{8, 2}, true},
+		{"paused: nobody", &release.Rollout{Farms: []uint32{7}, Percent: 100, Paused: true}, nodeAt{7, 1}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stage(tt.rollout)
+			m := c.manager(t, t.TempDir(), "v1", false)
+			m.host = tt.host
+			sw := m.check(context.Background())
+			if got := sw != nil && sw.Version == "v2"; got != tt.want {
+				t.Fatalf("got switch %+v, want one: %v", sw, tt.want)
+			}
+		})
+	}
+}
