@@ -35,6 +35,9 @@ type Farm struct {
 	Name      string     `json:"name"`
 	TwinID    uint32     `json:"twin_id"`
 	PublicIPs []PublicIP `json:"public_ips"`
+	// Channel is the release channel the farm's nodes follow ("": the
+	// nodes' own default).
+	Channel string `json:"channel,omitempty"`
 }
 
 // Resources is capacity in the units of the grid: CRU in logical cores, the

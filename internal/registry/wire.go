@@ -24,6 +24,7 @@ const (
 	OpTwinCreate       = "twin.create"
 	OpFarmCreate       = "farm.create"
 	OpFarmAddIP        = "farm.add_ip"
+	OpFarmChannel      = "farm.channel"
 	OpNodeRegister     = "node.register"
 	OpNodeUptime       = "node.uptime"
 	OpNodePublicConfig = "node.public_config"
@@ -141,6 +142,12 @@ type twinCreateReq struct {
 
 type farmCreateReq struct {
 	Name string `json:"name"`
+}
+
+// farmChannelReq sets the release channel a farm's nodes follow.
+type farmChannelReq struct {
+	FarmID  uint32 `json:"farm_id"`
+	Channel string `json:"channel"`
 }
 
 type farmAddIPReq struct {

@@ -117,6 +117,7 @@ type Updater interface {
 		Healthy() error
 		NodeID() uint32
 		FarmID() uint32
+		FarmChannel(ctx context.Context) (string, error)
 	}) error
 	// Failed are the releases that failed here (the node's record).
 	Failed() []string

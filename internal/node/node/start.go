@@ -279,6 +279,17 @@ func (h updateHost) Healthy() error { return h.n.healthy() }
 func (h updateHost) NodeID() uint32 { return h.n.ID() }
 func (h updateHost) FarmID() uint32 { return h.n.farmID.Load() }
 
+// FarmChannel is the release channel the node's farm chose.
+func (h updateHost) FarmChannel(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	f, err := h.n.grid.Farm(ctx, h.n.farmID.Load())
+	if err != nil {
+		return "", err
+	}
+	return f.Channel, nil
+}
+
 // healthy is the update gate's self-check: registered, connected to the
 // grid, every module fine.
 func (n *Node) healthy() error {

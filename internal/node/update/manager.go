@@ -20,7 +20,7 @@ type Config struct {
 	Dir     string        // DATA/update
 	Hub     string        // the grid's hub (release repository)
 	Root    []byte        // the TUF root the node trusts first
-	Channel string        // production, testing, ...
+	Channel string        // production, testing, ... (unless the farm chose one)
 	Every   time.Duration // how often the channel is checked (1 min when 0)
 	Gate    time.Duration // the bound of the health gate (2 min when 0)
 	Running string        // this binary's version
@@ -54,13 +54,15 @@ type Switch struct {
 func (s *Switch) Error() string { return fmt.Sprintf("switching to %s: %s", s.Version, s.Reason) }
 
 // Host is what the module asks of the node: whether it is up
-// (connected, registered, reported, its modules fine) and who it is, for
-// staged rollouts. An alias, so that the node package can name the same
+// (connected, registered, reported, its modules fine), who it is (for
+// staged rollouts) and the channel its farm chose. An alias, so that the node package can name the same
 // type without importing this one.
 type Host = interface {
 	Healthy() error
 	NodeID() uint32
 	FarmID() uint32
+	// FarmChannel is the channel the node's farm chose ("": none).
+	FarmChannel(ctx context.Context) (string, error)
 }
 
 // Manager watches the channel and gates trials.
@@ -172,6 +174,16 @@ func (m *Manager) setFailed(f []string) {
 // check looks for a newer release of the channel: installs, preflights
 // and returns the switch to it, or nil (logging why not).
 func (m *Manager) check(ctx context.Context) *Switch {
+	channel := m.cfg.Channel
+	if m.host != nil {
+		ch, err := m.host.FarmChannel(ctx)
+		switch {
+		case err != nil:
+			m.log.Warn("update_farm_channel_unknown", "err", err, "channel", channel)
+		case ch != "" && release.ValidName(ch):
+			channel = ch
+		}
+	}
 	c, err := release.Refresh(release.ClientConfig{Hub: m.cfg.Hub, Root: m.cfg.Root, Dir: filepath.Join(m.cfg.Dir, "tuf")})
 	if err != nil {
 		m.log.Warn("update_check_refused", "err", err)
@@ -185,7 +197,7 @@ func (m *Manager) check(ctx context.Context) *Switch {
 	// The newest release over the running one that did not fail here
 	// and whose rollout takes this node.
 	var rel release.Release
-	rs := c.Releases(m.cfg.Channel)
+	rs := c.Releases(channel)
 	for i := len(rs) - 1; i >= 0; i-- {
 		if release.CompareVersions(rs[i].Version, m.cfg.Running) <= 0 {
 			break
@@ -229,7 +241,7 @@ func (m *Manager) check(ctx context.Context) *Switch {
 		return nil
 	}
 	m.log.Info("update_switching", "version", rel.Version, "from", m.cfg.Running, "installed_in", time.Since(start).Round(time.Millisecond))
-	return &Switch{Binary: bin, Version: rel.Version, Trial: rel.Version, Reason: "new release in " + m.cfg.Channel}
+	return &Switch{Binary: bin, Version: rel.Version, Trial: rel.Version, Reason: "new release in " + channel}
 }
 
 // preflight runs `BIN version`: a zos that cannot say its version is not

@@ -64,11 +64,17 @@ func newChannel(t *testing.T) *channel {
 // publish releases zos (bytes) as testing/v.
 func (c *channel) publish(t *testing.T, v string, zos []byte) {
 	t.Helper()
+	c.publishIn(t, "testing", v, zos)
+}
+
+// publishIn releases zos (bytes) as ch/v.
+func (c *channel) publishIn(t *testing.T, ch, v string, zos []byte) {
+	t.Helper()
 	p := filepath.Join(t.TempDir(), "zos")
 	if err := os.WriteFile(p, zos, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.repo.Add("testing", v, map[string]string{"zos": p}); err != nil {
+	if err := c.repo.Add(ch, v, map[string]string{"zos": p}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := c.repo.Sign(); err != nil {
@@ -381,11 +387,17 @@ func TestCheckRefusesBadRelease(t *testing.T) {
 }
 
 // nodeAt is a node of a farm as the rollout sees it.
-type nodeAt struct{ farm, node uint32 }
+type nodeAt struct {
+	farm, node uint32
+	channel    string // the farm's choice
+}
 
 func (h nodeAt) Healthy() error { return nil }
 func (h nodeAt) NodeID() uint32 { return h.node }
 func (h nodeAt) FarmID() uint32 { return h.farm }
+func (h nodeAt) FarmChannel(context.Context) (string, error) {
+	return h.channel, nil
+}
 
 // TestRolloutGatesCheck: a release staged for test farm 7 reaches farm 7's
 // node only; at 100% every node; paused, none.
@@ -410,10 +422,10 @@ func TestRolloutGatesCheck(t *testing.T) {
 		host    nodeAt
 		want    bool
 	}{
-		{"test farm takes it", &release.Rollout{Farms: []uint32{7}}, nodeAt{7, 1}, true},
-		{"other farm waits", &release.Rollout{Farms: []uint32{7}}, nodeAt{8, 2}, false},
-		{"everyone at 100%", &release.Rollout{Farms: []uint32{7}, Percent: 100}, nodeAt{8, 2}, true},
-		{"paused: nobody", &release.Rollout{Farms: []uint32{7}, Percent: 100, Paused: true}, nodeAt{7, 1}, false},
+		{"test farm takes it", &release.Rollout{Farms: []uint32{7}}, nodeAt{farm: 7, node: 1}, true},
+		{"other farm waits", &release.Rollout{Farms: []uint32{7}}, nodeAt{farm: 8, node: 2}, false},
+		{"everyone at 100%", &release.Rollout{Farms: []uint32{7}, Percent: 100}, nodeAt{farm: 8, node: 2}, true},
+		{"paused: nobody", &release.Rollout{Farms: []uint32{7}, Percent: 100, Paused: true}, nodeAt{farm: 7, node: 1}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -425,5 +437,24 @@ func TestRolloutGatesCheck(t *testing.T) {
 				t.Fatalf("got switch %+v, want one: %v", sw, tt.want)
 			}
 		})
+	}
+}
+
+// TestFarmChannel: the channel the node's farm chose wins over the node's
+// default: a release in production reaches a node started on testing
+// whose farm chose production, and not one whose farm chose nothing.
+func TestFarmChannel(t *testing.T) {
+	c := newChannel(t)
+	c.publishIn(t, "production", "v2", fakeZos("v2", "/dev/null"))
+	for _, tt := range []struct {
+		farmChannel string
+		want        bool
+	}{{"production", true}, {"", false}} {
+		m := c.manager(t, t.TempDir(), "v1", false)
+		m.host = nodeAt{farm: 1, node: 1, channel: tt.farmChannel}
+		sw := m.check(context.Background())
+		if got := sw != nil && sw.Version == "v2"; got != tt.want {
+			t.Errorf("farm channel %q: got switch %+v, want one: %v", tt.farmChannel, sw, tt.want)
+		}
 	}
 }
