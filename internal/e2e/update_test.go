@@ -167,6 +167,12 @@ func TestLiveUpdate(t *testing.T) {
 	if line := logLine(n.proc.output(), "update_confirmed"); line != "" {
 		t.Logf("FIGURE %s", line)
 	}
+	// The watch reaches the new version through the API (it measures).
+	testutil.Eventually(t, 10*time.Second, "the API answers v1.1.0", func() (bool, error) {
+		watch.mu.Lock()
+		defer watch.mu.Unlock()
+		return watch.version == "v1.1.0", nil
+	})
 	if gap := watch.gap(); gap > 10*time.Second {
 		t.Errorf("the node API was unreachable for %s during the switch", gap)
 	}
