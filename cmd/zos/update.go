@@ -74,10 +74,11 @@ func runNodeUpdating(ctx context.Context, cfg node.Config, u *updateFlags, args 
 		g := exec.Command(self, "update-guard", "--dir", dir, "--pid", strconv.Itoa(os.Getpid()),
 			"--version", sw.Trial, "--bound", (u.gate + 30*time.Second).String())
 		g.Stdout, g.Stderr = os.Stdout, os.Stderr
-		if err := g.Start(); err != nil {
+		// Run, not Start: the guard detaches (guardDetached) and this
+		// returns once it has, so no zombie is left to the exec'd node.
+		if err := g.Run(); err != nil {
 			return fmt.Errorf("starting the update guard: %w", err)
 		}
-		_ = g.Process.Release()
 	}
 	return execZos(sw.Binary, args, sw.Trial)
 }
@@ -90,6 +91,9 @@ func execZos(bin string, args []string, trial string) error {
 	}
 	return nil
 }
+
+// guardDetached marks the guard's second process (runUpdateGuard).
+const guardDetached = "ZOS_UPDATE_GUARD_DETACHED"
 
 // runUpdateGuard is `zos update-guard`: started by the node before it
 // execs a trial version (update.Guard).
@@ -105,6 +109,23 @@ func runUpdateGuard(ctx context.Context, args []string) error {
 	}
 	if cfg.Dir == "" || cfg.PID <= 0 || cfg.Version == "" {
 		return errors.New("--dir, --pid and --version are required")
+	}
+	if os.Getenv(guardDetached) == "" {
+		// Start the real guard and return at once: it is reparented (to
+		// init or a subreaper), the node reaps this process.
+		// It stays in the node's process group: what stops the group
+		// (a power cut, a test's kill) stops the guard too.
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		g := exec.Command(self, os.Args[1:]...)
+		g.Env = append(os.Environ(), guardDetached+"=1")
+		g.Stdout, g.Stderr = os.Stdout, os.Stderr
+		if err := g.Start(); err != nil {
+			return fmt.Errorf("starting the update guard: %w", err)
+		}
+		return g.Process.Release()
 	}
 	cfg.Stdout, cfg.Stderr = os.Stdout, os.Stderr
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "update-guard")
