@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,8 +16,10 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/node/primitives"
 	"github.com/zos-go/zos/internal/nodeapi"
 	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/sys/rtnl"
 	"github.com/zos-go/zos/internal/testutil"
 )
 
@@ -330,4 +333,82 @@ func TestUpdateKill9(t *testing.T) {
 			strings.Count(n.proc.output(), "update_trial_interrupted"))
 		running = s.version
 	}
+}
+
+// TestLiveUpdateKeepsVM: a VM running on a node that updates itself live
+// keeps running through the exec: the same QEMU pid, no new boot.
+func TestLiveUpdateKeepsVM(t *testing.T) {
+	cache := requireVMPrereqs(t)
+	v1, v2 := buildZos(t, "v1.0.0"), buildZos(t, "v1.1.0")
+	bin := buildBinaries(t)
+	g := startGridIn(t, t.TempDir(), "--release-twins", "1")
+	manager := newUser(t, g)
+	var tw registry.Twin
+	manager.json(&tw, "twin", "show")
+	if tw.ID != 1 {
+		t.Fatalf("the release manager is twin %d, want 1 (the first twin of a new grid)", tw.ID)
+	}
+	farmer := newUser(t, g)
+	var farm registry.Farm
+	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(testutil.FreePort(t)))
+	repo := filepath.Join(t.TempDir(), "releases")
+	manager.mustRun("release", "init", repo)
+
+	before, _ := rtnl.Links("", "t-")
+	t.Cleanup(func() {
+		now, _ := rtnl.Links("", "t-")
+		for _, l := range now {
+			if !slices.Contains(before, l) {
+				rtnl.DeleteLink("", l)
+			}
+		}
+	})
+	n := &node{t: t, data: t.TempDir(), zdbPort: testutil.FreePort(t)}
+	n.args = []string{"node", "--data", n.data, "--grid", g.url, "--farm-token", farmer.farmToken(farm.ID),
+		"--disk", "ssd:8G", "--disk", "hdd:3G", "--zdb-port", strconv.Itoa(n.zdbPort), "--uptime-every", "2s",
+		"--resync-every", "3s", "--prefix", fmt.Sprintf("t%d", n.zdbPort), "--reserved-mem", "256M", "--egress-allow", "loopback",
+		"--vm-kernel", cache, "--vminit", filepath.Join(bin, "vminit"), "--accel", "tcg",
+		"--update-hub", g.hub, "--update-root", filepath.Join(repo, "root.json"), "--update-channel", "testing",
+		"--update-every", "1s", "--update-gate", "60s"}
+	n.proc = start(t, v1, n.args...)
+	t.Cleanup(func() {
+		n.stop()
+		if t.Failed() {
+			t.Logf("node output:\n%s", n.proc.output())
+		}
+		cleanupNode(t, n.data)
+	})
+	n.waitRegistered(farmer)
+	id := strconv.Itoa(int(n.id))
+
+	u := newUser(t, g)
+	url := busyboxFlist(t, u, "busybox")
+	u.mustRun("network", "create", "--name", "net", "--nodes", id, "--ip-range", "10.31.0.0/16")
+	var d gridtypes.Deployment
+	u.json(&d, "deploy", "vm", "--node", id, "--flist", url, "--network", "net", "--memory", "256M",
+		"--entrypoint", "/start.sh", "--disk", "1G:/data")
+	vmName := primitives.VMName(d.WorkloadID("vm"))
+	waitConsole(t, u, d.ContractID, "vm", regexp.MustCompile(`zos-vm-up boots=1`), 180*time.Second)
+	pid := qemuPid(t, vmName)
+	if pid == 0 {
+		t.Fatal("no QEMU process for the VM")
+	}
+
+	manager.mustRun("release", "add", repo, "--channel", "testing", "--version", "v1.1.0", "zos="+v2)
+	manager.mustRun("release", "sign", repo)
+	manager.mustRun("release", "publish", repo, "--hub", g.hub)
+	testutil.Eventually(t, 120*time.Second, "the update to v1.1.0 confirmed", func() (bool, error) {
+		return strings.Contains(n.proc.output(), "update_confirmed"), nil
+	})
+	t.Logf("FIGURE %s", logLine(n.proc.output(), "update_confirmed"))
+	if got := qemuPid(t, vmName); got != pid {
+		t.Fatalf("after the live update the VM runs as pid %d, want %d", got, pid)
+	}
+	// The new version adopted it: its console is read through the new node.
+	out := waitConsole(t, u, d.ContractID, "vm", regexp.MustCompile(`zos-vm-up boots=1`), 60*time.Second)
+	if strings.Contains(out, "boots=2") {
+		t.Fatalf("the VM rebooted with the update:\n%s", out)
+	}
+	u.mustRun("deployment", "cancel", strconv.FormatUint(d.ContractID, 10))
+	waitFor(t, 60*time.Second, "QEMU to stop", func() bool { return qemuPid(t, vmName) == 0 })
 }
