@@ -71,25 +71,17 @@ func Refresh(cfg ClientConfig) (*Client, error) {
 	if err := os.MkdirAll(mdir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating release metadata directory: %w", err)
 	}
-	root := cfg.Root
-	// A root trusted earlier (maybe rotated since) takes the shipped one's place.
-	if b, err := os.ReadFile(filepath.Join(mdir, "root.json")); err == nil {
-		root = b
+	// A root trusted earlier (maybe rotated since) takes the shipped one's
+	// place; if it cannot be read whole (a write cut by a power loss: go-tuf
+	// does not write atomically), the shipped root starts the chain again.
+	var up *updater.Updater
+	err := errors.New("no trusted root stored")
+	if b, rerr := os.ReadFile(filepath.Join(mdir, "root.json")); rerr == nil {
+		up, err = newUpdater(cfg, mdir, b)
 	}
-	base := strings.TrimRight(cfg.Hub, "/")
-	uc, err := config.New(base+strings.TrimRight(MetadataPath, "/"), root)
 	if err != nil {
-		return nil, fmt.Errorf("release client: %w", err)
+		up, err = newUpdater(cfg, mdir, nil)
 	}
-	uc.LocalMetadataDir = mdir
-	uc.LocalTargetsDir = filepath.Join(cfg.Dir, "targets")
-	uc.RemoteTargetsURL = base + strings.TrimRight(TargetsPath, "/")
-	uc.DisableLocalCache = false
-	f := fetcher.NewDefaultFetcher()
-	f.SetHTTPClient(cfg.HTTP)
-	f.SetRetry(0, 1)
-	uc.Fetcher = f
-	up, err := updater.New(uc)
 	if err != nil {
 		return nil, fmt.Errorf("release client: %w", err)
 	}
@@ -100,6 +92,28 @@ func Refresh(cfg ClientConfig) (*Client, error) {
 		return nil, fmt.Errorf("verifying release metadata: %w", err)
 	}
 	return &Client{cfg: cfg, up: up}, nil
+}
+
+// newUpdater makes a TUF updater over the hub trusting root (the shipped
+// root when nil).
+func newUpdater(cfg ClientConfig, mdir string, root []byte) (*updater.Updater, error) {
+	if root == nil {
+		root = cfg.Root
+	}
+	base := strings.TrimRight(cfg.Hub, "/")
+	uc, err := config.New(base+strings.TrimRight(MetadataPath, "/"), root)
+	if err != nil {
+		return nil, err
+	}
+	uc.LocalMetadataDir = mdir
+	uc.LocalTargetsDir = filepath.Join(cfg.Dir, "targets")
+	uc.RemoteTargetsURL = base + strings.TrimRight(TargetsPath, "/")
+	uc.DisableLocalCache = false
+	f := fetcher.NewDefaultFetcher()
+	f.SetHTTPClient(cfg.HTTP)
+	f.SetRetry(0, 1)
+	uc.Fetcher = f
+	return updater.New(uc)
 }
 
 // Releases lists a channel's releases, newest last.

@@ -382,3 +382,32 @@ func TestCompareVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestClientTornRoot: a trusted root.json cut short (a power loss while
+// go-tuf wrote it) does not stop updates: the shipped root starts again,
+// and the stored timestamp still refuses an older one.
+func TestClientTornRoot(t *testing.T) {
+	g := newGrid(t)
+	r := newRepo(t, Config{})
+	release(t, r, "testing", "v1")
+	g.publish(t, r)
+	node := t.TempDir()
+	if _, err := g.client(t, r, node); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(node, "metadata", "root.json")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b[:len(b)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := g.client(t, r, node)
+	if err != nil {
+		t.Fatalf("torn root: got %v, want the shipped root used", err)
+	}
+	if rel, err := c.Latest("testing"); err != nil || rel.Version != "v1" {
+		t.Fatalf("got %q, %v, want v1", rel.Version, err)
+	}
+}
