@@ -26,20 +26,18 @@ import (
 
 // Config is the configuration of zgrid run.
 type Config struct {
-	DataDir  string
-	Listen   string
-	Port     int // NATS client port; natsd.RandomPort in tests
-	HTTPPort int // explorer; 0 disables it, natsd.RandomPort picks one
-	HubPort  int // flist hub; 0 disables it, natsd.RandomPort picks one
-	// ReleaseTwins may publish releases to the hub (--release-twins).
-	ReleaseTwins []uint32
-	MonitorPort  int
-	NATS         []string // existing cluster; no embedded server
-	Replicas     int
-	Name         string
-	ClusterName  string
-	ClusterPort  int
-	Routes       []string
+	DataDir     string
+	Listen      string
+	Port        int // NATS client port; natsd.RandomPort in tests
+	HTTPPort    int // explorer; 0 disables it, natsd.RandomPort picks one
+	HubPort     int // flist hub; 0 disables it, natsd.RandomPort picks one
+	MonitorPort int
+	NATS        []string // existing cluster; no embedded server
+	Replicas    int
+	Name        string
+	ClusterName string
+	ClusterPort int
+	Routes      []string
 	// ClusterCA, ClusterCert and ClusterKey, all or none, are an
 	// operator's PKI for the routes instead of the CA derived from the
 	// system key (PEM files).
@@ -55,6 +53,8 @@ type Config struct {
 	// Ready, when set, is called once every task serves (a request sent
 	// then gets an answer), with the addresses clients use (tests).
 	Ready func(Addrs)
+	// ReleaseTwins may publish releases to the hub (--release-twins).
+	ReleaseTwins []uint32
 }
 
 // Addrs are where a running zgrid serves.
