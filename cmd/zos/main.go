@@ -6,6 +6,7 @@
 //	zos init ...   PID 1 of the bootable image (automatic when zos runs as PID 1)
 //	zos kernel fetch --dir DIR   fetch and unpack Debian's kernel for the image
 //	zos version    print the version
+//	zos update-guard ...   watch a trial version after a live update (started by the node)
 //
 // main parses the subcommand, takes a context cancelled on SIGINT/SIGTERM,
 // calls the subcommand's run function and is the only place that exits.

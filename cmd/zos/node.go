@@ -35,6 +35,7 @@ func (d *diskFlags) Set(v string) error {
 //	         [--farm ID] [--recreate-missing-disks] [--new-identity] [--disk-check-every 30s]
 //	         [--reserved-mem SIZE] [--listen IP] [--zdb-port 9900] [--uptime-every 40m]
 //	         [--egress-allow PREFIX|private|loopback]...
+//	         [--update-hub URL --update-root root.json [--update-channel CH] [--update-every D] [--update-gate D]]
 func runNode(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("zos node", flag.ContinueOnError)
 	var cfg node.Config

@@ -322,6 +322,16 @@ func TestCheckRefusesBadRelease(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"download cut in half", "length", func(t *testing.T, c *channel, _ func()) {
+			c.publish(t, "v2", fakeZos("v2", "/dev/null"))
+			files, _ := filepath.Glob(filepath.Join(c.dir, "release", "targets", "testing", "v2", "*.zos"))
+			if len(files) != 1 {
+				t.Fatalf("got %v, want one v2 zos on the hub", files)
+			}
+			if err := os.Truncate(files[0], 10); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"expired timestamp", "timestamp.json is expired", func(t *testing.T, c *channel, _ func()) {
 			r, err := release.Open(c.repo.Dir(), release.Config{Now: func() time.Time { return time.Now().Add(-72 * time.Hour) }})
 			if err != nil {
@@ -456,5 +466,38 @@ func TestFarmChannel(t *testing.T) {
 		if got := sw != nil && sw.Version == "v2"; got != tt.want {
 			t.Errorf("farm channel %q: got switch %+v, want one: %v", tt.farmChannel, sw, tt.want)
 		}
+	}
+}
+
+// TestInstallFullDisk: a release that does not fit on the node's disk
+// (a 64 KiB tmpfs here) is not installed: no slot, no half slot, the state
+// unchanged; the node stays on its version.
+func TestInstallFullDisk(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
+		testutil.Skip(t, fmt.Sprintf("mounting a tmpfs: %v %s", err, out))
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	c := newChannel(t)
+	big := append(fakeZos("v2", "/dev/null"), make([]byte, 256<<10)...)
+	c.publish(t, "v2", big)
+	var logs testutil.Buffer
+	m, err := New(Config{Dir: dir, Hub: c.url, Root: c.root, Channel: "testing", Running: "v1"}, false, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sw := m.check(context.Background()); sw != nil {
+		t.Fatalf("got %+v, want no switch", sw)
+	}
+	if !strings.Contains(logs.String(), "no space left") {
+		t.Fatalf("log %q does not say the disk is full", logs.String())
+	}
+	ents, _ := os.ReadDir(slotsDir(dir))
+	if len(ents) != 0 {
+		t.Fatalf("slots left: %v", ents)
+	}
+	if s, _ := LoadState(dir); s.Trying != "" || len(s.Failed) != 0 {
+		t.Fatalf("state: got %+v, want unchanged", s)
 	}
 }
