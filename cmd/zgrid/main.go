@@ -77,6 +77,16 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.Port, "port", 4222, "NATS client port")
 	fs.IntVar(&cfg.HTTPPort, "http-port", 8080, "explorer HTTP port (0: no explorer)")
 	fs.IntVar(&cfg.HubPort, "hub", 0, "flist hub HTTP port (0: no hub); data under DATA/hub")
+	fs.Func("release-twins", "comma-separated twin ids that may publish releases to the hub (default: none)", func(v string) error {
+		for _, f := range splitList(v) {
+			n, err := strconv.ParseUint(f, 10, 32)
+			if err != nil || n == 0 {
+				return fmt.Errorf("bad twin id %q", f)
+			}
+			cfg.ReleaseTwins = append(cfg.ReleaseTwins, uint32(n))
+		}
+		return nil
+	})
 	fs.IntVar(&cfg.MonitorPort, "monitor-port", 0, "NATS monitoring HTTP port (0: off)")
 	fs.StringVar(&natsURLs, "nats", "", "comma-separated URLs of an existing NATS cluster (no embedded server)")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "replicas of the registry's buckets and stream")

@@ -53,6 +53,8 @@ type Config struct {
 	// Ready, when set, is called once every task serves (a request sent
 	// then gets an answer), with the addresses clients use (tests).
 	Ready func(Addrs)
+	// ReleaseTwins may publish releases to the hub (--release-twins).
+	ReleaseTwins []uint32
 }
 
 // Addrs are where a running zgrid serves.
@@ -350,7 +352,7 @@ func startHub(_ context.Context, p *plane) (func(context.Context) error, error) 
 	if p.cfg.HubPort == 0 {
 		return nil, nil
 	}
-	h, err := hub.New(hub.Config{Dir: filepath.Join(p.cfg.DataDir, "hub")}, registry.NewClient(p.nc, identity.Key{}), p.log.With("component", "hub"))
+	h, err := hub.New(hub.Config{Dir: filepath.Join(p.cfg.DataDir, "hub"), ReleaseTwins: p.cfg.ReleaseTwins}, registry.NewClient(p.nc, identity.Key{}), p.log.With("component", "hub"))
 	if err != nil {
 		return nil, err
 	}

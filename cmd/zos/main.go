@@ -6,6 +6,7 @@
 //	zos init ...   PID 1 of the bootable image (automatic when zos runs as PID 1)
 //	zos kernel fetch --dir DIR   fetch and unpack Debian's kernel for the image
 //	zos version    print the version
+//	zos update-guard ...   watch a trial version after a live update (started by the node)
 //
 // main parses the subcommand, takes a context cancelled on SIGINT/SIGTERM,
 // calls the subcommand's run function and is the only place that exits.
@@ -25,12 +26,13 @@ import (
 // commands maps a name to its entry point; each lives in its own file.
 func commands() map[string]func(ctx context.Context, args []string) error {
 	return map[string]func(ctx context.Context, args []string) error{
-		"version": func(context.Context, []string) error { fmt.Println(version.String()); return nil },
-		"zdb":     runZdb,
-		"node":    runNode,
-		"init":    runInit,
-		"kernel":  runKernel,
-		"flist":   runFlist,
+		"version":      func(context.Context, []string) error { fmt.Println(version.String()); return nil },
+		"zdb":          runZdb,
+		"node":         runNode,
+		"init":         runInit,
+		"kernel":       runKernel,
+		"flist":        runFlist,
+		"update-guard": runUpdateGuard,
 	}
 }
 

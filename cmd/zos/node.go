@@ -35,6 +35,7 @@ func (d *diskFlags) Set(v string) error {
 //	         [--farm ID] [--recreate-missing-disks] [--new-identity] [--disk-check-every 30s]
 //	         [--reserved-mem SIZE] [--listen IP] [--zdb-port 9900] [--uptime-every 40m]
 //	         [--egress-allow PREFIX|private|loopback]...
+//	         [--update-hub URL --update-root root.json [--update-channel CH] [--update-every D] [--update-gate D]]
 func runNode(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("zos node", flag.ContinueOnError)
 	var cfg node.Config
@@ -65,6 +66,7 @@ func runNode(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Accel, "accel", "auto", "VM accelerator: auto (kvm after a canary boot, else tcg), kvm or tcg")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	clockOffset := fs.Duration("clock-offset", 0, "move the node's clock by this much (tests of clock skew only)")
+	upd := addUpdateFlags(fs)
 	egressAllow := (*egressFlag)(&cfg.EgressAllow)
 	fs.Var(egressAllow, "egress-allow", "let tenants' flists and zlogs reach this prefix, address, \"private\" or \"loopback\" (tests, private farms), repeatable; default: public addresses only")
 	if err := fs.Parse(args); err != nil {
@@ -100,5 +102,5 @@ func runNode(ctx context.Context, args []string) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	return node.Run(ctx, cfg, log)
+	return runNodeUpdating(ctx, cfg, upd, args, log)
 }

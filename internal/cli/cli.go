@@ -71,6 +71,7 @@ func root() *command {
 			contractCommand(),
 			nameCommand(),
 			flistCommand(),
+			releaseCommand(),
 			networkCommand(),
 			imageCommand(),
 			{name: "version", summary: "print the zosctl version", run: func(_ context.Context, env *Env, _ []string) error {

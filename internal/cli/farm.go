@@ -15,6 +15,7 @@ func farmCommand() *command {
 		{name: "create", usage: "NAME [--grid URL] [--key FILE] [--json]", summary: "create a farm owned by your twin", run: farmCreate},
 		{name: "add-ip", usage: "--farm ID CIDR --gw IP [--grid URL] [--key FILE]", summary: "add a public IP (address/prefix) and its gateway to your farm", run: farmAddIP},
 		{name: "list", usage: "[--grid URL] [--json]", summary: "list farms", run: farmList},
+		{name: "channel", usage: "FARM CHANNEL [--grid URL] [--key FILE]", summary: "choose the release channel your farm's nodes follow (\"\": their default)", run: farmChannel},
 		{name: "token", usage: "FARM [--expires DURATION] [--grid URL] [--key FILE] [--json]",
 			summary: "print a token that lets nodes join your farm until it expires (zos node --farm-token, image build --farm-token)", run: farmToken},
 	}}
@@ -158,5 +159,28 @@ func farmList(ctx context.Context, env *Env, args []string) error {
 			rows = append(rows, []string{strconv.Itoa(int(f.ID)), f.Name, strconv.Itoa(int(f.TwinID)), fmt.Sprintf("%d/%d", free, len(f.PublicIPs))})
 		}
 		return table(env.Stdout, "ID\tNAME\tTWIN\tFREE IPS", rows)
+	})
+}
+
+func farmChannel(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("farm channel", flag.ContinueOnError)
+	o := addGridFlags(fs, env)
+	pos, err := parseFlags(fs, env, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usageError("want FARM and CHANNEL")
+	}
+	farm, err := strconv.ParseUint(pos[0], 10, 32)
+	if err != nil || farm == 0 {
+		return usageError("bad farm id %q", pos[0])
+	}
+	return withGrid(ctx, o, true, func(ctx context.Context, s *session) error {
+		if err := s.reg.SetFarmChannel(ctx, uint32(farm), pos[1]); err != nil {
+			return fmt.Errorf("setting the channel of farm %d: %w", farm, explain(err))
+		}
+		fmt.Fprintf(env.Stdout, "farm %d follows channel %q\n", farm, pos[1])
+		return nil
 	})
 }

@@ -89,3 +89,32 @@ func TestFarmToken(t *testing.T) {
 		}
 	}
 }
+
+// TestFarmChannel: the farmer chooses the farm's release channel; another
+// twin cannot.
+func TestFarmChannel(t *testing.T) {
+	grid := startGrid(t)
+	g := "--grid=" + grid
+	farmer, _ := newHome(t, grid)
+	other, _ := newHome(t, grid)
+	var farm registry.Farm
+	if err := json.Unmarshal([]byte(mustRun(t, farmer, "farm", "create", "chanfarm", g, "--json")), &farm); err != nil {
+		t.Fatal(err)
+	}
+	fid := itoa(uint64(farm.ID))
+	if out := mustRun(t, farmer, "farm", "channel", fid, "testing", g); !strings.Contains(out, `"testing"`) {
+		t.Errorf("output %q", out)
+	}
+	if _, errs, code := run(t, other, "farm", "channel", fid, "production", g); code == 0 || !strings.Contains(errs, "belongs to twin") {
+		t.Errorf("another twin: exit %d, %q", code, errs)
+	}
+	var farms []registry.Farm
+	if err := json.Unmarshal([]byte(mustRun(t, farmer, "farm", "list", g, "--json")), &farms); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range farms {
+		if f.ID == farm.ID && f.Channel != "testing" {
+			t.Fatalf("got channel %q, want testing", f.Channel)
+		}
+	}
+}

@@ -253,6 +253,12 @@ func (c *Client) AddFarmIP(ctx context.Context, farm uint32, cidr, gw string) er
 	return c.write(ctx, OpFarmAddIP, farmAddIPReq{FarmID: farm, IP: cidr, Gateway: gw}, nil)
 }
 
+// SetFarmChannel sets the release channel of a farm's nodes (by the
+// farm's twin; "" clears it).
+func (c *Client) SetFarmChannel(ctx context.Context, farm uint32, channel string) error {
+	return c.write(ctx, OpFarmChannel, farmChannelReq{FarmID: farm, Channel: channel}, nil)
+}
+
 // RegisterNode creates, or updates, the node of the client's twin.
 func (c *Client) RegisterNode(ctx context.Context, reg NodeRegistration) (Node, error) {
 	return writeOne[Node](ctx, c, OpNodeRegister, reg)

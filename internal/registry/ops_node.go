@@ -13,6 +13,8 @@ import (
 const (
 	maxInterfaces = 64
 	maxUsedReport = 10000
+	// maxUpdateFailed bounds a node's failed-update list.
+	maxUpdateFailed = 16
 )
 
 func (s *Service) node(ctx context.Context, id uint32) (Node, error) {
@@ -25,8 +27,13 @@ func (s *Service) farm(ctx context.Context, id uint32) (Farm, error) {
 
 func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, req NodeRegistration) (any, error) {
 	signer := w.Key
-	if len(req.Interfaces) > maxInterfaces || len(req.Version) > 128 {
-		return nil, fmt.Errorf("%w: too many interfaces or version too long", ErrInvalid)
+	if len(req.Interfaces) > maxInterfaces || len(req.Version) > 128 || len(req.UpdateFailed) > maxUpdateFailed {
+		return nil, fmt.Errorf("%w: too many interfaces or failed updates, or version too long", ErrInvalid)
+	}
+	for _, v := range req.UpdateFailed {
+		if len(v) > 128 {
+			return nil, fmt.Errorf("%w: failed update version too long", ErrInvalid)
+		}
 	}
 	if err := req.Total.check("total"); err != nil {
 		return nil, err
@@ -68,6 +75,7 @@ func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, req NodeRe
 		n.Interfaces = req.Interfaces
 		n.Virtualized = req.Virtualized
 		n.Version = req.Version
+		n.UpdateFailed = req.UpdateFailed
 		return nil
 	}
 	idxKey := fmt.Sprintf("nodetwin.%d", twin.ID)

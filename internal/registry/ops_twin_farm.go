@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"regexp"
+	"strings"
 	"time"
 )
 
@@ -119,6 +121,35 @@ func (s *Service) farmCreate(ctx context.Context, w *signedRequest, req farmCrea
 
 // maxFarmIPs bounds the public IPs of a farm.
 const maxFarmIPs = 4096
+
+// channelRe is a release channel's name (release.ValidName's shape).
+var channelRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$`)
+
+// farmChannel sets the release channel a farm's nodes follow: the farm's
+// twin only.
+func (s *Service) farmChannel(ctx context.Context, w *signedRequest, req farmChannelReq) (any, error) {
+	if req.Channel != "" && (!channelRe.MatchString(req.Channel) || strings.Contains(req.Channel, "..")) {
+		return nil, fmt.Errorf("%w: channel %q", ErrInvalid, req.Channel)
+	}
+	twin, err := s.signerTwin(ctx, w.Key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := update(ctx, s.st.farms, idKey(uint64(req.FarmID)), func(f *Farm) error {
+		if f.TwinID != twin.ID {
+			return fmt.Errorf("%w: farm %d belongs to twin %d, not %d", ErrUnauthorized, f.ID, f.TwinID, twin.ID)
+		}
+		f.Channel = req.Channel
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: farm %d", ErrNotFound, req.FarmID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("setting the channel of farm %d: %w", req.FarmID, err)
+	}
+	return f, nil
+}
 
 func (s *Service) farmAddIP(ctx context.Context, w *signedRequest, req farmAddIPReq) (any, error) {
 	signer := w.Key

@@ -129,6 +129,7 @@ func (s *Service) handlers() map[string]handler {
 		OpTwinCreate:       decoded(s.twinCreate),
 		OpFarmCreate:       decoded(s.farmCreate),
 		OpFarmAddIP:        decoded(s.farmAddIP),
+		OpFarmChannel:      decoded(s.farmChannel),
 		OpNodeRegister:     decoded(s.nodeRegister),
 		OpNodeUptime:       decoded(s.nodeUptime),
 		OpNodePublicConfig: decoded(s.nodePublicConfig),
@@ -173,7 +174,7 @@ func held(op string) bool { return op == OpEventsFetch }
 // isWrite reports whether op needs a signature.
 func isWrite(op string) bool {
 	switch op {
-	case OpTwinCreate, OpFarmCreate, OpFarmAddIP, OpNodeRegister, OpNodeUptime, OpNodePublicConfig,
+	case OpTwinCreate, OpFarmCreate, OpFarmAddIP, OpFarmChannel, OpNodeRegister, OpNodeUptime, OpNodePublicConfig,
 		OpNodeUsed, OpNodePowerTarget, OpNodePower, OpContractCreate, OpContractUpdate, OpContractCancel, OpNameCreate, OpRentCreate:
 		return true
 	}

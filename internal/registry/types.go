@@ -35,6 +35,9 @@ type Farm struct {
 	Name      string     `json:"name"`
 	TwinID    uint32     `json:"twin_id"`
 	PublicIPs []PublicIP `json:"public_ips"`
+	// Channel is the release channel the farm's nodes follow ("": the
+	// nodes' own default).
+	Channel string `json:"channel,omitempty"`
 }
 
 // Resources is capacity in the units of the grid: CRU in logical cores, the
@@ -134,6 +137,8 @@ type Node struct {
 	PowerTarget string `json:"power_target,omitempty"`
 	// Version is the zos version the node runs.
 	Version string `json:"version,omitempty"`
+	// UpdateFailed are releases the node rolled back from, newest last.
+	UpdateFailed []string `json:"update_failed,omitempty"`
 }
 
 // Contract states.

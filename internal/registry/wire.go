@@ -24,6 +24,7 @@ const (
 	OpTwinCreate       = "twin.create"
 	OpFarmCreate       = "farm.create"
 	OpFarmAddIP        = "farm.add_ip"
+	OpFarmChannel      = "farm.channel"
 	OpNodeRegister     = "node.register"
 	OpNodeUptime       = "node.uptime"
 	OpNodePublicConfig = "node.public_config"
@@ -143,6 +144,12 @@ type farmCreateReq struct {
 	Name string `json:"name"`
 }
 
+// farmChannelReq sets the release channel a farm's nodes follow.
+type farmChannelReq struct {
+	FarmID  uint32 `json:"farm_id"`
+	Channel string `json:"channel"`
+}
+
 type farmAddIPReq struct {
 	FarmID  uint32 `json:"farm_id"`
 	IP      string `json:"ip"`
@@ -162,6 +169,9 @@ type NodeRegistration struct {
 	Interfaces  []Interface `json:"interfaces,omitempty"`
 	Virtualized bool        `json:"virtualized"`
 	Version     string      `json:"version,omitempty"`
+	// UpdateFailed are releases that failed the node's update health gate
+	// and were rolled back (internal/node/update), newest last.
+	UpdateFailed []string `json:"update_failed,omitempty"`
 }
 
 type nodeUptimeReq struct {

@@ -27,7 +27,10 @@ const (
 // nor gets a write accepted.
 func FuzzHubHandler(f *testing.F) {
 	tw := newTwins(f)
-	h := newTestHub(f, Config{MaxFlist: 1 << 20, MaxBlock: 1 << 20, MaxNoncesPerTwin: 1 << 24, MaxNonces: 1 << 24}, tw)
+	h := newTestHub(f, Config{MaxFlist: 1 << 20, MaxBlock: 1 << 20, MaxNoncesPerTwin: 1 << 24, MaxNonces: 1 << 24,
+		ReleaseTwins: []uint32{7}}, tw)
+	art := sha256.Sum256([]byte("zos"))
+	artPath := "/api/release/targets/testing/v1/" + hex.EncodeToString(art[:]) + ".zos"
 	fl := testFlist(f, "etc")
 	ref, block, err := flist.SealBlock([]byte("block"))
 	if err != nil {
@@ -51,6 +54,11 @@ func FuzzHubHandler(f *testing.F) {
 		{"HEAD", blockPath, "If-None-Match: *", nil},
 		{"PUT", "/api/flist/twin7/x.fl", headers, []byte("body")},
 		{"PUT", "/api/flist/../x.fl", "", fl},
+		{"PUT", "/api/release/metadata/1.root.json", "", []byte(`{"signed":{"_type":"root","version":1}}`)},
+		{"PUT", "/api/release/metadata/timestamp.json", "", []byte(`{"signed":{"_type":"timestamp","version":3}}`)},
+		{"PUT", artPath, "", []byte("zos")},
+		{"GET", "/api/release/metadata/timestamp.json", "", nil},
+		{"GET", artPath, "Range: bytes=0-1", nil},
 	} {
 		for mode := range fuzzModes {
 			f.Add(s.method, s.path, s.headers, s.body, uint8(mode))

@@ -40,6 +40,7 @@
 //	GET|HEAD /api/v1/blocks/{id}            a block
 //	GET|HEAD /{id[:2]}/{id}, /{id}          a block, where rfs looks for it (rfs.go)
 //	PUT  /api/v1/blocks/{id}                upload a block (signed; checked against its id)
+//	GET|PUT /api/release/...                the release repository (release.go; PUT by Config.ReleaseTwins only)
 package hub
 
 import (
@@ -76,6 +77,9 @@ type Config struct {
 	MaxUploadsPerTwin int // signed uploads at once, one twin (4 when 0)
 	MaxNonces         int // nonces remembered, all twins (1<<18 when 0)
 	MaxNoncesPerTwin  int // nonces remembered, one twin (1<<15 when 0)
+
+	ReleaseTwins []uint32 // twins that may publish releases (release.go); none when empty
+	MaxArtifact  int64    // bytes of one release artifact (512 MiB when 0)
 }
 
 func (c *Config) defaults() {
@@ -92,6 +96,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxBlock <= 0 {
 		c.MaxBlock = 16 << 20
+	}
+	if c.MaxArtifact <= 0 {
+		c.MaxArtifact = 512 << 20
 	}
 	if c.ReadLimit <= 0 {
 		c.ReadLimit = 5 * time.Minute
@@ -172,6 +179,10 @@ func (h *Hub) Handler() http.Handler {
 	})
 	mux.HandleFunc("PUT /api/flist/{repo}/{name}", h.putFlist)
 	mux.HandleFunc("PUT /api/flist/{repo}/tags/{tag}", h.putTag)
+	mux.HandleFunc("GET /api/release/metadata/{file}", h.getReleaseMeta)
+	mux.HandleFunc("PUT /api/release/metadata/{file}", h.putReleaseMeta)
+	mux.HandleFunc("GET /api/release/targets/{path...}", h.getReleaseTarget)
+	mux.HandleFunc("PUT /api/release/targets/{path...}", h.putReleaseTarget)
 	mux.HandleFunc("GET /{repo}/{name}", h.getPair) // or a block: rfs.go
 	mux.HandleFunc("GET /{id}", h.getFlat)
 	return mux

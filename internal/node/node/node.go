@@ -107,6 +107,10 @@ type Config struct {
 	// envelopes, registry writes); nil means time.Now. Tests of clock
 	// skew move it.
 	Now func() time.Time
+	// Update, when set, is the self-update module (internal/node/update):
+	// it runs once the node is up; a switch it returns ends Run with that
+	// error, for the caller to exec the version it names.
+	Update Updater
 }
 
 // now is the node's clock.
@@ -115,6 +119,20 @@ func (c *Config) now() func() time.Time {
 		return time.Now
 	}
 	return c.Now
+}
+
+// Updater is the self-update module (update.Manager).
+type Updater interface {
+	// Run gates a trial and watches for releases until ctx ends (nil) or
+	// a switch is due (an error the caller acts on).
+	Run(ctx context.Context, host interface {
+		Healthy() error
+		NodeID() uint32
+		FarmID() uint32
+		FarmChannel(ctx context.Context) (string, error)
+	}) error
+	// Failed are the releases that failed here (the node's record).
+	Failed() []string
 }
 
 // StatusSink receives the state of the node's modules as it changes:
@@ -189,6 +207,7 @@ type Node struct {
 	vms     *machines // vms: nil without a guest kernel
 	engine  *provision.Engine
 	nodeID  atomic.Uint32  // registration (0 before); the uptime loop registers again
+	farmID  atomic.Uint32  // the farm of the last registration
 	sync    *gridsync.Sync // grid sync: the grid loops, OnJobDone
 
 	mu      sync.Mutex        // guards modules
@@ -216,6 +235,7 @@ func (n *Node) tasks() []task {
 		{"api", n.startAPI},
 		{"gateway", n.startGateway},
 		{"grid sync", n.startGridSync},
+		{"update", n.startUpdate},
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -317,6 +318,54 @@ func (n *Node) startGridSync(_ context.Context, r *runner) error {
 	return nil
 }
 
+// startUpdate runs the self-update module, last: a trial is judged on a
+// node that is fully up. Its switch ends the node (not restarted as a
+// loop would be).
+func (n *Node) startUpdate(_ context.Context, r *runner) error {
+	if n.cfg.Update == nil {
+		return nil
+	}
+	r.serve("update", func(ctx context.Context) error { return n.cfg.Update.Run(ctx, updateHost{n}) })
+	return nil
+}
+
+// updateHost is the node for the update module.
+type updateHost struct{ n *Node }
+
+func (h updateHost) Healthy() error { return h.n.healthy() }
+func (h updateHost) NodeID() uint32 { return h.n.ID() }
+func (h updateHost) FarmID() uint32 { return h.n.farmID.Load() }
+
+// FarmChannel is the release channel the node's farm chose.
+func (h updateHost) FarmChannel(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	f, err := h.n.grid.Farm(ctx, h.n.farmID.Load())
+	if err != nil {
+		return "", err
+	}
+	return f.Channel, nil
+}
+
+// healthy is the update gate's self-check: registered, connected to the
+// grid, every module fine.
+func (n *Node) healthy() error {
+	if n.ID() == 0 {
+		return errors.New("not registered")
+	}
+	if !n.nc.IsConnected() {
+		return errors.New("not connected to the grid")
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for m, s := range n.modules {
+		if s != "ok" {
+			return fmt.Errorf("module %s: %s", m, s)
+		}
+	}
+	return nil
+}
+
 var _ gridsync.Registry = (*registry.Client)(nil)
 
 // engineDeployments are the provision engine's deployments for gridsync.
@@ -387,11 +436,18 @@ func (n *Node) register(ctx context.Context) error {
 		Interfaces:  interfaces(n.cfg.ListenIP),
 		Virtualized: true,
 		Version:     version.String(),
+		UpdateFailed: func() []string {
+			if n.cfg.Update == nil {
+				return nil
+			}
+			return n.cfg.Update.Failed()
+		}(),
 	})
 	if err != nil {
 		return fmt.Errorf("registering node: %w", err)
 	}
 	n.nodeID.Store(node.ID)
+	n.farmID.Store(node.FarmID)
 	return nil
 }
 

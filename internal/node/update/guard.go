@@ -1,0 +1,82 @@
+package update
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// GuardConfig watches one trial from outside it.
+type GuardConfig struct {
+	Dir     string
+	PID     int           // the node's pid (kept by exec)
+	Version string        // the trial
+	Bound   time.Duration // after this the trial is given up
+	Stdout  io.Writer     // where a restarted node writes
+	Stderr  io.Writer
+}
+
+// Guard is `zos update-guard`, started by the version that switches (a
+// known-good binary) just before it execs a trial: a trial that dies, or
+// is neither confirmed nor failed by itself within the bound, is marked
+// failed and the current version started again with the node's arguments
+// (a new pid: only on this path). It returns once the trial is decided.
+func Guard(ctx context.Context, cfg GuardConfig, log *slog.Logger) error {
+	deadline := time.Now().Add(cfg.Bound)
+	for {
+		s, err := LoadState(cfg.Dir)
+		if err != nil {
+			return err
+		}
+		if s.Trying != cfg.Version {
+			return nil // decided by the trial
+		}
+		alive := processAlive(cfg.PID)
+		if !alive || time.Now().After(deadline) {
+			if alive {
+				_ = syscall.Kill(cfg.PID, syscall.SIGKILL)
+				for processAlive(cfg.PID) && ctx.Err() == nil {
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+			s.fail(cfg.Version)
+			s.Trying = ""
+			if err := SaveState(cfg.Dir, s); err != nil {
+				return err
+			}
+			bin := binaryOf(cfg.Dir, s, s.Current)
+			log.Error("update_trial_died", "version", cfg.Version, "restarting", s.Current, "binary", bin)
+			cmd := exec.Command(bin, append([]string{"node"}, s.Args...)...)
+			cmd.Env = Environ(os.Environ(), "")
+			cmd.Stdout, cmd.Stderr = cfg.Stdout, cfg.Stderr
+			if err := cmd.Start(); err != nil {
+				return fmt.Errorf("restarting %s: %w", bin, err)
+			}
+			return cmd.Process.Release()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// processAlive says whether pid runs (a zombie does not).
+func processAlive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist) && syscall.Kill(pid, 0) == nil
+	}
+	// pid (comm) STATE ...: comm may hold spaces and parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
