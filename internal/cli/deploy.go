@@ -134,13 +134,13 @@ func deployWorkloads(ctx context.Context, env *Env, f deployFlags, d *gridtypes.
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
-	defer cancel()
-	s, err := openSessionWaiting(ctx, env, f.gridFlags)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
+	return withSession(ctx, env, f, func(ctx context.Context, s *session) error {
+		return s.deploy(ctx, env, f, node, d)
+	})
+}
+
+// deploy is deployWorkloads within its session.
+func (s *session) deploy(ctx context.Context, env *Env, f deployFlags, node uint32, d *gridtypes.Deployment) error {
 	d.TwinID = s.twin.ID
 	d.Version = 0
 	for i := range d.Workloads {

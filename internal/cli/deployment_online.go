@@ -171,6 +171,22 @@ func deploymentUpdate(ctx context.Context, env *Env, args []string) error {
 // contract id names, then closes the session: the preamble of the
 // commands that change a deployment and wait.
 func withContract(ctx context.Context, env *Env, f deployFlags, id uint64, fn func(ctx context.Context, s *session, c registry.Contract) error) error {
+	return withSession(ctx, env, f, func(ctx context.Context, s *session) error {
+		var c registry.Contract
+		r := &retrier{env: env, quiet: *f.json, what: fmt.Sprintf("getting contract %d", id)}
+		if err := r.do(ctx, func() (err error) {
+			c, err = s.nodeContract(ctx, id)
+			return err
+		}); err != nil {
+			return err
+		}
+		return fn(ctx, s, c)
+	})
+}
+
+// withSession runs fn within --timeout with a session (waiting for the
+// grid when it is down), then closes the session.
+func withSession(ctx context.Context, env *Env, f deployFlags, fn func(ctx context.Context, s *session) error) error {
 	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
 	defer cancel()
 	s, err := openSessionWaiting(ctx, env, f.gridFlags)
@@ -178,15 +194,7 @@ func withContract(ctx context.Context, env *Env, f deployFlags, id uint64, fn fu
 		return err
 	}
 	defer s.Close()
-	var c registry.Contract
-	r := &retrier{env: env, quiet: *f.json, what: fmt.Sprintf("getting contract %d", id)}
-	if err := r.do(ctx, func() (err error) {
-		c, err = s.nodeContract(ctx, id)
-		return err
-	}); err != nil {
-		return err
-	}
-	return fn(ctx, s, c)
+	return fn(ctx, s)
 }
 
 // update changes the deployment of contract c to want and waits.

@@ -38,11 +38,9 @@ func socket6() (int, error) {
 	return fd, nil
 }
 
-// AddAddr6 adds IPv6 address p to link name (an existing one is fine).
-func AddAddr6(name string, p netip.Prefix) error {
-	if !p.Addr().Is6() || p.Addr().Is4In6() {
-		return fmt.Errorf("address %s is not IPv6", p)
-	}
+// ioctl6 runs the IPv6 ioctl req on link name, with the argument that arg
+// builds from the link's index; an existing address or route is fine.
+func ioctl6[T any](name string, req uint, arg func(ifindex int32) *T) error {
 	ifc, err := net.InterfaceByName(name)
 	if err != nil {
 		return fmt.Errorf("finding %s: %w", name, err)
@@ -52,10 +50,23 @@ func AddAddr6(name string, p netip.Prefix) error {
 		return err
 	}
 	defer unix.Close(fd)
-	req := in6Ifreq{addr: p.Addr().As16(), prefixlen: uint32(p.Bits()), ifindex: int32(ifc.Index)}
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCSIFADDR, uintptr(unsafe.Pointer(&req)))
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(unsafe.Pointer(arg(int32(ifc.Index)))))
 	if errno != 0 && errno != unix.EEXIST {
-		return fmt.Errorf("adding %s to %s: %w", p, name, errno)
+		return errno
+	}
+	return nil
+}
+
+// AddAddr6 adds IPv6 address p to link name (an existing one is fine).
+func AddAddr6(name string, p netip.Prefix) error {
+	if !p.Addr().Is6() || p.Addr().Is4In6() {
+		return fmt.Errorf("address %s is not IPv6", p)
+	}
+	err := ioctl6(name, unix.SIOCSIFADDR, func(ifindex int32) *in6Ifreq {
+		return &in6Ifreq{addr: p.Addr().As16(), prefixlen: uint32(p.Bits()), ifindex: ifindex}
+	})
+	if err != nil {
+		return fmt.Errorf("adding %s to %s: %w", p, name, err)
 	}
 	return nil
 }
@@ -66,19 +77,11 @@ func AddDefaultRoute6(name string, gw netip.Addr) error {
 	if !gw.Is6() || gw.Is4In6() {
 		return fmt.Errorf("gateway %s is not IPv6", gw)
 	}
-	ifc, err := net.InterfaceByName(name)
+	err := ioctl6(name, unix.SIOCADDRT, func(ifindex int32) *in6Rtmsg {
+		return &in6Rtmsg{gateway: gw.As16(), metric: 1024, flags: unix.RTF_UP | unix.RTF_GATEWAY, ifindex: ifindex}
+	})
 	if err != nil {
-		return fmt.Errorf("finding %s: %w", name, err)
-	}
-	fd, err := socket6()
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	rt := in6Rtmsg{gateway: gw.As16(), metric: 1024, flags: unix.RTF_UP | unix.RTF_GATEWAY, ifindex: int32(ifc.Index)}
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCADDRT, uintptr(unsafe.Pointer(&rt)))
-	if errno != 0 && errno != unix.EEXIST {
-		return fmt.Errorf("adding route default via %s dev %s: %w", gw, name, errno)
+		return fmt.Errorf("adding route default via %s dev %s: %w", gw, name, err)
 	}
 	return nil
 }

@@ -84,6 +84,19 @@ type tree struct {
 	Inodes    map[uint64]*inode
 }
 
+// within reports whether directory dir is ino or lies below it (a
+// directory must not move below itself).
+func (t *tree) within(dir *inode, ino uint64) bool {
+	for p := dir; ; p = t.Inodes[p.Parent] {
+		if p.Ino == ino {
+			return true
+		}
+		if p.Ino == rootIno {
+			return false
+		}
+	}
+}
+
 // record is a metadata object on the backend: a full checkpoint (Full:
 // every linked inode) or a journal record (the inodes changed since the
 // previous record, and those removed).

@@ -372,15 +372,8 @@ func (n *node) Rename(_ context.Context, name string, newParent gofs.InodeEmbedd
 	}
 	c := f.t.Inodes[ci]
 	// A directory never moves below itself.
-	if c.isDir() {
-		for p := dst; ; p = f.t.Inodes[p.Parent] {
-			if p.Ino == c.Ino {
-				return syscall.EINVAL
-			}
-			if p.Ino == rootIno {
-				break
-			}
-		}
+	if c.isDir() && f.t.within(dst, c.Ino) {
+		return syscall.EINVAL
 	}
 	now := time.Now().UnixNano()
 	oi, exists := dst.Entries[newName]
@@ -393,15 +386,8 @@ func (n *node) Rename(_ context.Context, name string, newParent gofs.InodeEmbedd
 			return syscall.ENOENT
 		}
 		o := f.t.Inodes[oi]
-		if o.isDir() {
-			for p := src; ; p = f.t.Inodes[p.Parent] {
-				if p.Ino == o.Ino {
-					return syscall.EINVAL
-				}
-				if p.Ino == rootIno {
-					break
-				}
-			}
+		if o.isDir() && f.t.within(src, o.Ino) {
+			return syscall.EINVAL
 		}
 		src.Entries[name], dst.Entries[newName] = oi, ci
 		f.reparentLocked(c, src, dst)
