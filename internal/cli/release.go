@@ -93,14 +93,7 @@ func releaseSign(_ context.Context, env *Env, args []string) error {
 	var keys stringList
 	fs.Var(&keys, "key", "targets key file (repeatable; default every key in DIR/keys)")
 	refresh := fs.Bool("refresh", false, "only re-sign snapshot and timestamp with new expiry")
-	pos, err := parseFlags(fs, env, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError("want DIR")
-	}
-	r, err := release.Open(pos[0], release.Config{})
+	r, err := openRepoArg(fs, env, args)
 	if err != nil {
 		return err
 	}
@@ -124,14 +117,7 @@ func releasePublish(ctx context.Context, env *Env, args []string) error {
 	hubURL := fs.String("hub", envOr(env, "ZOS_HUB", DefaultHub), "hub URL ($ZOS_HUB)")
 	twin := fs.Uint("twin", 0, "release twin signing the upload (default: the key's twin on the grid)")
 	gf := addGridFlags(fs, env)
-	pos, err := parseFlags(fs, env, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError("want DIR")
-	}
-	r, err := release.Open(pos[0], release.Config{})
+	r, err := openRepoArg(fs, env, args)
 	if err != nil {
 		return err
 	}
@@ -193,4 +179,17 @@ func releaseRollout(_ context.Context, env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "%s %s: farms %v first, then %d%% of nodes, paused %v; sign and publish next\n", *channel, *ver, ro.Farms, ro.Percent, ro.Paused)
 	}
 	return nil
+}
+
+// openRepoArg parses the flags of a command whose one argument is the
+// release repository's directory, and opens it.
+func openRepoArg(fs *flag.FlagSet, env *Env, args []string) (*release.Repo, error) {
+	pos, err := parseFlags(fs, env, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) != 1 {
+		return nil, usageError("want DIR")
+	}
+	return release.Open(pos[0], release.Config{})
 }

@@ -91,6 +91,17 @@ func decodeHex(dst []byte, s string) bool {
 	return err == nil
 }
 
+// receiveSmall reads a small signed body whole; on a fault it answers the
+// client itself and returns false.
+func (h *Hub) receiveSmall(w http.ResponseWriter, r *http.Request, s *signed) ([]byte, bool) {
+	var buf bytes.Buffer
+	if _, err := s.receive(&buf); err != nil {
+		h.fail(w, r, err)
+		return nil, false
+	}
+	return buf.Bytes(), true
+}
+
 // receive streams the body into dst and checks it against its limit and
 // its declared SHA-256. A failure to write dst is an internal error; any
 // fault of the body is the client's.

@@ -121,15 +121,14 @@ func (h *Hub) putTag(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.release()
-	var body bytes.Buffer
-	if _, err := s.receive(&body); err != nil {
-		h.fail(w, r, err)
+	body, ok := h.receiveSmall(w, r, s)
+	if !ok {
 		return
 	}
 	var req struct {
 		Target string `json:"target"`
 	}
-	if err := json.Unmarshal(body.Bytes(), &req); err != nil || !validName.MatchString(req.Target) {
+	if err := json.Unmarshal(body, &req); err != nil || !validName.MatchString(req.Target) {
 		httpError(w, http.StatusBadRequest, "want {\"target\": NAME}")
 		return
 	}

@@ -153,9 +153,8 @@ func (h *Hub) putReleaseMeta(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.release()
-	var buf bytes.Buffer
-	if _, err := s.receive(&buf); err != nil {
-		h.fail(w, r, err)
+	body, ok := h.receiveSmall(w, r, s)
+	if !ok {
 		return
 	}
 	role, version := m[2], m[1]
@@ -170,7 +169,7 @@ func (h *Hub) putReleaseMeta(w http.ResponseWriter, r *http.Request) {
 			Version int64  `json:"version"`
 		} `json:"signed"`
 	}
-	if err := json.Unmarshal(buf.Bytes(), &md); err != nil || md.Signed.Type != role || md.Signed.Version <= 0 {
+	if err := json.Unmarshal(body, &md); err != nil || md.Signed.Type != role || md.Signed.Version <= 0 {
 		httpError(w, http.StatusBadRequest, "%s is not %s metadata", name, role)
 		return
 	}
@@ -183,7 +182,7 @@ func (h *Hub) putReleaseMeta(w http.ResponseWriter, r *http.Request) {
 	defer h.mu.Unlock()
 	old, err := os.ReadFile(p)
 	switch {
-	case err == nil && bytes.Equal(old, buf.Bytes()):
+	case err == nil && bytes.Equal(old, body):
 		w.WriteHeader(http.StatusOK)
 		return
 	case err == nil && version != "":
@@ -204,7 +203,7 @@ func (h *Hub) putReleaseMeta(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	if err := h.writeFile(p, buf.Bytes()); err != nil {
+	if err := h.writeFile(p, body); err != nil {
 		h.fail(w, r, err)
 		return
 	}

@@ -18,12 +18,12 @@ type in6Ifreq struct {
 
 // in6Rtmsg is struct in6_rtmsg of <linux/ipv6_route.h> on 64-bit Linux.
 type in6Rtmsg struct {
-	dst     [16]byte
-	src     [16]byte
+	_       [16]byte // rtmsg_dst
+	_       [16]byte // rtmsg_src
 	gateway [16]byte
-	typ     uint32
-	dstLen  uint16
-	srcLen  uint16
+	_       uint32 // rtmsg_type
+	_       uint16 // rtmsg_dst_len
+	_       uint16 // rtmsg_src_len
 	metric  uint32
 	info    uint64
 	flags   uint32
