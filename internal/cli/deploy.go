@@ -14,6 +14,7 @@ import (
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/nodeapi"
 	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/wait"
 )
 
 func deployCommand() *command {
@@ -192,13 +193,16 @@ func (s *session) deploy(ctx context.Context, env *Env, f deployFlags, node uint
 // restart: an unanswered request is sent again as signed (the registry
 // applies it at most once), and when the registry says it applied it
 // already, or that it is too old to apply, the contract is looked up by
-// the deployment's hash.
+// the deployment's hash. A spent nonce with no contract behind it (the
+// grid stopped between recording the one and writing the other) is looked
+// up again after a request's time, then signed anew.
 func (s *session) createContract(ctx context.Context, env *Env, f deployFlags, node uint32, hash, metadata string, ips uint32) (registry.Contract, error) {
 	r := &retrier{env: env, quiet: *f.json, what: "creating the contract"}
 	p, err := s.reg.PrepareNodeContract(node, hash, metadata, ips)
 	if err != nil {
 		return registry.Contract{}, err
 	}
+	orphaned := false // a spent nonce without a contract was seen once
 	for {
 		c, err := s.reg.SendNodeContract(ctx, p)
 		switch {
@@ -222,13 +226,24 @@ func (s *session) createContract(ctx context.Context, env *Env, f deployFlags, n
 				r.ok()
 				return found, nil
 			}
-			if errors.Is(err, registry.ErrReplay) {
-				return c, fmt.Errorf("%w: the grid took the request but holds no contract for it; deploy again", err)
+			if errors.Is(err, registry.ErrReplay) && !orphaned {
+				// The grid recorded the request's nonce but holds no
+				// contract: it stopped between the two (a crash), or it
+				// is still working on it. Past the time a request may
+				// take, look once more; none then is none.
+				orphaned = true
+				progress(env, *f.json, "creating the contract: the grid took the request but holds no contract for it; looking again in %s\n", registry.DefaultTimeout)
+				if !wait.Sleep(ctx, registry.DefaultTimeout) {
+					return c, fmt.Errorf("%w: the grid took the request but holds no contract for it; deploy again", err)
+				}
+				continue
 			}
-			// Never applied, and too old to send again: sign anew.
+			// Never applied (and too old to send again, or its nonce spent
+			// by a grid that stopped before making the contract): sign anew.
 			if p, err = s.reg.PrepareNodeContract(node, hash, metadata, ips); err != nil {
 				return c, err
 			}
+			orphaned = false
 			r.total = 0
 		default:
 			return c, err
