@@ -31,6 +31,7 @@ type GuardConfig struct {
 // (a new pid: only on this path). It returns once the trial is decided.
 func Guard(ctx context.Context, cfg GuardConfig, log *slog.Logger) error {
 	deadline := time.Now().Add(cfg.Bound)
+	var goneSince time.Time // when the trial was first seen gone
 	for {
 		s, err := LoadState(cfg.Dir)
 		if err != nil {
@@ -39,8 +40,18 @@ func Guard(ctx context.Context, cfg GuardConfig, log *slog.Logger) error {
 		if s.Trying != cfg.Version {
 			return nil // decided by the trial
 		}
+		// A process that execs from another thread than its first shows
+		// that thread as a zombie for a moment: only a trial gone for
+		// deathWindow is dead.
 		alive := processAlive(cfg.PID)
-		if !alive || time.Now().After(deadline) {
+		switch {
+		case alive:
+			goneSince = time.Time{}
+		case goneSince.IsZero():
+			goneSince = time.Now()
+		}
+		dead := !alive && time.Since(goneSince) >= deathWindow
+		if dead || time.Now().After(deadline) {
 			if alive {
 				_ = syscall.Kill(cfg.PID, syscall.SIGKILL)
 				for processAlive(cfg.PID) && ctx.Err() == nil {
@@ -69,6 +80,10 @@ func Guard(ctx context.Context, cfg GuardConfig, log *slog.Logger) error {
 		}
 	}
 }
+
+// deathWindow is how long a trial must look gone before the guard gives
+// it up (an exec shows a zombie thread group leader for milliseconds).
+const deathWindow = time.Second
 
 // processAlive says whether pid runs (a zombie does not).
 func processAlive(pid int) bool {
