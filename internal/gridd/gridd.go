@@ -233,12 +233,15 @@ func startNATS(_ context.Context, p *plane) (func(context.Context) error, error)
 	if p.cfg.Auth {
 		// The relay's rules: clients sign the server's nonce with their
 		// twin key; the grid's own key gets every right.
-		nc.Authentication = natsd.NewAuthenticator(func(pub ed25519.PublicKey) (uint32, bool) {
-			if svc := p.registry.Load(); svc != nil {
-				return svc.LookupTwin(pub)
-			}
-			return 0, false
-		}, []ed25519.PublicKey{p.sysKey.Public()}, p.log)
+		nc.Authentication = natsd.NewAuthenticator(natsd.AuthConfig{
+			Lookup: func(pub ed25519.PublicKey) (uint32, bool) {
+				if svc := p.registry.Load(); svc != nil {
+					return svc.LookupTwin(pub)
+				}
+				return 0, false
+			},
+			System: []ed25519.PublicKey{p.sysKey.Public()},
+		}, p.log)
 		// Twins reach the grid's account only through the registry's
 		// request subjects (natsd accounts).
 		nc.TwinServices = registry.ServiceSubjects()
@@ -328,7 +331,7 @@ func startRegistry(ctx context.Context, p *plane) (func(context.Context) error, 
 		// reserve (an existing cluster keeps its own disks).
 		cfg.Store = p.srv
 	}
-	svc, err := registry.NewService(octx, p.nc, cfg, p.log)
+	svc, err := registry.NewService(octx, cfg, p.nc, p.log)
 	if err != nil {
 		return nil, err
 	}
