@@ -226,7 +226,7 @@ func (n *Node) startEngine(_ context.Context, r *runner) error {
 		gridtypes.VolumeType:   &primitives.VolumeManager{Storage: n.storage},
 		gridtypes.ZDBType:      n.zdb,
 		gridtypes.NetworkType:  n.network,
-		gridtypes.PublicIPType: network.NewPublicIPManager(n.cfg.NetNS, network.HostSystem(netlog).Firewall, n.grid, n.network, netlog),
+		gridtypes.PublicIPType: network.NewPublicIPManager(network.PublicIPConfig{NodeNS: n.cfg.NetNS}, network.HostSystem(netlog).Firewall, n.grid, n.network, netlog),
 	}
 	zlogs := primitives.NewZLogsManager(primitives.ZLogsConfig{Egress: n.egress}, n, n.network.Dialer, n.log.With("component", "zlogs"))
 	r.onStop("zlogs", func() error { zlogs.Close(); return nil })
