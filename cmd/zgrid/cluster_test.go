@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/zos-go/zos/internal/gridd"
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/natsd"
 	"github.com/zos-go/zos/internal/registry"
@@ -170,7 +170,7 @@ func TestAuthRules(t *testing.T) {
 
 // member is one zgrid process of a test cluster.
 type member struct {
-	addrs       Addrs
+	addrs       gridd.Addrs
 	clusterPort int
 	cancel      context.CancelFunc
 	done        chan error
@@ -196,12 +196,12 @@ func startZgridCluster(t *testing.T, n int) []*member {
 	for i := range members {
 		m := &member{clusterPort: ports[i], done: make(chan error, 1)}
 		members[i] = m
-		cfg := Config{DataDir: t.TempDir(), Listen: "127.0.0.1", Port: natsd.RandomPort, HTTPPort: 0, Replicas: n,
+		cfg := gridd.Config{DataDir: t.TempDir(), Listen: "127.0.0.1", Port: natsd.RandomPort, HTTPPort: 0, Replicas: n,
 			Name: fmt.Sprintf("z%d", i), ClusterName: "zgrid", ClusterPort: ports[i], Routes: routes, Auth: true, SystemKey: sysKey,
-			Ready: func(a Addrs) { m.addrs = a; readyCh <- i }}
+			Ready: func(a gridd.Addrs) { m.addrs = a; readyCh <- i }}
 		var ctx context.Context
 		ctx, m.cancel = context.WithCancel(context.Background())
-		go func() { m.done <- run(ctx, cfg, testutil.Logger(t)) }()
+		go func() { m.done <- gridd.Run(ctx, cfg, testutil.Logger(t)) }()
 	}
 	t.Cleanup(func() {
 		for _, m := range members {
@@ -424,33 +424,5 @@ func TestClusterFlags(t *testing.T) {
 				t.Fatalf("parseFlags(%q): got %v, want ok=%v", tt.args, err, tt.ok)
 			}
 		})
-	}
-}
-
-// TestClusterOffLoopbackIsSecured starts zgrid's server with a route port
-// on every address: zgrid derives route security from the system key, so
-// natsd accepts it, and a plain route to it is refused.
-func TestClusterOffLoopbackIsSecured(t *testing.T) {
-	port := testutil.FreePort(t)
-	k, err := identity.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &plane{cfg: Config{DataDir: t.TempDir(), Listen: "0.0.0.0", Port: natsd.RandomPort, Replicas: 1,
-		Name: "solo", ClusterName: "zgrid", ClusterPort: port, Auth: true}, log: testutil.Logger(t), sysKey: k}
-	if _, err := startNATS(context.Background(), p); err != nil {
-		t.Fatalf("starting nats with a route port on 0.0.0.0: %v", err)
-	}
-	t.Cleanup(p.srv.Shutdown)
-	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
-	_, _ = io.WriteString(conn, `CONNECT {"verbose":false,"name":"rogue","cluster":"zgrid"}`+"\r\nPING\r\n")
-	b, _ := io.ReadAll(conn)
-	if strings.Contains(string(b), "INFO") || strings.Contains(string(b), "PONG") {
-		t.Fatalf("route port on 0.0.0.0 answered a plain route: %q", b)
 	}
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/zos-go/zos/internal/gridd"
+	"github.com/zos-go/zos/internal/gridd/gridtest"
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/testutil"
@@ -20,7 +22,7 @@ func TestRunOnDebianNATSServer(t *testing.T) {
 	testutil.StartListening(t, addr, bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir())
 	url := "nats://" + addr
 
-	runZgrid(t, Config{DataDir: t.TempDir(), NATS: []string{url}, Replicas: 1, Auth: true})
+	gridtest.Start(t, gridd.Config{DataDir: t.TempDir(), NATS: []string{url}, Replicas: 1, Auth: true})
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)

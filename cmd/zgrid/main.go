@@ -25,6 +25,8 @@
 // the explorer's /stats shows it, and writes resume by themselves once
 // there is room. "auto" keeps the smaller of 64 MiB and 5% of the file
 // system, "0" none; else a size (512KiB, 64MiB, 1GiB or bytes).
+//
+// The grid itself is internal/gridd; this command parses its flags.
 package main
 
 import (
@@ -41,6 +43,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/zos-go/zos/internal/gridd"
 	"github.com/zos-go/zos/internal/natsd"
 )
 
@@ -58,7 +61,7 @@ func main() {
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err = run(ctx, cfg, newLogger(cfg.LogLevel))
+	err = gridd.Run(ctx, cfg, newLogger(cfg.LogLevel))
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "zgrid: %v\n", err)
@@ -67,10 +70,10 @@ func main() {
 }
 
 // parseFlags reads the flags of zgrid run into a validated Config.
-func parseFlags(args []string, stderr io.Writer) (Config, error) {
+func parseFlags(args []string, stderr io.Writer) (gridd.Config, error) {
 	fs := flag.NewFlagSet("zgrid run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var cfg Config
+	var cfg gridd.Config
 	var natsURLs, routes string
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory (JetStream store, system key); required")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1", "address of the NATS client, cluster and HTTP listeners")
@@ -106,10 +109,10 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	})
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
-		return Config{}, err
+		return gridd.Config{}, err
 	}
 	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return gridd.Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	cfg.NATS = splitList(natsURLs)
 	cfg.Routes = splitList(routes)

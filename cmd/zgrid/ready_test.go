@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zos-go/zos/internal/gridd"
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/natsd"
 	"github.com/zos-go/zos/internal/registry"
@@ -22,8 +23,8 @@ func TestReadyMeansServing(t *testing.T) {
 	}
 	for i := range 5 {
 		answered := make(chan error, 1)
-		cfg := Config{DataDir: t.TempDir(), Listen: "127.0.0.1", Port: natsd.RandomPort, Replicas: 1, Auth: true,
-			Ready: func(a Addrs) {
+		cfg := gridd.Config{DataDir: t.TempDir(), Listen: "127.0.0.1", Port: natsd.RandomPort, Replicas: 1, Auth: true,
+			Ready: func(a gridd.Addrs) {
 				nc, err := rmb.Connect(a.NATS, k)
 				if err != nil {
 					answered <- err
@@ -37,7 +38,7 @@ func TestReadyMeansServing(t *testing.T) {
 			}}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- run(ctx, cfg, testutil.Logger(t)) }()
+		go func() { done <- gridd.Run(ctx, cfg, testutil.Logger(t)) }()
 		select {
 		case err := <-answered:
 			if err != nil {

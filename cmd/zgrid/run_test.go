@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/zos-go/zos/internal/gridd"
+	"github.com/zos-go/zos/internal/gridd/gridtest"
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/natsd"
 	"github.com/zos-go/zos/internal/registry"
@@ -18,37 +20,13 @@ import (
 	"github.com/zos-go/zos/internal/testutil"
 )
 
-// startZgrid runs zgrid in-process on random loopback ports until cleanup.
-func startZgrid(t *testing.T) Addrs {
+// startZgrid runs zgrid in-process on random loopback ports, explorer
+// included, until cleanup.
+func startZgrid(t *testing.T) gridd.Addrs {
 	t.Helper()
-	return runZgrid(t, Config{DataDir: t.TempDir(), Listen: "127.0.0.1", Port: natsd.RandomPort, HTTPPort: natsd.RandomPort,
-		Replicas: 1, Auth: true})
-}
-
-// runZgrid runs zgrid in-process with cfg until cleanup, and returns its
-// addresses once it is ready.
-func runZgrid(t *testing.T, cfg Config) Addrs {
-	t.Helper()
-	ready := make(chan Addrs, 1)
-	cfg.Ready = func(a Addrs) { ready <- a }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, testutil.Logger(t)) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("zgrid run: %v", err)
-		}
-	})
-	select {
-	case a := <-ready:
-		return a
-	case err := <-done:
-		t.Fatalf("zgrid stopped: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("zgrid not ready")
-	}
-	return Addrs{}
+	cfg := gridtest.Loopback(t)
+	cfg.HTTPPort = natsd.RandomPort
+	return gridtest.Start(t, cfg)
 }
 
 func TestRunServesRegistryAndExplorer(t *testing.T) {

@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zos-go/zos/internal/gridd"
+	"github.com/zos-go/zos/internal/gridd/gridtest"
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/natsd"
 	"github.com/zos-go/zos/internal/registry"
@@ -31,7 +33,7 @@ import (
 // secureGrid is a running zgrid with its data directory, its system key's
 // connection (which sees the grid's account) and helpers.
 type secureGrid struct {
-	addrs Addrs
+	addrs gridd.Addrs
 	dir   string
 	sys   *nats.Conn
 }
@@ -40,7 +42,7 @@ func startSecureGrid(t *testing.T) *secureGrid {
 	t.Helper()
 	dir := t.TempDir()
 	g := &secureGrid{dir: dir}
-	g.addrs = runZgrid(t, Config{DataDir: dir, Listen: "127.0.0.1", Port: natsd.RandomPort, Replicas: 1, Auth: true})
+	g.addrs = gridtest.Start(t, gridd.Config{DataDir: dir, Listen: "127.0.0.1", Port: natsd.RandomPort, Replicas: 1, Auth: true})
 	sysKey, _, err := identity.LoadOrCreate(filepath.Join(dir, "system.key"))
 	if err != nil {
 		t.Fatal(err)

@@ -118,7 +118,7 @@ func flistBuild(ctx context.Context, env *Env, args []string) error {
 			fmt.Fprintf(env.Stdout, "\r%d entries, %s read, %d blocks (%d new)   ", s.Entries, human(s.Bytes), s.Blocks, s.NewBlocks)
 		}
 	}
-	b := flist.NewBuilder(store, cfg, flistLogger(env))
+	b := flist.NewBuilder(cfg, store, flistLogger(env))
 	if err := flist.AddSource(ctx, b, pos[0]); err != nil {
 		return fmt.Errorf("building %s: %w", pos[0], err)
 	}

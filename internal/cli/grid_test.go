@@ -2,67 +2,26 @@ package cli
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
+	"github.com/zos-go/zos/internal/gridd/gridtest"
 	"github.com/zos-go/zos/internal/identity"
-	"github.com/zos-go/zos/internal/natsd"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/rmb"
 	"github.com/zos-go/zos/internal/testutil"
 )
 
-// startGrid runs what `zgrid run` runs (embedded NATS with the relay's key
-// authentication, and the registry) on a random loopback port until
-// cleanup, and returns the client URL.
+// startGrid runs what `zgrid run` runs (gridd: embedded NATS with the
+// relay's key authentication, and the registry) on a random loopback port
+// until cleanup, and returns the client URL.
 func startGrid(t *testing.T) string {
 	t.Helper()
-	sys, err := identity.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var svcp atomic.Pointer[registry.Service]
-	auth := natsd.NewAuthenticator(func(pub ed25519.PublicKey) (uint32, bool) {
-		if s := svcp.Load(); s != nil {
-			return s.LookupTwin(pub)
-		}
-		return 0, false
-	}, []ed25519.PublicKey{sys.Public()}, nil)
-	srv, err := natsd.Start(natsd.Config{StoreDir: t.TempDir(), Port: natsd.RandomPort, Authentication: auth, TwinServices: registry.ServiceSubjects(), MaxPayload: rmb.ServerMaxPayload}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := rmb.Connect(srv.ClientURL(), sys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	svc, err := registry.NewService(ctx, nc, registry.Config{Replicas: 1}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svcp.Store(svc)
-	runCtx, stop := context.WithCancel(context.Background())
-	g, runCtx := errgroup.WithContext(runCtx)
-	g.Go(func() error { return svc.Run(runCtx) })
-	t.Cleanup(func() {
-		stop()
-		if err := g.Wait(); err != nil {
-			t.Errorf("registry: %v", err)
-		}
-	})
-	return srv.ClientURL()
+	return gridtest.Start(t, gridtest.Loopback(t)).NATS
 }
 
 // newHome makes a zosctl home with a key and a twin on grid, and returns

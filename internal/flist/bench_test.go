@@ -68,7 +68,7 @@ func BenchmarkBuild(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		store, _ := NewDirStore(b.TempDir())
-		bl := NewBuilder(store, BuildConfig{}, testutil.Logger(b))
+		bl := NewBuilder(BuildConfig{}, store, testutil.Logger(b))
 		if err := AddSource(context.Background(), bl, src); err != nil {
 			b.Fatal(err)
 		}
@@ -85,13 +85,13 @@ func BenchmarkDedup(b *testing.B) {
 	src, _ := benchTree(b)
 	for i := 0; i < b.N; i++ {
 		store, _ := NewDirStore(b.TempDir())
-		bl := NewBuilder(store, BuildConfig{}, testutil.Logger(b))
+		bl := NewBuilder(BuildConfig{}, store, testutil.Logger(b))
 		if err := AddSource(context.Background(), bl, src); err != nil {
 			b.Fatal(err)
 		}
 		base, _ := bl.Finish()
 		baseStored := bl.Stats().Stored
-		bl2 := NewBuilder(store, BuildConfig{}, testutil.Logger(b))
+		bl2 := NewBuilder(BuildConfig{}, store, testutil.Logger(b))
 		if err := AddSource(context.Background(), bl2, src); err != nil {
 			b.Fatal(err)
 		}

@@ -67,7 +67,7 @@ type bnode struct {
 }
 
 // NewBuilder starts a build writing blocks to store.
-func NewBuilder(store Store, cfg BuildConfig, log *slog.Logger) *Builder {
+func NewBuilder(cfg BuildConfig, store Store, log *slog.Logger) *Builder {
 	return &Builder{
 		store: store, cfg: cfg, log: log,
 		root: &bnode{in: Inode{Mode: ModeDir | 0o755}, children: map[string]*bnode{}, layer: -1},

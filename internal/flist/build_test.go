@@ -97,7 +97,7 @@ func buildTar(t testing.TB, data []byte) (*Meta, *DirStore, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := NewBuilder(store, BuildConfig{}, testutil.Logger(t))
+	b := NewBuilder(BuildConfig{}, store, testutil.Logger(t))
 	if err := AddTar(context.Background(), b, bytes.NewReader(data)); err != nil {
 		return nil, store, err
 	}
@@ -383,7 +383,7 @@ func TestOCIArchive(t *testing.T) {
 	_ = os.MkdirAll(bad, 0o755)
 	_ = os.WriteFile(filepath.Join(bad, "index.json"), []byte(`{}`), 0o644)
 	_ = os.WriteFile(filepath.Join(bad, "manifest.json"), []byte(man), 0o644)
-	if err := AddSource(context.Background(), NewBuilder(store, BuildConfig{}, testutil.Logger(t)), bad); err == nil || !strings.Contains(err.Error(), `".."`) {
+	if err := AddSource(context.Background(), NewBuilder(BuildConfig{}, store, testutil.Logger(t)), bad); err == nil || !strings.Contains(err.Error(), `".."`) {
 		t.Errorf("layer outside the image: got %v", err)
 	}
 }

@@ -65,7 +65,7 @@ type fetchCall struct {
 }
 
 // NewFS makes the file system of m. Close stops its prefetching.
-func NewFS(m *Meta, cfg MountConfig, log *slog.Logger) *FS {
+func NewFS(cfg MountConfig, m *Meta, log *slog.Logger) *FS {
 	if cfg.MemCache == 0 {
 		cfg.MemCache = 32 << 20
 	}
@@ -347,7 +347,7 @@ type Mount struct {
 
 // MountFS mounts m read-only on dir (which must exist).
 func MountFS(dir string, m *Meta, cfg MountConfig, log *slog.Logger) (*Mount, error) {
-	f := NewFS(m, cfg, log)
+	f := NewFS(cfg, m, log)
 	srv, err := sysfuse.Mount(dir, f.Root(), sysfuse.Options{Name: "flist", ReadOnly: true, Timeout: time.Hour})
 	if err != nil {
 		f.Close()

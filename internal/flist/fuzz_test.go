@@ -138,7 +138,7 @@ func FuzzMeta(f *testing.F) {
 func TestCorruptFiles(t *testing.T) {
 	ctx := context.Background()
 	store, _ := NewDirStore(t.TempDir())
-	b := NewBuilder(store, BuildConfig{}, testutil.Logger(t))
+	b := NewBuilder(BuildConfig{}, store, testutil.Logger(t))
 	_ = b.Add(ctx, Entry{Path: "etc/hosts", Mode: ModeRegular | 0o644}, strings.NewReader(strings.Repeat("x", DefaultBlockSize+9000)))
 	_ = b.Add(ctx, Entry{Path: "bin/sh", Mode: ModeSymlink | 0o777, Target: "busybox"}, nil)
 	m, err := b.Finish()

@@ -67,7 +67,7 @@ func busyboxTree(t testing.TB) string {
 // with the store and returns the finished flist.
 func buildSource(t testing.TB, store Store, src string) *Meta {
 	t.Helper()
-	b := NewBuilder(store, BuildConfig{}, testutil.Logger(t))
+	b := NewBuilder(BuildConfig{}, store, testutil.Logger(t))
 	if err := AddSource(context.Background(), b, src); err != nil {
 		t.Fatalf("building: %v", err)
 	}

@@ -211,7 +211,7 @@ func TestHubClientRetriesWhenBusy(t *testing.T) {
 func minimalFlist(t *testing.T) []byte {
 	t.Helper()
 	store, _ := flist.NewDirStore(t.TempDir())
-	b := flist.NewBuilder(store, flist.BuildConfig{}, testutil.Logger(t))
+	b := flist.NewBuilder(flist.BuildConfig{}, store, testutil.Logger(t))
 	if err := b.Add(context.Background(), flist.Entry{Path: "etc", Mode: flist.ModeDir | 0o755}, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -390,7 +390,7 @@ func TestBuildRefusesNonUTF8Names(t *testing.T) {
 		t.Fatal(err)
 	}
 	store, _ := NewDirStore(t.TempDir())
-	b := NewBuilder(store, BuildConfig{}, testutil.Logger(t))
+	b := NewBuilder(BuildConfig{}, store, testutil.Logger(t))
 	err := AddSource(context.Background(), b, src)
 	if err == nil {
 		_, err = b.Finish()

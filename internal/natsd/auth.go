@@ -33,7 +33,6 @@ type AuthConfig struct {
 	TwinPublish     []string
 	TwinPublishDeny []string
 	TwinSubscribe   []string
-	Log             *slog.Logger
 }
 
 // NewAuthenticator returns the NATS client authenticator of the embedded
@@ -41,20 +40,15 @@ type AuthConfig struct {
 // the server's nonce. System keys get full rights; a registered twin may
 // publish to any twin's inbox and the registry, and subscribe to its own
 // inbox and replies; any other key may only publish to rmb.TwinCreateSubject and
-// receive the reply. Set it as Config.Authentication.
-func NewAuthenticator(lookup func(pub ed25519.PublicKey) (twin uint32, ok bool), system []ed25519.PublicKey, log *slog.Logger) server.Authentication {
-	return NewAuthenticatorConfig(AuthConfig{Lookup: lookup, System: system, Log: log})
-}
-
-// NewAuthenticatorConfig is NewAuthenticator with more choices.
-func NewAuthenticatorConfig(cfg AuthConfig) server.Authentication {
+// receive the reply. Set it as Config.Authentication. log may be nil.
+func NewAuthenticator(cfg AuthConfig, log *slog.Logger) server.Authentication {
 	a := &authenticator{
 		lookup:  cfg.Lookup,
 		system:  make(map[string]bool, len(cfg.System)),
 		pub:     cfg.TwinPublish,
 		deny:    cfg.TwinPublishDeny,
 		sub:     cfg.TwinSubscribe,
-		log:     cfg.Log,
+		log:     log,
 		limiter: loglimit.New(time.Second),
 	}
 	if a.pub == nil {

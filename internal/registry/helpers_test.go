@@ -42,7 +42,7 @@ func startService(t testing.TB, nc *nats.Conn, cfg Config) *Service {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	svc, err := NewService(ctx, nc, cfg, testutil.Logger(t))
+	svc, err := NewService(ctx, cfg, nc, testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("starting registry: %v", err)
 	}

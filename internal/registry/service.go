@@ -85,7 +85,7 @@ type handler func(ctx context.Context, w *signedRequest, payload json.RawMessage
 
 // NewService opens (creating when needed) the buckets and the stream on
 // nc's JetStream. It retries while JetStream is not ready, until ctx ends.
-func NewService(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Service, error) {
+func NewService(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ func startNATS(t testing.TB, cfg rmb.TestNATS) (*server.Server, string, *server.
 	if port == 0 {
 		port = natsd.RandomPort
 	}
-	auth := natsd.NewAuthenticator(cfg.Lookup, cfg.System, testutil.Logger(t))
+	auth := natsd.NewAuthenticator(natsd.AuthConfig{Lookup: cfg.Lookup, System: cfg.System}, testutil.Logger(t))
 	s, err := natsd.Start(natsd.Config{
 		StoreDir:       cfg.Dir,
 		Port:           port,

@@ -129,7 +129,7 @@ func testFlist(t testing.TB, name string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := flist.NewBuilder(store, flist.BuildConfig{}, testutil.Logger(t))
+	b := flist.NewBuilder(flist.BuildConfig{}, store, testutil.Logger(t))
 	if err := b.Add(context.Background(), flist.Entry{Path: name, Mode: flist.ModeDir | 0o755}, nil); err != nil {
 		t.Fatal(err)
 	}

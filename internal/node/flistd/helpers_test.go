@@ -74,7 +74,7 @@ func (s routedStore) URL() string { return s.url }
 // buildMeta builds tr into flist metadata whose blocks go to store.
 func buildMeta(t testing.TB, tr tree, store flist.Store) *flist.Meta {
 	t.Helper()
-	b := flist.NewBuilder(store, flist.BuildConfig{}, testutil.Logger(t))
+	b := flist.NewBuilder(flist.BuildConfig{}, store, testutil.Logger(t))
 	if err := flist.AddSource(context.Background(), b, writeTree(t, tr)); err != nil {
 		t.Fatalf("building flist: %v", err)
 	}

@@ -61,7 +61,7 @@ func TestRootGatewayIPv6(t *testing.T) {
 		FarmLAN: func() []netip.Prefix { return []netip.Prefix{netlab.PublicLAN6} },
 		NS:      tl.node,
 	}
-	gm := gateway.NewManager(policy, proxy, fakeRegistry{names: map[string]uint32{"app6": 7}}, tl.m)
+	gm := gateway.NewManager(gateway.ManagerConfig{Backends: policy}, proxy, fakeRegistry{names: map[string]uint32{"app6": 7}}, tl.m)
 	fqdn := func(name string, passthrough bool, backend string) *provision.Workload {
 		return gwWorkload(t, 7, name, gridtypes.GatewayFQDNProxyType, &gridtypes.GatewayFQDNProxy{FQDN: name + ".example.org",
 			GatewayBase: gridtypes.GatewayBase{TLSPassthrough: passthrough, Backends: []gridtypes.Backend{gridtypes.Backend(backend)}}})

@@ -225,7 +225,7 @@ func startGateway(t *testing.T, l *netlab.Lab, m *Manager, reg gateway.Registry)
 		}
 		return string(b), &x509Subject{CN: resp.TLS.PeerCertificates[0].Subject.CommonName}, nil
 	}
-	return labGateway{proxy: proxy, m: gateway.NewManager(labPolicy(l), proxy, reg, m), client: client}
+	return labGateway{proxy: proxy, m: gateway.NewManager(gateway.ManagerConfig{Backends: labPolicy(l)}, proxy, reg, m), client: client}
 }
 
 // countListener counts the connections a listener accepted.

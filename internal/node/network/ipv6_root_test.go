@@ -58,7 +58,7 @@ func newLab6(t *testing.T, ra bool) *lab6 {
 		l.StartRouterAdvertisements(t)
 	}
 	c := registry.Contract{ID: 9, PublicIPs: []registry.PublicIP{{IP: "10.99.0.200/24", Gateway: netlab.LANGateway.String()}}}
-	tl.ips = NewPublicIPManager(tl.node, sys.Firewall, fakeContracts{9: c}, tl.m, testutil.Logger(t))
+	tl.ips = NewPublicIPManager(PublicIPConfig{NodeNS: tl.node}, sys.Firewall, fakeContracts{9: c}, tl.m, testutil.Logger(t))
 	netlab.ListenTCP(t, tl.node, "[::]:"+probePort)
 	serveZDB6(t, tl.node)
 	return tl

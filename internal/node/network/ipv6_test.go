@@ -220,7 +220,7 @@ func TestPublicIPManagerV6(t *testing.T) {
 			f := newFakeSystem()
 			d := &gridtypes.Deployment{TwinID: 7, ContractID: 9}
 			wl := ipWorkloadV(t, d, "pip", tt.v4, tt.v6)
-			m := NewPublicIPManager("node", f.system().Firewall, fakeContracts{9: c}, tt.pfx, testutil.Logger(t))
+			m := NewPublicIPManager(PublicIPConfig{NodeNS: "node"}, f.system().Firewall, fakeContracts{9: c}, tt.pfx, testutil.Logger(t))
 			res, err := m.Provision(context.Background(), wl)
 			if tt.err != nil {
 				if !errors.Is(err, tt.err) {

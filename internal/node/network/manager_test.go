@@ -379,7 +379,7 @@ func TestPublicIPManagerLines(t *testing.T) {
 	c := registry.Contract{ID: 9, PublicIPs: []registry.PublicIP{{IP: "203.0.113.10/24", Gateway: "203.0.113.1"}}}
 	d := &gridtypes.Deployment{TwinID: 7, ContractID: 9}
 	wl := ipWorkload(t, d, "pip")
-	m := NewPublicIPManager("node", f.system().Firewall, fakeContracts{9: c}, nil, testutil.Logger(t))
+	m := NewPublicIPManager(PublicIPConfig{NodeNS: "node"}, f.system().Firewall, fakeContracts{9: c}, nil, testutil.Logger(t))
 	res, err := m.Provision(context.Background(), wl)
 	if err != nil {
 		t.Fatal(err)

@@ -39,10 +39,15 @@ type Prefixes interface {
 
 var _ provision.Manager = (*PublicIPManager)(nil)
 
-// NewPublicIPManager returns the manager; filters go into namespace nodeNS
+// PublicIPConfig configures a PublicIPManager.
+type PublicIPConfig struct {
+	NodeNS string // the node's namespace, where the filters go
+}
+
+// NewPublicIPManager returns the manager; filters go into cfg.NodeNS
 // through fw; v6 (nil: none) gives the prefix of public IPv6 addresses.
-func NewPublicIPManager(nodeNS string, fw Firewall, contracts Contracts, v6 Prefixes, log *slog.Logger) *PublicIPManager {
-	return &PublicIPManager{nodeNS: nodeNS, fw: fw, contracts: contracts, v6: v6, log: log}
+func NewPublicIPManager(cfg PublicIPConfig, fw Firewall, contracts Contracts, v6 Prefixes, log *slog.Logger) *PublicIPManager {
+	return &PublicIPManager{nodeNS: cfg.NodeNS, fw: fw, contracts: contracts, v6: v6, log: log}
 }
 
 // PublicTap is the name of a workload's public tap (as the original:

@@ -94,7 +94,7 @@ func TestRootAntiSpoofing(t *testing.T) {
 	must(rtnl.AddRoute(vm, rtnl.Route{Dst: netip.MustParsePrefix("192.0.2.0/24"), Dev: "eth0", Via: netip.MustParseAddr("203.0.113.1")}))
 	must(rtnl.AddRoute(obs, rtnl.Route{Dst: netip.MustParsePrefix("203.0.113.0/24"), Dev: "eth0", Via: netip.MustParseAddr("192.0.2.1")}))
 
-	m := NewPublicIPManager(node, nft.Tables{}, fakeContracts{9: c}, nil, testutil.Logger(t))
+	m := NewPublicIPManager(PublicIPConfig{NodeNS: node}, nft.Tables{}, fakeContracts{9: c}, nil, testutil.Logger(t))
 	res, err := m.Provision(context.Background(), wl)
 	if err != nil {
 		t.Fatal(err)

@@ -70,7 +70,7 @@ func (n *Node) startMachines(ctx context.Context, cache string, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	vms, err := vm.New(vm.Config{Root: filepath.Join(root, "machines"), Kernel: k.Vmlinux, Initrd: initrd, Accel: accel, NetNS: cfg.NetNS}, log, vm.HostSystem("", ""))
+	vms, err := vm.New(vm.Config{Root: filepath.Join(root, "machines"), Kernel: k.Vmlinux, Initrd: initrd, Accel: accel, NetNS: cfg.NetNS}, vm.HostSystem("", ""), log)
 	if err != nil {
 		return nil, err
 	}

@@ -85,7 +85,7 @@ func (n *Node) gateway(cache string, log *slog.Logger) (*gateway.Proxy, *gateway
 		NodeRanges: []netip.Prefix{network.PublicRange},
 		NS:         n.cfg.NetNS,
 	}
-	return p, gateway.NewManager(policy, p, gatewayRegistry{n}, n.network)
+	return p, gateway.NewManager(gateway.ManagerConfig{Backends: policy}, p, gatewayRegistry{n}, n.network)
 }
 
 // gatewayRegistry reads name contracts and the node's domain.

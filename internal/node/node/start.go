@@ -48,7 +48,7 @@ func (n *Node) startStorage(ctx context.Context, r *runner) error {
 	st, err := storage.New(storage.Config{
 		Root: filepath.Join(n.cfg.DataDir, "mnt"), DataDir: filepath.Join(n.cfg.DataDir, "disks"),
 		Disks: n.cfg.Disks, ScanHost: n.cfg.ScanHost, Prefix: n.cfg.Prefix, RecreateMissing: n.cfg.RecreateMissingDisks,
-	}, n.log.With("component", "storage"), storage.HostSystem())
+	}, storage.HostSystem(), n.log.With("component", "storage"))
 	if err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func (n *Node) startZDB(_ context.Context, r *runner) error {
 		}
 		r.onStop("zdb IPv6 listener", ln6.Close)
 	}
-	zdbm, err := primitives.NewZDBManager(n.storage, zsrv, n.zdbIPs, uint(n.cfg.ZDBPort), n.log.With("component", "zdb"))
+	zdbm, err := primitives.NewZDBManager(primitives.ZDBConfig{Port: uint(n.cfg.ZDBPort)}, n.storage, zsrv, n.zdbIPs, n.log.With("component", "zdb"))
 	if err != nil {
 		return err
 	}
@@ -226,7 +226,7 @@ func (n *Node) startEngine(_ context.Context, r *runner) error {
 		gridtypes.VolumeType:   &primitives.VolumeManager{Storage: n.storage},
 		gridtypes.ZDBType:      n.zdb,
 		gridtypes.NetworkType:  n.network,
-		gridtypes.PublicIPType: network.NewPublicIPManager(n.cfg.NetNS, network.HostSystem(netlog).Firewall, n.grid, n.network, netlog),
+		gridtypes.PublicIPType: network.NewPublicIPManager(network.PublicIPConfig{NodeNS: n.cfg.NetNS}, network.HostSystem(netlog).Firewall, n.grid, n.network, netlog),
 	}
 	zlogs := primitives.NewZLogsManager(primitives.ZLogsConfig{Egress: n.egress}, n, n.network.Dialer, n.log.With("component", "zlogs"))
 	r.onStop("zlogs", func() error { zlogs.Close(); return nil })

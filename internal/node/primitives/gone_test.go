@@ -20,7 +20,7 @@ import (
 func TestGoneIsNotRemade(t *testing.T) {
 	st := startStorage(t, storage.HostedDisk{Type: storage.SSD, Size: 1 << 30}, storage.HostedDisk{Type: storage.HDD, Size: 1 << 30})
 	log := testutil.Logger(t)
-	zm, err := NewZDBManager(st, zdb.NewServer(zdb.ServerConfig{}, log), func() []string { return []string{"127.0.0.1"} }, 9900, log)
+	zm, err := NewZDBManager(ZDBConfig{Port: 9900}, st, zdb.NewServer(zdb.ServerConfig{}, log), func() []string { return []string{"127.0.0.1"} }, log)
 	if err != nil {
 		t.Fatal(err)
 	}

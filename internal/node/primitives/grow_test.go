@@ -31,7 +31,7 @@ func startStorage(t *testing.T, disks ...storage.HostedDisk) *storage.Module {
 	}
 	dir := t.TempDir()
 	cfg := storage.Config{Root: filepath.Join(dir, "mnt"), DataDir: filepath.Join(dir, "data"), Prefix: "tg-", Disks: disks, CacheStep: 64 << 20}
-	st, err := storage.New(cfg, testutil.Logger(t), storage.HostSystem())
+	st, err := storage.New(cfg, storage.HostSystem(), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestZDBGrowthChecked(t *testing.T) {
 	const mib = 1 << 20
 	st := startStorage(t, storage.HostedDisk{Type: storage.SSD, Size: 1 << 30}, storage.HostedDisk{Type: storage.HDD, Size: 256 * mib})
 	log := testutil.Logger(t)
-	m, err := NewZDBManager(st, zdb.NewServer(zdb.ServerConfig{}, log), func() []string { return []string{"127.0.0.1"} }, 9900, log)
+	m, err := NewZDBManager(ZDBConfig{Port: 9900}, st, zdb.NewServer(zdb.ServerConfig{}, log), func() []string { return []string{"127.0.0.1"} }, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,11 +49,15 @@ var (
 	_ provision.Updater = (*ZDBManager)(nil)
 )
 
+// ZDBConfig configures a ZDBManager.
+type ZDBConfig struct {
+	Port uint // the port server listens on, reported to users
+}
+
 // NewZDBManager opens a store on every existing zdb device and adds it to
-// server. ips returns the addresses reported to users, port the port the
-// server listens on.
-func NewZDBManager(st ZDBDevices, server *zdb.Server, ips func() []string, port uint, log *slog.Logger) (*ZDBManager, error) {
-	m := &ZDBManager{storage: st, server: server, ips: ips, port: port, log: log, stores: map[string]*zdb.Store{}}
+// server. ips returns the addresses reported to users.
+func NewZDBManager(cfg ZDBConfig, st ZDBDevices, server *zdb.Server, ips func() []string, log *slog.Logger) (*ZDBManager, error) {
+	m := &ZDBManager{storage: st, server: server, ips: ips, port: cfg.Port, log: log, stores: map[string]*zdb.Store{}}
 	devs, err := st.Devices()
 	if err != nil {
 		return nil, fmt.Errorf("listing zdb devices: %w", err)

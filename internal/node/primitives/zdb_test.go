@@ -26,7 +26,7 @@ func TestZDBFirstNamespacesAtOnce(t *testing.T) {
 	cfg := storage.Config{Root: filepath.Join(dir, "mnt"), DataDir: filepath.Join(dir, "data"), Prefix: "tz-",
 		Disks: []storage.HostedDisk{{Type: storage.SSD, Size: 6 << 30}, {Type: storage.HDD, Size: 2 << 30}}}
 	log := testutil.Logger(t)
-	st, err := storage.New(cfg, log, storage.HostSystem())
+	st, err := storage.New(cfg, storage.HostSystem(), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestZDBFirstNamespacesAtOnce(t *testing.T) {
 	if err := st.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	m, err := NewZDBManager(st, zdb.NewServer(zdb.ServerConfig{}, log), func() []string { return []string{"127.0.0.1"} }, 9900, log)
+	m, err := NewZDBManager(ZDBConfig{Port: 9900}, st, zdb.NewServer(zdb.ServerConfig{}, log), func() []string { return []string{"127.0.0.1"} }, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 func BenchmarkDiscoverMount4Pools(b *testing.B) {
 	requireKernel(b)
 	cfg := hostedConfig(b, SSD, SSD, HDD, HDD)
-	m, err := New(cfg, nil, HostSystem())
+	m, err := New(cfg, HostSystem(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

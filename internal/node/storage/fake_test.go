@@ -229,7 +229,7 @@ func TestDiscoveryDecisions(t *testing.T) {
 
 	// sda also named explicitly: claimed once.
 	m, err := New(Config{Root: filepath.Join(root, "mnt"), ScanHost: true, Devices: []string{"/dev/sda"},
-		CacheCheckInterval: time.Millisecond}, nil, fs.system())
+		CacheCheckInterval: time.Millisecond}, fs.system(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func normalise(s string) string {
 func TestTmpfsFallback(t *testing.T) {
 	root := t.TempDir()
 	fs := newFakeSys(root)
-	m, err := New(Config{Root: filepath.Join(root, "mnt"), CacheTmpfsSize: 1 << 20}, nil, fs.system())
+	m, err := New(Config{Root: filepath.Join(root, "mnt"), CacheTmpfsSize: 1 << 20}, fs.system(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +360,7 @@ func TestHostedDisksFake(t *testing.T) {
 	fs := newFakeSys(root)
 	cfg := Config{Root: filepath.Join(root, "mnt"), DataDir: filepath.Join(root, "data"), Prefix: "n1-",
 		Disks: []HostedDisk{{SSD, gib}, {HDD, 2 * gib}}, CacheStep: 64 << 20}
-	m, err := New(cfg, nil, fs.system())
+	m, err := New(cfg, fs.system(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

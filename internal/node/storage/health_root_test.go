@@ -28,7 +28,7 @@ func TestDyingHostedDisk(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			requireKernel(t)
 			cfg := hostedConfig(t, SSD, SSD)
-			m, err := New(cfg, nil, HostSystem())
+			m, err := New(cfg, HostSystem(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

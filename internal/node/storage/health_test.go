@@ -21,7 +21,7 @@ func startFake(t *testing.T, root string, fs *fakeSys, recreate bool, types ...D
 	for _, ty := range types {
 		cfg.Disks = append(cfg.Disks, HostedDisk{Type: ty, Size: gib})
 	}
-	m, err := New(cfg, nil, fs.system())
+	m, err := New(cfg, fs.system(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestCacheLostRefused(t *testing.T) {
 	if err := os.Remove(diskFile(m, 0)); err != nil {
 		t.Fatal(err)
 	}
-	m2, err := New(m.cfg, nil, fs.system())
+	m2, err := New(m.cfg, fs.system(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

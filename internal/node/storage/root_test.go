@@ -99,7 +99,7 @@ func mountsUnder(root string) []string {
 
 func startModule(t testing.TB, cfg Config) *Module {
 	t.Helper()
-	m, err := New(cfg, testutil.Logger(t), HostSystem())
+	m, err := New(cfg, HostSystem(), testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -363,7 +363,7 @@ func readHead(t testing.TB, path string, n int) []byte {
 func TestReboot(t *testing.T) {
 	requireKernel(t)
 	cfg := hostedConfig(t, SSD, SSD, HDD)
-	m, err := New(cfg, testutil.Logger(t), HostSystem())
+	m, err := New(cfg, HostSystem(), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -707,7 +707,7 @@ func TestReadOnlyPool(t *testing.T) {
 func TestLeftoversCleaned(t *testing.T) {
 	requireKernel(t)
 	cfg := hostedConfig(t, SSD, HDD)
-	m, err := New(cfg, testutil.Logger(t), HostSystem())
+	m, err := New(cfg, HostSystem(), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -244,7 +244,7 @@ type Module struct {
 }
 
 // New makes a storage module; Start claims the disks.
-func New(cfg Config, log *slog.Logger, sys System) (*Module, error) {
+func New(cfg Config, sys System, log *slog.Logger) (*Module, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("configuring storage: %w", err)
 	}

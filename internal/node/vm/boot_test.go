@@ -442,7 +442,7 @@ func testManager(t *testing.T, kit *guestKit) {
 	testutil.RequireFile(t, qemu.DefaultVirtiofsd)
 	log := testutil.Logger(t)
 	cfg := Config{Root: t.TempDir(), Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs, Accel: qemu.AccelTCG, StopTimeout: time.Second}
-	m1, err := New(cfg, log, HostSystem("", ""))
+	m1, err := New(cfg, HostSystem("", ""), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +471,7 @@ func testManager(t *testing.T, kit *guestKit) {
 	st, _ := readState(t, cfg.Root, "vm1")
 
 	// A node restart: a new manager adopts the running VM.
-	m2, err := New(cfg, log, HostSystem("", ""))
+	m2, err := New(cfg, HostSystem("", ""), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -538,7 +538,7 @@ func testCrashRestart(t *testing.T, kit *guestKit) {
 	testutil.RequireFile(t, qemu.DefaultVirtiofsd)
 	log := testutil.Logger(t)
 	cfg := Config{Root: t.TempDir(), Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs, Accel: qemu.AccelTCG, StopTimeout: time.Second}
-	m, err := New(cfg, log, HostSystem("", ""))
+	m, err := New(cfg, HostSystem("", ""), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -607,7 +607,7 @@ func BenchmarkQEMUMemory(b *testing.B) {
 	kit := newGuestKit(b)
 	root := busyboxRoot(b)
 	log := testutil.Logger(b)
-	m, err := New(Config{Root: b.TempDir(), Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs, Accel: qemu.AccelTCG, StopTimeout: time.Second}, log, HostSystem("", ""))
+	m, err := New(Config{Root: b.TempDir(), Kernel: kit.kernel.Vmlinux, Initrd: kit.initramfs, Accel: qemu.AccelTCG, StopTimeout: time.Second}, HostSystem("", ""), log)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -316,7 +316,7 @@ func newFakeManager(t *testing.T) (*Manager, *fakeHost) {
 func newManagerOver(t *testing.T, root string, f *fakeHost) *Manager {
 	t.Helper()
 	m, err := New(Config{Root: root, Kernel: "/k/vmlinux", Initrd: "/k/vminit.cpio", Accel: qemu.AccelTCG,
-		StopTimeout: 50 * time.Millisecond}, testutil.Logger(t), f.system())
+		StopTimeout: 50 * time.Millisecond}, f.system(), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -257,7 +257,7 @@ type Manager struct {
 
 // New returns a manager over sys (HostSystem on a node); call Adopt to
 // take back VMs of a previous run.
-func New(cfg Config, log *slog.Logger, sys System) (*Manager, error) {
+func New(cfg Config, sys System, log *slog.Logger) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ func newTestManager(t *testing.T, kit *guestKit, mod func(*Config)) (*Manager, C
 	if mod != nil {
 		mod(&cfg)
 	}
-	m, err := New(cfg, testutil.Logger(t), HostSystem("", ""))
+	m, err := New(cfg, HostSystem("", ""), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func testNetNS(t *testing.T, kit *guestKit) {
 	}
 	attached("after a crash restart")
 	waitConsole(ctx, t, m, "nsvm", marker+" ping-ok")
-	m2, err := New(cfg, testutil.Logger(t), HostSystem("", ""))
+	m2, err := New(cfg, HostSystem("", ""), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func TestCheckInternalError(t *testing.T) {
 
 	log := testutil.Logger(t)
 	m, err := New(Config{Root: root, Kernel: "/nonexistent/vmlinux", Initrd: "/nonexistent/initrd", Accel: qemu.AccelTCG},
-		log, HostSystem("/nonexistent/qemu", "/nonexistent/virtiofsd"))
+		HostSystem("/nonexistent/qemu", "/nonexistent/virtiofsd"), log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,10 +34,15 @@ type Manager struct {
 
 var _ provision.Manager = (*Manager)(nil)
 
-// NewManager returns the manager of proxy; policy says which backends
-// tenants may name.
-func NewManager(policy BackendPolicy, proxy *Proxy, reg Registry, nets Networks) *Manager {
-	return &Manager{policy: policy, proxy: proxy, reg: reg, nets: nets}
+// ManagerConfig configures a Manager.
+type ManagerConfig struct {
+	// Backends says which backends tenants may name.
+	Backends BackendPolicy
+}
+
+// NewManager returns the manager of proxy.
+func NewManager(cfg ManagerConfig, proxy *Proxy, reg Registry, nets Networks) *Manager {
+	return &Manager{policy: cfg.Backends, proxy: proxy, reg: reg, nets: nets}
 }
 
 // Provision validates the workload and adds its route; the result of a

@@ -94,7 +94,7 @@ func TestManagerBackendAttacks(t *testing.T) {
 	own := &addrs{l: []netip.Addr{nodeIP}}
 	p := New(Config{}, &SelfSigned{}, testutil.Logger(t))
 	nets := &fakeNetworks{}
-	m := NewManager(testPolicy(own), p, fakeRegistry{domain: "gw.test"}, nets)
+	m := NewManager(ManagerConfig{Backends: testPolicy(own)}, p, fakeRegistry{domain: "gw.test"}, nets)
 	ctx := context.Background()
 	netName := "net"
 	netWL := gridtypes.Workload{Name: "net", Type: gridtypes.NetworkType,
@@ -198,7 +198,7 @@ func TestDomainSpellings(t *testing.T) {
 		t.Run(tt.domain, func(t *testing.T) {
 			own := &addrs{l: []netip.Addr{nodeIP}}
 			p := New(Config{}, &SelfSigned{}, testutil.Logger(t))
-			m := NewManager(testPolicy(own), p, fakeRegistry{domain: tt.domain, names: map[string]uint32{"alice": 7}}, &fakeNetworks{})
+			m := NewManager(ManagerConfig{Backends: testPolicy(own)}, p, fakeRegistry{domain: tt.domain, names: map[string]uint32{"alice": 7}}, &fakeNetworks{})
 			gw := serve(t, p).Addr().String()
 			const mallory, alice = "http://10.2.0.8:80", "http://10.2.0.7:80"
 			ctx := context.Background()

@@ -1,4 +1,10 @@
-package main
+// Package gridd is the grid plane of zgrid as a library: an embedded NATS
+// server with JetStream (or a connection to an existing cluster), the
+// relay's client authentication, the registry service, the explorer and the
+// flist hub, started as an ordered list of named tasks. cmd/zgrid parses its
+// flags into a Config and calls Run; tests start an in-process grid through
+// gridd/gridtest.
+package gridd
 
 import (
 	"context"
@@ -24,7 +30,8 @@ import (
 	"github.com/zos-go/zos/internal/rmb"
 )
 
-// Config is the configuration of zgrid run.
+// Config is the configuration of a grid (zgrid run's flags; Validate
+// names them).
 type Config struct {
 	DataDir     string
 	Listen      string
@@ -49,7 +56,7 @@ type Config struct {
 	// StoreReserve is the free space kept on the embedded server's store
 	// (natsd.Config.StoreReserve: 0 auto, natsd.NoReserve none).
 	StoreReserve int64
-	LogLevel     string
+	LogLevel     string // cmd/zgrid's logger; Run logs to the one it is given
 	// Ready, when set, is called once every task serves (a request sent
 	// then gets an answer), with the addresses clients use (tests).
 	Ready func(Addrs)
@@ -122,7 +129,7 @@ type task struct {
 
 // tasks is zgrid, in start order. Teardown is the reverse: the explorer
 // and the registry stop when ctx ends, then the connection closes, then the
-// embedded server shuts down (see run).
+// embedded server shuts down (see Run).
 func tasks() []task {
 	return []task{
 		{"system-key", loadSystemKey},
@@ -134,8 +141,10 @@ func tasks() []task {
 	}
 }
 
-// run starts the tasks in order and serves until ctx ends or a task fails.
-func run(ctx context.Context, cfg Config, log *slog.Logger) error {
+// Run validates cfg, starts the tasks in order and serves until ctx ends
+// or a task fails; cfg.Ready is called once every task serves. log gets
+// task_started per task, zgrid_ready and zgrid_stopped.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -224,12 +233,15 @@ func startNATS(_ context.Context, p *plane) (func(context.Context) error, error)
 	if p.cfg.Auth {
 		// The relay's rules: clients sign the server's nonce with their
 		// twin key; the grid's own key gets every right.
-		nc.Authentication = natsd.NewAuthenticator(func(pub ed25519.PublicKey) (uint32, bool) {
-			if svc := p.registry.Load(); svc != nil {
-				return svc.LookupTwin(pub)
-			}
-			return 0, false
-		}, []ed25519.PublicKey{p.sysKey.Public()}, p.log)
+		nc.Authentication = natsd.NewAuthenticator(natsd.AuthConfig{
+			Lookup: func(pub ed25519.PublicKey) (uint32, bool) {
+				if svc := p.registry.Load(); svc != nil {
+					return svc.LookupTwin(pub)
+				}
+				return 0, false
+			},
+			System: []ed25519.PublicKey{p.sysKey.Public()},
+		}, p.log)
 		// Twins reach the grid's account only through the registry's
 		// request subjects (natsd accounts).
 		nc.TwinServices = registry.ServiceSubjects()
@@ -248,7 +260,7 @@ func startNATS(_ context.Context, p *plane) (func(context.Context) error, error)
 	}
 	p.srv = srv
 	p.addrs.NATS = srv.ClientURL()
-	// The server is shut down in run's teardown, after our connection.
+	// The server is shut down in Run's teardown, after our connection.
 	return nil, nil
 }
 
@@ -319,7 +331,7 @@ func startRegistry(ctx context.Context, p *plane) (func(context.Context) error, 
 		// reserve (an existing cluster keeps its own disks).
 		cfg.Store = p.srv
 	}
-	svc, err := registry.NewService(octx, p.nc, cfg, p.log)
+	svc, err := registry.NewService(octx, cfg, p.nc, p.log)
 	if err != nil {
 		return nil, err
 	}
