@@ -266,7 +266,7 @@ func TestQSFSProvisionBadInputLeavesNothing(t *testing.T) {
 		}), "the backends do not take a write"},
 		{bad("meta-unreachable", func(q *gridtypes.QuantumSafeConfig) {
 			for i := range q.Meta.Config.Backends {
-				q.Meta.Config.Backends[i].Address = "127.0.0.1:1"
+				q.Meta.Config.Backends[i].Address = "127.0.0.1:" + strconv.Itoa(1+i) // nothing listens
 			}
 		}), "meta backends unavailable"},
 		{bad("too-few-shards-possible", func(q *gridtypes.QuantumSafeConfig) { q.Groups = q.Groups[:1] }), "placement impossible"},

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/node/qsfs/fs"
+	"github.com/zos-go/zos/internal/node/vm"
 	"github.com/zos-go/zos/internal/qsfs"
 	"github.com/zos-go/zos/internal/testutil"
 )
@@ -269,5 +272,34 @@ func TestQSFSMetricsEndpoint(t *testing.T) {
 		if code, _ := scrape(t, url); code != http.StatusNotFound {
 			t.Errorf("GET %s (without the secret path): got %d, want 404", path, code)
 		}
+	}
+}
+
+// A zmachine mounting a qsfs by name gets its mount path shared over
+// virtiofs at the mount point; a qsfs not mounted, or a node without the
+// qsfs manager, fails the VM with the reason.
+func TestZMachineSharesQSFS(t *testing.T) {
+	d := &gridtypes.Deployment{TwinID: 3, ContractID: 4, Workloads: []gridtypes.Workload{
+		{Name: "qs", Type: gridtypes.QuantumSafeFSType}, {Name: "vm", Type: gridtypes.ZMachineType},
+	}}
+	wl := &provision.Workload{Workload: d.Workloads[1], ID: d.WorkloadID("vm"), Deployment: d}
+	data := &gridtypes.ZMachine{Mounts: []gridtypes.MachineMount{{Name: "qs", Mountpoint: "/data"}}}
+	qm := NewQSFSManager(QSFSConfig{}, nil, testutil.Logger(t))
+
+	var s vm.Spec
+	err := (&ZMachineManager{QSFS: qm}).devices(&s, wl, data, 0)
+	if err == nil || !strings.Contains(err.Error(), "is not mounted") {
+		t.Errorf("a qsfs not mounted: got %v, want refused", err)
+	}
+	if err := (&ZMachineManager{}).devices(&s, wl, data, 0); err == nil || !strings.Contains(err.Error(), "runs no qsfs") {
+		t.Errorf("no qsfs manager: got %v, want refused", err)
+	}
+	qm.running[d.WorkloadID("qs")] = &qsfsInstance{dir: "/var/lib/zos/qsfs/3-4-qs"}
+	if err := (&ZMachineManager{QSFS: qm}).devices(&s, wl, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := []vm.Share{{Dir: "/var/lib/zos/qsfs/3-4-qs", Mountpoint: "/data"}}
+	if !reflect.DeepEqual(s.Shares, want) {
+		t.Errorf("shares: got %+v, want %+v", s.Shares, want)
 	}
 }
