@@ -99,6 +99,12 @@ func writeTree(t *testing.T, dir string) map[string][]byte {
 			t.Fatalf("writing %s through the mount: %v", name, err)
 		}
 	}
+	// A close after a write syncs every change before it, also the ones
+	// without a write (the empty file, the directories).
+	files["synced"] = []byte("last\n")
+	if err := os.WriteFile(filepath.Join(dir, "synced"), files["synced"], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return files
 }
 
