@@ -245,10 +245,8 @@ func (m *QSFSManager) mount(ctx context.Context, id gridtypes.WorkloadID, data *
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("making the mount point: %w", err)
 	}
-	// The bound leaves an eighth of the volume for the block being
-	// written and the file system's own use.
 	f, err := fs.Mount(fs.Config{
-		CacheDir: cacheDir, CacheSize: int64(data.Cache) - int64(data.Cache)/8, BlockSize: m.cfg.BlockSize,
+		CacheDir: cacheDir, CacheSize: m.cacheBound(data.Cache), BlockSize: m.cfg.BlockSize,
 		IsNotFound: func(err error) bool { return errors.Is(err, qsfs.ErrNotFound) },
 	}, store, dir, m.log)
 	if err != nil {
@@ -271,6 +269,18 @@ func (m *QSFSManager) mount(ctx context.Context, id gridtypes.WorkloadID, data *
 	go m.repairLoop(rctx, in)
 	m.log.Info("qsfs_mounted", "workload", id, "path", dir, "metrics", in.endpoint)
 	return in, nil
+}
+
+// cacheBound is the bytes of blocks the file system keeps in a cache
+// volume of size: an eighth of it, at least two blocks, is left for the
+// block being sealed over the bound and the file system's own use, so the
+// volume's quota is never what fails a write.
+func (m *QSFSManager) cacheBound(size gridtypes.Unit) int64 {
+	bs := int64(m.cfg.BlockSize)
+	if bs == 0 {
+		bs = 1 << 20 // the file system's default
+	}
+	return int64(size) - max(int64(size)/8, 2*bs)
 }
 
 // repairLoop repairs the qsfs every RepairEvery until stopped.
