@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // TestQSFS: a user deploys four 0-db namespaces (three data backends in
@@ -20,8 +21,9 @@ import (
 // zosctl deploy qsfs; files written through the qsfs path on the node (one
 // larger than its cache) are flushed to the backends when the qsfs is
 // canceled, and the same config (same keys) deployed again with a fresh
-// cache gives every file back identical. The metrics endpoint answers and
-// zosctl qsfs status shows every backend up.
+// cache gives every file back identical. A node crash in between: the
+// restarted node mounts the qsfs again with every file. The metrics
+// endpoint answers and zosctl qsfs status shows every backend up.
 func TestQSFS(t *testing.T) {
 	_, n, u := setup(t)
 	node := strconv.Itoa(int(n.id))
@@ -80,6 +82,25 @@ func TestQSFS(t *testing.T) {
 	status := u.mustRun("qsfs", "status", strconv.FormatUint(qd.ContractID, 10))
 	if !strings.Contains(status, "backends up 4 of 4") || !strings.Contains(status, "path "+res.Path) {
 		t.Errorf("zosctl qsfs status:\n%s\nwant the path and 4 of 4 backends up", status)
+	}
+
+	// A node crash leaves the FUSE mount dead; the restarted node detaches
+	// it and mounts the qsfs again at the same path, from its cache and
+	// the backends.
+	n.crash()
+	if _, err := os.ReadFile(filepath.Join(res.Path, "hello.txt")); err == nil {
+		t.Fatal("the qsfs still serves with its node killed; the test wants a dead mount")
+	}
+	n.start()
+	n.waitRegistered(u)
+	testutil.Eventually(t, 60*time.Second, "qsfs mounted again", func() (bool, error) {
+		got, err := os.ReadFile(filepath.Join(res.Path, "hello.txt"))
+		return err == nil && bytes.Equal(got, files["hello.txt"]), err
+	})
+	for name, data := range files {
+		if got, err := os.ReadFile(filepath.Join(res.Path, name)); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s after the node crashed: got %d bytes, %v; want the %d written", name, len(got), err, len(data))
+		}
 	}
 
 	// Cancel: flushed, unmounted, cache gone; deploy the same config (the
