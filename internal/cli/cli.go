@@ -74,6 +74,7 @@ func root() *command {
 			releaseCommand(),
 			networkCommand(),
 			imageCommand(),
+			qsfsCommand(),
 			{name: "version", summary: "print the zosctl version", run: func(_ context.Context, env *Env, _ []string) error {
 				fmt.Fprintln(env.Stdout, version.String())
 				return nil

@@ -23,6 +23,8 @@ func deployCommand() *command {
 		{name: "volume", usage: "--node N --size SIZE [--name NAME]", summary: "deploy a volume", run: deployVolume},
 		{name: "vm", usage: "--node N --flist URL --network NAME [--name vm] [--cpu 1] [--memory 512M] [--size SIZE] [--entrypoint CMD] [--env K=V]... [--disk SIZE:/mnt]... [--volume SIZE:/mnt]... [--ip A.B.C.D] [--public-ip] [--public-ip6]",
 			summary: "deploy a micro-VM booted from a flist, with new disks and volumes", run: deployVM},
+		{name: "qsfs", usage: "--node N --zdbs CONTRACT [--cache 1G] [--minimal M] [--expected E] [--name qs]",
+			summary: "deploy a qsfs over the 0-db namespaces of a zdb deployment (meta* ones hold the metadata)", run: deployQSFS},
 		{name: "file", usage: "--node N FILE", summary: "deploy a deployment from a JSON or YAML file (also: zosctl deploy -f FILE)", run: deployFile},
 	}}
 }
@@ -432,6 +434,11 @@ func describe(wl *gridtypes.Workload) string {
 		var v gridtypes.VolumeResult
 		if err := r.Unmarshal(&v); err == nil {
 			return "ok, volume " + v.ID
+		}
+	case gridtypes.QuantumSafeFSType:
+		var q gridtypes.QuantumSafeFSResult
+		if err := r.Unmarshal(&q); err == nil {
+			return "ok, mounted at " + q.Path + ", metrics at " + q.MetricsEndpoint
 		}
 	case gridtypes.ZMountType:
 		var v gridtypes.ZMountResult

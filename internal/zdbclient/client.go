@@ -23,9 +23,19 @@ import (
 var ErrNotFound = errors.New("key not found")
 
 // ServerError is an error reply from 0-db; the connection stays usable.
-type ServerError struct{ Msg string }
+// Msg is what the server said; with Options.Quiet, Error leaves it out
+// (the client still reads it: SCAN's end is an error reply).
+type ServerError struct {
+	Msg   string
+	quiet bool
+}
 
-func (e *ServerError) Error() string { return "zdb: " + e.Msg }
+func (e *ServerError) Error() string {
+	if e.quiet {
+		return "zdb: the server answered an error"
+	}
+	return "zdb: " + e.Msg
+}
 
 // Dialer opens connections; *net.Dialer is one.
 type Dialer interface {
@@ -149,10 +159,7 @@ func (c *Client) do(ctx context.Context, cn *conn, args ...[]byte) (resp.Reply, 
 		return r, err
 	}
 	if r.Kind == resp.KindError {
-		if c.o.Quiet {
-			return r, &ServerError{Msg: "the server answered an error"}
-		}
-		return r, &ServerError{Msg: string(r.Str)}
+		return r, &ServerError{Msg: string(r.Str), quiet: c.o.Quiet}
 	}
 	return r, nil
 }

@@ -177,3 +177,25 @@ func TestClientDeadline(t *testing.T) {
 		t.Errorf("took %v, want about the 300ms timeout", d)
 	}
 }
+
+// TestClientQuiet: a quiet client keeps what the server said out of its
+// errors, and still reads the replies it acts on: SCAN of an empty
+// namespace ends (0-db's end is an error reply), DEL of an absent key is
+// no error.
+func TestClientQuiet(t *testing.T) {
+	addr, _ := serve(t, t.TempDir(), "127.0.0.1:0")
+	c := New(Options{Network: "tcp", Addr: addr, Namespace: "ns", Password: "pw", Quiet: true})
+	defer c.Close()
+	ctx := context.Background()
+	if _, _, done, err := c.Scan(ctx, nil); err != nil || !done {
+		t.Errorf("Scan of an empty namespace: got done %v, %v; want done, nil", done, err)
+	}
+	if err := c.Del(ctx, []byte("absent")); err != nil {
+		t.Errorf("Del absent: got %v, want nil", err)
+	}
+	_, err := c.Do(ctx, []byte("NOSUCHCOMMAND"))
+	var serr *ServerError
+	if !errors.As(err, &serr) || !strings.HasSuffix(err.Error(), ": zdb: the server answered an error") || serr.Msg == "" {
+		t.Errorf("an error reply: got %v, want the server's words left out", err)
+	}
+}

@@ -231,7 +231,15 @@ func (n *Node) startEngine(_ context.Context, r *runner) error {
 	zlogs := primitives.NewZLogsManager(primitives.ZLogsConfig{Egress: n.egress}, n, n.network.Dialer, n.log.With("component", "zlogs"))
 	r.onStop("zlogs", func() error { zlogs.Close(); return nil })
 	managers[gridtypes.ZLogsType] = zlogs
+	// qsfs: mounts served by this process; stopping flushes and unmounts
+	// them (after the engine stopped), the next start mounts them again.
+	qsfsm := primitives.NewQSFSManager(primitives.QSFSConfig{
+		Root: filepath.Join(n.cfg.DataDir, "qsfs"), MetricsIP: n.cfg.ListenIP, Egress: n.egress,
+	}, n.storage, n.log.With("component", "qsfs"))
+	r.onStop("qsfs", qsfsm.Close)
+	managers[gridtypes.QuantumSafeFSType] = qsfsm
 	if n.vms != nil {
+		n.vms.manager.QSFS = qsfsm
 		managers[gridtypes.ZMachineType] = n.vms.manager
 	}
 	if n.gwm != nil {

@@ -50,6 +50,12 @@ type Networks interface {
 	Detach(tap string) error
 }
 
+// QSFSMounts is what the zmachine manager needs of the qsfs manager: where
+// a qsfs workload is mounted on the node, shared into the VM over virtiofs.
+type QSFSMounts interface {
+	MountPath(id gridtypes.WorkloadID) (string, error)
+}
+
 // MachineStorage is what the zmachine manager needs of storage: the
 // rootfs volume, and the disks and volumes a VM mounts.
 type MachineStorage interface {
@@ -75,7 +81,9 @@ type ZMachineManager struct {
 	Prefix string
 	// DNS are the guests' name servers.
 	DNS []string
-	Log *slog.Logger
+	// QSFS gives the mount path of a qsfs a VM mounts (nil: none here).
+	QSFS QSFSMounts
+	Log  *slog.Logger
 
 	mu  sync.Mutex                      // guards ips
 	ips map[string]gridtypes.WorkloadID // "<net id> <ip>" -> the VM using it
@@ -486,8 +494,8 @@ func exists(root, p string) bool {
 }
 
 // devices adds the mounts from the from-th on: zmounts as disks (vminit
-// mounts them, formatting a blank one, in container mode), volumes as
-// virtiofs shares.
+// mounts them, formatting a blank one, in container mode), volumes and
+// qsfs mounts as virtiofs shares.
 func (m *ZMachineManager) devices(s *vm.Spec, wl *provision.Workload, data *gridtypes.ZMachine, from int) error {
 	for i := from; i < len(data.Mounts); i++ {
 		mnt := data.Mounts[i]
@@ -509,8 +517,17 @@ func (m *ZMachineManager) devices(s *vm.Spec, wl *provision.Workload, data *grid
 				return fmt.Errorf("mounts[%d]: volume %q: %w", i, mnt.Name, err)
 			}
 			s.Shares = append(s.Shares, vm.Share{Dir: v.Path, Mountpoint: mnt.Mountpoint})
+		case gridtypes.QuantumSafeFSType:
+			if m.QSFS == nil {
+				return fmt.Errorf("mounts[%d]: %q is a qsfs, and this node runs no qsfs", i, mnt.Name)
+			}
+			dir, err := m.QSFS.MountPath(id)
+			if err != nil {
+				return fmt.Errorf("mounts[%d]: qsfs %q: %w", i, mnt.Name, err)
+			}
+			s.Shares = append(s.Shares, vm.Share{Dir: dir, Mountpoint: mnt.Mountpoint})
 		default:
-			return fmt.Errorf("mounts[%d]: %q is a %s, want a zmount or a volume", i, mnt.Name, ref.Type)
+			return fmt.Errorf("mounts[%d]: %q is a %s, want a zmount, a volume or a qsfs", i, mnt.Name, ref.Type)
 		}
 	}
 	return nil
