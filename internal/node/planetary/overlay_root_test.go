@@ -1,0 +1,190 @@
+package planetary
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/zos-go/zos/internal/node/network/netlab"
+	"github.com/zos-go/zos/internal/sys/netns"
+	"github.com/zos-go/zos/internal/sys/rtnl"
+	"github.com/zos-go/zos/internal/testutil"
+)
+
+const peerPort = 9651
+
+// A farm LAN with its internet (netlab): a public yggdrasil peer in the
+// internet namespace, a node in its namespace peering with it through the
+// farm router, and a namespace standing for a VM on the node's /64. The VM
+// is reached from the public peer over the overlay (ping and TCP), a
+// spoofed overlay source from the VM is dropped at the node, and latency
+// and throughput are measured over the overlay and over the LAN.
+func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireFile(t, "/dev/net/tun")
+	testutil.RequireBinary(t, "busybox")
+	lab := netlab.New(t, 1)
+	node := lab.Nodes[0]
+	for _, ns := range []string{lab.Internet, node.NS} {
+		must(t, netns.Sysctl(ns, "net/ipv6/conf/default/accept_dad", "0"))
+		must(t, netns.Sysctl(ns, "net/ipv6/conf/all/accept_dad", "0"))
+	}
+
+	public := startNode(t, lab.Internet, fmt.Sprintf("YGG_LISTEN=tcp://%s:%d", netlab.LANGateway, peerPort))
+	nd := startNode(t, node.NS, fmt.Sprintf("YGG_PEER=tcp://%s:%d", netlab.LANGateway, peerPort))
+	t.Logf("public peer %s, node %s with %s", public.Addr, nd.Addr, nd.Subnet)
+
+	// the VM: a veth from the node, the node's first /64 address as its
+	// gateway, the second as the VM's address, the overlay routed via the node
+	vm := lab.NewNS(t, "vm")
+	gw, vmAddr := nd.Subnet.Addr().Next(), nd.Subnet.Addr().Next().Next()
+	must(t, rtnl.AddVeth(node.NS, "vm0", "", vm, "eth0"))
+	must(t, rtnl.AddAddr(node.NS, "vm0", netip.PrefixFrom(gw, 64)))
+	must(t, netns.Sysctl(node.NS, "net/ipv6/conf/all/forwarding", "1"))
+	must(t, rtnl.AddAddr(vm, "eth0", netip.PrefixFrom(vmAddr, 64)))
+	must(t, rtnl.AddRoute(vm, rtnl.Route{Dst: netip.MustParsePrefix("200::/7"), Dev: "eth0", Via: gw}))
+
+	// peering and path lookup take a moment: poll with single pings
+	for _, dst := range []netip.Addr{nd.Addr, vmAddr} {
+		var out string
+		if err := testutil.Poll(30*time.Second, func() (bool, error) {
+			ok, o := netlab.Ping(lab.Internet, dst, 1)
+			out = o
+			return ok, nil
+		}); err != nil {
+			t.Fatalf("public peer never reached %s over the overlay: %s", dst, out)
+		}
+	}
+	if ok, out := netlab.Ping(vm, public.Addr, 3); !ok {
+		t.Errorf("VM did not reach the public peer over the overlay: %s", out)
+	}
+
+	// TCP from the public peer to a service in the VM
+	_, accepted := netlab.ListenTCP(t, vm, fmt.Sprintf("[%s]:8080", vmAddr))
+	if err := netlab.DialTCP(lab.Internet, fmt.Sprintf("[%s]:8080", vmAddr), 5*time.Second); err != nil {
+		t.Fatalf("TCP from the public peer to the VM over the overlay: %v", err)
+	}
+	select {
+	case from := <-accepted:
+		if from.Addr() != public.Addr {
+			t.Errorf("VM saw the connection from %s, want the public peer's overlay address %s", from.Addr(), public.Addr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the VM's listener never accepted")
+	}
+
+	// a VM claiming an overlay address that is not its node's: dropped by
+	// the node; the legitimate datagram sent after it is the only one seen
+	_, got := netlab.ListenUDP(t, lab.Internet, fmt.Sprintf("[%s]:7000", public.Addr))
+	spoofed := public.Subnet.Addr().Next().Next() // belongs to the public peer
+	must(t, rtnl.AddAddr(vm, "eth0", netip.PrefixFrom(spoofed, 128)))
+	must(t, sendFrom(vm, spoofed, public.Addr, "spoofed"))
+	must(t, sendFrom(vm, vmAddr, public.Addr, "legit"))
+	select {
+	case p := <-got:
+		if p != "legit" {
+			t.Errorf("public peer got %q first, want only %q (spoofed source must be dropped)", p, "legit")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("legitimate datagram from the VM never arrived")
+	}
+
+	overlayRTT := pingRTT(t, node.NS, public.Addr)
+	lanRTT := pingRTT(t, node.NS, netlab.LANGateway)
+	t.Logf("figure: ping node -> public peer: overlay %v, LAN %v (ratio %.1f)", overlayRTT, lanRTT, float64(overlayRTT)/float64(lanRTT))
+	if _, err := exec.LookPath("iperf3"); err == nil {
+		over := iperf(t, lab.Internet, node.NS, public.Addr)
+		under := iperf(t, lab.Internet, node.NS, netlab.LANGateway)
+		t.Logf("figure: TCP throughput node -> public peer: overlay %.0f Mbit/s, LAN %.0f Mbit/s (ratio %.2f)", over/1e6, under/1e6, over/under)
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sendFrom sends one UDP datagram from src (an address of ns) to dst:7000.
+func sendFrom(ns string, src, dst netip.Addr, payload string) error {
+	return netns.Do(ns, func() error {
+		c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 7000)))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte(payload))
+		return err
+	})
+}
+
+// pingRTT is the average round trip of 10 pings from ns to dst.
+func pingRTT(t *testing.T, ns string, dst netip.Addr) time.Duration {
+	t.Helper()
+	out, err := netns.Run(ns, "", "busybox", "ping", "-c", "10", "-i", "0.2", dst.String())
+	if err != nil {
+		t.Fatalf("ping %s: %v", dst, err)
+	}
+	var min, avg, max float64
+	for _, l := range splitLines(out) {
+		if n, _ := fmt.Sscanf(l, "round-trip min/avg/max = %f/%f/%f ms", &min, &avg, &max); n == 3 {
+			return time.Duration(avg * float64(time.Millisecond))
+		}
+	}
+	t.Fatalf("no round trip in ping output: %s", out)
+	return 0
+}
+
+func splitLines(s string) []string {
+	var out []string
+	start := 0
+	for i := range len(s) {
+		if s[i] == '\n' {
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
+
+// iperf measures TCP throughput (bit/s) from clientNS to an iperf3 server
+// on dst in serverNS.
+func iperf(t *testing.T, serverNS, clientNS string, dst netip.Addr) float64 {
+	t.Helper()
+	srv := exec.Command("iperf3", "-s", "-1", "-B", dst.String(), "-p", "5201")
+	must(t, netns.Start(serverNS, srv))
+	done := make(chan error, 1)
+	go func() { done <- srv.Wait() }()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = srv.Process.Kill()
+			<-done
+		}
+	})
+	var out string
+	if err := testutil.Poll(10*time.Second, func() (bool, error) {
+		o, err := netns.Run(clientNS, "", "iperf3", "-c", dst.String(), "-p", "5201", "-t", "3", "-J")
+		out = o
+		return err == nil, nil
+	}); err != nil {
+		t.Fatalf("iperf3 to %s: %s", dst, out)
+	}
+	var r struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("iperf3 output: %v: %s", err, out)
+	}
+	return r.End.SumReceived.BitsPerSecond
+}
