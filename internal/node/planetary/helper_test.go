@@ -2,6 +2,7 @@ package planetary
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,8 +28,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// helper runs an overlay with a TUN named ygg0 until stdin closes, after
-// printing "<address> <subnet>".
+// helper runs Run (what `zos planetary` runs) with a TUN named ygg0 until
+// stdin closes.
 func helper() int {
 	cfg := Config{DataDir: os.Getenv("YGG_DIR")}
 	if p := os.Getenv("YGG_PEER"); p != "" {
@@ -37,18 +38,13 @@ func helper() int {
 	if l := os.Getenv("YGG_LISTEN"); l != "" {
 		cfg.Listen = []string{l}
 	}
-	o, err := Start(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
+	ctx, stop := context.WithCancel(context.Background())
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); stop() }()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := Run(ctx, cfg, "ygg0", os.Stdout, log); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer o.Close()
-	if err := o.AttachTUN("ygg0"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Printf("%s %s\n", o.Address(), o.Subnet())
-	_, _ = io.Copy(io.Discard, os.Stdin)
 	return 0
 }
 

@@ -5,6 +5,7 @@
 package planetary
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -155,4 +156,25 @@ func (o *Overlay) Close() error {
 	}
 	o.core.Stop()
 	return err
+}
+
+// Run starts the overlay with a TUN named tunName in the current network
+// namespace, writes "<address> <subnet>\n" to out, and runs until ctx ends.
+// `zos planetary` runs it as a process started inside the node's
+// namespace, so that the library's sockets and its TUN all live there.
+func Run(ctx context.Context, cfg Config, tunName string, out io.Writer, log *slog.Logger) error {
+	o, err := Start(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	if err := o.AttachTUN(tunName); err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(out, "%s %s\n", o.Address(), o.Subnet()); err != nil {
+		return err
+	}
+	log.Info("planetary_up", "address", o.Address(), "subnet", o.Subnet(), "tun", tunName, "peers", len(cfg.Peers))
+	<-ctx.Done()
+	return nil
 }
