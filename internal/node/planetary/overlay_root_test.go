@@ -34,9 +34,9 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 		must(t, netns.Sysctl(ns, "net/ipv6/conf/all/accept_dad", "0"))
 	}
 
-	public := startNode(t, lab.Internet, fmt.Sprintf("YGG_LISTEN=tcp://%s:%d", netlab.LANGateway, peerPort))
-	nd := startNode(t, node.NS, fmt.Sprintf("YGG_PEER=tcp://%s:%d", netlab.LANGateway, peerPort))
-	t.Logf("public peer %s, node %s with %s", public.Addr, nd.Addr, nd.Subnet)
+	public := startNode(t, lab.Internet, Config{Listen: []string{fmt.Sprintf("tcp://%s:%d", netlab.LANGateway, peerPort)}})
+	nd := startNode(t, node.NS, Config{Peers: []string{fmt.Sprintf("tcp://%s:%d", netlab.LANGateway, peerPort)}})
+	t.Logf("public peer %s, node %s with %s", public.Address, nd.Address, nd.Subnet)
 
 	// the VM: a veth from the node, the node's first /64 address as its
 	// gateway, the second as the VM's address, the overlay routed via the node
@@ -49,7 +49,7 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 	must(t, rtnl.AddRoute(vm, rtnl.Route{Dst: netip.MustParsePrefix("200::/7"), Dev: "eth0", Via: gw}))
 
 	// peering and path lookup take a moment: poll with single pings
-	for _, dst := range []netip.Addr{nd.Addr, vmAddr} {
+	for _, dst := range []netip.Addr{nd.Address, vmAddr} {
 		var out string
 		if err := testutil.Poll(30*time.Second, func() (bool, error) {
 			ok, o := netlab.Ping(lab.Internet, dst, 1)
@@ -59,7 +59,7 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 			t.Fatalf("public peer never reached %s over the overlay: %s", dst, out)
 		}
 	}
-	if ok, out := netlab.Ping(vm, public.Addr, 3); !ok {
+	if ok, out := netlab.Ping(vm, public.Address, 3); !ok {
 		t.Errorf("VM did not reach the public peer over the overlay: %s", out)
 	}
 
@@ -70,8 +70,8 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 	}
 	select {
 	case from := <-accepted:
-		if from.Addr() != public.Addr {
-			t.Errorf("VM saw the connection from %s, want the public peer's overlay address %s", from.Addr(), public.Addr)
+		if from.Addr() != public.Address {
+			t.Errorf("VM saw the connection from %s, want the public peer's overlay address %s", from.Addr(), public.Address)
 		}
 	case <-time.After(5 * time.Second):
 		t.Error("the VM's listener never accepted")
@@ -79,11 +79,11 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 
 	// a VM claiming an overlay address that is not its node's: dropped by
 	// the node; the legitimate datagram sent after it is the only one seen
-	_, got := netlab.ListenUDP(t, lab.Internet, fmt.Sprintf("[%s]:7000", public.Addr))
+	_, got := netlab.ListenUDP(t, lab.Internet, fmt.Sprintf("[%s]:7000", public.Address))
 	spoofed := public.Subnet.Addr().Next().Next() // belongs to the public peer
 	must(t, rtnl.AddAddr(vm, "eth0", netip.PrefixFrom(spoofed, 128)))
-	must(t, sendFrom(vm, spoofed, public.Addr, "spoofed"))
-	must(t, sendFrom(vm, vmAddr, public.Addr, "legit"))
+	must(t, sendFrom(vm, spoofed, public.Address, "spoofed"))
+	must(t, sendFrom(vm, vmAddr, public.Address, "legit"))
 	select {
 	case p := <-got:
 		if p != "legit" {
@@ -93,11 +93,11 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 		t.Fatal("legitimate datagram from the VM never arrived")
 	}
 
-	overlayRTT := pingRTT(t, node.NS, public.Addr)
+	overlayRTT := pingRTT(t, node.NS, public.Address)
 	lanRTT := pingRTT(t, node.NS, netlab.LANGateway)
 	t.Logf("figure: ping node -> public peer: overlay %v, LAN %v (ratio %.1f)", overlayRTT, lanRTT, float64(overlayRTT)/float64(lanRTT))
 	if _, err := exec.LookPath("iperf3"); err == nil {
-		over := iperf(t, lab.Internet, node.NS, public.Addr)
+		over := iperf(t, lab.Internet, node.NS, public.Address)
 		under := iperf(t, lab.Internet, node.NS, netlab.LANGateway)
 		t.Logf("figure: TCP throughput node -> public peer: overlay %.0f Mbit/s, LAN %.0f Mbit/s (ratio %.2f)", over/1e6, under/1e6, over/under)
 	}
