@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/zos-go/zos/internal/node/planetary"
+	"github.com/zos-go/zos/internal/sys/nft"
 )
 
 // runPlanetary runs the node's yggdrasil overlay with its TUN in the
@@ -15,5 +16,5 @@ import (
 //	zos planetary --data DIR --peer tcp://HOST:PORT [--peer ...] [--listen URI] [--tun ygg0]
 func runPlanetary(ctx context.Context, args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "planetary")
-	return planetary.Main(ctx, args, os.Stdout, log)
+	return planetary.Main(ctx, args, nft.Tables{}, os.Stdout, log)
 }

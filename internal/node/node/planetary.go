@@ -23,7 +23,7 @@ func (n *Node) startPlanetary(_ context.Context, r *runner) error {
 	if len(n.cfg.PlanetaryPeers) == 0 {
 		return nil
 	}
-	cfg := planetary.Config{DataDir: filepath.Join(n.cfg.DataDir, "planetary"), Peers: n.cfg.PlanetaryPeers}
+	cfg := planetary.Config{DataDir: filepath.Join(n.cfg.DataDir, "planetary"), Peers: n.cfg.PlanetaryPeers, AllowPorts: n.cfg.ownPorts()}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

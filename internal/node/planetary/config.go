@@ -15,6 +15,9 @@ type Config struct {
 	Peers []string
 	// Listen are optional listen URIs; a node normally only dials out.
 	Listen []string
+	// AllowPorts are the TCP ports of the node the overlay may open
+	// connections to (the tenant services); see Ruleset.
+	AllowPorts []uint16
 }
 
 var schemes = map[string]bool{"tcp": true, "tls": true, "quic": true, "ws": true, "wss": true}

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zos-go/zos/internal/sys/nft"
 )
 
 // helperEnv makes the test binary act as `zos planetary` (TestMain): the
@@ -21,7 +23,7 @@ func TestMain(m *testing.M) {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
 		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		if err := Main(ctx, os.Args[2:], os.Stdout, log); err != nil {
+		if err := Main(ctx, os.Args[2:], nft.Tables{}, os.Stdout, log); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}

@@ -159,15 +159,27 @@ func (o *Overlay) Close() error {
 }
 
 // Run starts the overlay with a TUN named tunName in the current network
-// namespace, writes "<address> <subnet>\n" to out, and runs until ctx ends.
-// `zos planetary` runs it as a process started inside the node's
-// namespace, so that the library's sockets and its TUN all live there.
-func Run(ctx context.Context, cfg Config, tunName string, out io.Writer, log *slog.Logger) error {
+// namespace, filters what the overlay sends the node (Ruleset with
+// cfg.AllowPorts, removed again on return), writes "<address> <subnet>\n"
+// to out, and runs until ctx ends. `zos planetary` runs it as a process
+// started inside the node's namespace, so that the library's sockets and
+// its TUN all live there.
+func Run(ctx context.Context, cfg Config, tunName string, fw Firewall, out io.Writer, log *slog.Logger) error {
 	o, err := Start(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer o.Close()
+	// the filter is in place before the TUN exists: nothing reaches the
+	// node unfiltered
+	if err := fw.Apply("", Ruleset(tunName, cfg.AllowPorts)); err != nil {
+		return fmt.Errorf("planetary firewall: %w", err)
+	}
+	defer func() {
+		if err := fw.Apply("", DropRuleset()); err != nil {
+			log.Warn("planetary_firewall_remove", "err", err)
+		}
+	}()
 	if err := o.AttachTUN(tunName); err != nil {
 		return err
 	}

@@ -6,11 +6,13 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/zos-go/zos/internal/node/network/netlab"
 	"github.com/zos-go/zos/internal/sys/netns"
+	"github.com/zos-go/zos/internal/sys/nft"
 	"github.com/zos-go/zos/internal/sys/rtnl"
 	"github.com/zos-go/zos/internal/testutil"
 )
@@ -35,7 +37,7 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 	}
 
 	public := startNode(t, lab.Internet, Config{Listen: []string{fmt.Sprintf("tcp://%s:%d", netlab.LANGateway, peerPort)}})
-	nd := startNode(t, node.NS, Config{Peers: []string{fmt.Sprintf("tcp://%s:%d", netlab.LANGateway, peerPort)}})
+	nd := startNode(t, node.NS, Config{Peers: []string{fmt.Sprintf("tcp://%s:%d", netlab.LANGateway, peerPort)}, AllowPorts: []uint16{9900}})
 	t.Logf("public peer %s, node %s with %s", public.Address, nd.Address, nd.Subnet)
 
 	// the VM: a veth from the node, the node's first /64 address as its
@@ -93,6 +95,16 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 		t.Fatal("legitimate datagram from the VM never arrived")
 	}
 
+	// the node itself: from the overlay only its tenant ports (9900 here)
+	netlab.ListenTCP(t, node.NS, "[::]:9900")
+	netlab.ListenTCP(t, node.NS, "[::]:2222")
+	if err := netlab.DialTCP(lab.Internet, fmt.Sprintf("[%s]:9900", nd.Address), 5*time.Second); err != nil {
+		t.Errorf("tenant port 9900 of the node over the overlay: %v", err)
+	}
+	if err := netlab.DialTCP(lab.Internet, fmt.Sprintf("[%s]:2222", nd.Address), 2*time.Second); err == nil {
+		t.Error("port 2222 of the node (not a tenant port) accepted a connection from the overlay")
+	}
+
 	overlayRTT := pingRTT(t, node.NS, public.Address)
 	lanRTT := pingRTT(t, node.NS, netlab.LANGateway)
 	t.Logf("figure: ping node -> public peer: overlay %v, LAN %v (ratio %.1f)", overlayRTT, lanRTT, float64(overlayRTT)/float64(lanRTT))
@@ -100,6 +112,19 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 		over := iperf(t, lab.Internet, node.NS, public.Address)
 		under := iperf(t, lab.Internet, node.NS, netlab.LANGateway)
 		t.Logf("figure: TCP throughput node -> public peer: overlay %.0f Mbit/s, LAN %.0f Mbit/s (ratio %.2f)", over/1e6, under/1e6, over/under)
+	}
+
+	// stopped, the node's overlay leaves neither its TUN nor its filter
+	if err := nd.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if rtnl.LinkExists(node.NS, "ygg0") {
+		t.Error("ygg0 is still there after the overlay stopped")
+	}
+	tables, err := nft.Tables{}.List(node.NS)
+	must(t, err)
+	if slices.Contains(tables, "inet "+Table) {
+		t.Errorf("table %s is still there after the overlay stopped: %v", Table, tables)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -26,6 +27,9 @@ func (c Config) Args(tun string) []string {
 	for _, l := range c.Listen {
 		args = append(args, "--listen", l)
 	}
+	for _, p := range c.AllowPorts {
+		args = append(args, "--allow-port", strconv.Itoa(int(p)))
+	}
 	return args
 }
 
@@ -37,7 +41,7 @@ func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 // Main is `zos planetary`: it parses args (see Config.Args) and runs the
 // overlay with its TUN until ctx ends, printing "<address> <subnet>" on out
 // once up.
-func Main(ctx context.Context, args []string, out io.Writer, log *slog.Logger) error {
+func Main(ctx context.Context, args []string, fw Firewall, out io.Writer, log *slog.Logger) error {
 	fs := flag.NewFlagSet("planetary", flag.ContinueOnError)
 	var cfg Config
 	var peers, listen stringsFlag
@@ -45,11 +49,19 @@ func Main(ctx context.Context, args []string, out io.Writer, log *slog.Logger) e
 	fs.Var(&peers, "peer", "public yggdrasil peer URI (tcp://HOST:PORT, tls://, quic://), repeatable")
 	fs.Var(&listen, "listen", "listen URI for inbound peers, repeatable (default: none)")
 	tun := fs.String("tun", "ygg0", "name of the TUN device")
+	fs.Func("allow-port", "TCP port of the node the overlay may connect to, repeatable", func(v string) error {
+		p, err := strconv.ParseUint(v, 10, 16)
+		if err != nil || p == 0 {
+			return fmt.Errorf("not a port: %q", v)
+		}
+		cfg.AllowPorts = append(cfg.AllowPorts, uint16(p))
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	cfg.Peers, cfg.Listen = peers, listen
-	return Run(ctx, cfg, *tun, out, log)
+	return Run(ctx, cfg, *tun, fw, out, log)
 }
 
 // Process is a `zos planetary` process running inside a namespace.

@@ -40,11 +40,20 @@ func TestStartProcessWithoutAnAddressIsAnError(t *testing.T) {
 // `zos planetary` refuses a bad peer before creating anything.
 func TestMainRefusesBadPeer(t *testing.T) {
 	dir := t.TempDir()
-	err := Main(context.Background(), Config{DataDir: dir, Peers: []string{"9651"}}.Args("ygg0"), io.Discard, testutil.Logger(t))
+	err := Main(context.Background(), Config{DataDir: dir, Peers: []string{"9651"}}.Args("ygg0"), nil, io.Discard, testutil.Logger(t))
 	if err == nil || !strings.Contains(err.Error(), `planetary peer "9651"`) {
 		t.Fatalf("got %v, want a bad peer error", err)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("got %d files in the data dir, want none", len(ents))
+	}
+}
+
+func TestMainRefusesBadAllowPort(t *testing.T) {
+	for _, v := range []string{"0", "65536", "ssh"} {
+		err := Main(context.Background(), []string{"--data", t.TempDir(), "--allow-port", v}, nil, io.Discard, testutil.Logger(t))
+		if err == nil || !strings.Contains(err.Error(), "not a port") {
+			t.Errorf("--allow-port %s: got %v, want a not-a-port error", v, err)
+		}
 	}
 }
