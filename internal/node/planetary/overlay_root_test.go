@@ -1,6 +1,7 @@
 package planetary
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/node/network/netlab"
+	"github.com/zos-go/zos/internal/node/zdb"
 	"github.com/zos-go/zos/internal/sys/netns"
 	"github.com/zos-go/zos/internal/sys/nft"
 	"github.com/zos-go/zos/internal/sys/rtnl"
@@ -29,6 +31,7 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireFile(t, "/dev/net/tun")
 	testutil.RequireBinary(t, "busybox")
+	testutil.RequireBinary(t, "redis-cli")
 	lab := netlab.New(t, 1)
 	node := lab.Nodes[0]
 	for _, ns := range []string{lab.Internet, node.NS} {
@@ -95,12 +98,13 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 		t.Fatal("legitimate datagram from the VM never arrived")
 	}
 
-	// the node itself: from the overlay only its tenant ports (9900 here)
-	netlab.ListenTCP(t, node.NS, "[::]:9900")
-	netlab.ListenTCP(t, node.NS, "[::]:2222")
-	if err := netlab.DialTCP(lab.Internet, fmt.Sprintf("[%s]:9900", nd.Address), 5*time.Second); err != nil {
-		t.Errorf("tenant port 9900 of the node over the overlay: %v", err)
+	// the node itself: from the overlay only its tenant ports (9900 here,
+	// where the node's 0-db answers on every IPv6 address of its namespace)
+	serveZDB(t, node.NS, "[::]:9900")
+	if out, err := netns.Run(lab.Internet, "", "redis-cli", "-h", nd.Address.String(), "-p", "9900", "PING"); err != nil || out != "PONG\n" {
+		t.Errorf("redis-cli PING to the node's 0-db over the overlay: got %q, %v, want PONG", out, err)
 	}
+	netlab.ListenTCP(t, node.NS, "[::]:2222")
 	if err := netlab.DialTCP(lab.Internet, fmt.Sprintf("[%s]:2222", nd.Address), 2*time.Second); err == nil {
 		t.Error("port 2222 of the node (not a tenant port) accepted a connection from the overlay")
 	}
@@ -126,6 +130,23 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 	if slices.Contains(tables, "inet "+Table) {
 		t.Errorf("table %s is still there after the overlay stopped: %v", Table, tables)
 	}
+}
+
+// serveZDB runs a 0-db server on addr in ns until the test ends.
+func serveZDB(t *testing.T, ns, addr string) {
+	t.Helper()
+	store, err := zdb.Open(zdb.Config{DataDir: t.TempDir(), IndexDir: t.TempDir()}, testutil.Logger(t))
+	must(t, err)
+	t.Cleanup(func() { store.Close() })
+	var ln net.Listener
+	must(t, netns.Do(ns, func() (err error) { ln, err = net.Listen("tcp6", addr); return err }))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = zdb.NewServer(zdb.ServerConfig{}, testutil.Logger(t), store).Serve(ctx, ln)
+	}()
+	t.Cleanup(func() { cancel(); ln.Close(); <-done })
 }
 
 func must(t testing.TB, err error) {
