@@ -39,7 +39,8 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 		must(t, netns.Sysctl(ns, "net/ipv6/conf/all/accept_dad", "0"))
 	}
 
-	public := startNode(t, lab.Internet, Config{Listen: []string{fmt.Sprintf("tcp://%s:%d", netlab.LANGateway, peerPort)}})
+	// the public peer lets in what the test serves on it (7000, iperf3's 5201)
+	public := startNode(t, lab.Internet, Config{Listen: []string{fmt.Sprintf("tcp://%s:%d", netlab.LANGateway, peerPort)}, AllowPorts: []uint16{7000, 5201}})
 	nd := startNode(t, node.NS, Config{Peers: []string{fmt.Sprintf("tcp://%s:%d", netlab.LANGateway, peerPort)}, AllowPorts: []uint16{9900}})
 	t.Logf("public peer %s, node %s with %s", public.Address, nd.Address, nd.Subnet)
 
@@ -83,19 +84,23 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 	}
 
 	// a VM claiming an overlay address that is not its node's: dropped by
-	// the node; the legitimate datagram sent after it is the only one seen
-	_, got := netlab.ListenUDP(t, lab.Internet, fmt.Sprintf("[%s]:7000", public.Address))
+	// the node, so the connection never opens; its own address works
+	_, accepted7000 := netlab.ListenTCP(t, lab.Internet, fmt.Sprintf("[%s]:7000", public.Address))
 	spoofed := public.Subnet.Addr().Next().Next() // belongs to the public peer
 	must(t, rtnl.AddAddr(vm, "eth0", netip.PrefixFrom(spoofed, 128)))
-	must(t, sendFrom(vm, spoofed, public.Address, "spoofed"))
-	must(t, sendFrom(vm, vmAddr, public.Address, "legit"))
+	if err := dialFrom(vm, spoofed, public.Address, 2*time.Second); err == nil {
+		t.Error("a connection from a spoofed overlay source opened")
+	}
+	if err := dialFrom(vm, vmAddr, public.Address, 5*time.Second); err != nil {
+		t.Fatalf("connection from the VM's own address: %v", err)
+	}
 	select {
-	case p := <-got:
-		if p != "legit" {
-			t.Errorf("public peer got %q first, want only %q (spoofed source must be dropped)", p, "legit")
+	case from := <-accepted7000:
+		if from.Addr() != vmAddr {
+			t.Errorf("public peer accepted a connection from %s first, want only the VM's own %s", from.Addr(), vmAddr)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("legitimate datagram from the VM never arrived")
+		t.Fatal("the public peer never accepted the VM's connection")
 	}
 
 	// the node itself: from the overlay only its tenant ports (9900 here,
@@ -156,16 +161,16 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// sendFrom sends one UDP datagram from src (an address of ns) to dst:7000.
-func sendFrom(ns string, src, dst netip.Addr, payload string) error {
+// dialFrom opens (and closes) a TCP connection from src (an address of
+// ns) to dst:7000 within timeout.
+func dialFrom(ns string, src, dst netip.Addr, timeout time.Duration) error {
 	return netns.Do(ns, func() error {
-		c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 7000)))
+		d := net.Dialer{Timeout: timeout, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
+		c, err := d.Dial("tcp", netip.AddrPortFrom(dst, 7000).String())
 		if err != nil {
 			return err
 		}
-		defer c.Close()
-		_, err = c.Write([]byte(payload))
-		return err
+		return c.Close()
 	})
 }
 
