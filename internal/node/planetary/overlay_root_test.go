@@ -219,23 +219,30 @@ func iperf(t *testing.T, serverNS, clientNS string, dst netip.Addr) float64 {
 			<-done
 		}
 	})
-	var out string
-	if err := testutil.Poll(10*time.Second, func() (bool, error) {
-		o, err := netns.Run(clientNS, "", "iperf3", "-c", dst.String(), "-p", "5201", "-t", "3", "-J")
-		out = o
-		return err == nil, nil
-	}); err != nil {
-		t.Fatalf("iperf3 to %s: %s", dst, out)
-	}
 	var r struct {
-		End struct {
+		Error string `json:"error"`
+		End   struct {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
 	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("iperf3 output: %v: %s", err, out)
+	var out string
+	// until the server listens, iperf3 -J reports "connection refused" in
+	// its JSON (and sometimes exits 0)
+	if err := testutil.Poll(15*time.Second, func() (bool, error) {
+		o, err := netns.Run(clientNS, "", "iperf3", "-c", dst.String(), "-p", "5201", "-t", "3", "-J")
+		out = o
+		r.Error, r.End.SumReceived.BitsPerSecond = "", 0
+		if err != nil || json.Unmarshal([]byte(o), &r) != nil || r.Error != "" {
+			return false, nil
+		}
+		return true, nil
+	}); err != nil {
+		t.Fatalf("iperf3 to %s: %s", dst, out)
+	}
+	if r.End.SumReceived.BitsPerSecond <= 0 {
+		t.Fatalf("iperf3 to %s measured nothing: %s", dst, out)
 	}
 	return r.End.SumReceived.BitsPerSecond
 }
