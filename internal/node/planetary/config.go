@@ -54,5 +54,3 @@ func checkURI(s string) error {
 	}
 	return nil
 }
-
-func parseURL(s string) (*url.URL, error) { return url.Parse(s) }

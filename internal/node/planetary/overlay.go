@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -113,19 +112,6 @@ func (o *Overlay) Connected() bool {
 // path lookups stall while inbound packets wait), and not used at all once
 // AttachTUN has been called.
 func (o *Overlay) Packets() io.ReadWriter { return o.rwc }
-
-// Listen accepts an inbound peer on u (e.g. tcp://[::]:9651) after start.
-func (o *Overlay) Listen(uri string) (net.Addr, error) {
-	if err := checkURI(uri); err != nil {
-		return nil, fmt.Errorf("planetary listen %q: %w", uri, err)
-	}
-	u, _ := parseURL(uri)
-	l, err := o.core.Listen(u, "")
-	if err != nil {
-		return nil, fmt.Errorf("planetary listen %q: %w", uri, err)
-	}
-	return l.Addr(), nil
-}
 
 // AttachTUN creates the TUN device name in the current network namespace,
 // gives it the node's overlay address (route 200::/7) and starts moving
