@@ -24,7 +24,8 @@ import (
 // the same build) in the lab's internet namespace: the node shows its
 // overlay address in zos.network.interfaces, a zdb namespace lists it in
 // its ips, and redis-cli from the public peer uses the namespace over the
-// overlay.
+// overlay; once the peer is dead, the node goes on deploying and serving
+// over IPv4.
 func TestNodePlanetaryZDB(t *testing.T) {
 	requireNodePrereqs(t)
 	testutil.RequireBinary(t, "nft")
@@ -87,4 +88,16 @@ func TestNodePlanetaryZDB(t *testing.T) {
 			"redis-cli", "-h", ygg.String(), "-p", strconv.Itoa(n.zdbPort))
 		return err == nil && strings.Contains(out, "over-ygg")
 	})
+
+	// the public peer dies: the node keeps working over IPv4 (a new
+	// namespace is deployed and used on the LAN address)
+	if err := pub.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	var d2 gridtypes.Deployment
+	u.json(&d2, "deploy", "zdb", "--node", strconv.Itoa(int(n.id)), "--size", "1G", "--password", "pw", "--name", "db2")
+	r2 := zdbResult(t, &d2, "db2")
+	if out := redis(t, n.zdbPort, fmt.Sprintf("SELECT %s pw\nSET k ipv4\nGET k\n", r2.Namespace)); !strings.Contains(out, "ipv4") {
+		t.Errorf("with the planetary peer dead, redis-cli over IPv4: %q", out)
+	}
 }
