@@ -2,6 +2,7 @@
 //
 //	zos node ...   run the node (hosted mode on an existing Linux host)
 //	zos zdb ...    run the 0-db compatible key-value server on its own
+//	zos planetary ...   run the yggdrasil overlay and its TUN (started by the node in its namespace)
 //	zos flist mount ...   serve one flist read-only over FUSE (the node's flist daemons)
 //	zos init ...   PID 1 of the bootable image (automatic when zos runs as PID 1)
 //	zos kernel fetch --dir DIR   fetch and unpack Debian's kernel for the image
@@ -29,6 +30,7 @@ func commands() map[string]func(ctx context.Context, args []string) error {
 		"version":      func(context.Context, []string) error { fmt.Println(version.String()); return nil },
 		"zdb":          runZdb,
 		"node":         runNode,
+		"planetary":    runPlanetary,
 		"init":         runInit,
 		"kernel":       runKernel,
 		"flist":        runFlist,

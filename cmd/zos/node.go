@@ -34,7 +34,7 @@ func (d *diskFlags) Set(v string) error {
 //	zos node --data DIR --grid nats://HOST:4222 --farm-token TOKEN --disk ssd:20G --disk hdd:50G
 //	         [--farm ID] [--recreate-missing-disks] [--new-identity] [--disk-check-every 30s]
 //	         [--reserved-mem SIZE] [--listen IP] [--zdb-port 9900] [--uptime-every 40m]
-//	         [--egress-allow PREFIX|private|loopback]...
+//	         [--egress-allow PREFIX|private|loopback]... [--planetary-peer URI]...
 //	         [--update-hub URL --update-root root.json [--update-channel CH] [--update-every D] [--update-gate D]]
 func runNode(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("zos node", flag.ContinueOnError)
@@ -69,6 +69,10 @@ func runNode(ctx context.Context, args []string) error {
 	upd := addUpdateFlags(fs)
 	egressAllow := (*egressFlag)(&cfg.EgressAllow)
 	fs.Var(egressAllow, "egress-allow", "let tenants' flists and zlogs reach this prefix, address, \"private\" or \"loopback\" (tests, private farms), repeatable; default: public addresses only")
+	fs.Func("planetary-peer", "public yggdrasil peer URI (tcp://HOST:PORT, tls://, quic://), repeatable: run the planetary overlay", func(v string) error {
+		cfg.PlanetaryPeers = append(cfg.PlanetaryPeers, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

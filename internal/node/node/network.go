@@ -45,6 +45,9 @@ func (n *Node) HasIPv6() bool { return n.network != nil && n.network.HasIPv6() }
 // namespace ("zos" is the address workloads are served on).
 func (n *Node) Interfaces() (map[string][]string, error) {
 	out := map[string][]string{"zos": {n.cfg.ListenIP}}
+	if ip, _ := n.PlanetaryIP(); ip.IsValid() {
+		out["planetary"] = []string{ip.String()}
+	}
 	if n.cfg.NetNS == "" {
 		return out, nil
 	}

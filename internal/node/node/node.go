@@ -25,6 +25,7 @@ import (
 	"github.com/zos-go/zos/internal/node/gridsync"
 	"github.com/zos-go/zos/internal/node/network"
 	"github.com/zos-go/zos/internal/node/network/gateway"
+	"github.com/zos-go/zos/internal/node/planetary"
 	"github.com/zos-go/zos/internal/node/primitives"
 	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/node/storage"
@@ -97,6 +98,10 @@ type Config struct {
 	// a private farm's LAN). Without them only public addresses are, and
 	// never the node's own.
 	EgressAllow []netip.Prefix
+	// PlanetaryPeers are the public yggdrasil peers (tcp://HOST:PORT, ...):
+	// with any, the node runs the planetary overlay in its namespace, its
+	// key in DataDir/planetary (internal/node/planetary).
+	PlanetaryPeers []string
 	// OnRegistered, when set, is called once the node is registered, with
 	// the node for read-only status (zos init's console).
 	OnRegistered func(*Node)
@@ -191,6 +196,9 @@ type Node struct {
 	cfg Config
 	log *slog.Logger
 
+	planetaryMu sync.Mutex
+	planetary   *planetary.Process // planetary: nil while the overlay is down
+
 	total   gridtypes.Capacity // system
 	egress  *egress.Policy     // system: what the node contacts for tenants
 	storage *storage.Module    // storage
@@ -235,6 +243,7 @@ func (n *Node) tasks() []task {
 		{"api", n.startAPI},
 		{"gateway", n.startGateway},
 		{"grid sync", n.startGridSync},
+		{"planetary", n.startPlanetary},
 		{"update", n.startUpdate},
 	}
 }

@@ -163,14 +163,19 @@ func listen6(ns string, port int) (net.Listener, error) {
 	return ln, err
 }
 
-// zdbIPs are the addresses 0-db namespaces are reached at: ListenIP and
-// the node's public IPv6 when it has one.
+// zdbIPs are the addresses 0-db namespaces are reached at: ListenIP, the
+// node's public IPv6 when it has one, and its planetary address when the
+// overlay runs in a namespace the node owns (0-db listens on every IPv6
+// address there, see startZDB; the overlay's filter lets in the 0-db port).
 func (n *Node) zdbIPs() []string {
 	ips := []string{n.cfg.ListenIP}
 	if n.network != nil {
 		if a, err := n.network.Addr6(); err == nil {
 			ips = append(ips, a.String())
 		}
+	}
+	if ip, _ := n.PlanetaryIP(); ip.IsValid() && n.ownsUplink() {
+		ips = append(ips, ip.String())
 	}
 	return ips
 }

@@ -1,0 +1,77 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/zos-go/zos/internal/node/planetary"
+)
+
+// planetaryRetry is how long the node waits before starting the overlay
+// again after it failed or ended.
+const planetaryRetry = 10 * time.Second
+
+// startPlanetary runs the yggdrasil overlay (`zos planetary`) inside the
+// node's namespace when the node has planetary peers. The overlay failing
+// or its peers being dead never stops the node: IPv4 and the rest keep
+// working, the overlay is restarted, and PlanetaryIP says whether it is up.
+func (n *Node) startPlanetary(_ context.Context, r *runner) error {
+	if len(n.cfg.PlanetaryPeers) == 0 {
+		return nil
+	}
+	cfg := planetary.Config{DataDir: filepath.Join(n.cfg.DataDir, "planetary"), Peers: n.cfg.PlanetaryPeers, AllowPorts: n.cfg.ownPorts()}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("planetary: %w", err)
+	}
+	argv := append([]string{exe, "planetary"}, cfg.Args(n.cfg.Prefix+"ygg0")...)
+	log := n.log.With("component", "planetary")
+	r.serve("planetary", func(ctx context.Context) error {
+		for {
+			p, err := planetary.StartProcess(n.cfg.NetNS, argv, os.Stderr, 30*time.Second)
+			if err != nil {
+				log.Warn("planetary_down", "err", err)
+			} else {
+				n.planetaryMu.Lock()
+				n.planetary = p
+				n.planetaryMu.Unlock()
+				log.Info("planetary_up", "address", p.Address, "subnet", p.Subnet)
+				select {
+				case <-ctx.Done():
+				case <-p.Done():
+					log.Warn("planetary_down", "err", p.Err())
+				}
+				n.planetaryMu.Lock()
+				n.planetary = nil
+				n.planetaryMu.Unlock()
+				if err := p.Stop(); err != nil {
+					log.Warn("planetary_stop", "err", err)
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(planetaryRetry):
+			}
+		}
+	})
+	return nil
+}
+
+// PlanetaryIP is the node's overlay address and /64, invalid while the
+// overlay is not running.
+func (n *Node) PlanetaryIP() (netip.Addr, netip.Prefix) {
+	n.planetaryMu.Lock()
+	defer n.planetaryMu.Unlock()
+	if n.planetary == nil {
+		return netip.Addr{}, netip.Prefix{}
+	}
+	return n.planetary.Address, n.planetary.Subnet
+}
