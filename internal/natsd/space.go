@@ -198,6 +198,13 @@ func (s *Server) restartJetStream() error {
 			return fmt.Errorf("stopping jetstream: %w", err)
 		}
 	}
+	// The API workers of the previous JetStream read the server's API
+	// queues under its lock when they started, and never stop before the
+	// server does; enabling sets new queues without the lock. Taking the
+	// server's lock once (HTTPHandler holds it and nothing more) orders
+	// those reads before the new writes (the race detector saw them
+	// unordered when the server had stopped JetStream by itself).
+	_ = s.ns.HTTPHandler()
 	cfg := jetStreamConfig(s.opts)
 	if err := s.ns.EnableJetStream(cfg); err != nil {
 		return fmt.Errorf("enabling jetstream: %w", err)
