@@ -11,7 +11,7 @@ LDFLAGS := -X github.com/zos-go/zos/internal/version.Version=$(VERSION)
 APT_PACKAGES := btrfs-progs e2fsprogs util-linux iproute2 nftables redis-tools redis-server \
 	qemu-system-x86 qemu-utils cpio busybox-static kmod xz-utils zstd \
 	wireguard-tools iperf3 chromium chromium-driver nats-server fuse3 debootstrap \
-	fdisk dosfstools mtools syslinux syslinux-common radvd
+	fdisk dosfstools mtools syslinux syslinux-common radvd ipxe-qemu
 
 # Fuzz targets run briefly by make test: package:FuzzName.
 FUZZ_TARGETS := $(shell grep -rl --include='*_test.go' '^func Fuzz' internal | \
@@ -84,7 +84,8 @@ demo: deps build
 IMAGE_DIR ?= $(BIN)/image
 image: deps build
 	$(BIN)/zosctl image build -o $(IMAGE_DIR) --kernel-cache .cache/kernel --zos $(BIN)/zos --vminit $(BIN)/vminit \
-		$(if $(FARM_TOKEN),--farm-token $(FARM_TOKEN)) $(if $(FARM),--farm $(FARM)) $(if $(GRID),--grid $(GRID))
+		$(if $(FARM_TOKEN),--farm-token $(FARM_TOKEN)) $(if $(FARM),--farm $(FARM)) $(if $(GRID),--grid $(GRID)) \
+		$(if $(UPDATE_HUB),--update-hub $(UPDATE_HUB)) $(if $(UPDATE_ROOT),--update-root $(UPDATE_ROOT))
 
 clean:
 	rm -rf $(BIN)

@@ -90,6 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (gridd.Config, error) {
 		}
 		return nil
 	})
+	fs.StringVar(&cfg.BootGrid, "boot-grid", "", "grid URL network-booted nodes get from the hub's /boot/FARM.ipxe (default: nats://HOST:PORT, HOST as they reached the hub)")
 	fs.IntVar(&cfg.MonitorPort, "monitor-port", 0, "NATS monitoring HTTP port (0: off)")
 	fs.StringVar(&natsURLs, "nats", "", "comma-separated URLs of an existing NATS cluster (no embedded server)")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "replicas of the registry's buckets and stream")

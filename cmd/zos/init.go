@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/zos-go/zos/internal/image"
 	"github.com/zos-go/zos/internal/image/kernel"
 	"github.com/zos-go/zos/internal/node/boot"
+	"github.com/zos-go/zos/internal/node/node"
 	"github.com/zos-go/zos/internal/resp"
 	"github.com/zos-go/zos/internal/sys/pid1"
 	"github.com/zos-go/zos/internal/version"
@@ -72,6 +75,9 @@ func runInitNode(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Vminit, "vminit", "", "guest init (default: vminit next to zos)")
 	fs.StringVar(&cfg.Accel, "accel", "auto", "VM accelerator: auto (kvm after a canary boot, else tcg), kvm or tcg")
 	debug := fs.Bool("debug", false, "debug logs")
+	fs.BoolVar(&cfg.NewIdentity, "new-identity", false, "take a new key when the node's is lost although it had pools (new_identity)")
+	fs.BoolVar(&cfg.RecreateMissingDisks, "recreate-missing-disks", false, "recreate missing disks empty (recreate_missing_disks)")
+	upd := addUpdateFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -87,7 +93,27 @@ func runInitNode(ctx context.Context, args []string) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	return boot.RunNode(ctx, cfg, log)
+	if upd.hub == "" || upd.root == "" {
+		return boot.RunNode(ctx, cfg, log)
+	}
+	// --update-root is update_root=: sha256:HEX of the hub's first root,
+	// or a root baked into the image.
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	root, err := boot.LoadUpdateRoot(rctx, upd.hub, upd.root, &http.Client{Timeout: 30 * time.Second})
+	cancel()
+	if err != nil {
+		// The node runs the version it booted rather than not at all;
+		// the console shows why it does not update.
+		log.Error("update_root_unusable", "err", err)
+		return boot.RunNode(ctx, cfg, log)
+	}
+	cfg.UpdateHub, cfg.UpdateChannel = upd.hub, upd.channel
+	cfg.UpdateDir = filepath.Join(cfg.DataDir, "update")
+	run := func(ctx context.Context, m node.Updater) error {
+		cfg.Update = m
+		return boot.RunNode(ctx, cfg, log)
+	}
+	return runUpdating(ctx, upd, root, updating{sub: []string{"init", "node"}, args: args, dir: cfg.UpdateDir}, run, log)
 }
 
 // guestKernel is the image's guest kernel tree, or "" when the image was

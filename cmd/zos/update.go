@@ -34,10 +34,7 @@ func addUpdateFlags(fs *flag.FlagSet) *updateFlags {
 	return u
 }
 
-// runNodeUpdating runs the node with self-update: first Boot picks the
-// version (exec'ing a verified slot when it is not this one), then the
-// node runs with the update module; a switch it asks for stops the node
-// like a restart (workloads stay) and execs the version, same pid.
+// runNodeUpdating runs the hosted node (`zos node`) with self-update.
 func runNodeUpdating(ctx context.Context, cfg node.Config, u *updateFlags, args []string, log *slog.Logger) error {
 	if u.hub == "" || u.root == "" {
 		return node.Run(ctx, cfg, log)
@@ -46,32 +43,52 @@ func runNodeUpdating(ctx context.Context, cfg node.Config, u *updateFlags, args 
 	if err != nil {
 		return fmt.Errorf("--update-root: %w", err)
 	}
-	dir := filepath.Join(cfg.DataDir, "update")
+	run := func(ctx context.Context, m node.Updater) error {
+		cfg.Update = m
+		return node.Run(ctx, cfg, log)
+	}
+	return runUpdating(ctx, u, root, updating{sub: []string{"node"}, args: args, dir: filepath.Join(cfg.DataDir, "update"), guard: true}, run, log)
+}
+
+// updating is how a node command re-executes itself under self-update.
+type updating struct {
+	sub  []string // the subcommand: node, or init node (the booted image's child)
+	args []string // its arguments
+	dir  string   // the update directory (DATA/update)
+	// guard starts `zos update-guard` before a trial: the hosted node has
+	// no supervisor; the booted image's init restarts its child itself.
+	guard bool
+}
+
+// runUpdating runs a node with self-update: first Boot picks the version
+// (exec'ing a verified slot when it is not this one), then run runs the
+// node with the update module; a switch it asks for stops the node like
+// a restart (workloads stay) and execs the version, same pid.
+func runUpdating(ctx context.Context, u *updateFlags, root []byte, how updating, run func(context.Context, node.Updater) error, log *slog.Logger) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
 	ulog := log.With("component", "update")
-	d := update.Boot(dir, self, version.String(), args, os.Getenv, ulog)
+	d := update.Boot(how.dir, self, version.String(), how.args, os.Getenv, ulog)
 	if d.Exec != "" {
 		ulog.Info("update_boot_slot", "binary", d.Exec)
-		return execZos(d.Exec, args, "")
+		return execZos(d.Exec, how.sub, how.args, "")
 	}
-	m, err := update.New(update.Config{Dir: dir, Hub: u.hub, Root: root, Channel: u.channel, Every: u.every,
+	m, err := update.New(update.Config{Dir: how.dir, Hub: u.hub, Root: root, Channel: u.channel, Every: u.every,
 		Gate: u.gate, Running: version.String()}, d.Trial, ulog)
 	if err != nil {
 		return err
 	}
-	cfg.Update = m
-	err = node.Run(ctx, cfg, log)
+	err = run(ctx, m)
 	var sw *update.Switch
 	if !errors.As(err, &sw) {
 		return err
 	}
 	ulog.Info("update_exec", "version", sw.Version, "binary", sw.Binary, "reason", sw.Reason)
-	if sw.Trial != "" {
+	if sw.Trial != "" && how.guard {
 		// The guard is this (known-good) binary, watching the trial from outside.
-		g := exec.Command(self, "update-guard", "--dir", dir, "--pid", strconv.Itoa(os.Getpid()),
+		g := exec.Command(self, "update-guard", "--dir", how.dir, "--pid", strconv.Itoa(os.Getpid()),
 			"--version", sw.Trial, "--bound", (u.gate + 30*time.Second).String())
 		g.Stdout, g.Stderr = os.Stdout, os.Stderr
 		// Run, not Start: the guard detaches (guardDetached) and this
@@ -80,12 +97,12 @@ func runNodeUpdating(ctx context.Context, cfg node.Config, u *updateFlags, args 
 			return fmt.Errorf("starting the update guard: %w", err)
 		}
 	}
-	return execZos(sw.Binary, args, sw.Trial)
+	return execZos(sw.Binary, how.sub, how.args, sw.Trial)
 }
 
-// execZos replaces this process by bin with the node's arguments.
-func execZos(bin string, args []string, trial string) error {
-	argv := append([]string{bin, "node"}, args...)
+// execZos replaces this process by bin with the subcommand and arguments.
+func execZos(bin string, sub, args []string, trial string) error {
+	argv := append(append([]string{bin}, sub...), args...)
 	if err := syscall.Exec(bin, argv, update.Environ(os.Environ(), trial)); err != nil {
 		return fmt.Errorf("exec %s: %w", bin, err)
 	}

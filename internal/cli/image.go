@@ -18,7 +18,7 @@ import (
 
 func imageCommand() *command {
 	return &command{name: "image", summary: "the bootable Zero-OS image", subs: []*command{
-		{name: "build", usage: "-o DIR [--farm-token TOKEN] [--farm ID] [--grid URL] [--kernel-cache DIR] [--zos FILE] [--vminit FILE] [--no-qemu] [--json]",
+		{name: "build", usage: "-o DIR [--farm-token TOKEN] [--farm ID] [--grid URL] [--update-hub URL --update-root FILE] [--kernel-cache DIR] [--zos FILE] [--vminit FILE] [--no-qemu] [--json]",
 			summary: "build kernel + initramfs (zos as /init, no shell); --farm-token/--grid boot straight into a farm", run: imageBuild},
 	}}
 }
@@ -29,6 +29,8 @@ func imageBuild(ctx context.Context, env *Env, args []string) error {
 	farm := fs.Uint("farm", 0, "farm the node registers under (baked in as farm=; default: the farm token's)")
 	farmToken := fs.String("farm-token", "", "the farmer's consent that the node joins the farm (zosctl farm token FARM; baked in as farm_token=)")
 	grid := fs.String("grid", "", "grid NATS URL the node connects to (baked in as grid=)")
+	updateHub := fs.String("update-hub", "", "the grid's hub the node updates itself from (baked in as update_hub=)")
+	updateRoot := fs.String("update-root", "", "release root.json the node trusts (zosctl release init; baked in as "+image.ReleaseRootFile+")")
 	cache := fs.String("kernel-cache", ".cache/kernel", "directory of the Debian kernel package (make deps fills it)")
 	zos := fs.String("zos", "", "static zos binary (default: next to zosctl, then PATH)")
 	vminit := fs.String("vminit", "", "static guest init for the node's VMs (default: next to zosctl, then PATH)")
@@ -72,7 +74,7 @@ func imageBuild(ctx context.Context, env *Env, args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	res, err := image.Build(ctx, image.Config{Out: *out, KernelCache: *cache, Zos: *zos, Farm: uint32(*farm), FarmToken: *farmToken,
-		Grid: *grid, NoQEMU: *noQEMU, Vminit: *vminit, GuestModules: guest}, log.With("component", "image"))
+		Grid: *grid, NoQEMU: *noQEMU, Vminit: *vminit, GuestModules: guest, UpdateHub: *updateHub, UpdateRoot: *updateRoot}, log.With("component", "image"))
 	if err != nil {
 		return fmt.Errorf("building the image: %w", err)
 	}

@@ -236,6 +236,15 @@ func TestNodeView(t *testing.T) {
 	if n.PublicConfig.Domain != "n1.example.com" || n.Capacity.Total.MRU != 16*gb || n.Reserved.MRU != 2*gb {
 		t.Errorf("got public config %+v capacity %+v reserved %+v, want the registry record", n.PublicConfig, n.Capacity, n.Reserved)
 	}
+	if n.Version != "v1.2" || n.Channel != "testing" || !slices.Equal(n.UpdateFailed, []string{"v1.3"}) {
+		t.Errorf("got version %q channel %q update_failed %q, want v1.2, its farm's testing, [v1.3]", n.Version, n.Channel, n.UpdateFailed)
+	}
+	// A node of a farm without a channel, never failed: the nodes' default
+	// channel and an empty list, not null.
+	_, body, _ = get(t, h, "/nodes/5")
+	if !strings.Contains(string(body), `"channel":"production"`) || !strings.Contains(string(body), `"update_failed":[]`) {
+		t.Errorf("got node 5 %s, want channel production and update_failed []", body)
+	}
 	_, body, _ = get(t, h, "/nodes/5/status")
 	if got := strings.TrimSpace(string(body)); got != `{"status":"standby"}` {
 		t.Errorf("got %s, want standby", got)

@@ -120,6 +120,7 @@ func fixture() *memSource {
 		registry.Resources{CRU: 8, MRU: 16 * gb, SRU: 500 * gb}, registry.Resources{CRU: 2, MRU: 4 * gb, SRU: 100 * gb})
 	n1.PublicConfig = &registry.PublicConfig{IPv4: "185.0.0.10/24", GW4: "185.0.0.1", Domain: "n1.example.com"}
 	n1.Location.City, n1.Location.Latitude, n1.Location.Longitude = "Ghent", 51.05, 3.72
+	n1.Version, n1.UpdateFailed = "v1.2", []string{"v1.3"}
 	n2 := node(2, 1, ago(2*time.Hour), "be",
 		registry.Resources{CRU: 32, MRU: 64 * gb, SRU: 1024 * gb, HRU: 4096 * gb}, registry.Resources{HRU: 1024 * gb})
 	n2.Reserved.SRU = 50 * gb
@@ -144,7 +145,7 @@ func fixture() *memSource {
 		nodes: []registry.Node{n4, n2, n7, n1, n3, n6, n5},
 		farms: []registry.Farm{
 			{ID: 3, Name: "gamma", TwinID: 12, PublicIPs: []registry.PublicIP{ip("185.0.3.2", 1)}},
-			{ID: 1, Name: "alpha", TwinID: 10, PublicIPs: []registry.PublicIP{
+			{ID: 1, Name: "alpha", TwinID: 10, Channel: "testing", PublicIPs: []registry.PublicIP{
 				ip("185.0.1.2", 0), ip("185.0.1.3", 7), ip("185.0.1.4", 0)}},
 			{ID: 2, Name: "beta <b>", TwinID: 11},
 		},

@@ -133,7 +133,16 @@ type nodeRest struct {
 	Virtualized bool                 `json:"virtualized"`
 	Version     string               `json:"version"`
 	Interfaces  []registry.Interface `json:"interfaces"`
+	// Channel is the release channel the node follows (its farm's;
+	// DefaultChannel when the farm chose none); UpdateFailed the releases
+	// it rolled back from, newest last.
+	Channel      string   `json:"channel"`
+	UpdateFailed []string `json:"update_failed"`
 }
+
+// DefaultChannel is the channel of nodes whose farm chose none (the
+// nodes' --update-channel default, netboot's).
+const DefaultChannel = "production"
 
 // Node is a node as /nodes lists it: gridproxy's types.Node (status and
 // healthy first) plus our extra fields.
@@ -354,6 +363,11 @@ func (e *nodeEntry) parts() (nodeCommon, nodeRest) {
 		Virtualized:       n.Virtualized,
 		Version:           n.Version,
 		Interfaces:        n.Interfaces,
+		Channel:           DefaultChannel,
+		UpdateFailed:      append([]string{}, n.UpdateFailed...),
+	}
+	if e.farm != nil && e.farm.farm.Channel != "" {
+		r.Channel = e.farm.farm.Channel
 	}
 	r.Dmi.Processor, r.Dmi.Memory = []struct{}{}, []struct{}{}
 	r.Dmi.NodeTwinID, r.Speed.NodeTwinID = n.TwinID, n.TwinID

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"github.com/zos-go/zos/internal/flist/hub"
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/natsd"
+	"github.com/zos-go/zos/internal/netboot"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/rmb"
 )
@@ -62,6 +64,9 @@ type Config struct {
 	Ready func(Addrs)
 	// ReleaseTwins may publish releases to the hub (--release-twins).
 	ReleaseTwins []uint32
+	// BootGrid is the grid URL network-booted nodes get (--boot-grid);
+	// "" means nats://HOST:PORT with the host they reached the hub at.
+	BootGrid string
 }
 
 // Addrs are where a running zgrid serves.
@@ -364,7 +369,13 @@ func startHub(_ context.Context, p *plane) (func(context.Context) error, error) 
 	if p.cfg.HubPort == 0 {
 		return nil, nil
 	}
-	h, err := hub.New(hub.Config{Dir: filepath.Join(p.cfg.DataDir, "hub"), ReleaseTwins: p.cfg.ReleaseTwins}, registry.NewClient(p.nc, identity.Key{}), p.log.With("component", "hub"))
+	dir := filepath.Join(p.cfg.DataDir, "hub")
+	boot, err := netboot.New(netboot.Config{ReleaseDir: filepath.Join(dir, "release"), TrustDir: filepath.Join(p.cfg.DataDir, "netboot"),
+		Grid: p.cfg.BootGrid, GridPort: natsPort(p.addrs.NATS)}, registry.NewClient(p.nc, identity.Key{}), p.log.With("component", "netboot"))
+	if err != nil {
+		return nil, err
+	}
+	h, err := hub.New(hub.Config{Dir: dir, ReleaseTwins: p.cfg.ReleaseTwins, Boot: boot}, registry.NewClient(p.nc, identity.Key{}), p.log.With("component", "hub"))
 	if err != nil {
 		return nil, err
 	}
@@ -374,6 +385,18 @@ func startHub(_ context.Context, p *plane) (func(context.Context) error, error) 
 	}
 	p.addrs.Hub = ln.Addr().String()
 	return func(ctx context.Context) error { return h.Serve(ctx, ln) }, nil
+}
+
+// natsPort is the port of the first NATS URL in urls (4222 when it has
+// none): booted nodes reach the grid on the hub's host at that port.
+func natsPort(urls string) int {
+	first, _, _ := strings.Cut(urls, ",")
+	if u, err := url.Parse(first); err == nil {
+		if n, err := strconv.Atoi(u.Port()); err == nil {
+			return n
+		}
+	}
+	return 4222
 }
 
 // listenHTTP listens for an HTTP service of zgrid (what names it in

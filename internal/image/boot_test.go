@@ -94,9 +94,15 @@ type vm struct {
 
 func bootVM(t *testing.T, c vmConfig, timeout time.Duration) *vm {
 	t.Helper()
+	return bootArgs(t, qemuArgs(c), c.Monitor, timeout)
+}
+
+// bootArgs starts QEMU with args, whose HMP monitor is at monitor.
+func bootArgs(t *testing.T, args []string, monitor string, timeout time.Duration) *vm {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	v := &vm{out: &testutil.Buffer{}, done: make(chan struct{}), monitor: c.Monitor}
-	v.cmd = exec.CommandContext(ctx, "qemu-system-x86_64", qemuArgs(c)...)
+	v := &vm{out: &testutil.Buffer{}, done: make(chan struct{}), monitor: monitor}
+	v.cmd = exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	v.cmd.Stdout, v.cmd.Stderr = v.out, v.out
 	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	v.started = time.Now()
@@ -246,11 +252,26 @@ var (
 type imageEnv struct {
 	bin, cache, gridURL, guestGrid, farmer, user, img string
 	farm                                              registry.Farm
+	// hubPort is zgrid's hub (newGridEnv with --hub).
+	hubPort int
 	// farmToken is the farmer's consent that nodes join farm.
 	farmToken string
 }
 
 func newImageEnv(t *testing.T) *imageEnv {
+	t.Helper()
+	e := newGridEnv(t, false)
+	e.img = t.TempDir()
+	t0 := time.Now()
+	out := e.build(t, e.img)
+	t.Logf("image build (%s):\n%s", time.Since(t0).Round(time.Millisecond), out)
+	return e
+}
+
+// newGridEnv is newImageEnv without the image; withHub makes zgrid
+// serve its hub (on e.hubPort) with release twin 1 (the farmer: the first
+// twin created).
+func newGridEnv(t *testing.T, withHub bool) *imageEnv {
 	t.Helper()
 	for _, b := range []string{"qemu-system-x86_64", "redis-cli", "ldd", "xz", "mkfs.btrfs", "btrfs", "blkid", "nft"} {
 		testutil.RequireBinary(t, b)
@@ -262,7 +283,12 @@ func newImageEnv(t *testing.T) *imageEnv {
 	port, httpPort := testutil.FreePort(t), testutil.FreePort(t)
 	e.gridURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	e.guestGrid = fmt.Sprintf("nats://10.0.2.2:%d", port)
-	zgrid := exec.Command(filepath.Join(e.bin, "zgrid"), "run", "--data", t.TempDir(), "--port", strconv.Itoa(port), "--http-port", strconv.Itoa(httpPort))
+	zargs := []string{"run", "--data", t.TempDir(), "--port", strconv.Itoa(port), "--http-port", strconv.Itoa(httpPort)}
+	if withHub {
+		e.hubPort = testutil.FreePort(t)
+		zargs = append(zargs, "--hub", strconv.Itoa(e.hubPort), "--release-twins", "1")
+	}
+	zgrid := exec.Command(filepath.Join(e.bin, "zgrid"), zargs...)
 	glog := &testutil.Buffer{}
 	zgrid.Stdout, zgrid.Stderr = glog, glog
 	if err := zgrid.Start(); err != nil {
@@ -292,10 +318,6 @@ func newImageEnv(t *testing.T) *imageEnv {
 		t.Fatal(err)
 	}
 	e.farmToken = strings.TrimSpace(zosctl(t, e.farmer, e.gridURL, "farm", "token", strconv.Itoa(int(e.farm.ID))))
-	e.img = t.TempDir()
-	t0 := time.Now()
-	out := e.build(t, e.img)
-	t.Logf("image build (%s):\n%s", time.Since(t0).Round(time.Millisecond), out)
 	return e
 }
 
@@ -303,8 +325,14 @@ func newImageEnv(t *testing.T) *imageEnv {
 // race-instrumented, which makes compression slow).
 func (e *imageEnv) build(t testing.TB, out string) string {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(e.bin, "zosctl"), "image", "build", "-o", out, "--farm-token", e.farmToken,
-		"--grid", e.guestGrid, "--kernel-cache", e.cache, "--zos", filepath.Join(e.bin, "zos"))
+	return e.buildWith(t, out, "--farm-token", e.farmToken, "--grid", e.guestGrid)
+}
+
+// buildWith builds an image with the given extra options.
+func (e *imageEnv) buildWith(t testing.TB, out string, opts ...string) string {
+	t.Helper()
+	args := append([]string{"image", "build", "-o", out, "--kernel-cache", e.cache, "--zos", filepath.Join(e.bin, "zos")}, opts...)
+	cmd := exec.Command(filepath.Join(e.bin, "zosctl"), args...)
 	b, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("zosctl image build: %v\n%s", err, b)

@@ -103,7 +103,14 @@ type Config struct {
 	Modules []string
 	// CACerts is the host CA bundle; "" means /etc/ssl/certs/ca-certificates.crt.
 	CACerts string
+	// UpdateRoot is a release root.json (zosctl release init) baked in as
+	// ReleaseRootFile with update_root= naming it; UpdateHub the hub
+	// baked in as update_hub=. With both, the booted node updates itself.
+	UpdateRoot, UpdateHub string
 }
+
+// ReleaseRootFile is where Config.UpdateRoot is baked into the image.
+const ReleaseRootFile = "/etc/zos/release-root.json"
 
 // Validate checks the configuration and fills defaults.
 func (c *Config) Validate() error {
@@ -124,6 +131,14 @@ func (c *Config) Validate() error {
 	}
 	if strings.ContainsAny(c.FarmToken, " \t\n\"") {
 		return errors.New("farm token contains spaces or quotes")
+	}
+	if strings.ContainsAny(c.UpdateHub, " \t\n\"") {
+		return fmt.Errorf("update hub URL %q contains spaces or quotes", c.UpdateHub)
+	}
+	if c.UpdateRoot != "" {
+		if _, err := os.Stat(c.UpdateRoot); err != nil {
+			return fmt.Errorf("update root: %w", err)
+		}
 	}
 	if c.Helpers == nil {
 		c.Helpers = DefaultHelpers
@@ -287,6 +302,15 @@ func base(a *cpio.Archive, cfg Config) error {
 	}
 	if cfg.Grid != "" {
 		defaults = append(defaults, "grid="+cfg.Grid)
+	}
+	if cfg.UpdateRoot != "" {
+		if err := a.HostFile(ReleaseRootFile, 0o644, cfg.UpdateRoot); err != nil {
+			return err
+		}
+		defaults = append(defaults, "update_root="+ReleaseRootFile)
+	}
+	if cfg.UpdateHub != "" {
+		defaults = append(defaults, "update_hub="+cfg.UpdateHub)
 	}
 	a.File(DefaultsFile, 0o644, []byte(strings.Join(defaults, " ")+"\n"))
 	a.File("/etc/hostname", 0o644, []byte("zos\n"))

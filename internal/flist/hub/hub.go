@@ -41,6 +41,7 @@
 //	GET|HEAD /{id[:2]}/{id}, /{id}          a block, where rfs looks for it (rfs.go)
 //	PUT  /api/v1/blocks/{id}                upload a block (signed; checked against its id)
 //	GET|PUT /api/release/...                the release repository (release.go; PUT by Config.ReleaseTwins only)
+//	GET  /boot/{farm}.ipxe                  network boot script (Config.Boot: internal/netboot)
 package hub
 
 import (
@@ -80,6 +81,10 @@ type Config struct {
 
 	ReleaseTwins []uint32 // twins that may publish releases (release.go); none when empty
 	MaxArtifact  int64    // bytes of one release artifact (512 MiB when 0)
+
+	// Boot, when set, answers GET /boot/... (internal/netboot: network
+	// boot from the release repository).
+	Boot http.Handler
 }
 
 func (c *Config) defaults() {
@@ -183,6 +188,9 @@ func (h *Hub) Handler() http.Handler {
 	mux.HandleFunc("PUT /api/release/metadata/{file}", h.putReleaseMeta)
 	mux.HandleFunc("GET /api/release/targets/{path...}", h.getReleaseTarget)
 	mux.HandleFunc("PUT /api/release/targets/{path...}", h.putReleaseTarget)
+	if h.cfg.Boot != nil {
+		mux.Handle("GET /boot/{file}", h.cfg.Boot)
+	}
 	mux.HandleFunc("GET /{repo}/{name}", h.getPair) // or a block: rfs.go
 	mux.HandleFunc("GET /{id}", h.getFlat)
 	return mux

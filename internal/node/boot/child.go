@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/zos-go/zos/internal/node/node"
+	"github.com/zos-go/zos/internal/node/update"
 	"github.com/zos-go/zos/internal/resp"
+	"github.com/zos-go/zos/internal/version"
 	"github.com/zos-go/zos/internal/wait"
 )
 
@@ -28,6 +31,10 @@ type NodeConfig struct {
 	// VMKernel, Vminit and Accel are the node's (node.Config): the image
 	// passes its guest kernel tree; "" runs no VMs.
 	VMKernel, Vminit, Accel string
+	// Update is the self-update module (nil: none), UpdateDir its
+	// directory, whose state the console shows.
+	Update    node.Updater
+	UpdateDir string
 }
 
 // RunNode runs the node with the machine's disks (ScanHost) and writes its
@@ -40,12 +47,18 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 		cfg.ZDBPort = resp.ZDBPort
 	}
 	modules := &moduleStates{}
+	var upd *updateView
+	if cfg.Update != nil {
+		upd = &updateView{Updater: cfg.Update, fallback: cfg.UpdateChannel}
+		cfg.Update = upd
+	}
 	var registered atomic.Pointer[node.Node]
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		err := node.Run(gctx, node.Config{
 			DataDir: cfg.DataDir, Grid: cfg.Grid, FarmID: cfg.Farm, FarmToken: cfg.FarmToken, ScanHost: true,
 			ListenIP: cfg.ListenIP, ZDBPort: cfg.ZDBPort,
+			NewIdentity: cfg.NewIdentity, RecreateMissingDisks: cfg.RecreateMissingDisks, Update: cfg.Update,
 			VMKernel: cfg.VMKernel, Vminit: cfg.Vminit, Accel: cfg.Accel,
 			OnRegistered: func(n *node.Node) { registered.Store(n) },
 			Status:       modules,
@@ -57,7 +70,14 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 	})
 	g.Go(func() error {
 		write := func() {
-			s := NodeStatus{State: "starting", Farm: cfg.Farm, Grid: cfg.Grid, Updated: time.Now().UTC(), Modules: modules.snapshot()}
+			s := NodeStatus{State: "starting", Farm: cfg.Farm, Grid: cfg.Grid, Updated: time.Now().UTC(), Modules: modules.snapshot(),
+				Version: version.String()}
+			if upd != nil {
+				s.Channel, s.Update = upd.channel(gctx), "none yet"
+				if st, err := update.LoadState(cfg.UpdateDir); err == nil {
+					s.Update = UpdateResult(st)
+				}
+			}
 			if n := registered.Load(); n != nil {
 				s.State, s.NodeID, s.Pools = "registered", n.ID(), n.Pools()
 			}
@@ -73,4 +93,53 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 		return fmt.Errorf("node: %w", err)
 	}
 	return nil
+}
+
+// updateView is the update module as the console sees it: it learns the
+// node (its farm's channel) from the module's Run.
+type updateView struct {
+	node.Updater
+	fallback string // the channel followed when the farm chose none
+
+	mu      sync.Mutex // guards host, ch, checked
+	host    updateHost // set once Run started
+	ch      string     // the channel last learned
+	checked time.Time  // when
+}
+
+var _ node.Updater = (*updateView)(nil)
+
+// updateHost is the part of the node the console asks.
+type updateHost = interface {
+	Healthy() error
+	NodeID() uint32
+	FarmID() uint32
+	FarmChannel(ctx context.Context) (string, error)
+}
+
+// Run implements node.Updater.
+func (u *updateView) Run(ctx context.Context, host updateHost) error {
+	u.mu.Lock()
+	u.host = host
+	u.mu.Unlock()
+	return u.Updater.Run(ctx, host)
+}
+
+// channel is the farm's channel (asked at most every 30 s), else the
+// fallback.
+func (u *updateView) channel(ctx context.Context) string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.host != nil && time.Since(u.checked) > 30*time.Second {
+		u.checked = time.Now()
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if ch, err := u.host.FarmChannel(cctx); err == nil {
+			u.ch = ch
+		}
+		cancel()
+	}
+	if u.ch != "" {
+		return u.ch
+	}
+	return u.fallback
 }

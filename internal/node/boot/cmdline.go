@@ -8,6 +8,8 @@
 package boot
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -15,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/release"
 )
 
 // Run modes (runmode=).
@@ -29,6 +32,19 @@ type Config struct {
 	Grid      string
 	RunMode   string
 	Debug     bool
+	// UpdateHub (update_hub=http://HOST:PORT), UpdateRoot (update_root=:
+	// sha256:HEX of the release root the hub serves as 1.root.json, or
+	// the path of a root baked into the image) and UpdateChannel
+	// (update_channel=, when the farm chose none) turn on self-update;
+	// without a hub and a root the node runs the version it booted.
+	UpdateHub     string
+	UpdateRoot    string
+	UpdateChannel string
+	// NewIdentity (new_identity) and RecreateMissingDisks
+	// (recreate_missing_disks) are node.Config's recovery switches, so a
+	// farmer recovers a booted node by booting it once with them.
+	NewIdentity          bool
+	RecreateMissingDisks bool
 }
 
 // DefaultRunMode is the run mode without runmode=.
@@ -116,14 +132,71 @@ func ParseCmdline(defaults, cmdline string) (Config, []error) {
 			}
 			cfg.RunMode = v
 		case "zos-debug":
-			if hasValue && v != "1" && v != "true" {
-				cfg.Debug = false
+			cfg.Debug = flagOn(hasValue, v)
+		case "new_identity":
+			cfg.NewIdentity = flagOn(hasValue, v)
+		case "recreate_missing_disks":
+			cfg.RecreateMissingDisks = flagOn(hasValue, v)
+		case "update_hub":
+			if err := checkHub(v); err != nil {
+				errs = append(errs, fmt.Errorf("kernel command line: update_hub=%q: %w", v, err))
 				continue
 			}
-			cfg.Debug = true
+			cfg.UpdateHub = v
+		case "update_root":
+			if err := checkRoot(v); err != nil {
+				errs = append(errs, fmt.Errorf("kernel command line: update_root=%q: %w", v, err))
+				continue
+			}
+			cfg.UpdateRoot = v
+		case "update_channel":
+			if !release.ValidName(v) {
+				errs = append(errs, fmt.Errorf("kernel command line: update_channel=%q is not a channel name", v))
+				continue
+			}
+			cfg.UpdateChannel = v
 		}
 	}
 	return cfg, errs
+}
+
+// flagOn reads a switch: bare, =1 or =true turn it on, anything else off.
+func flagOn(hasValue bool, v string) bool { return !hasValue || v == "1" || v == "true" }
+
+// checkHub accepts an http(s) URL with a host and nothing after the port.
+func checkHub(v string) error {
+	u, err := url.Parse(v)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("scheme %q is not http or https", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return errors.New("no host")
+	}
+	if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return errors.New("want http(s)://HOST[:PORT] only")
+	}
+	return nil
+}
+
+// RootHashPrefix starts an update_root= that pins the hub's first root by
+// its SHA-256.
+const RootHashPrefix = "sha256:"
+
+// checkRoot accepts sha256:HEX (64 hex digits) or an absolute path.
+func checkRoot(v string) error {
+	if h, ok := strings.CutPrefix(v, RootHashPrefix); ok {
+		if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
+			return errors.New("want sha256: and 64 hex digits")
+		}
+		return nil
+	}
+	if !strings.HasPrefix(v, "/") || strings.Contains(v, "..") {
+		return errors.New("want sha256:HEX or the absolute path of a root.json in the image")
+	}
+	return nil
 }
 
 // checkGrid accepts NATS URLs, comma separated.

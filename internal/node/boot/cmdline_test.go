@@ -166,3 +166,68 @@ func TestModuleStates(t *testing.T) {
 		t.Fatalf("got screen\n%s\nwant the grid's error only", out)
 	}
 }
+
+// TestParseCmdlineUpdateAndRecovery: the self-update settings and the
+// recovery switches of a booted node come from the command line; bad
+// values are reported and leave the setting unset.
+func TestParseCmdlineUpdateAndRecovery(t *testing.T) {
+	hash := strings.Repeat("ab", 32)
+	base := Config{RunMode: "prod"}
+	with := func(f func(*Config)) Config { c := base; f(&c); return c }
+	tests := []struct {
+		name, defaults, cmdline string
+		want                    Config
+		errs                    int
+	}{
+		{"update by hash", "", "update_hub=http://10.0.2.2:8081 update_root=sha256:" + hash + " update_channel=testing",
+			with(func(c *Config) {
+				c.UpdateHub, c.UpdateRoot, c.UpdateChannel = "http://10.0.2.2:8081", "sha256:"+hash, "testing"
+			}), 0},
+		{"root baked in the image, hub on the command line", "update_root=/etc/zos/release-root.json", "update_hub=https://hub.grid",
+			with(func(c *Config) { c.UpdateHub, c.UpdateRoot = "https://hub.grid", "/etc/zos/release-root.json" }), 0},
+		{"recovery switches", "", "new_identity recreate_missing_disks=1",
+			with(func(c *Config) { c.NewIdentity, c.RecreateMissingDisks = true, true }), 0},
+		{"a later =0 turns a baked switch off", "new_identity", "new_identity=0", base, 0},
+		{"bad hub scheme", "", "update_hub=nats://a:1", base, 1},
+		{"hub with a path", "", "update_hub=http://a/api", base, 1},
+		{"short hash", "", "update_root=sha256:abcd", base, 1},
+		{"relative root path", "", "update_root=root.json", base, 1},
+		{"root path escaping", "", "update_root=/etc/../root.json", base, 1},
+		{"bad channel", "", "update_channel=../x", base, 1},
+		{"bad values keep the good ones", "update_hub=http://h:1", "update_hub=ftp://x update_root=sha256:zz",
+			with(func(c *Config) { c.UpdateHub = "http://h:1" }), 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, errs := ParseCmdline(tt.defaults, tt.cmdline)
+			if got != tt.want || len(errs) != tt.errs {
+				t.Fatalf("got %+v with %d errors %v, want %+v with %d", got, len(errs), errs, tt.want, tt.errs)
+			}
+		})
+	}
+}
+
+// TestNodeArgs: what the command line turned on reaches the node child as
+// its flags; self-update only with both a hub and a root.
+func TestNodeArgs(t *testing.T) {
+	base := "/init init node --farm 3 --grid nats://g:1 --listen 10.0.2.15 --data " + DataDir + " --status " + StatusFile
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"plain", Config{Farm: 3, Grid: "nats://g:1"}, base},
+		{"recovery", Config{Farm: 3, Grid: "nats://g:1", NewIdentity: true, RecreateMissingDisks: true},
+			base + " --new-identity --recreate-missing-disks"},
+		{"update", Config{Farm: 3, Grid: "nats://g:1", UpdateHub: "http://h:1", UpdateRoot: "sha256:ab", UpdateChannel: "testing"},
+			base + " --update-hub http://h:1 --update-root sha256:ab --update-channel testing"},
+		{"a hub without a root does not update", Config{Farm: 3, Grid: "nats://g:1", UpdateHub: "http://h:1"}, base},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := strings.Join(NodeArgs("/init", tt.cfg, "10.0.2.15"), " "); got != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -124,7 +124,9 @@ func Init(cfg InitConfig, log *slog.Logger) error {
 	if bcfg.Debug {
 		log = slog.New(slog.NewTextHandler(cfg.Console, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	log.Info("boot_config", "farm", bcfg.Farm, "grid", bcfg.Grid, "runmode", bcfg.RunMode, "debug", bcfg.Debug)
+	log.Info("boot_config", "farm", bcfg.Farm, "grid", bcfg.Grid, "runmode", bcfg.RunMode, "debug", bcfg.Debug,
+		"update_hub", bcfg.UpdateHub, "update_root", bcfg.UpdateRoot, "new_identity", bcfg.NewIdentity,
+		"recreate_missing_disks", bcfg.RecreateMissingDisks)
 
 	// 3. Kernel: Ctrl-Alt-Del and orderly power off come to us.
 	if cfg.Halt {
@@ -370,14 +372,7 @@ func superviseNode(ctx context.Context, cfg InitConfig, st *state, exits <-chan 
 			return
 		}
 		ip := lease.IP.String()
-		args := []string{cfg.Exe, "init", "node", "--farm", strconv.FormatUint(uint64(bcfg.Farm), 10), "--grid", bcfg.Grid,
-			"--listen", ip, "--data", DataDir, "--status", StatusFile}
-		if bcfg.FarmToken != "" {
-			args = append(args, "--farm-token", bcfg.FarmToken)
-		}
-		if bcfg.Debug {
-			args = append(args, "--debug")
-		}
+		args := NodeArgs(cfg.Exe, bcfg, ip)
 		proc, err := os.StartProcess(cfg.Exe, args, &os.ProcAttr{Files: []*os.File{nil, cfg.Console, cfg.Console},
 			Env: os.Environ(), Sys: &syscall.SysProcAttr{Setpgid: true}})
 		if err != nil {
@@ -411,6 +406,32 @@ func superviseNode(ctx context.Context, cfg InitConfig, st *state, exits <-chan 
 		wait.Sleep(ctx, delay)
 		delay = min(delay*2, 30*time.Second)
 	}
+}
+
+// NodeArgs is the argv of the node child (`zos init node ...`) for the
+// boot configuration c and the NIC's address ip.
+func NodeArgs(exe string, c Config, ip string) []string {
+	args := []string{exe, "init", "node", "--farm", strconv.FormatUint(uint64(c.Farm), 10), "--grid", c.Grid,
+		"--listen", ip, "--data", DataDir, "--status", StatusFile}
+	if c.FarmToken != "" {
+		args = append(args, "--farm-token", c.FarmToken)
+	}
+	if c.Debug {
+		args = append(args, "--debug")
+	}
+	if c.NewIdentity {
+		args = append(args, "--new-identity")
+	}
+	if c.RecreateMissingDisks {
+		args = append(args, "--recreate-missing-disks")
+	}
+	if c.UpdateHub != "" && c.UpdateRoot != "" {
+		args = append(args, "--update-hub", c.UpdateHub, "--update-root", c.UpdateRoot)
+		if c.UpdateChannel != "" {
+			args = append(args, "--update-channel", c.UpdateChannel)
+		}
+	}
+	return args
 }
 
 // waitNode waits for the node's exit, a shutdown or an address change.

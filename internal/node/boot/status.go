@@ -16,6 +16,7 @@ import (
 	"github.com/zos-go/zos/internal/atomicfile"
 	"github.com/zos-go/zos/internal/node/node"
 	"github.com/zos-go/zos/internal/node/storage"
+	"github.com/zos-go/zos/internal/node/update"
 	"github.com/zos-go/zos/internal/nodeapi"
 )
 
@@ -28,6 +29,30 @@ type NodeStatus struct {
 	Pools   []nodeapi.Pool    `json:"pools"`
 	Modules map[string]string `json:"modules"`
 	Updated time.Time         `json:"updated"`
+	// Version is what the node child runs (a live update changes it
+	// under init); Channel the release channel it follows ("" without
+	// self-update); Update the last update's result (UpdateResult).
+	Version string `json:"version,omitempty"`
+	Channel string `json:"channel,omitempty"`
+	Update  string `json:"update,omitempty"`
+}
+
+// UpdateResult says in one line where the node's self-update stands.
+func UpdateResult(s update.State) string {
+	switch {
+	case s.Trying != "":
+		return "trying " + s.Trying
+	case len(s.Failed) > 0:
+		last := s.Failed[len(s.Failed)-1]
+		on := s.Current
+		if on == "" {
+			on = "the booted version"
+		}
+		return fmt.Sprintf("%s failed, back on %s", last, on)
+	case s.Current != "":
+		return "updated to " + s.Current
+	}
+	return "none yet"
 }
 
 // writeStatus replaces the status file atomically.
@@ -86,6 +111,17 @@ func (s Screen) Render() string {
 	}
 	w("node:      %s", node)
 	w("farm:      %d    runmode: %s", s.Config.Farm, s.Config.RunMode)
+	running, channel, upd := s.Version, s.Node.Channel, s.Node.Update
+	if s.Node.Version != "" {
+		running = s.Node.Version
+	}
+	if channel == "" {
+		channel = "-"
+	}
+	if upd == "" {
+		upd = "off"
+	}
+	w("version:   %s    channel: %s    update: %s", running, channel, upd)
 	state := s.Node.State
 	if !s.NodeUp {
 		state = "node not running"
@@ -134,7 +170,8 @@ func (s Screen) Render() string {
 		w("error:     %s", e)
 	}
 	// One machine-readable line for tests and serial-console scrapers.
-	w("zos-status node=%d farm=%d state=%s listening=%s", s.Node.NodeID, s.Config.Farm, strings.ReplaceAll(state, " ", "_"), strings.Join(s.Listening, ","))
+	w("zos-status node=%d farm=%d state=%s listening=%s version=%s channel=%s", s.Node.NodeID, s.Config.Farm,
+		strings.ReplaceAll(state, " ", "_"), strings.Join(s.Listening, ","), running, channel)
 	return b.String()
 }
 
