@@ -241,7 +241,7 @@ func TestFaultDiskLost(t *testing.T) {
 				r.waitPoolFailed(t, r.poolA, fault.running)
 				r.waitState(t, r.a, "a", gridtypes.StateError, "pool "+r.poolA+" failed: disk file")
 				t.Logf("disk %s: pool and workload shown failed %v after the fault (checks every 1s)", fault.name, time.Since(t0).Round(10*time.Millisecond))
-				if !strings.Contains(r.n.proc.output(), "pool_failed pool="+r.poolA) {
+				if !r.n.proc.logged("pool_failed pool=" + r.poolA) {
 					t.Errorf("node log lacks pool_failed pool=%s", r.poolA)
 				}
 				// The dying disk's namespace no longer acknowledges writes.
@@ -342,7 +342,7 @@ func TestFaultDiskMissingAtRestart(t *testing.T) {
 			// The farmer starts over: new empty disks, the key comes back
 			// from the surviving HDD pool, the node is the same node.
 			r.restart(t, nil, "--recreate-missing-disks")
-			if !strings.Contains(r.n.proc.output(), "identity_restored") {
+			if !r.n.proc.logged("identity_restored") {
 				t.Errorf("node log lacks identity_restored after the cache's disk was made again")
 			}
 			testutil.Eventually(t, 60*time.Second, "every pool healthy", func() (bool, error) {

@@ -234,7 +234,7 @@ func TestFaultGridStoreFullWithoutReserve(t *testing.T) {
 		return true, nil
 	})
 	t.Logf("writes work again %s after the filler went", time.Since(start).Round(time.Millisecond))
-	if !strings.Contains(g.proc.output(), "msg=jetstream_restarted") {
+	if !g.proc.logged("msg=jetstream_restarted") {
 		t.Errorf("zgrid logged no jetstream_restarted")
 	}
 	for u, want := range shows {

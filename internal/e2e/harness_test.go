@@ -64,6 +64,12 @@ type proc struct {
 
 func (p *proc) output() string { return p.log.String() }
 
+// logged waits a moment for s in the process's output: a line written
+// before an answer the test saw may reach it through the pipe just after.
+func (p *proc) logged(s string) bool {
+	return testutil.Poll(5*time.Second, func() (bool, error) { return strings.Contains(p.output(), s), nil }) == nil
+}
+
 func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(name, args...), log: &testutil.Buffer{}, done: make(chan struct{})}

@@ -193,7 +193,7 @@ func TestLiveUpdate(t *testing.T) {
 		return rec.Version == "v1.1.0" && slices.Contains(rec.UpdateFailed, "v1.2.0"), nil
 	})
 	t.Logf("FIGURE publish_broken_to_failed_shown=%s api_unreachable_max=%s", time.Since(published).Round(time.Millisecond), watch.gap().Round(time.Millisecond))
-	if !strings.Contains(n.proc.output(), "update_trial_died") {
+	if !n.proc.logged("update_trial_died") {
 		t.Errorf("no update_trial_died in the log")
 	}
 	if out := redis(t, n.zdbPort, fmt.Sprintf("SELECT %s pw\nGET k\n", ns)); !strings.Contains(out, "kept") {
