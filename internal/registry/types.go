@@ -10,6 +10,8 @@ import (
 	"math"
 	"math/bits"
 	"time"
+
+	"github.com/zos-go/zos/internal/billing"
 )
 
 // Twin is an identity on the grid: users, farmers and nodes each have one.
@@ -190,6 +192,9 @@ const (
 	EventContractCanceled    = "contract_canceled"
 	EventPublicConfigChanged = "public_config_changed"
 	EventPowerTargetChanged  = "power_target_changed"
+	// EventContractState carries the grid's signed billing state change of
+	// one of the node's contracts (grace period, resumed, out of funds).
+	EventContractState = "contract_state"
 	// EventResync is sent by WatchNode (never stored) when events after
 	// the asked sequence have aged out of the stream: re-read the node's
 	// contracts.
@@ -203,5 +208,8 @@ type Event struct {
 	Kind     string    `json:"kind"`
 	NodeID   uint32    `json:"node_id"`
 	Contract *Contract `json:"contract,omitempty"`
-	Time     time.Time `json:"time"`
+	// State is set on EventContractState; the node verifies it against
+	// the grid's billing key.
+	State *billing.StateChange `json:"state_change,omitempty"`
+	Time  time.Time            `json:"time"`
 }
