@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -120,7 +121,10 @@ func networkCreate(ctx context.Context, env *Env, args []string) error {
 			s.Close()
 			return err
 		}
-		port, err := mesh.FreePort(taken, id*7919, 3000, 9999)
+		// A random start: the node knows the ports its networks hold, not
+		// what else listens beside it (another grid's node on a shared
+		// host), and a fixed start per node id made those collide.
+		port, err := mesh.FreePort(taken, rand.Uint32(), 3000, 9999)
 		if err != nil {
 			s.Close()
 			return fmt.Errorf("node %d: %w", id, err)
