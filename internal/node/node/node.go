@@ -7,6 +7,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -112,6 +113,14 @@ type Config struct {
 	// envelopes, registry writes); nil means time.Now. Tests of clock
 	// skew move it.
 	Now func() time.Time
+	// GridKey is the grid's billing key the operator pins (zos node
+	// --grid-key): the key that signs contract state changes (grace,
+	// active, out of funds). Without it the node keeps the key it knows
+	// (DataDir/grid-billing.key), else learns it once from GridKeys.
+	GridKey ed25519.PublicKey
+	// GridKeys tells the grid's billing key (the registry's grid info);
+	// nil: state changes wait for a pinned key.
+	GridKeys gridsync.GridKeys
 	// Update, when set, is the self-update module (internal/node/update):
 	// it runs once the node is up; a switch it returns ends Run with that
 	// error, for the caller to exec the version it names.
