@@ -265,6 +265,9 @@ func (n *Node) markUsed(twin uint32, contract uint64) {
 	if n.sync != nil {
 		n.sync.MarkUsed(twin, contract)
 	}
+	if u := n.usage.Load(); u != nil {
+		u.Changed()
+	}
 }
 
 // startRegistration registers the node under its farm, retrying until it
