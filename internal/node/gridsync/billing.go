@@ -26,6 +26,10 @@ type GridKeys interface {
 // grid's state changes with.
 var ErrNoGridKey = errors.New("no grid billing key")
 
+// errAskingGridKey marks a failure to ask the grid for its key, which a
+// later try may not have.
+var errAskingGridKey = errors.New("asking the grid for its billing key")
+
 // ParseGridKey decodes a hex ed25519 public key.
 func ParseGridKey(s string) (ed25519.PublicKey, error) {
 	b, err := hex.DecodeString(strings.TrimSpace(s))
@@ -68,7 +72,7 @@ func (s *Sync) gridKey(ctx context.Context) (ed25519.PublicKey, error) {
 	case s.cfg.GridKeys != nil:
 		learned, err := s.cfg.GridKeys.GridKey(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("asking the grid for its billing key: %w", err)
+			return nil, fmt.Errorf("%w: %w", errAskingGridKey, err)
 		}
 		if len(learned) != ed25519.PublicKeySize {
 			return nil, fmt.Errorf("%w: the grid answered a key of %d bytes", ErrNoGridKey, len(learned))
@@ -90,14 +94,20 @@ func (s *Sync) gridKey(ctx context.Context) (ed25519.PublicKey, error) {
 // contractState applies the grid's billing state change of a contract of
 // this node once the grid's billing key shows it signed it; a forged or
 // foreign change is logged and ignored, an older one than applied too.
-// Only not knowing the key is an error: the event is then handled again
-// when the loop restarts.
+// Only failing to ask the grid for its key is an error: the event is then
+// handled again when the loop restarts. Without any key (none pinned,
+// kept or to ask for) the change cannot be verified: it is logged and
+// ignored, and the events after it (cancellations) go on.
 func (s *Sync) contractState(ctx context.Context, c billing.StateChange) error {
+	log := s.log.With("contract", c.ContractID, "state", c.State, "seq", c.Seq)
 	key, err := s.gridKey(ctx)
-	if err != nil {
+	if errors.Is(err, errAskingGridKey) {
 		return err
 	}
-	log := s.log.With("contract", c.ContractID, "state", c.State, "seq", c.Seq)
+	if err != nil {
+		log.Error("contract_state_unverifiable", "err", err)
+		return nil
+	}
 	if err := billing.Verify(c, key); err != nil {
 		log.Error("contract_state_rejected", "err", err)
 		return nil

@@ -229,3 +229,36 @@ func TestGridKey(t *testing.T) {
 		})
 	}
 }
+
+// TestContractStateWithoutKey: without a billing key to check them, state
+// changes are logged and ignored and the events after them go on; a grid
+// that cannot say its key makes the loop stop before the event, to handle
+// it again.
+func TestContractStateWithoutKey(t *testing.T) {
+	_, grid, _ := ed25519.GenerateKey(nil)
+	deps := newEngineDeps(t)
+	reg := newFakeRegistry()
+	var logs testutil.Buffer
+	seq := filepath.Join(t.TempDir(), "seq")
+	s := New(Config{NodeID: 1, SeqFile: seq}, reg, deps, &fakeHost{}, logTo(&logs))
+	runEvents(t, s, reg, signed(t, grid, 1, billing.StateGrace, 1))
+	deps.waitState(t, gridtypes.StateOk)
+	if !strings.Contains(logs.String(), "contract_state_unverifiable") {
+		t.Fatalf("got no unverifiable change logged:\n%s", logs.String())
+	}
+	if b, _ := os.ReadFile(seq); string(b) != "1" {
+		t.Fatalf("got sequence file %q, want 1 (handled)", b)
+	}
+
+	seq2 := filepath.Join(t.TempDir(), "seq")
+	s = New(Config{NodeID: 1, SeqFile: seq2, GridKeyFile: filepath.Join(t.TempDir(), "key"), GridKeys: &fakeGridKeys{}}, reg, deps, &fakeHost{}, logTo(&logs))
+	reg.events = make(chan registry.Event, 1)
+	reg.events <- registry.Event{Seq: 1, Kind: registry.EventContractState, NodeID: 1, State: signed(t, grid, 1, billing.StateGrace, 1)}
+	close(reg.events)
+	if err := s.EventsLoop(context.Background()); !errors.Is(err, errDown) {
+		t.Fatalf("grid cannot say its key: got %v, want errDown", err)
+	}
+	if _, err := os.Stat(seq2); !os.IsNotExist(err) {
+		t.Fatalf("the event was marked handled: %v", err)
+	}
+}
