@@ -158,3 +158,66 @@ func TestBadStateFile(t *testing.T) {
 		t.Fatal("got no error for a report period longer than a window may be")
 	}
 }
+
+// TestLoopLooksWhenChanged: the loop looks at the contracts at once when
+// told a capacity changed (a new window starts at that moment), reports
+// each period, and ends with its context.
+func TestLoopLooksWhenChanged(t *testing.T) {
+	testutil.NoLeaks(t)
+	clock := &fakeClock{now: 1000}
+	var mu sync.Mutex
+	src := &lockedSource{mu: &mu, s: []Sample{vm(1, 1, 1, 0, 0)}}
+	reg := &fakeRegistry{lastEnd: map[uint64]int64{}}
+	tick := make(chan time.Time)
+	u, err := New(Config{NodeID: 9, File: filepath.Join(t.TempDir(), "usage.json"), SampleEvery: time.Hour, ReportEvery: time.Minute,
+		Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return clock.Now() },
+		After: func(time.Duration) <-chan time.Time { return tick }}, src, reg, testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := testutil.Go(t, "usage loop", u.Loop)
+	testutil.Eventually(t, 5*time.Second, "the first look", func() (bool, error) { return len(u.meterOpen()) == 1, nil })
+	mu.Lock()
+	clock.now, src.s = 1030, []Sample{vm(1, 2, 1, 0, 0)}
+	mu.Unlock()
+	u.Changed()
+	testutil.Eventually(t, 5*time.Second, "the change's window", func() (bool, error) { return len(u.Pending()) == 1, nil })
+	mu.Lock()
+	clock.now = 1060
+	mu.Unlock()
+	tick <- time.Time{}
+	testutil.Eventually(t, 5*time.Second, "the period's report", func() (bool, error) {
+		reg.mu.Lock()
+		defer reg.mu.Unlock()
+		return len(reg.got) == 2, nil
+	})
+	reg.mu.Lock()
+	got := lines(reg.got)
+	reg.mu.Unlock()
+	if want := "1 [1000,1030) cru=1 mru=1 ips=0 net=0\n1 [1030,1060) cru=2 mru=1 ips=0 net=0"; got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	stop()
+}
+
+type lockedSource struct {
+	mu *sync.Mutex
+	s  []Sample
+}
+
+func (l *lockedSource) Samples(context.Context) ([]Sample, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Sample(nil), l.s...), nil
+}
+
+// meterOpen returns the contracts with an open window.
+func (u *Usage) meterOpen() []uint64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []uint64
+	for c := range u.meter.state.Open {
+		out = append(out, c)
+	}
+	return out
+}
