@@ -170,7 +170,7 @@ func TestLoopLooksWhenChanged(t *testing.T) {
 	reg := &fakeRegistry{lastEnd: map[uint64]int64{}}
 	tick := make(chan time.Time)
 	u, err := New(Config{NodeID: 9, File: filepath.Join(t.TempDir(), "usage.json"), SampleEvery: time.Hour, ReportEvery: time.Minute,
-		Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return clock.Now() },
+		Now:   func() time.Time { mu.Lock(); defer mu.Unlock(); return clock.Now() },
 		After: func(time.Duration) <-chan time.Time { return tick }}, src, reg, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
