@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/node/gridsync"
 	"github.com/zos-go/zos/internal/node/node"
 	"github.com/zos-go/zos/internal/node/storage"
 	"github.com/zos-go/zos/internal/resp"
@@ -34,7 +35,7 @@ func (d *diskFlags) Set(v string) error {
 //	zos node --data DIR --grid nats://HOST:4222 --farm-token TOKEN --disk ssd:20G --disk hdd:50G
 //	         [--farm ID] [--recreate-missing-disks] [--new-identity] [--disk-check-every 30s]
 //	         [--reserved-mem SIZE] [--listen IP] [--zdb-port 9900] [--uptime-every 40m]
-//	         [--egress-allow PREFIX|private|loopback]... [--planetary-peer URI]...
+//	         [--egress-allow PREFIX|private|loopback]... [--planetary-peer URI]... [--grid-key HEX]
 //	         [--update-hub URL --update-root root.json [--update-channel CH] [--update-every D] [--update-gate D]]
 func runNode(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("zos node", flag.ContinueOnError)
@@ -72,6 +73,11 @@ func runNode(ctx context.Context, args []string) error {
 	fs.Func("planetary-peer", "public yggdrasil peer URI (tcp://HOST:PORT, tls://, quic://), repeatable: run the planetary overlay", func(v string) error {
 		cfg.PlanetaryPeers = append(cfg.PlanetaryPeers, v)
 		return nil
+	})
+	fs.Func("grid-key", "the grid's billing key (hex) that signs contract state changes; default: the one kept, else asked once", func(v string) error {
+		k, err := gridsync.ParseGridKey(v)
+		cfg.GridKey = k
+		return err
 	})
 	if err := fs.Parse(args); err != nil {
 		return err

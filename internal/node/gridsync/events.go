@@ -14,14 +14,18 @@ import (
 )
 
 // EventsLoop follows the node's event stream from the last sequence it
-// handled (kept in SeqFile) and deprovisions the contracts whose owner
-// signed their cancellation. A resync event (events aged out of the
+// handled (kept in SeqFile), deprovisions the contracts whose owner
+// signed their cancellation and applies the billing state changes the
+// grid's billing key signed (pause, resume, out of funds). A resync event (events aged out of the
 // stream) compares the deployments with the registry instead.
 func (s *Sync) EventsLoop(ctx context.Context) error {
 	var last uint64
 	if b, err := os.ReadFile(s.cfg.SeqFile); err == nil {
 		last, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 	}
+	// The watch ends with this loop, also when it returns early.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	ch, err := s.reg.WatchNode(ctx, s.cfg.NodeID, last)
 	if err != nil {
 		return fmt.Errorf("watching node events: %w", err)
@@ -35,6 +39,12 @@ func (s *Sync) EventsLoop(ctx context.Context) error {
 		}
 		if ev.Kind == registry.EventContractCanceled && ev.Contract != nil {
 			s.canceled(ctx, *ev.Contract)
+		}
+		if ev.Kind == registry.EventContractState && ev.State != nil {
+			if err := s.contractState(ctx, *ev.State); err != nil {
+				// Not saved: the change is handled again after a restart.
+				return fmt.Errorf("contract state event %d: %w", ev.Seq, err)
+			}
 		}
 		if err := atomicfile.WriteFile(s.cfg.SeqFile, []byte(strconv.FormatUint(ev.Seq, 10)), 0o600); err != nil {
 			s.log.Warn("events_seq_save_failed", "err", err)

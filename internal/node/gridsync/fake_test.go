@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zos-go/zos/internal/billing"
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/node/provision"
@@ -123,6 +124,13 @@ func (f *fakeDeployments) Deprovision(twin uint32, contract uint64, _ string) er
 	defer f.mu.Unlock()
 	f.removed = append(f.removed, fmt.Sprintf("%d/%d", twin, contract))
 	sort.Strings(f.removed)
+	return nil
+}
+
+func (f *fakeDeployments) ApplyContractState(c billing.StateChange) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removed = append(f.removed, fmt.Sprintf("state %d/%d %s", c.TwinID, c.ContractID, c.State))
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zos-go/zos/internal/billing"
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/registry"
 )
@@ -46,6 +47,9 @@ type Deployments interface {
 	Get(twin uint32, contract uint64) (*gridtypes.Deployment, error)
 	All() ([]*gridtypes.Deployment, error)
 	Deprovision(twin uint32, contract uint64, reason string) error
+	// ApplyContractState pauses, resumes or removes a contract's
+	// workloads as the grid's verified billing state says.
+	ApplyContractState(c billing.StateChange) error
 }
 
 // Host is what the uptime loop needs of the node: registering again (its
@@ -69,6 +73,14 @@ type Config struct {
 	SeqFile string
 	// After is the clock (time.After when nil; tests drive it).
 	After func(time.Duration) <-chan time.Time
+	// GridKey is the grid's billing key the operator pinned (nil: the one
+	// kept in GridKeyFile, else learned once from GridKeys).
+	GridKey ed25519.PublicKey
+	// GridKeyFile keeps the billing key the node trusts.
+	GridKeyFile string
+	// GridKeys tells the grid's billing key when none is pinned or kept
+	// (nil: state changes wait for a pinned key).
+	GridKeys GridKeys
 }
 
 // Sync runs the loops of one node.
@@ -82,6 +94,9 @@ type Sync struct {
 	mu    sync.Mutex        // guards dirty
 	dirty map[uint64]uint32 // contract -> twin, use to report
 	wake  chan struct{}     // a contract was marked
+
+	keyMu sync.Mutex        // guards key
+	key   ed25519.PublicKey // the grid's billing key, once known
 }
 
 // New returns the loops of the node cfg.NodeID; none runs until called.

@@ -7,6 +7,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,7 @@ import (
 	"github.com/zos-go/zos/internal/node/primitives"
 	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/node/storage"
+	"github.com/zos-go/zos/internal/node/usage"
 	"github.com/zos-go/zos/internal/nodeapi"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/resp"
@@ -112,6 +114,20 @@ type Config struct {
 	// envelopes, registry writes); nil means time.Now. Tests of clock
 	// skew move it.
 	Now func() time.Time
+	// GridKey is the grid's billing key the operator pins (zos node
+	// --grid-key): the key that signs contract state changes (grace,
+	// active, out of funds). Without it the node keeps the key it knows
+	// (DataDir/grid-billing.key), else learns it once from GridKeys.
+	GridKey ed25519.PublicKey
+	// GridKeys tells the grid's billing key (the registry's grid info);
+	// nil: state changes wait for a pinned key.
+	GridKeys gridsync.GridKeys
+	// UsageReporter sends what each contract held (registry.Client's
+	// ReportUsage); nil: usage is not metered. UsageSampleEvery (1 min)
+	// is how often contracts are looked at, UsageReportEvery (1 h, at most
+	// a day) how often their windows end and are reported.
+	UsageReporter                      usage.Reporter
+	UsageSampleEvery, UsageReportEvery time.Duration
 	// Update, when set, is the self-update module (internal/node/update):
 	// it runs once the node is up; a switch it returns ends Run with that
 	// error, for the caller to exec the version it names.
@@ -187,6 +203,7 @@ func (c *Config) Validate() error {
 	if c.ResyncEvery <= 0 {
 		c.ResyncEvery = time.Hour
 	}
+	usageDefaults(c)
 	return nil
 }
 
@@ -214,9 +231,10 @@ type Node struct {
 	store   *provision.Store
 	vms     *machines // vms: nil without a guest kernel
 	engine  *provision.Engine
-	nodeID  atomic.Uint32  // registration (0 before); the uptime loop registers again
-	farmID  atomic.Uint32  // the farm of the last registration
-	sync    *gridsync.Sync // grid sync: the grid loops, OnJobDone
+	nodeID  atomic.Uint32               // registration (0 before); the uptime loop registers again
+	farmID  atomic.Uint32               // the farm of the last registration
+	sync    *gridsync.Sync              // grid sync: the grid loops, OnJobDone
+	usage   atomic.Pointer[usage.Usage] // usage: nil without a reporter; OnJobDone
 
 	mu      sync.Mutex        // guards modules
 	modules map[string]string // module -> "ok" or its error
@@ -243,6 +261,7 @@ func (n *Node) tasks() []task {
 		{"api", n.startAPI},
 		{"gateway", n.startGateway},
 		{"grid sync", n.startGridSync},
+		{"usage", n.startUsage},
 		{"planetary", n.startPlanetary},
 		{"update", n.startUpdate},
 	}

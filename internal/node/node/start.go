@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/zos-go/zos/internal/billing"
 	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/identity"
@@ -264,6 +265,9 @@ func (n *Node) markUsed(twin uint32, contract uint64) {
 	if n.sync != nil {
 		n.sync.MarkUsed(twin, contract)
 	}
+	if u := n.usage.Load(); u != nil {
+		u.Changed()
+	}
 }
 
 // startRegistration registers the node under its farm, retrying until it
@@ -323,6 +327,7 @@ func (n *Node) startGridSync(_ context.Context, r *runner) error {
 	n.sync = gridsync.New(gridsync.Config{
 		NodeID: n.ID(), UptimeEvery: n.cfg.UptimeEvery, ResyncEvery: n.cfg.ResyncEvery,
 		SeqFile: filepath.Join(n.cache, "events.seq"),
+		GridKey: n.cfg.GridKey, GridKeyFile: filepath.Join(n.cfg.DataDir, "grid-billing.key"), GridKeys: n.cfg.GridKeys,
 	}, n.grid, engineDeployments{n.engine}, gridHost{n}, n.log)
 	n.serveLoop(r, "uptime", n.sync.UptimeLoop)
 	n.serveLoop(r, "events", n.sync.EventsLoop)
@@ -392,6 +397,10 @@ func (d engineDeployments) All() ([]*gridtypes.Deployment, error) { return d.e.S
 
 func (d engineDeployments) Deprovision(twin uint32, contract uint64, reason string) error {
 	return d.e.Deprovision(twin, contract, reason)
+}
+
+func (d engineDeployments) ApplyContractState(c billing.StateChange) error {
+	return d.e.ApplyContractState(c)
 }
 
 // gridHost is the node for the uptime loop.

@@ -41,6 +41,10 @@ type VMs interface {
 	Run(ctx context.Context, s vm.Spec) error
 	Inspect(ctx context.Context, name string) (vm.Info, error)
 	Delete(ctx context.Context, name string) error
+	// Pause and Resume stop and continue a VM's vCPUs (a contract's
+	// grace period).
+	Pause(ctx context.Context, name string) error
+	Resume(ctx context.Context, name string) error
 }
 
 // Networks is what the zmachine manager needs of the network module.

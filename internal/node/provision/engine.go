@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zos-go/zos/internal/billing"
 	"github.com/zos-go/zos/internal/gridtypes"
 )
 
@@ -166,6 +167,9 @@ func (e *Engine) Provision(d *gridtypes.Deployment) error {
 func (e *Engine) Update(d *gridtypes.Deployment, ops []gridtypes.Op) error {
 	cur, err := e.store.Get(d.TwinID, d.ContractID)
 	if err != nil {
+		return err
+	}
+	if err := e.checkNotInGrace(d.TwinID, d.ContractID); err != nil {
 		return err
 	}
 	job := Job{Kind: JobUpdate, Twin: d.TwinID, Contract: d.ContractID}
@@ -391,11 +395,21 @@ func (e *Engine) boot() error {
 			// why) until the contract is canceled; nothing to rebuild.
 			continue
 		}
-		if queued[string(depKey(d.TwinID, d.ContractID))] {
-			continue
+		if !queued[string(depKey(d.TwinID, d.ContractID))] {
+			if _, err := e.store.Enqueue(Job{Kind: JobProvision, Twin: d.TwinID, Contract: d.ContractID, NoValidation: true}); err != nil {
+				return err
+			}
 		}
-		if _, err := e.store.Enqueue(Job{Kind: JobProvision, Twin: d.TwinID, Contract: d.ContractID, NoValidation: true}); err != nil {
+		// A contract in its grace period is paused again after what the
+		// restart rebuilt (a VM started anew runs until then).
+		st, err := e.store.Billing(d.TwinID, d.ContractID)
+		if err != nil {
 			return err
+		}
+		if st.State == billing.StateGrace {
+			if _, err := e.store.Enqueue(Job{Kind: JobPause, Twin: d.TwinID, Contract: d.ContractID}); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -420,6 +434,10 @@ func (e *Engine) runJob(ctx context.Context, j Job) {
 			err = e.decommission(ctx, j, d)
 		case JobFail:
 			err = e.fail(j, d)
+		case JobPause:
+			err = e.pause(ctx, d)
+		case JobResume:
+			err = e.resume(ctx, d)
 		default:
 			err = fmt.Errorf("unknown job kind %q", j.Kind)
 		}
@@ -547,6 +565,10 @@ func (e *Engine) install(ctx context.Context, d *gridtypes.Deployment, wl *gridt
 		b, _ := json.Marshal(data)
 		if string(b) == string(wl.Result.Data) {
 			return nil
+		}
+		if state == gridtypes.StatePaused {
+			// Still paused: the pause job queued at boot pauses it again.
+			return e.record(d, *wl, gridtypes.StatePaused, data, wl.Result.Error)
 		}
 	}
 	return e.record(d, *wl, gridtypes.StateOk, data, "")

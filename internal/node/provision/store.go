@@ -40,7 +40,7 @@ func OpenStore(path string) (*Store, error) {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketDeployments, bucketHistory, bucketGlobal, bucketJobs, bucketUsed} {
+		for _, b := range [][]byte{bucketDeployments, bucketHistory, bucketGlobal, bucketJobs, bucketUsed, bucketBilling} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -389,6 +389,9 @@ func (s *Store) Delete(twin uint32, contract uint64) error {
 			if err := tx.Bucket(bucketUsed).Delete(usedKey(twin, contract, wl.Name)); err != nil {
 				return err
 			}
+		}
+		if err := tx.Bucket(bucketBilling).Delete(depKey(twin, contract)); err != nil {
+			return err
 		}
 		if tx.Bucket(bucketHistory).Bucket(depKey(twin, contract)) != nil {
 			return tx.Bucket(bucketHistory).DeleteBucket(depKey(twin, contract))

@@ -159,6 +159,7 @@ func testNetNS(t *testing.T, kit *guestKit) {
 	}
 	attached("after run")
 	waitConsole(ctx, t, m, "nsvm", marker+" ping-ok")
+	checkPause(ctx, t, m, ns, "nsvm", "10.99.7.2")
 	info, err := m.Inspect(ctx, "nsvm")
 	if err != nil {
 		t.Fatal(err)

@@ -113,7 +113,7 @@ func (c *conn) dispatch(args [][]byte) {
 var replyErrors = []error{
 	ErrNamespaceFull, ErrKeyNotFound, ErrKeyTooLarge, ErrValueTooLarge, ErrKeyNeeded, ErrOnlyUpdate,
 	ErrWorm, ErrReadOnly, ErrLocked, ErrFrozen, ErrNamespaceGone, ErrInvalidCursor, ErrNoMoreData,
-	ErrNamespaceExists, ErrBadName, ErrModeChange, ErrDefaultNS, ErrCorrupted,
+	ErrNamespaceExists, ErrBadName, ErrModeChange, ErrDefaultNS, ErrCorrupted, ErrPaused,
 }
 
 func (c *conn) replyErr(err error) {

@@ -29,6 +29,9 @@ var (
 	ErrModeChange      = errors.New("cannot change mode of a namespace holding data")
 	ErrDefaultNS       = errors.New("cannot remove default namespace")
 	ErrCorrupted       = errors.New("data corrupted")
+	// ErrPaused refuses writes to a namespace the node paused (its
+	// contract's grace period); reads go on.
+	ErrPaused = errors.New("namespace is paused: its contract is in its grace period, writes resume when it is paid")
 )
 
 // replyText is the text 0-db replies for err, one of the errors above: its

@@ -26,6 +26,7 @@ func TestReplyText(t *testing.T) {
 		{ErrModeChange, "Cannot change mode of a namespace holding data"},
 		{ErrDefaultNS, "Cannot remove default namespace"},
 		{ErrCorrupted, "Data corrupted"},
+		{ErrPaused, "Namespace is paused: its contract is in its grace period, writes resume when it is paid"},
 	}
 	if len(tests) != len(replyErrors) {
 		t.Fatalf("got %d replied errors, want %d", len(replyErrors), len(tests))

@@ -28,6 +28,9 @@ type nsSettings struct {
 	Mode     Mode   `json:"mode"`
 	Locked   bool   `json:"locked,omitempty"`
 	Frozen   bool   `json:"frozen,omitempty"`
+	// Paused refuses writes while the namespace's contract is in its
+	// grace period (set by the node, not by any command).
+	Paused bool `json:"paused,omitempty"`
 }
 
 // segment is one data file and its index file.
@@ -182,6 +185,20 @@ func (ns *namespace) usable() error {
 	return nil
 }
 
+// writable reports whether the namespace takes writes; called with mu held.
+func (ns *namespace) writable() error {
+	if err := ns.usable(); err != nil {
+		return err
+	}
+	if ns.settings.Paused {
+		return ErrPaused
+	}
+	if ns.settings.Locked {
+		return ErrLocked
+	}
+	return nil
+}
+
 // append writes one entry to the current segment and returns its location.
 // Called with mu held for writing.
 func (ns *namespace) append(key []byte, m meta, payload []byte) (loc, error) {
@@ -249,11 +266,8 @@ func (ns *namespace) set(key, value []byte, ts uint32) ([]byte, uint64, error) {
 	crc := checksum(value)
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	if err := ns.usable(); err != nil {
+	if err := ns.writable(); err != nil {
 		return nil, 0, err
-	}
-	if ns.settings.Locked {
-		return nil, 0, ErrLocked
 	}
 	var existing loc
 	var found bool
@@ -310,11 +324,8 @@ func (ns *namespace) del(key []byte) (uint64, error) {
 	}
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	if err := ns.usable(); err != nil {
+	if err := ns.writable(); err != nil {
 		return 0, err
-	}
-	if ns.settings.Locked {
-		return 0, ErrLocked
 	}
 	existing, found := ns.keys.get(key)
 	if !found {
@@ -455,7 +466,7 @@ func (ns *namespace) info() NamespaceInfo {
 		Name: ns.name, MaxSize: ns.settings.MaxSize, DataSize: ns.dataSize, IndexSize: uint64(idx),
 		Entries: uint64(entries), Mode: ns.settings.Mode, Public: ns.settings.Public,
 		HasPassword: ns.settings.Password != "", Worm: ns.settings.Worm,
-		Locked: ns.settings.Locked, Frozen: ns.settings.Frozen,
+		Locked: ns.settings.Locked, Frozen: ns.settings.Frozen, Paused: ns.settings.Paused,
 	}
 }
 
@@ -482,6 +493,9 @@ func (ns *namespace) flush() error {
 	defer ns.mu.Unlock()
 	if err := ns.usable(); err != nil {
 		return err
+	}
+	if ns.settings.Paused {
+		return ErrPaused
 	}
 	if err := ns.closeFiles(); err != nil {
 		ns.log.Warn("closing_files", "err", err)

@@ -40,6 +40,7 @@ type NamespaceInfo struct {
 	Worm        bool
 	Locked      bool
 	Frozen      bool
+	Paused      bool // writes refused: the contract is in its grace period
 }
 
 // Store is the set of namespaces under one data and one index directory
@@ -249,6 +250,17 @@ func (s *Store) NamespaceUpdate(name string, o NamespaceOptions) error {
 		st.MaxSize, st.Password, st.Public = o.MaxSize, o.Password, o.Public
 		return nil
 	})
+}
+
+// NamespacePause makes a namespace refuse writes with ErrPaused (reads go
+// on), or take them again; the state is kept in its settings, so it
+// survives a restart. Pausing a paused namespace changes nothing.
+func (s *Store) NamespacePause(name string, paused bool) error {
+	ns := s.lookup(name)
+	if ns == nil {
+		return fmt.Errorf("pausing namespace %s: %w", name, ErrNotFound)
+	}
+	return ns.update(func(st *nsSettings) error { st.Paused = paused; return nil })
 }
 
 // update changes and persists the settings.

@@ -32,7 +32,10 @@ type Manager struct {
 	nets   Networks
 }
 
-var _ provision.Manager = (*Manager)(nil)
+var (
+	_ provision.Manager = (*Manager)(nil)
+	_ provision.Pauser  = (*Manager)(nil)
+)
 
 // ManagerConfig configures a Manager.
 type ManagerConfig struct {
@@ -146,4 +149,15 @@ func (m *Manager) backend(b gridtypes.Backend, passthrough bool, check func(neti
 func (m *Manager) Deprovision(_ context.Context, wl *provision.Workload) error {
 	m.proxy.Delete(string(wl.ID))
 	return nil
+}
+
+// Pause stops serving the workload's name (its contract's grace period);
+// the name stays the workload's.
+func (m *Manager) Pause(_ context.Context, wl *provision.Workload) error {
+	return m.proxy.SetPaused(string(wl.ID), true)
+}
+
+// Resume serves the workload's name again.
+func (m *Manager) Resume(_ context.Context, wl *provision.Workload) error {
+	return m.proxy.SetPaused(string(wl.ID), false)
 }

@@ -56,6 +56,7 @@ type route struct {
 	next    atomic.Uint64 // round robin
 	in, out atomic.Uint64
 	conns   *atomic.Int64 // open connections, kept across replacements
+	paused  atomic.Bool   // not served (its contract's grace period); the name stays held
 	proxy   *httputil.ReverseProxy
 	tr      *http.Transport
 }
@@ -134,6 +135,7 @@ func (p *Proxy) Set(wl string, r Route) error {
 		rt.in.Store(o.in.Load())
 		rt.out.Store(o.out.Load())
 		rt.conns = o.conns
+		rt.paused.Store(o.paused.Load())
 	}
 	p.byName[r.FQDN] = rt
 	p.byWL[wl] = rt
@@ -169,9 +171,28 @@ func (p *Proxy) retire(o *route, forget bool) {
 	}
 }
 
-// Serves reports whether a route exists for name.
+// ErrNoRoute is returned for a workload that has no route.
+var ErrNoRoute = errors.New("no route")
+
+// SetPaused stops serving the route of workload wl (its contract's grace
+// period: new connections and requests for its name are refused as for
+// an unknown name) or serves it again. A paused route keeps its name: no
+// other workload can take it meanwhile.
+func (p *Proxy) SetPaused(wl string, paused bool) error {
+	p.mu.RLock()
+	r, ok := p.byWL[wl]
+	p.mu.RUnlock()
+	if !ok {
+		return fmt.Errorf("workload %s: %w", wl, ErrNoRoute)
+	}
+	r.paused.Store(paused)
+	return nil
+}
+
+// Serves reports whether a route exists for name and is served.
 func (p *Proxy) Serves(name string) bool { return p.lookup(name) != nil }
 
+// lookup returns the served route of name (nil: none, or paused).
 func (p *Proxy) lookup(name string) *route {
 	n := hostName(name)
 	if n == "" {
@@ -179,7 +200,10 @@ func (p *Proxy) lookup(name string) *route {
 	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return p.byName[n]
+	if r := p.byName[n]; r != nil && !r.paused.Load() {
+		return r
+	}
+	return nil
 }
 
 // Metrics returns the bytes counted per workload.
