@@ -144,21 +144,8 @@ func deployWorkloads(ctx context.Context, env *Env, f deployFlags, d *gridtypes.
 
 // deploy is deployWorkloads within its session.
 func (s *session) deploy(ctx context.Context, env *Env, f deployFlags, node uint32, d *gridtypes.Deployment) error {
-	d.TwinID = s.twin.ID
-	d.Version = 0
-	for i := range d.Workloads {
-		d.Workloads[i].Version = 0
-		d.Workloads[i].Result = gridtypes.Result{}
-	}
-	if len(d.SignatureRequirement.Requests) == 0 {
-		d.SignatureRequirement = gridtypes.SignatureRequirement{
-			Requests:       []gridtypes.SignatureRequest{{TwinID: s.twin.ID, Weight: 1}},
-			WeightRequired: 1,
-		}
-	}
-	d.SignatureRequirement.Signatures = nil
-	if err := d.Valid(); err != nil {
-		return fmt.Errorf("invalid deployment: %w", err)
+	if err := complete(d, s.twin.ID); err != nil {
+		return err
 	}
 	if err := d.Sign(s.twin.ID, s.key); err != nil {
 		return err
@@ -189,6 +176,29 @@ func (s *session) deploy(ctx context.Context, env *Env, f deployFlags, node uint
 		return s.abandon(env, f, c.ID, fmt.Errorf("sending the deployment: %w", err))
 	}
 	return s.wait(ctx, env, f, node, d.ContractID, 0)
+}
+
+// complete fills in what zosctl sets on a deployment for twin (its twin,
+// versions 0, no results, the twin as the one signer unless the file asks
+// for others) and validates it.
+func complete(d *gridtypes.Deployment, twin uint32) error {
+	d.TwinID = twin
+	d.Version = 0
+	for i := range d.Workloads {
+		d.Workloads[i].Version = 0
+		d.Workloads[i].Result = gridtypes.Result{}
+	}
+	if len(d.SignatureRequirement.Requests) == 0 {
+		d.SignatureRequirement = gridtypes.SignatureRequirement{
+			Requests:       []gridtypes.SignatureRequest{{TwinID: twin, Weight: 1}},
+			WeightRequired: 1,
+		}
+	}
+	d.SignatureRequirement.Signatures = nil
+	if err := d.Valid(); err != nil {
+		return fmt.Errorf("invalid deployment: %w", err)
+	}
+	return nil
 }
 
 // createContract creates the contract of a deployment, through a grid
