@@ -50,7 +50,12 @@ func addDeployFlags(fs *flag.FlagSet, env *Env) deployFlags {
 	}
 }
 
-func (f deployFlags) nodeID() (uint32, error) { return requiredID("node", *f.node) }
+func (f deployFlags) nodeID() (uint32, error) {
+	if p := f.place; p != nil && *f.node != 0 && (len(p.farms) > 0 || p.country != "" || p.city != "") {
+		return 0, usageError("--farm, --country and --city choose a node: give them or --node, not both")
+	}
+	return requiredID("node", *f.node)
+}
 
 // addPlacedDeployFlags are the flags of deploy commands that pick a node
 // when --node is not given, and cancel what they created when the

@@ -273,6 +273,9 @@ func TestNodeListAndPlacement(t *testing.T) {
 			t.Errorf("zosctl %s: exit %d, %q, want %q", strings.Join(tt.args, " "), code, errs, tt.want)
 		}
 	}
+	if _, _, code := run(t, user, "deploy", "zdb", "--size", "1G", "--node", itoa(uint64(big.ID)), "--farm", fid, g); code != 2 {
+		t.Errorf("deploy with --node and --farm: exit %d, want 2", code)
+	}
 	if n := contracts(); n != 0 {
 		t.Fatalf("after refused placements: %d active contracts, want 0", n)
 	}
