@@ -159,6 +159,9 @@ func deployFile(ctx context.Context, env *Env, args []string) error {
 func deployWorkloads(ctx context.Context, env *Env, f deployFlags, d *gridtypes.Deployment) error {
 	if f.pickLater() {
 		return withSession(ctx, env, f, func(ctx context.Context, s *session) error {
+			if err := complete(d, s.twin.ID); err != nil {
+				return err // what is wrong with it, before where it could go
+			}
 			node, err := s.pickNode(ctx, env, f, d, nil)
 			if err != nil {
 				return err

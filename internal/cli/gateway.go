@@ -102,6 +102,9 @@ func deployGateway(ctx context.Context, env *Env, g *gatewayFlags, typ gridtypes
 		return deployWorkloads(ctx, env, f, d)
 	}
 	return withSession(ctx, env, f, func(ctx context.Context, s *session) error {
+		if err := complete(d, s.twin.ID); err != nil {
+			return err
+		}
 		only, err := networkNodes(ctx, s, *g.network)
 		if err != nil {
 			return err
