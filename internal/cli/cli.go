@@ -148,7 +148,7 @@ func printHelp(w io.Writer, c *command, path []string) {
 	subs := append([]*command(nil), c.subs...)
 	sort.Slice(subs, func(i, j int) bool { return subs[i].name < subs[j].name })
 	for _, s := range subs {
-		fmt.Fprintf(w, "  %-12s %s\n", s.name, s.summary)
+		fmt.Fprintf(w, "  %-14s %s\n", s.name, s.summary)
 	}
 }
 

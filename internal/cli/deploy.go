@@ -18,14 +18,15 @@ import (
 )
 
 func deployCommand() *command {
-	return &command{name: "deploy", summary: "deploy workloads on a node and wait until they run", subs: []*command{
-		{name: "zdb", usage: "--node N --size SIZE [--mode user|seq] [--password P] [--public] [--name NAME]", summary: "deploy a 0-db namespace", run: deployZDB},
-		{name: "volume", usage: "--node N --size SIZE [--name NAME]", summary: "deploy a volume", run: deployVolume},
-		{name: "vm", usage: "--node N --flist URL --network NAME [--name vm] [--cpu 1] [--memory 512M] [--size SIZE] [--entrypoint CMD] [--env K=V]... [--disk SIZE:/mnt]... [--volume SIZE:/mnt]... [--ip A.B.C.D] [--public-ip] [--public-ip6]",
+	return &command{name: "deploy", summary: "deploy workloads on a node (without --node: one that fits) and wait until they run; a failed deployment is canceled", subs: []*command{
+		{name: "zdb", usage: "[--node N | --farm ID --country C --city C] --size SIZE [--mode user|seq] [--password P] [--public] [--name NAME] [--keep-on-error]", summary: "deploy a 0-db namespace", run: deployZDB},
+		{name: "volume", usage: "[--node N | --farm ID --country C --city C] --size SIZE [--name NAME] [--keep-on-error]", summary: "deploy a volume", run: deployVolume},
+		{name: "vm", usage: "[--node N | --farm ID --country C --city C] --flist URL --network NAME [--name vm] [--cpu 1] [--memory 512M] [--size SIZE] [--entrypoint CMD] [--env K=V]... [--disk SIZE:/mnt]... [--volume SIZE:/mnt]... [--ip A.B.C.D] [--public-ip] [--public-ip6] [--keep-on-error]",
 			summary: "deploy a micro-VM booted from a flist, with new disks and volumes", run: deployVM},
-		{name: "qsfs", usage: "--node N --zdbs CONTRACT [--cache 1G] [--minimal M] [--expected E] [--name qs]",
+		{name: "qsfs", usage: "[--node N | --farm ID --country C --city C] --zdbs CONTRACT [--cache 1G] [--minimal M] [--expected E] [--name qs] [--keep-on-error]",
 			summary: "deploy a qsfs over the 0-db namespaces of a zdb deployment (meta* ones hold the metadata)", run: deployQSFS},
-		{name: "file", usage: "--node N FILE", summary: "deploy a deployment from a JSON or YAML file (also: zosctl deploy -f FILE)", run: deployFile},
+		gatewayCommand(),
+		{name: "file", usage: "[--node N | --farm ID --country C --city C] [--keep-on-error] FILE", summary: "deploy a deployment from a JSON or YAML file (also: zosctl deploy -f FILE)", run: deployFile},
 	}}
 }
 
@@ -34,6 +35,11 @@ type deployFlags struct {
 	gridFlags
 	node    *uint
 	timeout *time.Duration
+	// place constrains the node picked without --node; nil: the command
+	// needs --node.
+	place *placeFlags
+	// keep keeps the contract of a deployment that failed.
+	keep *bool
 }
 
 func addDeployFlags(fs *flag.FlagSet, env *Env) deployFlags {
@@ -44,7 +50,25 @@ func addDeployFlags(fs *flag.FlagSet, env *Env) deployFlags {
 	}
 }
 
-func (f deployFlags) nodeID() (uint32, error) { return requiredID("node", *f.node) }
+func (f deployFlags) nodeID() (uint32, error) {
+	if p := f.place; p != nil && *f.node != 0 && (len(p.farms) > 0 || p.country != "" || p.city != "") {
+		return 0, usageError("--farm, --country and --city choose a node: give them or --node, not both")
+	}
+	return requiredID("node", *f.node)
+}
+
+// addPlacedDeployFlags are the flags of deploy commands that pick a node
+// when --node is not given, and cancel what they created when the
+// deployment fails.
+func addPlacedDeployFlags(fs *flag.FlagSet, env *Env) deployFlags {
+	f := addDeployFlags(fs, env)
+	f.place = addPlaceFlags(fs)
+	f.keep = fs.Bool("keep-on-error", false, "keep the contract of a deployment that fails (to inspect it)")
+	return f
+}
+
+// pickLater reports whether the node is to be picked (no --node given).
+func (f deployFlags) pickLater() bool { return *f.node == 0 && f.place != nil }
 
 // requiredID checks the value of a required id flag: given, and an id
 // (32 bits).
@@ -68,7 +92,7 @@ func parseSizeFlag(name, v string) (uint64, error) {
 
 func deployZDB(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("deploy zdb", flag.ContinueOnError)
-	f := addDeployFlags(fs, env)
+	f := addPlacedDeployFlags(fs, env)
 	size := fs.String("size", "", "namespace size, e.g. 10G (required)")
 	mode := fs.String("mode", gridtypes.ZDBModeUser, "user or seq")
 	password := fs.String("password", "", "namespace password")
@@ -90,7 +114,7 @@ func deployZDB(ctx context.Context, env *Env, args []string) error {
 
 func deployVolume(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("deploy volume", flag.ContinueOnError)
-	f := addDeployFlags(fs, env)
+	f := addPlacedDeployFlags(fs, env)
 	size := fs.String("size", "", "volume size, e.g. 5G (required)")
 	name := fs.String("name", "vol", "workload name")
 	if _, err := parseFlags(fs, env, args); err != nil {
@@ -109,7 +133,7 @@ func deployVolume(ctx context.Context, env *Env, args []string) error {
 
 func deployFile(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("deploy file", flag.ContinueOnError)
-	f := addDeployFlags(fs, env)
+	f := addPlacedDeployFlags(fs, env)
 	file := fs.String("f", "", "deployment file (JSON or YAML)")
 	pos, err := parseFlags(fs, env, args)
 	if err != nil {
@@ -133,6 +157,18 @@ func deployFile(ctx context.Context, env *Env, args []string) error {
 // within --timeout. Through a grid or node restart it asks again; at the
 // end it says what the node holds, or what it last knew.
 func deployWorkloads(ctx context.Context, env *Env, f deployFlags, d *gridtypes.Deployment) error {
+	if f.pickLater() {
+		return withSession(ctx, env, f, func(ctx context.Context, s *session) error {
+			if err := complete(d, s.twin.ID); err != nil {
+				return err // what is wrong with it, before where it could go
+			}
+			node, err := s.pickNode(ctx, env, f, d, nil)
+			if err != nil {
+				return err
+			}
+			return s.deploy(ctx, env, f, node, d)
+		})
+	}
 	node, err := f.nodeID()
 	if err != nil {
 		return err
@@ -144,21 +180,8 @@ func deployWorkloads(ctx context.Context, env *Env, f deployFlags, d *gridtypes.
 
 // deploy is deployWorkloads within its session.
 func (s *session) deploy(ctx context.Context, env *Env, f deployFlags, node uint32, d *gridtypes.Deployment) error {
-	d.TwinID = s.twin.ID
-	d.Version = 0
-	for i := range d.Workloads {
-		d.Workloads[i].Version = 0
-		d.Workloads[i].Result = gridtypes.Result{}
-	}
-	if len(d.SignatureRequirement.Requests) == 0 {
-		d.SignatureRequirement = gridtypes.SignatureRequirement{
-			Requests:       []gridtypes.SignatureRequest{{TwinID: s.twin.ID, Weight: 1}},
-			WeightRequired: 1,
-		}
-	}
-	d.SignatureRequirement.Signatures = nil
-	if err := d.Valid(); err != nil {
-		return fmt.Errorf("invalid deployment: %w", err)
+	if err := complete(d, s.twin.ID); err != nil {
+		return err
 	}
 	if err := d.Sign(s.twin.ID, s.key); err != nil {
 		return err
@@ -186,9 +209,52 @@ func (s *session) deploy(ctx context.Context, env *Env, f deployFlags, node uint
 		return err
 	})
 	if err != nil {
-		return s.abandon(env, f, c.ID, fmt.Errorf("sending the deployment: %w", err))
+		return s.rollback(env, f, c.ID, fmt.Errorf("sending the deployment: %w", err))
 	}
-	return s.wait(ctx, env, f, node, d.ContractID, 0)
+	err = s.wait(ctx, env, f, node, d.ContractID, 0)
+	if fe := (*failedError)(nil); errors.As(err, &fe) {
+		return s.rollback(env, f, c.ID, err)
+	}
+	return err
+}
+
+// failedError is the error of a deployment whose workloads reached a
+// final state other than ok.
+type failedError struct{ msg string }
+
+func (e *failedError) Error() string { return e.msg }
+
+// rollback cancels the contract of a deployment that failed, unless
+// --keep-on-error asks to keep it, and says which.
+func (s *session) rollback(env *Env, f deployFlags, contract uint64, cause error) error {
+	if f.keep != nil && *f.keep {
+		return fmt.Errorf("%w\ncontract %d kept (--keep-on-error): see `zosctl deployment get %d`, cancel it with `zosctl contract cancel %d`",
+			cause, contract, contract, contract)
+	}
+	return s.abandon(env, f, contract, cause)
+}
+
+// complete fills in what zosctl sets on a deployment for twin (its twin,
+// versions 0, no results, the twin as the one signer unless the file asks
+// for others) and validates it.
+func complete(d *gridtypes.Deployment, twin uint32) error {
+	d.TwinID = twin
+	d.Version = 0
+	for i := range d.Workloads {
+		d.Workloads[i].Version = 0
+		d.Workloads[i].Result = gridtypes.Result{}
+	}
+	if len(d.SignatureRequirement.Requests) == 0 {
+		d.SignatureRequirement = gridtypes.SignatureRequirement{
+			Requests:       []gridtypes.SignatureRequest{{TwinID: twin, Weight: 1}},
+			WeightRequired: 1,
+		}
+	}
+	d.SignatureRequirement.Signatures = nil
+	if err := d.Valid(); err != nil {
+		return fmt.Errorf("invalid deployment: %w", err)
+	}
+	return nil
 }
 
 // createContract creates the contract of a deployment, through a grid
@@ -397,7 +463,7 @@ func printResults(env *Env, asJSON bool, d *gridtypes.Deployment) error {
 	}
 	if len(failed) > 0 {
 		sort.Strings(failed)
-		return fmt.Errorf("deployment %d failed: %s", d.ContractID, strings.Join(failed, "; "))
+		return &failedError{msg: fmt.Sprintf("deployment %d failed: %s", d.ContractID, strings.Join(failed, "; "))}
 	}
 	return nil
 }

@@ -40,7 +40,7 @@ func readDeployment(env *Env, path string) (*gridtypes.Deployment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading deployment: %w", err)
 	}
-	d, err := gridtypes.Decode(b)
+	d, err := decodeDeployment(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -14,6 +14,8 @@ func farmCommand() *command {
 	return &command{name: "farm", summary: "farms and their public IPs", subs: []*command{
 		{name: "create", usage: "NAME [--grid URL] [--key FILE] [--json]", summary: "create a farm owned by your twin", run: farmCreate},
 		{name: "add-ip", usage: "--farm ID CIDR --gw IP [--grid URL] [--key FILE]", summary: "add a public IP (address/prefix) and its gateway to your farm", run: farmAddIP},
+		{name: "remove-ip", usage: "--farm ID IP [--grid URL] [--key FILE]", summary: "remove a free public IP from your farm", run: farmRemoveIP},
+		{name: "nodes", usage: "FARM [--grid URL] [--json]", summary: "list a farm's nodes with their status, power, rent and public config", run: farmNodes},
 		{name: "list", usage: "[--grid URL] [--json]", summary: "list farms", run: farmList},
 		{name: "channel", usage: "FARM CHANNEL [--grid URL] [--key FILE]", summary: "choose the release channel your farm's nodes follow (\"\": their default)", run: farmChannel},
 		{name: "token", usage: "FARM [--expires DURATION] [--grid URL] [--key FILE] [--json]",

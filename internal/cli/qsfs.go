@@ -31,7 +31,7 @@ func qsfsCommand() *command {
 // deployment (zosctl deployment get --json shows them).
 func deployQSFS(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("deploy qsfs", flag.ContinueOnError)
-	f := addDeployFlags(fs, env)
+	f := addPlacedDeployFlags(fs, env)
 	zdbs := fs.Uint64("zdbs", 0, "contract of the zdb deployment holding the backends (required)")
 	cache := fs.String("cache", "1G", "local cache size")
 	name := fs.String("name", "qs", "workload name")
@@ -47,9 +47,10 @@ func deployQSFS(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	node, err := f.nodeID()
-	if err != nil {
-		return err
+	if !f.pickLater() {
+		if _, err := f.nodeID(); err != nil {
+			return err
+		}
 	}
 	return withSession(ctx, env, f, func(ctx context.Context, s *session) error {
 		c, err := s.nodeContract(ctx, *zdbs)
@@ -68,7 +69,14 @@ func deployQSFS(ctx context.Context, env *Env, args []string) error {
 		if err := wl.SetData(&gridtypes.QuantumSafeFS{Cache: gridtypes.Unit(size), Config: conf}); err != nil {
 			return err
 		}
-		return s.deploy(ctx, env, f, node, &gridtypes.Deployment{Workloads: []gridtypes.Workload{wl}})
+		d := &gridtypes.Deployment{Workloads: []gridtypes.Workload{wl}}
+		node := uint32(*f.node)
+		if f.pickLater() {
+			if node, err = s.pickNode(ctx, env, f, d, nil); err != nil {
+				return err
+			}
+		}
+		return s.deploy(ctx, env, f, node, d)
 	})
 }
 

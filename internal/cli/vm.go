@@ -45,7 +45,7 @@ func (e envFlags) Set(v string) error {
 // deployment, on a network the twin already has on the node.
 func deployVM(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("deploy vm", flag.ContinueOnError)
-	f := addDeployFlags(fs, env)
+	f := addPlacedDeployFlags(fs, env)
 	name := fs.String("name", "vm", "workload name of the VM")
 	fl := fs.String("flist", "", "flist URL of the VM's root (required)")
 	netName := fs.String("network", "", "network the VM joins (required; zosctl network create)")
@@ -79,10 +79,6 @@ func deployVM(ctx context.Context, env *Env, args []string) error {
 		if root, err = parseSizeFlag("size", *size); err != nil {
 			return err
 		}
-	}
-	node, err := f.nodeID()
-	if err != nil {
-		return err
 	}
 	z := gridtypes.ZMachine{FList: *fl, Size: root, Entrypoint: *entrypoint, Env: env_,
 		ComputeCapacity: gridtypes.MachineCapacity{CPU: uint8(*cpu), Memory: mem}}
@@ -121,6 +117,28 @@ func deployVM(ctx context.Context, env *Env, args []string) error {
 	if *ipFlag != "" && ip.To4() == nil {
 		return usageError("--ip %q: not an IPv4 address", *ipFlag)
 	}
+	if f.pickLater() {
+		// Size the whole deployment, the VM included, and pick among
+		// the nodes of its network.
+		draft := d.Clone()
+		wl := gridtypes.Workload{Name: *name, Type: gridtypes.ZMachineType}
+		if err := wl.SetData(&z); err != nil {
+			return err
+		}
+		draft.Workloads = append(draft.Workloads, wl)
+		if *public {
+			draft.Workloads = append(draft.Workloads, gridtypes.Workload{Name: *name + "pip", Type: gridtypes.PublicIPType, Data: []byte(`{"v4":true}`)})
+		}
+		n, err := pickVMNode(ctx, env, f, draft, *netName)
+		if err != nil {
+			return err
+		}
+		*f.node = uint(n)
+	}
+	node, err := f.nodeID()
+	if err != nil {
+		return err
+	}
 	if ip == nil {
 		if ip, err = freeVMAddress(ctx, f, node, *netName); err != nil {
 			return err
@@ -138,6 +156,21 @@ func deployVM(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	return deployWorkloads(ctx, env, f, d)
+}
+
+// pickVMNode picks, for a VM deployment, a node among those of its
+// network.
+func pickVMNode(ctx context.Context, env *Env, f deployFlags, d *gridtypes.Deployment, netName string) (uint32, error) {
+	s, err := openSession(ctx, f.gridFlags, true)
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	only, err := networkNodes(ctx, s, netName)
+	if err != nil {
+		return 0, err
+	}
+	return s.pickNode(ctx, env, f, d, only)
 }
 
 // freeVMAddress is the first address from .2 of the network's subnet on

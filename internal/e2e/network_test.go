@@ -68,15 +68,13 @@ func TestNetworkMesh(t *testing.T) {
 		n.waitRegistered(farmer)
 	}
 	// The farmer gives nodes 1 and 2 a public config; node 3 stays hidden.
-	fd := dial(t, farmer)
 	for i := range 2 {
-		pc := &registry.PublicConfig{IPv4: netip.PrefixFrom(lab.Nodes[i].IP, 24).String(), GW4: netlab.LANGateway.String()}
+		args := []string{"node", "public-config", strconv.Itoa(int(nodes[i].id)),
+			"--ipv4", netip.PrefixFrom(lab.Nodes[i].IP, 24).String(), "--gw4", netlab.LANGateway.String()}
 		if i == 0 {
-			pc.Domain = "gw.test"
+			args = append(args, "--domain", "gw.test")
 		}
-		if err := fd.reg.SetPublicConfig(context.Background(), nodes[i].id, pc); err != nil {
-			t.Fatal(err)
-		}
+		farmer.mustRun(args...)
 	}
 
 	u := newUser(t, g)
@@ -313,17 +311,15 @@ func gatewayChecks(t *testing.T, lab *netlab.Lab, farmer, u *user, gwNode, backe
 	}()
 	u.mustRun("name", "reserve", "app")
 	farmer.mustRun("name", "reserve", "theirs")
-	netName := "net"
-	gw := func(name string) string {
-		wl := gridtypes.Workload{Name: "gw" + name, Type: gridtypes.GatewayNameProxyType}
-		if err := wl.SetData(&gridtypes.GatewayNameProxy{Name: name, GatewayBase: gridtypes.GatewayBase{
-			Backends: []gridtypes.Backend{gridtypes.Backend("http://" + net.JoinHostPort(backendIP.String(), "8080"))}, Network: &netName}}); err != nil {
-			t.Fatal(err)
-		}
-		return writeJSON(t, gridtypes.Deployment{Workloads: []gridtypes.Workload{wl}})
+	// Deployed as a user would: zosctl deploy gateway name.
+	// Without --node, zosctl picks the one node of the network with a
+	// domain: node 1.
+	gw := func(name string, node ...string) []string {
+		return append([]string{"deploy", "gateway", "name", "--name", name, "--workload", "gw" + name,
+			"--backend", "http://" + net.JoinHostPort(backendIP.String(), "8080"), "--network", "net"}, node...)
 	}
 	var dep gridtypes.Deployment
-	u.json(&dep, "deploy", "file", "--node", gwNode, gw("app"))
+	u.json(&dep, gw("app")...)
 	var res gridtypes.GatewayProxyResult
 	if wl := dep.Get("gwapp"); wl == nil || wl.Result.Unmarshal(&res) != nil || res.FQDN != "app.gw.test" {
 		t.Errorf("gateway result: got %+v", dep.Workloads)
@@ -349,7 +345,7 @@ func gatewayChecks(t *testing.T, lab *netlab.Lab, farmer, u *user, gwNode, backe
 			t.Errorf("https://app.gw.test: got %q", b)
 		}
 	}
-	if _, errs, code := u.run("deploy", "file", "--node", gwNode, gw("theirs")); code == 0 || !strings.Contains(errs, "another twin") {
+	if _, errs, code := u.run(gw("theirs", "--node", gwNode)...); code == 0 || !strings.Contains(errs, "another twin") {
 		t.Errorf("a name of another twin: got exit %d, %s", code, errs)
 	}
 }

@@ -253,6 +253,12 @@ func (c *Client) AddFarmIP(ctx context.Context, farm uint32, cidr, gw string) er
 	return c.write(ctx, OpFarmAddIP, farmAddIPReq{FarmID: farm, IP: cidr, Gateway: gw}, nil)
 }
 
+// RemoveFarmIP removes a free public IP (the address, with or without its
+// prefix) from a farm of the client's twin.
+func (c *Client) RemoveFarmIP(ctx context.Context, farm uint32, ip string) error {
+	return c.write(ctx, OpFarmRemoveIP, farmRemoveIPReq{FarmID: farm, IP: ip}, nil)
+}
+
 // SetFarmChannel sets the release channel of a farm's nodes (by the
 // farm's twin; "" clears it).
 func (c *Client) SetFarmChannel(ctx context.Context, farm uint32, channel string) error {

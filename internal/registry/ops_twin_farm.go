@@ -191,3 +191,45 @@ func (s *Service) farmAddIP(ctx context.Context, w *signedRequest, req farmAddIP
 	}
 	return f, nil
 }
+
+// farmRemoveIP removes a public IP from a farm: the farm's twin only, and
+// only while no contract holds the address.
+func (s *Service) farmRemoveIP(ctx context.Context, w *signedRequest, req farmRemoveIPReq) (any, error) {
+	addr, err := netip.ParseAddr(req.IP)
+	if err != nil {
+		pfx, perr := netip.ParsePrefix(req.IP)
+		if perr != nil {
+			return nil, fmt.Errorf("%w: ip %q is not an address (185.1.2.3 or 185.1.2.3/24)", ErrInvalid, req.IP)
+		}
+		addr = pfx.Addr()
+	}
+	twin, err := s.signerTwin(ctx, w.Key)
+	if err != nil {
+		return nil, err
+	}
+	noIP := false // the farm is there, the address is not
+	f, err := update(ctx, s.st.farms, idKey(uint64(req.FarmID)), func(f *Farm) error {
+		if f.TwinID != twin.ID {
+			return fmt.Errorf("%w: farm %d belongs to twin %d, not %d", ErrUnauthorized, f.ID, f.TwinID, twin.ID)
+		}
+		for i, ip := range f.PublicIPs {
+			if p, err := netip.ParsePrefix(ip.IP); err != nil || p.Addr() != addr {
+				continue
+			}
+			if ip.ContractID != 0 {
+				return fmt.Errorf("%w: ip %s of farm %d is used by contract %d", ErrInvalid, addr, f.ID, ip.ContractID)
+			}
+			f.PublicIPs = append(f.PublicIPs[:i:i], f.PublicIPs[i+1:]...)
+			return nil
+		}
+		noIP = true
+		return fmt.Errorf("%w: ip %s in farm %d", ErrNotFound, addr, f.ID)
+	})
+	if errors.Is(err, ErrNotFound) && !noIP {
+		return nil, fmt.Errorf("%w: farm %d", ErrNotFound, req.FarmID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("removing ip from farm %d: %w", req.FarmID, err)
+	}
+	return f, nil
+}

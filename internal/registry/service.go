@@ -130,6 +130,7 @@ func (s *Service) handlers() map[string]handler {
 		OpFarmCreate:       decoded(s.farmCreate),
 		OpFarmAddIP:        decoded(s.farmAddIP),
 		OpFarmChannel:      decoded(s.farmChannel),
+		OpFarmRemoveIP:     decoded(s.farmRemoveIP),
 		OpNodeRegister:     decoded(s.nodeRegister),
 		OpNodeUptime:       decoded(s.nodeUptime),
 		OpNodePublicConfig: decoded(s.nodePublicConfig),
@@ -174,7 +175,7 @@ func held(op string) bool { return op == OpEventsFetch }
 // isWrite reports whether op needs a signature.
 func isWrite(op string) bool {
 	switch op {
-	case OpTwinCreate, OpFarmCreate, OpFarmAddIP, OpFarmChannel, OpNodeRegister, OpNodeUptime, OpNodePublicConfig,
+	case OpTwinCreate, OpFarmCreate, OpFarmAddIP, OpFarmChannel, OpFarmRemoveIP, OpNodeRegister, OpNodeUptime, OpNodePublicConfig,
 		OpNodeUsed, OpNodePowerTarget, OpNodePower, OpContractCreate, OpContractUpdate, OpContractCancel, OpNameCreate, OpRentCreate:
 		return true
 	}

@@ -25,6 +25,7 @@ const (
 	OpFarmCreate       = "farm.create"
 	OpFarmAddIP        = "farm.add_ip"
 	OpFarmChannel      = "farm.channel"
+	OpFarmRemoveIP     = "farm.remove_ip"
 	OpNodeRegister     = "node.register"
 	OpNodeUptime       = "node.uptime"
 	OpNodePublicConfig = "node.public_config"
@@ -154,6 +155,11 @@ type farmAddIPReq struct {
 	FarmID  uint32 `json:"farm_id"`
 	IP      string `json:"ip"`
 	Gateway string `json:"gateway"`
+}
+
+type farmRemoveIPReq struct {
+	FarmID uint32 `json:"farm_id"`
+	IP     string `json:"ip"` // the address, with or without its prefix
 }
 
 // NodeRegistration is what a node tells the registry about itself.
