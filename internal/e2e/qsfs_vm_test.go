@@ -387,24 +387,27 @@ func TestQSFSVMAcrossNodes(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no shard on d3 to corrupt; the placement should put a quarter of them there")
 	}
-	testutil.Eventually(t, 60*time.Second, "the corrupt shards found and repaired", func() (bool, error) {
-		m := scrape(t, res.MetricsEndpoint)
-		c := metricInt(m, "qsfs_shards_corrupt_total") - metricInt(before, "qsfs_shards_corrupt_total")
-		r := metricInt(m, "qsfs_shards_repaired_total") - metricInt(before, "qsfs_shards_repaired_total")
-		if c > 0 && r >= c {
-			t.Logf("%d shards on d3 overwritten: %d found corrupt (the others were old versions' or the probe's), %d repaired", n, c, r)
-			return true, nil
-		}
-		return false, fmt.Errorf("%d of %d shards overwritten found corrupt, %d repaired", c, n, r)
-	})
-	// A repair after that one finds nothing corrupt any more.
+	// A repair may have run while the shards were overwritten: wait for
+	// two more, so that one ran wholly after.
+	repairsAfter := func(m map[string]string, k int) {
+		t.Helper()
+		r := metricInt(m, "qsfs_repairs_total")
+		testutil.Eventually(t, 60*time.Second, "two more repairs", func() (bool, error) {
+			return metricInt(scrape(t, res.MetricsEndpoint), "qsfs_repairs_total") >= r+k, nil
+		})
+	}
+	repairsAfter(scrape(t, res.MetricsEndpoint), 2)
 	m = scrape(t, res.MetricsEndpoint)
-	repairs := metricInt(m, "qsfs_repairs_total")
-	testutil.Eventually(t, 30*time.Second, "two more repairs", func() (bool, error) {
-		return metricInt(scrape(t, res.MetricsEndpoint), "qsfs_repairs_total") >= repairs+2, nil
-	})
+	c := metricInt(m, "qsfs_shards_corrupt_total") - metricInt(before, "qsfs_shards_corrupt_total")
+	r := metricInt(m, "qsfs_shards_repaired_total") - metricInt(before, "qsfs_shards_repaired_total")
+	t.Logf("%d shards on d3 overwritten: %d found corrupt, %d repaired", n, c, r)
+	if c == 0 || r < c {
+		t.Errorf("%d shards overwritten: got %d found corrupt and %d repaired, want some found and each repaired", n, c, r)
+	}
+	// The repairs after that find nothing corrupt any more.
+	repairsAfter(m, 2)
 	if got, was := metricInt(scrape(t, res.MetricsEndpoint), "qsfs_shards_corrupt_total"), metricInt(m, "qsfs_shards_corrupt_total"); got != was {
-		t.Errorf("qsfs_shards_corrupt_total went from %d to %d after the repair: the repair left corrupt shards", was, got)
+		t.Errorf("qsfs_shards_corrupt_total went from %d to %d in two more repairs: the repair left corrupt shards", was, got)
 	}
 	status := u.mustRun("qsfs", "status", strconv.FormatUint(d.ContractID, 10))
 	if !regexp.MustCompile(`(?m)^shards repaired [1-9]`).MatchString(status) {
