@@ -447,6 +447,13 @@ func TestQSFSVMAcrossNodes(t *testing.T) {
 		up, total := backendsUp(scrape(t, res.MetricsEndpoint))
 		return up == 7, fmt.Errorf("%d of %d up", up, total)
 	})
+	// The chunks rewritten on node a alone while b was down are spread
+	// again so as to survive losing a node.
+	m = scrape(t, res.MetricsEndpoint)
+	repairsAfter(m, 2)
+	if d := metricInt(scrape(t, res.MetricsEndpoint), "qsfs_repair_degraded_chunks"); d != 0 {
+		t.Errorf("with node b back, the last repair left %d chunks that a node's loss would lose", d)
+	}
 	// The refused write is still there to retry: fsync now makes it
 	// durable, whole.
 	if err := fsyncFile(latePath); err != nil {
@@ -458,6 +465,7 @@ func TestQSFSVMAcrossNodes(t *testing.T) {
 
 	// 4. d4 replaced by d5 through a deployment update; d4 deleted.
 	w.deployZDBs(b, "d5")
+	held := countShards(t, w.zdbs["d4"].backend)
 	conf2 := w.config([]string{"d1", "d2"}, []string{"d3", "d5"}, key, metaKey)
 	qd.Workloads[0] = qsfsWorkload(t, "qs", qsCache, conf2)
 	var upd gridtypes.Deployment
@@ -468,7 +476,8 @@ func TestQSFSVMAcrossNodes(t *testing.T) {
 	if got := countShards(t, w.zdbs["d5"].backend); got == 0 {
 		t.Error("d5 holds no shard after replacing d4: the update moved nothing")
 	} else {
-		t.Logf("d5 holds %d shards after replacing d4", got)
+		t.Logf("d4 held %d shards; d5 holds %d after replacing it; the new engine's repairs rewrote %d", held, got,
+			metricInt(scrape(t, res.MetricsEndpoint), "qsfs_shards_repaired_total"))
 	}
 	u.mustRun("deployment", "cancel", strconv.FormatUint(w.zdbs["d4"].contract, 10))
 	sameSums(t, "read in the VM with d4 replaced and deleted", phase(3), want)
@@ -505,6 +514,15 @@ func TestQSFSVMAcrossNodes(t *testing.T) {
 	}
 	if f := metricInt(scrape(t, res2.MetricsEndpoint), "qsfs_fetches_total"); f == 0 {
 		t.Error("node b read every file without fetching a block from the backends")
+	}
+	// Node b's first repair finds every shard where the metadata says, on
+	// the configured backends: none was left on the deleted d4.
+	testutil.Eventually(t, 30*time.Second, "a repair on node b", func() (bool, error) {
+		return metricInt(scrape(t, res2.MetricsEndpoint), "qsfs_repairs_total") >= 1, nil
+	})
+	m = scrape(t, res2.MetricsEndpoint)
+	if miss, fixed := metricInt(m, "qsfs_shards_missing_total"), metricInt(m, "qsfs_shards_repaired_total"); miss != 0 || fixed != 0 {
+		t.Errorf("node b's repair found %d shards missing and rewrote %d; want 0 and 0 (the update moved d4's shards)", miss, fixed)
 	}
 }
 
