@@ -33,7 +33,7 @@ func (d *diskFlags) Set(v string) error {
 // runNode is `zos node`: the node in hosted mode on an existing Linux host.
 //
 //	zos node --data DIR --grid nats://HOST:4222 --farm-token TOKEN --disk ssd:20G --disk hdd:50G
-//	         [--farm ID] [--recreate-missing-disks] [--new-identity] [--disk-check-every 30s]
+//	         [--farm ID] [--recreate-missing-disks] [--new-identity] [--disk-check-every 30s] [--qsfs-repair-every 10m]
 //	         [--reserved-mem SIZE] [--listen IP] [--zdb-port 9900] [--uptime-every 40m]
 //	         [--egress-allow PREFIX|private|loopback]... [--planetary-peer URI]... [--grid-key HEX]
 //	         [--update-hub URL --update-root root.json [--update-channel CH] [--update-every D] [--update-gate D]]
@@ -51,6 +51,7 @@ func runNode(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.RecreateMissingDisks, "recreate-missing-disks", false, "make a hosted disk file that went missing or shrank again, empty (its data is lost); without it its pool is shown failed")
 	fs.BoolVar(&cfg.NewIdentity, "new-identity", false, "when the node's key is lost although it had pools, take a new key and register as a new node")
 	fs.DurationVar(&cfg.DiskCheckEvery, "disk-check-every", 30*time.Second, "how often the pools' health is checked")
+	fs.DurationVar(&cfg.QSFSRepairEvery, "qsfs-repair-every", 10*time.Minute, "how often each qsfs checks every shard and rebuilds missing or corrupt ones")
 	fs.StringVar(&reserved, "reserved-mem", "", "memory kept for the system (default max(10% RAM, 2G))")
 	fs.StringVar(&cfg.ListenIP, "listen", "127.0.0.1", "address workloads are served on")
 	fs.IntVar(&cfg.ZDBPort, "zdb-port", resp.ZDBPort, "port of the 0-db server")

@@ -138,6 +138,7 @@ var qsfsFigures = []struct{ metric, label string }{
 	{"qsfs_cache_max_bytes", "cache size"},
 	{"qsfs_upload_backlog_bytes", "upload backlog (bytes)"},
 	{"qsfs_shards_missing_total", "shards found missing"},
+	{"qsfs_shards_corrupt_total", "shards found corrupt"},
 	{"qsfs_shards_repaired_total", "shards repaired"},
 }
 

@@ -91,3 +91,10 @@ func (b *backend) del(ctx context.Context, key string) error {
 	b.note(err)
 	return err
 }
+
+// ping asks a backend whether it answers, recording the outcome.
+func (b *backend) ping(ctx context.Context) error {
+	err := b.c.Ping(ctx)
+	b.note(err)
+	return err
+}

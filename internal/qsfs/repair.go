@@ -16,12 +16,16 @@ type RepairReport struct {
 	ShardsChecked   int
 	ShardsMissing   int // absent, or on a backend that is down or no longer configured
 	ShardsCorrupt   int // present but failing their checksum
-	ShardsRewritten int // rebuilt and written to a healthy backend
+	ShardsRewritten int // rebuilt, or moved (Respread), and written to a healthy backend
 	Unrecoverable   int // chunks with fewer than minimal_shards valid shards
-	// Degraded counts rewritten chunks whose placement cannot survive the
-	// configured losses with the backends up now; a later Repair spreads
-	// them again.
-	Degraded      int
+	// Degraded counts chunks whose placement cannot survive the configured
+	// losses with the backends up now (rewritten while backends were
+	// down); a later Repair spreads them again.
+	Degraded int
+	// Respread counts chunks, all of whose shards were valid, that a
+	// backend outage had left too concentrated, spread again by moving
+	// some of their shards.
+	Respread      int
 	MetaRewritten int // metadata copies a meta backend lacked or held stale or corrupt
 	Errors        []string
 }
@@ -41,6 +45,7 @@ func (s *Store) Repair(ctx context.Context) (RepairReport, error) {
 	}
 	names := slices.Sorted(maps.Keys(s.objects))
 	s.mu.RUnlock()
+	s.probeDown(ctx)
 	var rep RepairReport
 	for _, name := range names {
 		if err := ctx.Err(); err != nil {
@@ -61,6 +66,19 @@ func (s *Store) Repair(ctx context.Context) (RepairReport, error) {
 		return rep, fmt.Errorf("%w: %d chunks", ErrUnreadable, rep.Unrecoverable)
 	}
 	return rep, nil
+}
+
+// probeDown pings the backends whose last call failed: one back since
+// takes shards again in this Repair (rather than after downFor), so that
+// chunks rewritten during its outage are spread onto it again.
+func (s *Store) probeDown(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, b := range append(slices.Clone(s.data), s.meta...) {
+		if ok, _ := b.healthy(); !ok {
+			wg.Go(func() { _ = b.ping(ctx) })
+		}
+	}
+	wg.Wait()
 }
 
 func (s *Store) repairObject(ctx context.Context, name string, rep *RepairReport) error {
@@ -126,16 +144,6 @@ func (s *Store) repairChunk(ctx context.Context, m *objectMeta, c chunkMeta, rep
 			rep.ShardsMissing++
 		}
 	}
-	if len(bad) == 0 {
-		return c, false, nil
-	}
-	if m.Total-len(bad) < m.Minimal {
-		rep.Unrecoverable++
-		return c, false, fmt.Errorf("%w: %d of %d shards valid, need %d", ErrUnreadable, m.Total-len(bad), m.Total, m.Minimal)
-	}
-	if err := rebuild(payloads, m.Minimal, m.Total); err != nil {
-		return c, false, err
-	}
 	// Place the bad shards on healthy backends, counting the good ones.
 	var cand []placeBackend
 	pos := map[string]int{}
@@ -145,9 +153,32 @@ func (s *Store) repairChunk(ctx context.Context, m *objectMeta, c chunkMeta, rep
 			cand = append(cand, pb)
 		}
 	}
+	respread := false
+	if len(bad) == 0 {
+		// Every shard is valid; the chunk may still be too concentrated
+		// (rewritten during an outage): move shards to spread it again.
+		var ok bool
+		if bad, ok = s.misplaced(cand, pos, m, c); ok {
+			return c, false, nil
+		}
+		if len(bad) == 0 {
+			rep.Degraded++ // cannot do better with the backends up now
+			return c, false, nil
+		}
+		respread = true
+	}
+	if m.Total-len(bad) < m.Minimal && !respread {
+		rep.Unrecoverable++
+		return c, false, fmt.Errorf("%w: %d of %d shards valid, need %d", ErrUnreadable, m.Total-len(bad), m.Total, m.Minimal)
+	}
+	if !respread {
+		if err := rebuild(payloads, m.Minimal, m.Total); err != nil {
+			return c, false, err
+		}
+	}
 	fixed := unplaced(m.Total)
 	for i, err := range errs {
-		if err == nil {
+		if err == nil && !slices.Contains(bad, i) {
 			p, ok := pos[c.Shards[i].Backend]
 			if !ok { // served a shard a moment ago, then failed: count it apart
 				p = len(cand)
@@ -171,6 +202,9 @@ func (s *Store) repairChunk(ctx context.Context, m *objectMeta, c chunkMeta, rep
 	if survives(cand, targets, m.Minimal, s.cfg.RedundantGroups, s.cfg.RedundantNodes) != nil {
 		rep.Degraded++
 	}
+	if respread {
+		rep.Respread++
+	}
 	out := c
 	out.Shards = slices.Clone(c.Shards)
 	moved := false
@@ -182,6 +216,9 @@ func (s *Store) repairChunk(ctx context.Context, m *objectMeta, c chunkMeta, rep
 			continue
 		}
 		b := s.data[pb.idx]
+		if respread && b.id == c.Shards[i].Backend {
+			continue // placed where it is
+		}
 		v := shardValue(payloads[i], i, m.Total, m.Minimal)
 		if err := b.set(ctx, c.Shards[i].Key, v); err != nil {
 			failures = append(failures, fmt.Errorf("shard %d to %s: %w", i, b.id, err))
@@ -195,6 +232,62 @@ func (s *Store) repairChunk(ctx context.Context, m *objectMeta, c chunkMeta, rep
 		moved = true
 	}
 	return out, moved, errors.Join(failures...)
+}
+
+// misplaced checks a chunk whose shards are all valid against the
+// configured losses, over the backends up now (cand, pos: position by
+// backend id). ok when its placement survives them; otherwise the shards
+// to move so that it does (none when no placement over the backends up
+// would): shards are taken off the most loaded groups and backends one at
+// a time until the placement refilled from the rest survives.
+func (s *Store) misplaced(cand []placeBackend, pos map[string]int, m *objectMeta, c chunkMeta) (move []int, ok bool) {
+	rg, rn := s.cfg.RedundantGroups, s.cfg.RedundantNodes
+	fixed := make([]int, m.Total)
+	for i, sh := range c.Shards {
+		p, found := pos[sh.Backend]
+		if !found {
+			return nil, true // on a backend down since it was read: next time
+		}
+		fixed[i] = p
+	}
+	if survives(cand, fixed, m.Minimal, rg, rn) == nil {
+		return nil, true
+	}
+	for len(move) < m.Total {
+		load := map[int]int{}
+		gload := map[int]int{}
+		for _, p := range fixed {
+			if p >= 0 {
+				load[p]++
+				gload[cand[p].group]++
+			}
+		}
+		pick := -1
+		for i, p := range fixed {
+			if p < 0 {
+				continue
+			}
+			if pick < 0 {
+				pick = i
+				continue
+			}
+			q := fixed[pick]
+			a := [2]int{gload[cand[p].group], load[p]}
+			b := [2]int{gload[cand[q].group], load[q]}
+			if a[0] > b[0] || (a[0] == b[0] && a[1] > b[1]) {
+				pick = i
+			}
+		}
+		fixed[pick] = -1
+		move = append(move, pick)
+		for _, groupsFirst := range []bool{true, false} {
+			t := placeFill(cand, fixed, int(m.Version%uint64(max(len(cand), 1))), groupsFirst)
+			if survives(cand, t, m.Minimal, rg, rn) == nil {
+				return move, false
+			}
+		}
+	}
+	return nil, false
 }
 
 // repairMeta rewrites the record of m on every meta backend that lacks it

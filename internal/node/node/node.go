@@ -62,6 +62,9 @@ type Config struct {
 	// DiskCheckEvery is how often the pools' health is checked; 30 s
 	// when 0.
 	DiskCheckEvery time.Duration
+	// QSFSRepairEvery is how often each qsfs checks and repairs its
+	// shards; 10 min when 0.
+	QSFSRepairEvery time.Duration
 	// Prefix distinguishes the kernel objects of several nodes on one host.
 	Prefix string
 	// ReservedMem is the memory kept for the system; 0 means

@@ -241,6 +241,7 @@ func (n *Node) startEngine(_ context.Context, r *runner) error {
 	// them (after the engine stopped), the next start mounts them again.
 	qsfsm := primitives.NewQSFSManager(primitives.QSFSConfig{
 		Root: filepath.Join(n.cfg.DataDir, "qsfs"), MetricsIP: n.cfg.ListenIP, Egress: n.egress,
+		RepairEvery: n.cfg.QSFSRepairEvery,
 	}, n.storage, n.log.With("component", "qsfs"))
 	r.onStop("qsfs", qsfsm.Close)
 	managers[gridtypes.QuantumSafeFSType] = qsfsm

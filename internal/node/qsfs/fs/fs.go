@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -319,7 +320,7 @@ func (f *FS) blockData(ctx context.Context, h hash) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := f.cache.put(h, data, false); err != nil {
+	if err := f.cache.put(h, data, false); err != nil && !errors.Is(err, errNoRoom) {
 		f.log.Warn("cache_put", "block", h.String(), "err", err)
 	}
 	// A read is served even when the cache cannot shrink now (the

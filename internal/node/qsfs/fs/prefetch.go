@@ -1,6 +1,9 @@
 package fs
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // prefetchAhead is how many blocks past a cold read are fetched ahead.
 const prefetchAhead = 4
@@ -31,7 +34,7 @@ func (f *FS) fetchOnce(ctx context.Context, h hash) ([]byte, error) {
 	}
 	data, err := f.fetch(ctx, h)
 	if err == nil {
-		if perr := f.cache.put(h, data, false); perr != nil {
+		if perr := f.cache.put(h, data, false); perr != nil && !errors.Is(perr, errNoRoom) {
 			f.log.Warn("cache_put", "block", h.String(), "err", perr)
 		}
 	}
