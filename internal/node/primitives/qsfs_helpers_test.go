@@ -29,7 +29,7 @@ type qsBackend struct {
 	stop func()
 }
 
-func startQSBackend(t *testing.T) *qsBackend {
+func startQSBackend(t testing.TB) *qsBackend {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := zdb.Open(zdb.Config{DataDir: filepath.Join(dir, "data"), IndexDir: filepath.Join(dir, "index"), Sync: zdb.SyncAlways}, testutil.Logger(t))
@@ -72,7 +72,7 @@ type qsCluster struct {
 	conf   gridtypes.QuantumSafeConfig
 }
 
-func newQSCluster(t *testing.T) *qsCluster {
+func newQSCluster(t testing.TB) *qsCluster {
 	t.Helper()
 	c := &qsCluster{conf: gridtypes.QuantumSafeConfig{
 		MinimalShards: 4, ExpectedShards: 6, RedundantGroups: 1, RedundantNodes: 1,
@@ -100,7 +100,7 @@ func newQSCluster(t *testing.T) *qsCluster {
 	return c
 }
 
-func qsKey(t *testing.T) gridtypes.Bytes {
+func qsKey(t testing.TB) gridtypes.Bytes {
 	k := make([]byte, 32)
 	if _, err := rand.Read(k); err != nil {
 		t.Fatal(err)
