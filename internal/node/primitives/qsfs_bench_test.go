@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,10 +31,12 @@ import (
 //
 //   - sequential write of a ZOS_BENCH_QSFS_MIB file (256) in 1 MiB writes,
 //     fsync and close (for the qsfs: on the backends' quorum);
-//   - sequential read of it, the page cache of the file (and of the qsfs
-//     cache's block files) dropped first: the plain volume from its disk,
-//     the qsfs from its local cache, then from the backends alone (the
-//     workload deprovisioned and provisioned again: an empty cache);
+//   - sequential read of it, the page cache of the file, of the qsfs
+//     cache's block files and of the disk image behind the pool (and,
+//     for reads from the backends, of the backends' files) dropped first:
+//     the plain volume from its disk, the qsfs from its local cache, then
+//     from the backends alone (the workload deprovisioned and provisioned
+//     again: an empty cache);
 //   - recovery of ZOS_BENCH_RECOVER_MIB (1024) onto a new node: a new
 //     workload with the same config and an empty cache, from Provision
 //     until the whole file has been read back and compared; the
@@ -136,6 +140,7 @@ func benchQSFS(b *testing.B, size, recoverSize, rounds int) {
 		p := filepath.Join(plain.Path, "f")
 		fig.add("plain write+fsync", "MB/s", mbs(size, timed(func() { benchWrite(b, p, data) })))
 		dropCache(b, p)
+		dropDisk(b, p)
 		fig.add("plain read (page cache dropped)", "MB/s", mbs(size, timed(func() { benchRead(b, p, data) })))
 		os.Remove(p)
 
@@ -148,10 +153,12 @@ func benchQSFS(b *testing.B, size, recoverSize, rounds int) {
 		}
 		dropCache(b, q)
 		dropCacheDir(b, filepath.Join(vol.Path, "cache"))
+		dropDisk(b, vol.Path)
 		fig.add("qsfs read from the local cache", "MB/s", mbs(size, timed(func() { benchRead(b, q, data) })))
 		// A new, empty cache: every block comes from the backends.
 		deprovision(wl)
 		dir = provisionBench(wl)
+		c.dropCache(b)
 		fig.add("qsfs read from the backends", "MB/s", mbs(size, timed(func() { benchRead(b, filepath.Join(dir, "f"), data) })))
 		if err := os.Remove(filepath.Join(dir, "f")); err != nil {
 			b.Fatal(err)
@@ -168,6 +175,7 @@ func benchQSFS(b *testing.B, size, recoverSize, rounds int) {
 	for r := range rounds {
 		nwl := workload(7, fmt.Sprintf("recoverSize%d", r), gridtypes.QuantumSafeFSType, gridtypes.QuantumSafeFS{Cache: cache, Config: c.conf})
 		var ndir string
+		c.dropCache(b)
 		start := time.Now()
 		fig.add("recovery: provision (metadata load)", "s", timed(func() { ndir = provisionBench(nwl) }).Seconds())
 		benchRead(b, filepath.Join(ndir, "big"), data)
@@ -194,6 +202,16 @@ func benchQSFS(b *testing.B, size, recoverSize, rounds int) {
 	b.ReportMetric(fig.median("qsfs read from the local cache")/plainR, "cached-read-ratio")
 	b.ReportMetric(fig.median("qsfs read from the backends")/plainR, "backend-read-ratio")
 	b.ReportMetric(fig.median(fmt.Sprintf("recovery of %d MiB onto a new node", recoverSize>>20)), "recover-s")
+}
+
+// dropCache evicts the backends' files from the page cache: reads come
+// from the disk, as on nodes that did not just write them.
+func (c *qsCluster) dropCache(b *testing.B) {
+	for _, g := range append(slices.Clone(c.groups), c.meta) {
+		for _, be := range g {
+			dropCacheDir(b, be.dir)
+		}
+	}
 }
 
 func timed(f func()) time.Duration {
@@ -273,15 +291,44 @@ func dropCache(b *testing.B, p string) {
 	}
 }
 
-// dropCacheDir evicts every file of a directory from the page cache.
+// dropCacheDir evicts every file under dir from the page cache.
 func dropCacheDir(b *testing.B, dir string) {
-	des, err := os.ReadDir(dir)
+	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err == nil && de.Type().IsRegular() {
+			dropCache(b, p)
+		}
+		return err
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, de := range des {
-		if de.Type().IsRegular() {
-			dropCache(b, filepath.Join(dir, de.Name()))
+}
+
+// dropDisk evicts from the page cache the file behind the loop device
+// holding path (the hosted disk image): a read of the volume then comes
+// from the machine's disk, as on a node with a real one.
+func dropDisk(b *testing.B, path string) {
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var dev, at string
+	for _, line := range strings.Split(string(mi), "\n") {
+		f := strings.Fields(line)
+		sep := slices.Index(f, "-")
+		if sep < 0 || len(f) < sep+3 {
+			continue
+		}
+		if mp := f[4]; (path == mp || strings.HasPrefix(path, mp+"/")) && len(mp) > len(at) {
+			dev, at = f[sep+2], mp
 		}
 	}
+	if !strings.HasPrefix(dev, "/dev/loop") {
+		b.Fatalf("%s is on %q, not a loop device", path, dev)
+	}
+	backing, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(dev), "loop/backing_file"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	dropCache(b, strings.TrimSpace(string(backing)))
 }

@@ -26,6 +26,7 @@ const (
 // with a password-protected namespace; it can be stopped.
 type qsBackend struct {
 	addr string
+	dir  string // data and index
 	stop func()
 }
 
@@ -46,7 +47,7 @@ func startQSBackend(t testing.TB) *qsBackend {
 	srv := zdb.NewServer(zdb.ServerConfig{}, testutil.Logger(t))
 	srv.AddStore(st)
 	stopServe := testutil.Go(t, "serving zdb", func(ctx context.Context) error { return srv.Serve(ctx, ln) })
-	b := &qsBackend{addr: ln.Addr().String()}
+	b := &qsBackend{addr: ln.Addr().String(), dir: dir}
 	b.stop = func() { stopServe(); st.Close() }
 	t.Cleanup(b.Stop)
 	return b

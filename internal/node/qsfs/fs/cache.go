@@ -17,13 +17,17 @@ type cache struct {
 	dir string
 	max int64
 
-	mu    sync.Mutex // guards the fields below
-	used  int64
-	seq   uint64
-	ents  map[hash]*centry
-	clean list.List // of *centry, most recently used at the front
+	mu   sync.Mutex // guards the fields below
+	used int64
+	// reserved is room promised to blocks about to be put (a writer's
+	// next block, a fetched block): eviction keeps used+reserved under max.
+	reserved int64
+	seq      uint64
+	ents     map[hash]*centry
+	clean    list.List // of *centry, most recently used at the front
 	// counters
 	evictions, evictBytes int64
+	peak                  int64 // the most bytes held at once
 }
 
 type centry struct {
@@ -59,6 +63,7 @@ func (c *cache) adopt(keep func(hash) bool) error {
 			e.elem = c.clean.PushBack(e)
 			c.ents[h] = e
 			c.used += e.size
+			c.peak = c.used
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(c.dir, de.Name())); err != nil {
@@ -105,6 +110,7 @@ func (c *cache) put(h hash, data []byte, dirty bool) error {
 	}
 	c.ents[h] = e
 	c.used += e.size
+	c.peak = max(c.peak, c.used)
 	return nil
 }
 
@@ -180,9 +186,10 @@ func (c *cache) removeLocked(e *centry) {
 }
 
 // evictLocked removes clean blocks, coldest first, until the cache holds
-// at most max bytes; it reports whether it got there.
-func (c *cache) evictLocked() bool {
-	for c.used > c.max {
+// at most max-reserve bytes besides the room already reserved; it reports
+// whether it got there.
+func (c *cache) evictLocked(reserve int64) bool {
+	for c.used+c.reserved+reserve > c.max {
 		back := c.clean.Back()
 		if back == nil {
 			return false
