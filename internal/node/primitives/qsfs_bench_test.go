@@ -234,6 +234,9 @@ func benchWrite(b *testing.B, p string, data []byte) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Closed on failure too: a file left open on the mount would hang
+	// this process's exit (its own FUSE server is gone by then).
+	defer fh.Close()
 	for off := 0; off < len(data); off += 1 << 20 {
 		if _, err := fh.Write(data[off:min(off+1<<20, len(data))]); err != nil {
 			b.Fatalf("writing %s: %v", p, err)

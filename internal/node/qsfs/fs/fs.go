@@ -763,13 +763,18 @@ func (f *FS) freeLocked(in *inode) {
 }
 
 // errno maps an error to what the kernel is told: backend and cache
-// failures are EIO.
+// failures are EIO; a request the kernel interrupted (the caller got a
+// signal: go-fuse cancels its context) is EINTR, which callers retry,
+// where EIO would tell them their fsync failed.
 func errno(err error) syscall.Errno {
 	if err == nil {
 		return 0
 	}
 	if e, ok := err.(syscall.Errno); ok {
 		return e
+	}
+	if errors.Is(err, context.Canceled) {
+		return syscall.EINTR
 	}
 	return syscall.EIO
 }
