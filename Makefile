@@ -72,6 +72,7 @@ test: deps fmt-check vet lint build test-unit fuzz
 
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./...
+	ZOS_BENCH_QSFS=1 $(GO) test -run '^$$' -bench '^BenchmarkQSFS$$' -benchtime 1x -count 1 -timeout 30m ./internal/node/primitives
 	ZOS_FAULT_ROUNDS=5 $(GO) test -run '^TestFault' -count 1 -timeout 60m ./internal/e2e
 	@for s in scripts/bench/*.sh; do [ -x "$$s" ] || continue; echo "== $$s"; "$$s" || exit 1; done
 

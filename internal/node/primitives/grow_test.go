@@ -23,7 +23,7 @@ import (
 
 // startStorage starts a storage module on hosted disks in a fresh
 // directory and stops it (detaching its loop devices) in t.Cleanup.
-func startStorage(t *testing.T, disks ...storage.HostedDisk) *storage.Module {
+func startStorage(t testing.TB, disks ...storage.HostedDisk) *storage.Module {
 	t.Helper()
 	testutil.RequireRoot(t)
 	for _, b := range []string{"mkfs.btrfs", "btrfs", "losetup", "blkid"} {

@@ -210,6 +210,10 @@ func (m *QSFSManager) mount(ctx context.Context, id gridtypes.WorkloadID, data *
 			}
 		}
 	}()
+	bound, err := m.localBound(data)
+	if err != nil {
+		return nil, err
+	}
 	s, err := m.openStore(ctx, data.Config)
 	if err != nil {
 		return nil, err
@@ -246,7 +250,7 @@ func (m *QSFSManager) mount(ctx context.Context, id gridtypes.WorkloadID, data *
 		return nil, fmt.Errorf("making the mount point: %w", err)
 	}
 	f, err := fs.Mount(fs.Config{
-		CacheDir: cacheDir, CacheSize: m.cacheBound(data.Cache), BlockSize: m.cfg.BlockSize,
+		CacheDir: cacheDir, CacheSize: bound, BlockSize: m.cfg.BlockSize,
 		IsNotFound: func(err error) bool { return errors.Is(err, qsfs.ErrNotFound) },
 	}, store, dir, m.log)
 	if err != nil {
@@ -271,16 +275,38 @@ func (m *QSFSManager) mount(ctx context.Context, id gridtypes.WorkloadID, data *
 	return in, nil
 }
 
+// blockSize is the file system's block size.
+func (m *QSFSManager) blockSize() int64 {
+	if m.cfg.BlockSize == 0 {
+		return 1 << 20 // the file system's default
+	}
+	return int64(m.cfg.BlockSize)
+}
+
 // cacheBound is the bytes of blocks the file system keeps in a cache
 // volume of size: an eighth of it, at least two blocks, is left for the
-// block being sealed over the bound and the file system's own use, so the
-// volume's quota is never what fails a write.
+// file system's own use, so the volume's quota is never what fails a
+// write.
 func (m *QSFSManager) cacheBound(size gridtypes.Unit) int64 {
-	bs := int64(m.cfg.BlockSize)
-	if bs == 0 {
-		bs = 1 << 20 // the file system's default
+	return int64(size) - max(int64(size)/8, 2*m.blockSize())
+}
+
+// localBound is the bytes of data a qsfs keeps on the node: its cache
+// volume's bound, or config.max_zdb_data_dir_size (MiB, the original's
+// bound on its local 0-db's data) when that is lower and set. The file
+// system holds no more: clean blocks (on the backends) are evicted, and
+// writers wait for uploads. A bound under four blocks is refused.
+func (m *QSFSManager) localBound(data *gridtypes.QuantumSafeFS) (int64, error) {
+	bound := m.cacheBound(data.Cache)
+	what := fmt.Sprintf("cache: %d bytes leave", data.Cache)
+	if mib := data.Config.MaxZDBDataDirSize; mib > 0 && int64(mib)<<20 < bound {
+		bound = int64(mib) << 20
+		what = fmt.Sprintf("config.max_zdb_data_dir_size: %d MiB is", mib)
 	}
-	return int64(size) - max(int64(size)/8, 2*bs)
+	if min := 4 * m.blockSize(); bound < min {
+		return 0, fmt.Errorf("%s less local data than four blocks (%d bytes)", what, min)
+	}
+	return bound, nil
 }
 
 // repairLoop repairs the qsfs every RepairEvery until stopped.

@@ -26,10 +26,11 @@ const (
 // with a password-protected namespace; it can be stopped.
 type qsBackend struct {
 	addr string
+	dir  string // data and index
 	stop func()
 }
 
-func startQSBackend(t *testing.T) *qsBackend {
+func startQSBackend(t testing.TB) *qsBackend {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := zdb.Open(zdb.Config{DataDir: filepath.Join(dir, "data"), IndexDir: filepath.Join(dir, "index"), Sync: zdb.SyncAlways}, testutil.Logger(t))
@@ -46,7 +47,7 @@ func startQSBackend(t *testing.T) *qsBackend {
 	srv := zdb.NewServer(zdb.ServerConfig{}, testutil.Logger(t))
 	srv.AddStore(st)
 	stopServe := testutil.Go(t, "serving zdb", func(ctx context.Context) error { return srv.Serve(ctx, ln) })
-	b := &qsBackend{addr: ln.Addr().String()}
+	b := &qsBackend{addr: ln.Addr().String(), dir: dir}
 	b.stop = func() { stopServe(); st.Close() }
 	t.Cleanup(b.Stop)
 	return b
@@ -72,7 +73,7 @@ type qsCluster struct {
 	conf   gridtypes.QuantumSafeConfig
 }
 
-func newQSCluster(t *testing.T) *qsCluster {
+func newQSCluster(t testing.TB) *qsCluster {
 	t.Helper()
 	c := &qsCluster{conf: gridtypes.QuantumSafeConfig{
 		MinimalShards: 4, ExpectedShards: 6, RedundantGroups: 1, RedundantNodes: 1,
@@ -100,7 +101,7 @@ func newQSCluster(t *testing.T) *qsCluster {
 	return c
 }
 
-func qsKey(t *testing.T) gridtypes.Bytes {
+func qsKey(t testing.TB) gridtypes.Bytes {
 	k := make([]byte, 32)
 	if _, err := rand.Read(k); err != nil {
 		t.Fatal(err)

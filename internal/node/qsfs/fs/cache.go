@@ -17,13 +17,17 @@ type cache struct {
 	dir string
 	max int64
 
-	mu    sync.Mutex // guards the fields below
-	used  int64
-	seq   uint64
-	ents  map[hash]*centry
-	clean list.List // of *centry, most recently used at the front
+	mu   sync.Mutex // guards the fields below
+	used int64
+	// reserved is room promised to blocks about to be put (a writer's
+	// next block, a fetched block): eviction keeps used+reserved under max.
+	reserved int64
+	seq      uint64
+	ents     map[hash]*centry
+	clean    list.List // of *centry, most recently used at the front
 	// counters
 	evictions, evictBytes int64
+	peak                  int64 // the most bytes held at once
 }
 
 type centry struct {
@@ -59,6 +63,7 @@ func (c *cache) adopt(keep func(hash) bool) error {
 			e.elem = c.clean.PushBack(e)
 			c.ents[h] = e
 			c.used += e.size
+			c.peak = c.used
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(c.dir, de.Name())); err != nil {
@@ -70,63 +75,14 @@ func (c *cache) adopt(keep func(hash) bool) error {
 
 // put stores a block; dirty ones wait for upload. A block already held
 // keeps its state (the same content is already there, maybe uploaded).
-//
-// A clean block (fetched) takes its room first: colder clean blocks are
-// evicted so that the cache with it stays within its bound before it is
-// written, and its bytes are counted while it is written, so that
-// concurrent fetches (a read and its prefetches) never hold more than the
-// bound on disk at once (the cache volume's quota is only a little larger).
-// When the room cannot be made (the rest is dirty or being written), the block is not
-// cached: errNoRoom, the read is served all the same.
 func (c *cache) put(h hash, data []byte, dirty bool) error {
-	size := int64(len(data))
 	c.mu.Lock()
 	if e := c.ents[h]; e != nil {
 		c.touchLocked(e)
 		c.mu.Unlock()
 		return nil
 	}
-	if !dirty {
-		for c.used+size > c.max {
-			back := c.clean.Back()
-			if back == nil {
-				c.mu.Unlock()
-				return fmt.Errorf("caching block %s: %w", h, errNoRoom)
-			}
-			e := back.Value.(*centry)
-			c.removeLocked(e)
-			c.evictions++
-			c.evictBytes += e.size
-		}
-	}
-	c.used += size // reserved while written
 	c.mu.Unlock()
-	err := c.write(h, data)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.used -= size
-	if err != nil {
-		return err
-	}
-	if c.ents[h] != nil {
-		return nil
-	}
-	c.seq++
-	e := &centry{h: h, size: size, dirty: dirty, seq: c.seq}
-	if !dirty {
-		e.elem = c.clean.PushFront(e)
-	}
-	c.ents[h] = e
-	c.used += e.size
-	return nil
-}
-
-// errNoRoom: the cache holds only dirty blocks and blocks being written,
-// nothing can be evicted.
-var errNoRoom = errors.New("no room in the cache: every block held is waiting for upload or being written")
-
-// write puts a block's file in place, whole or not at all.
-func (c *cache) write(h hash, data []byte) error {
 	tmp, err := os.CreateTemp(c.dir, ".tmp-*")
 	if err != nil {
 		return fmt.Errorf("caching block %s: %w", h, err)
@@ -142,6 +98,19 @@ func (c *cache) write(h hash, data []byte) error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("caching block %s: %w", h, err)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ents[h] != nil {
+		return nil
+	}
+	c.seq++
+	e := &centry{h: h, size: int64(len(data)), dirty: dirty, seq: c.seq}
+	if !dirty {
+		e.elem = c.clean.PushFront(e)
+	}
+	c.ents[h] = e
+	c.used += e.size
+	c.peak = max(c.peak, c.used)
 	return nil
 }
 
@@ -217,9 +186,10 @@ func (c *cache) removeLocked(e *centry) {
 }
 
 // evictLocked removes clean blocks, coldest first, until the cache holds
-// at most max bytes; it reports whether it got there.
-func (c *cache) evictLocked() bool {
-	for c.used > c.max {
+// at most max-reserve bytes besides the room already reserved; it reports
+// whether it got there.
+func (c *cache) evictLocked(reserve int64) bool {
+	for c.used+c.reserved+reserve > c.max {
 		back := c.clean.Back()
 		if back == nil {
 			return false

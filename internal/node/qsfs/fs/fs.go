@@ -23,6 +23,7 @@ type Stats struct {
 	OpenBlocks    int64 // blocks being written, in memory
 	CacheBytes    int64 // bytes of blocks in the cache directory
 	CacheMax      int64
+	CachePeak     int64 // the most bytes the cache directory held at once
 	Evictions     int64 // clean blocks evicted from the cache
 	EvictBytes    int64
 	Fetches       int64 // blocks fetched back from the backend
@@ -169,13 +170,13 @@ func (f *FS) Dir() string { return f.dir }
 func (f *FS) Stats() Stats {
 	n, b := f.cache.backlog()
 	f.cache.mu.Lock()
-	used, ev, evb := f.cache.used, f.cache.evictions, f.cache.evictBytes
+	used, peak, ev, evb := f.cache.used, f.cache.peak, f.cache.evictions, f.cache.evictBytes
 	f.cache.mu.Unlock()
 	f.mu.Lock()
 	open, gen := int64(len(f.open)), f.t.Gen
 	f.mu.Unlock()
 	return Stats{
-		BacklogBlocks: n, BacklogBytes: b, OpenBlocks: open, CacheBytes: used, CacheMax: f.cache.max,
+		BacklogBlocks: n, BacklogBytes: b, OpenBlocks: open, CacheBytes: used, CacheMax: f.cache.max, CachePeak: peak,
 		Evictions: ev, EvictBytes: evb,
 		Fetches: f.stats.fetches.Load(), FetchBytes: f.stats.fetchBytes.Load(),
 		Uploads: f.stats.uploads.Load(), UploadBytes: f.stats.uploadBytes.Load(),
@@ -280,55 +281,65 @@ func (f *FS) put(ctx context.Context, h hash) error {
 	return nil
 }
 
-// makeRoom brings the cache back under its bound: it evicts clean blocks,
-// and when only dirty ones are left it uploads the oldest itself (a writer
-// faster than the backend waits for it here).
-func (f *FS) makeRoom(ctx context.Context) error {
+// makeRoom brings the cache to reserve bytes under its bound (besides the
+// room reserved by others): it evicts clean blocks (already on the
+// backend), and when only dirty ones are left it uploads the oldest itself
+// (a writer faster than the backend waits for it here). With reserve > 0
+// the room is reserved for the caller until it calls release: blocks
+// written or fetched in it keep the cache within its bound however many
+// writers and readers run. When the rest is reserved by others, a writer
+// (wait) waits for them; a fetch is told errNoRoom and serves its block
+// uncached (writers may be waiting for that fetch while holding room).
+func (f *FS) makeRoom(ctx context.Context, reserve int64, wait bool) (release func(), err error) {
 	c := f.cache
 	for {
 		c.mu.Lock()
-		if c.evictLocked() {
+		if c.evictLocked(reserve) || c.used+c.reserved == 0 {
+			c.reserved += reserve
 			c.mu.Unlock()
-			return nil
+			return func() {
+				c.mu.Lock()
+				c.reserved -= reserve
+				c.mu.Unlock()
+			}, nil
 		}
-		e, wait := c.oldestDirtyLocked()
+		e, running := c.oldestDirtyLocked()
 		c.mu.Unlock()
 		switch {
 		case e != nil:
 			if err := f.upload(ctx, e.h); err != nil {
-				return err
+				return nil, err
 			}
-		case wait != nil:
+		case running != nil:
 			select {
-			case <-wait:
+			case <-running:
 			case <-ctx.Done():
-				return ctx.Err()
+				return nil, ctx.Err()
 			}
+		case !wait:
+			return nil, errNoRoom
 		default:
-			return nil // nothing evictable nor dirty: over by open reads only
+			// Nothing evictable nor dirty: the rest is reserved by
+			// others; wait for them to put their blocks.
+			select {
+			case <-time.After(time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
 		}
 	}
 }
 
+// errNoRoom is a fetched block the cache has no room for now.
+var errNoRoom = errors.New("the cache is full of blocks being written")
+
 // blockData returns a whole block from the cache or, fetched and checked,
-// from the backend (then cached, clean).
+// from the backend (then cached, clean, when there is room).
 func (f *FS) blockData(ctx context.Context, h hash) ([]byte, error) {
 	if data, ok, err := f.cache.read(h); err != nil || ok {
 		return data, err
 	}
-	data, err := f.fetchOnce(ctx, h)
-	if err != nil {
-		return nil, err
-	}
-	if err := f.cache.put(h, data, false); err != nil && !errors.Is(err, errNoRoom) {
-		f.log.Warn("cache_put", "block", h.String(), "err", err)
-	}
-	// A read is served even when the cache cannot shrink now (the
-	// backend refuses the backlog): the bound is back with the backend.
-	if err := f.makeRoom(ctx); err != nil {
-		f.log.Warn("cache_over_bound", "err", err)
-	}
-	return data, nil
+	return f.fetchOnce(ctx, h)
 }
 
 func (f *FS) fetch(ctx context.Context, h hash) ([]byte, error) {
@@ -380,7 +391,7 @@ func (f *FS) uploader() {
 		}
 		backoff = 0
 		f.cache.mu.Lock()
-		f.cache.evictLocked()
+		f.cache.evictLocked(0)
 		f.cache.mu.Unlock()
 	}
 }
@@ -579,10 +590,11 @@ func (f *FS) write(ctx context.Context, ino uint64, data []byte, off int64) (int
 	}
 	done := 0
 	for done < len(data) {
-		// Room first: with the cache full of dirty blocks and the backend
-		// refusing them, the write is refused rather than taken over the
-		// bound.
-		if err := f.makeRoom(ctx); err != nil {
+		// Room first, for the block this write may seal: with the cache
+		// full of dirty blocks and the backend refusing them, the write
+		// is refused rather than taken over the bound.
+		release, err := f.makeRoom(ctx, f.bs, true)
+		if err != nil {
 			return done, err
 		}
 		pos := off + int64(done)
@@ -591,6 +603,7 @@ func (f *FS) write(ctx context.Context, ino uint64, data []byte, off int64) (int
 		n := int(min(int64(len(data)-done), f.bs-bo))
 		ob, err := f.lockOpen(ctx, k)
 		if err != nil {
+			release()
 			return done, err
 		}
 		copy(ob.data[bo:], data[done:done+n])
@@ -610,6 +623,7 @@ func (f *FS) write(ctx context.Context, ino uint64, data []byte, off int64) (int
 			err = f.sealExcessLocked()
 		}
 		f.mu.Unlock()
+		release()
 		if err != nil {
 			return done, err
 		}
@@ -749,13 +763,18 @@ func (f *FS) freeLocked(in *inode) {
 }
 
 // errno maps an error to what the kernel is told: backend and cache
-// failures are EIO.
+// failures are EIO; a request the kernel interrupted (the caller got a
+// signal: go-fuse cancels its context) is EINTR, which callers retry,
+// where EIO would tell them their fsync failed.
 func errno(err error) syscall.Errno {
 	if err == nil {
 		return 0
 	}
 	if e, ok := err.(syscall.Errno); ok {
 		return e
+	}
+	if errors.Is(err, context.Canceled) {
+		return syscall.EINTR
 	}
 	return syscall.EIO
 }

@@ -1,9 +1,6 @@
 package fs
 
-import (
-	"context"
-	"errors"
-)
+import "context"
 
 // prefetchAhead is how many blocks past a cold read are fetched ahead.
 const prefetchAhead = 4
@@ -34,8 +31,17 @@ func (f *FS) fetchOnce(ctx context.Context, h hash) ([]byte, error) {
 	}
 	data, err := f.fetch(ctx, h)
 	if err == nil {
-		if perr := f.cache.put(h, data, false); perr != nil && !errors.Is(perr, errNoRoom) {
-			f.log.Warn("cache_put", "block", h.String(), "err", perr)
+		// Room first, so a fetched block never takes the cache over its
+		// bound; a read is served even when there is none now (the
+		// backend refuses the backlog): the block is then not cached.
+		release, rerr := f.makeRoom(ctx, int64(len(data)), false)
+		if rerr != nil {
+			f.log.Warn("cache_full", "block", h.String(), "err", rerr)
+		} else {
+			if perr := f.cache.put(h, data, false); perr != nil {
+				f.log.Warn("cache_put", "block", h.String(), "err", perr)
+			}
+			release()
 		}
 	}
 	f.fmu.Lock()

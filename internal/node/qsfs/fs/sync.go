@@ -95,6 +95,16 @@ func (f *FS) load() (*tree, uint64, error) {
 func (f *FS) Sync(ctx context.Context) error {
 	f.syncMu.Lock()
 	defer f.syncMu.Unlock()
+	// Room for the open blocks about to be sealed, so sealing them
+	// (other writers' blocks too) keeps the cache within its bound.
+	f.mu.Lock()
+	openBytes := int64(len(f.open)) * f.bs
+	f.mu.Unlock()
+	release, err := f.makeRoom(ctx, openBytes, true)
+	if err != nil {
+		return err
+	}
+	defer release()
 	f.mu.Lock()
 	if err := f.sealAllLocked(); err != nil {
 		f.mu.Unlock()
