@@ -35,6 +35,9 @@ func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, req NodeRe
 			return nil, fmt.Errorf("%w: failed update version too long", ErrInvalid)
 		}
 	}
+	if err := req.Location.Check(); err != nil {
+		return nil, err
+	}
 	if err := req.Total.check("total"); err != nil {
 		return nil, err
 	}
@@ -67,11 +70,14 @@ func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, req NodeRe
 			from, cleared = n.FarmID, n.PublicConfig != nil
 			n.PublicConfig = nil
 			n.PowerTarget = ""
+			n.LocationByFarmer = false
 		}
 		n.FarmID = req.FarmID
 		n.Total = req.Total
 		n.Reserved = req.Reserved
-		n.Location = req.Location
+		if !n.LocationByFarmer {
+			n.Location = req.Location
+		}
 		n.Interfaces = req.Interfaces
 		n.Virtualized = req.Virtualized
 		n.Version = req.Version

@@ -136,6 +136,7 @@ func (s *Service) handlers() map[string]handler {
 		OpNodeUsed:         decoded(s.nodeUsed),
 		OpNodePowerTarget:  decoded(s.nodePowerTarget),
 		OpNodePower:        decoded(s.nodePower),
+		OpNodeLocation:     decoded(s.nodeLocation),
 		OpContractCreate:   decoded(s.contractCreate),
 		OpContractUpdate:   decoded(s.contractUpdate),
 		OpContractCancel:   decoded(s.contractCancel),
@@ -175,7 +176,7 @@ func held(op string) bool { return op == OpEventsFetch }
 func isWrite(op string) bool {
 	switch op {
 	case OpTwinCreate, OpFarmCreate, OpFarmAddIP, OpFarmChannel, OpNodeRegister, OpNodeUptime, OpNodePublicConfig,
-		OpNodeUsed, OpNodePowerTarget, OpNodePower, OpContractCreate, OpContractUpdate, OpContractCancel, OpNameCreate, OpRentCreate:
+		OpNodeUsed, OpNodePowerTarget, OpNodePower, OpNodeLocation, OpContractCreate, OpContractUpdate, OpContractCancel, OpNameCreate, OpRentCreate:
 		return true
 	}
 	return false

@@ -22,6 +22,7 @@ import (
 	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/node/facts"
 	"github.com/zos-go/zos/internal/node/gridsync"
 	"github.com/zos-go/zos/internal/node/network"
 	"github.com/zos-go/zos/internal/node/network/gateway"
@@ -112,6 +113,13 @@ type Config struct {
 	// envelopes, registry writes); nil means time.Now. Tests of clock
 	// skew move it.
 	Now func() time.Time
+	// Location is where the node stands, as its operator says (zos node
+	// --location, location= on the boot command line); a location the
+	// farmer sets in the registry wins over it.
+	Location registry.Location
+	// FactsRoot is where the machine's /sys and /proc are read for its
+	// facts (DMI, hypervisor); "" means "/".
+	FactsRoot string
 	// Update, when set, is the self-update module (internal/node/update):
 	// it runs once the node is up; a switch it returns ends Run with that
 	// error, for the caller to exec the version it names.
@@ -178,6 +186,9 @@ func (c *Config) Validate() error {
 	if c.GatewayListen != "" && c.ACMEDirectory == "" && !c.GatewaySelfSigned {
 		return errors.New("a gateway needs an ACME directory URL, or self-signed certificates asked for explicitly")
 	}
+	if err := c.Location.Check(); err != nil {
+		return fmt.Errorf("location: %w", err)
+	}
 	if c.ZDBPort == 0 {
 		c.ZDBPort = resp.ZDBPort
 	}
@@ -200,6 +211,7 @@ type Node struct {
 	planetary   *planetary.Process // planetary: nil while the overlay is down
 
 	total   gridtypes.Capacity // system
+	hyper   facts.Hypervisor   // system
 	egress  *egress.Policy     // system: what the node contacts for tenants
 	storage *storage.Module    // storage
 	cache   string             // storage: the cache's mount

@@ -17,6 +17,7 @@ import (
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/node/api"
+	"github.com/zos-go/zos/internal/node/facts"
 	"github.com/zos-go/zos/internal/node/gridsync"
 	"github.com/zos-go/zos/internal/node/network"
 	"github.com/zos-go/zos/internal/node/network/gateway"
@@ -39,6 +40,8 @@ func (n *Node) startSystem(context.Context, *runner) error {
 		return err
 	}
 	n.total = gridtypes.Capacity{CRU: uint64(info.CPUs), MRU: info.Memory}
+	n.hyper = facts.Reader{Root: n.cfg.FactsRoot}.Hypervisor()
+	n.log.Info("machine_facts", "virtualized", n.hyper.Virtualized, "hypervisor", n.hyper.Name, "evidence", n.hyper.Evidence)
 	return nil
 }
 
@@ -447,7 +450,8 @@ func (n *Node) register(ctx context.Context) error {
 		Total:       resources(n.Total()),
 		Reserved:    resources(n.Reserved()),
 		Interfaces:  interfaces(n.cfg.ListenIP),
-		Virtualized: true,
+		Location:    n.cfg.Location,
+		Virtualized: n.hyper.Virtualized,
 		Version:     version.String(),
 		UpdateFailed: func() []string {
 			if n.cfg.Update == nil {

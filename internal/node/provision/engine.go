@@ -8,6 +8,7 @@
 package provision
 
 import (
+	"slices"
 	"context"
 	"encoding/json"
 	"errors"
@@ -139,6 +140,16 @@ func NewEngine(cfg Config, store *Store, managers map[gridtypes.WorkloadType]Man
 
 // Supports reports whether the engine has a manager for t.
 func (e *Engine) Supports(t gridtypes.WorkloadType) bool { _, ok := e.managers[t]; return ok }
+
+// Types are the workload types the engine has a manager for, sorted.
+func (e *Engine) Types() []gridtypes.WorkloadType {
+	out := make([]gridtypes.WorkloadType, 0, len(e.managers))
+	for t := range e.managers {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
 
 // CanUpdate reports whether the manager of t can update in place.
 func (e *Engine) CanUpdate(t gridtypes.WorkloadType) bool {
