@@ -105,7 +105,7 @@ func PrivateIPs(ds []*gridtypes.Deployment, network string) ([]string, error) {
 				ifaces = m.Network.Interfaces
 			}
 			for _, inf := range ifaces {
-				if string(inf.Network) == network && inf.IP != nil {
+				if inf.Network == network && inf.IP != nil {
 					ips = append(ips, net.IP(inf.IP).String())
 				}
 			}
