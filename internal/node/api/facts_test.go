@@ -67,8 +67,8 @@ type factsNode struct {
 }
 
 func (n factsNode) DMI() (nodeapi.DMI, error) { return n.r.DMI() }
-func (n factsNode) Hypervisor() string         { return n.r.Hypervisor().Name }
-func (n factsNode) Features() []string         { return n.features }
+func (n factsNode) Hypervisor() string        { return n.r.Hypervisor().Name }
+func (n factsNode) Features() []string        { return n.features }
 
 // TestFactsCommands: zos.system.dmi, .hypervisor and .node_features_get
 // answer the node's facts in the original's shapes; a node without facts
