@@ -5,6 +5,7 @@
 // Synopsis:
 //
 //	zgrid run --data DIR [--listen 127.0.0.1] [--port 4222] [--http-port 8080]
+//	          [--metrics 127.0.0.1:9101 [--metrics-allow-remote]]
 //	          [--monitor-port 0] [--nats URL,...] [--replicas N]
 //	          [--name NAME --cluster-port P --routes URL,...]
 //	          [--cluster-ca FILE --cluster-cert FILE --cluster-key FILE] [--auth=true]
@@ -108,6 +109,8 @@ func parseFlags(args []string, stderr io.Writer) (gridd.Config, error) {
 		cfg.StoreReserve = n
 		return err
 	})
+	fs.StringVar(&cfg.Metrics, "metrics", "", "serve Prometheus metrics on HOST:PORT at /metrics (off by default; loopback only unless --metrics-allow-remote)")
+	fs.BoolVar(&cfg.MetricsAllowRemote, "metrics-allow-remote", false, "let --metrics listen beyond loopback (put a firewall in front: metrics show the grid's traffic)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return gridd.Config{}, err
