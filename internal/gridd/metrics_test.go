@@ -78,7 +78,7 @@ func TestGridMetrics(t *testing.T) {
 	}
 }
 
-func eq(want float64) func(float64) bool      { return func(v float64) bool { return v == want } }
+func eq(want float64) func(float64) bool     { return func(v float64) bool { return v == want } }
 func atLeast(min float64) func(float64) bool { return func(v float64) bool { return v >= min } }
 
 // TestMetricsAddrRefused: a metrics address beyond loopback is refused
