@@ -34,7 +34,7 @@ func (d *diskFlags) Set(v string) error {
 //
 //	zos node --data DIR --grid nats://HOST:4222 --farm-token TOKEN --disk ssd:20G --disk hdd:50G
 //	         [--farm ID] [--recreate-missing-disks] [--new-identity] [--disk-check-every 30s]
-//	         [--location COUNTRY[,CITY]] [--reserved-mem SIZE] [--listen IP] [--zdb-port 9900] [--uptime-every 40m]
+//	         [--location COUNTRY[,CITY]] [--metrics 127.0.0.1:9100 [--metrics-allow-remote]] [--reserved-mem SIZE] [--listen IP] [--zdb-port 9900] [--uptime-every 40m]
 //	         [--egress-allow PREFIX|private|loopback]... [--planetary-peer URI]...
 //	         [--update-hub URL --update-root root.json [--update-channel CH] [--update-every D] [--update-gate D]]
 func runNode(ctx context.Context, args []string) error {
@@ -51,6 +51,8 @@ func runNode(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.RecreateMissingDisks, "recreate-missing-disks", false, "make a hosted disk file that went missing or shrank again, empty (its data is lost); without it its pool is shown failed")
 	fs.BoolVar(&cfg.NewIdentity, "new-identity", false, "when the node's key is lost although it had pools, take a new key and register as a new node")
 	fs.DurationVar(&cfg.DiskCheckEvery, "disk-check-every", 30*time.Second, "how often the pools' health is checked")
+	fs.StringVar(&cfg.Metrics, "metrics", "", "serve Prometheus metrics on HOST:PORT at /metrics (off by default; loopback only unless --metrics-allow-remote)")
+	fs.BoolVar(&cfg.MetricsAllowRemote, "metrics-allow-remote", false, "let --metrics listen beyond loopback (put a firewall in front: metrics show what the node runs)")
 	location := fs.String("location", "", "where the node stands, COUNTRY[,CITY] (a location the farmer sets wins over it)")
 	fs.StringVar(&reserved, "reserved-mem", "", "memory kept for the system (default max(10% RAM, 2G))")
 	fs.StringVar(&cfg.ListenIP, "listen", "127.0.0.1", "address workloads are served on")

@@ -22,6 +22,7 @@ import (
 	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/metrics"
 	"github.com/zos-go/zos/internal/node/facts"
 	"github.com/zos-go/zos/internal/node/gridsync"
 	"github.com/zos-go/zos/internal/node/network"
@@ -117,6 +118,10 @@ type Config struct {
 	// --location, location= on the boot command line); a location the
 	// farmer sets in the registry wins over it.
 	Location registry.Location
+	// Metrics, when set, is where the node serves Prometheus metrics
+	// (HOST:PORT): loopback only unless MetricsAllowRemote.
+	Metrics            string
+	MetricsAllowRemote bool
 	// FactsRoot is where the machine's /sys and /proc are read for its
 	// facts (DMI, hypervisor); "" means "/".
 	FactsRoot string
@@ -186,6 +191,11 @@ func (c *Config) Validate() error {
 	if c.GatewayListen != "" && c.ACMEDirectory == "" && !c.GatewaySelfSigned {
 		return errors.New("a gateway needs an ACME directory URL, or self-signed certificates asked for explicitly")
 	}
+	if c.Metrics != "" {
+		if err := metrics.CheckAddr(c.Metrics, c.MetricsAllowRemote); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
 	if err := c.Location.Check(); err != nil {
 		return fmt.Errorf("location: %w", err)
 	}
@@ -212,6 +222,7 @@ type Node struct {
 
 	total   gridtypes.Capacity // system
 	hyper   facts.Hypervisor   // system
+	metrics *nodeMetrics       // nil without Config.Metrics
 	egress  *egress.Policy     // system: what the node contacts for tenants
 	storage *storage.Module    // storage
 	cache   string             // storage: the cache's mount
@@ -253,6 +264,7 @@ func (n *Node) tasks() []task {
 		{"disk watch", n.startDiskWatch},
 		{"registration", n.startRegistration},
 		{"api", n.startAPI},
+		{"metrics", n.startMetrics},
 		{"gateway", n.startGateway},
 		{"grid sync", n.startGridSync},
 		{"planetary", n.startPlanetary},
@@ -268,6 +280,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	n := &Node{cfg: cfg, log: log, modules: map[string]string{}}
+	if cfg.Metrics != "" {
+		n.metrics = newNodeMetrics()
+	}
 	r := &runner{log: log}
 	return r.run(ctx, n.tasks())
 }

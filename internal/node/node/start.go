@@ -254,7 +254,7 @@ func (n *Node) startEngine(_ context.Context, r *runner) error {
 		managers[gridtypes.GatewayNameProxyType] = n.gwm
 		managers[gridtypes.GatewayFQDNProxyType] = n.gwm
 	}
-	n.engine = provision.NewEngine(provision.Config{Workers: n.cfg.Workers, OnJobDone: n.markUsed}, n.store,
+	n.engine = provision.NewEngine(n.metrics.engineConfig(provision.Config{Workers: n.cfg.Workers, OnJobDone: n.markUsed}), n.store,
 		managers, n, n.log.With("component", "provision"))
 	r.serve("provision", n.engine.Run)
 	n.setStatus("provision", nil)
