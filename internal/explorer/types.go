@@ -357,7 +357,7 @@ func (e *nodeEntry) parts() (nodeCommon, nodeRest) {
 		Power:             NodePower{State: state, Target: target},
 		GPUs:              []NodeGPU{},
 		FarmFreeIPs:       e.freeIPs(),
-		Features:          []string{},
+		Features:          append([]string{}, n.Features...),
 		Free:              capacity(e.free),
 		Reserved:          capacity(Reserved(n)),
 		Virtualized:       n.Virtualized,

@@ -99,3 +99,33 @@ func TestNodeLocation(t *testing.T) {
 		t.Fatalf("after clearing and registering: got %+v, want %+v", got, want)
 	}
 }
+
+// TestNodeFeatures: the node's reported features are stored as sent; a
+// list past the bounds is refused and the stored one kept.
+func TestNodeFeatures(t *testing.T) {
+	g := newGrid(t)
+	ctx := context.Background()
+	farmer, farm, nodeUser, node := g.farmWithNode(t, "feat", 0)
+	register := func(f []string) error {
+		_, err := nodeUser.c.RegisterNode(ctx, NodeRegistration{FarmID: farm.ID, Total: Resources{CRU: 4, MRU: 8 << 30}, Features: f})
+		return err
+	}
+	want := []string{"network", "zdb", "zmachine", "wireguard"}
+	if err := register(want); err != nil {
+		t.Fatal(err)
+	}
+	many := make([]string, maxFeatures+1)
+	for i := range many {
+		many[i] = "f"
+	}
+	wantErr(t, "too many features", register(many), ErrInvalid)
+	wantErr(t, "empty feature", register([]string{""}), ErrInvalid)
+	wantErr(t, "long feature", register([]string{strings.Repeat("x", maxFeatureLen+1)}), ErrInvalid)
+	n, err := farmer.c.Node(ctx, node.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(n.Features, ",") != strings.Join(want, ",") {
+		t.Fatalf("got features %v, want %v", n.Features, want)
+	}
+}

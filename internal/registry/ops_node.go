@@ -15,6 +15,9 @@ const (
 	maxUsedReport = 10000
 	// maxUpdateFailed bounds a node's failed-update list.
 	maxUpdateFailed = 16
+	// maxFeatures bounds a node's feature list, maxFeatureLen a feature.
+	maxFeatures   = 64
+	maxFeatureLen = 64
 )
 
 func (s *Service) node(ctx context.Context, id uint32) (Node, error) {
@@ -33,6 +36,14 @@ func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, req NodeRe
 	for _, v := range req.UpdateFailed {
 		if len(v) > 128 {
 			return nil, fmt.Errorf("%w: failed update version too long", ErrInvalid)
+		}
+	}
+	if len(req.Features) > maxFeatures {
+		return nil, fmt.Errorf("%w: %d features, limit %d", ErrInvalid, len(req.Features), maxFeatures)
+	}
+	for _, f := range req.Features {
+		if f == "" || len(f) > maxFeatureLen {
+			return nil, fmt.Errorf("%w: feature %q is empty or longer than %d bytes", ErrInvalid, f, maxFeatureLen)
 		}
 	}
 	if err := req.Location.Check(); err != nil {
@@ -80,6 +91,7 @@ func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, req NodeRe
 		}
 		n.Interfaces = req.Interfaces
 		n.Virtualized = req.Virtualized
+		n.Features = req.Features
 		n.Version = req.Version
 		n.UpdateFailed = req.UpdateFailed
 		return nil

@@ -130,6 +130,8 @@ type Node struct {
 	Interfaces       []Interface   `json:"interfaces,omitempty"`
 	PublicConfig     *PublicConfig `json:"public_config,omitempty"`
 	Virtualized      bool          `json:"virtualized"`
+	// Features are what the node provisions, as it reported them.
+	Features []string `json:"features,omitempty"`
 	// Created is when the node first registered.
 	Created time.Time `json:"created"`
 	// Updated is when the node last reported uptime; Uptime is the uptime

@@ -452,6 +452,7 @@ func (n *Node) register(ctx context.Context) error {
 		Interfaces:  interfaces(n.cfg.ListenIP),
 		Location:    n.cfg.Location,
 		Virtualized: n.hyper.Virtualized,
+		Features:    n.Features(),
 		Version:     version.String(),
 		UpdateFailed: func() []string {
 			if n.cfg.Update == nil {
