@@ -10,6 +10,8 @@
 //	          [--name NAME --cluster-port P --routes URL,...]
 //	          [--cluster-ca FILE --cluster-cert FILE --cluster-key FILE] [--auth=true]
 //	          [--system-key FILE] [--store-reserve auto] [--log-level info]
+//	zgrid lab up --nodes N --dir DIR [--zos PATH] [--ssd 8G] [--hdd 3G] [--node-arg ARG]...
+//	zgrid lab down --dir DIR
 //
 // --nats uses an existing NATS cluster (a Debian nats-server, or other zgrid
 // processes) instead of the embedded server. --cluster-port and --routes
@@ -49,8 +51,19 @@ import (
 )
 
 func main() {
+	if len(os.Args) >= 2 && os.Args[1] == "lab" {
+		if err := runLab(os.Args[2:], os.Stdout, os.Stderr); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				os.Exit(0)
+			}
+			fmt.Fprintf(os.Stderr, "zgrid lab: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) < 2 || os.Args[1] != "run" {
 		fmt.Fprintln(os.Stderr, "usage: zgrid run --data DIR [options] (zgrid run -h for options)")
+		fmt.Fprintln(os.Stderr, "       zgrid lab up --nodes N --dir DIR | zgrid lab down --dir DIR (a grid and N nodes on this machine, root)")
 		os.Exit(2)
 	}
 	cfg, err := parseFlags(os.Args[2:], os.Stderr)
