@@ -89,6 +89,7 @@ type State struct {
 
 // NodeState is a node of the lab.
 type NodeState struct {
+	ID      uint32 `json:"id"` // once registered
 	Data    string `json:"data"`
 	PID     int    `json:"pid"`
 	ZDBPort int    `json:"zdb_port"`
@@ -160,7 +161,10 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger) (l *Lab, err error) {
 			return nil, err
 		}
 	}
-	return l, nil
+	if err := l.publish(ctx); err != nil {
+		return nil, err
+	}
+	return l, l.save()
 }
 
 func (l *Lab) save() error {
