@@ -30,35 +30,10 @@ func TestLab(t *testing.T) {
 	testutil.RequireFile(t, "/dev/net/tun")
 	bin := buildBinaries(t)
 	dir := t.TempDir()
-	up := start(t, filepath.Join(bin, "zgrid"), "lab", "up", "--nodes", "2", "--dir", dir, "--ssd", "4G", "--hdd", "2G")
+	up := startLab(t, bin, dir, 2)
 	down := func() (string, error) {
 		out, err := exec.Command(filepath.Join(bin, "zgrid"), "lab", "down", "--dir", dir).CombinedOutput()
 		return string(out), err
-	}
-	t.Cleanup(func() {
-		if _, err := os.Stat(filepath.Join(dir, lab.StateFile)); err == nil {
-			if out, err := down(); err != nil {
-				t.Errorf("lab down at cleanup: %v\n%s", err, out)
-			}
-		}
-		up.stop(30 * time.Second)
-		if t.Failed() {
-			t.Logf("zgrid lab up output:\n%s", up.output())
-			for i := range 2 {
-				b, _ := os.ReadFile(filepath.Join(dir, "node"+strconv.Itoa(i+1)+".log"))
-				t.Logf("node %d log:\n%s", i+1, b)
-			}
-		}
-	})
-	if err := testutil.Poll(3*time.Minute, func() (bool, error) {
-		select {
-		case <-up.done:
-			t.Fatalf("zgrid lab up exited:\n%s", up.output())
-		default:
-		}
-		return strings.Contains(up.output(), "lab_ready"), nil
-	}); err != nil {
-		t.Fatalf("lab not ready: %v\n%s", err, up.output())
 	}
 	st, err := lab.ReadState(dir)
 	if err != nil {
