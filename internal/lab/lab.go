@@ -33,6 +33,9 @@ import (
 	"github.com/zos-go/zos/internal/sys/proc"
 )
 
+// maxDir bounds the lab directory's length (see Validate).
+const maxDir = 28
+
 // StateFile is the lab's state in its directory.
 const StateFile = "lab.json"
 
@@ -56,6 +59,11 @@ type Config struct {
 func (c *Config) Validate() error {
 	if c.Dir == "" || !filepath.IsAbs(c.Dir) {
 		return fmt.Errorf("lab directory %q must be an absolute path", c.Dir)
+	}
+	// VMs' sockets (virtiofsd, QMP) live under the node's pools in Dir:
+	// a unix socket path has at most 108 bytes.
+	if len(c.Dir) > maxDir {
+		return fmt.Errorf("lab directory %q is %d bytes: at most %d, VM sockets under it must fit in 108 (use /tmp/lab or so)", c.Dir, len(c.Dir), maxDir)
 	}
 	if c.Nodes < 1 || c.Nodes > 16 {
 		return fmt.Errorf("--nodes %d: want 1 to 16", c.Nodes)
@@ -248,7 +256,7 @@ func freePort() (int, error) {
 
 func (l *Lab) startNode(i int, token string) error {
 	nd := l.Net.Nodes[i]
-	data := filepath.Join(l.cfg.Dir, fmt.Sprintf("node%d", i+1))
+	data := filepath.Join(l.cfg.Dir, fmt.Sprintf("n%d", i+1))
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return err
 	}

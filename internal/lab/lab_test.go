@@ -13,6 +13,7 @@ func TestConfigValidate(t *testing.T) {
 		want string
 	}{
 		{"relative dir", Config{Dir: "lab", Nodes: 2, ZOS: "/zos"}, "absolute"},
+		{"long dir", Config{Dir: "/tmp/" + strings.Repeat("d", 30), Nodes: 2, ZOS: "/zos"}, "at most 28"},
 		{"no nodes", Config{Dir: "/tmp/lab", Nodes: 0, ZOS: "/zos"}, "want 1 to 16"},
 		{"too many nodes", Config{Dir: "/tmp/lab", Nodes: 17, ZOS: "/zos"}, "want 1 to 16"},
 		{"no zos", Config{Dir: "/tmp/lab", Nodes: 2}, "zos binary"},
