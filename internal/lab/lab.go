@@ -409,15 +409,17 @@ func isLabUp(pid int, dir string) bool {
 
 // Usage prints how to use the lab with zosctl.
 func (s State) Usage(w io.Writer) {
-	fmt.Fprintf(w, `lab %s is up: a grid and %d nodes on the farm LAN 10.99.0.0/24 (farm %d)
+	fmt.Fprintf(w, `lab %s is up: a grid and %d nodes on the farm LAN 10.99.0.0/24 (farm %d, public config on the LAN)
 
   export ZOS_GRID=%s
-  zosctl key new && zosctl twin create            # you, as a tenant
-  zosctl node list                                # the lab's nodes
-  zosctl deploy zdb --node ID --size 1G --name db
-  ZOSCTL_HOME=%s zosctl farm list   # as the farmer
-  explorer: http://%s/nodes
+  zosctl key new && zosctl twin create              # you, as a tenant
+  zosctl node list                                  # the lab's nodes
+  zosctl network create --name net --nodes 1,2 --ip-range 10.20.0.0/16
+  zosctl deploy zdb --node 1 --size 1G --name db
+  zosctl deploy vm --node 1 --network net --flist URL   # VMs: lab up --node-arg=--vm-kernel=DIR
+  ZOSCTL_HOME=%s zosctl farm list     # as the farmer
+  explorer: http://%s/nodes   flist hub: http://%s
 
-  zgrid lab down --dir %s                         # removes everything
-`, s.ID, len(s.Nodes), s.FarmID, s.Grid, s.Farmer, s.Explorer, s.Dir)
+  zgrid lab down --dir %s                           # removes everything
+`, s.ID, len(s.Nodes), s.FarmID, s.Grid, s.Farmer, s.Explorer, s.Hub, s.Dir)
 }
