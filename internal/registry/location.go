@@ -95,6 +95,28 @@ func (s *Service) nodeLocation(ctx context.Context, w *signedRequest, req nodeLo
 	return struct{}{}, nil
 }
 
+// Firmware is a node's BIOS and board as its DMI names them (the
+// explorer's dmi object).
+type Firmware struct {
+	BIOSVendor        string `json:"bios_vendor,omitempty"`
+	BIOSVersion       string `json:"bios_version,omitempty"`
+	BoardManufacturer string `json:"board_manufacturer,omitempty"`
+	BoardProduct      string `json:"board_product,omitempty"`
+}
+
+// check refuses values longer than 128 bytes or with control characters.
+func (f *Firmware) check() error {
+	if f == nil {
+		return nil
+	}
+	for _, v := range []string{f.BIOSVendor, f.BIOSVersion, f.BoardManufacturer, f.BoardProduct} {
+		if len(v) > 128 || strings.IndexFunc(v, unicode.IsControl) >= 0 {
+			return fmt.Errorf("%w: firmware value %q is longer than 128 bytes or has control characters", ErrInvalid, v)
+		}
+	}
+	return nil
+}
+
 // SetLocation sets (nil: clears) a node's location, as the farmer of its
 // farm.
 func (c *Client) SetLocation(ctx context.Context, nodeID uint32, l *Location) error {

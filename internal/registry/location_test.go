@@ -100,8 +100,9 @@ func TestNodeLocation(t *testing.T) {
 	}
 }
 
-// TestNodeFeatures: the node's reported features are stored as sent; a
-// list past the bounds is refused and the stored one kept.
+// TestNodeFeatures: the node's reported features and firmware are stored
+// as sent; a list past the bounds or a bad firmware value is refused and
+// the stored ones kept.
 func TestNodeFeatures(t *testing.T) {
 	g := newGrid(t)
 	ctx := context.Background()
@@ -111,9 +112,13 @@ func TestNodeFeatures(t *testing.T) {
 		return err
 	}
 	want := []string{"network", "zdb", "zmachine", "wireguard"}
-	if err := register(want); err != nil {
+	fw := &Firmware{BIOSVendor: "SeaBIOS", BIOSVersion: "1.16", BoardManufacturer: "QEMU", BoardProduct: "Standard PC"}
+	if _, err := nodeUser.c.RegisterNode(ctx, NodeRegistration{FarmID: farm.ID, Total: Resources{CRU: 4, MRU: 8 << 30}, Features: want, Firmware: fw}); err != nil {
 		t.Fatal(err)
 	}
+	_, err := nodeUser.c.RegisterNode(ctx, NodeRegistration{FarmID: farm.ID, Total: Resources{CRU: 4, MRU: 8 << 30}, Features: want,
+		Firmware: &Firmware{BIOSVendor: "bad\x00vendor"}})
+	wantErr(t, "firmware with a control character", err, ErrInvalid)
 	many := make([]string, maxFeatures+1)
 	for i := range many {
 		many[i] = "f"
@@ -127,5 +132,8 @@ func TestNodeFeatures(t *testing.T) {
 	}
 	if strings.Join(n.Features, ",") != strings.Join(want, ",") {
 		t.Fatalf("got features %v, want %v", n.Features, want)
+	}
+	if n.Firmware == nil || *n.Firmware != *fw {
+		t.Fatalf("got firmware %+v, want %+v", n.Firmware, fw)
 	}
 }

@@ -49,6 +49,9 @@ func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, req NodeRe
 	if err := req.Location.Check(); err != nil {
 		return nil, err
 	}
+	if err := req.Firmware.check(); err != nil {
+		return nil, err
+	}
 	if err := req.Total.check("total"); err != nil {
 		return nil, err
 	}
@@ -92,6 +95,7 @@ func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, req NodeRe
 		n.Interfaces = req.Interfaces
 		n.Virtualized = req.Virtualized
 		n.Features = req.Features
+		n.Firmware = req.Firmware
 		n.Version = req.Version
 		n.UpdateFailed = req.UpdateFailed
 		return nil

@@ -132,6 +132,8 @@ type Node struct {
 	Virtualized      bool          `json:"virtualized"`
 	// Features are what the node provisions, as it reported them.
 	Features []string `json:"features,omitempty"`
+	// Firmware is the node's BIOS and board, as its DMI says.
+	Firmware *Firmware `json:"firmware,omitempty"`
 	// Created is when the node first registered.
 	Created time.Time `json:"created"`
 	// Updated is when the node last reported uptime; Uptime is the uptime

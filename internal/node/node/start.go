@@ -453,6 +453,7 @@ func (n *Node) register(ctx context.Context) error {
 		Location:    n.cfg.Location,
 		Virtualized: n.hyper.Virtualized,
 		Features:    n.Features(),
+		Firmware:    n.firmware(),
 		Version:     version.String(),
 		UpdateFailed: func() []string {
 			if n.cfg.Update == nil {
