@@ -5,10 +5,13 @@
 // Synopsis:
 //
 //	zgrid run --data DIR [--listen 127.0.0.1] [--port 4222] [--http-port 8080]
+//	          [--metrics 127.0.0.1:9101 [--metrics-allow-remote]]
 //	          [--monitor-port 0] [--nats URL,...] [--replicas N]
 //	          [--name NAME --cluster-port P --routes URL,...]
 //	          [--cluster-ca FILE --cluster-cert FILE --cluster-key FILE] [--auth=true]
 //	          [--system-key FILE] [--store-reserve auto] [--log-level info]
+//	zgrid lab up --nodes N --dir DIR [--zos PATH] [--ssd 8G] [--hdd 3G] [--node-arg ARG]...
+//	zgrid lab down --dir DIR
 //
 // --nats uses an existing NATS cluster (a Debian nats-server, or other zgrid
 // processes) instead of the embedded server. --cluster-port and --routes
@@ -48,8 +51,19 @@ import (
 )
 
 func main() {
+	if len(os.Args) >= 2 && os.Args[1] == "lab" {
+		if err := runLab(os.Args[2:], os.Stdout, os.Stderr); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				os.Exit(0)
+			}
+			fmt.Fprintf(os.Stderr, "zgrid lab: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) < 2 || os.Args[1] != "run" {
 		fmt.Fprintln(os.Stderr, "usage: zgrid run --data DIR [options] (zgrid run -h for options)")
+		fmt.Fprintln(os.Stderr, "       zgrid lab up --nodes N --dir DIR | zgrid lab down --dir DIR (a grid and N nodes on this machine, root)")
 		os.Exit(2)
 	}
 	cfg, err := parseFlags(os.Args[2:], os.Stderr)
@@ -108,6 +122,8 @@ func parseFlags(args []string, stderr io.Writer) (gridd.Config, error) {
 		cfg.StoreReserve = n
 		return err
 	})
+	fs.StringVar(&cfg.Metrics, "metrics", "", "serve Prometheus metrics on HOST:PORT at /metrics (off by default; loopback only unless --metrics-allow-remote)")
+	fs.BoolVar(&cfg.MetricsAllowRemote, "metrics-allow-remote", false, "let --metrics listen beyond loopback (put a firewall in front: metrics show the grid's traffic)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return gridd.Config{}, err

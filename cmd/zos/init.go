@@ -75,6 +75,7 @@ func runInitNode(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Vminit, "vminit", "", "guest init (default: vminit next to zos)")
 	fs.StringVar(&cfg.Accel, "accel", "auto", "VM accelerator: auto (kvm after a canary boot, else tcg), kvm or tcg")
 	debug := fs.Bool("debug", false, "debug logs")
+	fs.StringVar(&cfg.Location, "location", "", "where the node stands, COUNTRY[,CITY] (location=)")
 	fs.BoolVar(&cfg.NewIdentity, "new-identity", false, "take a new key when the node's is lost although it had pools (new_identity)")
 	fs.BoolVar(&cfg.RecreateMissingDisks, "recreate-missing-disks", false, "recreate missing disks empty (recreate_missing_disks)")
 	upd := addUpdateFlags(fs)

@@ -14,6 +14,7 @@ import (
 	"github.com/zos-go/zos/internal/node/gridsync"
 	"github.com/zos-go/zos/internal/node/node"
 	"github.com/zos-go/zos/internal/node/storage"
+	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/resp"
 )
 
@@ -34,7 +35,7 @@ func (d *diskFlags) Set(v string) error {
 //
 //	zos node --data DIR --grid nats://HOST:4222 --farm-token TOKEN --disk ssd:20G --disk hdd:50G
 //	         [--farm ID] [--recreate-missing-disks] [--new-identity] [--disk-check-every 30s] [--qsfs-repair-every 10m]
-//	         [--reserved-mem SIZE] [--listen IP] [--zdb-port 9900] [--uptime-every 40m]
+//	         [--location COUNTRY[,CITY]] [--metrics 127.0.0.1:9100 [--metrics-allow-remote]] [--reserved-mem SIZE] [--listen IP] [--zdb-port 9900] [--uptime-every 40m]
 //	         [--egress-allow PREFIX|private|loopback]... [--planetary-peer URI]... [--grid-key HEX]
 //	         [--update-hub URL --update-root root.json [--update-channel CH] [--update-every D] [--update-gate D]]
 func runNode(ctx context.Context, args []string) error {
@@ -52,6 +53,9 @@ func runNode(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.NewIdentity, "new-identity", false, "when the node's key is lost although it had pools, take a new key and register as a new node")
 	fs.DurationVar(&cfg.DiskCheckEvery, "disk-check-every", 30*time.Second, "how often the pools' health is checked")
 	fs.DurationVar(&cfg.QSFSRepairEvery, "qsfs-repair-every", 10*time.Minute, "how often each qsfs checks every shard and rebuilds missing or corrupt ones")
+	fs.StringVar(&cfg.Metrics, "metrics", "", "serve Prometheus metrics on HOST:PORT at /metrics (off by default; loopback only unless --metrics-allow-remote)")
+	fs.BoolVar(&cfg.MetricsAllowRemote, "metrics-allow-remote", false, "let --metrics listen beyond loopback (put a firewall in front: metrics show what the node runs)")
+	location := fs.String("location", "", "where the node stands, COUNTRY[,CITY] (a location the farmer sets wins over it)")
 	fs.StringVar(&reserved, "reserved-mem", "", "memory kept for the system (default max(10% RAM, 2G))")
 	fs.StringVar(&cfg.ListenIP, "listen", "127.0.0.1", "address workloads are served on")
 	fs.IntVar(&cfg.ZDBPort, "zdb-port", resp.ZDBPort, "port of the 0-db server")
@@ -94,6 +98,11 @@ func runNode(ctx context.Context, args []string) error {
 	if off := *clockOffset; off != 0 {
 		cfg.Now = func() time.Time { return time.Now().Add(off) }
 	}
+	loc, err := registry.ParseLocation(*location)
+	if err != nil {
+		return fmt.Errorf("--location: %w", err)
+	}
+	cfg.Location = loc
 	if reserved != "" {
 		n, err := gridtypes.ParseSize(reserved)
 		if err != nil {

@@ -15,7 +15,7 @@ func nodeCommand() *command {
 	return &command{name: "node", summary: "nodes of the grid", subs: append([]*command{
 		{name: "list", usage: nodeListUsage, summary: "search nodes: free capacity, farm, location, public IPs, rent; sorted and paged", run: nodeList},
 		{name: "show", usage: "ID [--grid URL] [--json]", summary: "show a node", run: nodeShow},
-	}, append(farmOpsCommands(), nodeAPICommands()...)...)}
+	}, append(append(farmOpsCommands(), nodeAPICommands()...), nodeFactsCommands()...)...)}
 }
 
 func gib(b uint64) string { return strconv.FormatUint(b>>30, 10) }

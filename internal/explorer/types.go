@@ -357,7 +357,7 @@ func (e *nodeEntry) parts() (nodeCommon, nodeRest) {
 		Power:             NodePower{State: state, Target: target},
 		GPUs:              []NodeGPU{},
 		FarmFreeIPs:       e.freeIPs(),
-		Features:          []string{},
+		Features:          append([]string{}, n.Features...),
 		Free:              capacity(e.free),
 		Reserved:          capacity(Reserved(n)),
 		Virtualized:       n.Virtualized,
@@ -370,6 +370,10 @@ func (e *nodeEntry) parts() (nodeCommon, nodeRest) {
 		r.Channel = e.farm.farm.Channel
 	}
 	r.Dmi.Processor, r.Dmi.Memory = []struct{}{}, []struct{}{}
+	if f := n.Firmware; f != nil {
+		r.Dmi.BIOS.Vendor, r.Dmi.BIOS.Version = f.BIOSVendor, f.BIOSVersion
+		r.Dmi.Baseboard.Manufacturer, r.Dmi.Baseboard.ProductName = f.BoardManufacturer, f.BoardProduct
+	}
 	r.Dmi.NodeTwinID, r.Speed.NodeTwinID = n.TwinID, n.TwinID
 	if r.Interfaces == nil {
 		r.Interfaces = []registry.Interface{}

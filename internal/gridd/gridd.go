@@ -21,11 +21,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/zos-go/zos/internal/explorer"
 	"github.com/zos-go/zos/internal/flist/hub"
 	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/metrics"
 	"github.com/zos-go/zos/internal/natsd"
 	"github.com/zos-go/zos/internal/netboot"
 	"github.com/zos-go/zos/internal/registry"
@@ -64,6 +66,11 @@ type Config struct {
 	Ready func(Addrs)
 	// ReleaseTwins may publish releases to the hub (--release-twins).
 	ReleaseTwins []uint32
+	// Metrics, when set, is where the grid serves Prometheus metrics
+	// (--metrics HOST:PORT): loopback only unless MetricsAllowRemote
+	// (--metrics-allow-remote).
+	Metrics            string
+	MetricsAllowRemote bool
 	// BootGrid is the grid URL network-booted nodes get (--boot-grid);
 	// "" means nats://HOST:PORT with the host they reached the hub at.
 	BootGrid string
@@ -74,6 +81,7 @@ type Addrs struct {
 	NATS     string // client URL
 	Explorer string // host:port, empty without explorer
 	Hub      string // host:port, empty without hub
+	Metrics  string // host:port, empty without metrics
 }
 
 // Validate checks the configuration.
@@ -99,6 +107,11 @@ func (c Config) Validate() error {
 			errs = append(errs, errors.New("--cluster-ca, --cluster-cert and --cluster-key need --cluster-port"))
 		}
 	}
+	if c.Metrics != "" {
+		if err := metrics.CheckAddr(c.Metrics, c.MetricsAllowRemote); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics: %w", err))
+		}
+	}
 	if c.Listen != "" && net.ParseIP(c.Listen) == nil {
 		errs = append(errs, fmt.Errorf("--listen %q is not an IP address", c.Listen))
 	}
@@ -120,6 +133,10 @@ type plane struct {
 	nc       *nats.Conn                       // the grid's own connection
 	registry atomic.Pointer[registry.Service] // read by the authenticator
 	addrs    Addrs
+	// prom holds the grid's metrics (nil without --metrics); regReq the
+	// registry's request metrics in it.
+	prom   *prometheus.Registry
+	regReq *metrics.Requests
 	// serving are closed when the task that added them serves (the
 	// registry once it has subscribed); zgrid is ready after all of them.
 	serving []<-chan struct{}
@@ -143,6 +160,7 @@ func tasks() []task {
 		{"registry", startRegistry},
 		{"explorer", startExplorer},
 		{"hub", startHub},
+		{"metrics", startMetrics},
 	}
 }
 
@@ -154,6 +172,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	p := &plane{cfg: cfg, log: log}
+	if cfg.Metrics != "" {
+		p.prom = metrics.NewRegistry()
+		p.regReq = metrics.NewRequests(p.prom, "zgrid", "registry", "Registry")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer func() {
@@ -195,7 +217,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return g.Wait()
 		}
 	}
-	log.Info("zgrid_ready", "nats", p.addrs.NATS, "explorer", p.addrs.Explorer)
+	log.Info("zgrid_ready", "nats", p.addrs.NATS, "explorer", p.addrs.Explorer, "metrics", p.addrs.Metrics)
 	if cfg.Ready != nil {
 		cfg.Ready(p.addrs)
 	}
@@ -331,6 +353,9 @@ func startRegistry(ctx context.Context, p *plane) (func(context.Context) error, 
 	octx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cfg := registry.Config{Replicas: p.cfg.Replicas}
+	if p.regReq != nil {
+		cfg.Observe = p.regReq.Observe
+	}
 	if p.srv != nil {
 		// Writes are refused at once while our store is under its
 		// reserve (an existing cluster keeps its own disks).

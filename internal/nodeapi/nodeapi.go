@@ -109,3 +109,48 @@ type LogsResponse struct {
 	Size    int64  `json:"size"`
 	Rotated bool   `json:"rotated"`
 }
+
+// The node facts commands, as the original's: zos.system.dmi answers a DMI,
+// zos.system.hypervisor the hypervisor's name ("" on bare metal),
+// zos.system.node_features_get the features (workload types and network
+// capabilities) the node provisions.
+const (
+	CmdDMI          = "zos.system.dmi"
+	CmdHypervisor   = "zos.system.hypervisor"
+	CmdNodeFeatures = "zos.system.node_features_get"
+)
+
+// DMI is the answer to zos.system.dmi, in the original's shape
+// (zosbase pkg/capacity/dmi): the tool that read the facts and the SMBIOS
+// structures as sections of titled properties.
+type DMI struct {
+	Tooling  DMITooling   `json:"tooling"`
+	Sections []DMISection `json:"sections"`
+}
+
+// DMITooling says where the DMI facts come from and what decoded them.
+type DMITooling struct {
+	Aggregator string `json:"aggregator"`
+	Decoder    string `json:"decoder"`
+}
+
+// DMISection is one SMBIOS structure: its handle line as dmidecode prints
+// it ("Handle 0x0100, DMI type 1, 27 bytes"), its type name and number.
+type DMISection struct {
+	HandleLine  string          `json:"handleline"`
+	TypeStr     string          `json:"typestr,omitempty"`
+	Type        int             `json:"typenum"`
+	SubSections []DMISubSection `json:"subsections"`
+}
+
+// DMISubSection is a titled group of properties ("System Information").
+type DMISubSection struct {
+	Title      string                 `json:"title"`
+	Properties map[string]DMIProperty `json:"properties,omitempty"`
+}
+
+// DMIProperty is a value with an optional list of items.
+type DMIProperty struct {
+	Val   string   `json:"value"`
+	Items []string `json:"items,omitempty"`
+}

@@ -83,6 +83,7 @@ func FuzzRegistryHandlers(f *testing.F) {
 		OpNodeUsed:         nodeUsedReq{NodeID: node.ID, Used: map[uint64]Resources{c.ID: {CRU: 1}}},
 		OpNodePowerTarget:  nodePowerReq{NodeID: node.ID, Power: PowerDown},
 		OpNodePower:        nodePowerReq{NodeID: node.ID, Power: PowerUp},
+		OpNodeLocation:     nodeLocationReq{NodeID: node.ID, Location: &Location{Country: "Belgium", City: "Ghent"}},
 		OpContractCreate:   contractCreateReq{NodeID: node.ID, Hash: "ab", PublicIPs: 1},
 		OpContractUpdate:   contractUpdateReq{ID: c.ID, Hash: "cd", Metadata: "m"},
 		OpContractCancel:   contractIDReq{ID: c.ID},

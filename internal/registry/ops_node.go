@@ -15,6 +15,9 @@ const (
 	maxUsedReport = 10000
 	// maxUpdateFailed bounds a node's failed-update list.
 	maxUpdateFailed = 16
+	// maxFeatures bounds a node's feature list, maxFeatureLen a feature.
+	maxFeatures   = 64
+	maxFeatureLen = 64
 )
 
 func (s *Service) node(ctx context.Context, id uint32) (Node, error) {
@@ -34,6 +37,20 @@ func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, req NodeRe
 		if len(v) > 128 {
 			return nil, fmt.Errorf("%w: failed update version too long", ErrInvalid)
 		}
+	}
+	if len(req.Features) > maxFeatures {
+		return nil, fmt.Errorf("%w: %d features, limit %d", ErrInvalid, len(req.Features), maxFeatures)
+	}
+	for _, f := range req.Features {
+		if f == "" || len(f) > maxFeatureLen {
+			return nil, fmt.Errorf("%w: feature %q is empty or longer than %d bytes", ErrInvalid, f, maxFeatureLen)
+		}
+	}
+	if err := req.Location.Check(); err != nil {
+		return nil, err
+	}
+	if err := req.Firmware.check(); err != nil {
+		return nil, err
 	}
 	if err := req.Total.check("total"); err != nil {
 		return nil, err
@@ -67,13 +84,18 @@ func (s *Service) nodeRegister(ctx context.Context, w *signedRequest, req NodeRe
 			from, cleared = n.FarmID, n.PublicConfig != nil
 			n.PublicConfig = nil
 			n.PowerTarget = ""
+			n.LocationByFarmer = false
 		}
 		n.FarmID = req.FarmID
 		n.Total = req.Total
 		n.Reserved = req.Reserved
-		n.Location = req.Location
+		if !n.LocationByFarmer {
+			n.Location = req.Location
+		}
 		n.Interfaces = req.Interfaces
 		n.Virtualized = req.Virtualized
+		n.Features = req.Features
+		n.Firmware = req.Firmware
 		n.Version = req.Version
 		n.UpdateFailed = req.UpdateFailed
 		return nil

@@ -40,6 +40,10 @@ type Config struct {
 	// (default DefaultKeyRate and DefaultKeyBurst; limit.go).
 	KeyRate  float64
 	KeyBurst int
+	// Observe, when set, is told of every request served: its operation,
+	// how long it took and its outcome ("ok" or the error code), for the
+	// grid's metrics.
+	Observe func(op string, took time.Duration, code string)
 	// Store, when set, is asked before each write; while it returns an
 	// error, writes are refused at once with ErrStoreFull (reads go on).
 	Store StoreGuard
@@ -137,6 +141,7 @@ func (s *Service) handlers() map[string]handler {
 		OpNodeUsed:         decoded(s.nodeUsed),
 		OpNodePowerTarget:  decoded(s.nodePowerTarget),
 		OpNodePower:        decoded(s.nodePower),
+		OpNodeLocation:     decoded(s.nodeLocation),
 		OpContractCreate:   decoded(s.contractCreate),
 		OpContractUpdate:   decoded(s.contractUpdate),
 		OpContractCancel:   decoded(s.contractCancel),
@@ -176,7 +181,7 @@ func held(op string) bool { return op == OpEventsFetch }
 func isWrite(op string) bool {
 	switch op {
 	case OpTwinCreate, OpFarmCreate, OpFarmAddIP, OpFarmChannel, OpFarmRemoveIP, OpNodeRegister, OpNodeUptime, OpNodePublicConfig,
-		OpNodeUsed, OpNodePowerTarget, OpNodePower, OpContractCreate, OpContractUpdate, OpContractCancel, OpNameCreate, OpRentCreate:
+		OpNodeUsed, OpNodePowerTarget, OpNodePower, OpNodeLocation, OpContractCreate, OpContractUpdate, OpContractCancel, OpNameCreate, OpRentCreate:
 		return true
 	}
 	return false
@@ -297,10 +302,18 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) serve(ctx context.Context, h handler, op string, m *nats.Msg) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	start := time.Now()
 	res, err := s.handle(ctx, h, op, m.Data)
 	var resp response
 	if err == nil {
 		resp.Result, err = json.Marshal(res)
+	}
+	if s.cfg.Observe != nil {
+		code := "ok"
+		if err != nil {
+			code = codeOf(err)
+		}
+		s.cfg.Observe(op, time.Since(start), code)
 	}
 	if err != nil {
 		code := codeOf(err)

@@ -120,13 +120,20 @@ type Node struct {
 	// Total is the node's capacity; Used is what its contracts use, as the
 	// node reports it; Reserved is what the system keeps (cache, memory
 	// reserve), as reported.
-	Total        Resources     `json:"total_resources"`
-	Used         Resources     `json:"used_resources"`
-	Reserved     Resources     `json:"reserved_resources"`
-	Location     Location      `json:"location"`
-	Interfaces   []Interface   `json:"interfaces,omitempty"`
-	PublicConfig *PublicConfig `json:"public_config,omitempty"`
-	Virtualized  bool          `json:"virtualized"`
+	Total    Resources `json:"total_resources"`
+	Used     Resources `json:"used_resources"`
+	Reserved Resources `json:"reserved_resources"`
+	Location Location  `json:"location"`
+	// LocationByFarmer is set when the farmer set Location (OpNodeLocation):
+	// the node's registrations then leave it.
+	LocationByFarmer bool          `json:"location_by_farmer,omitempty"`
+	Interfaces       []Interface   `json:"interfaces,omitempty"`
+	PublicConfig     *PublicConfig `json:"public_config,omitempty"`
+	Virtualized      bool          `json:"virtualized"`
+	// Features are what the node provisions, as it reported them.
+	Features []string `json:"features,omitempty"`
+	// Firmware is the node's BIOS and board, as its DMI says.
+	Firmware *Firmware `json:"firmware,omitempty"`
 	// Created is when the node first registered.
 	Created time.Time `json:"created"`
 	// Updated is when the node last reported uptime; Uptime is the uptime

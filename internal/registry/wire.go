@@ -175,6 +175,12 @@ type NodeRegistration struct {
 	Interfaces  []Interface `json:"interfaces,omitempty"`
 	Virtualized bool        `json:"virtualized"`
 	Version     string      `json:"version,omitempty"`
+	// Features are the workload types and network capabilities the node
+	// provisions (zos.system.node_features_get), for placement.
+	Features []string `json:"features,omitempty"`
+	// Firmware is what the node's DMI says of its BIOS and board (nil:
+	// the machine has no DMI).
+	Firmware *Firmware `json:"firmware,omitempty"`
 	// UpdateFailed are releases that failed the node's update health gate
 	// and were rolled back (internal/node/update), newest last.
 	UpdateFailed []string `json:"update_failed,omitempty"`

@@ -65,8 +65,9 @@ func (a *API) interfaces(context.Context, uint32, []byte) (any, error) {
 	return n.Interfaces()
 }
 
-// listPrivateIPs returns the private IPs the sender's machines use in its
-// network network_name on this node.
+// listPrivateIPs returns the private IPs the sender's machines (full and
+// light) use in its network network_name on this node, as the original:
+// every machine not deleted nor in error, in deployment order.
 func (a *API) listPrivateIPs(_ context.Context, src uint32, payload []byte) (any, error) {
 	var r nodeapi.PrivateIPsRequest
 	if err := json.Unmarshal(payload, &r); err != nil {
@@ -79,16 +80,22 @@ func (a *API) listPrivateIPs(_ context.Context, src uint32, payload []byte) (any
 	if err != nil {
 		return nil, err
 	}
+	return PrivateIPs(ds, r.NetworkName)
+}
+
+// PrivateIPs lists the private IPs machines of ds use in network.
+func PrivateIPs(ds []*gridtypes.Deployment, network string) ([]string, error) {
 	ips := []string{}
 	for _, d := range ds {
 		for i := range d.Workloads {
 			wl := &d.Workloads[i]
-			if !wl.Type.IsAny(gridtypes.ZMachineType, gridtypes.ZMachineLightType) || !wl.Result.State.IsOkay() {
+			if !wl.Type.IsAny(gridtypes.ZMachineType, gridtypes.ZMachineLightType) ||
+				wl.Result.State.IsAny(gridtypes.StateDeleted, gridtypes.StateError) {
 				continue
 			}
 			data, err := wl.WorkloadData()
 			if err != nil {
-				continue
+				return nil, fmt.Errorf("workload %q of contract %d: %w", wl.Name, d.ContractID, err)
 			}
 			var ifaces []gridtypes.MachineInterface
 			switch m := data.(type) {
@@ -98,7 +105,7 @@ func (a *API) listPrivateIPs(_ context.Context, src uint32, payload []byte) (any
 				ifaces = m.Network.Interfaces
 			}
 			for _, inf := range ifaces {
-				if inf.Network == r.NetworkName && inf.IP != nil {
+				if inf.Network == network && inf.IP != nil {
 					ips = append(ips, net.IP(inf.IP).String())
 				}
 			}

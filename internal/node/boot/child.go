@@ -13,6 +13,7 @@ import (
 
 	"github.com/zos-go/zos/internal/node/node"
 	"github.com/zos-go/zos/internal/node/update"
+	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/resp"
 	"github.com/zos-go/zos/internal/version"
 	"github.com/zos-go/zos/internal/wait"
@@ -46,6 +47,10 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 	if cfg.ZDBPort == 0 {
 		cfg.ZDBPort = resp.ZDBPort
 	}
+	loc, err := registry.ParseLocation(cfg.Location)
+	if err != nil {
+		return fmt.Errorf("location: %w", err)
+	}
 	modules := &moduleStates{}
 	var upd *updateView
 	if cfg.Update != nil {
@@ -57,7 +62,7 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 	g.Go(func() error {
 		err := node.Run(gctx, node.Config{
 			DataDir: cfg.DataDir, Grid: cfg.Grid, FarmID: cfg.Farm, FarmToken: cfg.FarmToken, ScanHost: true,
-			ListenIP: cfg.ListenIP, ZDBPort: cfg.ZDBPort,
+			ListenIP: cfg.ListenIP, ZDBPort: cfg.ZDBPort, Location: loc,
 			NewIdentity: cfg.NewIdentity, RecreateMissingDisks: cfg.RecreateMissingDisks, Update: cfg.Update,
 			VMKernel: cfg.VMKernel, Vminit: cfg.Vminit, Accel: cfg.Accel,
 			OnRegistered: func(n *node.Node) { registered.Store(n) },

@@ -45,6 +45,9 @@ type Config struct {
 	// farmer recovers a booted node by booting it once with them.
 	NewIdentity          bool
 	RecreateMissingDisks bool
+	// Location (location=COUNTRY[,CITY], quoted when a name has spaces)
+	// is where the node stands; a location its farmer sets wins over it.
+	Location string
 }
 
 // DefaultRunMode is the run mode without runmode=.
@@ -133,6 +136,12 @@ func ParseCmdline(defaults, cmdline string) (Config, []error) {
 			cfg.RunMode = v
 		case "zos-debug":
 			cfg.Debug = flagOn(hasValue, v)
+		case "location":
+			if _, err := registry.ParseLocation(v); err != nil {
+				errs = append(errs, fmt.Errorf("kernel command line: location=%q: %w", v, err))
+				continue
+			}
+			cfg.Location = v
 		case "new_identity":
 			cfg.NewIdentity = flagOn(hasValue, v)
 		case "recreate_missing_disks":

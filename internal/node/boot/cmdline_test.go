@@ -188,6 +188,8 @@ func TestParseCmdlineUpdateAndRecovery(t *testing.T) {
 		{"recovery switches", "", "new_identity recreate_missing_disks=1",
 			with(func(c *Config) { c.NewIdentity, c.RecreateMissingDisks = true, true }), 0},
 		{"a later =0 turns a baked switch off", "new_identity", "new_identity=0", base, 0},
+		{"location", "location=Belgium", `location="Belgium,Sint-Martens-Latem"`, with(func(c *Config) { c.Location = "Belgium,Sint-Martens-Latem" }), 0},
+		{"bad location is reported, the baked one kept", "location=Belgium", "location=,Ghent", with(func(c *Config) { c.Location = "Belgium" }), 1},
 		{"bad hub scheme", "", "update_hub=nats://a:1", base, 1},
 		{"hub with a path", "", "update_hub=http://a/api", base, 1},
 		{"short hash", "", "update_root=sha256:abcd", base, 1},
@@ -222,6 +224,7 @@ func TestNodeArgs(t *testing.T) {
 		{"update", Config{Farm: 3, Grid: "nats://g:1", UpdateHub: "http://h:1", UpdateRoot: "sha256:ab", UpdateChannel: "testing"},
 			base + " --update-hub http://h:1 --update-root sha256:ab --update-channel testing"},
 		{"a hub without a root does not update", Config{Farm: 3, Grid: "nats://g:1", UpdateHub: "http://h:1"}, base},
+		{"location", Config{Farm: 3, Grid: "nats://g:1", Location: "Egypt,Cairo"}, base + " --location Egypt,Cairo"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

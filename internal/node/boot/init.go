@@ -419,6 +419,9 @@ func NodeArgs(exe string, c Config, ip string) []string {
 	if c.Debug {
 		args = append(args, "--debug")
 	}
+	if c.Location != "" {
+		args = append(args, "--location", c.Location)
+	}
 	if c.NewIdentity {
 		args = append(args, "--new-identity")
 	}

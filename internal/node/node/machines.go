@@ -98,6 +98,7 @@ func (n *Node) startMachines(ctx context.Context, cache string, log *slog.Logger
 // deleted with the reason.
 func (n *Node) monitorVMs(ctx context.Context, vms *vm.Manager) error {
 	vms.Monitor(ctx, 10*time.Second, func(ev vm.Event) {
+		n.metrics.vmEvent(ev.Err)
 		if ev.Err == nil {
 			n.log.Warn("vm_restarted", "vm", ev.Name)
 			return

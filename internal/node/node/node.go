@@ -23,6 +23,8 @@ import (
 	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/metrics"
+	"github.com/zos-go/zos/internal/node/facts"
 	"github.com/zos-go/zos/internal/node/gridsync"
 	"github.com/zos-go/zos/internal/node/network"
 	"github.com/zos-go/zos/internal/node/network/gateway"
@@ -131,6 +133,17 @@ type Config struct {
 	// a day) how often their windows end and are reported.
 	UsageReporter                      usage.Reporter
 	UsageSampleEvery, UsageReportEvery time.Duration
+	// Location is where the node stands, as its operator says (zos node
+	// --location, location= on the boot command line); a location the
+	// farmer sets in the registry wins over it.
+	Location registry.Location
+	// Metrics, when set, is where the node serves Prometheus metrics
+	// (HOST:PORT): loopback only unless MetricsAllowRemote.
+	Metrics            string
+	MetricsAllowRemote bool
+	// FactsRoot is where the machine's /sys and /proc are read for its
+	// facts (DMI, hypervisor); "" means "/".
+	FactsRoot string
 	// Update, when set, is the self-update module (internal/node/update):
 	// it runs once the node is up; a switch it returns ends Run with that
 	// error, for the caller to exec the version it names.
@@ -197,6 +210,14 @@ func (c *Config) Validate() error {
 	if c.GatewayListen != "" && c.ACMEDirectory == "" && !c.GatewaySelfSigned {
 		return errors.New("a gateway needs an ACME directory URL, or self-signed certificates asked for explicitly")
 	}
+	if c.Metrics != "" {
+		if err := metrics.CheckAddr(c.Metrics, c.MetricsAllowRemote); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	if err := c.Location.Check(); err != nil {
+		return fmt.Errorf("location: %w", err)
+	}
 	if c.ZDBPort == 0 {
 		c.ZDBPort = resp.ZDBPort
 	}
@@ -220,6 +241,8 @@ type Node struct {
 	planetary   *planetary.Process // planetary: nil while the overlay is down
 
 	total   gridtypes.Capacity // system
+	hyper   facts.Hypervisor   // system
+	metrics *nodeMetrics       // nil without Config.Metrics
 	egress  *egress.Policy     // system: what the node contacts for tenants
 	storage *storage.Module    // storage
 	cache   string             // storage: the cache's mount
@@ -262,6 +285,7 @@ func (n *Node) tasks() []task {
 		{"disk watch", n.startDiskWatch},
 		{"registration", n.startRegistration},
 		{"api", n.startAPI},
+		{"metrics", n.startMetrics},
 		{"gateway", n.startGateway},
 		{"grid sync", n.startGridSync},
 		{"usage", n.startUsage},
@@ -278,6 +302,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	n := &Node{cfg: cfg, log: log, modules: map[string]string{}}
+	if cfg.Metrics != "" {
+		n.metrics = newNodeMetrics()
+	}
 	r := &runner{log: log}
 	return r.run(ctx, n.tasks())
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/identity"
 	"github.com/zos-go/zos/internal/node/api"
+	"github.com/zos-go/zos/internal/node/facts"
 	"github.com/zos-go/zos/internal/node/gridsync"
 	"github.com/zos-go/zos/internal/node/network"
 	"github.com/zos-go/zos/internal/node/network/gateway"
@@ -40,6 +41,8 @@ func (n *Node) startSystem(context.Context, *runner) error {
 		return err
 	}
 	n.total = gridtypes.Capacity{CRU: uint64(info.CPUs), MRU: info.Memory}
+	n.hyper = facts.Reader{Root: n.cfg.FactsRoot}.Hypervisor()
+	n.log.Info("machine_facts", "virtualized", n.hyper.Virtualized, "hypervisor", n.hyper.Name, "evidence", n.hyper.Evidence)
 	return nil
 }
 
@@ -253,7 +256,7 @@ func (n *Node) startEngine(_ context.Context, r *runner) error {
 		managers[gridtypes.GatewayNameProxyType] = n.gwm
 		managers[gridtypes.GatewayFQDNProxyType] = n.gwm
 	}
-	n.engine = provision.NewEngine(provision.Config{Workers: n.cfg.Workers, OnJobDone: n.markUsed}, n.store,
+	n.engine = provision.NewEngine(n.metrics.engineConfig(provision.Config{Workers: n.cfg.Workers, OnJobDone: n.markUsed}), n.store,
 		managers, n, n.log.With("component", "provision"))
 	r.serve("provision", n.engine.Run)
 	n.setStatus("provision", nil)
@@ -457,7 +460,10 @@ func (n *Node) register(ctx context.Context) error {
 		Total:       resources(n.Total()),
 		Reserved:    resources(n.Reserved()),
 		Interfaces:  interfaces(n.cfg.ListenIP),
-		Virtualized: true,
+		Location:    n.cfg.Location,
+		Virtualized: n.hyper.Virtualized,
+		Features:    n.Features(),
+		Firmware:    n.firmware(),
 		Version:     version.String(),
 		UpdateFailed: func() []string {
 			if n.cfg.Update == nil {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -108,6 +109,10 @@ type Config struct {
 	// OnJobDone, if set, is called after each job with the deployment it
 	// touched (used to report capacity per contract).
 	OnJobDone func(twin uint32, contract uint64)
+	// Observe, if set, is told how long each manager call took: op is
+	// "provision" (a new workload), "restore" (one rebuilt at boot) or
+	// "deprovision"; err is the manager's.
+	Observe func(t gridtypes.WorkloadType, op string, took time.Duration, err error)
 }
 
 // Engine runs the jobs of the store.
@@ -140,6 +145,16 @@ func NewEngine(cfg Config, store *Store, managers map[gridtypes.WorkloadType]Man
 
 // Supports reports whether the engine has a manager for t.
 func (e *Engine) Supports(t gridtypes.WorkloadType) bool { _, ok := e.managers[t]; return ok }
+
+// Types are the workload types the engine has a manager for, sorted.
+func (e *Engine) Types() []gridtypes.WorkloadType {
+	out := make([]gridtypes.WorkloadType, 0, len(e.managers))
+	for t := range e.managers {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
 
 // CanUpdate reports whether the manager of t can update in place.
 func (e *Engine) CanUpdate(t gridtypes.WorkloadType) bool {
@@ -547,7 +562,15 @@ func (e *Engine) install(ctx context.Context, d *gridtypes.Deployment, wl *gridt
 		}
 		defer release()
 	}
+	start := time.Now()
 	data, err := mgr.Provision(ctx, w)
+	if e.cfg.Observe != nil && ctx.Err() == nil {
+		op := "provision"
+		if running {
+			op = "restore"
+		}
+		e.cfg.Observe(wl.Type, op, time.Since(start), err)
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -688,7 +711,12 @@ func (e *Engine) uninstall(ctx context.Context, d *gridtypes.Deployment, wl *gri
 	if !ok {
 		return e.record(d, *wl, gridtypes.StateDeleted, nil, reason)
 	}
-	if err := mgr.Deprovision(ctx, e.workload(d, wl)); err != nil {
+	start := time.Now()
+	err := mgr.Deprovision(ctx, e.workload(d, wl))
+	if e.cfg.Observe != nil && ctx.Err() == nil {
+		e.cfg.Observe(wl.Type, "deprovision", time.Since(start), err)
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
