@@ -105,7 +105,8 @@ type nodeQuery struct {
 	rentable       *bool
 	rented         *bool
 	rentedBy       uint32
-	availableFor   uint32 // not rented, or rented by this twin
+	availableFor   uint32   // not rented, or rented by this twin
+	features       []string // the node provisions every one (workload types, wireguard, yggdrasil)
 	sortBy         string
 	desc           bool
 	page, pageSize int // page from 1; pageSize 0: all
@@ -133,6 +134,11 @@ func (q *nodeQuery) match(v *nodeView) bool {
 		return false
 	case q.availableFor != 0 && v.RentedBy != 0 && v.RentedBy != q.availableFor:
 		return false
+	}
+	for _, f := range q.features {
+		if !slices.Contains(v.Features, f) {
+			return false
+		}
 	}
 	return true
 }
@@ -236,7 +242,7 @@ func (l *idList) Set(v string) error {
 
 const nodeListUsage = "[--farm ID[,ID]] [--status up|down|standby] [--country C] [--city C] [--twin ID] " +
 	"[--free-cru N] [--free-mru SIZE] [--free-sru SIZE] [--free-hru SIZE] [--free-ips N] [--ipv4] [--domain] " +
-	"[--rentable] [--rented] [--rented-by TWIN] [--available-for TWIN] [--sort KEY] [--desc] [--page N --size N] [--grid URL] [--json]"
+	"[--rentable] [--rented] [--rented-by TWIN] [--available-for TWIN] [--features F[,F]] [--sort KEY] [--desc] [--page N --size N] [--grid URL] [--json]"
 
 func nodeList(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("node list", flag.ContinueOnError)
@@ -261,6 +267,7 @@ func nodeList(ctx context.Context, env *Env, args []string) error {
 	fs.Var(&rented, "rented", "the node is (true) or is not (false) rented")
 	rentedBy := fs.Uint("rented-by", 0, "only nodes rented by this twin")
 	availableFor := fs.Uint("available-for", 0, "only nodes this twin may deploy on (not rented, or rented by it)")
+	features := fs.String("features", "", "only nodes that provision all of these (comma separated: zmachine, zdb, qsfs, gateway-name-proxy, wireguard, yggdrasil, ...)")
 	fs.StringVar(&q.sortBy, "sort", "id", "sort by "+strings.Join(sortKeys, ", "))
 	fs.BoolVar(&q.desc, "desc", false, "sort in descending order")
 	fs.IntVar(&q.page, "page", 1, "page to print (from 1), with --size")
@@ -289,6 +296,11 @@ func nodeList(ctx context.Context, env *Env, args []string) error {
 	q.farms, q.twin, q.rentedBy, q.availableFor = farms, uint32(*twin), uint32(*rentedBy), uint32(*availableFor)
 	q.free = registry.Resources{CRU: *freeCRU, MRU: freeMRU.n, SRU: freeSRU.n, HRU: freeHRU.n}
 	q.ipv4, q.domain, q.rentable, q.rented = ipv4.v, domain.v, rentable.v, rented.v
+	for f := range strings.SplitSeq(*features, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			q.features = append(q.features, f)
+		}
+	}
 	return withGrid(ctx, o, false, func(ctx context.Context, s *session) error {
 		g, err := readGrid(ctx, s.reg)
 		if err != nil {

@@ -21,7 +21,8 @@ func testGridState(now time.Time) gridState {
 	// 20 GiB of SSD when the node reports none.
 	return gridState{
 		nodes: []registry.Node{
-			{ID: 1, FarmID: 1, TwinID: 11, Total: res(4, 8, 100, 0), Updated: up, Location: registry.Location{Country: "BE", City: "Ghent"}},
+			{ID: 1, FarmID: 1, TwinID: 11, Total: res(4, 8, 100, 0), Updated: up, Location: registry.Location{Country: "BE", City: "Ghent"},
+				Features: []string{"zdb", "zmount", "wireguard"}},
 			{ID: 2, FarmID: 1, TwinID: 12, Total: res(16, 64, 500, 1000), Used: res(2, 4, 10, 0), Updated: up, Location: registry.Location{Country: "BE", City: "Brussels"},
 				PublicConfig: &registry.PublicConfig{IPv4: "185.1.1.5/24", GW4: "185.1.1.1", Domain: "gw.example.com"}},
 			{ID: 3, FarmID: 2, TwinID: 13, Total: res(32, 128, 1000, 0), Updated: old, Location: registry.Location{Country: "EG"}},
@@ -77,6 +78,8 @@ func TestNodeSearch(t *testing.T) {
 		{"available for 60", nodeQuery{availableFor: 60}, "1,2,3", 3},
 		{"available for the renter", nodeQuery{availableFor: 50}, "1,2,3,4", 4},
 		{"twin", nodeQuery{twin: 13}, "3", 1},
+		{"features: node 1 reports them, the others report none", nodeQuery{features: []string{"zdb", "wireguard"}}, "1", 1},
+		{"a feature no node reports", nodeQuery{features: []string{"qsfs"}}, "", 0},
 		{"sort by free memory, descending", nodeQuery{sortBy: "free_mru", desc: true}, "3,2,4,1", 4},
 		{"sort by country then id", nodeQuery{sortBy: "country"}, "1,2,3,4", 4},
 		{"page 2 of 3", nodeQuery{sortBy: "id", page: 2, pageSize: 3}, "4", 4},
@@ -109,6 +112,10 @@ func TestPick(t *testing.T) {
 		{"a public IP: farm 1 only", needs{ips: 1}, placeFlags{}, 50, 2, ""},
 		{"a name gateway needs a domain", needs{domain: true}, placeFlags{}, 50, 2, ""},
 		{"only the network's nodes", needs{nodes: []uint32{1}}, placeFlags{}, 60, 1, ""},
+		{"a node that provisions the types", needs{nodes: []uint32{1}, types: []string{"zdb"}}, placeFlags{}, 60, 1, ""},
+		{"a node that reports features but not the type", needs{nodes: []uint32{1}, types: []string{"zmachine"}}, placeFlags{}, 60, 0,
+			"node 1: does not provision zmachine"},
+		{"nodes reporting no features are not judged on them", needs{nodes: []uint32{2}, types: []string{"zmachine"}}, placeFlags{}, 60, 2, ""},
 		{"too much memory", needs{capacity: registry.Resources{MRU: 100 << 30}}, placeFlags{}, 60, 0,
 			"none of the 2 nodes up and available to you has room for cru 0, mru 107374182400"},
 		{"says why each node is left out", needs{capacity: registry.Resources{CRU: 15}, ips: 1}, placeFlags{country: "BE"}, 60, 0,
@@ -147,7 +154,8 @@ workloads:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := needs{capacity: registry.Resources{CRU: 2, MRU: 1 << 30, SRU: 2 << 30}, ips: 1, domain: true}
+	want := needs{capacity: registry.Resources{CRU: 2, MRU: 1 << 30, SRU: 2 << 30}, ips: 1, domain: true,
+		types: []string{"zmount", "ip", "zmachine", "gateway-name-proxy"}}
 	if fmt.Sprint(n) != fmt.Sprint(want) {
 		t.Fatalf("got %+v, want %+v", n, want)
 	}

@@ -37,6 +37,7 @@ type needs struct {
 	domain   bool     // a name gateway: the node's public config has a domain
 	public   bool     // an FQDN gateway: the node has a public config
 	nodes    []uint32 // only these nodes (a VM's network is there); nil: any
+	types    []string // the workload types the node must provision
 }
 
 // needsOf is what d asks of its node.
@@ -47,6 +48,9 @@ func needsOf(d *gridtypes.Deployment) (needs, error) {
 	}
 	n := needs{capacity: registry.Resources{CRU: c.CRU, MRU: c.MRU, SRU: c.SRU, HRU: c.HRU}, ips: int(c.IPV4U)}
 	for _, wl := range d.Workloads {
+		if t := string(wl.Type); !slices.Contains(n.types, t) {
+			n.types = append(n.types, t)
+		}
 		switch wl.Type {
 		case gridtypes.GatewayNameProxyType:
 			n.domain = true
@@ -74,6 +78,14 @@ func (n needs) why(v *nodeView) string {
 	}
 	if v.FreeIPs < n.ips {
 		miss = append(miss, fmt.Sprintf("farm %d has %d free public IPs of %d needed", v.FarmID, v.FreeIPs, n.ips))
+	}
+	// Nodes that report no features (older versions) are not judged on them.
+	if len(v.Features) > 0 {
+		for _, t := range n.types {
+			if !slices.Contains(v.Features, t) {
+				miss = append(miss, "does not provision "+t)
+			}
+		}
 	}
 	pc := v.PublicConfig
 	if n.domain && (pc == nil || pc.Domain == "") {

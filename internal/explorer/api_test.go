@@ -86,6 +86,10 @@ func TestNodeFilters(t *testing.T) {
 		{"standby with ipv4", "status=standby&ipv4=true", []uint32{}},
 		{"up or down", "status=up&status=down", []uint32{1, 2, 4, 6, 7}},
 		{"down with domain in NL", "status=down&domain=true&country=nl", []uint32{4}},
+		{"features", "features=zdb", []uint32{1, 6}},
+		{"every feature asked", "features=zdb,zmachine", []uint32{1}},
+		{"features repeated", "features=zdb&features=wireguard", []uint32{1}},
+		{"a feature no node has", "features=qsfs", []uint32{}},
 		{"gateways", "gateways:", []uint32{1, 4}},
 		{"gateways up", "gateways:status=up", []uint32{1}},
 	}

@@ -27,6 +27,7 @@ type nodeFilter struct {
 	ownedBy, rentedBy, rentableOrRentedBy  *uint64
 	availableFor, nodeID, twinID           *uint64
 	certification                          *string
+	features                               []string // the node provisions every one
 	hasGPU, gpuAvailable                   *bool
 	numGPU                                 *uint64
 	gpuNamed                               bool // a GPU device or vendor asked for: none here
@@ -81,6 +82,7 @@ func (f *nodeFilter) parse(q *query, prefix string) {
 	f.ownedBy, f.rentedBy, f.rentableOrRentedBy = q.uintPtr(prefix+"owned_by"), q.uintPtr(prefix+"rented_by"), q.uintPtr(prefix+"rentable_or_rented_by")
 	f.availableFor, f.nodeID, f.twinID = q.uintPtr(prefix+"available_for"), q.uintPtr(prefix+"node_id"), q.uintPtr(prefix+"twin_id")
 	f.certification = q.strPtr(prefix + "certification_type")
+	f.features = q.list(prefix + "features")
 	f.hasGPU, f.gpuAvailable, f.numGPU = q.bool(prefix+"has_gpu"), q.bool(prefix+"gpu_available"), q.uintPtr(prefix+"num_gpu")
 	for _, p := range []string{"gpu_device_id", "gpu_device_name", "gpu_vendor_id", "gpu_vendor_name"} {
 		if _, ok := q.str(prefix + p); ok {
@@ -96,6 +98,16 @@ func is(p *bool, v bool) bool { return p == nil || *p == v }
 func idIs(p *uint64, id uint32) bool { return p == nil || *p == uint64(id) }
 
 func hasID(ids []uint64, id uint32) bool { return slices.Contains(ids, uint64(id)) }
+
+// hasAll reports whether have holds every one of want.
+func hasAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
 
 // match reports whether the node passes every filter but status, healthy
 // and country, which queryNodes checks with the clock and the snapshot's
@@ -121,7 +133,8 @@ func (f *nodeFilter) setRare() {
 	f.rare = len(f.nodeIDs) > 0 || len(f.excluded) > 0 || f.ownedBy != nil || f.ipv6 != nil || f.hasIPv6 != nil ||
 		f.dedicated != nil || f.inDedicatedFarm != nil || f.rentable != nil || f.rented != nil ||
 		f.rentedBy != nil || f.rentableOrRentedBy != nil || f.availableFor != nil ||
-		f.hasGPU != nil || f.gpuAvailable != nil || f.gpuNamed || f.numGPU != nil || f.priceMin != nil || f.priceMax != nil
+		f.hasGPU != nil || f.gpuAvailable != nil || f.gpuNamed || f.numGPU != nil || f.priceMin != nil || f.priceMax != nil ||
+		len(f.features) > 0
 }
 
 func (f *nodeFilter) matchRare(m *nodeMeta) bool {
@@ -129,6 +142,8 @@ func (f *nodeFilter) matchRare(m *nodeMeta) bool {
 	case len(f.nodeIDs) > 0 && !hasID(f.nodeIDs, m.id), hasID(f.excluded, m.id), !idIs(f.ownedBy, m.farmTwin):
 		return false
 	case !is(f.ipv6, m.ipv6), !is(f.hasIPv6, m.ipv6):
+		return false
+	case !hasAll(m.features, f.features):
 		return false
 	case !is(f.dedicated, m.dedicated), !is(f.inDedicatedFarm, false), !is(f.rentable, m.rentable),
 		!is(f.rented, m.renter != 0):

@@ -325,7 +325,7 @@ func TestGridproxySwaggerCoverage(t *testing.T) {
 		"/nodes/{node_id}/gpu":         "asked live of the node over RMB; our nodes have no GPUs",
 		"/twins/{twin_id}/consumption": "our grid bills nothing",
 	}
-	unsupportedParams := map[string]bool{"region": true, "features": true, "node_features": true}
+	unsupportedParams := map[string]bool{"region": true}
 	base := gpServer(t)
 	var paths []string
 	for p := range sw.Paths {
@@ -523,7 +523,7 @@ func TestGridproxyNodeFields(t *testing.T) {
 		Uptime: 3600, Created: testNow.Add(-30 * 24 * 3600e9).Unix(), UpdatedAt: testNow.Add(-10 * 60e9).Unix(),
 		Status: "up", Healthy: true, Dedicated: true, Rented: true, RentContractID: 4, RentedByTwinID: 21, FarmFreeIps: 2,
 		PublicConfig: gpPublicConfig{Ipv4: "185.0.0.10/24", Gw4: "185.0.0.1", Domain: "n1.example.com"},
-		Features:     []string{}}
+		Features:     []string{"zdb", "zmachine", "network", "wireguard"}}
 	want.Capacity.Total = gpCapacity{CRU: 8, MRU: 16 * gb, SRU: 500 * gb}
 	want.Capacity.Used = gpCapacity{CRU: 2, MRU: 4 * gb, SRU: 100 * gb}
 	want.Location.Country, want.Location.City = "BE", "Ghent"

@@ -32,9 +32,7 @@ var limitParams = []string{"page", "size", "ret_count", "randomize", "sort_by", 
 // unsupported are parameters gridproxy takes that our registry has no data
 // for; asking for them is an error rather than a silently wrong answer.
 var unsupported = map[string]string{
-	"region":        "nodes report no region",
-	"features":      "nodes report no feature list",
-	"node_features": "nodes report no feature list",
+	"region": "nodes report no region",
 }
 
 func newQuery(v url.Values, allowed ...string) *query {

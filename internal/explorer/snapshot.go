@@ -123,6 +123,7 @@ type nodeMeta struct {
 	ipv6      bool // public config has an IPv6 address
 	rentable  bool
 	dedicated bool
+	features  []string // the workload types the node provisions, as it reported them
 }
 
 // unixNano is t in unix nanoseconds, clamped to years 1900-2150 so that
@@ -246,6 +247,7 @@ func buildSnapshot(at time.Time, nodes []registry.Node, farms []registry.Farm, t
 			powerDown: n.Power == registry.PowerDown || n.PowerTarget == registry.PowerDown,
 			rentable:  e.rentable(),
 			dedicated: e.dedicated(),
+			features:  n.Features,
 		}
 		if pc := n.PublicConfig; pc != nil {
 			m.domain, m.ipv4, m.ipv6 = pc.Domain != "", pc.IPv4 != "", pc.IPv6 != ""

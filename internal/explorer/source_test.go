@@ -121,6 +121,7 @@ func fixture() *memSource {
 	n1.PublicConfig = &registry.PublicConfig{IPv4: "185.0.0.10/24", GW4: "185.0.0.1", Domain: "n1.example.com"}
 	n1.Location.City, n1.Location.Latitude, n1.Location.Longitude = "Ghent", 51.05, 3.72
 	n1.Version, n1.UpdateFailed = "v1.2", []string{"v1.3"}
+	n1.Features = []string{"zdb", "zmachine", "network", "wireguard"}
 	n2 := node(2, 1, ago(2*time.Hour), "be",
 		registry.Resources{CRU: 32, MRU: 64 * gb, SRU: 1024 * gb, HRU: 4096 * gb}, registry.Resources{HRU: 1024 * gb})
 	n2.Reserved.SRU = 50 * gb
@@ -138,6 +139,7 @@ func fixture() *memSource {
 	n6 := node(6, 3, ago(80*time.Minute), "DE",
 		registry.Resources{CRU: 2, MRU: 4 * gb, SRU: 250 * gb}, registry.Resources{MRU: gb, SRU: 30 * gb})
 	n6.PublicConfig = &registry.PublicConfig{IPv6: "2a02::1/64"}
+	n6.Features = []string{"zdb"}
 	n7 := node(7, 99, ago(time.Minute), "", registry.Resources{CRU: 1, MRU: 16 * gb, SRU: 21 * gb}, registry.Resources{})
 
 	return &memSource{
