@@ -171,7 +171,11 @@ func TestRootPlanetaryVMs(t *testing.T) {
 		if err := testutil.Poll(30*time.Second, func() (bool, error) { ok, _ := netlab.Ping(p.from, p.dst, 1); return ok, nil }); err != nil {
 			_, out := netlab.Ping(p.from, p.dst, 1)
 			_, pub := netlab.Ping(p.from, public.Address, 1)
-			t.Fatalf("%s never pinged %s over the overlay: %s\n(to the public peer: %s)", p.from, p.dst, out, pub)
+			_, n2n := netlab.Ping(lab.Nodes[1].NS, overlays[0].Address, 1)
+			_, n2a := netlab.Ping(lab.Nodes[1].NS, a.ip, 1)
+			_, n1c := netlab.Ping(lab.Nodes[0].NS, c.ip, 1)
+			_, ac := netlab.Ping(a.ns, c.ip, 1)
+			t.Fatalf("%s never pinged %s over the overlay: %s\n(to the public peer: %s)\nnode2->node1 %s\nnode2->a %s\nnode1->c %s\na->c %s", p.from, p.dst, out, pub, n2n, n2a, n1c, ac)
 		}
 	}
 	_, acceptA := netlab.ListenTCP(t, a.ns, fmt.Sprintf("[%s]:8080", a.ip))

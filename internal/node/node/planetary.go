@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/node/planetary"
+	"github.com/zos-go/zos/internal/node/primitives"
 )
 
 // planetaryRetry is how long the node waits before starting the overlay
@@ -25,6 +26,11 @@ func (n *Node) startPlanetary(_ context.Context, r *runner) error {
 	}
 	cfg := planetary.Config{DataDir: filepath.Join(n.cfg.DataDir, "planetary"), Peers: n.cfg.PlanetaryPeers, AllowPorts: n.cfg.ownPorts()}
 	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	// the key exists before the process starts: the node derives its
+	// VMs' overlay addresses from it too
+	if _, err := n.planetarySubnet(); err != nil {
 		return err
 	}
 	exe, err := os.Executable()
@@ -75,3 +81,41 @@ func (n *Node) PlanetaryIP() (netip.Addr, netip.Prefix) {
 	}
 	return n.planetary.Address, n.planetary.Subnet
 }
+
+// planetarySubnet is the overlay /64 of the node's planetary key, loaded
+// (created on first use) once, under planetaryMu so that the node and
+// the overlay process never make two keys: VMs get their addresses from
+// it while the overlay is still starting or restarting.
+func (n *Node) planetarySubnet() (netip.Prefix, error) {
+	n.planetaryMu.Lock()
+	defer n.planetaryMu.Unlock()
+	if n.planetaryNet.IsValid() {
+		return n.planetaryNet, nil
+	}
+	key, err := planetary.LoadKey(filepath.Join(n.cfg.DataDir, "planetary"))
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	_, n.planetaryNet = planetary.Addresses(key)
+	return n.planetaryNet, nil
+}
+
+// planetaryVMs is what the zmachine manager uses for VMs on the overlay,
+// nil when the node runs none (no planetary peers).
+func (n *Node) planetaryVMs() primitives.Planetary {
+	if len(n.cfg.PlanetaryPeers) == 0 || n.network == nil {
+		return nil
+	}
+	return planetaryVMs{n}
+}
+
+// planetaryVMs gives VMs a routed tap on the node's overlay /64.
+type planetaryVMs struct{ n *Node }
+
+var _ primitives.Planetary = planetaryVMs{}
+
+func (p planetaryVMs) Subnet() (netip.Prefix, error) { return p.n.planetarySubnet() }
+func (p planetaryVMs) AttachPlanetary(tap string, ip netip.Addr) error {
+	return p.n.network.AttachPlanetary(tap, ip)
+}
+func (p planetaryVMs) DetachPlanetary(tap string) error { return p.n.network.DetachPlanetary(tap) }

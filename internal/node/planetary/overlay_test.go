@@ -109,6 +109,15 @@ func TestKeyIsPersistedSoTheAddressSurvivesARestart(t *testing.T) {
 	if again.Address() != addr || again.Subnet() != subnet {
 		t.Errorf("after restart got %s %s, want %s %s", again.Address(), again.Subnet(), addr, subnet)
 	}
+	// the node knows them from the key file alone (for its VMs' addresses
+	// while the overlay is down)
+	key, err := LoadKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, s := Addresses(key); a != addr || s != subnet {
+		t.Errorf("Addresses of the key: got %s %s, want %s %s", a, s, addr, subnet)
+	}
 }
 
 func TestCorruptKeyIsAnErrorAndTheFileIsKept(t *testing.T) {
