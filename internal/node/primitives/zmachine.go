@@ -86,7 +86,7 @@ type ZMachineManager struct {
 	// Planetary gives VMs an interface on the planetary overlay (nil: the
 	// node runs none and refuses `planetary: true`).
 	Planetary Planetary
-	Log  *slog.Logger
+	Log       *slog.Logger
 
 	mu  sync.Mutex                      // guards ips
 	ips map[string]gridtypes.WorkloadID // "<net id> <ip>" -> the VM using it
