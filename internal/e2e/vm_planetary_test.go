@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/zos-go/zos/internal/node/network"
 	"github.com/zos-go/zos/internal/node/network/netlab"
 	"github.com/zos-go/zos/internal/node/planetary"
+	"github.com/zos-go/zos/internal/nodeapi"
 	"github.com/zos-go/zos/internal/sys/rtnl"
 	"github.com/zos-go/zos/internal/testutil"
 )
@@ -24,7 +26,9 @@ import (
 // namespace. VM a (one tenant, node 1) gets planetary_ip in the node's
 // overlay /64, configured by vminit: it pings the public peer, and the
 // public peer pings it; VM b (another tenant, node 2) pings VM a over the
-// overlay. Cancelling a's deployment removes its planetary tap. (Spoofing,
+// overlay. Cancelling a's deployment removes its planetary tap; node 1's
+// zos.network.planetary shows its peer up, and down once the public peer
+// stops. (Spoofing,
 // the node's services and TCP are covered by the network lab test
 // TestRootPlanetaryVMs in internal/node/network.)
 func TestVMPlanetary(t *testing.T) {
@@ -88,4 +92,30 @@ func TestVMPlanetary(t *testing.T) {
 	waitFor(t, 60*time.Second, "VM a's planetary tap to go", func() bool {
 		return !rtnl.LinkExists(lab.Nodes[0].NS, tap)
 	})
+
+	// the node API shows the overlay's peer up, then down once it stops
+	ud := dial(t, a)
+	rec, err := ud.reg.Node(context.Background(), n1.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st nodeapi.Planetary
+	peerUp := func(up bool) func() bool {
+		return func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			st = nodeapi.Planetary{}
+			if err := ud.rmb.Call(ctx, rec.TwinID, nodeapi.CmdPlanetary, nil, &st); err != nil || !st.Running || len(st.Peers) != 1 {
+				return false
+			}
+			p := st.Peers[0]
+			return p.URI == peer && p.Up == up && (!up || p.Address == pub.Address.String())
+		}
+	}
+	waitFor(t, 30*time.Second, "zos.network.planetary: the public peer up", peerUp(true))
+	if err := pub.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "zos.network.planetary: the public peer down", peerUp(false))
+	t.Logf("zos.network.planetary: %+v", st)
 }

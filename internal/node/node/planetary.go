@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/zos-go/zos/internal/node/api"
 	"github.com/zos-go/zos/internal/node/planetary"
 	"github.com/zos-go/zos/internal/node/primitives"
+	"github.com/zos-go/zos/internal/nodeapi"
 )
 
 // planetaryRetry is how long the node waits before starting the overlay
@@ -119,3 +121,32 @@ func (p planetaryVMs) AttachPlanetary(tap string, ip netip.Addr) error {
 	return p.n.network.AttachPlanetary(tap, ip)
 }
 func (p planetaryVMs) DetachPlanetary(tap string) error { return p.n.network.DetachPlanetary(tap) }
+
+var _ api.PlanetaryState = (*Node)(nil)
+
+// Planetary implements api.PlanetaryState: the overlay's address, /64 and
+// peers as the overlay process last reported them.
+func (n *Node) Planetary() (nodeapi.Planetary, error) {
+	if len(n.cfg.PlanetaryPeers) == 0 {
+		return nodeapi.Planetary{}, fmt.Errorf("%w (started without --planetary-peer)", api.ErrNoPlanetary)
+	}
+	n.planetaryMu.Lock()
+	p := n.planetary
+	n.planetaryMu.Unlock()
+	out := nodeapi.Planetary{Peers: []nodeapi.PlanetaryPeer{}}
+	if p == nil {
+		for _, uri := range n.cfg.PlanetaryPeers {
+			out.Peers = append(out.Peers, nodeapi.PlanetaryPeer{URI: uri})
+		}
+		return out, nil
+	}
+	out.Running, out.Address, out.Subnet = true, p.Address.String(), p.Subnet.String()
+	for _, s := range p.Peers() {
+		pp := nodeapi.PlanetaryPeer{URI: s.URI, Up: s.Up, Inbound: s.Inbound, Address: s.Address, LastError: s.LastError}
+		if !s.Since.IsZero() {
+			pp.Since = s.Since.UTC().Format(time.RFC3339)
+		}
+		out.Peers = append(out.Peers, pp)
+	}
+	return out, nil
+}
