@@ -168,7 +168,8 @@ func TestRootPlanetaryVMs(t *testing.T) {
 		from string
 		dst  netip.Addr
 	}{{lab.Internet, a.ip}, {lab.Internet, c.ip}, {c.ns, a.ip}} {
-		if err := testutil.Poll(30*time.Second, func() (bool, error) { ok, _ := netlab.Ping(p.from, p.dst, 1); return ok, nil }); err != nil {
+		start := time.Now()
+		if err := testutil.Poll(60*time.Second, func() (bool, error) { ok, _ := netlab.Ping(p.from, p.dst, 1); return ok, nil }); err != nil {
 			_, out := netlab.Ping(p.from, p.dst, 1)
 			_, pub := netlab.Ping(p.from, public.Address, 1)
 			_, n2n := netlab.Ping(lab.Nodes[1].NS, overlays[0].Address, 1)
@@ -177,6 +178,7 @@ func TestRootPlanetaryVMs(t *testing.T) {
 			_, ac := netlab.Ping(a.ns, c.ip, 1)
 			t.Fatalf("%s never pinged %s over the overlay: %s\n(to the public peer: %s)\nnode2->node1 %s\nnode2->a %s\nnode1->c %s\na->c %s", p.from, p.dst, out, pub, n2n, n2a, n1c, ac)
 		}
+		t.Logf("%s reached %s over the overlay after %v", p.from, p.dst, time.Since(start).Round(time.Millisecond))
 	}
 	_, acceptA := netlab.ListenTCP(t, a.ns, fmt.Sprintf("[%s]:8080", a.ip))
 
