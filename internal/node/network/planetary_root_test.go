@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -260,6 +261,12 @@ func TestRootPlanetaryVMs(t *testing.T) {
 		}
 	})
 
+	// figure: VM to VM across nodes over the overlay, node to node on the LAN
+	if over, under := avgRTT(t, c.ns, a.ip), avgRTT(t, lab.Nodes[1].NS, lab.Nodes[0].IP); over > 0 && under > 0 {
+		t.Logf("figure: ping VM c (node 2) -> VM a (node 1) over the overlay %v, node 2 -> node 1 on the LAN %v (ratio %.1f)",
+			over, under, float64(over)/float64(under))
+	}
+
 	t.Run("detached, the tap and its filter are gone", func(t *testing.T) {
 		sys := HostSystem(testutil.Logger(t))
 		m := NewManager(Config{Prefix: lab.Nodes[1].Prefix, NodeNS: lab.Nodes[1].NS, Uplink: true}, sys, testutil.Logger(t))
@@ -276,6 +283,24 @@ func TestRootPlanetaryVMs(t *testing.T) {
 			t.Errorf("VM c is still reached at %s", c.ip)
 		}
 	})
+}
+
+// avgRTT is the average round trip of 10 pings from ns to dst (0 when
+// the output has none: a figure, not an assertion).
+func avgRTT(t *testing.T, ns string, dst netip.Addr) time.Duration {
+	t.Helper()
+	out, err := netns.Run(ns, "", "busybox", "ping", "-c", "10", "-i", "0.2", dst.String())
+	if err != nil {
+		t.Logf("ping %s: %v %s", dst, err, out)
+		return 0
+	}
+	for _, l := range strings.Split(out, "\n") {
+		var lo, avg, hi float64
+		if n, _ := fmt.Sscanf(l, "round-trip min/avg/max = %f/%f/%f ms", &lo, &avg, &hi); n == 3 {
+			return time.Duration(avg * float64(time.Millisecond))
+		}
+	}
+	return 0
 }
 
 func isTimeout(err error) bool {
