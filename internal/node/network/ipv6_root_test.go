@@ -423,6 +423,11 @@ func TestRootStatic6FromRecord(t *testing.T) {
 	if err := tl.m.SetStatic6("2001:db8:1::7/64", "fe80::1"); err != nil {
 		t.Fatal(err)
 	}
+	// usable once duplicate address detection is done (tentative
+	// addresses do not count)
+	if err := testutil.Poll(10*time.Second, func() (bool, error) { return tl.m.HasIPv6(), nil }); err != nil {
+		t.Fatalf("has_ipv6 never came with the static address: %v", err)
+	}
 	addrs, err := rtnl.Addrs(tl.node)
 	if err != nil || !slices.Contains(addrs["eth0"], netip.MustParsePrefix("2001:db8:1::7/64")) {
 		t.Errorf("uplink addresses: got %v, %v, want 2001:db8:1::7/64", addrs["eth0"], err)
