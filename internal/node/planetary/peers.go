@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,14 +47,15 @@ type PeerStatus struct {
 
 // peers tracks the links from the library's link events.
 type peers struct {
-	mu      sync.Mutex // guards list
-	list    []PeerStatus
+	uris    []string // the configured peers: list's first entries, in order; never changed
+	mu      sync.Mutex
+	list    []PeerStatus  // guarded by mu
 	changed chan struct{} // a token after each change (capacity 1)
 	now     func() time.Time
 }
 
 func newPeers(uris []string) *peers {
-	p := &peers{changed: make(chan struct{}, 1), now: time.Now}
+	p := &peers{uris: append([]string(nil), uris...), changed: make(chan struct{}, 1), now: time.Now}
 	for _, u := range uris {
 		p.list = append(p.list, PeerStatus{URI: u})
 	}
@@ -95,15 +97,22 @@ func (p *peers) event(format string, args []any) bool {
 	}
 	addr, endpoint := remote[:at], remote[at+1:]
 	inbound := dir == "inbound"
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	i := p.find(endpoint, inbound)
-	if i < 0 {
-		if !inbound {
+	i := -1
+	if !inbound {
+		// a host name is resolved outside the lock
+		i = slices.IndexFunc(p.uris, func(u string) bool { return sameEndpoint(u, endpoint) })
+		if i < 0 {
 			return true // a peer added otherwise than in the config
 		}
-		p.list = append(p.list, PeerStatus{URI: "inbound://" + endpoint, Inbound: true})
-		i = len(p.list) - 1
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if inbound {
+		uri := "inbound://" + endpoint
+		if i = slices.IndexFunc(p.list, func(s PeerStatus) bool { return s.Inbound && s.URI == uri }); i < 0 {
+			p.list = append(p.list, PeerStatus{URI: uri, Inbound: true})
+			i = len(p.list) - 1
+		}
 	}
 	s := &p.list[i]
 	s.Up, s.Since = up, p.now()
@@ -117,23 +126,6 @@ func (p *peers) event(format string, args []any) bool {
 	default:
 	}
 	return true
-}
-
-// find is the index of the peer at endpoint (host:port), -1 if none.
-// Caller holds mu.
-func (p *peers) find(endpoint string, inbound bool) int {
-	for i, s := range p.list {
-		if inbound {
-			if s.Inbound && s.URI == "inbound://"+endpoint {
-				return i
-			}
-			continue
-		}
-		if !s.Inbound && sameEndpoint(s.URI, endpoint) {
-			return i
-		}
-	}
-	return -1
 }
 
 // sameEndpoint reports whether peer URI uri dials endpoint (the remote
