@@ -31,8 +31,8 @@ const (
 
 // PeerStatus is one configured or inbound peer.
 type PeerStatus struct {
-	// URI is the configured peer URI, or for an inbound peer
-	// "inbound://<remote address>".
+	// URI is the configured peer URI, or for an inbound peer (listed
+	// while its link is up) "inbound://<remote address>".
 	URI     string `json:"uri"`
 	Up      bool   `json:"up"`
 	Inbound bool   `json:"inbound,omitempty"`
@@ -108,8 +108,18 @@ func (p *peers) event(format string, args []any) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if inbound {
+		// an inbound link is listed while it is up (each comes from a
+		// new port: the list would only grow)
 		uri := "inbound://" + endpoint
-		if i = slices.IndexFunc(p.list, func(s PeerStatus) bool { return s.Inbound && s.URI == uri }); i < 0 {
+		i = slices.IndexFunc(p.list, func(s PeerStatus) bool { return s.Inbound && s.URI == uri })
+		switch {
+		case !up && i >= 0:
+			p.list = slices.Delete(p.list, i, i+1)
+			p.signal()
+			return true
+		case !up:
+			return true
+		case i < 0:
 			p.list = append(p.list, PeerStatus{URI: uri, Inbound: true})
 			i = len(p.list) - 1
 		}
@@ -121,11 +131,16 @@ func (p *peers) event(format string, args []any) bool {
 	} else {
 		s.Address, s.LastError = "", errText
 	}
+	p.signal()
+	return true
+}
+
+// signal puts a token in changed unless one waits already.
+func (p *peers) signal() {
 	select {
 	case p.changed <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 // sameEndpoint reports whether peer URI uri dials endpoint (the remote

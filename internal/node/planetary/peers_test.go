@@ -10,7 +10,7 @@ import (
 
 // The library's link events (its logger calls) make the peers' state: a
 // configured peer comes up with the peer's overlay address and goes down
-// with the error; an inbound peer is added; other log lines and a link
+// with the error; an inbound peer is listed while up; other log lines and a link
 // to an unconfigured endpoint change nothing.
 func TestPeerEvents(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -31,6 +31,11 @@ func TestPeerEvents(t *testing.T) {
 			"[{tcp://10.99.0.1:9651 false false  " + at.String() + " } {tcp://localhost:9652 false false  0001-01-01 00:00:00 +0000 UTC }]"},
 		{"inbound peer", [][]any{{connectedFormat, "inbound", "200::3@10.99.0.7:5555", "10.99.0.2:9651"}},
 			"[{tcp://10.99.0.1:9651 false false  0001-01-01 00:00:00 +0000 UTC } {tcp://localhost:9652 false false  0001-01-01 00:00:00 +0000 UTC } {inbound://10.99.0.7:5555 true true 200::3 " + at.String() + " }]"},
+		{"inbound peer gone", [][]any{
+			{connectedFormat, "inbound", "200::3@10.99.0.7:5555", "10.99.0.2:9651"},
+			{disconnectedErrFormat, "inbound", "200::3@10.99.0.7:5555", "10.99.0.2:9651", "EOF"},
+			{disconnectedFormat, "inbound", "200::4@10.99.0.8:5555", "10.99.0.2:9651"}},
+			"[{tcp://10.99.0.1:9651 false false  0001-01-01 00:00:00 +0000 UTC } {tcp://localhost:9652 false false  0001-01-01 00:00:00 +0000 UTC }]"},
 		{"unconfigured outbound and other lines", [][]any{
 			{connectedFormat, "outbound", "200::9@10.99.0.9:9651", "x"},
 			{"TCP listener started on %s", "[::]:9651"},
