@@ -26,7 +26,7 @@ import (
 // namespace. VM a (one tenant, node 1) gets planetary_ip in the node's
 // overlay /64, configured by vminit: it pings the public peer, and the
 // public peer pings it; VM b (another tenant, node 2) pings VM a over the
-// overlay. Cancelling a's deployment removes its planetary tap; node 1's
+// overlay. Cancelling the deployments removes the planetary taps; node 1's
 // zos.network.planetary shows its peer up, and down once the public peer
 // stops. (Spoofing,
 // the node's services and TCP are covered by the network lab test
@@ -87,10 +87,12 @@ func TestVMPlanetary(t *testing.T) {
 	t.Logf("VM b: %s on node 2", ipB)
 	waitConsole(t, b, db.ContractID, "vm", regexp.MustCompile(`PEER-OK `+regexp.QuoteMeta(ipA.String())), 2*time.Minute)
 
+	// cancelled, each VM's planetary tap goes (and its QEMU with it)
 	a.mustRun("deployment", "cancel", strconv.FormatUint(da.ContractID, 10))
-	tap := network.PlanetaryTap(da.WorkloadID("vm"))
-	waitFor(t, 60*time.Second, "VM a's planetary tap to go", func() bool {
-		return !rtnl.LinkExists(lab.Nodes[0].NS, tap)
+	b.mustRun("deployment", "cancel", strconv.FormatUint(db.ContractID, 10))
+	tapA, tapB := network.PlanetaryTap(da.WorkloadID("vm")), network.PlanetaryTap(db.WorkloadID("vm"))
+	waitFor(t, 60*time.Second, "the VMs' planetary taps to go", func() bool {
+		return !rtnl.LinkExists(lab.Nodes[0].NS, tapA) && !rtnl.LinkExists(lab.Nodes[1].NS, tapB)
 	})
 
 	// the node API shows the overlay's peer up, then down once it stops
