@@ -234,9 +234,9 @@ func readConfig(cmdline guest.Cmdline) (*guest.Config, error) {
 	return guest.Parse(b)
 }
 
-// configureIPv6 sets an interface's public IPv6 address and IPv6 default
-// router (the node routes the address to the VM's tap: no router
-// advertisement comes).
+// configureIPv6 sets an interface's IPv6 address, its IPv6 routes (the
+// planetary link's 200::/7) and IPv6 default router (the node routes the
+// address to the VM's tap: no router advertisement comes).
 func configureIPv6(i guest.Interface) error {
 	p, err := netip.ParsePrefix(i.Address6)
 	if err != nil {
@@ -244,6 +244,19 @@ func configureIPv6(i guest.Interface) error {
 	}
 	if err := netcfg.AddAddr6(i.Name, p); err != nil {
 		return err
+	}
+	for _, r := range i.Routes6 {
+		dst, err := netip.ParsePrefix(r.Dst)
+		if err != nil {
+			return fmt.Errorf("interface %s route6 %s: %w", i.Name, r.Dst, err)
+		}
+		via, err := netip.ParseAddr(r.Via)
+		if err != nil {
+			return fmt.Errorf("interface %s route6 via %s: %w", i.Name, r.Via, err)
+		}
+		if err := netcfg.AddRoute6(i.Name, dst, via); err != nil {
+			return err
+		}
 	}
 	if i.Gateway6 == "" {
 		return nil

@@ -21,7 +21,7 @@ func deployCommand() *command {
 	return &command{name: "deploy", summary: "deploy workloads on a node (without --node: one that fits) and wait until they run; a failed deployment is canceled", subs: []*command{
 		{name: "zdb", usage: "[--node N | --farm ID --country C --city C] --size SIZE [--mode user|seq] [--password P] [--public] [--name NAME] [--keep-on-error]", summary: "deploy a 0-db namespace", run: deployZDB},
 		{name: "volume", usage: "[--node N | --farm ID --country C --city C] --size SIZE [--name NAME] [--keep-on-error]", summary: "deploy a volume", run: deployVolume},
-		{name: "vm", usage: "[--node N | --farm ID --country C --city C] --flist URL --network NAME [--name vm] [--cpu 1] [--memory 512M] [--size SIZE] [--entrypoint CMD] [--env K=V]... [--disk SIZE:/mnt]... [--volume SIZE:/mnt]... [--ip A.B.C.D] [--public-ip] [--public-ip6] [--keep-on-error]",
+		{name: "vm", usage: "[--node N | --farm ID --country C --city C] --flist URL --network NAME [--name vm] [--cpu 1] [--memory 512M] [--size SIZE] [--entrypoint CMD] [--env K=V]... [--disk SIZE:/mnt]... [--volume SIZE:/mnt]... [--ip A.B.C.D] [--public-ip] [--public-ip6] [--planetary] [--keep-on-error]",
 			summary: "deploy a micro-VM booted from a flist, with new disks and volumes", run: deployVM},
 		{name: "qsfs", usage: "[--node N | --farm ID --country C --city C] --zdbs CONTRACT [--cache 1G] [--minimal M] [--expected E] [--name qs] [--keep-on-error]",
 			summary: "deploy a qsfs over the 0-db namespaces of a zdb deployment (meta* ones hold the metadata)", run: deployQSFS},

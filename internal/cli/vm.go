@@ -56,6 +56,7 @@ func deployVM(ctx context.Context, env *Env, args []string) error {
 	entrypoint := fs.String("entrypoint", "", "command run in the VM (default: the flist's)")
 	public := fs.Bool("public-ip", false, "also give the VM one of the farm's public IPv4 addresses (reserved on the contract)")
 	public6 := fs.Bool("public-ip6", false, "also give the VM a public IPv6 address (from the node's /64)")
+	planetary := fs.Bool("planetary", false, "also give the VM an address on the planetary overlay (yggdrasil, 200::/7; result planetary_ip)")
 	env_ := envFlags{}
 	fs.Var(env_, "env", "environment NAME=VALUE, repeatable (SSH_KEY installs an authorized key)")
 	var disks, volumes mountFlags
@@ -145,6 +146,7 @@ func deployVM(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 	z.Network.Interfaces = []gridtypes.MachineInterface{{Network: *netName, IP: ip}}
+	z.Network.Planetary = *planetary
 	if *public || *public6 {
 		pn := *name + "pip"
 		if err := add(pn, gridtypes.PublicIPType, &gridtypes.PublicIP{V4: *public, V6: *public6}); err != nil {

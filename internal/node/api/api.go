@@ -92,6 +92,7 @@ func (a *API) Register(srv *rmb.Server) {
 	srv.Handle(nodeapi.CmdPublicConfig, a.publicConfig)
 	srv.Handle(nodeapi.CmdInterfaces, a.interfaces)
 	srv.Handle(nodeapi.CmdHasIPv6, a.hasIPv6)
+	srv.Handle(nodeapi.CmdPlanetary, a.planetary)
 	srv.Handle(nodeapi.CmdPrivateIPs, a.listPrivateIPs)
 	srv.Handle(nodeapi.CmdPublicIPs, a.listPublicIPs)
 	srv.Handle(nodeapi.CmdZMachineLogs, a.zmachineLogs)

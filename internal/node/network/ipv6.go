@@ -235,3 +235,37 @@ func (m *Manager) unproxy(tap string) error {
 	delete(m.proxied, tap)
 	return nil
 }
+
+// SetStatic6 applies the farm's IPv6 public config as the node's record
+// holds it (ipv6 "<address>/64", gw6), once the node knows its record
+// (after registration, when Config.Static6 was not known at Start): the
+// address on the uplink and the IPv6 default route via gw6. Prefix6 and
+// Addr6 find the address on the uplink from then on. Bad values are an
+// error and change nothing; it is idempotent.
+func (m *Manager) SetStatic6(ipv6, gw6 string) error {
+	if !m.cfg.Uplink {
+		return errors.New("public config ipv6: this node has no uplink of its own")
+	}
+	p, err := netip.ParsePrefix(ipv6)
+	if err != nil {
+		return fmt.Errorf("public config ipv6 %q: %w", ipv6, err)
+	}
+	gw, err := netip.ParseAddr(gw6)
+	if err != nil {
+		return fmt.Errorf("public config gw6 %q: %w", gw6, err)
+	}
+	if err := checkStatic6(p, gw); err != nil {
+		return err
+	}
+	uplink, _, err := m.sys.Routes.Default(m.cfg.NodeNS)
+	if err != nil {
+		return err
+	}
+	if uplink == "" {
+		return errors.New("public config ipv6: the node namespace has no default route")
+	}
+	if err := m.sys.Ifaces.AddAddr(m.cfg.NodeNS, uplink, p); err != nil {
+		return err
+	}
+	return m.sys.Routes.Add(m.cfg.NodeNS, Route{Dst: netip.MustParsePrefix("::/0"), Dev: uplink, Via: gw})
+}

@@ -406,3 +406,45 @@ func TestRootProxyLeftovers(t *testing.T) {
 		t.Errorf("after start: got %v, %v, want none", got, err)
 	}
 }
+
+// TestRootStatic6FromRecord: on a LAN without router advertisements, the
+// farm's static IPv6 from the node's record (SetStatic6, after
+// registration) gives the node its address, its default route and
+// has_ipv6, and v6 ip workloads an address in that /64; a bad config
+// before it is refused and changes nothing.
+func TestRootStatic6FromRecord(t *testing.T) {
+	tl := newLab6(t, false)
+	if err := tl.m.SetStatic6("fd00::7/64", "fe80::1"); err == nil {
+		t.Error("a private /64 was taken")
+	}
+	if tl.m.HasIPv6() {
+		t.Fatal("has_ipv6 after a refused config: got true")
+	}
+	if err := tl.m.SetStatic6("2001:db8:1::7/64", "fe80::1"); err != nil {
+		t.Fatal(err)
+	}
+	// usable once duplicate address detection is done (tentative
+	// addresses do not count)
+	if err := testutil.Poll(10*time.Second, func() (bool, error) { return tl.m.HasIPv6(), nil }); err != nil {
+		t.Fatalf("has_ipv6 never came with the static address: %v", err)
+	}
+	addrs, err := rtnl.Addrs(tl.node)
+	if err != nil || !slices.Contains(addrs["eth0"], netip.MustParsePrefix("2001:db8:1::7/64")) {
+		t.Errorf("uplink addresses: got %v, %v, want 2001:db8:1::7/64", addrs["eth0"], err)
+	}
+	routes, err := rtnl.Routes(tl.node, 10) // AF_INET6
+	if err != nil || !slices.ContainsFunc(routes, func(r rtnl.Listed) bool {
+		return r.Dst.Bits() == 0 && r.Via == netip.MustParseAddr("fe80::1") && r.Dev == "eth0"
+	}) {
+		t.Errorf("routes: got %v, %v, want default via fe80::1 dev eth0", routes, err)
+	}
+	if p, err := tl.m.Prefix6(); err != nil || p != netip.MustParsePrefix("2001:db8:1::/64") || !tl.m.HasIPv6() {
+		t.Errorf("Prefix6: got %v, %v (has_ipv6 %v), want 2001:db8:1::/64", p, err, tl.m.HasIPv6())
+	}
+	r, err := tl.provisionIP(t, 7, false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	result6(t, r) // an address of the farm's /64
+
+}

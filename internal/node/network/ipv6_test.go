@@ -253,3 +253,40 @@ func TestPublicIPManagerV6(t *testing.T) {
 		})
 	}
 }
+
+// TestSetStatic6: the farm's IPv6 config read from the node's record after
+// registration puts the address on the uplink and the default route via
+// gw6; Prefix6 then finds it. Bad values and a node without an uplink of
+// its own are refused with the field named, doing nothing.
+func TestSetStatic6(t *testing.T) {
+	m, f := newFakeManager(t, Config{NodeNS: "node", Uplink: true})
+	if err := m.SetStatic6("2001:db8:5::7/64", "fe80::1"); err != nil {
+		t.Fatal(err)
+	}
+	wantLines(t, "set", f.take(), []string{
+		"[node] default route",
+		"[node] addr uplink 2001:db8:5::7/64",
+		"[node] route ::/0 dev uplink via fe80::1",
+	})
+	for _, tt := range []struct{ name, ip, gw, err string }{
+		{"not a prefix", "2001:db8:5::7", "fe80::1", "public config ipv6"},
+		{"not a /64", "2001:db8:5::7/48", "fe80::1", "public config ipv6"},
+		{"ipv4", "203.0.113.5/24", "203.0.113.1", "public config ipv6"},
+		{"bad gateway", "2001:db8:5::7/64", "nope", "public config gw6"},
+		{"no gateway", "2001:db8:5::7/64", "", "public config gw6"},
+		{"gateway outside", "2001:db8:5::7/64", "2001:db8:6::1", "public config gw6"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := m.SetStatic6(tt.ip, tt.gw); err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("got %v, want an error with %q", err, tt.err)
+			}
+			if lines := f.take(); len(lines) != 0 {
+				t.Errorf("refused config did %v, want nothing", lines)
+			}
+		})
+	}
+	h, _ := newFakeManager(t, Config{})
+	if err := h.SetStatic6("2001:db8:5::7/64", "fe80::1"); err == nil {
+		t.Error("a node in the host's namespace took the farm's IPv6")
+	}
+}

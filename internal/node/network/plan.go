@@ -250,9 +250,10 @@ table inet zos-nr {
 		ip daddr 100.127.0.0/16 drop
 		ip saddr 100.127.0.0/16 tcp dport { 25, 465, 587 } reject with tcp reset
 	}
-	# from tenant links: to the internet only; IPv6 from public taps only
+	# from tenant links: to the internet only; IPv6 from public and
+	# planetary taps only (each filtered by its own table)
 	chain tenant {
-		iifname != "p-*" meta nfproto ipv6 drop
+		iifname != { "p-*", "y-*" } meta nfproto ipv6 drop
 		ct state established,related accept
 		# a VM's traffic goes through its resource, never routed by the bridge
 		iifname { "b-*", "l-*", "t-*" } drop
@@ -270,9 +271,10 @@ table inet zos-nr {
 // TenantLinks are the name prefixes of the links the node makes in its
 // namespace for tenants: resources' bridges (b-) and the veths on them
 // (l-), resources' public links (u-), VMs' private taps (t-, the
-// zmachine manager's names) and public taps (p-, PublicTap). The node's
-// firewall treats whatever arrives on them as a tenant's.
-var TenantLinks = []string{"b-", "l-", "u-", "t-", "p-"}
+// zmachine manager's names), public taps (p-, PublicTap) and planetary
+// taps (y-, PlanetaryTap). The node's firewall treats whatever arrives on
+// them as a tenant's.
+var TenantLinks = []string{"b-", "l-", "u-", "t-", "p-", "y-"}
 
 // IsTenantLink reports whether name is a tenant link (see TenantLinks).
 func IsTenantLink(name string) bool {
@@ -325,10 +327,10 @@ var NonPublic = []netip.Prefix{
 // InputRuleset is the filter, in the node namespace, of what tenants send
 // to the node itself (nftables table table): from tenant links nothing
 // over IPv6 (router advertisements, redirects and neighbour discovery
-// included) but neighbour discovery on public taps (a public-IPv6 VM
-// resolves its router, fe80::1), and otherwise only answers to the node's
-// own connections and new TCP connections to ports, the services meant
-// for tenants.
+// included) but neighbour discovery on public and planetary taps (a VM
+// resolves its router, fe80::1), nothing else from planetary taps, and
+// otherwise only answers to the node's own connections and new TCP
+// connections to ports, the services meant for tenants.
 func InputRuleset(table string, ports []uint16) string {
 	allow := ""
 	if len(ports) > 0 {
@@ -345,11 +347,14 @@ table inet %[1]s {
 		type filter hook input priority filter; policy accept;
 		iifname %[2]s jump tenant
 	}
-	# from tenant links: no IPv6 but neighbour discovery on public taps
-	# (the node is a public-IPv6 VM's router; never router advertisements),
-	# no new connection but to the services meant for tenants
+	# from tenant links: no IPv6 but neighbour discovery on public and
+	# planetary taps (the node is their VM's router; never router
+	# advertisements), nothing else from planetary taps (the node's
+	# services are not reachable over the overlay's link), no new
+	# connection but to the services meant for tenants
 	chain tenant {
-		iifname "p-*" icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept
+		iifname { "p-*", "y-*" } icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept
+		iifname "y-*" drop
 		iifname != "p-*" meta nfproto ipv6 drop
 		ct state established,related accept%[3]s
 		drop

@@ -27,6 +27,7 @@ func TestRulesets(t *testing.T) {
 	golden(t, "publicip.nft", PublicIPRuleset("p-tap", netip.MustParseAddr("203.0.113.10"), netip.Addr{}))
 	golden(t, "publicip-dual.nft", PublicIPRuleset("p-tap", netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("2001:db8:1:0:ff:feab:cdef:1")))
 	golden(t, "publicip-v6.nft", PublicIPRuleset("p-tap", netip.Addr{}, netip.MustParseAddr("2001:db8:1:0:ff:feab:cdef:1")))
+	golden(t, "planetary.nft", PlanetaryRuleset("y-tap", netip.MustParseAddr("300:1234:5678:9abc:0:ff:feab:cdef")))
 }
 
 func TestIsTenantLink(t *testing.T) {
@@ -34,7 +35,7 @@ func TestIsTenantLink(t *testing.T) {
 		name string
 		want bool
 	}{
-		{"b-75Ei7YpXX7mqy", true}, {"l-abc", true}, {"u-abc", true}, {"t-abc", true}, {"p-abc", true},
+		{"b-75Ei7YpXX7mqy", true}, {"l-abc", true}, {"u-abc", true}, {"t-abc", true}, {"p-abc", true}, {"y-abc", true},
 		{"t-", false}, {"eth0", false}, {"br-1234", false}, {"tap0", false}, {"", false},
 	} {
 		if got := IsTenantLink(tt.name); got != tt.want {

@@ -89,7 +89,7 @@ func (n *Node) startMachines(ctx context.Context, cache string, log *slog.Logger
 	return &machines{vms: vms, flists: fl, manager: &primitives.ZMachineManager{
 		Storage: n.storage, Flists: fl, VMs: vms, Networks: n.network,
 		RootfsDir: filepath.Join(root, "rootfs"), Prefix: cfg.Prefix,
-		DNS: []string{"8.8.8.8", "1.1.1.1"}, Log: log,
+		DNS: []string{"8.8.8.8", "1.1.1.1"}, Log: log, Planetary: n.planetaryVMs(),
 	}}, nil
 }
 

@@ -237,8 +237,9 @@ type Node struct {
 	cfg Config
 	log *slog.Logger
 
-	planetaryMu sync.Mutex
-	planetary   *planetary.Process // planetary: nil while the overlay is down
+	planetaryMu  sync.Mutex
+	planetary    *planetary.Process // planetary: nil while the overlay is down
+	planetaryNet netip.Prefix       // planetary: the overlay /64 of the node's key, once loaded
 
 	total   gridtypes.Capacity // system
 	hyper   facts.Hypervisor   // system

@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/zos-go/zos/internal/node/api"
 	"github.com/zos-go/zos/internal/node/planetary"
+	"github.com/zos-go/zos/internal/node/primitives"
+	"github.com/zos-go/zos/internal/nodeapi"
 )
 
 // planetaryRetry is how long the node waits before starting the overlay
@@ -25,6 +28,11 @@ func (n *Node) startPlanetary(_ context.Context, r *runner) error {
 	}
 	cfg := planetary.Config{DataDir: filepath.Join(n.cfg.DataDir, "planetary"), Peers: n.cfg.PlanetaryPeers, AllowPorts: n.cfg.ownPorts()}
 	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	// the key exists before the process starts: the node derives its
+	// VMs' overlay addresses from it too
+	if _, err := n.planetarySubnet(); err != nil {
 		return err
 	}
 	exe, err := os.Executable()
@@ -74,4 +82,71 @@ func (n *Node) PlanetaryIP() (netip.Addr, netip.Prefix) {
 		return netip.Addr{}, netip.Prefix{}
 	}
 	return n.planetary.Address, n.planetary.Subnet
+}
+
+// planetarySubnet is the overlay /64 of the node's planetary key, loaded
+// (created on first use) once, under planetaryMu so that the node and
+// the overlay process never make two keys: VMs get their addresses from
+// it while the overlay is still starting or restarting.
+func (n *Node) planetarySubnet() (netip.Prefix, error) {
+	n.planetaryMu.Lock()
+	defer n.planetaryMu.Unlock()
+	if n.planetaryNet.IsValid() {
+		return n.planetaryNet, nil
+	}
+	key, err := planetary.LoadKey(filepath.Join(n.cfg.DataDir, "planetary"))
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	_, n.planetaryNet = planetary.Addresses(key)
+	return n.planetaryNet, nil
+}
+
+// planetaryVMs is what the zmachine manager uses for VMs on the overlay,
+// nil when the node runs none (no planetary peers).
+func (n *Node) planetaryVMs() primitives.Planetary {
+	if len(n.cfg.PlanetaryPeers) == 0 || n.network == nil {
+		return nil
+	}
+	return planetaryVMs{n}
+}
+
+// planetaryVMs gives VMs a routed tap on the node's overlay /64.
+type planetaryVMs struct{ n *Node }
+
+var _ primitives.Planetary = planetaryVMs{}
+
+func (p planetaryVMs) Subnet() (netip.Prefix, error) { return p.n.planetarySubnet() }
+func (p planetaryVMs) AttachPlanetary(tap string, ip netip.Addr) error {
+	return p.n.network.AttachPlanetary(tap, ip)
+}
+func (p planetaryVMs) DetachPlanetary(tap string) error { return p.n.network.DetachPlanetary(tap) }
+
+var _ api.PlanetaryState = (*Node)(nil)
+
+// Planetary implements api.PlanetaryState: the overlay's address, /64 and
+// peers as the overlay process last reported them.
+func (n *Node) Planetary() (nodeapi.Planetary, error) {
+	if len(n.cfg.PlanetaryPeers) == 0 {
+		return nodeapi.Planetary{}, fmt.Errorf("%w (started without --planetary-peer)", api.ErrNoPlanetary)
+	}
+	n.planetaryMu.Lock()
+	p := n.planetary
+	n.planetaryMu.Unlock()
+	out := nodeapi.Planetary{Peers: []nodeapi.PlanetaryPeer{}}
+	if p == nil {
+		for _, uri := range n.cfg.PlanetaryPeers {
+			out.Peers = append(out.Peers, nodeapi.PlanetaryPeer{URI: uri})
+		}
+		return out, nil
+	}
+	out.Running, out.Address, out.Subnet = true, p.Address.String(), p.Subnet.String()
+	for _, s := range p.Peers() {
+		pp := nodeapi.PlanetaryPeer{URI: s.URI, Up: s.Up, Inbound: s.Inbound, Address: s.Address, LastError: s.LastError}
+		if !s.Since.IsZero() {
+			pp.Since = s.Since.UTC().Format(time.RFC3339)
+		}
+		out.Peers = append(out.Peers, pp)
+	}
+	return out, nil
 }

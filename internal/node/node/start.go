@@ -477,7 +477,24 @@ func (n *Node) register(ctx context.Context) error {
 	}
 	n.nodeID.Store(node.ID)
 	n.farmID.Store(node.FarmID)
+	n.publicConfig6(node.PublicConfig)
 	return nil
+}
+
+// publicConfig6 applies the farm's static IPv6 (ipv6, gw6 of the node's
+// public config, for a LAN without router advertisements) on a node
+// owning its uplink; a bad config is logged and changes nothing (IPv4 and
+// SLAAC keep working). A change of the config applies at the next
+// registration (the node's start).
+func (n *Node) publicConfig6(pc *registry.PublicConfig) {
+	if pc == nil || pc.IPv6 == "" || n.network == nil || !n.ownsUplink() {
+		return
+	}
+	if err := n.network.SetStatic6(pc.IPv6, pc.GW6); err != nil {
+		n.log.Warn("public_config_ipv6_refused", "err", err)
+		return
+	}
+	n.log.Info("public_config_ipv6", "ipv6", pc.IPv6, "gw6", pc.GW6)
 }
 
 func interfaces(ip string) []registry.Interface {

@@ -12,9 +12,12 @@ import (
 	"fmt"
 	"io/fs"
 	"math/big"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/yggdrasil-network/yggdrasil-go/src/address"
 )
 
 // KeyFile is the name of the node's yggdrasil key inside its data directory.
@@ -89,4 +92,15 @@ func certificate(key ed25519.PrivateKey) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("planetary certificate: %w", err)
 	}
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// Addresses are the overlay address (200::/8) and /64 (300::/8) that key
+// gives its node, as the library computes them: known from the key file
+// alone, whether the overlay runs or not.
+func Addresses(key ed25519.PrivateKey) (netip.Addr, netip.Prefix) {
+	pub := key.Public().(ed25519.PublicKey)
+	addr := netip.AddrFrom16(*address.AddrForKey(pub))
+	var b [16]byte
+	copy(b[:], address.SubnetForKey(pub)[:])
+	return addr, netip.PrefixFrom(netip.AddrFrom16(b), 64)
 }

@@ -6,13 +6,12 @@ package planetary
 
 import (
 	"context"
-	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/yggdrasil-network/yggdrasil-go/src/core"
 	"github.com/yggdrasil-network/yggdrasil-go/src/ipv6rwc"
@@ -21,21 +20,13 @@ import (
 
 // Overlay is a running yggdrasil node.
 type Overlay struct {
-	log  *slog.Logger
-	core *core.Core
-	rwc  *ipv6rwc.ReadWriteCloser
+	log   *slog.Logger
+	core  *core.Core
+	rwc   *ipv6rwc.ReadWriteCloser
+	peers *peers
 
 	mu  sync.Mutex
 	tun *tun.TunAdapter
-}
-
-// PeerStatus is one configured or inbound peer.
-type PeerStatus struct {
-	URI       string
-	Up        bool
-	Inbound   bool
-	LastError string
-	Latency   time.Duration
 }
 
 // Start loads (or creates) the key and starts the overlay, dialing every
@@ -59,15 +50,12 @@ func Start(cfg Config, log *slog.Logger) (*Overlay, error) {
 	for _, l := range cfg.Listen {
 		opts = append(opts, core.ListenAddress(l))
 	}
-	c, err := newCore(cert, log, opts)
+	ps := newPeers(cfg.Peers)
+	c, err := core.New(cert, logger{l: log.With("component", "yggdrasil"), peers: ps}, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start planetary: %w", err)
 	}
-	return &Overlay{log: log, core: c, rwc: ipv6rwc.NewReadWriteCloser(c)}, nil
-}
-
-func newCore(cert *tls.Certificate, log *slog.Logger, opts []core.SetupOption) (*core.Core, error) {
-	return core.New(cert, logger{log.With("component", "yggdrasil")}, opts...)
+	return &Overlay{log: log, core: c, rwc: ipv6rwc.NewReadWriteCloser(c), peers: ps}, nil
 }
 
 // Address is the node's own overlay address (200::/7).
@@ -84,23 +72,17 @@ func (o *Overlay) Subnet() netip.Prefix {
 	return netip.PrefixFrom(a, ones)
 }
 
-// Peers lists the peers and whether each link is up.
-func (o *Overlay) Peers() []PeerStatus {
-	var out []PeerStatus
-	for _, p := range o.core.GetPeers() {
-		s := PeerStatus{URI: p.URI, Up: p.Up, Inbound: p.Inbound, Latency: p.Latency}
-		if p.LastError != nil {
-			s.LastError = p.LastError.Error()
-		}
-		out = append(out, s)
-	}
-	return out
-}
+// Peers lists the configured peers, then the inbound ones, and whether
+// each link is up (from the library's link events: see peers.go; the
+// library's own GetPeers races with its links).
+func (o *Overlay) Peers() []PeerStatus { return o.peers.List() }
+
+// PeersChanged has a token after each change of Peers.
+func (o *Overlay) PeersChanged() <-chan struct{} { return o.peers.Changed() }
 
 // Connected reports whether the node has joined an overlay: its spanning
-// tree holds another node than itself. (It reads the router's state only;
-// Peers also reads per-link timers, which the library updates without a
-// lock, so it is kept for status pages and not polled.)
+// tree holds another node than itself (the router's state, read under its
+// actor).
 func (o *Overlay) Connected() bool {
 	return len(o.core.GetTree()) > 1
 }
@@ -122,7 +104,7 @@ func (o *Overlay) AttachTUN(name string) error {
 	if o.tun != nil {
 		return fmt.Errorf("planetary tun already attached as %s", o.tun.Name())
 	}
-	t, err := tun.New(o.rwc, logger{o.log.With("component", "yggdrasil-tun")}, tun.InterfaceName(name), tun.InterfaceMTU(tun.DefaultMTU()))
+	t, err := tun.New(o.rwc, logger{l: o.log.With("component", "yggdrasil-tun")}, tun.InterfaceName(name), tun.InterfaceMTU(tun.DefaultMTU()))
 	if err != nil {
 		return fmt.Errorf("planetary tun %s: %w", name, err)
 	}
@@ -147,7 +129,8 @@ func (o *Overlay) Close() error {
 // Run starts the overlay with a TUN named tunName in the current network
 // namespace, filters what the overlay sends the node (Ruleset with
 // cfg.AllowPorts, removed again on return), writes "<address> <subnet>\n"
-// to out, and runs until ctx ends. `zos planetary` runs it as a process
+// to out, then a Status line (JSON) at once and after each change of the
+// peers, and runs until ctx ends. `zos planetary` runs it as a process
 // started inside the node's namespace, so that the library's sockets and
 // its TUN all live there.
 func Run(ctx context.Context, cfg Config, tunName string, fw Firewall, out io.Writer, log *slog.Logger) error {
@@ -173,6 +156,15 @@ func Run(ctx context.Context, cfg Config, tunName string, fw Firewall, out io.Wr
 		return err
 	}
 	log.Info("planetary_up", "address", o.Address(), "subnet", o.Subnet(), "tun", tunName, "peers", len(cfg.Peers))
-	<-ctx.Done()
-	return nil
+	enc := json.NewEncoder(out)
+	for {
+		if err := enc.Encode(Status{Peers: o.Peers()}); err != nil {
+			return fmt.Errorf("writing the planetary status: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-o.PeersChanged():
+		}
+	}
 }

@@ -65,6 +65,16 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 			t.Fatalf("public peer never reached %s over the overlay: %s", dst, out)
 		}
 	}
+	// the process reports its peers' state (the node API shows it)
+	if err := testutil.Poll(10*time.Second, func() (bool, error) {
+		ps := nd.Peers()
+		return len(ps) == 1 && ps[0].Up && ps[0].Address == public.Address.String(), nil
+	}); err != nil {
+		t.Errorf("node process peers: got %+v, want its one peer up at %s", nd.Peers(), public.Address)
+	}
+	if ps := public.Peers(); len(ps) != 1 || !ps[0].Up || !ps[0].Inbound || ps[0].Address != nd.Address.String() {
+		t.Errorf("public peer process peers: got %+v, want the node inbound at %s", ps, nd.Address)
+	}
 	if ok, out := netlab.Ping(vm, public.Address, 3); !ok {
 		t.Errorf("VM did not reach the public peer over the overlay: %s", out)
 	}

@@ -3,6 +3,7 @@ package planetary
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -71,6 +73,9 @@ type Process struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	err     error
+
+	mu    sync.Mutex // guards peers
+	peers []PeerStatus
 }
 
 // StartProcess starts argv (a command running Main) inside namespace ns
@@ -92,7 +97,7 @@ func StartProcess(ns string, argv []string, stderr io.Writer, timeout time.Durat
 		r := bufio.NewReader(stdout)
 		l, _ := r.ReadString('\n')
 		line <- l
-		_, _ = io.Copy(io.Discard, r)
+		p.readStatus(r)
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
@@ -117,6 +122,30 @@ func StartProcess(ns string, argv []string, stderr io.Writer, timeout time.Durat
 	case <-time.After(timeout):
 		return fail(fmt.Errorf("planetary process: no address within %v", timeout))
 	}
+}
+
+// readStatus keeps the peers of each Status line the process writes
+// until its output ends (a line that is not one is skipped).
+func (p *Process) readStatus(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var st Status
+		if json.Unmarshal(sc.Bytes(), &st) != nil {
+			continue
+		}
+		p.mu.Lock()
+		p.peers = st.Peers
+		p.mu.Unlock()
+	}
+	_, _ = io.Copy(io.Discard, r)
+}
+
+// Peers is the peers' state the process last reported.
+func (p *Process) Peers() []PeerStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]PeerStatus(nil), p.peers...)
 }
 
 // Done is closed when the process has ended; Err then says why.

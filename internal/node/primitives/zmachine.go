@@ -87,7 +87,10 @@ type ZMachineManager struct {
 	DNS []string
 	// QSFS gives the mount path of a qsfs a VM mounts (nil: none here).
 	QSFS QSFSMounts
-	Log  *slog.Logger
+	// Planetary gives VMs an interface on the planetary overlay (nil: the
+	// node runs none and refuses `planetary: true`).
+	Planetary Planetary
+	Log       *slog.Logger
 
 	mu  sync.Mutex                      // guards ips
 	ips map[string]gridtypes.WorkloadID // "<net id> <ip>" -> the VM using it
@@ -176,6 +179,18 @@ func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload)
 		m.releaseIPs(wl)
 		return nil, err
 	}
+	ygg, err := m.planetary(wl.ID, data)
+	if err != nil {
+		m.Networks.Detach(tap)
+		if pub != nil {
+			m.Networks.Detach(pub.tap)
+		}
+		m.releaseIPs(wl)
+		return nil, err
+	}
+	if ygg != nil {
+		result.PlanetaryIP, result.YggIP = ygg.ip.String(), ygg.ip.String()
+	}
 	if info, err := m.VMs.Inspect(ctx, name); err == nil && info.Status != "stopped" {
 		return result, nil
 	}
@@ -194,6 +209,12 @@ func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload)
 			spec.Guest.Interfaces = append(spec.Guest.Interfaces, pub.guest())
 		}
 	}
+	if err == nil && ygg != nil {
+		spec.NICs = append(spec.NICs, ygg.nic())
+		if spec.Boot.Mode != vm.BootDisk {
+			spec.Guest.Interfaces = append(spec.Guest.Interfaces, ygg.guest(fmt.Sprintf("eth%d", len(spec.Guest.Interfaces))))
+		}
+	}
 	prepared := time.Since(start)
 	if err == nil {
 		if err = m.VMs.Run(ctx, spec); errors.Is(err, vm.ErrExists) {
@@ -209,6 +230,7 @@ func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload)
 			}
 		} else {
 			m.Networks.Detach(tap)
+			m.detachPlanetary(wl.ID, data)
 			m.releaseIPs(wl)
 		}
 		return nil, err
@@ -219,12 +241,11 @@ func (m *ZMachineManager) Provision(ctx context.Context, wl *provision.Workload)
 }
 
 // unsupported refuses what this node cannot give a VM, rather than booting
-// it without: planetary and mycelium addresses, GPUs (this node passes no
-// device through) and corex.
+// it without: mycelium addresses, GPUs (this node passes no device
+// through) and corex. (`planetary` needs the node's overlay: see
+// ZMachineManager.Planetary.)
 func unsupported(m *gridtypes.ZMachine) error {
 	switch n := m.Network; {
-	case n.Planetary:
-		return fmt.Errorf("network.planetary: the planetary network is not supported on this node")
 	case n.Mycelium != nil:
 		return fmt.Errorf("network.mycelium: mycelium is not supported on this node yet")
 	case len(m.GPU) > 0:
@@ -546,8 +567,11 @@ func (m *ZMachineManager) Deprovision(ctx context.Context, wl *provision.Workloa
 		errs = append(errs, err)
 	}
 	errs = append(errs, m.Networks.Detach(m.TapName(wl.ID)))
-	if data, err := provision.Data[*gridtypes.ZMachine](wl); err == nil && data.Network.PublicIP != "" {
-		errs = append(errs, m.Networks.Detach(network.PublicTap(wl.Deployment.WorkloadID(data.Network.PublicIP))))
+	if data, err := provision.Data[*gridtypes.ZMachine](wl); err == nil {
+		if data.Network.PublicIP != "" {
+			errs = append(errs, m.Networks.Detach(network.PublicTap(wl.Deployment.WorkloadID(data.Network.PublicIP))))
+		}
+		errs = append(errs, m.detachPlanetary(wl.ID, data))
 	}
 	target := filepath.Join(m.RootfsDir, string(wl.ID))
 	if err := m.Flists.Unmount(target); err != nil {

@@ -73,7 +73,6 @@ func TestUnsupported(t *testing.T) {
 		m    gridtypes.ZMachine
 		want string
 	}{
-		{gridtypes.ZMachine{Network: gridtypes.MachineNetwork{Planetary: true}}, "network.planetary"},
 		{gridtypes.ZMachine{Network: gridtypes.MachineNetwork{Mycelium: &gridtypes.MyceliumIP{Network: "net"}}}, "network.mycelium"},
 		{gridtypes.ZMachine{GPU: []gridtypes.GPU{"0000:0e:00.0/1002/744c"}}, "no GPU 0000:0e:00.0/1002/744c on this node"},
 		{gridtypes.ZMachine{Corex: true}, "corex"},

@@ -18,11 +18,11 @@ type in6Ifreq struct {
 
 // in6Rtmsg is struct in6_rtmsg of <linux/ipv6_route.h> on 64-bit Linux.
 type in6Rtmsg struct {
-	_       [16]byte // rtmsg_dst
+	dst     [16]byte // rtmsg_dst
 	_       [16]byte // rtmsg_src
 	gateway [16]byte
 	_       uint32 // rtmsg_type
-	_       uint16 // rtmsg_dst_len
+	dstLen  uint16 // rtmsg_dst_len
 	_       uint16 // rtmsg_src_len
 	metric  uint32
 	info    uint64
@@ -74,14 +74,24 @@ func AddAddr6(name string, p netip.Prefix) error {
 // AddDefaultRoute6 adds "default via gw dev name" for IPv6 (gw may be
 // link-local: it is on name). An existing identical route is fine.
 func AddDefaultRoute6(name string, gw netip.Addr) error {
+	return AddRoute6(name, netip.PrefixFrom(netip.IPv6Unspecified(), 0), gw)
+}
+
+// AddRoute6 adds "dst via gw dev name" for IPv6 (gw may be link-local: it
+// is on name). An existing identical route is fine.
+func AddRoute6(name string, dst netip.Prefix, gw netip.Addr) error {
 	if !gw.Is6() || gw.Is4In6() {
 		return fmt.Errorf("gateway %s is not IPv6", gw)
 	}
+	if !dst.Addr().Is6() || dst.Addr().Is4In6() {
+		return fmt.Errorf("destination %s is not IPv6", dst)
+	}
+	dst = dst.Masked()
 	err := ioctl6(name, unix.SIOCADDRT, func(ifindex int32) *in6Rtmsg {
-		return &in6Rtmsg{gateway: gw.As16(), metric: 1024, flags: unix.RTF_UP | unix.RTF_GATEWAY, ifindex: ifindex}
+		return &in6Rtmsg{dst: dst.Addr().As16(), dstLen: uint16(dst.Bits()), gateway: gw.As16(), metric: 1024, flags: unix.RTF_UP | unix.RTF_GATEWAY, ifindex: ifindex}
 	})
 	if err != nil {
-		return fmt.Errorf("adding route default via %s dev %s: %w", gw, name, err)
+		return fmt.Errorf("adding route %s via %s dev %s: %w", dst, gw, name, err)
 	}
 	return nil
 }

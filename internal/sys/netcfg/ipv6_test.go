@@ -56,7 +56,11 @@ func TestRootIPv6(t *testing.T) {
 		if err := AddAddr6("d0", ip); err != nil {
 			return err
 		}
-		return AddDefaultRoute6("d0", netip.MustParseAddr("fe80::1"))
+		if err := AddDefaultRoute6("d0", netip.MustParseAddr("fe80::1")); err != nil {
+			return err
+		}
+		// the planetary link's route: the overlay via the node
+		return AddRoute6("d0", netip.MustParsePrefix("200::/7"), netip.MustParseAddr("fe80::1"))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -66,19 +70,25 @@ func TestRootIPv6(t *testing.T) {
 		t.Errorf("addresses of d0: got %v, %v, want %s", addrs["d0"], err, ip)
 	}
 	routes, err := rtnl.Routes(ns, 10) // AF_INET6
-	found := false
+	found, overlay := false, false
 	for _, r := range routes {
 		if r.Dst.Bits() == 0 && r.Via == netip.MustParseAddr("fe80::1") && r.Dev == "d0" {
 			found = true
 		}
+		if r.Dst == netip.MustParsePrefix("200::/7") && r.Via == netip.MustParseAddr("fe80::1") && r.Dev == "d0" {
+			overlay = true
+		}
 	}
-	if err != nil || !found {
-		t.Errorf("routes: got %v, %v, want default via fe80::1 dev d0", routes, err)
+	if err != nil || !found || !overlay {
+		t.Errorf("routes: got %v, %v, want default and 200::/7 via fe80::1 dev d0", routes, err)
 	}
 	if err := AddAddr6("d0", netip.MustParsePrefix("10.0.0.1/24")); err == nil {
 		t.Error("IPv4 address: got no error")
 	}
 	if err := AddDefaultRoute6("d0", netip.MustParseAddr("10.0.0.1")); err == nil {
 		t.Error("IPv4 gateway: got no error")
+	}
+	if err := AddRoute6("d0", netip.MustParsePrefix("10.0.0.0/8"), netip.MustParseAddr("fe80::1")); err == nil {
+		t.Error("IPv4 destination: got no error")
 	}
 }

@@ -61,9 +61,12 @@ type Interface struct {
 	MAC string `json:"mac,omitempty"`
 	// Routes are more routes through this interface.
 	Routes []Route `json:"routes,omitempty"`
+	// Routes6 are more IPv6 routes through this interface (the planetary
+	// link: 200::/7 via the node's fe80::1).
+	Routes6 []Route `json:"routes6,omitempty"`
 }
 
-// Route is "Dst via Via" (IPv4).
+// Route is "Dst via Via" (IPv4 in Routes, IPv6 in Routes6).
 type Route struct {
 	Dst string `json:"dst"` // CIDR
 	Via string `json:"via"`
@@ -137,6 +140,13 @@ func (c *Config) Validate() error {
 		for _, r := range i.Routes {
 			if _, dst, err := net.ParseCIDR(r.Dst); err != nil || dst.IP.To4() == nil || net.ParseIP(r.Via).To4() == nil {
 				errs = append(errs, fmt.Errorf("interface %s route %s via %s: want an IPv4 CIDR and address", i.Name, r.Dst, r.Via))
+			}
+		}
+		for _, r := range i.Routes6 {
+			dst, derr := netip.ParsePrefix(r.Dst)
+			via, verr := netip.ParseAddr(r.Via)
+			if derr != nil || verr != nil || !dst.Addr().Is6() || dst.Addr().Is4In6() || !via.Is6() || via.Is4In6() {
+				errs = append(errs, fmt.Errorf("interface %s route6 %s via %s: want an IPv6 CIDR and address", i.Name, r.Dst, r.Via))
 			}
 		}
 	}
