@@ -138,13 +138,14 @@ func TestPick(t *testing.T) {
 }
 
 // TestNeedsOf: a deployment's needs count every workload: capacity,
-// public IPs, the public config gateways need.
+// public IPs, the public config gateways need, the types (and the overlay)
+// the node must provision.
 func TestNeedsOf(t *testing.T) {
 	d, err := decodeDeployment([]byte(`
 workloads:
   - {name: disk, type: zmount, data: {size: 1G}}
   - {name: pip, type: ip, data: {v4: true}}
-  - {name: vm, type: zmachine, data: {flist: x, size: 1G, compute_capacity: {cpu: 2, memory: 1G}, network: {public_ip: pip, interfaces: [{network: n, ip: 10.1.2.2}]}}}
+  - {name: vm, type: zmachine, data: {flist: x, size: 1G, compute_capacity: {cpu: 2, memory: 1G}, network: {public_ip: pip, planetary: true, interfaces: [{network: n, ip: 10.1.2.2}]}}}
   - {name: gw, type: gateway-name-proxy, data: {name: app, backends: ["http://10.1.2.2:80"]}}
 `))
 	if err != nil {
@@ -155,7 +156,7 @@ workloads:
 		t.Fatal(err)
 	}
 	want := needs{capacity: registry.Resources{CRU: 2, MRU: 1 << 30, SRU: 2 << 30}, ips: 1, domain: true,
-		types: []string{"zmount", "ip", "zmachine", "gateway-name-proxy"}}
+		types: []string{"zmount", "ip", "zmachine", "yggdrasil", "gateway-name-proxy"}}
 	if fmt.Sprint(n) != fmt.Sprint(want) {
 		t.Fatalf("got %+v, want %+v", n, want)
 	}

@@ -51,6 +51,13 @@ func needsOf(d *gridtypes.Deployment) (needs, error) {
 		if t := string(wl.Type); !slices.Contains(n.types, t) {
 			n.types = append(n.types, t)
 		}
+		if wl.Type == gridtypes.ZMachineType {
+			if data, err := wl.WorkloadData(); err == nil {
+				if m, ok := data.(*gridtypes.ZMachine); ok && m.Network.Planetary && !slices.Contains(n.types, "yggdrasil") {
+					n.types = append(n.types, "yggdrasil") // the node must be on the overlay
+				}
+			}
+		}
 		switch wl.Type {
 		case gridtypes.GatewayNameProxyType:
 			n.domain = true
