@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/zos-go/zos/internal/sys/netns"
@@ -65,8 +66,14 @@ func TestRootIPv6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addrs, err := rtnl.Addrs(ns)
-	if err != nil || len(addrs["d0"]) != 1 || addrs["d0"][0] != ip {
+	// Until the veth reports its carrier the address stays tentative, even
+	// without DAD, and rtnl.Addrs leaves it out: wait for the carrier.
+	var addrs map[string][]netip.Prefix
+	if err := testutil.Poll(5*time.Second, func() (bool, error) {
+		var err error
+		addrs, err = rtnl.Addrs(ns)
+		return len(addrs["d0"]) > 0, err
+	}); err != nil || len(addrs["d0"]) != 1 || addrs["d0"][0] != ip {
 		t.Errorf("addresses of d0: got %v, %v, want %s", addrs["d0"], err, ip)
 	}
 	routes, err := rtnl.Routes(ns, 10) // AF_INET6
