@@ -164,8 +164,9 @@ func (s *Service) applyPolicies(ctx context.Context) error {
 		}
 		for _, a := range PlanPower(*f.PowerPolicy, in, busy, now) {
 			s.log.Info("power_policy", "farm_id", f.ID, "node_id", a.NodeID, "target", a.Target)
-			if err := s.setPowerTarget(ctx, a.NodeID, f.ID, a.Target); err != nil {
-				s.log.Warn("power_policy_action_failed", "farm_id", f.ID, "node_id", a.NodeID, "err", err)
+			res, err := s.setPowerTarget(ctx, a.NodeID, f.ID, a.Target)
+			if err != nil || res.Note != "" {
+				s.log.Warn("power_policy_action_failed", "farm_id", f.ID, "node_id", a.NodeID, "err", err, "note", res.Note)
 			}
 		}
 	}
@@ -203,9 +204,20 @@ func (s *Service) farmPowerPolicy(ctx context.Context, w *signedRequest, req far
 	return f, nil
 }
 
+// PowerTargetResult answers a power target: for a node in standby asked
+// up, the awake node of its farm asked to wake it (WakeVia), or why none
+// could be (Note: the target is set all the same, for a node woken by
+// hand).
+type PowerTargetResult struct {
+	NodeID  uint32 `json:"node_id"`
+	Target  string `json:"target"`
+	WakeVia uint32 `json:"wake_via,omitempty"`
+	Note    string `json:"note,omitempty"`
+}
+
 // nodePowerTarget records what the farmer wants of a node's power and
 // tells the node; a node in standby asked up is woken by an awake node
-// of its farm (refused, nothing changed, when there is none).
+// of its farm.
 func (s *Service) nodePowerTarget(ctx context.Context, w *signedRequest, req nodePowerReq) (any, error) {
 	if err := validPower(req.Power); err != nil {
 		return nil, err
@@ -214,32 +226,29 @@ func (s *Service) nodePowerTarget(ctx context.Context, w *signedRequest, req nod
 	if err != nil {
 		return nil, err
 	}
-	if err := s.setPowerTarget(ctx, owned.ID, owned.FarmID, req.Power); err != nil {
-		return nil, err
-	}
-	return struct{}{}, nil
+	return s.setPowerTarget(ctx, owned.ID, owned.FarmID, req.Power)
 }
 
 // setPowerTarget sets the power target of node (in farm), sends it the
 // event, and for a node in standby asked up, sends EventWake to an awake
 // node of the farm.
-func (s *Service) setPowerTarget(ctx context.Context, node, farm uint32, target string) error {
-	var via uint32
+func (s *Service) setPowerTarget(ctx context.Context, node, farm uint32, target string) (PowerTargetResult, error) {
+	res := PowerTargetResult{NodeID: node, Target: target}
 	var wake Wake
 	if target == PowerUp {
 		n, err := s.node(ctx, node)
 		if err != nil {
-			return err
+			return res, err
 		}
 		if n.Power == PowerDown {
-			if via, err = s.wakePeer(ctx, n); err != nil {
-				return err
-			}
 			wake = Wake{NodeID: n.ID, FarmID: n.FarmID}
 			for _, i := range n.Interfaces {
 				if i.MAC != "" {
 					wake.MACs = append(wake.MACs, i.MAC)
 				}
+			}
+			if res.WakeVia, err = s.wakePeer(ctx, n, len(wake.MACs) > 0); err != nil {
+				res.Note = err.Error()
 			}
 		}
 	}
@@ -247,23 +256,19 @@ func (s *Service) setPowerTarget(ctx context.Context, node, farm uint32, target 
 		n.PowerTarget = target
 		n.PowerRefused = ""
 	})
-	if err != nil || via == 0 {
-		return err
+	if err != nil || res.WakeVia == 0 {
+		return res, err
 	}
-	s.log.Info("node_wake_requested", "node_id", node, "via_node_id", via)
-	s.publishEvent(ctx, Event{Kind: EventWake, NodeID: via, Wake: &wake})
-	return nil
+	s.log.Info("node_wake_requested", "node_id", node, "via_node_id", res.WakeVia)
+	s.publishEvent(ctx, Event{Kind: EventWake, NodeID: res.WakeVia, Wake: &wake})
+	return res, nil
 }
 
 // wakePeer is an awake node of n's farm that sends the Wake-on-LAN packet
 // for n: the one that reported uptime last.
-func (s *Service) wakePeer(ctx context.Context, n Node) (uint32, error) {
-	hasMAC := false
-	for _, i := range n.Interfaces {
-		hasMAC = hasMAC || i.MAC != ""
-	}
+func (s *Service) wakePeer(ctx context.Context, n Node, hasMAC bool) (uint32, error) {
 	if !hasMAC {
-		return 0, fmt.Errorf("%w: node %d registered no MAC address to wake it by", ErrInvalid, n.ID)
+		return 0, fmt.Errorf("node %d registered no MAC address to wake it by: wake it by hand", n.ID)
 	}
 	now := s.cfg.Now()
 	peers, err := list(ctx, s.st.nodes, 0, func(p *Node) uint64 { return uint64(p.ID) }, func(p *Node) bool {
@@ -273,7 +278,7 @@ func (s *Service) wakePeer(ctx context.Context, n Node) (uint32, error) {
 		return 0, err
 	}
 	if len(peers) == 0 {
-		return 0, fmt.Errorf("%w: node %d is in standby and no awake node of farm %d can send its wake-on-LAN packet", ErrInvalid, n.ID, n.FarmID)
+		return 0, fmt.Errorf("no awake node of farm %d can send the wake-on-LAN packet of node %d: wake it by hand", n.FarmID, n.ID)
 	}
 	sort.Slice(peers, func(i, j int) bool { return peers[i].Updated.After(peers[j].Updated) })
 	return peers[0].ID, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -84,8 +85,8 @@ func powerFarm(t *testing.T, g *grid, n int) (farmer *user, farm Farm, nodes []*
 
 // TestWakeThroughFarmPeer: the farmer's power target up for a node in
 // standby reaches an awake node of the same farm as a wake event with the
-// sleeper's MAC; without an awake peer, or from another farmer, the
-// request is refused and nothing changes.
+// sleeper's MAC; from another farmer the request is refused; without an
+// awake peer the answer says so.
 func TestWakeThroughFarmPeer(t *testing.T) {
 	g := newGrid(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -109,8 +110,12 @@ func TestWakeThroughFarmPeer(t *testing.T) {
 	// Another farmer cannot wake it.
 	wantErr(t, "another farm's twin wakes the node", other.c.SetPowerTarget(ctx, sleeper, PowerUp), ErrUnauthorized)
 
-	if err := farmer.c.SetPowerTarget(ctx, sleeper, PowerUp); err != nil {
+	res, err := farmer.c.PowerTarget(ctx, sleeper, PowerUp)
+	if err != nil {
 		t.Fatalf("waking node %d: %v", sleeper, err)
+	}
+	if res.WakeVia != peer || res.Note != "" {
+		t.Fatalf("got %+v, want woken via node %d", res, peer)
 	}
 	for ev := range events {
 		if ev.Kind != EventWake {
@@ -133,13 +138,14 @@ func TestWakeThroughFarmPeer(t *testing.T) {
 	if err := farmer.c.SetPowerTarget(ctx, peer, PowerDown); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, "waking with no awake peer", farmer.c.SetPowerTarget(ctx, sleeper, PowerUp), ErrInvalid)
-	n, err := farmer.c.Node(ctx, sleeper)
+	// The target is set (the farmer may press the button) and the answer
+	// says nobody was asked.
+	res, err = farmer.c.PowerTarget(ctx, sleeper, PowerUp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.PowerTarget != PowerDown {
-		t.Fatalf("after the refused wake: got power target %q, want %q", n.PowerTarget, PowerDown)
+	if res.WakeVia != 0 || !strings.Contains(res.Note, "no awake node") {
+		t.Fatalf("waking with no awake peer: got %+v, want a note that no awake node can", res)
 	}
 }
 
