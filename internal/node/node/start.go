@@ -328,7 +328,17 @@ func (n *Node) startGridSync(_ context.Context, r *runner) error {
 		NodeID: n.ID(), UptimeEvery: n.cfg.UptimeEvery, ResyncEvery: n.cfg.ResyncEvery,
 		SeqFile: filepath.Join(n.cache, "events.seq"),
 		GridKey: n.cfg.GridKey, GridKeyFile: filepath.Join(n.cfg.DataDir, "grid-billing.key"), GridKeys: n.cfg.GridKeys,
+		Power: gridsync.NewPower(n.ID(), n.grid, engineDeployments{n.engine}, powerHost{n}, n.log.With("component", "power")),
 	}, n.grid, engineDeployments{n.engine}, gridHost{n}, n.log)
+	// A hosted node in standby ends Run (ErrStandby).
+	r.serve("standby", func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-n.standby:
+			return ErrStandby
+		}
+	})
 	n.serveLoop(r, "uptime", n.sync.UptimeLoop)
 	n.serveLoop(r, "events", n.sync.EventsLoop)
 	n.serveLoop(r, "resync", n.sync.ResyncLoop)
