@@ -11,14 +11,14 @@ import (
 )
 
 func farmCommand() *command {
-	return &command{name: "farm", summary: "farms and their public IPs", subs: []*command{
+	return &command{name: "farm", summary: "farms and their public IPs", subs: append([]*command{
 		{name: "create", usage: "NAME [--grid URL] [--key FILE] [--json]", summary: "create a farm owned by your twin", run: farmCreate},
 		{name: "add-ip", usage: "--farm ID CIDR --gw IP [--grid URL] [--key FILE]", summary: "add a public IP (address/prefix) and its gateway to your farm", run: farmAddIP},
 		{name: "list", usage: "[--grid URL] [--json]", summary: "list farms", run: farmList},
 		{name: "channel", usage: "FARM CHANNEL [--grid URL] [--key FILE]", summary: "choose the release channel your farm's nodes follow (\"\": their default)", run: farmChannel},
 		{name: "token", usage: "FARM [--expires DURATION] [--grid URL] [--key FILE] [--json]",
 			summary: "print a token that lets nodes join your farm until it expires (zos node --farm-token, image build --farm-token)", run: farmToken},
-	}}
+	}, farmPowerCommands()...)}
 }
 
 // DefaultFarmTokenTTL is how long a farm token lets nodes join.

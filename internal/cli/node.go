@@ -16,7 +16,7 @@ func nodeCommand() *command {
 	return &command{name: "node", summary: "nodes of the grid", subs: append([]*command{
 		{name: "list", usage: "[--farm ID] [--status up|down|standby] [--country C] [--twin ID] [--grid URL] [--json]", summary: "list nodes", run: nodeList},
 		{name: "show", usage: "ID [--grid URL] [--json]", summary: "show a node", run: nodeShow},
-	}, nodeAPICommands()...)}
+	}, append(nodeAPICommands(), nodePowerCommands()...)...)}
 }
 
 // nodeView is a node with its status, as zosctl prints it.
