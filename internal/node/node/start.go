@@ -21,6 +21,7 @@ import (
 	"github.com/zos-go/zos/internal/node/gridsync"
 	"github.com/zos-go/zos/internal/node/network"
 	"github.com/zos-go/zos/internal/node/network/gateway"
+	"github.com/zos-go/zos/internal/node/power"
 	"github.com/zos-go/zos/internal/node/primitives"
 	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/node/storage"
@@ -484,5 +485,11 @@ func (n *Node) register(ctx context.Context) error {
 }
 
 func interfaces(ip string) []registry.Interface {
-	return []registry.Interface{{Name: "zos", IPs: []string{ip}}}
+	out := []registry.Interface{{Name: "zos", IPs: []string{ip}}}
+	// The physical NICs, with their MACs: what a farm peer wakes the node
+	// by (Wake-on-LAN).
+	for _, nic := range power.PhysicalNICs("/sys/class/net") {
+		out = append(out, registry.Interface{Name: nic.Name, MAC: nic.MAC})
+	}
+	return out
 }

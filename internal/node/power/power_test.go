@@ -6,6 +6,9 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -107,5 +110,37 @@ func TestSendReachesListener(t *testing.T) {
 	}
 	if err := (Sender{Targets: s.Targets}).Send(ctx, nil); err == nil {
 		t.Error("Send without MACs: got no error")
+	}
+}
+
+// TestPhysicalNICs: only interfaces with a device and a unicast MAC.
+func TestPhysicalNICs(t *testing.T) {
+	root := t.TempDir()
+	mk := func(name, mac string, device bool) {
+		dir := filepath.Join(root, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "address"), []byte(mac+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if device {
+			if err := os.Mkdir(filepath.Join(dir, "device"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mk("eth1", "52:54:00:00:00:02", true)
+	mk("eth0", "52:54:00:00:00:01", true)
+	mk("zos", "52:54:00:00:00:03", false) // a bridge
+	mk("lo", "00:00:00:00:00:00", false)
+	mk("ib0", "00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01", true)
+	got := PhysicalNICs(root)
+	want := []NIC{{"eth0", "52:54:00:00:00:01"}, {"eth1", "52:54:00:00:00:02"}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if got := PhysicalNICs(filepath.Join(root, "missing")); got != nil {
+		t.Fatalf("missing sysfs: got %v, want none", got)
 	}
 }
