@@ -21,7 +21,7 @@ import (
 )
 
 // lan is a farm LAN on the host for the wake-on-LAN test: a bridge with a
-// dummy port (for carrier) and an IPv4 /24, and a raw socket on the bridge
+// veth port (for carrier) and an IPv4 /24, and a raw socket on the bridge
 // that sees every frame on it, as a network card's wake-on-LAN logic does.
 type lan struct {
 	bridge    string
@@ -42,14 +42,15 @@ func newLAN(t *testing.T) *lan {
 	testutil.RequireBinary(t, "ip")
 	r := rand.IntN(0xffff)
 	l := &lan{bridge: fmt.Sprintf("zwol%04x", r)}
-	dummy := fmt.Sprintf("zwod%04x", r)
+	port, peer := fmt.Sprintf("zwop%04x", r), fmt.Sprintf("zwoq%04x", r)
 	subnet := fmt.Sprintf("10.251.%d", rand.IntN(250)+1)
 	l.broadcast = subnet + ".255:9"
 	ipCmd(t, "link", "add", l.bridge, "type", "bridge")
 	t.Cleanup(func() { exec.Command("ip", "link", "del", l.bridge).Run() })
-	ipCmd(t, "link", "add", dummy, "type", "dummy")
-	t.Cleanup(func() { exec.Command("ip", "link", "del", dummy).Run() })
-	ipCmd(t, "link", "set", dummy, "master", l.bridge, "up")
+	ipCmd(t, "link", "add", port, "type", "veth", "peer", "name", peer)
+	t.Cleanup(func() { exec.Command("ip", "link", "del", port).Run() })
+	ipCmd(t, "link", "set", port, "master", l.bridge, "up")
+	ipCmd(t, "link", "set", peer, "up")
 	ipCmd(t, "addr", "add", subnet+".1/24", "dev", l.bridge)
 	ipCmd(t, "link", "set", l.bridge, "up")
 
