@@ -37,9 +37,10 @@ type PowerAction struct {
 }
 
 // awake reports whether n counts as awake at now: it reported uptime
-// recently and neither its state nor its target is down.
+// recently, is not in standby, and is not going (its target is not down,
+// or it refused).
 func awake(n *Node, now time.Time) bool {
-	return n.Power != PowerDown && n.PowerTarget != PowerDown && now.Sub(n.Updated) <= awakeWindow
+	return n.Power != PowerDown && (n.PowerTarget != PowerDown || n.PowerRefused != "") && now.Sub(n.Updated) <= awakeWindow
 }
 
 // free is what of n is free for deployments.

@@ -22,6 +22,7 @@ func TestPlanPower(t *testing.T) {
 	used := func(n Node) Node { n.Used = Resources{CRU: 1}; return n }
 	refused := func(n Node) Node { n.PowerRefused = "updating"; return n }
 	waking := func(n Node) Node { n.PowerTarget = PowerUp; return n }
+	down := func(n Node) Node { n.PowerTarget = PowerDown; return n }
 	offline := func(n Node) Node { n.Updated = now.Add(-3 * time.Hour); return n }
 	tests := []struct {
 		name   string
@@ -46,6 +47,7 @@ func TestPlanPower(t *testing.T) {
 			[]PowerAction{{1, PowerDown}}},
 		{"a wake under way: no second one", PowerPolicy{MinAwake: 3}, []Node{up(1, 4), waking(standby(2)), standby(3)}, nil, nil},
 		{"no standby node to wake: nothing", PowerPolicy{MinAwake: 3}, []Node{up(1, 4), up(2, 4)}, nil, nil},
+		{"a node that refused standby counts as awake", PowerPolicy{MinAwake: 2}, []Node{up(1, 4), refused(down(up(2, 4))), standby(3)}, nil, nil},
 		{"offline node neither counted nor woken", PowerPolicy{MinAwake: 1}, []Node{offline(up(1, 4)), up(2, 4)}, nil, nil},
 	}
 	for _, tt := range tests {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/zos-go/zos/internal/node/power"
+	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/registry"
 )
 
@@ -34,6 +36,20 @@ type Power struct {
 	deps Deployments
 	host PowerHost
 	log  *slog.Logger
+
+	// refused is set while the node refuses a standby target: Recheck
+	// tries again once its deployments or update change.
+	refused atomic.Bool
+}
+
+// Recheck follows the power target again after a refusal (nothing to do
+// otherwise): the node goes to standby once idle. gridsync calls it after
+// each used-capacity report and resync.
+func (p *Power) Recheck(ctx context.Context) error {
+	if !p.refused.Load() {
+		return nil
+	}
+	return p.target(ctx)
 }
 
 // NewPower returns the power handling of node.
@@ -74,19 +90,29 @@ func (p *Power) target(ctx context.Context) error {
 		return fmt.Errorf("reading node %d: %w", p.node, err)
 	}
 	if n.PowerTarget != registry.PowerDown {
+		p.refused.Store(false)
 		return nil
 	}
-	deps, err := p.deps.All()
+	all, err := p.deps.All()
 	if err != nil {
 		return fmt.Errorf("listing deployments: %w", err)
 	}
-	if err := power.CheckStandby(len(deps), p.host.Updating()); err != nil {
+	// Deployments being removed count until every workload is deleted.
+	live := 0
+	for _, d := range all {
+		if !provision.Deleted(d) {
+			live++
+		}
+	}
+	if err := power.CheckStandby(live, p.host.Updating()); err != nil {
+		p.refused.Store(true)
 		p.log.Warn("standby_refused", "reason", err)
 		if err := p.reg.ReportPowerRefused(ctx, p.node, err.Error()); err != nil {
 			return fmt.Errorf("reporting the standby refusal: %w", err)
 		}
 		return nil
 	}
+	p.refused.Store(false)
 	if err := p.reg.ReportPower(ctx, p.node, registry.PowerDown); err != nil {
 		return fmt.Errorf("reporting standby: %w", err)
 	}

@@ -218,3 +218,43 @@ func TestWakeOnlyOwnFarm(t *testing.T) {
 		t.Fatalf("got actions %q, want %q", got, want)
 	}
 }
+
+// TestPowerRecheck: a node that refused standby goes once its last
+// deployment is deleted (a deployment whose workloads are all deleted
+// does not count), on the next recheck; without a refusal a recheck reads
+// nothing and does nothing.
+func TestPowerRecheck(t *testing.T) {
+	g := powerGrid{url: gridtest.Start(t, gridtest.Loopback(t)).NATS}
+	ctx := context.Background()
+	farmer, clients, nodes := g.farm(t, 1)
+	id := nodes[0].ID
+	host := &fakePowerHost{}
+	d := running(7, 1)
+	deps := &fakeDeployments{deps: map[uint64]*gridtypes.Deployment{1: d}}
+	p := NewPower(id, clients[0], deps, host, testutil.Logger(t))
+	if err := p.Recheck(ctx); err != nil || len(host.lines()) != 0 {
+		t.Fatalf("recheck without a refusal: got %v, actions %q; want nothing", err, host.lines())
+	}
+	if err := farmer.SetPowerTarget(ctx, id, registry.PowerDown); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Handle(ctx, registry.Event{Kind: registry.EventPowerTargetChanged}); err != nil {
+		t.Fatal(err)
+	}
+	if got := host.lines(); len(got) != 0 {
+		t.Fatalf("with a deployment: got actions %q, want none", got)
+	}
+	deps.mu.Lock()
+	d.Workloads[0].Result.State = gridtypes.StateDeleted
+	deps.mu.Unlock()
+	if err := p.Recheck(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := host.lines(), []string{"standby"}; !slices.Equal(got, want) {
+		t.Fatalf("after the deployment was deleted: got actions %q, want %q", got, want)
+	}
+	n, err := farmer.Node(ctx, id)
+	if err != nil || n.Power != registry.PowerDown || n.PowerRefused != "" {
+		t.Fatalf("got power %q refused %q (%v), want down, none", n.Power, n.PowerRefused, err)
+	}
+}
