@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // TestPlanPower: what a farm's policy asks of its nodes, one change at a
@@ -233,5 +235,52 @@ func TestFarmPowerPolicy(t *testing.T) {
 		}
 	case <-wctx.Done():
 		t.Fatal("the node put to standby got no event")
+	}
+}
+
+// TestPowerLoop: the service applies the policy on its own: with two
+// idle nodes and one to keep awake, one goes to standby; when the farmer
+// raises the minimum to two, the grid wakes it through the other.
+func TestPowerLoop(t *testing.T) {
+	srv := startServer(t)
+	nc := connect(t, srv.ClientURL())
+	g := &grid{srv: srv, nc: nc, svc: startService(t, nc, Config{Replicas: 1, PowerEvery: 200 * time.Millisecond})}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	farmer, farm, nodes, ids := powerFarm(t, g, 2)
+	if _, err := farmer.c.SetFarmPowerPolicy(ctx, farm.ID, &PowerPolicy{MinAwake: 1}); err != nil {
+		t.Fatal(err)
+	}
+	node := func(id uint32) Node {
+		n, err := farmer.c.Node(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	testutil.Eventually(t, 20*time.Second, "one node asked to standby", func() (bool, error) {
+		return node(ids[1]).PowerTarget == PowerDown, fmt.Errorf("targets %q %q", node(ids[0]).PowerTarget, node(ids[1]).PowerTarget)
+	})
+	// The node complies (as gridsync does).
+	if err := nodes[1].c.ReportPower(ctx, ids[1], PowerDown); err != nil {
+		t.Fatal(err)
+	}
+	events, err := nodes[0].c.WatchNode(ctx, ids[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := farmer.c.SetFarmPowerPolicy(ctx, farm.ID, &PowerPolicy{MinAwake: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for ev := range events {
+		if ev.Kind == EventWake && ev.Wake != nil && ev.Wake.NodeID == ids[1] {
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the grid did not ask the awake node to wake the other")
+	}
+	if got := node(ids[0]).PowerTarget; got == PowerDown {
+		t.Fatalf("the awake node got target %q", got)
 	}
 }
