@@ -93,6 +93,7 @@ func nodeShow(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(w, "total:    cru %d, mru %s GiB, sru %s GiB, hru %s GiB\n", n.Total.CRU, gib(n.Total.MRU), gib(n.Total.SRU), gib(n.Total.HRU))
 		fmt.Fprintf(w, "used:     cru %d, mru %s GiB, sru %s GiB, hru %s GiB\n", n.Used.CRU, gib(n.Used.MRU), gib(n.Used.SRU), gib(n.Used.HRU))
 		fmt.Fprintf(w, "uptime:   %s (reported %s)\n", time.Duration(n.Uptime)*time.Second, n.Updated.Format(time.RFC3339))
+		fmt.Fprintf(w, "power:    %s\n", powerLine(n))
 		if n.Location.Country != "" || n.Location.City != "" {
 			fmt.Fprintf(w, "location: %s %s\n", n.Location.City, n.Location.Country)
 		}

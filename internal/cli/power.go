@@ -131,3 +131,20 @@ func nodePower(ctx context.Context, env *Env, name, target string, args []string
 		return nil
 	})
 }
+
+// powerLine is a node's power state, the farmer's target and a refusal,
+// as node show prints them.
+func powerLine(n registry.Node) string {
+	state := n.Power
+	if state == "" {
+		state = registry.PowerUp
+	}
+	line := state
+	if n.PowerTarget != "" {
+		line += " (target " + n.PowerTarget + ")"
+	}
+	if n.PowerRefused != "" {
+		line += ", standby refused: " + n.PowerRefused
+	}
+	return line
+}

@@ -105,6 +105,13 @@ func TestFarmPolicyAndNodePower(t *testing.T) {
 	if got := target(); got != registry.PowerDown {
 		t.Fatalf("after standby: got target %q, want down", got)
 	}
+	// The node refuses (as gridsync reports it): node show says why.
+	if err := nc.ReportPowerRefused(ctx, node.ID, "node busy: 1 deployments"); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustRun(t, farmer, "node", "show", nid, g); !strings.Contains(out, "power:    up (target down), standby refused: node busy: 1 deployments") {
+		t.Fatalf("node show after a refusal: got %q", out)
+	}
 	// The node went (as gridsync reports it); no other node can wake it.
 	if err := nc.ReportPower(ctx, node.ID, registry.PowerDown); err != nil {
 		t.Fatal(err)
