@@ -117,8 +117,9 @@ func PlanPower(p PowerPolicy, nodes []Node, busy map[uint32]bool, now time.Time)
 	return nil
 }
 
-// powerLoop applies the farms' power policies every cfg.PowerEvery. A
-// failure is logged and tried again on the next round.
+// powerLoop applies the farms' power policies every cfg.PowerEvery, once
+// per round in a cluster (a key in the nonces bucket, which expires, claims
+// the round). A failure is logged and tried again on the next round.
 func (s *Service) powerLoop(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.PowerEvery)
 	defer t.Stop()
@@ -127,6 +128,12 @@ func (s *Service) powerLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		// In a cluster every member runs the loop; the first to claim
+		// the round applies it.
+		round := s.cfg.Now().UnixNano() / int64(s.cfg.PowerEvery)
+		if _, err := s.st.nonces.Create(ctx, fmt.Sprintf("power-round_%d", round), nil); err != nil {
+			continue
 		}
 		if err := s.applyPolicies(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("power_policy_failed", "err", err)
