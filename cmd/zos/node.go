@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,7 +38,7 @@ func (d *diskFlags) Set(v string) error {
 //	zos node --data DIR --grid nats://HOST:4222 --farm-token TOKEN --disk ssd:20G --disk hdd:50G
 //	         [--farm ID] [--recreate-missing-disks] [--new-identity] [--disk-check-every 30s] [--qsfs-repair-every 10m]
 //	         [--location COUNTRY[,CITY]] [--metrics 127.0.0.1:9100 [--metrics-allow-remote]] [--reserved-mem SIZE] [--listen IP] [--zdb-port 9900] [--uptime-every 40m]
-//	         [--egress-allow PREFIX|private|loopback]... [--planetary-peer URI]... [--grid-key HEX]
+//	         [--egress-allow PREFIX|private|loopback]... [--wake-to IPv4:PORT]... [--planetary-peer URI]... [--grid-key HEX]
 //	         [--update-hub URL --update-root root.json [--update-channel CH] [--update-every D] [--update-gate D]]
 func runNode(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("zos node", flag.ContinueOnError)
@@ -77,6 +79,14 @@ func runNode(ctx context.Context, args []string) error {
 	fs.Var(egressAllow, "egress-allow", "let tenants' flists and zlogs reach this prefix, address, \"private\" or \"loopback\" (tests, private farms), repeatable; default: public addresses only")
 	fs.Func("planetary-peer", "public yggdrasil peer URI (tcp://HOST:PORT, tls://, quic://), repeatable: run the planetary overlay", func(v string) error {
 		cfg.PlanetaryPeers = append(cfg.PlanetaryPeers, v)
+		return nil
+	})
+	fs.Func("wake-to", "where Wake-on-LAN packets for the farm's nodes go, IPv4:PORT (a LAN's broadcast, port 9), repeatable; default: the broadcast of each IPv4 LAN here", func(v string) error {
+		ap, err := netip.ParseAddrPort(v)
+		if err != nil || !ap.Addr().Is4() {
+			return fmt.Errorf("want IPv4:PORT, got %q", v)
+		}
+		cfg.WakeTargets = append(cfg.WakeTargets, ap)
 		return nil
 	})
 	fs.Func("grid-key", "the grid's billing key (hex) that signs contract state changes; default: the one kept, else asked once", func(v string) error {
@@ -122,5 +132,12 @@ func runNode(ctx context.Context, args []string) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	return runNodeUpdating(ctx, cfg, upd, args, log)
+	err = runNodeUpdating(ctx, cfg, upd, args, log)
+	if errors.Is(err, node.ErrStandby) {
+		// Hosted standby: the process ends; the host powers the machine
+		// down or not, and starts the node again to wake it.
+		log.Info("standby_exit")
+		return nil
+	}
+	return err
 }

@@ -11,7 +11,7 @@ import (
 )
 
 func farmCommand() *command {
-	return &command{name: "farm", summary: "farms and their public IPs", subs: []*command{
+	return &command{name: "farm", summary: "farms and their public IPs", subs: append([]*command{
 		{name: "create", usage: "NAME [--grid URL] [--key FILE] [--json]", summary: "create a farm owned by your twin", run: farmCreate},
 		{name: "add-ip", usage: "--farm ID CIDR --gw IP [--grid URL] [--key FILE]", summary: "add a public IP (address/prefix) and its gateway to your farm", run: farmAddIP},
 		{name: "remove-ip", usage: "--farm ID IP [--grid URL] [--key FILE]", summary: "remove a free public IP from your farm", run: farmRemoveIP},
@@ -20,7 +20,7 @@ func farmCommand() *command {
 		{name: "channel", usage: "FARM CHANNEL [--grid URL] [--key FILE]", summary: "choose the release channel your farm's nodes follow (\"\": their default)", run: farmChannel},
 		{name: "token", usage: "FARM [--expires DURATION] [--grid URL] [--key FILE] [--json]",
 			summary: "print a token that lets nodes join your farm until it expires (zos node --farm-token, image build --farm-token)", run: farmToken},
-	}}
+	}, farmPowerCommands()...)}
 }
 
 // DefaultFarmTokenTTL is how long a farm token lets nodes join.

@@ -85,13 +85,7 @@ func nodePower(ctx context.Context, env *Env, args []string) error {
 	if target != registry.PowerUp && target != registry.PowerDown {
 		return usageError("power target %q: want up or down", target)
 	}
-	return withGrid(ctx, o, true, func(ctx context.Context, s *session) error {
-		if err := s.reg.SetPowerTarget(ctx, id, target); err != nil {
-			return fmt.Errorf("setting the power target of node %d: %w", id, explain(err))
-		}
-		fmt.Fprintf(env.Stdout, "node %d: power target %s\n", id, target)
-		return nil
-	})
+	return setPowerTarget(ctx, env, o, id, target)
 }
 
 func nodeRent(ctx context.Context, env *Env, args []string) error {

@@ -15,7 +15,7 @@ func nodeCommand() *command {
 	return &command{name: "node", summary: "nodes of the grid", subs: append([]*command{
 		{name: "list", usage: nodeListUsage, summary: "search nodes: free capacity, farm, location, public IPs, rent; sorted and paged", run: nodeList},
 		{name: "show", usage: "ID [--grid URL] [--json]", summary: "show a node", run: nodeShow},
-	}, append(append(farmOpsCommands(), nodeAPICommands()...), nodeFactsCommands()...)...)}
+	}, append(append(append(farmOpsCommands(), nodeAPICommands()...), nodeFactsCommands()...), nodePowerCommands()...)...)}
 }
 
 func gib(b uint64) string { return strconv.FormatUint(b>>30, 10) }
@@ -41,6 +41,7 @@ func nodeShow(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(w, "total:    cru %d, mru %s GiB, sru %s GiB, hru %s GiB\n", n.Total.CRU, gib(n.Total.MRU), gib(n.Total.SRU), gib(n.Total.HRU))
 		fmt.Fprintf(w, "used:     cru %d, mru %s GiB, sru %s GiB, hru %s GiB\n", n.Used.CRU, gib(n.Used.MRU), gib(n.Used.SRU), gib(n.Used.HRU))
 		fmt.Fprintf(w, "uptime:   %s (reported %s)\n", time.Duration(n.Uptime)*time.Second, n.Updated.Format(time.RFC3339))
+		fmt.Fprintf(w, "power:    %s\n", powerLine(n))
 		if n.Location.Country != "" || n.Location.City != "" {
 			fmt.Fprintf(w, "location: %s %s\n", n.Location.City, n.Location.Country)
 		}

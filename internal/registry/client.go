@@ -298,6 +298,28 @@ func (c *Client) ReportPower(ctx context.Context, nodeID uint32, state string) e
 	return c.write(ctx, OpNodePower, nodePowerReq{NodeID: nodeID, Power: state}, nil)
 }
 
+// PowerTarget is SetPowerTarget with the registry's answer: which node
+// was asked to wake a node in standby, or why none could.
+func (c *Client) PowerTarget(ctx context.Context, nodeID uint32, target string) (PowerTargetResult, error) {
+	var r PowerTargetResult
+	err := c.write(ctx, OpNodePowerTarget, nodePowerReq{NodeID: nodeID, Power: target}, &r)
+	return r, err
+}
+
+// SetFarmPowerPolicy sets (nil: clears) the power policy of a farm (by
+// the farm's twin).
+func (c *Client) SetFarmPowerPolicy(ctx context.Context, farm uint32, p *PowerPolicy) (Farm, error) {
+	var f Farm
+	err := c.write(ctx, OpFarmPowerPolicy, farmPowerPolicyReq{FarmID: farm, Policy: p}, &f)
+	return f, err
+}
+
+// ReportPowerRefused records that a node stays up against a standby
+// target, and why (by the node's twin).
+func (c *Client) ReportPowerRefused(ctx context.Context, nodeID uint32, why string) error {
+	return c.write(ctx, OpNodePower, nodePowerReq{NodeID: nodeID, Power: PowerUp, Refused: why}, nil)
+}
+
 // Node returns a node by id.
 func (c *Client) Node(ctx context.Context, id uint32) (Node, error) {
 	return readOne[Node](ctx, c, OpNodeGet, getReq{ID: uint64(id)})

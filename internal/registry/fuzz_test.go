@@ -77,6 +77,7 @@ func FuzzRegistryHandlers(f *testing.F) {
 		OpFarmAddIP:        farmAddIPReq{FarmID: farm.ID, IP: "185.9.0.2/24", Gateway: "185.9.0.1"},
 		OpFarmChannel:      farmChannelReq{FarmID: farm.ID, Channel: "testing"},
 		OpFarmRemoveIP:     farmRemoveIPReq{FarmID: farm.ID, IP: "185.9.0.2"},
+		OpFarmPowerPolicy:  farmPowerPolicyReq{FarmID: farm.ID, Policy: &PowerPolicy{MinAwake: 1}},
 		OpNodeRegister:     NodeRegistration{FarmID: farm.ID, FarmToken: tok, Total: Resources{CRU: 2, MRU: 1 << 30}},
 		OpNodeUptime:       nodeUptimeReq{NodeID: node.ID, Uptime: 5},
 		OpNodePublicConfig: nodePublicConfigReq{NodeID: node.ID, Config: &PublicConfig{IPv4: "185.2.0.5/24", GW4: "185.2.0.1"}},

@@ -359,24 +359,3 @@ func validPower(p string) error {
 	}
 	return nil
 }
-
-// nodePowerTarget records what the farmer wants of a node's power, and
-// tells the node.
-func (s *Service) nodePowerTarget(ctx context.Context, w *signedRequest, req nodePowerReq) (any, error) {
-	if err := validPower(req.Power); err != nil {
-		return nil, err
-	}
-	return s.updateFarmerNode(ctx, w.Key, req.NodeID, "power target", EventPowerTargetChanged, func(n *Node) { n.PowerTarget = req.Power })
-}
-
-// nodePower records a node's power state, as the node reports it.
-func (s *Service) nodePower(ctx context.Context, w *signedRequest, req nodePowerReq) (any, error) {
-	signer := w.Key
-	if err := validPower(req.Power); err != nil {
-		return nil, err
-	}
-	if _, err := s.updateOwnNode(ctx, signer, req.NodeID, func(n *Node) error { n.Power = req.Power; return nil }); err != nil {
-		return nil, fmt.Errorf("reporting power of node %d: %w", req.NodeID, err)
-	}
-	return struct{}{}, nil
-}

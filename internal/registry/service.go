@@ -47,6 +47,9 @@ type Config struct {
 	// Store, when set, is asked before each write; while it returns an
 	// error, writes are refused at once with ErrStoreFull (reads go on).
 	Store StoreGuard
+	// PowerEvery is how often the farms' power policies are applied
+	// (default 30 s; power.go).
+	PowerEvery time.Duration
 }
 
 // StoreGuard says whether the grid's store takes writes (natsd.Server).
@@ -96,6 +99,9 @@ func NewService(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger
 	if cfg.MaxSkew == 0 {
 		cfg.MaxSkew = 60 * time.Second
 	}
+	if cfg.PowerEvery <= 0 {
+		cfg.PowerEvery = 30 * time.Second
+	}
 	if cfg.Workers == 0 {
 		cfg.Workers = 32
 	}
@@ -135,6 +141,7 @@ func (s *Service) handlers() map[string]handler {
 		OpFarmAddIP:        decoded(s.farmAddIP),
 		OpFarmChannel:      decoded(s.farmChannel),
 		OpFarmRemoveIP:     decoded(s.farmRemoveIP),
+		OpFarmPowerPolicy:  decoded(s.farmPowerPolicy),
 		OpNodeRegister:     decoded(s.nodeRegister),
 		OpNodeUptime:       decoded(s.nodeUptime),
 		OpNodePublicConfig: decoded(s.nodePublicConfig),
@@ -180,7 +187,7 @@ func held(op string) bool { return op == OpEventsFetch }
 // isWrite reports whether op needs a signature.
 func isWrite(op string) bool {
 	switch op {
-	case OpTwinCreate, OpFarmCreate, OpFarmAddIP, OpFarmChannel, OpFarmRemoveIP, OpNodeRegister, OpNodeUptime, OpNodePublicConfig,
+	case OpTwinCreate, OpFarmCreate, OpFarmAddIP, OpFarmChannel, OpFarmRemoveIP, OpFarmPowerPolicy, OpNodeRegister, OpNodeUptime, OpNodePublicConfig,
 		OpNodeUsed, OpNodePowerTarget, OpNodePower, OpNodeLocation, OpContractCreate, OpContractUpdate, OpContractCancel, OpNameCreate, OpRentCreate:
 		return true
 	}
@@ -282,6 +289,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.keys.watch(gctx, s.st.index, s.log) })
 	g.Go(func() error { return s.notify.follow(gctx, s.nc) })
+	g.Go(func() error { return s.powerLoop(gctx) })
 	for range s.cfg.Workers {
 		g.Go(func() error {
 			for {
@@ -459,13 +467,18 @@ func (s *Service) signerTwin(ctx context.Context, keyHex string) (Twin, error) {
 // failure is logged: the write it follows is already committed, and nodes
 // resync their contracts periodically.
 func (s *Service) publish(ctx context.Context, kind string, node uint32, c *Contract) {
-	ev := Event{Kind: kind, NodeID: node, Contract: c, Time: s.cfg.Now().UTC()}
+	s.publishEvent(ctx, Event{Kind: kind, NodeID: node, Contract: c})
+}
+
+// publishEvent is publish of a whole event (its time set here).
+func (s *Service) publishEvent(ctx context.Context, ev Event) {
+	ev.Time = s.cfg.Now().UTC()
 	b, err := json.Marshal(ev)
 	if err == nil {
-		_, err = s.st.js.Publish(ctx, fmt.Sprintf(eventSubjectFmt, node), b)
+		_, err = s.st.js.Publish(ctx, fmt.Sprintf(eventSubjectFmt, ev.NodeID), b)
 	}
 	if err != nil {
-		s.log.Error("event_publish_failed", "kind", kind, "node_id", node, "err", err)
+		s.log.Error("event_publish_failed", "kind", ev.Kind, "node_id", ev.NodeID, "err", err)
 	}
 }
 

@@ -40,6 +40,9 @@ type Farm struct {
 	// Channel is the release channel the farm's nodes follow ("": the
 	// nodes' own default).
 	Channel string `json:"channel,omitempty"`
+	// PowerPolicy is what the grid keeps awake in the farm (nil: the
+	// grid never puts its nodes to standby or wakes them by itself).
+	PowerPolicy *PowerPolicy `json:"power_policy,omitempty"`
 }
 
 // Resources is capacity in the units of the grid: CRU in logical cores, the
@@ -144,6 +147,9 @@ type Node struct {
 	// and PowerTarget what the farmer asked for.
 	Power       string `json:"power,omitempty"`
 	PowerTarget string `json:"power_target,omitempty"`
+	// PowerRefused is why the node refused the last standby target (it
+	// has workloads or is updating); empty once it complied.
+	PowerRefused string `json:"power_refused,omitempty"`
 	// Version is the zos version the node runs.
 	Version string `json:"version,omitempty"`
 	// UpdateFailed are releases the node rolled back from, newest last.
@@ -199,6 +205,9 @@ const (
 	EventContractCanceled    = "contract_canceled"
 	EventPublicConfigChanged = "public_config_changed"
 	EventPowerTargetChanged  = "power_target_changed"
+	// EventWake asks an awake node to send a Wake-on-LAN packet for
+	// another node of its farm (Event.Wake).
+	EventWake = "wake"
 	// EventContractState carries the grid's signed billing state change of
 	// one of the node's contracts (grace period, resumed, out of funds).
 	EventContractState = "contract_state"
@@ -218,5 +227,7 @@ type Event struct {
 	// State is set on EventContractState; the node verifies it against
 	// the grid's billing key.
 	State *billing.StateChange `json:"state_change,omitempty"`
-	Time  time.Time            `json:"time"`
+	// Wake is set on EventWake.
+	Wake *Wake     `json:"wake,omitempty"`
+	Time time.Time `json:"time"`
 }

@@ -26,6 +26,7 @@ const (
 	OpFarmAddIP        = "farm.add_ip"
 	OpFarmChannel      = "farm.channel"
 	OpFarmRemoveIP     = "farm.remove_ip"
+	OpFarmPowerPolicy  = "farm.power_policy"
 	OpNodeRegister     = "node.register"
 	OpNodeUptime       = "node.uptime"
 	OpNodePublicConfig = "node.public_config"
@@ -199,6 +200,14 @@ type nodePublicConfigReq struct {
 type nodePowerReq struct {
 	NodeID uint32 `json:"node_id"`
 	Power  string `json:"power"` // PowerUp or PowerDown
+	// Refused is set by a node that stays up against a standby target:
+	// why (workloads, an update under way).
+	Refused string `json:"refused,omitempty"`
+}
+
+type farmPowerPolicyReq struct {
+	FarmID uint32       `json:"farm_id"`
+	Policy *PowerPolicy `json:"policy"` // nil clears it
 }
 
 type nodeUsedReq struct {

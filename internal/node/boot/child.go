@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/zos-go/zos/internal/node/node"
 	"github.com/zos-go/zos/internal/node/update"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/resp"
+	"github.com/zos-go/zos/internal/sys/pid1"
 	"github.com/zos-go/zos/internal/version"
 	"github.com/zos-go/zos/internal/wait"
 )
@@ -66,7 +68,10 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 			NewIdentity: cfg.NewIdentity, RecreateMissingDisks: cfg.RecreateMissingDisks, Update: cfg.Update,
 			VMKernel: cfg.VMKernel, Vminit: cfg.Vminit, Accel: cfg.Accel,
 			OnRegistered: func(n *node.Node) { registered.Store(n) },
-			Status:       modules,
+			// Standby: PID 1 stops the node, unmounts, syncs and powers
+			// off, as on the power button.
+			Standby: func() error { return pid1.SignalInit(unix.SIGUSR2) },
+			Status:  modules,
 		}, log)
 		if err == nil && ctx.Err() == nil {
 			err = errors.New("the node stopped")
@@ -113,6 +118,13 @@ type updateView struct {
 }
 
 var _ node.Updater = (*updateView)(nil)
+
+// Updating passes on the update module's (the node refuses standby while
+// it updates).
+func (u *updateView) Updating() bool {
+	b, ok := u.Updater.(interface{ Updating() bool })
+	return ok && b.Updating()
+}
 
 // updateHost is the part of the node the console asks.
 type updateHost = interface {

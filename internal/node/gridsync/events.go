@@ -16,7 +16,8 @@ import (
 // EventsLoop follows the node's event stream from the last sequence it
 // handled (kept in SeqFile), deprovisions the contracts whose owner
 // signed their cancellation and applies the billing state changes the
-// grid's billing key signed (pause, resume, out of funds). A resync event (events aged out of the
+// grid's billing key signed (pause, resume, out of funds) and, with
+// cfg.Power, the power target and wake requests. A resync event (events aged out of the
 // stream) compares the deployments with the registry instead.
 func (s *Sync) EventsLoop(ctx context.Context) error {
 	var last uint64
@@ -39,6 +40,12 @@ func (s *Sync) EventsLoop(ctx context.Context) error {
 		}
 		if ev.Kind == registry.EventContractCanceled && ev.Contract != nil {
 			s.canceled(ctx, *ev.Contract)
+		}
+		if (ev.Kind == registry.EventPowerTargetChanged || ev.Kind == registry.EventWake) && s.cfg.Power != nil {
+			if err := s.cfg.Power.Handle(ctx, ev); err != nil {
+				// Not saved: the event is handled again after a restart.
+				return fmt.Errorf("power event %d: %w", ev.Seq, err)
+			}
 		}
 		if ev.Kind == registry.EventContractState && ev.State != nil {
 			if err := s.contractState(ctx, *ev.State); err != nil {

@@ -81,6 +81,9 @@ type Config struct {
 	// GridKeys tells the grid's billing key when none is pinned or kept
 	// (nil: state changes wait for a pinned key).
 	GridKeys GridKeys
+	// Power, when set, follows the node's power target and sends the
+	// wake-on-LAN packets the grid asks for (power.go).
+	Power *Power
 }
 
 // Sync runs the loops of one node.

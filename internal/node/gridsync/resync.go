@@ -59,5 +59,6 @@ func (s *Sync) Resync(ctx context.Context) error {
 			s.log.Error("deprovision_failed", "contract", d.ContractID, "err", err)
 		}
 	}
+	s.recheckPower(ctx)
 	return nil
 }

@@ -65,7 +65,19 @@ func (s *Sync) reportUsed(ctx context.Context) error {
 		s.remark(dirty)
 		return err
 	}
+	s.recheckPower(ctx)
 	return nil
+}
+
+// recheckPower follows a refused standby target again (the node's
+// deployments changed); a failure waits for the next change or resync.
+func (s *Sync) recheckPower(ctx context.Context) {
+	if s.cfg.Power == nil {
+		return
+	}
+	if err := s.cfg.Power.Recheck(ctx); err != nil {
+		s.log.Warn("power_recheck_failed", "err", err)
+	}
 }
 
 // usedBy reads what each contract's deployment uses (nothing once gone).

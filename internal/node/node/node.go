@@ -148,7 +148,19 @@ type Config struct {
 	// it runs once the node is up; a switch it returns ends Run with that
 	// error, for the caller to exec the version it names.
 	Update Updater
+	// Standby puts the machine in standby once the node agreed to (no
+	// workloads, no update under way; internal/node/power): in the boot
+	// image PID 1 powers off. nil (hosted mode): Run returns ErrStandby,
+	// the node process ends and the host decides what else to do.
+	Standby func() error
+	// WakeTargets are where the node sends Wake-on-LAN packets for the
+	// nodes of its farm (empty: the directed broadcast, port 9, of each
+	// IPv4 LAN it is on).
+	WakeTargets []netip.AddrPort
 }
+
+// ErrStandby ends Run of a hosted node the farmer put in standby.
+var ErrStandby = errors.New("node in standby")
 
 // now is the node's clock.
 func (c *Config) now() func() time.Time {
@@ -265,6 +277,8 @@ type Node struct {
 
 	mu      sync.Mutex        // guards modules
 	modules map[string]string // module -> "ok" or its error
+
+	standby chan struct{} // hosted standby: ends Run with ErrStandby
 }
 
 // tasks is the node's start-up, in order. Teardown is the reverse (the
@@ -302,7 +316,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	n := &Node{cfg: cfg, log: log, modules: map[string]string{}}
+	n := &Node{cfg: cfg, log: log, modules: map[string]string{}, standby: make(chan struct{}, 1)}
 	if cfg.Metrics != "" {
 		n.metrics = newNodeMetrics()
 	}

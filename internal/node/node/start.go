@@ -22,6 +22,7 @@ import (
 	"github.com/zos-go/zos/internal/node/gridsync"
 	"github.com/zos-go/zos/internal/node/network"
 	"github.com/zos-go/zos/internal/node/network/gateway"
+	"github.com/zos-go/zos/internal/node/power"
 	"github.com/zos-go/zos/internal/node/primitives"
 	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/node/storage"
@@ -332,7 +333,17 @@ func (n *Node) startGridSync(_ context.Context, r *runner) error {
 		NodeID: n.ID(), UptimeEvery: n.cfg.UptimeEvery, ResyncEvery: n.cfg.ResyncEvery,
 		SeqFile: filepath.Join(n.cache, "events.seq"),
 		GridKey: n.cfg.GridKey, GridKeyFile: filepath.Join(n.cfg.DataDir, "grid-billing.key"), GridKeys: n.cfg.GridKeys,
+		Power: gridsync.NewPower(n.ID(), n.grid, engineDeployments{n.engine}, powerHost{n}, n.log.With("component", "power")),
 	}, n.grid, engineDeployments{n.engine}, gridHost{n}, n.log)
+	// A hosted node in standby ends Run (ErrStandby).
+	r.serve("standby", func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-n.standby:
+			return ErrStandby
+		}
+	})
 	n.serveLoop(r, "uptime", n.sync.UptimeLoop)
 	n.serveLoop(r, "events", n.sync.EventsLoop)
 	n.serveLoop(r, "resync", n.sync.ResyncLoop)
@@ -498,5 +509,11 @@ func (n *Node) publicConfig6(pc *registry.PublicConfig) {
 }
 
 func interfaces(ip string) []registry.Interface {
-	return []registry.Interface{{Name: "zos", IPs: []string{ip}}}
+	out := []registry.Interface{{Name: "zos", IPs: []string{ip}}}
+	// The physical NICs, with their MACs: what a farm peer wakes the node
+	// by (Wake-on-LAN).
+	for _, nic := range power.PhysicalNICs("/sys/class/net") {
+		out = append(out, registry.Interface{Name: nic.Name, MAC: nic.MAC})
+	}
+	return out
 }

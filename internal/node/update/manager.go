@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zos-go/zos/internal/release"
@@ -75,7 +76,14 @@ type Manager struct {
 	failed []string
 
 	host Host // set by Run; nil in tests of check: every rollout admits
+
+	// busy is set while a trial is gated or a release installed (the
+	// node refuses standby then).
+	busy atomic.Bool
 }
+
+// Updating reports whether a trial is being gated or a release installed.
+func (m *Manager) Updating() bool { return m.busy.Load() }
 
 // New makes the module; trial is Boot's Decision.Trial.
 func New(cfg Config, trial bool, log *slog.Logger) (*Manager, error) {
@@ -104,7 +112,10 @@ func (m *Manager) Failed() []string {
 // ends (nil) or a switch is due (*Switch).
 func (m *Manager) Run(ctx context.Context, host Host) error {
 	if m.trial {
-		if err := m.gate(ctx, host.Healthy); err != nil {
+		m.busy.Store(true)
+		err := m.gate(ctx, host.Healthy)
+		m.busy.Store(false)
+		if err != nil {
 			return err
 		}
 	}
@@ -173,7 +184,7 @@ func (m *Manager) setFailed(f []string) {
 
 // check looks for a newer release of the channel: installs, preflights
 // and returns the switch to it, or nil (logging why not).
-func (m *Manager) check(ctx context.Context) *Switch {
+func (m *Manager) check(ctx context.Context) (sw *Switch) {
 	channel := m.cfg.Channel
 	if m.host != nil {
 		ch, err := m.host.FarmChannel(ctx)
@@ -216,6 +227,13 @@ func (m *Manager) check(ctx context.Context) *Switch {
 	if rel.Version == "" {
 		return nil
 	}
+	// Busy from the install to the switch (the process ends then).
+	m.busy.Store(true)
+	defer func() {
+		if sw == nil {
+			m.busy.Store(false)
+		}
+	}()
 	start := time.Now()
 	if err := install(m.cfg.Dir, c, rel); err != nil {
 		m.log.Warn("update_install_failed", "version", rel.Version, "err", err)
