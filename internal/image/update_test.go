@@ -18,15 +18,15 @@ import (
 	"github.com/zos-go/zos/internal/testutil"
 )
 
-// buildVersion links a command (a package path) stamped with version v
-// through -ldflags -X target=v.
-func buildVersion(t *testing.T, pkg, target, v string) string {
+// buildVersion links a command (a package path) with -ldflags (its
+// version stamped by -X).
+func buildVersion(t *testing.T, pkg, ldflags string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-ldflags", "-X "+target+"="+v, "-o", out, pkg)
+	cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building %s %s: %v\n%s", pkg, v, err, b)
+		t.Fatalf("building %s (%s): %v\n%s", pkg, ldflags, err, b)
 	}
 	return out
 }
@@ -64,15 +64,24 @@ func guestClock() string {
 // starts the node again on v1.1.0; the grid shows v1.1.0 with v1.2.0
 // failed, and v1.2.0 is switched to once only, never retried.
 //
+// With ZOS_IMAGE_UPDATE_HANG=1 (about 2 minutes more), v1.3.0 is stuck at
+// start: init stops it once its bound is over and v1.1.0 runs again.
+//
 // The workload is a 0-db namespace, not a VM: a VM inside the tcg guest
 // (itself tcg) boots too slowly for a bounded test.
 func TestImageLiveUpdate(t *testing.T) {
 	e := newGridEnv(t, true)
 	hub := fmt.Sprintf("http://127.0.0.1:%d", e.hubPort)
-	const stamp = "github.com/zos-go/zos/internal/version.Version"
-	zosN := buildVersion(t, "github.com/zos-go/zos/cmd/zos", stamp, "v1.0.0")
-	zosN1 := buildVersion(t, "github.com/zos-go/zos/cmd/zos", stamp, "v1.1.0")
-	broken := buildVersion(t, "./testdata/brokenzos", "main.version", "v1.2.0")
+	const stamp = "-X github.com/zos-go/zos/internal/version.Version="
+	zosN := buildVersion(t, "github.com/zos-go/zos/cmd/zos", stamp+"v1.0.0")
+	zosN1 := buildVersion(t, "github.com/zos-go/zos/cmd/zos", stamp+"v1.1.0")
+	broken := buildVersion(t, "./testdata/brokenzos", "-X main.version=v1.2.0")
+	// The long variant adds a release stuck at start: init stops it at
+	// the gate + 30 s. A shorter gate keeps it near a minute.
+	hangs, gate := os.Getenv("ZOS_IMAGE_UPDATE_HANG") == "1", "90s"
+	if hangs {
+		gate = "40s"
+	}
 
 	repo := filepath.Join(t.TempDir(), "repo")
 	zosctl(t, e.farmer, e.gridURL, "release", "init", repo)
@@ -92,11 +101,13 @@ func TestImageLiveUpdate(t *testing.T) {
 		"--update-root", filepath.Join(repo, "metadata", "1.root.json"), "--update-hub", fmt.Sprintf("http://10.0.2.2:%d", e.hubPort))
 	t.Logf("image build %s", time.Since(t0).Round(time.Millisecond))
 
+	// Two disks: the second, throttled, is an HDD for the 0-db (the
+	// first one's type depends on the host's load).
 	dir := t.TempDir()
 	zdbPort := testutil.FreePort(t)
 	v := bootVM(t, vmConfig{Kernel: filepath.Join(img, "vmlinux"), Initrd: filepath.Join(img, "initramfs.img"),
-		Cmdline: "console=ttyS0 quiet " + guestClock() + " panic=-1 update_every=3s update_gate=90s",
-		Disks:   sparseDisks(t, dir, 1), Monitor: filepath.Join(dir, "mon.sock"), HostFwd: [][2]int{{zdbPort, 9900}}, MemMiB: 2048},
+		Cmdline: "console=ttyS0 quiet " + guestClock() + " panic=-1 update_every=3s update_gate=" + gate,
+		Disks:   sparseDisks(t, dir, 2), Monitor: filepath.Join(dir, "mon.sock"), HostFwd: [][2]int{{zdbPort, 9900}}, MemMiB: 2048},
 		10*time.Minute)
 	nodeID := v.wait(t, registeredRe, 150*time.Second)[1]
 	t.Logf("boot: QEMU start to registered %s", time.Since(v.started).Round(100*time.Millisecond))
@@ -184,5 +195,21 @@ func TestImageLiveUpdate(t *testing.T) {
 		t.Error("the dead trial was counted interrupted (retried) instead of failed")
 	}
 	v.wait(t, regexp.MustCompile(`version:\s+v1.1.0\s+channel: testing`), 60*time.Second)
+
+	if hangs {
+		// N+1 -> N+3 stuck at start (neither confirms nor exits) -> back
+		// to N+1 once init's bound (the gate + 30 s) is over.
+		publish("v1.3.0", buildVersion(t, "./testdata/brokenzos", "-X main.version=v1.3.0 -X main.mode=hang"))
+		published = time.Now()
+		v.wait(t, regexp.MustCompile(`msg=update_trial_died .*version=v1.3.0 reason="update trial v1.3.0 not confirmed within 1m10s"`), 180*time.Second)
+		testutil.Eventually(t, 120*time.Second, "the grid shows v1.3.0 failed on v1.1.0", func() (bool, error) {
+			n := show()
+			return n.Version == "v1.1.0" && slices.Contains(n.UpdateFailed, "v1.3.0") && slices.Contains(n.UpdateFailed, "v1.2.0"), nil
+		})
+		t.Logf("FIGURE publish_stuck_to_failed_shown=%s", time.Since(published).Round(100*time.Millisecond))
+		kept("after the stuck release")
+	} else {
+		t.Log("a release stuck at start (init's bound): ZOS_IMAGE_UPDATE_HANG=1")
+	}
 	v.powerdown(t, 60*time.Second)
 }
