@@ -10,6 +10,7 @@
 //	          [--name NAME --cluster-port P --routes URL,...]
 //	          [--cluster-ca FILE --cluster-cert FILE --cluster-key FILE] [--auth=true]
 //	          [--system-key FILE] [--store-reserve auto] [--log-level info]
+//	          [--hub PORT [--release-twins ID,...] [--boot-grid URL] [--boot-root FILE]]
 //	zgrid lab up --nodes N --dir DIR [--zos PATH] [--ssd 8G] [--hdd 3G] [--node-arg ARG]...
 //	zgrid lab down --dir DIR
 //
@@ -105,6 +106,14 @@ func parseFlags(args []string, stderr io.Writer) (gridd.Config, error) {
 		return nil
 	})
 	fs.StringVar(&cfg.BootGrid, "boot-grid", "", "grid URL network-booted nodes get from the hub's /boot/FARM.ipxe (default: nats://HOST:PORT, HOST as they reached the hub)")
+	fs.Func("boot-root", "release root.json (zosctl release init: DIR/metadata/1.root.json) the boot server trusts; by default the first root published to the hub", func(v string) error {
+		b, err := os.ReadFile(v)
+		if err != nil {
+			return err
+		}
+		cfg.BootRoot = b
+		return nil
+	})
 	fs.IntVar(&cfg.MonitorPort, "monitor-port", 0, "NATS monitoring HTTP port (0: off)")
 	fs.StringVar(&natsURLs, "nats", "", "comma-separated URLs of an existing NATS cluster (no embedded server)")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "replicas of the registry's buckets and stream")

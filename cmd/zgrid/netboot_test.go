@@ -195,3 +195,121 @@ func TestNetbootScriptServesTheFarmChannelsSignedRelease(t *testing.T) {
 }
 
 func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
+// TestBootRootPinsTheReleaseRoot: zgrid --boot-root FILE serves boot
+// scripts only from releases signed under that root: a repository with
+// another root published to the hub (first, so nothing else was ever
+// trusted: without the flag it would be) is refused with the TUF
+// reason; the pinned repository, published once the hub's repository was
+// wiped, is served, with the pinned root's hash in the script. A file that is not root metadata is refused at start.
+func TestBootRootPinsTheReleaseRoot(t *testing.T) {
+	testutil.SkipShort(t, "runs zgrid with its hub")
+	k, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := release.Init(filepath.Join(t.TempDir(), "pinned"), release.InitOptions{}, release.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := release.Init(filepath.Join(t.TempDir(), "other"), release.InitOptions{}, release.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootFile := filepath.Join(pinned.Dir(), "metadata", "1.root.json")
+
+	for _, tt := range []struct {
+		name string
+		args []string
+	}{
+		{"missing file", []string{"--data", t.TempDir(), "--hub", "1", "--boot-root", rootFile + ".gone"}},
+	} {
+		if _, err := parseFlags(tt.args, io.Discard); err == nil {
+			t.Errorf("%s: got no error, want one", tt.name)
+		}
+	}
+
+	data := t.TempDir()
+	cfg, err := parseFlags([]string{"--data", data, "--hub", "1", "--release-twins", "1", "--boot-root", rootFile}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen, cfg.Port, cfg.HubPort, cfg.HTTPPort = "127.0.0.1", natsd.RandomPort, natsd.RandomPort, 0
+	// Root metadata that does not parse stops the hub from starting.
+	badCfg := cfg
+	badCfg.DataDir, badCfg.BootRoot = t.TempDir(), []byte(`{"signed":{}}`)
+	bctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := gridd.Run(bctx, badCfg, testutil.Logger(t)); err == nil || !strings.Contains(err.Error(), "not TUF root metadata") {
+		t.Errorf("bad boot root: got %v, want not TUF root metadata", err)
+	}
+
+	a := gridtest.Start(t, cfg)
+	ctx := context.Background()
+	// A twin's rights come with its connection: connect again once it exists.
+	connect := func() *registry.Client {
+		nc, err := rmb.Connect(a.NATS, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return registry.NewClient(nc, k)
+	}
+	if tw, err := connect().CreateTwin(ctx, ""); err != nil || tw.ID != 1 {
+		t.Fatalf("CreateTwin: got %+v, %v, want twin 1", tw, err)
+	}
+	var farm registry.Farm
+	_ = testutil.Poll(5*time.Second, func() (bool, error) {
+		farm, err = connect().CreateFarm(ctx, "pinned")
+		return err == nil, err
+	})
+	if err != nil {
+		t.Fatalf("CreateFarm: %v", err)
+	}
+	if err := connect().SetFarmChannel(ctx, farm.ID, "testing"); err != nil {
+		t.Fatal(err)
+	}
+	hubURL := "http://" + a.Hub
+	script := hubURL + "/boot/" + itoa(farm.ID) + ".ipxe"
+	files := t.TempDir()
+	publish := func(r *release.Repo, version string) {
+		t.Helper()
+		paths := map[string]string{}
+		for _, n := range []string{"vmlinuz", "initramfs.img"} {
+			p := filepath.Join(files, version+n)
+			if err := os.WriteFile(p, []byte(n+" "+version), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			paths[n] = p
+		}
+		if err := r.Add("testing", version, paths); err != nil {
+			t.Fatal(err)
+		}
+		if have, want, err := r.Sign(); err != nil || have < want {
+			t.Fatalf("Sign: %d/%d %v", have, want, err)
+		}
+		if _, err := r.Publish(ctx, flist.NewHubClient(hubURL, flist.KeySigner{Twin: 1, Key: k})); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	publish(other, "v9")
+	if code, body := get(t, script); code != http.StatusServiceUnavailable || !strings.Contains(body, "verifying release metadata") {
+		t.Fatalf("a release under another root: got %d %q, want 503 verifying release metadata", code, body)
+	}
+	// The hub keeps the first root published: the operator wipes its
+	// release repository before publishing the right one.
+	if err := os.RemoveAll(filepath.Join(data, "hub", "release")); err != nil {
+		t.Fatal(err)
+	}
+	publish(pinned, "v1")
+	code, body := get(t, script)
+	root, err := os.ReadFile(rootFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(root)
+	if code != http.StatusOK || !strings.Contains(body, "Zero-OS v1 (testing)") || !strings.Contains(body, "update_root=sha256:"+hex.EncodeToString(sum[:])) {
+		t.Fatalf("the pinned root's release: got %d %q, want v1 with the pinned root's hash", code, body)
+	}
+}

@@ -72,7 +72,7 @@ func runInitNode(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.StatusFile, "status", boot.StatusFile, "status file for the console")
 	fs.IntVar(&cfg.ZDBPort, "zdb-port", resp.ZDBPort, "0-db port")
 	fs.StringVar(&cfg.VMKernel, "vm-kernel", guestKernel(), "guest kernel of the VMs (default: the image's, when it has one); empty: no VMs")
-	fs.StringVar(&cfg.Vminit, "vminit", "", "guest init (default: vminit next to zos)")
+	fs.StringVar(&cfg.Vminit, "vminit", guestVminit(), "guest init (default: the running release's, next to zos, else the image's)")
 	fs.StringVar(&cfg.Accel, "accel", "auto", "VM accelerator: auto (kvm after a canary boot, else tcg), kvm or tcg")
 	debug := fs.Bool("debug", false, "debug logs")
 	fs.StringVar(&cfg.Location, "location", "", "where the node stands, COUNTRY[,CITY] (location=)")
@@ -124,6 +124,23 @@ func guestKernel() string {
 		return ""
 	}
 	return image.GuestKernelDir
+}
+
+// guestVminit is the guest init of the running release (next to this zos:
+// a slot whose release carries one), else the image's: a live update to
+// a release of zos alone keeps the image's vminit. "" when neither is
+// there (the node then looks next to zos and says what is missing).
+func guestVminit() string {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "vminit")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if _, err := os.Stat(image.VminitFile); err == nil {
+		return image.VminitFile
+	}
+	return ""
 }
 
 // runKernel is `zos kernel fetch --dir DIR`: download and unpack Debian's

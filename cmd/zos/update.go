@@ -56,7 +56,8 @@ type updating struct {
 	args []string // its arguments
 	dir  string   // the update directory (DATA/update)
 	// guard starts `zos update-guard` before a trial: the hosted node has
-	// no supervisor; the booted image's init restarts its child itself.
+	// no supervisor; the booted image's init guards its child itself
+	// (internal/node/boot: update.GiveUpTrial, update.TrialOverdue).
 	guard bool
 }
 
@@ -89,7 +90,7 @@ func runUpdating(ctx context.Context, u *updateFlags, root []byte, how updating,
 	if sw.Trial != "" && how.guard {
 		// The guard is this (known-good) binary, watching the trial from outside.
 		g := exec.Command(self, "update-guard", "--dir", how.dir, "--pid", strconv.Itoa(os.Getpid()),
-			"--version", sw.Trial, "--bound", (u.gate + 30*time.Second).String())
+			"--version", sw.Trial, "--bound", update.GuardBound(u.gate).String())
 		g.Stdout, g.Stderr = os.Stdout, os.Stderr
 		// Run, not Start: the guard detaches (guardDetached) and this
 		// returns once it has, so no zombie is left to the exec'd node.

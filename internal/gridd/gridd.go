@@ -74,6 +74,10 @@ type Config struct {
 	// BootGrid is the grid URL network-booted nodes get (--boot-grid);
 	// "" means nats://HOST:PORT with the host they reached the hub at.
 	BootGrid string
+	// BootRoot is the release root (TUF root metadata) the boot server
+	// trusts first (--boot-root); nil trusts the first root published to
+	// the hub.
+	BootRoot []byte
 }
 
 // Addrs are where a running zgrid serves.
@@ -396,7 +400,7 @@ func startHub(_ context.Context, p *plane) (func(context.Context) error, error) 
 	}
 	dir := filepath.Join(p.cfg.DataDir, "hub")
 	boot, err := netboot.New(netboot.Config{ReleaseDir: filepath.Join(dir, "release"), TrustDir: filepath.Join(p.cfg.DataDir, "netboot"),
-		Grid: p.cfg.BootGrid, GridPort: natsPort(p.addrs.NATS)}, registry.NewClient(p.nc, identity.Key{}), p.log.With("component", "netboot"))
+		Root: p.cfg.BootRoot, Grid: p.cfg.BootGrid, GridPort: natsPort(p.addrs.NATS)}, registry.NewClient(p.nc, identity.Key{}), p.log.With("component", "netboot"))
 	if err != nil {
 		return nil, err
 	}

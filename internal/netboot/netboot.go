@@ -25,6 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/release"
 )
@@ -79,6 +81,11 @@ func New(cfg Config, farms Farms, log *slog.Logger) (*Server, error) {
 	}
 	if cfg.Grid == "" && (cfg.GridPort <= 0 || cfg.GridPort > 65535) {
 		return nil, errors.New("netboot: a grid URL or the grid's port is required")
+	}
+	if cfg.Root != nil {
+		if _, err := metadata.Root().FromBytes(cfg.Root); err != nil {
+			return nil, fmt.Errorf("netboot: the trusted release root is not TUF root metadata: %w", err)
+		}
 	}
 	if cfg.Args == nil {
 		cfg.Args = []string{"console=tty1", "console=ttyS0", "quiet", "tsc_early_khz=2600000"}

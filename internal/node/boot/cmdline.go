@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/release"
@@ -40,6 +41,12 @@ type Config struct {
 	UpdateHub     string
 	UpdateRoot    string
 	UpdateChannel string
+	// UpdateEvery (update_every=, a Go duration: how often the channel
+	// is checked) and UpdateGate (update_gate=: how long a new version
+	// has to come up healthy) tune self-update; 0 takes the defaults.
+	// Init holds a trial to UpdateGate too (update.GuardBound).
+	UpdateEvery time.Duration
+	UpdateGate  time.Duration
 	// NewIdentity (new_identity) and RecreateMissingDisks
 	// (recreate_missing_disks) are node.Config's recovery switches, so a
 	// farmer recovers a booted node by booting it once with them.
@@ -164,6 +171,17 @@ func ParseCmdline(defaults, cmdline string) (Config, []error) {
 				continue
 			}
 			cfg.UpdateChannel = v
+		case "update_every", "update_gate":
+			d, err := time.ParseDuration(v)
+			if err != nil || d < time.Second || d > 24*time.Hour {
+				errs = append(errs, fmt.Errorf("kernel command line: %s=%q is not a duration from 1s to 24h", k, v))
+				continue
+			}
+			if k == "update_every" {
+				cfg.UpdateEvery = d
+			} else {
+				cfg.UpdateGate = d
+			}
 		}
 	}
 	return cfg, errs

@@ -196,6 +196,9 @@ func TestParseCmdlineUpdateAndRecovery(t *testing.T) {
 		{"relative root path", "", "update_root=root.json", base, 1},
 		{"root path escaping", "", "update_root=/etc/../root.json", base, 1},
 		{"bad channel", "", "update_channel=../x", base, 1},
+		{"update timings", "update_every=5s", "update_gate=40s",
+			with(func(c *Config) { c.UpdateEvery, c.UpdateGate = 5*time.Second, 40*time.Second }), 0},
+		{"timings out of range or not durations", "", "update_every=10ms update_gate=forever update_gate=48h", base, 3},
 		{"bad values keep the good ones", "update_hub=http://h:1", "update_hub=ftp://x update_root=sha256:zz",
 			with(func(c *Config) { c.UpdateHub = "http://h:1" }), 2},
 	}
@@ -222,7 +225,9 @@ func TestNodeArgs(t *testing.T) {
 		{"recovery", Config{Farm: 3, Grid: "nats://g:1", NewIdentity: true, RecreateMissingDisks: true},
 			base + " --new-identity --recreate-missing-disks"},
 		{"update", Config{Farm: 3, Grid: "nats://g:1", UpdateHub: "http://h:1", UpdateRoot: "sha256:ab", UpdateChannel: "testing"},
-			base + " --update-hub http://h:1 --update-root sha256:ab --update-channel testing"},
+			base + " --update-hub http://h:1 --update-root sha256:ab --update-channel testing --update-gate 2m0s"},
+		{"update timings", Config{Farm: 3, Grid: "nats://g:1", UpdateHub: "http://h:1", UpdateRoot: "sha256:ab", UpdateEvery: 5 * time.Second, UpdateGate: 40 * time.Second},
+			base + " --update-hub http://h:1 --update-root sha256:ab --update-every 5s --update-gate 40s"},
 		{"a hub without a root does not update", Config{Farm: 3, Grid: "nats://g:1", UpdateHub: "http://h:1"}, base},
 		{"location", Config{Farm: 3, Grid: "nats://g:1", Location: "Egypt,Cairo"}, base + " --location Egypt,Cairo"},
 	}

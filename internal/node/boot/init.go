@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/zos-go/zos/internal/node/update"
 	"github.com/zos-go/zos/internal/sys/dhcp"
 	"github.com/zos-go/zos/internal/sys/input"
 	"github.com/zos-go/zos/internal/sys/kmod"
@@ -33,7 +34,28 @@ const (
 	ModulesLoad  = "zos.load"
 	DataDir      = "/var/lib/zos"
 	StatusFile   = "/run/zos/node.json"
+	// UpdateDir is the self-update's directory (update.Boot's, DATA/update
+	// of the node child). It is in the RAM root like DataDir itself (the
+	// pools are mounted below it, the update is not): slots and state
+	// last until the machine stops, and after a reboot the node runs the
+	// image's own zos again (the release the machine booted) and updates
+	// from there.
+	UpdateDir = DataDir + "/update"
 )
+
+// DefaultUpdateGate is the health gate of a trial without update_gate=.
+const DefaultUpdateGate = 2 * time.Minute
+
+// Updating says whether the command line turns self-update on.
+func (c Config) Updating() bool { return c.UpdateHub != "" && c.UpdateRoot != "" }
+
+// Gate is the bound of a new version's health gate.
+func (c Config) Gate() time.Duration {
+	if c.UpdateGate > 0 {
+		return c.UpdateGate
+	}
+	return DefaultUpdateGate
+}
 
 // InitConfig is how the init process runs.
 type InitConfig struct {
@@ -353,7 +375,11 @@ func apply(link string, l dhcp.Lease) error {
 
 // superviseNode starts `zos init node` once the network has an address,
 // restarts it when it dies (backing off) or when the address changes, and
-// stops it (SIGTERM, then SIGKILL after 30 s) when ctx ends.
+// stops it (SIGTERM, then SIGKILL after 30 s) when ctx ends. With
+// self-update on it is also the guard of a trial version (trialGuard):
+// a trial that overruns its bound is stopped, and one whose process
+// exits is failed before the node starts again, on the version it was
+// switched from; it is never retried.
 func superviseNode(ctx context.Context, cfg InitConfig, st *state, exits <-chan pid1.Exit, log *slog.Logger) {
 	delay := time.Second
 	for ctx.Err() == nil {
@@ -371,6 +397,10 @@ func superviseNode(ctx context.Context, cfg InitConfig, st *state, exits <-chan 
 			<-ctx.Done()
 			return
 		}
+		var guard *trialGuard
+		if bcfg.Updating() {
+			guard = &trialGuard{dir: UpdateDir, bound: update.GuardBound(bcfg.Gate())}
+		}
 		ip := lease.IP.String()
 		args := NodeArgs(cfg.Exe, bcfg, ip)
 		proc, err := os.StartProcess(cfg.Exe, args, &os.ProcAttr{Files: []*os.File{nil, cfg.Console, cfg.Console},
@@ -385,7 +415,7 @@ func superviseNode(ctx context.Context, cfg InitConfig, st *state, exits <-chan 
 		st.nodeUp = true
 		st.mu.Unlock()
 		log.Info("node_started", "pid", proc.Pid, "listen", ip)
-		status, reason := waitNode(ctx, proc.Pid, exits, st, ip)
+		status, reason := waitNode(ctx, proc.Pid, exits, st, ip, guard)
 		st.mu.Lock()
 		st.nodeUp = false
 		st.mu.Unlock()
@@ -393,8 +423,19 @@ func superviseNode(ctx context.Context, cfg InitConfig, st *state, exits <-chan 
 			stopNode(proc, exits, log)
 			return
 		}
-		if reason == "address changed" {
+		if reason != "exited" {
 			stopNode(proc, exits, log)
+		}
+		if guard != nil {
+			// Whatever ended it, a trial still named is given up here.
+			if v, err := update.GiveUpTrial(guard.dir); err != nil {
+				log.Warn("update_state", "err", err)
+			} else if v != "" {
+				log.Error("update_trial_died", "version", v, "reason", reason, "status", status)
+				// The trial's failure is not the node's: start the
+				// version before it at once.
+				delay = time.Second
+			}
 		}
 		st.mu.Lock()
 		st.restarts++
@@ -406,6 +447,20 @@ func superviseNode(ctx context.Context, cfg InitConfig, st *state, exits <-chan 
 		wait.Sleep(ctx, delay)
 		delay = min(delay*2, 30*time.Second)
 	}
+}
+
+// trialGuard is what init checks of a trial version while the node runs.
+type trialGuard struct {
+	dir   string        // update.Boot's directory
+	bound time.Duration // update.GuardBound of the gate
+}
+
+// overdue names a trial past its bound ("": none).
+func (g *trialGuard) overdue(now time.Time) string {
+	if g == nil {
+		return ""
+	}
+	return update.TrialOverdue(g.dir, g.bound, now)
 }
 
 // NodeArgs is the argv of the node child (`zos init node ...`) for the
@@ -428,17 +483,23 @@ func NodeArgs(exe string, c Config, ip string) []string {
 	if c.RecreateMissingDisks {
 		args = append(args, "--recreate-missing-disks")
 	}
-	if c.UpdateHub != "" && c.UpdateRoot != "" {
+	if c.Updating() {
 		args = append(args, "--update-hub", c.UpdateHub, "--update-root", c.UpdateRoot)
 		if c.UpdateChannel != "" {
 			args = append(args, "--update-channel", c.UpdateChannel)
 		}
+		if c.UpdateEvery > 0 {
+			args = append(args, "--update-every", c.UpdateEvery.String())
+		}
+		// Always: init holds the trial to the same gate (trialGuard).
+		args = append(args, "--update-gate", c.Gate().String())
 	}
 	return args
 }
 
-// waitNode waits for the node's exit, a shutdown or an address change.
-func waitNode(ctx context.Context, pid int, exits <-chan pid1.Exit, st *state, ip string) (string, string) {
+// waitNode waits for the node's exit, a shutdown, an address change or a
+// trial over its bound (guard, nil without self-update).
+func waitNode(ctx context.Context, pid int, exits <-chan pid1.Exit, st *state, ip string, guard *trialGuard) (string, string) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -455,6 +516,9 @@ func waitNode(ctx context.Context, pid int, exits <-chan pid1.Exit, st *state, i
 			st.mu.Unlock()
 			if changed {
 				return "", "address changed"
+			}
+			if v := guard.overdue(time.Now()); v != "" {
+				return "", "update trial " + v + " not confirmed within " + guard.bound.String()
 			}
 			// The child may have been reaped between SIGCHLDs of others.
 			if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {

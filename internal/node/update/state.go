@@ -17,6 +17,14 @@
 // A kill -9 at any step leaves either the old state or the new one, and a
 // slot is used only if its files match its manifest: the node always
 // comes back on a complete, verified version.
+//
+// Who guards a trial: a hosted node (`zos node`) starts `zos update-guard`
+// (Guard) before it execs one; the booted image's init, the node's
+// parent, guards it itself (GiveUpTrial, TrialOverdue). Either way a trial
+// that dies or does not confirm within GuardBound is failed, never
+// retried, and the node runs the version it was switched from. In the
+// booted image DATA/update is in the RAM root: after a reboot the node
+// runs the image's own zos and updates from there.
 package update
 
 import (
