@@ -140,9 +140,10 @@ const (
 //
 //	go test -run '^$' -bench RedisBenchmark -benchtime 1x -cpuprofile cpu.out ./internal/node/zdb
 //
-// ZDB_BENCH_RUNS (default 5) and ZDB_BENCH_N (default 100000) size it.
+// ZDB_BENCH_RUNS (default 3) and ZDB_BENCH_N (default 50000) size it;
+// scripts/bench/zdb.sh measures the `zos zdb` binary the same way.
 func BenchmarkRedisBenchmark(b *testing.B) {
-	runs, n := envInt("ZDB_BENCH_RUNS", 5), envInt("ZDB_BENCH_N", 100000)
+	runs, n := envInt("ZDB_BENCH_RUNS", 3), envInt("ZDB_BENCH_N", 50000)
 	s := openStore(b, b.TempDir(), nil)
 	b.Cleanup(func() { s.Close() })
 	zdbAddr, _ := startServer(b, ServerConfig{}, s)
@@ -163,4 +164,29 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// TestPerfHelpers checks what the perf tier reads from redis-benchmark and
+// how it summarises runs.
+func TestPerfHelpers(t *testing.T) {
+	out := `"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+"SET","26860.00","1.2","0.1","1.0","3.0","4.8","20.0"
+"GET","32336.50","1.0","0.1","0.9","2.5","3.6","18.0"
+`
+	got := parseRedisBench(t, []byte(out))
+	if got["SET"] != 26860 || got["GET"] != 32336.5 || len(got) != 2 {
+		t.Errorf("parseRedisBench: got %v, want SET 26860 and GET 32336.5", got)
+	}
+	for _, tt := range []struct {
+		in   []float64
+		want float64
+	}{
+		{[]float64{3}, 3},
+		{[]float64{5, 1, 3}, 3},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	} {
+		if got := median(tt.in); got != tt.want {
+			t.Errorf("median(%v): got %v, want %v", tt.in, got, tt.want)
+		}
+	}
 }
