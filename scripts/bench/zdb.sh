@@ -57,38 +57,6 @@ run() {
 	done
 }
 
-port=19990
-bin/zos zdb --data "$work/zdb/data" --index "$work/zdb/index" --listen 127.0.0.1 --port $port 2>"$work/zdb.log" &
-pids+=($!)
-wait_ping $port
-run "zos zdb (sync interval)" $port
-
-port2=19991
-bin/zos zdb --data "$work/zdb2/data" --index "$work/zdb2/index" --listen 127.0.0.1 --port $port2 --sync always 2>"$work/zdb2.log" &
-pids+=($!)
-wait_ping $port2
-N=$((N / 4)) run "zos zdb (sync always)" $port2
-
-if command -v redis-server >/dev/null; then
-	port3=19992
-	redis-server --port $port3 --save '' --appendonly yes --appendfsync everysec --dir "$work" >/dev/null 2>&1 &
-	pids+=($!)
-	wait_ping $port3
-	run "redis-server (aof everysec)" $port3
-	port5=19994
-	bin/zos zdb --data "$work/zdb5/data" --index "$work/zdb5/index" --listen 127.0.0.1 --port $port5 2>"$work/zdb5.log" &
-	pids+=($!)
-	wait_ping $port5
-	redis-cli -p $port3 FLUSHALL >/dev/null
-	side_by_side "${pids[-1]}" $port5 "${pids[-2]}" $port3
-	redis-cli -p $port3 FLUSHALL >/dev/null
-	gen_keys | redis-cli -p $port3 --pipe >/dev/null
-	pid3=${pids[-1]}
-	echo "redis-server: $(redis-cli -p $port3 DBSIZE) keys, RSS $(awk '/VmRSS/ {print $2}' "/proc/$pid3/status") KiB, used_memory $(redis-cli -p $port3 INFO memory | awk -F: '/^used_memory:/ {printf "%d", $2/1000000}') bytes/key"
-else
-	echo "redis-server not installed: no reference run"
-fi
-
 # side_by_side ZDB_PID ZDB_PORT REDIS_PID REDIS_PORT: the ratio, RUNS
 # alternating runs of N/2 requests each.
 side_by_side() {
@@ -124,6 +92,38 @@ side_by_side() {
 		printf "side by side: %d runs each, %d requests per run, 1-minute load average %s-%s on %d cores\n", n["zdb set"], '"$((N / 2))"', lmin, lmax, '"$(nproc)"'
 	}' "$out"
 }
+
+port=19990
+bin/zos zdb --data "$work/zdb/data" --index "$work/zdb/index" --listen 127.0.0.1 --port $port 2>"$work/zdb.log" &
+pids+=($!)
+wait_ping $port
+run "zos zdb (sync interval)" $port
+
+port2=19991
+bin/zos zdb --data "$work/zdb2/data" --index "$work/zdb2/index" --listen 127.0.0.1 --port $port2 --sync always 2>"$work/zdb2.log" &
+pids+=($!)
+wait_ping $port2
+N=$((N / 4)) run "zos zdb (sync always)" $port2
+
+if command -v redis-server >/dev/null; then
+	port3=19992
+	redis-server --port $port3 --save '' --appendonly yes --appendfsync everysec --dir "$work" >/dev/null 2>&1 &
+	pids+=($!)
+	wait_ping $port3
+	run "redis-server (aof everysec)" $port3
+	port5=19994
+	bin/zos zdb --data "$work/zdb5/data" --index "$work/zdb5/index" --listen 127.0.0.1 --port $port5 2>"$work/zdb5.log" &
+	pids+=($!)
+	wait_ping $port5
+	redis-cli -p $port3 FLUSHALL >/dev/null
+	side_by_side "${pids[-1]}" $port5 "${pids[-2]}" $port3
+	redis-cli -p $port3 FLUSHALL >/dev/null
+	gen_keys | redis-cli -p $port3 --pipe >/dev/null
+	pid3=${pids[-1]}
+	echo "redis-server: $(redis-cli -p $port3 DBSIZE) keys, RSS $(awk '/VmRSS/ {print $2}' "/proc/$pid3/status") KiB, used_memory $(redis-cli -p $port3 INFO memory | awk -F: '/^used_memory:/ {printf "%d", $2/1000000}') bytes/key"
+else
+	echo "redis-server not installed: no reference run"
+fi
 
 # Memory and start-up with 1,000,000 keys (16-byte keys, 32-byte values,
 # loaded with redis-cli --pipe into a fresh server): resident size of the
