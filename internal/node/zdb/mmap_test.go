@@ -16,6 +16,12 @@ func TestMappedReads(t *testing.T) {
 	dir := t.TempDir()
 	small := func(c *Config) { c.MaxDataFileSize = 8 << 10 }
 	s := openStore(t, dir, small)
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			s.Close()
+		}
+	})
 	ns := mustNS(t, s, DefaultNamespace)
 	value := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 100+i*37%2000) }
 	for i := 0; i < 200; i++ {
@@ -49,12 +55,13 @@ func TestMappedReads(t *testing.T) {
 		}
 	}
 	check(ns, "after all SETs")
+	closed = true
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = openStore(t, dir, small)
-	t.Cleanup(func() { s.Close() })
-	check(mustNS(t, s, DefaultNamespace), "after a restart")
+	s2 := openStore(t, dir, small)
+	t.Cleanup(func() { s2.Close() })
+	check(mustNS(t, s2, DefaultNamespace), "after a restart")
 }
 
 // TestMappedReadFault: a data file cut short behind the server's back makes
