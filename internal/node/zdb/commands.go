@@ -104,7 +104,7 @@ func (c *conn) dispatch(args [][]byte) {
 		return
 	}
 	h(c, args)
-	if c.ns != nil {
+	if c.ns != nil && c.ns.nWaiters.Load() > 0 {
 		c.ns.notify(string(up[:len(name)]))
 	}
 }

@@ -81,9 +81,10 @@ func (u *userIndex) storeKey(key []byte) uint64 {
 	return ref
 }
 
-// find returns the slot holding key, or where to insert it.
-func (u *userIndex) find(key []byte) (slot int, found bool) {
-	h := maphash.Bytes(u.seed, key)
+// find returns the slot holding key, or where to insert it, and the hash
+// of key.
+func (u *userIndex) find(key []byte) (slot int, found bool, h uint64) {
+	h = maphash.Bytes(u.seed, key)
 	tag := h >> 32
 	mask := uint64(len(u.slots) - 1)
 	insert := -1
@@ -94,21 +95,21 @@ func (u *userIndex) find(key []byte) (slot int, found bool) {
 			if insert < 0 {
 				insert = int(i)
 			}
-			return insert, false
+			return insert, false, h
 		case s == slotTomb:
 			if insert < 0 {
 				insert = int(i)
 			}
 		case s>>32 == tag:
 			if bytes.Equal(u.keyAt(u.entry(uint32(s)-1).key), key) {
-				return int(i), true
+				return int(i), true, h
 			}
 		}
 	}
 }
 
 func (u *userIndex) get(key []byte) (loc, bool) {
-	i, ok := u.find(key)
+	i, ok, _ := u.find(key)
 	if !ok {
 		return loc{}, false
 	}
@@ -116,7 +117,7 @@ func (u *userIndex) get(key []byte) (loc, bool) {
 }
 
 func (u *userIndex) put(key []byte, l loc) {
-	i, ok := u.find(key)
+	i, ok, h := u.find(key)
 	if ok {
 		u.entry(uint32(u.slots[i]) - 1).l = l
 		return
@@ -127,7 +128,7 @@ func (u *userIndex) put(key []byte, l loc) {
 			n *= 2
 		}
 		u.rehash(n)
-		i, _ = u.find(key)
+		i, _, _ = u.find(key)
 	}
 	var e uint32
 	if n := len(u.free); n > 0 {
@@ -143,12 +144,12 @@ func (u *userIndex) put(key []byte, l loc) {
 	if u.slots[i] == slotTomb {
 		u.tombs--
 	}
-	u.slots[i] = (maphash.Bytes(u.seed, key)>>32)<<32 | uint64(e+1)
+	u.slots[i] = (h>>32)<<32 | uint64(e+1)
 	u.live++
 }
 
 func (u *userIndex) del(key []byte) (loc, bool) {
-	i, ok := u.find(key)
+	i, ok, _ := u.find(key)
 	if !ok {
 		return loc{}, false
 	}

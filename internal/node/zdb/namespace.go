@@ -40,6 +40,7 @@ type segment struct {
 	index     *os.File
 	dataSize  int64
 	indexSize int64
+	mm        segMap // read-only mapping of data, see mmap.go
 }
 
 // namespace is one set of keys. Its methods are safe for concurrent use.
@@ -379,8 +380,11 @@ func (ns *namespace) readPayload(l loc, klen int, dst []byte) ([]byte, error) {
 	}
 	n := len(dst)
 	dst = slices.Grow(dst, int(l.size))[:n+int(l.size)]
-	if _, err := seg.data.ReadAt(dst[n:], int64(l.off)+dataEntryFixed+int64(klen)); err != nil {
-		return dst[:n], fmt.Errorf("reading data file %d: %w", l.file, err)
+	off := int64(l.off) + dataEntryFixed + int64(klen)
+	if !ns.readMapped(seg, dst[n:], off) {
+		if _, err := seg.data.ReadAt(dst[n:], off); err != nil {
+			return dst[:n], fmt.Errorf("reading data file %d: %w", l.file, err)
+		}
 	}
 	if checksum(dst[n:]) != l.crc {
 		ns.log.Error("payload_checksum_mismatch", "file", l.file, "offset", l.off)
@@ -474,6 +478,7 @@ func (ns *namespace) info() NamespaceInfo {
 func (ns *namespace) closeFiles() error {
 	first := ns.flushIndex()
 	for _, s := range ns.segs {
+		s.unmap()
 		for _, f := range []*os.File{s.data, s.index} {
 			if err := f.Close(); err != nil && first == nil {
 				first = err

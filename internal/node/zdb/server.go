@@ -155,7 +155,8 @@ type conn struct {
 	writable  bool
 	admin     bool
 	challenge string
-	val       []byte // reusable value buffer
+	val       []byte    // reusable value buffer
+	deadline  time.Time // write deadline set on net; see syncWriter
 
 	// Appends not yet durable (sync always): made durable before any reply
 	// leaves the process.
@@ -164,15 +165,24 @@ type conn struct {
 	syncErr error
 }
 
-// syncWriter makes pending writes durable before replies reach the socket.
+// syncWriter makes pending writes durable before replies reach the socket,
+// and bounds how long a write may wait for the client to read.
 type syncWriter struct{ c *conn }
 
 func (sw syncWriter) Write(p []byte) (int, error) {
-	if err := sw.c.commitSync(); err != nil {
+	c := sw.c
+	if err := c.commitSync(); err != nil {
 		return 0, err
 	}
-	sw.c.net.SetWriteDeadline(time.Now().Add(sw.c.srv.cfg.WriteTimeout))
-	return sw.c.net.Write(p)
+	// Every write gets between WriteTimeout and 5/4 of it. Moving the
+	// deadline costs a runtime timer update, so it moves only once a
+	// quarter of the timeout has passed, not on every reply.
+	timeout := c.srv.cfg.WriteTimeout
+	if now := time.Now(); c.deadline.Sub(now) < timeout {
+		c.deadline = now.Add(timeout + timeout/4)
+		c.net.SetWriteDeadline(c.deadline)
+	}
+	return c.net.Write(p)
 }
 
 func (srv *Server) newConn(ctx context.Context, nc net.Conn) *conn {
