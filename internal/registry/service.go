@@ -43,6 +43,9 @@ type Config struct {
 	// Store, when set, is asked before each write; while it returns an
 	// error, writes are refused at once with ErrStoreFull (reads go on).
 	Store StoreGuard
+	// Billing configures balances, usage reports and the billing loop
+	// (billing.go).
+	Billing BillingConfig
 }
 
 // StoreGuard says whether the grid's store takes writes (natsd.Server).
@@ -57,6 +60,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxSkew < 0 || c.Workers < 0 {
 		return errors.New("registry: negative max skew or workers")
+	}
+	if err := c.Billing.Validate(); err != nil {
+		return fmt.Errorf("registry: %w", err)
 	}
 	return nil
 }
@@ -104,6 +110,7 @@ func NewService(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger
 	if cfg.KeyBurst == 0 {
 		cfg.KeyBurst = DefaultKeyBurst
 	}
+	cfg.Billing = cfg.Billing.withDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -151,6 +158,13 @@ func (s *Service) handlers() map[string]handler {
 		OpContractList:     decoded(s.contractList),
 		OpEventsInfo:       s.eventsInfo,
 		OpEventsFetch:      decoded(s.eventsFetch),
+		OpBalanceDeposit:   decoded(s.balanceDeposit),
+		OpBalanceTransfer:  decoded(s.balanceTransfer),
+		OpUsageReport:      decoded(s.usageReport),
+		OpBalanceGet:       decoded(s.balanceGet),
+		OpLedgerList:       decoded(s.ledgerList),
+		OpContractBills:    decoded(s.contractBills),
+		OpGridInfo:         decoded(s.gridInfo),
 	}
 }
 
@@ -175,7 +189,8 @@ func held(op string) bool { return op == OpEventsFetch }
 func isWrite(op string) bool {
 	switch op {
 	case OpTwinCreate, OpFarmCreate, OpFarmAddIP, OpFarmChannel, OpNodeRegister, OpNodeUptime, OpNodePublicConfig,
-		OpNodeUsed, OpNodePowerTarget, OpNodePower, OpContractCreate, OpContractUpdate, OpContractCancel, OpNameCreate, OpRentCreate:
+		OpNodeUsed, OpNodePowerTarget, OpNodePower, OpContractCreate, OpContractUpdate, OpContractCancel, OpNameCreate, OpRentCreate,
+		OpBalanceDeposit, OpBalanceTransfer, OpUsageReport:
 		return true
 	}
 	return false

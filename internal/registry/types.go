@@ -176,6 +176,11 @@ type Contract struct {
 	FarmID uint32 `json:"farm_id,omitempty"`
 	// Used is what the node reported the contract uses.
 	Used Resources `json:"used_resources"`
+	// BillingState is the contract's billing state (billing.StateGrace,
+	// billing.StateActive after a grace period, billing.StateOutOfFunds
+	// once deleted for it; empty while never in grace). State stays
+	// StateCreated in grace: the node keeps the workloads, paused.
+	BillingState string `json:"billing_state,omitempty"`
 	// Name contracts.
 	Name    string    `json:"name,omitempty"`
 	Created time.Time `json:"created"`
