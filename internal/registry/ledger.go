@@ -65,6 +65,11 @@ func (s *Service) persistLast(ctx context.Context, a *Account) error {
 	if a.Last == nil {
 		return nil
 	}
+	// A read first: usually it is there already (a write would cost a
+	// round of the stream's replicas).
+	if _, err := s.st.ledger.Get(ctx, ledgerKey(a.TwinID, a.Last.Seq)); err == nil {
+		return nil
+	}
 	err := putJSON(ctx, s.st.ledger, ledgerKey(a.TwinID, a.Last.Seq), 0, a.Last)
 	if err != nil && !errors.Is(err, ErrExists) {
 		return fmt.Errorf("writing ledger entry %d of twin %d: %w", a.Last.Seq, a.TwinID, err)
