@@ -155,6 +155,8 @@ func (s *Service) RunBilling(ctx context.Context) error {
 	period := s.cfg.Billing.Period
 	t := time.NewTicker(period)
 	defer t.Stop()
+	s.log.Info("billing_started", "holder", holder, "period", period, "grace", s.cfg.Billing.Grace)
+	leader := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -165,6 +167,10 @@ func (s *Service) RunBilling(ctx context.Context) error {
 		if err != nil {
 			s.log.Warn("billing_lease_failed", "err", err)
 			continue
+		}
+		if ok != leader {
+			leader = ok
+			s.log.Info("billing_leader", "holder", holder, "leader", ok)
 		}
 		if !ok {
 			continue
@@ -255,6 +261,11 @@ func (s *Service) billContract(ctx context.Context, c Contract) error {
 			n, err := p.Cost(Usage{Seconds: bill.End - bill.Start, Capacity: capacity, Names: names})
 			if err != nil {
 				return err
+			}
+			if n == 0 {
+				// Less than a unit so far: billed later, with the time
+				// after it (not rounded away at each run).
+				return nil
 			}
 			bill.Amount = n
 			b.BilledUntil = bill.End
