@@ -3,12 +3,17 @@ package gridd_test
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/zos-go/zos/internal/explorer"
 	"github.com/zos-go/zos/internal/gridd/gridtest"
 	"github.com/zos-go/zos/internal/identity"
+	"github.com/zos-go/zos/internal/natsd"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/rmb"
 	"github.com/zos-go/zos/internal/testutil"
@@ -21,6 +26,7 @@ func TestGridBills(t *testing.T) {
 	cfg := gridtest.Loopback(t)
 	cfg.TreasuryTwins = []uint32{1}
 	cfg.BillingPeriod = 200 * time.Millisecond
+	cfg.HTTPPort = natsd.RandomPort
 	addrs := gridtest.Start(t, cfg)
 	ctx := context.Background()
 	client := func() (*registry.Client, registry.Twin) {
@@ -91,4 +97,36 @@ func TestGridBills(t *testing.T) {
 	if grid.Balance <= 0 {
 		t.Fatalf("grid account: got %d, want the name's price", grid.Balance)
 	}
+
+	// The explorer shows the pricing and, once its snapshot has the
+	// contract, the bills.
+	var pricing registry.GridInfo
+	if code := getJSON(t, "http://"+addrs.Explorer+"/pricing", &pricing); code != http.StatusOK ||
+		pricing.Pricing != registry.DefaultPricing || pricing.BillingKey != info.BillingKey {
+		t.Fatalf("/pricing: got %d %+v", code, pricing)
+	}
+	var bills []explorer.ContractBill
+	testutil.Eventually(t, 30*time.Second, "the explorer to show the bills", func() (bool, error) {
+		code := getJSON(t, fmt.Sprintf("http://%s/contracts/%d/bills", addrs.Explorer, c.ID), &bills)
+		return code == http.StatusOK && len(bills) > 0, nil
+	})
+	if bills[0].ContractID != c.ID || bills[0].AmountBilled <= 0 || bills[0].Seq != 1 {
+		t.Fatalf("first bill: got %+v", bills[0])
+	}
+}
+
+// getJSON GETs url into v and returns the status code.
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("decoding %s: %v", url, err)
+		}
+	}
+	return resp.StatusCode
 }
