@@ -186,8 +186,10 @@ func (s *Service) RunBilling(ctx context.Context) error {
 // then it takes what is due from the twin's balance, or puts the contract
 // in grace, or deletes it at the grace period's end.
 func (s *Service) BillOnce(ctx context.Context) error {
+	// Canceled contracts too (not the ones deleted out of funds): their
+	// last usage and what they owe are still billed, once.
 	cs, err := list(ctx, s.st.contracts, 0, func(c *Contract) uint64 { return c.ID }, func(c *Contract) bool {
-		return c.State == StateCreated
+		return c.State == StateCreated || c.BillingState != billing.StateOutOfFunds
 	})
 	if err != nil {
 		return err
@@ -215,6 +217,19 @@ func (s *Service) rentedBy(ctx context.Context, node, twin uint32) bool {
 // billContract bills one contract.
 func (s *Service) billContract(ctx context.Context, c Contract) error {
 	now := s.cfg.Now().UTC()
+	// Time-billed contracts are billed up to now, canceled ones up to
+	// their cancel.
+	until := now.Unix()
+	if c.State == StateCanceled {
+		until = c.Updated.Unix()
+		b, _, err := s.billingRecord(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		if len(b.Pending) == 0 && b.Due == 0 && b.Paying == nil && (c.Type == TypeNode || b.BilledUntil >= until) {
+			return nil
+		}
+	}
 	p := *s.cfg.Billing.Pricing
 	// What the time-billed contracts use.
 	var capacity Resources
@@ -254,7 +269,7 @@ func (s *Service) billContract(ctx context.Context, c Contract) error {
 			}
 			b.Pending = nil
 		default:
-			bill.Start, bill.End = b.BilledUntil, now.Unix()
+			bill.Start, bill.End = b.BilledUntil, until
 			if bill.End <= bill.Start {
 				return nil
 			}
@@ -319,6 +334,10 @@ func (s *Service) billContract(ctx context.Context, c Contract) error {
 		if b, err = s.billingRecord0(ctx, c.ID); err != nil {
 			return err
 		}
+	}
+	if c.State == StateCanceled {
+		// Billed for what it used; what it cannot pay stays due.
+		return nil
 	}
 	switch {
 	case paid && b.Due == 0 && b.State == billing.StateGrace:

@@ -451,3 +451,101 @@ func TestBillingLease(t *testing.T) {
 		t.Fatalf("first holder after takeover: got %v, %v, want false", ok, err)
 	}
 }
+
+// TestCanceledContractBilledOnce: a canceled contract's last usage is
+// billed once, and nothing after its cancel.
+func TestCanceledContractBilledOnce(t *testing.T) {
+	g := newBillingGrid(t, time.Hour)
+	ctx := context.Background()
+	_, _, nodeUser, node := g.farmWithNode(t, "farm1", 0)
+	tenant := g.user(t)
+	if _, err := g.treasury.c.Deposit(ctx, tenant.twin.ID, 1_000_000); err != nil {
+		t.Fatal(err)
+	}
+	c, err := tenant.c.CreateNodeContract(ctx, node.ID, "ab", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, err := tenant.c.CreateNameContract(ctx, "canceled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := c.Created.Unix()
+	g.clk.Advance(2 * time.Hour)
+	for _, id := range []uint64{c.ID, name.ID} {
+		if err := tenant.c.CancelContract(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The node reports the two hours before the cancel after it.
+	if err := nodeUser.c.ReportUsage(ctx, []billing.UsageReport{report(node.ID, c.ID, t0, t0+7200)}); err != nil {
+		t.Fatal(err)
+	}
+	g.clk.Advance(5 * time.Hour)
+	for range 2 {
+		if err := g.svc.BillOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		id   uint64
+		want int64
+	}{{c.ID, 2 * 50000}, {name.ID, 2 * 2500}} {
+		bills, err := tenant.c.Bills(ctx, tt.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bills) != 1 || bills[0].Amount != tt.want {
+			t.Fatalf("contract %d: got bills %+v, want one of %d", tt.id, bills, tt.want)
+		}
+	}
+	if got := checkLedger(t, tenant.c, tenant.twin.ID).Balance; got != 1_000_000-100000-5000 {
+		t.Fatalf("tenant: got %d, want %d", got, 1_000_000-100000-5000)
+	}
+}
+
+// TestRentBilledForTheWholeNode: a rent contract pays the node's whole
+// capacity by the hour; the renter's node contracts there pay only their
+// public IPs and traffic.
+func TestRentBilledForTheWholeNode(t *testing.T) {
+	g := newBillingGrid(t, time.Hour)
+	ctx := context.Background()
+	_, _, nodeUser, node := g.farmWithNode(t, "farm1", 1) // 4 cores, 8 GB: 2 CU
+	renter := g.user(t)
+	if _, err := g.treasury.c.Deposit(ctx, renter.twin.ID, 10_000_000); err != nil {
+		t.Fatal(err)
+	}
+	rent, err := renter.c.CreateRentContract(ctx, node.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := renter.c.CreateNodeContract(ctx, node.ID, "ab", "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := c.Created.Unix()
+	g.clk.Advance(time.Hour)
+	r := report(node.ID, c.ID, t0, t0+3600)
+	r.PublicIPs = 1
+	if err := nodeUser.c.ReportUsage(ctx, []billing.UsageReport{r}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.svc.BillOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := renter.c.Bills(ctx, rent.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// min(max(8/4, 4/2), max(1, 4), max(4, 1)) = 2 CU for an hour.
+	if len(rb) != 1 || rb[0].Amount != 200000 {
+		t.Fatalf("rent bills: got %+v, want one of 200000", rb)
+	}
+	cb, err := renter.c.Bills(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cb) != 1 || cb[0].Amount != 40000 {
+		t.Fatalf("node contract bills on the rented node: got %+v, want one of 40000 (the IP)", cb)
+	}
+}
