@@ -195,6 +195,9 @@ func (s *Service) BillOnce(ctx context.Context) error {
 		return err
 	}
 	var errs []error
+	if err := s.recoverTransfers(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	for _, c := range cs {
 		if err := s.billContract(ctx, c); err != nil {
 			errs = append(errs, fmt.Errorf("billing contract %d: %w", c.ID, err))

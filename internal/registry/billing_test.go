@@ -549,3 +549,52 @@ func TestRentBilledForTheWholeNode(t *testing.T) {
 		t.Fatalf("node contract bills on the rented node: got %+v, want one of 40000 (the IP)", cb)
 	}
 }
+
+// TestTransferRecovered: a transfer left between its debit and its credit
+// (a server stopped there) is credited once by the billing leader; one
+// left before its debit is dropped, crediting nothing.
+func TestTransferRecovered(t *testing.T) {
+	g := newBillingGrid(t, time.Hour)
+	ctx := context.Background()
+	a, b := g.user(t), g.user(t)
+	if _, err := g.treasury.c.Deposit(ctx, a.twin.ID, 1000); err != nil {
+		t.Fatal(err)
+	}
+	s := g.svc
+	debited := pendingTransfer{Ref: "transfer:2:aa", From: a.twin.ID, To: b.twin.ID, Amount: 300, At: g.clk.Now().Unix()}
+	notDebited := pendingTransfer{Ref: "transfer:2:bb", From: a.twin.ID, To: b.twin.ID, Amount: 400, At: g.clk.Now().Unix()}
+	for _, pt := range []pendingTransfer{debited, notDebited} {
+		if err := putJSON(ctx, s.st.index, pt.key(), 0, pt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.apply(ctx, a.twin.ID, -300, EntryTransferOut, debited.Ref, b.twin.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Too recent: left alone (the request may still run).
+	if err := s.BillOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := checkLedger(t, b.c, b.twin.ID).Balance; got != 0 {
+		t.Fatalf("payee before the recovery: got %d, want 0", got)
+	}
+	g.clk.Advance(transferGrace + time.Second)
+	for range 2 {
+		if err := s.BillOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := checkLedger(t, b.c, b.twin.ID).Balance; got != 300 {
+		t.Fatalf("payee: got %d, want 300", got)
+	}
+	if got := checkLedger(t, a.c, a.twin.ID).Balance; got != 700 {
+		t.Fatalf("payer: got %d, want 700", got)
+	}
+	left, err := watchPrefix[pendingTransfer](ctx, s.st.index, "transfer.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Fatalf("pending transfers left: %+v", left)
+	}
+}

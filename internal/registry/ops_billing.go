@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/zos-go/zos/internal/billing"
@@ -177,21 +178,105 @@ func (s *Service) balanceTransfer(ctx context.Context, w *signedRequest, req tra
 	if _, err := s.twinByID(ctx, uint64(req.To), false); err != nil {
 		return nil, fmt.Errorf("transferring: %w", err)
 	}
-	ref := fmt.Sprintf("transfer:%d:%s", payer.ID, w.Nonce)
-	e, _, err := s.apply(ctx, payer.ID, -req.Amount, EntryTransferOut, ref, req.To)
-	if err != nil {
+	pt := pendingTransfer{Ref: fmt.Sprintf("transfer:%d:%s", payer.ID, w.Nonce), From: payer.ID, To: req.To,
+		Amount: req.Amount, At: s.cfg.Now().Unix()}
+	// Written before the debit: if this server stops between the debit
+	// and the credit, the billing leader finishes the transfer
+	// (recoverTransfers).
+	if err := putJSON(ctx, s.st.index, pt.key(), 0, pt); err != nil {
 		return nil, fmt.Errorf("transferring from twin %d: %w", payer.ID, err)
 	}
-	// The debit is committed: credit with retries (the ref makes a second
-	// credit a no-op).
-	var cerr error
+	e, _, err := s.apply(ctx, payer.ID, -req.Amount, EntryTransferOut, pt.Ref, req.To)
+	if err != nil {
+		s.dropTransfer(ctx, pt)
+		return nil, fmt.Errorf("transferring from twin %d: %w", payer.ID, err)
+	}
+	if err := s.creditTransfer(ctx, pt); err != nil {
+		s.log.Error("transfer_credit_deferred", "from", payer.ID, "to", req.To, "amount", req.Amount, "ref", pt.Ref, "err", err)
+	}
+	return e, nil
+}
+
+// pendingTransfer is a transfer between its debit and its credit, kept in
+// the index bucket (transfer.<ref>).
+type pendingTransfer struct {
+	Ref    string `json:"ref"`
+	From   uint32 `json:"from"`
+	To     uint32 `json:"to"`
+	Amount int64  `json:"amount"`
+	At     int64  `json:"at"` // unix s
+}
+
+func (p pendingTransfer) key() string { return "transfer." + strings.ReplaceAll(p.Ref, ":", "_") }
+
+// creditTransfer credits the payee of a debited transfer (once, by its
+// ref) and drops the pending record.
+func (s *Service) creditTransfer(ctx context.Context, pt pendingTransfer) error {
+	var err error
 	for range 3 {
-		if _, _, cerr = s.apply(ctx, req.To, req.Amount, EntryTransferIn, ref, payer.ID); cerr == nil {
-			return e, nil
+		if _, _, err = s.apply(ctx, pt.To, pt.Amount, EntryTransferIn, pt.Ref, pt.From); err == nil {
+			s.dropTransfer(ctx, pt)
+			return nil
 		}
 	}
-	s.log.Error("transfer_credit_failed", "from", payer.ID, "to", req.To, "amount", req.Amount, "ref", ref, "err", cerr)
-	return nil, fmt.Errorf("crediting twin %d after debiting twin %d (ref %s): %w", req.To, payer.ID, ref, cerr)
+	return err
+}
+
+func (s *Service) dropTransfer(ctx context.Context, pt pendingTransfer) {
+	if err := s.st.index.Delete(ctx, pt.key()); err != nil {
+		s.log.Warn("transfer_record_left", "ref", pt.Ref, "err", err)
+	}
+}
+
+// transferGrace is how old a pending transfer is before the billing
+// leader finishes it (a live request ends within its 15 s).
+const transferGrace = 2 * time.Minute
+
+// recoverTransfers finishes the transfers a server left between debit and
+// credit: credited when the payer's ledger has the debit, dropped when it
+// does not.
+func (s *Service) recoverTransfers(ctx context.Context) error {
+	pts, err := watchPrefix[pendingTransfer](ctx, s.st.index, "transfer.*")
+	if err != nil {
+		return err
+	}
+	now := s.cfg.Now().Unix()
+	var errs []error
+	for _, pt := range pts {
+		if now-pt.At < int64(transferGrace/time.Second) {
+			continue
+		}
+		debited, err := s.hasRef(ctx, pt.From, pt.Ref)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !debited {
+			s.dropTransfer(ctx, pt)
+			continue
+		}
+		s.log.Warn("transfer_recovered", "ref", pt.Ref, "from", pt.From, "to", pt.To, "amount", pt.Amount)
+		if err := s.creditTransfer(ctx, pt); err != nil {
+			errs = append(errs, fmt.Errorf("finishing transfer %s: %w", pt.Ref, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hasRef reports whether a twin's balance changed with ref.
+func (s *Service) hasRef(ctx context.Context, twin uint32, ref string) (bool, error) {
+	a, _, err := s.account(ctx, twin)
+	if err != nil {
+		return false, err
+	}
+	if slices.Contains(a.Refs, ref) {
+		return true, nil
+	}
+	es, err := s.ledger(ctx, twin, 0)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(es, func(e LedgerEntry) bool { return e.Ref == ref }), nil
 }
 
 func (s *Service) balanceGet(ctx context.Context, _ *signedRequest, req twinReq) (any, error) {
