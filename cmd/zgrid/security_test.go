@@ -280,7 +280,8 @@ func TestHostileTwin(t *testing.T) {
 	subjects := append(registry.ServiceSubjects(), rmb.RequestSubject(victim.ID), rmb.RequestSubject(honestTwin.ID), "rmb.0")
 	ops := []string{registry.OpTwinCreate, registry.OpFarmCreate, registry.OpFarmAddIP, registry.OpNodeRegister, registry.OpNodeUptime,
 		registry.OpNodePublicConfig, registry.OpNodeUsed, registry.OpContractCreate, registry.OpContractUpdate, registry.OpContractCancel,
-		registry.OpNameCreate, registry.OpRentCreate, registry.OpBalanceDeposit, registry.OpBalanceTransfer, registry.OpUsageReport}
+		registry.OpNameCreate, registry.OpRentCreate, registry.OpBalanceDeposit, registry.OpBalanceTransfer, registry.OpUsageReport,
+		registry.OpFarmPricing}
 
 	// The honest twin works during the attack.
 	stop := make(chan struct{})

@@ -35,6 +35,49 @@ func contractBillsCommand() *command {
 	return &command{name: "bills", usage: "ID [--grid URL] [--json]", summary: "the bills of a contract", run: contractBills}
 }
 
+func farmPricingCommand() *command {
+	return &command{name: "pricing", usage: "FARM (--cu N --su N --ipv4 N --nu N | --clear) [--grid URL] [--key FILE] [--json]",
+		summary: "set your farm's prices within the grid's bounds (zosctl pricing), or go back to the grid's", run: farmPricing}
+}
+
+func farmPricing(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("farm pricing", flag.ContinueOnError)
+	o := addGridFlags(fs, env)
+	var p registry.Pricing
+	fs.Int64Var(&p.CU, "cu", -1, "price of a compute unit per hour")
+	fs.Int64Var(&p.SU, "su", -1, "price of a storage unit per hour")
+	fs.Int64Var(&p.IPv4, "ipv4", -1, "price of a public IPv4 per hour")
+	fs.Int64Var(&p.NU, "nu", -1, "price of a GB of traffic")
+	reset := fs.Bool("clear", false, "use the grid's prices again")
+	id, err := oneIDArg(fs, env, args, "farm id", 32)
+	if err != nil {
+		return err
+	}
+	set := p.CU >= 0 && p.SU >= 0 && p.IPv4 >= 0 && p.NU >= 0
+	if *reset == set {
+		return usageError("want --cu, --su, --ipv4 and --nu, or --clear")
+	}
+	var pp *registry.Pricing
+	if set {
+		pp = &p
+	}
+	return withGrid(ctx, o, true, func(ctx context.Context, s *session) error {
+		f, err := s.reg.SetFarmPricing(ctx, uint32(id), pp)
+		if err != nil {
+			return fmt.Errorf("setting the pricing of farm %d: %w", id, explain(err))
+		}
+		if *o.json {
+			return printJSON(env, f)
+		}
+		if f.Pricing == nil {
+			fmt.Fprintf(env.Stdout, "farm %d uses the grid's prices\n", f.ID)
+			return nil
+		}
+		fmt.Fprintf(env.Stdout, "farm %d: cu %d su %d ipv4 %d nu %d\n", f.ID, f.Pricing.CU, f.Pricing.SU, f.Pricing.IPv4, f.Pricing.NU)
+		return nil
+	})
+}
+
 func pricingShow(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("pricing", flag.ContinueOnError)
 	o := addGridFlags(fs, env)
@@ -61,6 +104,9 @@ func pricingShow(ctx context.Context, env *Env, args []string) error {
 			{"grid's share", strconv.FormatInt(p.GridShare, 10) + "%", "payment"},
 			{"grace period", (time.Duration(info.GracePeriod) * time.Second).String(), ""},
 			{"billing key", info.BillingKey, ""},
+			{"farm bounds cu/su/ipv4/nu", fmt.Sprintf("%d..%d %d..%d %d..%d %d..%d", info.FarmBounds.Min.CU, info.FarmBounds.Max.CU,
+				info.FarmBounds.Min.SU, info.FarmBounds.Max.SU, info.FarmBounds.Min.IPv4, info.FarmBounds.Max.IPv4,
+				info.FarmBounds.Min.NU, info.FarmBounds.Max.NU), ""},
 		})
 	})
 }

@@ -66,6 +66,25 @@ func TestBillingCommands(t *testing.T) {
 		t.Fatalf("bob's balance: %q", out)
 	}
 
+	// A farm's own prices, within the grid's bounds.
+	var farm registry.Farm
+	if err := json.Unmarshal([]byte(mustRun(t, bob, "farm", "create", "bobfarm", g, "--json")), &farm); err != nil {
+		t.Fatal(err)
+	}
+	fid := itoa(uint64(farm.ID))
+	if out := mustRun(t, bob, "farm", "pricing", fid, "--cu", "60000", "--su", "50000", "--ipv4", "40000", "--nu", "15000", g); !strings.Contains(out, "cu 60000") {
+		t.Fatalf("farm pricing: %q", out)
+	}
+	if _, errs, code := run(t, bob, "farm", "pricing", fid, "--cu", "1", "--su", "50000", "--ipv4", "40000", "--nu", "15000", g); code != 1 || !strings.Contains(errs, "outside the grid's bounds") {
+		t.Fatalf("farm pricing below the bounds: exit %d, %q", code, errs)
+	}
+	if _, _, code := run(t, bob, "farm", "pricing", fid, "--cu", "60000", g); code != 2 {
+		t.Fatalf("farm pricing with one price: exit %d, want 2", code)
+	}
+	if out := mustRun(t, bob, "farm", "pricing", fid, "--clear", g); !strings.Contains(out, "grid's prices") {
+		t.Fatalf("farm pricing --clear: %q", out)
+	}
+
 	var c registry.Contract
 	if err := json.Unmarshal([]byte(mustRun(t, alice, "name", "reserve", "billedname", g, "--json")), &c); err != nil {
 		t.Fatal(err)

@@ -234,21 +234,29 @@ func (s *Service) billContract(ctx context.Context, c Contract) error {
 		}
 	}
 	p := *s.cfg.Billing.Pricing
-	// What the time-billed contracts use.
+	// What the time-billed contracts use, the farm paid (its twin; 0: the
+	// grid takes all) and its prices.
 	var capacity Resources
 	var names uint64
 	rented := false
-	switch c.Type {
-	case TypeRent:
+	farmTwin := uint32(0)
+	if c.Type == TypeName {
+		names = 1
+	} else {
 		n, err := s.node(ctx, c.NodeID)
 		if err != nil {
 			return err
 		}
-		capacity = n.Total
-	case TypeName:
-		names = 1
-	case TypeNode:
-		rented = s.rentedBy(ctx, c.NodeID, c.TwinID)
+		f, err := s.farm(ctx, n.FarmID)
+		if err != nil {
+			return err
+		}
+		farmTwin, p = f.TwinID, farmPricing(p, &f)
+		if c.Type == TypeRent {
+			capacity = n.Total
+		} else {
+			rented = s.rentedBy(ctx, c.NodeID, c.TwinID)
+		}
 	}
 	b, err := s.updateBilling(ctx, c.ID, func(b *ContractBilling) error {
 		if b.BilledUntil == 0 {
@@ -303,18 +311,6 @@ func (s *Service) billContract(ctx context.Context, c Contract) error {
 	}
 	s.persistBill(ctx, &b)
 	if b.Due > 0 && b.Paying == nil {
-		farmTwin := uint32(0)
-		if c.Type != TypeName {
-			n, err := s.node(ctx, c.NodeID)
-			if err != nil {
-				return err
-			}
-			f, err := s.farm(ctx, n.FarmID)
-			if err != nil {
-				return err
-			}
-			farmTwin = f.TwinID
-		}
 		b, err = s.updateBilling(ctx, c.ID, func(b *ContractBilling) error {
 			if b.Paying == nil && b.Due > 0 {
 				share := b.Due * p.GridShare / 100 // Due <= 2^53, GridShare <= 100: no overflow

@@ -598,3 +598,62 @@ func TestTransferRecovered(t *testing.T) {
 		t.Fatalf("pending transfers left: %+v", left)
 	}
 }
+
+// TestFarmPricing: a farm prices within the grid's bounds, only by its
+// twin, and its contracts pay its prices.
+func TestFarmPricing(t *testing.T) {
+	g := newBillingGrid(t, time.Hour)
+	ctx := context.Background()
+	farmer, farm, nodeUser, node := g.farmWithNode(t, "farm1", 0)
+	tenant := g.user(t)
+	info, err := tenant.c.GridInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.FarmBounds.Min.CU != DefaultPricing.CU/2 || info.FarmBounds.Max.CU != 2*DefaultPricing.CU {
+		t.Fatalf("farm bounds: got %+v, want half to twice the grid's", info.FarmBounds)
+	}
+	cheap := Pricing{CU: 60000, SU: 50000, IPv4: 40000, NU: 15000}
+	for _, tt := range []struct {
+		name string
+		c    *Client
+		p    Pricing
+		want error
+	}{
+		{"below the bounds", farmer.c, Pricing{CU: 1, SU: 50000, IPv4: 40000, NU: 15000}, ErrInvalid},
+		{"above the bounds", farmer.c, Pricing{CU: 60000, SU: 50000, IPv4: 40000, NU: 1 << 40}, ErrInvalid},
+		{"negative", farmer.c, Pricing{CU: -1}, ErrInvalid},
+		{"not the farm's twin", tenant.c, cheap, ErrUnauthorized},
+	} {
+		_, err := tt.c.SetFarmPricing(ctx, farm.ID, &tt.p)
+		wantErr(t, tt.name, err, tt.want)
+	}
+	f, err := farmer.c.SetFarmPricing(ctx, farm.ID, &Pricing{CU: 60000, SU: 50000, IPv4: 40000, NU: 15000, Name: 1, GridShare: 99})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *f.Pricing != cheap {
+		t.Fatalf("farm pricing: got %+v, want %+v (names and the grid's share are the grid's)", *f.Pricing, cheap)
+	}
+	if _, err := g.treasury.c.Deposit(ctx, tenant.twin.ID, 1_000_000); err != nil {
+		t.Fatal(err)
+	}
+	c, err := tenant.c.CreateNodeContract(ctx, node.ID, "ab", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.clk.Advance(time.Hour)
+	if err := nodeUser.c.ReportUsage(ctx, []billing.UsageReport{report(node.ID, c.ID, c.Created.Unix(), c.Created.Unix()+3600)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.svc.BillOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bills, err := tenant.c.Bills(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bills) != 1 || bills[0].Amount != 30000 {
+		t.Fatalf("bills at the farm's price: got %+v, want one of 30000 (half a CU at 60000)", bills)
+	}
+}

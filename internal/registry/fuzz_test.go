@@ -106,6 +106,7 @@ func FuzzRegistryHandlers(f *testing.F) {
 		OpLedgerList:    twinReq{TwinID: tenant.twin.ID, After: 1},
 		OpContractBills: getReq{ID: c.ID},
 		OpGridInfo:      struct{}{},
+		OpFarmPricing:   farmPricingReq{FarmID: farm.ID, Pricing: &Pricing{CU: 60000, SU: 50000, IPv4: 40000, NU: 15000}},
 	}
 	for i, op := range ops {
 		p, err := json.Marshal(seeds[op])

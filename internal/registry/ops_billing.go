@@ -56,6 +56,9 @@ type BillingConfig struct {
 	// deleted (default 14 days, tfchain's).
 	Period time.Duration
 	Grace  time.Duration
+	// Bounds are the prices a farm may set (default half to twice the
+	// grid's).
+	Bounds *PricingBounds
 }
 
 // Validate checks the configuration.
@@ -76,6 +79,10 @@ func (c BillingConfig) withDefaults() BillingConfig {
 	if c.Pricing == nil {
 		p := DefaultPricing
 		c.Pricing = &p
+	}
+	if c.Bounds == nil {
+		b := defaultBounds(*c.Pricing)
+		c.Bounds = &b
 	}
 	if c.Period == 0 {
 		c.Period = time.Hour
@@ -133,6 +140,8 @@ type GridInfo struct {
 	BillingKey  string  `json:"billing_key"` // hex ed25519 public key
 	Pricing     Pricing `json:"pricing"`
 	GracePeriod int64   `json:"grace_period_seconds"`
+	// FarmBounds are the prices a farm may set instead of the grid's.
+	FarmBounds PricingBounds `json:"farm_bounds"`
 }
 
 // checkAmount refuses amounts outside 1..MaxAmount.
@@ -315,7 +324,8 @@ func (s *Service) contractBills(ctx context.Context, _ *signedRequest, req getRe
 }
 
 func (s *Service) gridInfo(context.Context, *signedRequest, struct{}) (any, error) {
-	info := GridInfo{Pricing: *s.cfg.Billing.Pricing, GracePeriod: int64(s.cfg.Billing.Grace / time.Second)}
+	info := GridInfo{Pricing: *s.cfg.Billing.Pricing, GracePeriod: int64(s.cfg.Billing.Grace / time.Second),
+		FarmBounds: *s.cfg.Billing.Bounds}
 	if k := s.cfg.Billing.Key; k != nil {
 		info.BillingKey = hex.EncodeToString(k.Public().(ed25519.PublicKey))
 	}

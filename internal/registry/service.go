@@ -165,6 +165,7 @@ func (s *Service) handlers() map[string]handler {
 		OpLedgerList:       decoded(s.ledgerList),
 		OpContractBills:    decoded(s.contractBills),
 		OpGridInfo:         decoded(s.gridInfo),
+		OpFarmPricing:      decoded(s.farmPricingSet),
 	}
 }
 
@@ -190,7 +191,7 @@ func isWrite(op string) bool {
 	switch op {
 	case OpTwinCreate, OpFarmCreate, OpFarmAddIP, OpFarmChannel, OpNodeRegister, OpNodeUptime, OpNodePublicConfig,
 		OpNodeUsed, OpNodePowerTarget, OpNodePower, OpContractCreate, OpContractUpdate, OpContractCancel, OpNameCreate, OpRentCreate,
-		OpBalanceDeposit, OpBalanceTransfer, OpUsageReport:
+		OpBalanceDeposit, OpBalanceTransfer, OpUsageReport, OpFarmPricing:
 		return true
 	}
 	return false

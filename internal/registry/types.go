@@ -40,6 +40,9 @@ type Farm struct {
 	// Channel is the release channel the farm's nodes follow ("": the
 	// nodes' own default).
 	Channel string `json:"channel,omitempty"`
+	// Pricing is the farm's own prices of capacity, IPs and traffic
+	// (within the grid's PricingBounds; nil: the grid's).
+	Pricing *Pricing `json:"pricing,omitempty"`
 }
 
 // Resources is capacity in the units of the grid: CRU in logical cores, the
