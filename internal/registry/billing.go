@@ -206,6 +206,28 @@ func (s *Service) BillOnce(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// resumeTwin bills at once the twin's contracts in grace, so that a
+// deposit or a transfer that pays what they owe resumes them without
+// waiting for the next period. Failures are logged: the billing loop
+// tries again.
+func (s *Service) resumeTwin(ctx context.Context, twin uint32) {
+	if s.cfg.Billing.Key == nil {
+		return
+	}
+	cs, err := list(ctx, s.st.contracts, 0, func(c *Contract) uint64 { return c.ID }, func(c *Contract) bool {
+		return c.TwinID == twin && c.State == StateCreated && c.BillingState == billing.StateGrace
+	})
+	if err != nil {
+		s.log.Warn("resume_failed", "twin_id", twin, "err", err)
+		return
+	}
+	for _, c := range cs {
+		if err := s.billContract(ctx, c); err != nil {
+			s.log.Warn("resume_failed", "twin_id", twin, "contract_id", c.ID, "err", err)
+		}
+	}
+}
+
 // rentedBy reports whether twin rents node (so that its node contracts
 // there pay no capacity).
 func (s *Service) rentedBy(ctx context.Context, node, twin uint32) bool {
@@ -397,7 +419,13 @@ func (s *Service) pay(ctx context.Context, contract uint64, pm payment) (paid bo
 // of funds deletes the contract: canceled, its IPs, name or node
 // released, its capacity freed.
 func (s *Service) changeState(ctx context.Context, c Contract, state string, now time.Time) error {
+	errSame := errors.New("state unchanged")
 	b, err := s.updateBilling(ctx, c.ID, func(b *ContractBilling) error {
+		if b.State == state {
+			// Another run (a deposit's, a former leader's) got here
+			// first: one signed change per change.
+			return errSame
+		}
 		b.State = state
 		b.StateSeq++
 		if state == billing.StateGrace {
@@ -405,6 +433,9 @@ func (s *Service) changeState(ctx context.Context, c Contract, state string, now
 		}
 		return nil
 	})
+	if errors.Is(err, errSame) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -353,9 +353,11 @@ func TestGraceResumeGraceDeleted(t *testing.T) {
 	wantState("")
 	hour() // 90000 due, 10000 left: grace
 	wantState(billing.StateGrace)
+	// The deposit that pays resumes the contract at once.
 	if _, err := g.treasury.c.Deposit(ctx, tenant.twin.ID, 80000); err != nil {
 		t.Fatal(err)
 	}
+	wantState(billing.StateActive)
 	if err := g.svc.BillOnce(ctx); err != nil {
 		t.Fatal(err)
 	}

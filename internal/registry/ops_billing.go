@@ -170,6 +170,7 @@ func (s *Service) balanceDeposit(ctx context.Context, w *signedRequest, req depo
 	if err != nil {
 		return nil, fmt.Errorf("depositing to twin %d: %w", req.TwinID, err)
 	}
+	s.resumeTwin(ctx, req.TwinID)
 	return e, nil
 }
 
@@ -202,6 +203,8 @@ func (s *Service) balanceTransfer(ctx context.Context, w *signedRequest, req tra
 	}
 	if err := s.creditTransfer(ctx, pt); err != nil {
 		s.log.Error("transfer_credit_deferred", "from", payer.ID, "to", req.To, "amount", req.Amount, "ref", pt.Ref, "err", err)
+	} else {
+		s.resumeTwin(ctx, req.To)
 	}
 	return e, nil
 }
