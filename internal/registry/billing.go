@@ -7,7 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zos-go/zos/internal/billing"
 )
@@ -214,18 +217,67 @@ func (s *Service) resumeTwin(ctx context.Context, twin uint32) {
 	if s.cfg.Billing.Key == nil {
 		return
 	}
-	cs, err := list(ctx, s.st.contracts, 0, func(c *Contract) uint64 { return c.ID }, func(c *Contract) bool {
-		return c.TwinID == twin && c.State == StateCreated && c.BillingState == billing.StateGrace
-	})
+	var ids []uint64
+	_, err := getJSON(ctx, s.st.index, graceKey(twin), &ids)
+	if errors.Is(err, ErrNotFound) {
+		return
+	}
 	if err != nil {
 		s.log.Warn("resume_failed", "twin_id", twin, "err", err)
 		return
 	}
-	for _, c := range cs {
-		if err := s.billContract(ctx, c); err != nil {
+	for _, id := range ids {
+		c, err := s.contract(ctx, id)
+		if err == nil && (c.State != StateCreated || c.BillingState != billing.StateGrace) {
+			continue
+		}
+		if err == nil {
+			err = s.billContract(ctx, c)
+		}
+		if err != nil {
 			s.log.Warn("resume_failed", "twin_id", twin, "contract_id", c.ID, "err", err)
 		}
 	}
+}
+
+// graceKey is the index entry listing a twin's contracts in grace, read
+// by each deposit (one read, not a scan of the contracts).
+func graceKey(twin uint32) string { return fmt.Sprintf("grace.%d", twin) }
+
+// markGrace adds (in) or removes a contract of a twin's grace list.
+func (s *Service) markGrace(ctx context.Context, twin uint32, id uint64, in bool) error {
+	for i := range casRetries {
+		var ids []uint64
+		rev, err := getJSON(ctx, s.st.index, graceKey(twin), &ids)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		ids = slices.DeleteFunc(ids, func(x uint64) bool { return x == id })
+		if in {
+			ids = append(ids, id)
+		}
+		if rev != 0 && len(ids) == 0 {
+			err = s.st.index.Delete(ctx, graceKey(twin), jetstream.LastRevision(rev))
+			if err != nil && !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				return err
+			}
+			if err == nil {
+				return nil
+			}
+			backoff(i)
+			continue
+		}
+		if rev == 0 && len(ids) == 0 {
+			return nil
+		}
+		err = putJSON(ctx, s.st.index, graceKey(twin), rev, ids)
+		if errors.Is(err, errConflict) || (rev == 0 && errors.Is(err, ErrExists)) {
+			backoff(i)
+			continue
+		}
+		return err
+	}
+	return errConflict
 }
 
 // rentedBy reports whether twin rents node (so that its node contracts
@@ -438,6 +490,9 @@ func (s *Service) changeState(ctx context.Context, c Contract, state string, now
 	}
 	if err != nil {
 		return err
+	}
+	if err := s.markGrace(ctx, c.TwinID, c.ID, state == billing.StateGrace); err != nil {
+		s.log.Warn("grace_index_failed", "contract_id", c.ID, "err", err)
 	}
 	c, err = update(ctx, s.st.contracts, idKey(c.ID), func(c *Contract) error {
 		c.BillingState = state
