@@ -64,18 +64,46 @@ func testBillingKey(t testing.TB) []byte {
 func ledgerStress(t *testing.T, ncs []*nats.Conn, svcs []*Service) {
 	ctx := context.Background()
 	g := &grid{nc: ncs[0]}
-	treasury := g.user(t)
+	// In a cluster a server may read a record a moment after another
+	// wrote it: each new twin is awaited on every service.
+	newUser := func() *user {
+		u := g.user(t)
+		for _, s := range svcs {
+			testutil.Eventually(t, 10*time.Second, "every service to see the new twin", func() (bool, error) {
+				_, err := s.twinByKey(ctx, u.key.PublicHex())
+				return err == nil, nil
+			})
+		}
+		return u
+	}
+	treasury := newUser()
 	if treasury.twin.ID != 1 {
 		t.Fatalf("treasury got twin %d, want 1", treasury.twin.ID)
 	}
-	farmer, _, nodeUser, node := g.farmWithNode(t, "farm1", 0)
+	farmer, nodeUser := newUser(), newUser()
+	farm, err := farmer.c.CreateFarm(ctx, "farm1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var node Node
+	testutil.Eventually(t, 10*time.Second, "the node to register", func() (bool, error) {
+		node, err = nodeUser.c.RegisterNode(ctx, NodeRegistration{FarmID: farm.ID, FarmToken: farmToken(t, farmer, farm.ID),
+			Total: Resources{CRU: 4, MRU: 8 << 30}})
+		return err == nil, err
+	})
+	for _, s := range svcs {
+		testutil.Eventually(t, 10*time.Second, "every service to see the node", func() (bool, error) {
+			_, err := s.st.indexGet(ctx, fmt.Sprintf("nodetwin.%d", nodeUser.twin.ID))
+			return err == nil, nil
+		})
+	}
 	// Tenants, each with clients through every server.
 	const tenants = 5
 	users := make([]*user, tenants)
 	clients := make([][]*Client, tenants)
 	contracts := make([]Contract, tenants)
 	for i := range users {
-		users[i] = g.user(t)
+		users[i] = newUser()
 		for _, nc := range ncs {
 			clients[i] = append(clients[i], NewClient(nc, users[i].key))
 		}
