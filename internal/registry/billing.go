@@ -384,28 +384,40 @@ func (s *Service) billContract(ctx context.Context, c Contract) error {
 		return err
 	}
 	s.persistBill(ctx, &b)
-	if b.Due > 0 && b.Paying == nil {
-		b, err = s.updateBilling(ctx, c.ID, func(b *ContractBilling) error {
-			if b.Paying == nil && b.Due > 0 {
-				share := b.Due * p.GridShare / 100 // Due <= 2^53, GridShare <= 100: no overflow
-				if farmTwin == 0 {
-					share = b.Due
-				}
-				b.Paying = &payment{Ref: fmt.Sprintf("bill:%d:%d", c.ID, b.Bills), Amount: b.Due, Twin: c.TwinID, FarmTwin: farmTwin, Share: share}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
+	// Pay what is due: a payment, once set, stays until it is made (the
+	// same ref, the same amount), so that two runs never pay twice; a
+	// new one takes what was billed since.
 	paid := true
-	if b.Paying != nil {
+	for range 3 {
+		if b.Due == 0 && b.Paying == nil {
+			break
+		}
+		if b.Paying == nil {
+			b, err = s.updateBilling(ctx, c.ID, func(b *ContractBilling) error {
+				if b.Paying == nil && b.Due > 0 {
+					share := b.Due * p.GridShare / 100 // Due <= 2^53, GridShare <= 100: no overflow
+					if farmTwin == 0 {
+						share = b.Due
+					}
+					b.Paying = &payment{Ref: fmt.Sprintf("bill:%d:%d", c.ID, b.Bills), Amount: b.Due, Twin: c.TwinID, FarmTwin: farmTwin, Share: share}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if b.Paying == nil {
+				break
+			}
+		}
 		if paid, err = s.pay(ctx, c.ID, *b.Paying); err != nil {
 			return err
 		}
 		if b, err = s.billingRecord0(ctx, c.ID); err != nil {
 			return err
+		}
+		if !paid {
+			break
 		}
 	}
 	if c.State == StateCanceled {
@@ -431,17 +443,12 @@ func (s *Service) billingRecord0(ctx context.Context, id uint64) (ContractBillin
 // pay makes a payment under way: the twin pays, the farm and the grid get
 // their parts (each once, by the payment's ref), then the record says it
 // is paid. paid is false when the twin's balance cannot pay (nothing
-// moved; the payment is dropped and the amount stays due).
+// moved; the payment stays under way and the amount due).
 func (s *Service) pay(ctx context.Context, contract uint64, pm payment) (paid bool, err error) {
 	_, _, err = s.apply(ctx, pm.Twin, -pm.Amount, EntryBill, pm.Ref, pm.FarmTwin)
 	if errors.Is(err, ErrInsufficientFunds) {
-		_, err = s.updateBilling(ctx, contract, func(b *ContractBilling) error {
-			if b.Paying != nil && b.Paying.Ref == pm.Ref {
-				b.Paying = nil
-			}
-			return nil
-		})
-		return false, err
+		// The payment stays set: tried again, as it is, by the next run.
+		return false, nil
 	}
 	if err != nil {
 		return false, err

@@ -186,12 +186,27 @@ func ledgerStress(t *testing.T, ncs []*nats.Conn, svcs []*Service) {
 		a := checkLedger(t, nodes[0], tw)
 		sum += a.Balance
 	}
+	// Every bill paid once: the farm and the grid hold what was billed
+	// less what is still due.
+	var charged int64
 	for _, c := range contracts {
 		bills, err := nodes[0].Bills(ctx, c.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		billed += len(bills)
+		for _, b := range bills {
+			charged += b.Amount
+		}
+		rec, _, err := svcs[0].billingRecord(ctx, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		charged -= rec.Due
+	}
+	farmGot := checkLedger(t, nodes[0], farmer.twin.ID).Balance + checkLedger(t, nodes[0], GridAccount).Balance
+	if farmGot != charged {
+		t.Fatalf("farm and grid got %d, bills paid amount to %d", farmGot, charged)
 	}
 	if sum != deposited.Load() {
 		t.Fatalf("balances sum to %d, deposits to %d", sum, deposited.Load())
