@@ -40,6 +40,9 @@ type ContractBilling struct {
 	State      string `json:"state,omitempty"`
 	StateSeq   uint64 `json:"state_seq"`
 	GraceSince int64  `json:"grace_since,omitempty"`
+	// Change is the last signed state change, for a node that starts
+	// again to re-apply (it verifies it with the billing key it pinned).
+	Change *billing.StateChange `json:"change,omitempty"`
 }
 
 // payment moves Amount from the contract's twin to the farm's twin and
@@ -522,6 +525,14 @@ func (s *Service) changeState(ctx context.Context, c Contract, state string, now
 		Seq: b.StateSeq, At: now.Unix()}, s.cfg.Billing.Key)
 	if err != nil {
 		return err
+	}
+	if _, err := s.updateBilling(ctx, c.ID, func(b *ContractBilling) error {
+		if b.Change == nil || b.Change.Seq < sc.Seq {
+			b.Change = &sc
+		}
+		return nil
+	}); err != nil {
+		s.log.Warn("state_change_not_kept", "contract_id", c.ID, "err", err)
 	}
 	s.log.Info("contract_billing_state", "contract_id", c.ID, "twin_id", c.TwinID, "state", state, "due", b.Due)
 	if c.NodeID != 0 {

@@ -418,6 +418,14 @@ func TestGraceResumeGraceDeleted(t *testing.T) {
 			t.Fatal("state change verifies under another key")
 		}
 	}
+	// The last change is kept for a node that starts again.
+	cb, err := nodeUser.c.ContractBilling(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cb.Change == nil || cb.Change.State != billing.StateOutOfFunds || cb.Change.Seq != seq || billing.Verify(*cb.Change, pub) != nil {
+		t.Fatalf("kept state change: got %+v, want the verified out_of_funds of seq %d", cb.Change, seq)
+	}
 	want := []string{billing.StateGrace, billing.StateActive, billing.StateGrace, billing.StateOutOfFunds}
 	if len(states) != len(want) {
 		t.Fatalf("got state changes %v, want %v", states, want)

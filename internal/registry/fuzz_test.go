@@ -102,11 +102,12 @@ func FuzzRegistryHandlers(f *testing.F) {
 		OpBalanceTransfer:  transferReq{To: farmer.twin.ID, Amount: 1},
 		OpUsageReport: usageReportReq{Reports: []billing.UsageReport{{NodeID: node.ID, ContractID: c.ID,
 			Start: c.Created.Unix(), End: c.Created.Unix() + 1, CRU: 1}}},
-		OpBalanceGet:    twinReq{TwinID: tenant.twin.ID},
-		OpLedgerList:    twinReq{TwinID: tenant.twin.ID, After: 1},
-		OpContractBills: getReq{ID: c.ID},
-		OpGridInfo:      struct{}{},
-		OpFarmPricing:   farmPricingReq{FarmID: farm.ID, Pricing: &Pricing{CU: 60000, SU: 50000, IPv4: 40000, NU: 15000}},
+		OpBalanceGet:      twinReq{TwinID: tenant.twin.ID},
+		OpLedgerList:      twinReq{TwinID: tenant.twin.ID, After: 1},
+		OpContractBills:   getReq{ID: c.ID},
+		OpGridInfo:        struct{}{},
+		OpContractBilling: getReq{ID: c.ID},
+		OpFarmPricing:     farmPricingReq{FarmID: farm.ID, Pricing: &Pricing{CU: 60000, SU: 50000, IPv4: 40000, NU: 15000}},
 	}
 	for i, op := range ops {
 		p, err := json.Marshal(seeds[op])

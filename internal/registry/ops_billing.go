@@ -32,6 +32,9 @@ const (
 	OpLedgerList    = "ledger.list"
 	OpContractBills = "contract.bills"
 	OpGridInfo      = "grid.info"
+	// OpContractBilling reads a contract's billing record: what is due,
+	// its billing state and the last signed state change.
+	OpContractBilling = "contract.billing"
 )
 
 // MaxReportsPerRequest bounds one usage.report batch; maxPending bounds
@@ -326,6 +329,18 @@ func (s *Service) contractBills(ctx context.Context, _ *signedRequest, req getRe
 	return bills, nil
 }
 
+func (s *Service) contractBilling(ctx context.Context, _ *signedRequest, req getReq) (any, error) {
+	if _, err := s.contract(ctx, req.ID); err != nil {
+		return nil, err
+	}
+	b, _, err := s.billingRecord(ctx, req.ID)
+	if err != nil {
+		return nil, err
+	}
+	b.Pending = nil
+	return b, nil
+}
+
 func (s *Service) gridInfo(context.Context, *signedRequest, struct{}) (any, error) {
 	info := GridInfo{Pricing: *s.cfg.Billing.Pricing, GracePeriod: int64(s.cfg.Billing.Grace / time.Second),
 		FarmBounds: *s.cfg.Billing.Bounds}
@@ -460,6 +475,14 @@ func (c *Client) Ledger(ctx context.Context, twin uint32) ([]LedgerEntry, error)
 // Bills returns the bills of a contract, oldest first.
 func (c *Client) Bills(ctx context.Context, contract uint64) ([]Bill, error) {
 	return readOne[[]Bill](ctx, c, OpContractBills, getReq{ID: contract})
+}
+
+// ContractBilling returns a contract's billing record (without its
+// pending reports): what it owes, its billing state, and the last signed
+// state change (nil: never changed), which a node verifies with
+// billing.Verify before re-applying it.
+func (c *Client) ContractBilling(ctx context.Context, contract uint64) (ContractBilling, error) {
+	return readOne[ContractBilling](ctx, c, OpContractBilling, getReq{ID: contract})
 }
 
 // GridInfo returns the grid's billing key and pricing.

@@ -166,6 +166,7 @@ func (s *Service) handlers() map[string]handler {
 		OpContractBills:    decoded(s.contractBills),
 		OpGridInfo:         decoded(s.gridInfo),
 		OpFarmPricing:      decoded(s.farmPricingSet),
+		OpContractBilling:  decoded(s.contractBilling),
 	}
 }
 
