@@ -46,6 +46,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/zos-go/zos/internal/gridd"
 	"github.com/zos-go/zos/internal/natsd"
@@ -105,6 +106,18 @@ func parseFlags(args []string, stderr io.Writer) (gridd.Config, error) {
 		}
 		return nil
 	})
+	fs.Func("treasury-twins", "comma-separated twin ids that may deposit to balances (default: none)", func(v string) error {
+		for _, f := range splitList(v) {
+			n, err := strconv.ParseUint(f, 10, 32)
+			if err != nil || n == 0 {
+				return fmt.Errorf("bad twin id %q", f)
+			}
+			cfg.TreasuryTwins = append(cfg.TreasuryTwins, uint32(n))
+		}
+		return nil
+	})
+	fs.DurationVar(&cfg.BillingPeriod, "billing-period", time.Hour, "how often contracts are billed (one leader in a cluster)")
+	fs.DurationVar(&cfg.GracePeriod, "grace-period", 14*24*time.Hour, "how long a contract that cannot pay is kept paused before it is deleted")
 	fs.StringVar(&cfg.BootGrid, "boot-grid", "", "grid URL network-booted nodes get from the hub's /boot/FARM.ipxe (default: nats://HOST:PORT, HOST as they reached the hub)")
 	fs.Func("boot-root", "release root.json (zosctl release init: DIR/metadata/1.root.json) the boot server trusts; by default the first root published to the hub", func(v string) error {
 		b, err := os.ReadFile(v)

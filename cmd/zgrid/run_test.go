@@ -90,6 +90,9 @@ func TestConfigValidate(t *testing.T) {
 		{"bad listen", []string{"--data", "d", "--listen", "localhost"}, false},
 		{"no auth on loopback", []string{"--data", "d", "--auth=false"}, true},
 		{"no auth off loopback", []string{"--data", "d", "--auth=false", "--listen", "0.0.0.0"}, false},
+		{"billing", []string{"--data", "d", "--treasury-twins", "1, 7", "--billing-period", "10s", "--grace-period", "1h"}, true},
+		{"bad treasury twin", []string{"--data", "d", "--treasury-twins", "0"}, false},
+		{"negative billing period", []string{"--data", "d", "--billing-period", "-1s"}, false},
 		{"cluster", []string{"--data", "d", "--replicas", "3", "--cluster-port", "6222", "--routes", "nats-route://127.0.0.1:6223, nats-route://127.0.0.1:6224"}, true},
 	}
 	for _, tt := range tests {

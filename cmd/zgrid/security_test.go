@@ -100,7 +100,8 @@ func (g *secureGrid) snapshot(t *testing.T) (map[string]record, jetstream.Stream
 		t.Fatal(err)
 	}
 	out := map[string]record{}
-	for _, b := range []string{"zos_twins", "zos_farms", "zos_nodes", "zos_contracts", "zos_index"} {
+	for _, b := range []string{"zos_twins", "zos_farms", "zos_nodes", "zos_contracts", "zos_index",
+		"zos_accounts", "zos_ledger", "zos_billing", "zos_bills"} {
 		kv, err := js.KeyValue(ctx, b)
 		if err != nil {
 			t.Fatalf("bucket %s: %v", b, err)
@@ -279,7 +280,8 @@ func TestHostileTwin(t *testing.T) {
 	subjects := append(registry.ServiceSubjects(), rmb.RequestSubject(victim.ID), rmb.RequestSubject(honestTwin.ID), "rmb.0")
 	ops := []string{registry.OpTwinCreate, registry.OpFarmCreate, registry.OpFarmAddIP, registry.OpNodeRegister, registry.OpNodeUptime,
 		registry.OpNodePublicConfig, registry.OpNodeUsed, registry.OpContractCreate, registry.OpContractUpdate, registry.OpContractCancel,
-		registry.OpNameCreate, registry.OpRentCreate}
+		registry.OpNameCreate, registry.OpRentCreate, registry.OpBalanceDeposit, registry.OpBalanceTransfer, registry.OpUsageReport,
+		registry.OpFarmPricing}
 
 	// The honest twin works during the attack.
 	stop := make(chan struct{})

@@ -14,6 +14,7 @@ func contractCommand() *command {
 		{name: "list", usage: "[--node ID] [--state created|canceled] [--all] [--grid URL] [--key FILE] [--json]", summary: "list your contracts (--all: everyone's)", run: contractList},
 		{name: "show", usage: "ID [--grid URL] [--json]", summary: "show a contract", run: contractShow},
 		{name: "cancel", usage: "ID [--grid URL] [--key FILE]", summary: "cancel a contract of yours (the node removes its deployment)", run: contractCancel},
+		contractBillsCommand(),
 	}}
 }
 

@@ -20,6 +20,7 @@ func farmCommand() *command {
 		{name: "channel", usage: "FARM CHANNEL [--grid URL] [--key FILE]", summary: "choose the release channel your farm's nodes follow (\"\": their default)", run: farmChannel},
 		{name: "token", usage: "FARM [--expires DURATION] [--grid URL] [--key FILE] [--json]",
 			summary: "print a token that lets nodes join your farm until it expires (zos node --farm-token, image build --farm-token)", run: farmToken},
+		farmPricingCommand(),
 	}, farmPowerCommands()...)}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zos-go/zos/internal/billing"
 	"github.com/zos-go/zos/internal/registry"
 )
 
@@ -46,6 +47,7 @@ func (e *Explorer) Handler() http.Handler {
 	mux.HandleFunc("GET /contracts", e.listContracts)
 	mux.HandleFunc("GET /contracts/{id}", e.getContract)
 	mux.HandleFunc("GET /contracts/{id}/bills", e.getContractBills)
+	mux.HandleFunc("GET /pricing", e.pricing)
 	mux.HandleFunc("GET /public_ips", e.listPublicIPs)
 	mux.HandleFunc("GET /ips", e.listPublicIPs)
 	e.mountWeb(mux)
@@ -486,6 +488,10 @@ func (s *snapshot) contractView(c *registry.Contract) Contract {
 	v := Contract{
 		ContractID: c.ID, TwinID: c.TwinID, State: contractState(c.State), CreatedAt: unixSeconds(c.Created),
 		Type: c.Type, UpdatedAt: unixSeconds(c.Updated), Used: capacity(c.Used), PublicIPs: c.PublicIPs, Proof: c.Proof,
+		BillingState: c.BillingState,
+	}
+	if c.State == registry.StateCreated && c.BillingState == billing.StateGrace {
+		v.State = ContractGracePeriod
 	}
 	if v.PublicIPs == nil {
 		v.PublicIPs = []registry.PublicIP{}
@@ -568,10 +574,10 @@ func (e *Explorer) getContract(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// getContractBills answers gridproxy's bill reports of a contract: our
-// grid bills nothing, so the list is empty.
+// getContractBills answers gridproxy's bill reports of a contract
+// (billing.go).
 func (e *Explorer) getContractBills(w http.ResponseWriter, r *http.Request) {
-	_, _, q, ok := e.contractByRequest(w, r, limitParams...)
+	_, c, q, ok := e.contractByRequest(w, r, limitParams...)
 	if !ok {
 		return
 	}
@@ -580,8 +586,7 @@ func (e *Explorer) getContractBills(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	setCount(w, l, 0)
-	writeJSON(w, http.StatusOK, []struct{}{})
+	e.serveBills(w, r, c.ID, l)
 }
 
 func (e *Explorer) listPublicIPs(w http.ResponseWriter, r *http.Request) {

@@ -323,7 +323,7 @@ func TestGridproxySwaggerCoverage(t *testing.T) {
 	notServed := map[string]string{
 		"/nodes/{node_id}/statistics":  "asked live of the node over RMB; not the explorer's",
 		"/nodes/{node_id}/gpu":         "asked live of the node over RMB; our nodes have no GPUs",
-		"/twins/{twin_id}/consumption": "our grid bills nothing",
+		"/twins/{twin_id}/consumption": "not served: a twin's bills are per contract (/contracts/{id}/bills), its balance and ledger in the registry (zosctl balance --ledger)",
 	}
 	unsupportedParams := map[string]bool{"region": true}
 	base := gpServer(t)

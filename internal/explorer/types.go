@@ -245,6 +245,9 @@ type Contract struct {
 	Used      Capacity            `json:"used_resources"`
 	PublicIPs []registry.PublicIP `json:"public_ips"`
 	Proof     *registry.Proof     `json:"proof,omitempty"`
+	// BillingState is the registry's billing state of the contract
+	// (grace_period, active, out_of_funds; empty when never in grace).
+	BillingState string `json:"billing_state,omitempty"`
 }
 
 // NodeContractDetails are the details of a node contract.

@@ -71,6 +71,14 @@ type Config struct {
 	// (--metrics-allow-remote).
 	Metrics            string
 	MetricsAllowRemote bool
+	// TreasuryTwins may deposit to balances (--treasury-twins).
+	TreasuryTwins []uint32
+	// BillingPeriod is how often the leader bills (--billing-period,
+	// default an hour); GracePeriod how long a contract that cannot pay
+	// is kept, paused, before it is deleted (--grace-period, default 14
+	// days). The billing key is derived from the system key.
+	BillingPeriod time.Duration
+	GracePeriod   time.Duration
 	// BootGrid is the grid URL network-booted nodes get (--boot-grid);
 	// "" means nats://HOST:PORT with the host they reached the hub at.
 	BootGrid string
@@ -115,6 +123,9 @@ func (c Config) Validate() error {
 		if err := metrics.CheckAddr(c.Metrics, c.MetricsAllowRemote); err != nil {
 			errs = append(errs, fmt.Errorf("--metrics: %w", err))
 		}
+	}
+	if c.BillingPeriod < 0 || c.GracePeriod < 0 {
+		errs = append(errs, errors.New("--billing-period and --grace-period must not be negative"))
 	}
 	if c.Listen != "" && net.ParseIP(c.Listen) == nil {
 		errs = append(errs, fmt.Errorf("--listen %q is not an IP address", c.Listen))
@@ -162,6 +173,7 @@ func tasks() []task {
 		{"nats", startNATS},
 		{"connect", connectNATS},
 		{"registry", startRegistry},
+		{"billing", startBilling},
 		{"explorer", startExplorer},
 		{"hub", startHub},
 		{"metrics", startMetrics},
@@ -356,7 +368,14 @@ func connectNATS(_ context.Context, p *plane) (func(context.Context) error, erro
 func startRegistry(ctx context.Context, p *plane) (func(context.Context) error, error) {
 	octx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cfg := registry.Config{Replicas: p.cfg.Replicas}
+	// Every member derives the same billing key from the system key it
+	// shares; nodes pin its public half (registry grid.info).
+	billingKey, err := registry.DeriveBillingKey(p.sysKey.Seed())
+	if err != nil {
+		return nil, err
+	}
+	cfg := registry.Config{Replicas: p.cfg.Replicas, Billing: registry.BillingConfig{Key: billingKey,
+		TreasuryTwins: p.cfg.TreasuryTwins, Period: p.cfg.BillingPeriod, Grace: p.cfg.GracePeriod}}
 	if p.regReq != nil {
 		cfg.Observe = p.regReq.Observe
 	}
@@ -372,6 +391,12 @@ func startRegistry(ctx context.Context, p *plane) (func(context.Context) error, 
 	p.registry.Store(svc)
 	p.serving = append(p.serving, svc.Serving())
 	return svc.Run, nil
+}
+
+// startBilling runs the billing loop: every member runs it, the one that
+// holds the billing lease bills.
+func startBilling(_ context.Context, p *plane) (func(context.Context) error, error) {
+	return p.registry.Load().RunBilling, nil
 }
 
 // startExplorer serves the explorer over the registry client.

@@ -28,6 +28,8 @@ var (
 	// ErrStoreFull: the grid's store refuses writes (its file system is
 	// under the reserve, or JetStream recovers from a failed write).
 	ErrStoreFull = errors.New("grid store full")
+	// ErrInsufficientFunds: a balance cannot pay a transfer or a bill.
+	ErrInsufficientFunds = errors.New("insufficient funds")
 )
 
 // errorCodes maps sentinels to their wire codes.
@@ -52,6 +54,8 @@ var errorCodes = []struct {
 	{"internal", ErrInternal},
 	{"busy", ErrBusy},
 	{"store_full", ErrStoreFull},
+	{"overflow", ErrOverflow},
+	{"insufficient_funds", ErrInsufficientFunds},
 }
 
 // codeOf returns the wire code of err ("internal" when it wraps no

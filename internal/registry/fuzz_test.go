@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/zos-go/zos/internal/billing"
 	"github.com/zos-go/zos/internal/identity"
 )
 
@@ -100,6 +101,16 @@ func FuzzRegistryHandlers(f *testing.F) {
 		OpContractList:     listReq{Contract: ContractFilter{NodeID: node.ID, State: StateCreated}},
 		OpEventsInfo:       struct{}{},
 		OpEventsFetch:      eventsFetchReq{NodeID: node.ID, Max: 2},
+		OpBalanceDeposit:   depositReq{TwinID: tenant.twin.ID, Amount: 5},
+		OpBalanceTransfer:  transferReq{To: farmer.twin.ID, Amount: 1},
+		OpUsageReport: usageReportReq{Reports: []billing.UsageReport{{NodeID: node.ID, ContractID: c.ID,
+			Start: c.Created.Unix(), End: c.Created.Unix() + 1, CRU: 1}}},
+		OpBalanceGet:      twinReq{TwinID: tenant.twin.ID},
+		OpLedgerList:      twinReq{TwinID: tenant.twin.ID, After: 1},
+		OpContractBills:   getReq{ID: c.ID},
+		OpGridInfo:        struct{}{},
+		OpContractBilling: getReq{ID: c.ID},
+		OpFarmPricing:     farmPricingReq{FarmID: farm.ID, Pricing: &Pricing{CU: 60000, SU: 50000, IPv4: 40000, NU: 15000}},
 	}
 	for i, op := range ops {
 		p, err := json.Marshal(seeds[op])
@@ -170,7 +181,8 @@ func recordSeqs(t *testing.T, g *grid) map[string]uint64 {
 	defer cancel()
 	out := map[string]uint64{}
 	for _, name := range []string{"KV_" + bucketTwins, "KV_" + bucketFarms, "KV_" + bucketNodes, "KV_" + bucketContracts,
-		"KV_" + bucketIndex, "KV_" + bucketNonces, EventsStream} {
+		"KV_" + bucketIndex, "KV_" + bucketNonces, "KV_" + bucketAccounts, "KV_" + bucketLedger, "KV_" + bucketBilling,
+		"KV_" + bucketBills, EventsStream} {
 		st, err := g.svc.st.js.Stream(ctx, name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", name, err)

@@ -50,6 +50,9 @@ type Config struct {
 	// PowerEvery is how often the farms' power policies are applied
 	// (default 30 s; power.go).
 	PowerEvery time.Duration
+	// Billing configures balances, usage reports and the billing loop
+	// (billing.go).
+	Billing BillingConfig
 }
 
 // StoreGuard says whether the grid's store takes writes (natsd.Server).
@@ -64,6 +67,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxSkew < 0 || c.Workers < 0 {
 		return errors.New("registry: negative max skew or workers")
+	}
+	if err := c.Billing.Validate(); err != nil {
+		return fmt.Errorf("registry: %w", err)
 	}
 	return nil
 }
@@ -114,6 +120,7 @@ func NewService(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger
 	if cfg.KeyBurst == 0 {
 		cfg.KeyBurst = DefaultKeyBurst
 	}
+	cfg.Billing = cfg.Billing.withDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -164,6 +171,15 @@ func (s *Service) handlers() map[string]handler {
 		OpContractList:     decoded(s.contractList),
 		OpEventsInfo:       s.eventsInfo,
 		OpEventsFetch:      decoded(s.eventsFetch),
+		OpBalanceDeposit:   decoded(s.balanceDeposit),
+		OpBalanceTransfer:  decoded(s.balanceTransfer),
+		OpUsageReport:      decoded(s.usageReport),
+		OpBalanceGet:       decoded(s.balanceGet),
+		OpLedgerList:       decoded(s.ledgerList),
+		OpContractBills:    decoded(s.contractBills),
+		OpGridInfo:         decoded(s.gridInfo),
+		OpFarmPricing:      decoded(s.farmPricingSet),
+		OpContractBilling:  decoded(s.contractBilling),
 	}
 }
 
@@ -188,7 +204,8 @@ func held(op string) bool { return op == OpEventsFetch }
 func isWrite(op string) bool {
 	switch op {
 	case OpTwinCreate, OpFarmCreate, OpFarmAddIP, OpFarmChannel, OpFarmRemoveIP, OpFarmPowerPolicy, OpNodeRegister, OpNodeUptime, OpNodePublicConfig,
-		OpNodeUsed, OpNodePowerTarget, OpNodePower, OpNodeLocation, OpContractCreate, OpContractUpdate, OpContractCancel, OpNameCreate, OpRentCreate:
+		OpNodeUsed, OpNodePowerTarget, OpNodePower, OpNodeLocation, OpContractCreate, OpContractUpdate, OpContractCancel, OpNameCreate, OpRentCreate,
+		OpBalanceDeposit, OpBalanceTransfer, OpUsageReport, OpFarmPricing:
 		return true
 	}
 	return false

@@ -27,6 +27,13 @@ const (
 	bucketIndex = "zos_index"
 	// bucketNonces holds the nonces of recent writes; entries expire.
 	bucketNonces = "zos_nonces"
+	// Billing (ledger.go, ops_billing.go): each twin's account (balance
+	// and last entry), the append-only ledger entries (<twin>.<seq>),
+	// each contract's billing record, and its bills (<contract>.<seq>).
+	bucketAccounts = "zos_accounts"
+	bucketLedger   = "zos_ledger"
+	bucketBilling  = "zos_billing"
+	bucketBills    = "zos_bills"
 	// EventsStream keeps the events of every node.
 	EventsStream = "ZOS_EVENTS"
 )
@@ -43,6 +50,10 @@ type store struct {
 	contracts jetstream.KeyValue
 	index     jetstream.KeyValue
 	nonces    jetstream.KeyValue
+	accounts  jetstream.KeyValue
+	ledger    jetstream.KeyValue
+	billing   jetstream.KeyValue
+	bills     jetstream.KeyValue
 	events    jetstream.Stream
 }
 
@@ -64,6 +75,10 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int, nonceT
 		{&s.contracts, jetstream.KeyValueConfig{Bucket: bucketContracts}},
 		{&s.index, jetstream.KeyValueConfig{Bucket: bucketIndex}},
 		{&s.nonces, jetstream.KeyValueConfig{Bucket: bucketNonces, TTL: nonceTTL}},
+		{&s.accounts, jetstream.KeyValueConfig{Bucket: bucketAccounts}},
+		{&s.ledger, jetstream.KeyValueConfig{Bucket: bucketLedger}},
+		{&s.billing, jetstream.KeyValueConfig{Bucket: bucketBilling}},
+		{&s.bills, jetstream.KeyValueConfig{Bucket: bucketBills}},
 	}
 	// Created in parallel: in a fresh cluster each replicated stream
 	// waits for its own leader election.

@@ -43,6 +43,9 @@ type Farm struct {
 	// PowerPolicy is what the grid keeps awake in the farm (nil: the
 	// grid never puts its nodes to standby or wakes them by itself).
 	PowerPolicy *PowerPolicy `json:"power_policy,omitempty"`
+	// Pricing is the farm's own prices of capacity, IPs and traffic
+	// (within the grid's PricingBounds; nil: the grid's).
+	Pricing *Pricing `json:"pricing,omitempty"`
 }
 
 // Resources is capacity in the units of the grid: CRU in logical cores, the
@@ -189,6 +192,11 @@ type Contract struct {
 	FarmID uint32 `json:"farm_id,omitempty"`
 	// Used is what the node reported the contract uses.
 	Used Resources `json:"used_resources"`
+	// BillingState is the contract's billing state (billing.StateGrace,
+	// billing.StateActive after a grace period, billing.StateOutOfFunds
+	// once deleted for it; empty while never in grace). State stays
+	// StateCreated in grace: the node keeps the workloads, paused.
+	BillingState string `json:"billing_state,omitempty"`
 	// Name contracts.
 	Name    string    `json:"name,omitempty"`
 	Created time.Time `json:"created"`
