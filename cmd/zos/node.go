@@ -38,7 +38,7 @@ func (d *diskFlags) Set(v string) error {
 //	zos node --data DIR --grid nats://HOST:4222 --farm-token TOKEN --disk ssd:20G --disk hdd:50G
 //	         [--farm ID] [--recreate-missing-disks] [--new-identity] [--disk-check-every 30s] [--qsfs-repair-every 10m]
 //	         [--location COUNTRY[,CITY]] [--metrics 127.0.0.1:9100 [--metrics-allow-remote]] [--reserved-mem SIZE] [--listen IP] [--zdb-port 9900] [--uptime-every 40m]
-//	         [--egress-allow PREFIX|private|loopback]... [--wake-to IPv4:PORT]... [--planetary-peer URI]... [--grid-key HEX]
+//	         [--egress-allow PREFIX|private|loopback]... [--wake-to IPv4:PORT]... [--planetary-peer URI]... [--grid-key HEX] [--usage-every 1h]
 //	         [--update-hub URL --update-root root.json [--update-channel CH] [--update-every D] [--update-gate D]]
 func runNode(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("zos node", flag.ContinueOnError)
@@ -89,6 +89,7 @@ func runNode(ctx context.Context, args []string) error {
 		cfg.WakeTargets = append(cfg.WakeTargets, ap)
 		return nil
 	})
+	fs.DurationVar(&cfg.UsageReportEvery, "usage-every", time.Hour, "how often each contract's usage window ends and is reported to the grid (at most a day)")
 	fs.Func("grid-key", "the grid's billing key (hex) that signs contract state changes; default: the one kept, else asked once", func(v string) error {
 		k, err := gridsync.ParseGridKey(v)
 		cfg.GridKey = k

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -111,7 +112,26 @@ func (n *Node) startGrid(ctx context.Context, r *runner) error {
 	r.onStop("grid", func() error { nc.Close(); return nil })
 	n.nc, n.twin = nc, twin
 	n.grid = registry.NewClient(nc, n.key, registry.WithClock(n.cfg.now()))
+	// Billing: the grid's billing key is learned from the registry once
+	// (then kept; a pinned --grid-key wins), and usage goes to it.
+	if n.cfg.GridKeys == nil {
+		n.cfg.GridKeys = gridKeys{n.grid}
+	}
+	if n.cfg.UsageReporter == nil {
+		n.cfg.UsageReporter = n.grid
+	}
 	return nil
+}
+
+// gridKeys reads the grid's billing key from the registry's grid info.
+type gridKeys struct{ c *registry.Client }
+
+func (g gridKeys) GridKey(ctx context.Context) (ed25519.PublicKey, error) {
+	info, err := g.c.GridInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return info.PublicBillingKey()
 }
 
 // startZDB listens for 0-db: one server for the stores of every HDD zdb

@@ -2,13 +2,16 @@ package node
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"time"
 
+	"github.com/zos-go/zos/internal/billing"
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/network"
 	"github.com/zos-go/zos/internal/node/provision"
 	"github.com/zos-go/zos/internal/node/usage"
+	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/sys/rtnl"
 )
 
@@ -21,6 +24,7 @@ func (n *Node) startUsage(_ context.Context, r *runner) error {
 	u, err := usage.New(usage.Config{
 		NodeID: n.ID(), File: filepath.Join(n.cfg.DataDir, "usage.json"),
 		SampleEvery: n.cfg.UsageSampleEvery, ReportEvery: n.cfg.UsageReportEvery,
+		Final: finalUsageRefusal,
 	}, usageSource{n}, n.cfg.UsageReporter, n.log.With("component", "usage"))
 	if err != nil {
 		return err
@@ -76,12 +80,21 @@ func (s usageSource) netBytes(d *gridtypes.Deployment) uint64 {
 	return sum
 }
 
+// finalUsageRefusal says the registry will never take a report: it has the
+// window already (exists), or the report or its contract is not one it
+// accepts (invalid, unknown, not this node's). Anything else is tried again.
+func finalUsageRefusal(err error) bool {
+	return errors.Is(err, billing.ErrInvalid) || errors.Is(err, registry.ErrExists) || errors.Is(err, registry.ErrInvalid) ||
+		errors.Is(err, registry.ErrNotFound) || errors.Is(err, registry.ErrUnauthorized)
+}
+
 // usageDefaults fills the usage periods.
 func usageDefaults(c *Config) {
-	if c.UsageSampleEvery <= 0 {
-		c.UsageSampleEvery = time.Minute
-	}
 	if c.UsageReportEvery <= 0 {
 		c.UsageReportEvery = time.Hour
+	}
+	if c.UsageSampleEvery <= 0 {
+		// Once a minute, and at least twice a report period.
+		c.UsageSampleEvery = min(time.Minute, c.UsageReportEvery/2)
 	}
 }
