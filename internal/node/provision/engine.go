@@ -317,8 +317,17 @@ func (e *Engine) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func(j Job) {
 				defer wg.Done()
-				defer func() { <-sem }()
-				e.runJob(ctx, j)
+				finished := e.runJob(ctx, j)
+				// The job's results are committed: its worker is free for
+				// another deployment while the job's removal from the queue
+				// commits. The deployment stays in flight until then, so
+				// that the job is not started again; a crash before that
+				// commit replays it, which finds its work done.
+				<-sem
+				e.reload()
+				if finished {
+					e.finish(j)
+				}
 				e.mu.Lock()
 				delete(e.inflight, k)
 				e.mu.Unlock()
@@ -415,7 +424,10 @@ func (e *Engine) boot() error {
 	return nil
 }
 
-func (e *Engine) runJob(ctx context.Context, j Job) {
+// runJob runs a job and reports whether it finished (it did not if ctx
+// ended: the job stays queued and replays on the next start); finish
+// removes a finished job from the queue.
+func (e *Engine) runJob(ctx context.Context, j Job) bool {
 	log := e.log.With("job", j.Seq, "kind", j.Kind, "deployment", gridtypes.NewDeploymentID(j.Twin, j.Contract))
 	// Every job works on the stored deployment; one that is gone (purged,
 	// never stored) leaves nothing to do.
@@ -444,13 +456,18 @@ func (e *Engine) runJob(ctx context.Context, j Job) {
 	}
 	if ctx.Err() != nil {
 		// Shutting down: keep the job, it replays on the next start.
-		return
+		return false
 	}
 	if err != nil {
 		log.Error("job_failed", "err", err)
 	}
+	return true
+}
+
+// finish removes a finished job from the queue.
+func (e *Engine) finish(j Job) {
 	if err := e.store.Done(j.Seq); err != nil {
-		log.Error("job_done_failed", "err", err)
+		e.log.Error("job_done_failed", "job", j.Seq, "err", err)
 	}
 	if e.cfg.OnJobDone != nil {
 		e.cfg.OnJobDone(j.Twin, j.Contract)
