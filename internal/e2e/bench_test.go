@@ -12,10 +12,11 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
+	"github.com/zos-go/zos/internal/nodeapi"
 )
 
 // BenchmarkDeployments sends 1,000 signed zdb deployments through the relay
-// (contract, deploy, poll until ok) with 16 in flight, and reports
+// (contract, deploy, zos.deployment.wait until ok) with 16 in flight, and reports
 // deployments/s, the p50/p99 latency from contract creation to ok, and the
 // node's RSS when idle before and after; also the median of the first two
 // phases (contract creation in the registry, the deploy call to the node).
@@ -91,9 +92,12 @@ func runDeployBench(b *testing.B, total, inflight int) {
 					return err
 				}
 				phDeploy[i] = time.Since(t0) - phContract[i]
-				for delay := 5 * time.Millisecond; ; delay = min(delay*2, 25*time.Millisecond) {
+				// As zosctl does: the node answers zos.deployment.wait when
+				// the deployment settled (or after wait_ms, then ask again).
+				for {
 					var got gridtypes.Deployment
-					if err := c.rmb.Call(ctx, nodeRec.TwinID, "zos.deployment.get", map[string]uint64{"contract_id": d.ContractID}, &got); err != nil {
+					req := nodeapi.WaitRequest{ContractID: d.ContractID, WaitMS: 5000}
+					if err := c.rmb.Call(ctx, nodeRec.TwinID, nodeapi.CmdWait, req, &got); err != nil {
 						return err
 					}
 					switch got.Workloads[0].Result.State {
@@ -102,9 +106,6 @@ func runDeployBench(b *testing.B, total, inflight int) {
 					case gridtypes.StateError:
 						return fmt.Errorf("contract %d: %s", d.ContractID, got.Workloads[0].Result.Error)
 					}
-					// Pacing the polls of the state: the measured latency
-					// overshoots by at most one delay (5-25ms).
-					time.Sleep(delay)
 				}
 			}()
 			if err != nil {
