@@ -35,6 +35,10 @@ type Store struct {
 
 	mu      sync.Mutex               // guards waiters
 	waiters map[string]chan struct{} // depKey -> closed at the deployment's next committed change
+
+	gmu     sync.Mutex // guards queue and leading (group.go)
+	queue   []*groupOp // writes waiting for the next group commit
+	leading bool       // a writer is committing; the next leader is queue[0]
 }
 
 // Changed returns a channel closed once a change of the deployment (a
@@ -85,9 +89,6 @@ func OpenStore(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialising store %s: %w", path, err)
 	}
-	// Concurrent writers (the engine's workers, the API) share one commit
-	// and one fsync through Batch; a short delay keeps single writers fast.
-	db.MaxBatchDelay = 2 * time.Millisecond
 	return &Store{db: db, waiters: make(map[string]chan struct{})}, nil
 }
 
@@ -174,7 +175,7 @@ func releaseNames(tx *bolt.Tx, twin uint32, contract uint64, names ...string) er
 
 // Create stores a new deployment and enqueues job, atomically.
 func (s *Store) Create(d *gridtypes.Deployment, job Job) error {
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.write(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketDeployments).Get(depKey(d.TwinID, d.ContractID)) != nil {
 			return fmt.Errorf("%w: twin %d contract %d", ErrExists, d.TwinID, d.ContractID)
 		}
@@ -360,7 +361,7 @@ func appendHistory(tx *bolt.Tx, twin uint32, contract uint64, wl *gridtypes.Work
 // SetResult records a new result of a workload: appended to the history and
 // made current in the deployment (if the workload is still part of it).
 func (s *Store) SetResult(twin uint32, contract uint64, wl gridtypes.Workload) error {
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.write(func(tx *bolt.Tx) error {
 		d, err := getDeployment(tx, twin, contract)
 		if err != nil {
 			return err
@@ -605,7 +606,7 @@ func enqueue(tx *bolt.Tx, job *Job) error {
 
 // Enqueue adds a job to the queue and returns it with its sequence.
 func (s *Store) Enqueue(job Job) (Job, error) {
-	err := s.db.Batch(func(tx *bolt.Tx) error { return enqueue(tx, &job) })
+	err := s.write(func(tx *bolt.Tx) error { return enqueue(tx, &job) })
 	return job, err
 }
 
@@ -627,5 +628,5 @@ func (s *Store) Jobs() ([]Job, error) {
 
 // Done removes a finished job.
 func (s *Store) Done(seq uint64) error {
-	return s.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketJobs).Delete(seqKey(seq)) })
+	return s.write(func(tx *bolt.Tx) error { return tx.Bucket(bucketJobs).Delete(seqKey(seq)) })
 }
