@@ -103,7 +103,9 @@ func sortInstall(wls []*gridtypes.Workload) {
 
 // Config of the engine.
 type Config struct {
-	// Workers bounds how many deployments progress at once.
+	// Workers bounds how many jobs do provisioning work at once. A job
+	// waiting for a result to be committed to the store gives its worker
+	// to another job meanwhile, and takes one again to go on.
 	Workers int
 	// OnJobDone, if set, is called after each job with the deployment it
 	// touched (used to report capacity per contract).
@@ -118,10 +120,12 @@ type Engine struct {
 	res      Resources
 	log      *slog.Logger
 	wake     chan struct{}
+	workers  chan struct{} // a token per job doing provisioning work, Config.Workers at most
 
-	mu       sync.Mutex // guards pending, inflight, reserved
+	mu       sync.Mutex // guards pending, inflight, working, reserved
 	pending  []Job
 	inflight map[string]bool                             // deployment key -> a job runs
+	working  map[string]bool                             // deployment key -> its job holds a worker token
 	reserved map[gridtypes.WorkloadID]gridtypes.Capacity // capacity of workloads being provisioned
 }
 
@@ -133,7 +137,9 @@ func NewEngine(cfg Config, store *Store, managers map[gridtypes.WorkloadType]Man
 	return &Engine{
 		cfg: cfg, store: store, managers: managers, res: res, log: log,
 		wake:     make(chan struct{}, 1),
+		workers:  make(chan struct{}, cfg.Workers),
 		inflight: map[string]bool{},
+		working:  map[string]bool{},
 		reserved: map[gridtypes.WorkloadID]gridtypes.Capacity{},
 	}
 }
@@ -281,7 +287,6 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	sem := make(chan struct{}, e.cfg.Workers)
 	for {
 		jobs, err := e.store.Jobs()
 		if err != nil {
@@ -304,7 +309,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.mu.Unlock()
 		for _, j := range start {
 			select {
-			case sem <- struct{}{}:
+			case e.workers <- struct{}{}:
 			case <-ctx.Done():
 				return nil
 			default:
@@ -313,6 +318,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			k := string(depKey(j.Twin, j.Contract))
 			e.mu.Lock()
 			e.inflight[k] = true
+			e.working[k] = true
 			e.mu.Unlock()
 			wg.Add(1)
 			go func(j Job) {
@@ -323,7 +329,10 @@ func (e *Engine) Run(ctx context.Context) error {
 				// commits. The deployment stays in flight until then, so
 				// that the job is not started again; a crash before that
 				// commit replays it, which finds its work done.
-				<-sem
+				e.mu.Lock()
+				delete(e.working, k)
+				e.mu.Unlock()
+				<-e.workers
 				e.reload()
 				if finished {
 					e.finish(j)
@@ -513,7 +522,7 @@ func (e *Engine) record(d *gridtypes.Deployment, wl gridtypes.Workload, state gr
 		}
 		wl.Result.Data = b
 	}
-	if err := e.store.SetResult(d.TwinID, d.ContractID, wl); err != nil {
+	if err := e.commitIdle(d, func() error { return e.store.SetResult(d.TwinID, d.ContractID, wl) }); err != nil {
 		return err
 	}
 	// The job's copy follows, so that later workloads of the deployment
@@ -522,6 +531,30 @@ func (e *Engine) record(d *gridtypes.Deployment, wl gridtypes.Workload, state gr
 		p.Result = wl.Result
 	}
 	return nil
+}
+
+// commitIdle runs write, a store write of d's job, with the job's worker
+// token given back meanwhile: waiting for a commit (an fsync) is no
+// provisioning work, and another job can start. The token is taken back
+// before returning, so the job goes on as it was. Outside a job (at boot)
+// it only runs write.
+func (e *Engine) commitIdle(d *gridtypes.Deployment, write func() error) error {
+	k := string(depKey(d.TwinID, d.ContractID))
+	e.mu.Lock()
+	held := e.working[k]
+	delete(e.working, k)
+	e.mu.Unlock()
+	if !held {
+		return write()
+	}
+	<-e.workers
+	e.reload()
+	err := write()
+	e.workers <- struct{}{}
+	e.mu.Lock()
+	e.working[k] = true
+	e.mu.Unlock()
+	return err
 }
 
 func (e *Engine) provision(ctx context.Context, j Job, d *gridtypes.Deployment) error {
