@@ -14,6 +14,7 @@ import (
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/nodeapi"
 	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/rmb"
 	"github.com/zos-go/zos/internal/wait"
 )
 
@@ -362,11 +363,19 @@ func progress(env *Env, asJSON bool, format string, a ...any) {
 	}
 }
 
-// wait polls the node until every workload of the deployment, at version
+// waitMS is how long one zos.deployment.wait call asks the node to wait.
+const waitMS = 5000
+
+// wait asks the node until every workload of the deployment, at version
 // minVersion or later, reached a final state, showing progress, then
-// prints the results. A poll that fails transiently (the node or the grid
-// restarting) is asked again until ctx ends; then the error says what was
-// last seen and how to look again.
+// prints the results. The node answers zos.deployment.wait as soon as the
+// deployment settled (an event, no polling interval to overshoot); one that
+// answers early without a settled deployment (it has too many waits
+// running) is asked again after a growing delay, and one that does not
+// know the command (an older node) is polled with zos.deployment.get. A
+// call that fails transiently (the node or the grid restarting) is asked
+// again until ctx ends; then the error says what was last seen and how to
+// look again.
 func (s *session) wait(ctx context.Context, env *Env, f deployFlags, node uint32, contract uint64, minVersion uint32) error {
 	seen := map[string]string{}
 	live := env.terminal() && !*f.json
@@ -374,8 +383,19 @@ func (s *session) wait(ctx context.Context, env *Env, f deployFlags, node uint32
 	var last []string // the states last seen
 	r := &retrier{env: env, quiet: *f.json, what: fmt.Sprintf("waiting for node %d", node)}
 	delay := 100 * time.Millisecond
+	canWait := true
 	for {
-		err := s.callNode(ctx, node, nodeapi.CmdGet, nodeapi.ContractRequest{ContractID: contract}, &d)
+		t0 := time.Now()
+		var err error
+		if canWait {
+			err = s.callNode(ctx, node, nodeapi.CmdWait, nodeapi.WaitRequest{ContractID: contract, Version: minVersion, WaitMS: waitMS}, &d)
+			if errors.Is(err, rmb.ErrUnknownCommand) {
+				canWait = false
+				continue
+			}
+		} else {
+			err = s.callNode(ctx, node, nodeapi.CmdGet, nodeapi.ContractRequest{ContractID: contract}, &d)
+		}
 		switch {
 		case err == nil:
 			r.ok()
@@ -418,10 +438,12 @@ func (s *session) wait(ctx context.Context, env *Env, f deployFlags, node uint32
 			}
 			return printResults(env, *f.json, &d)
 		}
-		select {
-		case <-ctx.Done():
-			return unsure(node, contract, last, ctx.Err())
-		case <-time.After(delay):
+		if pause := delay - time.Since(t0); pause > 0 {
+			select {
+			case <-ctx.Done():
+				return unsure(node, contract, last, ctx.Err())
+			case <-time.After(pause):
+			}
 		}
 		delay = min(delay*2, 2*time.Second)
 	}

@@ -18,6 +18,14 @@ import (
 // its id: a node of the grid that is off (nothing serves its twin).
 func registerSilentNode(t *testing.T, grid, farmer string) uint32 {
 	t.Helper()
+	node, _ := registerKeyedNode(t, grid, farmer)
+	return node.ID
+}
+
+// registerKeyedNode registers a node in a new farm of farmer and returns it
+// with its key; nothing serves its twin.
+func registerKeyedNode(t *testing.T, grid, farmer string) (registry.Node, identity.Key) {
+	t.Helper()
 	ctx := context.Background()
 	var farm registry.Farm
 	if err := json.Unmarshal([]byte(mustRun(t, farmer, "farm", "create", "silentfarm", "--grid", grid, "--json")), &farm); err != nil {
@@ -49,7 +57,7 @@ func registerSilentNode(t *testing.T, grid, farmer string) uint32 {
 			FarmID: farm.ID, FarmToken: token, Total: registry.Resources{CRU: 8, MRU: 16 << 30, SRU: 100 << 30, HRU: 100 << 30}})
 		return err == nil, err
 	})
-	return node.ID
+	return node, key
 }
 
 // A deploy to a node that never answers asks again until its --timeout,

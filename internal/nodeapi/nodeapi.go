@@ -12,6 +12,7 @@ const (
 	CmdDeploy       = "zos.deployment.deploy"
 	CmdUpdate       = "zos.deployment.update"
 	CmdGet          = "zos.deployment.get"
+	CmdWait         = "zos.deployment.wait" // WaitRequest: the deployment once settled, or at the wait's end
 	CmdList         = "zos.deployment.list"
 	CmdChanges      = "zos.deployment.changes"
 	CmdDelete       = "zos.deployment.delete"
@@ -31,6 +32,16 @@ const (
 // ContractRequest names a contract (zos.deployment.get and .changes).
 type ContractRequest struct {
 	ContractID uint64 `json:"contract_id"`
+}
+
+// WaitRequest asks zos.deployment.wait for a deployment once every workload
+// of version Version or later left init (ok, error, ...), waiting at most
+// WaitMS milliseconds (the node bounds it further); the answer is the
+// deployment as zos.deployment.get gives it, settled or not.
+type WaitRequest struct {
+	ContractID uint64 `json:"contract_id"`
+	Version    uint32 `json:"version"`
+	WaitMS     int64  `json:"wait_ms"`
 }
 
 // Statistics is the answer to zos.statistics.get.

@@ -9,11 +9,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // benchSetup returns a client of twin 1 calling an echo server on twin 2
 // over an embedded NATS server on loopback, with the authenticator on.
-func benchSetup(b *testing.B) *Client {
+func benchSetup(b testing.TB) *Client {
 	g := newTestGrid(b)
 	k1, k2 := g.twin(b, 1), g.twin(b, 2)
 	g.serve(b, 2, k2, map[string]HandlerFunc{"bench.echo": echo})
@@ -29,7 +31,7 @@ func benchSetup(b *testing.B) *Client {
 
 // cpuTime is the CPU time (user + system) this process has used: the
 // client, the server and the embedded NATS server together.
-func cpuTime(b *testing.B) time.Duration {
+func cpuTime(b testing.TB) time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatalf("getrusage: %v", err)
@@ -116,4 +118,55 @@ func BenchmarkRMBThroughput(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	reportLatencies(b, all, elapsed, cpuTime(b)-cpu0)
+}
+
+// raceFactor is how much slower the race detector makes a call (measured
+// with TestRelayCostFloor: 1.10-1.25 ms per call against 0.126 ms).
+func raceFactor() float64 {
+	if raceEnabled {
+		return 10
+	}
+	return 1
+}
+
+// relayCostRef is the CPU a call costs in BenchmarkRMBThroughput (client,
+// server and the embedded NATS server together), without the race
+// detector, rounded up: 122-130 µs measured on 2 cores at load ~15
+// (143-149 µs before sealed replies went unsigned).
+const relayCostRef = 160 * time.Microsecond
+
+// TestRelayCostFloor is the short tier of BenchmarkRMBThroughput that make
+// test runs: 64 concurrent callers make 2,000 calls, and the test fails
+// only if the CPU time per call (getrusage: the neighbours on a shared
+// machine change the wall clock, not this) is ten times relayCostRef or
+// more: an order of magnitude, never noise.
+func TestRelayCostFloor(t *testing.T) {
+	testutil.SkipShort(t, "relay cost floor")
+	c := benchSetup(t)
+	const calls, callers = 2000, 64
+	next := make(chan struct{}, calls)
+	for range calls {
+		next <- struct{}{}
+	}
+	close(next)
+	ctx := context.Background()
+	cpu0 := cpuTime(t)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range next {
+				if err := c.Call(ctx, 2, "bench.echo", echoReq{Msg: "ping"}, nil); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	perCall := (cpuTime(t) - cpu0) / calls
+	limit := time.Duration(10 * float64(relayCostRef) * raceFactor())
+	t.Logf("cpu per call %s (reference %s, race factor %.0f, limit %s)", perCall, relayCostRef, raceFactor(), limit)
+	if perCall >= limit {
+		t.Errorf("got %s of CPU per call, want under %s (ten times the reference %s)", perCall, limit, relayCostRef)
+	}
 }

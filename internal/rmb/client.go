@@ -126,9 +126,9 @@ func (c *Client) readReply(ctx context.Context, req *Envelope, p *peer, data []b
 	}
 	// A sealed reply is authenticated by the AEAD: its key is known only to
 	// the two twins and its associated data is the whole header (ids, twins,
-	// time, command), so it could only come from dst. Checking the ed25519
-	// signature too would double the cost of a call for nothing; it is
-	// checked on plain (error) replies, which have no other protection.
+	// time, command), so it could only come from dst: the server sends it
+	// with a zero signature (EncodeSealedReply). The signature is checked on
+	// plain (error) replies, which have no other protection.
 	if r.Flags&FlagSealed == 0 && !r.Verify(p.pub) {
 		p2, ok := c.peers.refresh(ctx, req.Dst, p)
 		if !ok || !r.Verify(p2.pub) {

@@ -734,3 +734,92 @@ func TestSurvivesNATSRestart(t *testing.T) {
 	g.start(t, port)
 	callUntilOK("after restart")
 }
+
+// TestSealedReplyAuthenticatedByAEAD: sealed replies carry no signature,
+// so the AEAD alone must reject every forgery: a reply sealed by a third
+// twin that claims to be the server, any flipped header or payload byte, a
+// reply to another request, and a plain reply. A genuine one is accepted.
+func TestSealedReplyAuthenticatedByAEAD(t *testing.T) {
+	g, c, _ := setup(t)
+	k3 := g.twin(t, 3)
+	ctx := context.Background()
+	req, _ := rawRequest(t, c, 2, "test.echo", echoReq{Msg: "hi"}, nil)
+	server, err := c.peers.get(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The AEAD twin 3 shares with twin 1: what a forger holds.
+	forger, err := newPeers(k3, g.resolver, buildOptions(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	third, err := forger.get(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply := func(p *peer, mutate func(*Envelope)) []byte {
+		t.Helper()
+		id, err := newID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := &Envelope{Kind: KindReply, Flags: FlagSealed, ID: id, Ref: req.ID, Src: 2, Dst: 1,
+			Timestamp: time.Now(), TTL: replyTTL, Command: req.Command}
+		if mutate != nil {
+			mutate(env)
+		}
+		if env.Payload, err = seal(p.aead, env.header(), []byte(`{"msg":"hi","src":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		wire, err := env.EncodeSealedReply()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wire
+	}
+	genuine := reply(server, nil)
+	if !bytes.Equal(genuine[len(genuine)-sigSize:], make([]byte, sigSize)) {
+		t.Fatalf("got signature %x, want zeros", genuine[len(genuine)-sigSize:])
+	}
+	var got echoResp
+	if err := c.readReply(ctx, req, server, genuine, &got); err != nil || got.Msg != "hi" {
+		t.Fatalf("genuine sealed reply: got %+v, %v, want msg hi and no error", got, err)
+	}
+	for i := 0; i < len(genuine)-sigSize; i++ {
+		b := bytes.Clone(genuine)
+		b[i] ^= 0x01
+		if err := c.readReply(ctx, req, server, b, nil); err == nil {
+			t.Fatalf("reply with byte %d flipped: got no error, want a rejection", i)
+		}
+	}
+	other, _ := rawRequest(t, c, 2, "test.echo", echoReq{}, nil)
+	for _, tt := range []struct {
+		name string
+		wire []byte
+		want error
+	}{
+		{"sealed by a third twin", reply(third, nil), ErrUnauthorized},
+		{"answers another request", reply(server, func(e *Envelope) { e.Ref = other.ID }), ErrMalformed},
+		{"plain reply", func() []byte {
+			e := &Envelope{Kind: KindReply, ID: other.ID, Ref: req.ID, Src: 2, Dst: 1, Timestamp: time.Now(), TTL: replyTTL,
+				Payload: []byte(`{}`)}
+			w, err := e.Sign(k3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return w
+		}(), ErrUnauthorized},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := c.readReply(ctx, req, server, tt.wire, nil); !errors.Is(err, tt.want) {
+				t.Errorf("got %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if _, err := (&Envelope{Kind: KindRequest, Flags: FlagSealed}).EncodeSealedReply(); err == nil {
+		t.Error("EncodeSealedReply of a request: got no error, want one (requests are signed)")
+	}
+	if _, err := (&Envelope{Kind: KindReply}).EncodeSealedReply(); err == nil {
+		t.Error("EncodeSealedReply of a plain reply: got no error, want one (plain replies are signed)")
+	}
+}

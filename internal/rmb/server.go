@@ -375,7 +375,7 @@ func (s *Server) replyAllowed(m *nats.Msg, req *Envelope, p *peer) bool {
 	return strings.HasPrefix(m.Reply, InboxPrefix(p.pub)+".")
 }
 
-// answer signs and sends a reply to req (nil when not decodable), if the
+// answer seals (or, when p is unknown, signs) and sends a reply to req (nil when not decodable), if the
 // reply subject is the requester's own inbox.
 func (s *Server) answer(m *nats.Msg, req *Envelope, p *peer, kind Kind, body []byte) {
 	if !s.replyAllowed(m, req, p) {
@@ -396,16 +396,18 @@ func (s *Server) answer(m *nats.Msg, req *Envelope, p *peer, kind Kind, body []b
 			env.Command = req.Command
 		}
 	}
+	var wire []byte
 	if p != nil {
+		// Sealed: the AEAD authenticates it, no signature (see the wire
+		// format in envelope.go).
 		env.Flags = FlagSealed
-		if env.Payload, err = seal(p.aead, env.header(), body); err != nil {
-			s.log.Error("reply_error", "err", err)
-			return
+		if env.Payload, err = seal(p.aead, env.header(), body); err == nil {
+			wire, err = env.EncodeSealedReply()
 		}
 	} else {
 		env.Payload = body
+		wire, err = env.Sign(s.key)
 	}
-	wire, err := env.Sign(s.key)
 	if err != nil {
 		s.log.Error("reply_error", "err", err)
 		return

@@ -42,6 +42,8 @@ type Deployments interface {
 	List(twin uint32) ([]*gridtypes.Deployment, error)
 	Changes(twin uint32, contract uint64) ([]gridtypes.Workload, error)
 	All() ([]*gridtypes.Deployment, error)
+	// Changed is closed at the deployment's next committed change.
+	Changed(twin uint32, contract uint64) <-chan struct{}
 }
 
 // Node answers the statistics and system commands in the wire types of
@@ -62,6 +64,7 @@ type API struct {
 	store  Deployments
 	node   Node
 	logs   ConsoleLogs // nil: the node's, if it has them
+	waits  waits
 }
 
 // New returns the API of node nodeID.
@@ -78,6 +81,7 @@ func (a *API) Register(srv *rmb.Server) {
 	srv.Handle(nodeapi.CmdDeploy, a.deploy)
 	srv.Handle(nodeapi.CmdUpdate, a.update)
 	srv.Handle(nodeapi.CmdGet, a.get)
+	srv.Handle(nodeapi.CmdWait, a.wait)
 	srv.Handle(nodeapi.CmdList, a.list)
 	srv.Handle(nodeapi.CmdChanges, a.changes)
 	srv.Handle(nodeapi.CmdDelete, a.delete)

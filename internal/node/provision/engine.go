@@ -104,7 +104,9 @@ func sortInstall(wls []*gridtypes.Workload) {
 
 // Config of the engine.
 type Config struct {
-	// Workers bounds how many deployments progress at once.
+	// Workers bounds how many jobs do provisioning work at once. A job
+	// waiting for a result to be committed to the store gives its worker
+	// to another job meanwhile, and takes one again to go on.
 	Workers int
 	// OnJobDone, if set, is called after each job with the deployment it
 	// touched (used to report capacity per contract).
@@ -123,10 +125,12 @@ type Engine struct {
 	res      Resources
 	log      *slog.Logger
 	wake     chan struct{}
+	workers  chan struct{} // a token per job doing provisioning work, Config.Workers at most
 
-	mu       sync.Mutex // guards pending, inflight, reserved
+	mu       sync.Mutex // guards pending, inflight, working, reserved
 	pending  []Job
 	inflight map[string]bool                             // deployment key -> a job runs
+	working  map[string]bool                             // deployment key -> its job holds a worker token
 	reserved map[gridtypes.WorkloadID]gridtypes.Capacity // capacity of workloads being provisioned
 }
 
@@ -138,7 +142,9 @@ func NewEngine(cfg Config, store *Store, managers map[gridtypes.WorkloadType]Man
 	return &Engine{
 		cfg: cfg, store: store, managers: managers, res: res, log: log,
 		wake:     make(chan struct{}, 1),
+		workers:  make(chan struct{}, cfg.Workers),
 		inflight: map[string]bool{},
+		working:  map[string]bool{},
 		reserved: map[gridtypes.WorkloadID]gridtypes.Capacity{},
 	}
 }
@@ -296,7 +302,6 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	sem := make(chan struct{}, e.cfg.Workers)
 	for {
 		jobs, err := e.store.Jobs()
 		if err != nil {
@@ -319,7 +324,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.mu.Unlock()
 		for _, j := range start {
 			select {
-			case sem <- struct{}{}:
+			case e.workers <- struct{}{}:
 			case <-ctx.Done():
 				return nil
 			default:
@@ -328,12 +333,25 @@ func (e *Engine) Run(ctx context.Context) error {
 			k := string(depKey(j.Twin, j.Contract))
 			e.mu.Lock()
 			e.inflight[k] = true
+			e.working[k] = true
 			e.mu.Unlock()
 			wg.Add(1)
 			go func(j Job) {
 				defer wg.Done()
-				defer func() { <-sem }()
-				e.runJob(ctx, j)
+				finished := e.runJob(ctx, j)
+				// The job's results are committed: its worker is free for
+				// another deployment while the job's removal from the queue
+				// commits. The deployment stays in flight until then, so
+				// that the job is not started again; a crash before that
+				// commit replays it, which finds its work done.
+				e.mu.Lock()
+				delete(e.working, k)
+				e.mu.Unlock()
+				<-e.workers
+				e.reload()
+				if finished {
+					e.finish(j)
+				}
 				e.mu.Lock()
 				delete(e.inflight, k)
 				e.mu.Unlock()
@@ -430,7 +448,10 @@ func (e *Engine) boot() error {
 	return nil
 }
 
-func (e *Engine) runJob(ctx context.Context, j Job) {
+// runJob runs a job and reports whether it finished (it did not if ctx
+// ended: the job stays queued and replays on the next start); finish
+// removes a finished job from the queue.
+func (e *Engine) runJob(ctx context.Context, j Job) bool {
 	log := e.log.With("job", j.Seq, "kind", j.Kind, "deployment", gridtypes.NewDeploymentID(j.Twin, j.Contract))
 	// Every job works on the stored deployment; one that is gone (purged,
 	// never stored) leaves nothing to do.
@@ -459,13 +480,18 @@ func (e *Engine) runJob(ctx context.Context, j Job) {
 	}
 	if ctx.Err() != nil {
 		// Shutting down: keep the job, it replays on the next start.
-		return
+		return false
 	}
 	if err != nil {
 		log.Error("job_failed", "err", err)
 	}
+	return true
+}
+
+// finish removes a finished job from the queue.
+func (e *Engine) finish(j Job) {
 	if err := e.store.Done(j.Seq); err != nil {
-		log.Error("job_done_failed", "err", err)
+		e.log.Error("job_done_failed", "job", j.Seq, "err", err)
 	}
 	if e.cfg.OnJobDone != nil {
 		e.cfg.OnJobDone(j.Twin, j.Contract)
@@ -511,7 +537,7 @@ func (e *Engine) record(d *gridtypes.Deployment, wl gridtypes.Workload, state gr
 		}
 		wl.Result.Data = b
 	}
-	if err := e.store.SetResult(d.TwinID, d.ContractID, wl); err != nil {
+	if err := e.commitIdle(d, func() error { return e.store.SetResult(d.TwinID, d.ContractID, wl) }); err != nil {
 		return err
 	}
 	// The job's copy follows, so that later workloads of the deployment
@@ -520,6 +546,30 @@ func (e *Engine) record(d *gridtypes.Deployment, wl gridtypes.Workload, state gr
 		p.Result = wl.Result
 	}
 	return nil
+}
+
+// commitIdle runs write, a store write of d's job, with the job's worker
+// token given back meanwhile: waiting for a commit (an fsync) is no
+// provisioning work, and another job can start. The token is taken back
+// before returning, so the job goes on as it was. Outside a job (at boot)
+// it only runs write.
+func (e *Engine) commitIdle(d *gridtypes.Deployment, write func() error) error {
+	k := string(depKey(d.TwinID, d.ContractID))
+	e.mu.Lock()
+	held := e.working[k]
+	delete(e.working, k)
+	e.mu.Unlock()
+	if !held {
+		return write()
+	}
+	<-e.workers
+	e.reload()
+	err := write()
+	e.workers <- struct{}{}
+	e.mu.Lock()
+	e.working[k] = true
+	e.mu.Unlock()
+	return err
 }
 
 func (e *Engine) provision(ctx context.Context, j Job, d *gridtypes.Deployment) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/zos-go/zos/internal/gridtypes"
@@ -31,6 +32,43 @@ var (
 // fsynced) before it returns.
 type Store struct {
 	db *bolt.DB
+
+	mu      sync.Mutex               // guards waiters
+	waiters map[string]chan struct{} // depKey -> closed at the deployment's next committed change
+
+	gmu     sync.Mutex // guards queue and leading (group.go)
+	queue   []*groupOp // writes waiting for the next group commit
+	leading bool       // a writer is committing; the next leader is queue[0]
+}
+
+// Changed returns a channel closed once a change of the deployment (a
+// result, an update, its creation or removal) is committed after this
+// call. Take it before reading the state it should signal a change of.
+func (s *Store) Changed(twin uint32, contract uint64) <-chan struct{} {
+	k := string(depKey(twin, contract))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.waiters[k]
+	if !ok {
+		ch = make(chan struct{})
+		s.waiters[k] = ch
+	}
+	return ch
+}
+
+// changed wakes the waiters of a deployment after a committed change.
+func (s *Store) changed(twin uint32, contract uint64, err error) error {
+	if err != nil {
+		return err
+	}
+	k := string(depKey(twin, contract))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ch, ok := s.waiters[k]; ok {
+		close(ch)
+		delete(s.waiters, k)
+	}
+	return nil
 }
 
 // OpenStore opens (creating if needed) the store at path.
@@ -51,10 +89,7 @@ func OpenStore(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialising store %s: %w", path, err)
 	}
-	// Concurrent writers (the engine's workers, the API) share one commit
-	// and one fsync through Batch; a short delay keeps single writers fast.
-	db.MaxBatchDelay = 2 * time.Millisecond
-	return &Store{db: db}, nil
+	return &Store{db: db, waiters: make(map[string]chan struct{})}, nil
 }
 
 // Close closes the store.
@@ -140,7 +175,7 @@ func releaseNames(tx *bolt.Tx, twin uint32, contract uint64, names ...string) er
 
 // Create stores a new deployment and enqueues job, atomically.
 func (s *Store) Create(d *gridtypes.Deployment, job Job) error {
-	return s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.write(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketDeployments).Get(depKey(d.TwinID, d.ContractID)) != nil {
 			return fmt.Errorf("%w: twin %d contract %d", ErrExists, d.TwinID, d.ContractID)
 		}
@@ -161,6 +196,7 @@ func (s *Store) Create(d *gridtypes.Deployment, job Job) error {
 		}
 		return enqueue(tx, &job)
 	})
+	return s.changed(d.TwinID, d.ContractID, err)
 }
 
 // Update replaces the definition of a deployment (keeping the current
@@ -175,7 +211,7 @@ func (s *Store) Create(d *gridtypes.Deployment, job Job) error {
 // update removes not counted, their job frees it first); an error from
 // check refuses the whole update and nothing is stored.
 func (s *Store) Update(d *gridtypes.Deployment, job Job, check func(name string, grow, used gridtypes.Capacity) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		cur, err := getDeployment(tx, d.TwinID, d.ContractID)
 		if err != nil {
 			return err
@@ -232,6 +268,7 @@ func (s *Store) Update(d *gridtypes.Deployment, job Job, check func(name string,
 		}
 		return enqueue(tx, &job)
 	})
+	return s.changed(d.TwinID, d.ContractID, err)
 }
 
 // holdGrowth makes a running workload that an update changes hold the
@@ -324,7 +361,7 @@ func appendHistory(tx *bolt.Tx, twin uint32, contract uint64, wl *gridtypes.Work
 // SetResult records a new result of a workload: appended to the history and
 // made current in the deployment (if the workload is still part of it).
 func (s *Store) SetResult(twin uint32, contract uint64, wl gridtypes.Workload) error {
-	return s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.write(func(tx *bolt.Tx) error {
 		d, err := getDeployment(tx, twin, contract)
 		if err != nil {
 			return err
@@ -342,6 +379,7 @@ func (s *Store) SetResult(twin uint32, contract uint64, wl gridtypes.Workload) e
 		}
 		return appendHistory(tx, twin, contract, &wl)
 	})
+	return s.changed(twin, contract, err)
 }
 
 // Changes returns every recorded state of every workload of a deployment,
@@ -370,7 +408,7 @@ func (s *Store) Changes(twin uint32, contract uint64) ([]gridtypes.Workload, err
 
 // Delete removes a deployment, its history and its names.
 func (s *Store) Delete(twin uint32, contract uint64) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		d, err := getDeployment(tx, twin, contract)
 		if err != nil {
 			return err
@@ -398,6 +436,7 @@ func (s *Store) Delete(twin uint32, contract uint64) error {
 		}
 		return nil
 	})
+	return s.changed(twin, contract, err)
 }
 
 func usedKey(twin uint32, contract uint64, name string) []byte {
@@ -567,7 +606,7 @@ func enqueue(tx *bolt.Tx, job *Job) error {
 
 // Enqueue adds a job to the queue and returns it with its sequence.
 func (s *Store) Enqueue(job Job) (Job, error) {
-	err := s.db.Batch(func(tx *bolt.Tx) error { return enqueue(tx, &job) })
+	err := s.write(func(tx *bolt.Tx) error { return enqueue(tx, &job) })
 	return job, err
 }
 
@@ -589,5 +628,5 @@ func (s *Store) Jobs() ([]Job, error) {
 
 // Done removes a finished job.
 func (s *Store) Done(seq uint64) error {
-	return s.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketJobs).Delete(seqKey(seq)) })
+	return s.write(func(tx *bolt.Tx) error { return tx.Bucket(bucketJobs).Delete(seqKey(seq)) })
 }

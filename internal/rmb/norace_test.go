@@ -1,0 +1,5 @@
+//go:build !race
+
+package rmb
+
+const raceEnabled = false
