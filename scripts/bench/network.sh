@@ -7,5 +7,5 @@ set -eu
 export PATH="$PATH:/usr/local/go/bin"
 cd "$(dirname "$0")/../.."
 go test -run '^$' -bench 'BenchmarkCreate' -benchtime=20x ./internal/node/network/
-go test -run '^$' -bench 'BenchmarkThroughput' -benchtime=1x ./internal/node/network/
+go test -run '^$' -bench 'BenchmarkThroughput' -benchtime=${WG_ROUNDS:-5}x -v ./internal/node/network/
 go test -run '^$' -bench 'BenchmarkProxy' -benchtime=1x ./internal/node/network/gateway/
