@@ -124,24 +124,34 @@ func iperf(b *testing.B, serverNS, clientNS string, addr netip.Addr) float64 {
 		_ = srv.Wait()
 	}()
 	// The client fails until the server listens: retry it until then.
-	var out string
-	err := testutil.PollEvery(5*time.Second, 100*time.Millisecond, func() (bool, error) {
-		var err error
-		out, err = netns.Run(clientNS, "", "iperf3", "-c", addr.String(), "-p", "5299", "-t", "3", "-J")
-		return err == nil, err
-	})
-	if err != nil {
-		b.Fatalf("iperf3: %v", err)
-	}
+	// iperf3 -J may exit 0 on "connection refused", with the error in the
+	// JSON: a reply with an error or nothing received is a retry too.
 	var r struct {
 		End struct {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
+		Error string `json:"error"`
 	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		b.Fatalf("decoding iperf3 output: %v", err)
+	var out string
+	err := testutil.PollEvery(5*time.Second, 100*time.Millisecond, func() (bool, error) {
+		var err error
+		out, err = netns.Run(clientNS, "", "iperf3", "-c", addr.String(), "-p", "5299", "-t", "3", "-J")
+		if err != nil {
+			return false, err
+		}
+		r.Error, r.End.SumReceived.BitsPerSecond = "", 0
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			return false, fmt.Errorf("decoding iperf3 output: %w", err)
+		}
+		if r.Error != "" || r.End.SumReceived.BitsPerSecond == 0 {
+			return false, fmt.Errorf("iperf3: %s, received %v bit/s", r.Error, r.End.SumReceived.BitsPerSecond)
+		}
+		return true, nil
+	})
+	if err != nil {
+		b.Fatalf("iperf3: %v: %s", err, out)
 	}
 	return r.End.SumReceived.BitsPerSecond
 }
