@@ -131,6 +131,9 @@ func iperf(b *testing.B, serverNS, clientNS string, addr netip.Addr) float64 {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
+			SumSent struct {
+				Retransmits int `json:"retransmits"`
+			} `json:"sum_sent"`
 		} `json:"end"`
 		Error string `json:"error"`
 	}
@@ -153,5 +156,6 @@ func iperf(b *testing.B, serverNS, clientNS string, addr netip.Addr) float64 {
 	if err != nil {
 		b.Fatalf("iperf3: %v: %s", err, out)
 	}
+	b.Logf("iperf3 to %s: %.3f Gbit/s, %d retransmits", addr, r.End.SumReceived.BitsPerSecond/1e9, r.End.SumSent.Retransmits)
 	return r.End.SumReceived.BitsPerSecond
 }
