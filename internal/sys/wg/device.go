@@ -72,7 +72,7 @@ func StartMode(mode Mode, name, tunNS, sockNS string, log *slog.Logger) (*Device
 	if err != nil {
 		return nil, err
 	}
-	log.Debug("wireguard device", "wg", name, "kind", string(d.kind))
+	log.Info("wireguard device", "wg", name, "kind", string(d.kind))
 	return d, nil
 }
 
