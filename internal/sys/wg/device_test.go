@@ -182,6 +182,11 @@ func TestRootStartPicksKernelOrWireguardGo(t *testing.T) {
 		Peers: []Peer{{PublicKey: [32]byte{9}, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/24")}}}}); err != nil {
 		t.Fatal(err)
 	}
+	// A kernel device opens its sockets when its interface goes up (the
+	// network manager brings it up after Configure).
+	if err := rtnl.SetUp(tunNS, "wgk1"); err != nil {
+		t.Fatal(err)
+	}
 	// The UDP port is taken in the socket namespace, not in the other.
 	for _, c := range []struct {
 		ns    string
