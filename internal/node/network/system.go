@@ -213,7 +213,8 @@ type hostSysctls struct{}
 func (hostSysctls) Set(ns, key, value string) error   { return netns.Sysctl(ns, key, value) }
 func (hostSysctls) DisableIPv6(ns, link string) error { return rtnl.DisableIPv6(ns, link) }
 
-// hostWireGuard starts wireguard-go devices.
+// hostWireGuard starts WireGuard devices: kernel ones where the kernel has
+// WireGuard, wireguard-go ones otherwise.
 type hostWireGuard struct{ log *slog.Logger }
 
 func (w hostWireGuard) Start(name, tunNS, sockNS string) (Device, error) {

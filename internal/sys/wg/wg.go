@@ -1,7 +1,10 @@
-// Package wg runs userspace WireGuard (wireguard-go) devices for the
-// network manager: the TUN interface lives in one network namespace (the
-// network resource's), the UDP sockets in another (the node's), and the
-// UAPI socket under /var/run/wireguard lets `wg show` see the device.
+// Package wg runs WireGuard devices for the network manager: the interface
+// lives in one network namespace (the network resource's), the UDP sockets
+// in another (the node's). Kernel WireGuard is used where the kernel has it
+// (the boot image); elsewhere userspace wireguard-go, with its TUN offloads
+// (virtio net header, TCP/UDP GSO and GRO) and batched UDP I/O
+// (sendmmsg/recvmmsg, UDP GSO/GRO), and a UAPI socket under
+// /var/run/wireguard that lets `wg show` see the device. See Mode.
 package wg
 
 import (
@@ -59,8 +62,8 @@ func (c Config) UAPI() string {
 	return b.String()
 }
 
-// Device is a running wireguard-go device.
-type Device struct {
+// userDevice is a running wireguard-go device.
+type userDevice struct {
 	name string
 	dev  *device.Device
 	uapi net.Listener
@@ -85,10 +88,13 @@ func (b *nsBind) Open(port uint16) (fns []conn.ReceiveFunc, actual uint16, err e
 	return fns, actual, err
 }
 
-// Start creates TUN interface name inside namespace tunNS, its sockets in
-// sockNS ("" for the caller's), and serves the UAPI socket
+// startUser creates TUN interface name inside namespace tunNS, its sockets
+// in sockNS ("" for the caller's), and serves the UAPI socket
 // /var/run/wireguard/<name>.sock. The device is down until Configure.
-func Start(name, tunNS, sockNS string, log *slog.Logger) (*Device, error) {
+// tun.CreateTUN asks for IFF_VNET_HDR and turns on TCP (and UDP) segmentation
+// offloads when the kernel accepts them, and conn.StdNetBind batches its
+// reads and writes (recvmmsg/sendmmsg, UDP GRO/GSO where supported).
+func startUser(name, tunNS, sockNS string, log *slog.Logger) (*userDevice, error) {
 	var td tun.Device
 	err := netns.Do(tunNS, func() error {
 		var err error
@@ -122,12 +128,12 @@ func Start(name, tunNS, sockNS string, log *slog.Logger) (*Device, error) {
 		dev.Close()
 		return nil, err
 	}
-	d := &Device{name: name, dev: dev, uapi: l, done: make(chan struct{})}
+	d := &userDevice{name: name, dev: dev, uapi: l, done: make(chan struct{})}
 	go d.serve()
 	return d, nil
 }
 
-func (d *Device) serve() {
+func (d *userDevice) serve() {
 	defer close(d.done)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -144,8 +150,7 @@ func (d *Device) serve() {
 	}
 }
 
-// Configure replaces the device's key, port and peers and brings it up.
-func (d *Device) Configure(c Config) error {
+func (d *userDevice) configure(c Config) error {
 	if err := d.dev.IpcSet(c.UAPI()); err != nil {
 		return fmt.Errorf("configuring %s: %w", d.name, err)
 	}
@@ -155,9 +160,9 @@ func (d *Device) Configure(c Config) error {
 	return nil
 }
 
-// Close stops the device: the TUN interface disappears, the sockets and
+// close stops the device: the TUN interface disappears, the sockets and
 // the UAPI socket are closed.
-func (d *Device) Close() error {
+func (d *userDevice) close() error {
 	var err error
 	d.once.Do(func() {
 		err = d.uapi.Close()
