@@ -82,7 +82,11 @@ func pinnedVersion(gomod string) (string, error) {
 	defer f.Close()
 	s := bufio.NewScanner(f)
 	for s.Scan() {
-		if fs := strings.Fields(s.Text()); len(fs) >= 2 && fs[0] == module {
+		fs := strings.Fields(s.Text())
+		if len(fs) > 0 && fs[0] == "require" {
+			fs = fs[1:]
+		}
+		if len(fs) >= 2 && fs[0] == module {
 			return fs[1], nil
 		}
 	}
