@@ -6,14 +6,11 @@
 // the daemon built with this package behaves as the one built with the
 // real package does on Linux. The real package's Linux Unveil uses
 // Landlock; this one does not implement it and refuses, so that a program
-// that relied on it would not silently run unconfined.
+// that relied on it would not silently run unconfined. The real package's
+// ReducePledges is left out (nothing here calls it).
 package protect
 
-import (
-	"errors"
-	"regexp"
-	"strings"
-)
+import "errors"
 
 // errNoUnveil is what the Unveil calls return: Landlock is not implemented
 // in this stand-in.
@@ -22,23 +19,6 @@ var errNoUnveil = errors.New("unveil: not implemented by this stand-in for suah.
 // Pledge restricts system calls on OpenBSD; on Linux (as in the real
 // package) it does nothing.
 func Pledge(promises string) error { return nil }
-
-// ReducePledges drops from current the promises matching toRemove and
-// pledges the rest (a no-op on Linux), returning the reduced list.
-func ReducePledges(current, toRemove string) (string, error) {
-	var kept []string
-	for _, s := range strings.Split(current, " ") {
-		match, err := regexp.MatchString(s, toRemove)
-		if err != nil {
-			return "", err
-		}
-		if !match {
-			kept = append(kept, s)
-		}
-	}
-	reduced := strings.Join(kept, " ")
-	return reduced, Pledge(reduced)
-}
 
 // Unveil is not implemented (the real package uses Landlock on Linux).
 func Unveil(path, flags string) error { return errNoUnveil }
