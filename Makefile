@@ -41,6 +41,8 @@ deps:
 		echo "installing staticcheck $(STATICCHECK_VERSION)"; \
 		GOBIN=$(TOOLS_BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) || exit 1; \
 	fi
+	@# The real yggdrasil daemon (the version go.mod pins) the planetary tests peer with (idempotent; .cache/bin/yggdrasil).
+	@GO=$(GO) scripts/yggdrasil.sh
 	@# The Debian kernel the image and the VM tests boot (idempotent; kept in .cache/kernel).
 	@if ! ls .cache/kernel/linux-image-*-amd64_*.deb >/dev/null 2>&1; then \
 		mkdir -p .cache/kernel && cd .cache/kernel && \

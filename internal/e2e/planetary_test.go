@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,18 +11,18 @@ import (
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/network/netlab"
-	"github.com/zos-go/zos/internal/node/planetary"
+	"github.com/zos-go/zos/internal/node/network/netlab/yggpeer"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/sys/netns"
 	"github.com/zos-go/zos/internal/testutil"
 )
 
 // TestNodePlanetaryZDB runs a node in a network namespace with
-// --planetary-peer pointing at a public yggdrasil peer (`zos planetary`,
-// the same build) in the lab's internet namespace: the node shows its
-// overlay address in zos.network.interfaces, a zdb namespace lists it in
-// its ips, and redis-cli from the public peer uses the namespace over the
-// overlay; once the peer is dead, the node goes on deploying and serving
+// --planetary-peer pointing at a public yggdrasil peer (the real
+// yggdrasil daemon, yggpeer) in the lab's internet namespace: the node
+// shows its overlay address in zos.network.interfaces, a zdb namespace
+// lists it in its ips, and redis-cli from the public peer uses the
+// namespace over the overlay; once the peer is dead, the node goes on deploying and serving
 // over IPv4.
 func TestNodePlanetaryZDB(t *testing.T) {
 	requireNodePrereqs(t)
@@ -33,17 +31,7 @@ func TestNodePlanetaryZDB(t *testing.T) {
 	testutil.RequireFile(t, "/dev/net/tun")
 	lab := netlab.New(t, 1)
 	peer := fmt.Sprintf("tcp://%s:9651", netlab.LANGateway)
-	zos := filepath.Join(buildBinaries(t), "zos")
-	pub, err := planetary.StartProcess(lab.Internet, append([]string{zos, "planetary"},
-		planetary.Config{DataDir: t.TempDir(), Listen: []string{peer}}.Args("ygg0")...), os.Stderr, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := pub.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
+	pub := yggpeer.Start(t, lab.Internet, yggpeer.Config{Listen: []string{peer}})
 
 	g := startGrid(t)
 	farmer := newUser(t, g)

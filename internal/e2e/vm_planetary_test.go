@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
@@ -14,7 +12,7 @@ import (
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/network"
 	"github.com/zos-go/zos/internal/node/network/netlab"
-	"github.com/zos-go/zos/internal/node/planetary"
+	"github.com/zos-go/zos/internal/node/network/netlab/yggpeer"
 	"github.com/zos-go/zos/internal/nodeapi"
 	"github.com/zos-go/zos/internal/sys/rtnl"
 	"github.com/zos-go/zos/internal/testutil"
@@ -22,7 +20,7 @@ import (
 
 // TestVMPlanetary boots one VM (real QEMU, tcg) with `planetary: true` on
 // each of two nodes in network namespaces, both peering with a public
-// yggdrasil peer (`zos planetary`, the same build) in the lab's internet
+// yggdrasil peer (the real yggdrasil daemon, yggpeer) in the lab's internet
 // namespace. VM a (one tenant, node 1) gets planetary_ip in the node's
 // overlay /64, configured by vminit: it pings the public peer, and the
 // public peer pings it; VM b (another tenant, node 2) pings VM a over the
@@ -37,17 +35,7 @@ func TestVMPlanetary(t *testing.T) {
 	testutil.RequireFile(t, "/dev/net/tun")
 	lab := netlab.New(t, 2)
 	peer := fmt.Sprintf("tcp://%s:9651", netlab.LANGateway)
-	zos := filepath.Join(buildBinaries(t), "zos")
-	pub, err := planetary.StartProcess(lab.Internet, append([]string{zos, "planetary"},
-		planetary.Config{DataDir: t.TempDir(), Listen: []string{peer}}.Args("ygg0")...), os.Stderr, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := pub.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
+	pub := yggpeer.Start(t, lab.Internet, yggpeer.Config{Listen: []string{peer}})
 
 	g := startGrid(t)
 	farmer := newUser(t, g)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/network/netlab"
+	"github.com/zos-go/zos/internal/node/network/netlab/yggpeer"
 	"github.com/zos-go/zos/internal/node/planetary"
 	"github.com/zos-go/zos/internal/sys/netns"
 	"github.com/zos-go/zos/internal/sys/nft"
@@ -119,7 +120,8 @@ func acceptedFrom(t *testing.T, accepted <-chan netip.AddrPort, want netip.Addr,
 }
 
 // A farm of two nodes running the overlay, peering with a public peer in
-// the internet namespace (the same yggdrasil-go library). On node 1, VMs
+// the internet namespace (the real yggdrasil daemon of the same
+// yggdrasil-go version, yggpeer). On node 1, VMs
 // of two tenants (a, b) with `planetary: true`; on node 2 a VM c. Each VM
 // is a namespace on the veth standing in for its planetary tap, set up by
 // Manager.AttachPlanetary as the zmachine manager does.
@@ -132,8 +134,9 @@ func TestRootPlanetaryVMs(t *testing.T) {
 		must(t, netns.Sysctl(ns, "net/ipv6/conf/all/accept_dad", "0"))
 	}
 	peer := fmt.Sprintf("tcp://%s:9651", netlab.LANGateway)
-	// the public peer lets in what the test serves on it (7000)
-	public := startOverlay(t, lab.Internet, planetary.Config{Listen: []string{peer}, AllowPorts: []uint16{7000}})
+	// the public peer: the real yggdrasil daemon (no filter of its own, so
+	// what the test serves on it, 7000, is reachable)
+	public := yggpeer.Start(t, lab.Internet, yggpeer.Config{Listen: []string{peer}})
 
 	vmA, vmB, vmC := lab.NewNS(t, "vma"), lab.NewNS(t, "vmb"), lab.NewNS(t, "vmc")
 	tapA, tapB, tapC := PlanetaryTap(gridtypes.WorkloadID("7-1-a")), PlanetaryTap(gridtypes.WorkloadID("8-2-b")), PlanetaryTap(gridtypes.WorkloadID("9-3-c"))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zos-go/zos/internal/node/network/netlab"
+	"github.com/zos-go/zos/internal/node/network/netlab/yggpeer"
 	"github.com/zos-go/zos/internal/node/zdb"
 	"github.com/zos-go/zos/internal/sys/netns"
 	"github.com/zos-go/zos/internal/sys/nft"
@@ -21,9 +22,10 @@ import (
 
 const peerPort = 9651
 
-// A farm LAN with its internet (netlab): a public yggdrasil peer in the
-// internet namespace, a node in its namespace peering with it through the
-// farm router, and a namespace standing for a VM on the node's /64. The VM
+// A farm LAN with its internet (netlab): a public yggdrasil peer (the real
+// daemon, yggpeer) in the internet namespace, a node in its namespace
+// peering with it through the farm router, and a namespace standing for a
+// VM on the node's /64. The VM
 // is reached from the public peer over the overlay (ping and TCP), a
 // spoofed overlay source from the VM is dropped at the node, and latency
 // and throughput are measured over the overlay and over the LAN.
@@ -39,8 +41,9 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 		must(t, netns.Sysctl(ns, "net/ipv6/conf/all/accept_dad", "0"))
 	}
 
-	// the public peer lets in what the test serves on it (7000, iperf3's 5201)
-	public := startNode(t, lab.Internet, Config{Listen: []string{fmt.Sprintf("tcp://%s:%d", netlab.LANGateway, peerPort)}, AllowPorts: []uint16{7000, 5201}})
+	// the public peer: the real yggdrasil daemon (no filter of its own, so
+	// what the test serves on it, 7000 and iperf3's 5201, is reachable)
+	public := yggpeer.Start(t, lab.Internet, yggpeer.Config{Listen: []string{fmt.Sprintf("tcp://%s:%d", netlab.LANGateway, peerPort)}})
 	nd := startNode(t, node.NS, Config{Peers: []string{fmt.Sprintf("tcp://%s:%d", netlab.LANGateway, peerPort)}, AllowPorts: []uint16{9900}})
 	t.Logf("public peer %s, node %s with %s", public.Address, nd.Address, nd.Subnet)
 
@@ -73,7 +76,7 @@ func TestRootPlanetaryVMReachedFromPublicPeer(t *testing.T) {
 		t.Errorf("node process peers: got %+v, want its one peer up at %s", nd.Peers(), public.Address)
 	}
 	if ps := public.Peers(); len(ps) != 1 || !ps[0].Up || !ps[0].Inbound || ps[0].Address != nd.Address.String() {
-		t.Errorf("public peer process peers: got %+v, want the node inbound at %s", ps, nd.Address)
+		t.Errorf("public peer (yggdrasil getpeers) peers: got %+v, want the node inbound at %s", ps, nd.Address)
 	}
 	if ok, out := netlab.Ping(vm, public.Address, 3); !ok {
 		t.Errorf("VM did not reach the public peer over the overlay: %s", out)
