@@ -170,16 +170,9 @@ func farmRemoveIP(ctx context.Context, env *Env, args []string) error {
 func farmNodes(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("farm nodes", flag.ContinueOnError)
 	o := addGridFlags(fs, env)
-	pos, err := parseFlags(fs, env, args)
+	farm, err := oneIDArg(fs, env, args, "farm id", 32)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usageError("want one farm id")
-	}
-	farm, err := strconv.ParseUint(pos[0], 10, 32)
-	if err != nil || farm == 0 {
-		return usageError("farm id %q is not a number above 0", pos[0])
 	}
 	return withGrid(ctx, o, false, func(ctx context.Context, s *session) error {
 		if _, err := s.reg.Farm(ctx, uint32(farm)); err != nil {

@@ -99,16 +99,9 @@ func nodeWake(ctx context.Context, env *Env, args []string) error {
 func powerTargetCmd(ctx context.Context, env *Env, name, target string, args []string) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	o := addGridFlags(fs, env)
-	pos, err := parseFlags(fs, env, args)
+	id, err := oneIDArg(fs, env, args, "node id", 32)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usageError("want one node id")
-	}
-	id, err := strconv.ParseUint(pos[0], 10, 32)
-	if err != nil || id == 0 {
-		return usageError("node id %q is not a number above 0", pos[0])
 	}
 	return setPowerTarget(ctx, env, o, uint32(id), target)
 }

@@ -46,7 +46,7 @@ func TestFarmPolicyAndNodePower(t *testing.T) {
 		{"bad size", farmer, []string{"farm", "policy", fid, "--min-free-mru", "lots", g}, "--min-free-mru"},
 		{"bad farm", farmer, []string{"farm", "policy", "x", "--min-awake", "1", g}, "not a number"},
 		{"standby of a node that does not exist", farmer, []string{"node", "standby", "999", g}, "not found"},
-		{"bad node", farmer, []string{"node", "wake", "0", g}, "not a number above 0"},
+		{"bad node", farmer, []string{"node", "wake", "0", g}, "not a positive number"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, errs, code := run(t, tt.home, tt.args...)
