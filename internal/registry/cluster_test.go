@@ -15,9 +15,29 @@ import (
 	"github.com/zos-go/zos/internal/testutil"
 )
 
-// startCluster starts n servers routed to each other on loopback.
+// startCluster starts n servers routed to each other on loopback. The
+// route ports are free when picked, but another test may take one before
+// its server listens (the server then never gets ready): the cluster is
+// then started again on new ports, up to three times.
 func startCluster(t *testing.T, n int) []*natsd.Server {
 	t.Helper()
+	var err error
+	for range 3 {
+		var srvs []*natsd.Server
+		if srvs, err = tryCluster(t, n); err == nil {
+			for _, s := range srvs {
+				t.Cleanup(s.Shutdown)
+			}
+			return srvs
+		}
+		t.Logf("starting cluster: %v; again on other ports", err)
+	}
+	t.Fatalf("starting cluster: %v", err)
+	return nil
+}
+
+// tryCluster starts n routed servers, or none.
+func tryCluster(t *testing.T, n int) ([]*natsd.Server, error) {
 	ports := testutil.FreePorts(t, n)
 	var routes []string
 	for _, p := range ports {
@@ -39,16 +59,15 @@ func startCluster(t *testing.T, n int) []*natsd.Server {
 			return err
 		})
 	}
-	err := eg.Wait()
-	for _, s := range srvs {
-		if s != nil {
-			t.Cleanup(s.Shutdown)
+	if err := eg.Wait(); err != nil {
+		for _, s := range srvs {
+			if s != nil {
+				s.Shutdown()
+			}
 		}
+		return nil, err
 	}
-	if err != nil {
-		t.Fatalf("starting cluster: %v", err)
-	}
-	return srvs
+	return srvs, nil
 }
 
 // retrying retries f while the cluster recovers (timeouts, no responders,
