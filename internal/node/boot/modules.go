@@ -4,9 +4,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -127,72 +125,12 @@ func coldplug(dir string, list []modEntry, load func(string) error) (loaded int,
 		}
 		for _, e := range next {
 			tried[e.Name] = true
-		}
-		n, f := loadBatch(dir, next, load, runtime.NumCPU())
-		loaded += n
-		for k, v := range f {
-			failed[k] = v
-		}
-	}
-	return loaded, failed
-}
-
-// loadBatch loads mods on up to workers CPUs at once, each module after
-// those of its dependencies that are in the batch have been tried (a
-// module whose dependency failed is still tried, as in list order: its
-// load says what is missing). Module loading under tcg is CPU bound
-// (relocation, signature check, init): 84 modules take 4-6 s on one CPU.
-func loadBatch(dir string, mods []modEntry, load func(string) error, workers int) (loaded int, failed map[string]error) {
-	failed = map[string]error{}
-	if workers < 2 {
-		for _, e := range mods {
 			if err := load(filepath.Join(dir, e.Path)); err != nil {
 				failed[e.Name] = err
 				continue
 			}
 			loaded++
 		}
-		return loaded, failed
 	}
-	// Only dependencies earlier in the list are waited for: the builder
-	// writes each module after its dependencies, and a bad list (a cycle)
-	// cannot hang the boot.
-	done := make(map[string]chan struct{}, len(mods))
-	pos := make(map[string]int, len(mods))
-	var batch []modEntry
-	for _, e := range mods {
-		if _, dup := done[e.Name]; dup {
-			continue // a bad list naming a module twice
-		}
-		done[e.Name] = make(chan struct{})
-		pos[e.Name] = len(batch)
-		batch = append(batch, e)
-	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, workers)
-	for i, e := range batch {
-		wg.Add(1)
-		go func(i int, e modEntry) {
-			defer wg.Done()
-			defer close(done[e.Name])
-			for _, d := range e.Deps {
-				if j, ok := pos[d]; ok && j < i {
-					<-done[d]
-				}
-			}
-			slots <- struct{}{}
-			err := load(filepath.Join(dir, e.Path))
-			<-slots
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				failed[e.Name] = err
-				return
-			}
-			loaded++
-		}(i, e)
-	}
-	wg.Wait()
 	return loaded, failed
 }
