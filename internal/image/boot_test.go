@@ -114,7 +114,9 @@ func bootArgs(t *testing.T, args []string, monitor string, timeout time.Duration
 	t.Cleanup(func() {
 		v.cmd.Process.Kill()
 		<-v.done
-		if t.Failed() {
+		// ZOS_CONSOLE_LOG=1 shows the console of passing boots too (boot
+		// profiling: the node's log lines carry times).
+		if t.Failed() || os.Getenv("ZOS_CONSOLE_LOG") != "" {
 			t.Logf("serial console:\n%s", v.out.String())
 		}
 	})

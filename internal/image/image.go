@@ -170,7 +170,10 @@ type Result struct {
 	GuestModules int
 	GuestMissing []string
 	Helpers      []string // helper binaries included
-	Files        []string // every path in the initramfs
+	// Stripped are the binaries whose symbols and debug info were left
+	// out (strip on the build host).
+	Stripped []string
+	Files    []string // every path in the initramfs
 }
 
 // Build makes the image in cfg.Out.
@@ -190,6 +193,24 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 		Initramfs: filepath.Join(cfg.Out, "initramfs.img")}
 
 	a := cpio.NewArchive()
+	// Binaries built with symbols and DWARF (go build without -s -w)
+	// go in stripped: the debug info is a third of zos and compresses
+	// badly. The copies live until the archive is written.
+	tmp, err := os.MkdirTemp(cfg.Out, ".strip-")
+	if err != nil {
+		return nil, fmt.Errorf("creating a temporary directory: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	st := &stripper{ctx: ctx, dir: tmp, log: log}
+	if cfg.Zos, err = st.strip(cfg.Zos); err != nil {
+		return nil, err
+	}
+	if !cfg.NoQEMU {
+		if cfg.Vminit, err = st.strip(cfg.Vminit); err != nil {
+			return nil, err
+		}
+	}
+	res.Stripped = st.done
 	if err := base(a, cfg); err != nil {
 		return nil, err
 	}
@@ -480,7 +501,10 @@ var shells = map[string]bool{"sh": true, "bash": true, "dash": true, "ash": true
 func IsShell(p string) bool { return shells[path.Base(p)] }
 
 // writeInitramfs writes the archive zstd-compressed with one encoder
-// thread (deterministic output).
+// thread (deterministic output), at the best level with the default 8 MiB
+// window: 7% smaller than SpeedBetterCompression (49.0 vs 52.6 MB) for
+// 4-5 times the compression time (about 23 s vs 5 s on an idle host). A
+// 32 MiB window saves 0.6 MB more but the kernel allocates it at boot.
 func writeInitramfs(a *cpio.Archive, res *Result) error {
 	tmp := res.Initramfs + ".tmp"
 	f, err := os.Create(tmp)
@@ -491,7 +515,8 @@ func writeInitramfs(a *cpio.Archive, res *Result) error {
 	defer f.Close()
 	h := sha256.New()
 	counter := &countWriter{}
-	zw, err := zstd.NewWriter(io.MultiWriter(f, h), zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
+	zw, err := zstd.NewWriter(io.MultiWriter(f, h), zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderLevel(zstd.SpeedBestCompression))
 	if err != nil {
 		return err
 	}

@@ -92,6 +92,9 @@ type state struct {
 	errors   []string // boot errors (command line, mounts, clock)
 	nodeUp   bool
 	restarts int
+	// leased wakes the supervisor when the network has a lease (nil:
+	// it polls).
+	leased chan struct{}
 }
 
 // addError records a boot error once (a retried failure is not repeated;
@@ -114,7 +117,7 @@ func (s *state) addError(err error) {
 // having powered off (when cfg.Halt) — so it returns only on failure then.
 func Init(cfg InitConfig, log *slog.Logger) error {
 	start := time.Now()
-	st := &state{network: "no link yet", modules: "not loaded"}
+	st := &state{network: "no link yet", modules: "not loaded", leased: make(chan struct{}, 1)}
 
 	// 1. Pseudo file systems: everything else reads /proc, /sys, /dev.
 	if err := pid1.MountPseudo(); err != nil {
@@ -315,6 +318,10 @@ func networkLoop(ctx context.Context, st *state, log *slog.Logger) {
 		st.mu.Lock()
 		st.lease, st.link, st.network = &lease, link, fmt.Sprintf("%s %s (dhcp)", link, lease)
 		st.mu.Unlock()
+		select {
+		case st.leased <- struct{}{}:
+		default:
+		}
 		// Renew at half the lease time (a full exchange: simple and
 		// enough for a node whose address must not change).
 		wait.Sleep(ctx, lease.Duration/2)
@@ -387,7 +394,12 @@ func superviseNode(ctx context.Context, cfg InitConfig, st *state, exits <-chan 
 		lease, bcfg := st.lease, st.cfg
 		st.mu.Unlock()
 		if lease == nil {
-			wait.Sleep(ctx, 500*time.Millisecond)
+			// Woken by the first lease (no 0.5 s poll on the boot path).
+			select {
+			case <-ctx.Done():
+			case <-st.leased:
+			case <-time.After(500 * time.Millisecond):
+			}
 			continue
 		}
 		if err := bcfg.Validate(); err != nil {
