@@ -11,7 +11,7 @@ LDFLAGS := -X github.com/zos-go/zos/internal/version.Version=$(VERSION)
 APT_PACKAGES := btrfs-progs e2fsprogs util-linux iproute2 nftables redis-tools redis-server \
 	qemu-system-x86 qemu-utils cpio busybox-static kmod xz-utils zstd \
 	wireguard-tools iperf3 chromium chromium-driver nats-server fuse3 debootstrap \
-	fdisk dosfstools mtools syslinux syslinux-common radvd ipxe-qemu
+	fdisk dosfstools mtools syslinux syslinux-common radvd ipxe-qemu binutils
 
 # Fuzz targets run briefly by make test: package:FuzzName.
 FUZZ_TARGETS := $(shell grep -rl --include='*_test.go' '^func Fuzz' internal | \
