@@ -46,7 +46,7 @@ func workloadState(u *user, contract uint64, name string) gridtypes.ResultState 
 	return gridtypes.StateDeleted
 }
 
-// TestBillingGraceVMAndZDB runs a tenant out of funds with a VM and a zdb
+// TestBillingGrace (short: the node's data dir under it holds unix sockets) runs a tenant out of funds with a VM and a zdb
 // on a node that reports usage every 2s to a grid billing every 2s:
 //   - a deposit by a twin that is not a treasury twin is refused, nothing
 //     changes;
@@ -60,7 +60,7 @@ func workloadState(u *user, contract uint64, name string) gridtypes.ResultState 
 //   - every bill is the pricing applied to the contract's capacity over
 //     the reported time, every bill payment in the ledger is what its bill
 //     said was due, and the ledger sums to the balance.
-func TestBillingGraceVMAndZDB(t *testing.T) {
+func TestBillingGrace(t *testing.T) {
 	cache := requireVMPrereqs(t)
 	const grace = 40 * time.Second
 	g := startGridIn(t, t.TempDir(), "--treasury-twins", "1", "--billing-period", "2s", "--grace-period", grace.String())
@@ -97,7 +97,7 @@ func TestBillingGraceVMAndZDB(t *testing.T) {
 	u.mustRun("network", "create", "--name", "net", "--nodes", id, "--ip-range", "10.37.0.0/16")
 	var vmd, dbd gridtypes.Deployment
 	u.json(&vmd, "deploy", "vm", "--node", id, "--flist", url, "--network", "net", "--memory", "256M",
-		"--entrypoint", "/start.sh", "--disk", "100M:/data", "--volume", "10M:/shared")
+		"--entrypoint", "/start.sh", "--disk", "200M:/data", "--volume", "10M:/shared")
 	u.json(&dbd, "deploy", "zdb", "--node", id, "--size", "1G", "--password", "pw", "--name", "db")
 	vmName := primitives.VMName(vmd.WorkloadID("vm"))
 	var res gridtypes.ZMachineResult
