@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -44,6 +46,23 @@ func workloadState(u *user, contract uint64, name string) gridtypes.ResultState 
 		return wl.Result.State
 	}
 	return gridtypes.StateDeleted
+}
+
+// qemuPidIn is qemuPid for the VM of the node whose data directory is
+// dir: other tests on the machine may run a VM of the same name.
+func qemuPidIn(t testing.TB, name, dir string) int {
+	t.Helper()
+	out, _ := exec.Command("pgrep", "-f", "-x", ".*qemu-system-x86_64 -name "+regexp.QuoteMeta(name)+" .*").Output()
+	for _, f := range strings.Fields(string(out)) {
+		pid, err := strconv.Atoi(f)
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(b), dir+"/") {
+			return pid
+		}
+	}
+	return 0
 }
 
 // TestBillingGrace (short: the node's data dir under it holds unix sockets) runs a tenant out of funds with a VM and a zdb
@@ -107,11 +126,12 @@ func TestBillingGrace(t *testing.T) {
 	ip := netip.MustParseAddr(res.IP)
 	nrNS := network.NamesOf(n.prefix(), gridtypes.NetID(vmd.TwinID, "net")).NS
 	ns := zdbResult(t, &dbd, "db").Namespace
+	value := "before" // the zdb's value of k
 	if out := redis(t, n.zdbPort, fmt.Sprintf("SELECT %s pw\nSET k before\n", ns)); !strings.Contains(out, "OK") {
 		t.Fatalf("zdb write before grace: %q", out)
 	}
 	waitConsole(t, u, vmd.ContractID, "vm", regexp.MustCompile(`zos-vm-up boots=1`), 3*time.Minute)
-	pid := qemuPid(t, vmName)
+	pid := qemuPidIn(t, vmName, n.data)
 	if pid == 0 {
 		t.Fatal("no QEMU process for the VM")
 	}
@@ -150,7 +170,7 @@ func TestBillingGrace(t *testing.T) {
 	}
 	checkPaused := func(when string) {
 		t.Helper()
-		if got := qemuPid(t, vmName); got != pid {
+		if got := qemuPidIn(t, vmName, n.data); got != pid {
 			t.Errorf("%s: QEMU is pid %d, want the same %d", when, got, pid)
 		}
 		if ok, out := netlab.Ping(nrNS, ip, 2); ok {
@@ -159,7 +179,7 @@ func TestBillingGrace(t *testing.T) {
 		if out := redis(t, n.zdbPort, fmt.Sprintf("SELECT %s pw\nSET k paused\n", ns)); strings.Contains(out, "OK\nOK") || !strings.Contains(out, "OK") {
 			t.Errorf("%s: the paused zdb took a write (or refused the select): %q", when, out)
 		}
-		if out := redis(t, n.zdbPort, fmt.Sprintf("SELECT %s pw\nGET k\n", ns)); !strings.Contains(out, "before") {
+		if out := redis(t, n.zdbPort, fmt.Sprintf("SELECT %s pw\nGET k\n", ns)); !strings.Contains(out, value) {
 			t.Errorf("%s: the paused zdb's data is not readable: %q", when, out)
 		}
 	}
@@ -178,7 +198,7 @@ func TestBillingGrace(t *testing.T) {
 	treasury.mustRun("deposit", strconv.Itoa(int(me.ID)), strconv.FormatInt(perHour, 10))
 	waitFor(t, 60*time.Second, "the VM to run again", func() bool { return workloadState(u, vmd.ContractID, "vm") == gridtypes.StateOk })
 	waitFor(t, 30*time.Second, "the zdb to run again", func() bool { return workloadState(u, dbd.ContractID, "db") == gridtypes.StateOk })
-	if got := qemuPid(t, vmName); got != pid {
+	if got := qemuPidIn(t, vmName, n.data); got != pid {
 		t.Errorf("after resume QEMU is pid %d, want the same %d", got, pid)
 	}
 	if ok, out := pingRetry(nrNS, ip); !ok {
@@ -187,6 +207,7 @@ func TestBillingGrace(t *testing.T) {
 	if out := redis(t, n.zdbPort, fmt.Sprintf("SELECT %s pw\nGET k\nSET k after\nGET k\n", ns)); !strings.Contains(out, "before") || !strings.Contains(out, "after") {
 		t.Errorf("the resumed zdb: got %q, want the old value, then a write", out)
 	}
+	value = "after"
 	if log := u.mustRun("logs", strconv.FormatUint(vmd.ContractID, 10), "vm"); strings.Contains(log, "boots=2") {
 		t.Errorf("the VM rebooted:\n%s", log)
 	}
@@ -204,7 +225,7 @@ func TestBillingGrace(t *testing.T) {
 	checkPaused("after a restart in grace")
 
 	// The grace period ends: the grid deletes both, the node removes them.
-	waitFor(t, grace+60*time.Second, "QEMU to go at the grace period's end", func() bool { return qemuPid(t, vmName) == 0 })
+	waitFor(t, grace+60*time.Second, "QEMU to go at the grace period's end", func() bool { return qemuPidIn(t, vmName, n.data) == 0 })
 	waitFor(t, 30*time.Second, "the zdb namespace to go", func() bool {
 		return strings.Contains(strings.ToLower(redis(t, n.zdbPort, fmt.Sprintf("SELECT %s pw\n", ns))), "not found")
 	})
@@ -225,7 +246,7 @@ func TestBillingGrace(t *testing.T) {
 	// reported time (each report rounded down: at most one unit less per
 	// report; traffic adds less than a unit here), bills before the
 	// crash cover their time without gaps.
-	due := map[string]int64{}
+	billedUpTo := map[uint64]map[uint64]int64{} // contract, bill: the sum of its bills 1..bill
 	var billed int64
 	for _, c := range contracts {
 		var bills []registry.Bill
@@ -246,14 +267,19 @@ func TestBillingGrace(t *testing.T) {
 				t.Errorf("contract %d bill %d: got %d for %d reports over %ds, want %d..%d (%d per hour)",
 					c, b.Seq, b.Amount, b.Reports, b.End-b.Start, low, full+1, perHour)
 			}
-			due[fmt.Sprintf("bill:%d:%d", c, b.Seq)] = b.Due
+			if billedUpTo[c] == nil {
+				billedUpTo[c] = map[uint64]int64{}
+			}
+			billedUpTo[c][b.Seq] = billedUpTo[c][b.Seq-1] + b.Amount
 			billed += b.Amount
 		}
 	}
-	// The ledger sums to the balance; each bill payment is what its bill
-	// said was due.
+	// The ledger sums to the balance. A payment named after bill k pays
+	// all that was due when it was set: with the payments of the contract
+	// before it, the bills 1..k.
 	a := balanceOf(u, me.ID)
 	var sum, paid int64
+	paidOf := map[uint64]int64{}
 	for i, e := range a.Ledger {
 		sum += e.Amount
 		if e.Seq != uint64(i+1) || e.Balance != sum {
@@ -263,8 +289,14 @@ func TestBillingGrace(t *testing.T) {
 			continue
 		}
 		paid -= e.Amount
-		if d, ok := due[e.Ref]; !ok || -e.Amount != d {
-			t.Errorf("ledger payment %s of %d: its bill said %d was due (found %v)", e.Ref, -e.Amount, d, ok)
+		var c, k uint64
+		if _, err := fmt.Sscanf(e.Ref, "bill:%d:%d", &c, &k); err != nil {
+			t.Errorf("ledger payment %+v: ref %v", e, err)
+			continue
+		}
+		paidOf[c] -= e.Amount
+		if want, ok := billedUpTo[c][k]; !ok || paidOf[c] != want {
+			t.Errorf("after the payment %s of %d, contract %d paid %d, its bills 1..%d are %d (found %v)", e.Ref, -e.Amount, c, paidOf[c], k, want, ok)
 		}
 	}
 	if sum != a.Balance {
