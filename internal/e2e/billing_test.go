@@ -147,8 +147,9 @@ func TestBillingGrace(t *testing.T) {
 	if pid == 0 {
 		t.Fatal("no QEMU process for the VM")
 	}
+	tap := (&primitives.ZMachineManager{Prefix: n.prefix()}).TapName(vmd.WorkloadID("vm"))
 	if ok, out := pingWait(nrNS, ip); !ok {
-		t.Fatalf("the network cannot ping the VM before grace: %s", out)
+		t.Fatalf("the network cannot ping the VM before grace (its tap %s in use: %v): %s", tap, tapInUse(tap), out)
 	}
 
 	// What both contracts cost per hour, from the grid's pricing and
@@ -214,7 +215,7 @@ func TestBillingGrace(t *testing.T) {
 		t.Errorf("after resume QEMU is pid %d, want the same %d", got, pid)
 	}
 	if ok, out := pingWait(nrNS, ip); !ok {
-		t.Errorf("the resumed VM does not answer ping: %s", out)
+		t.Errorf("the resumed VM does not answer ping (its tap %s in use: %v): %s", tap, tapInUse(tap), out)
 	}
 	if log := u.mustRun("logs", strconv.FormatUint(vmd.ContractID, 10), "vm"); strings.Contains(log, "boots=2") {
 		t.Errorf("the VM rebooted:\n%s", log)
