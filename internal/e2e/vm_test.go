@@ -145,11 +145,15 @@ func vmNode(t testing.TB, g *grid, farmer *user, cache string, extra ...string) 
 	bin := buildBinaries(t)
 	// Taps outlive a node that stops with VMs running: remove the ones
 	// this test made (after the node's own cleanup, which runs first).
+	// Tap names do not say whose they are: a tap with carrier is held by
+	// a running QEMU, another test's (tests of other packages, or of
+	// other trees, run VMs on the machine at the same time); ours were
+	// killed by the node's cleanup.
 	before, _ := rtnl.Links("", "t-")
 	t.Cleanup(func() {
 		now, _ := rtnl.Links("", "t-")
 		for _, l := range now {
-			if !slices.Contains(before, l) {
+			if !slices.Contains(before, l) && !tapInUse(l) {
 				rtnl.DeleteLink("", l)
 			}
 		}
@@ -173,6 +177,13 @@ func waitConsole(t testing.TB, u *user, contract uint64, vm string, re *regexp.R
 		t.Fatalf("console of %s never matched %s (%v); last log:\n%s", vm, re, err, out)
 	}
 	return out
+}
+
+// tapInUse reports whether a process (QEMU) holds tap open: it has
+// carrier then.
+func tapInUse(tap string) bool {
+	b, err := os.ReadFile(filepath.Join("/sys/class/net", tap, "carrier"))
+	return err == nil && strings.TrimSpace(string(b)) == "1"
 }
 
 func qemuPid(t testing.TB, name string) int {

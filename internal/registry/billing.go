@@ -429,6 +429,12 @@ func (s *Service) billContract(ctx context.Context, c Contract) error {
 	}
 	switch {
 	case paid && b.Due == 0 && b.State == billing.StateGrace:
+		// A contract that owes nothing stays in grace while another of
+		// its twin's cannot pay (the twin's balance is short, not the
+		// contract's).
+		if owes, err := s.twinOwes(ctx, c.TwinID, c.ID); err != nil || owes {
+			return err
+		}
 		return s.changeState(ctx, c, billing.StateActive, now)
 	case !paid && b.State != billing.StateGrace:
 		return s.changeState(ctx, c, billing.StateGrace, now)
@@ -436,6 +442,64 @@ func (s *Service) billContract(ctx context.Context, c Contract) error {
 		return s.changeState(ctx, c, billing.StateOutOfFunds, now)
 	}
 	return nil
+}
+
+// twinOwes reports whether a contract of twin other than except is in
+// grace with an amount it could not pay.
+func (s *Service) twinOwes(ctx context.Context, twin uint32, except uint64) (bool, error) {
+	var ids []uint64
+	if _, err := getJSON(ctx, s.st.index, graceKey(twin), &ids); errors.Is(err, ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	for _, id := range ids {
+		if id == except {
+			continue
+		}
+		b, _, err := s.billingRecord(ctx, id)
+		if err != nil {
+			return false, err
+		}
+		if b.State == billing.StateGrace && (b.Due > 0 || b.Paying != nil) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// cascade applies a contract's change of billing state, made because its
+// twin's balance could or could not pay, to the twin's other live
+// contracts that owe nothing themselves: a balance that cannot pay puts
+// all the twin's contracts in grace (a contract whose usage is too small
+// to be billed yet too), the end of the grace period deletes them all,
+// and the payment that ends the twin's debt resumes them all.
+func (s *Service) cascade(ctx context.Context, from Contract, state string, now time.Time) {
+	cs, err := list(ctx, s.st.contracts, 0, func(c *Contract) uint64 { return c.ID }, func(c *Contract) bool {
+		return c.TwinID == from.TwinID && c.ID != from.ID && c.State == StateCreated
+	})
+	if err != nil {
+		s.log.Warn("billing_cascade_failed", "contract_id", from.ID, "state", state, "err", err)
+		return
+	}
+	if state == billing.StateActive {
+		if owes, err := s.twinOwes(ctx, from.TwinID, from.ID); err != nil || owes {
+			return
+		}
+	}
+	for _, c := range cs {
+		b, _, err := s.billingRecord(ctx, c.ID)
+		if err != nil || b.Due > 0 || b.Paying != nil {
+			continue // it changes state by itself, on its own bill
+		}
+		inGrace := b.State == billing.StateGrace
+		if (state == billing.StateGrace) == inGrace {
+			continue // grace: already; active or out of funds: not in grace
+		}
+		if _, err := s.setState(ctx, c, state, now); err != nil {
+			s.log.Warn("billing_cascade_failed", "contract_id", c.ID, "state", state, "err", err)
+		}
+	}
 }
 
 func (s *Service) billingRecord0(ctx context.Context, id uint64) (ContractBilling, error) {
@@ -481,6 +545,15 @@ func (s *Service) pay(ctx context.Context, contract uint64, pm payment) (paid bo
 // of funds deletes the contract: canceled, its IPs, name or node
 // released, its capacity freed.
 func (s *Service) changeState(ctx context.Context, c Contract, state string, now time.Time) error {
+	changed, err := s.setState(ctx, c, state, now)
+	if changed {
+		s.cascade(ctx, c, state, now)
+	}
+	return err
+}
+
+// setState is changeState for one contract; changed says it changed.
+func (s *Service) setState(ctx context.Context, c Contract, state string, now time.Time) (changed bool, err error) {
 	errSame := errors.New("state unchanged")
 	b, err := s.updateBilling(ctx, c.ID, func(b *ContractBilling) error {
 		if b.State == state {
@@ -496,10 +569,10 @@ func (s *Service) changeState(ctx context.Context, c Contract, state string, now
 		return nil
 	})
 	if errors.Is(err, errSame) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := s.markGrace(ctx, c.TwinID, c.ID, state == billing.StateGrace); err != nil {
 		s.log.Warn("grace_index_failed", "contract_id", c.ID, "err", err)
@@ -514,17 +587,17 @@ func (s *Service) changeState(ctx context.Context, c Contract, state string, now
 		return nil
 	})
 	if err != nil {
-		return err
+		return true, err
 	}
 	if state == billing.StateOutOfFunds {
 		if err := s.releaseContract(ctx, c); err != nil {
-			return err
+			return true, err
 		}
 	}
 	sc, err := billing.Sign(billing.StateChange{ContractID: c.ID, NodeID: c.NodeID, TwinID: c.TwinID, State: state,
 		Seq: b.StateSeq, At: now.Unix()}, s.cfg.Billing.Key)
 	if err != nil {
-		return err
+		return true, err
 	}
 	if _, err := s.updateBilling(ctx, c.ID, func(b *ContractBilling) error {
 		if b.Change == nil || b.Change.Seq < sc.Seq {
@@ -538,7 +611,7 @@ func (s *Service) changeState(ctx context.Context, c Contract, state string, now
 	if c.NodeID != 0 {
 		s.publishState(ctx, c, sc)
 	}
-	return nil
+	return true, nil
 }
 
 // publishState sends a contract's signed state change on its node's

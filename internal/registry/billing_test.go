@@ -667,3 +667,91 @@ func TestFarmPricing(t *testing.T) {
 		t.Fatalf("bills at the farm's price: got %+v, want one of 30000 (half a CU at 60000)", bills)
 	}
 }
+
+// TestTwinGraceCoversAllContracts: a contract too small to be billed yet
+// (no usage reported) goes to grace with the twin's contract that cannot
+// pay, stays there while that one owes, resumes with it when a deposit
+// pays, and is deleted with it at the grace period's end.
+func TestTwinGraceCoversAllContracts(t *testing.T) {
+	const grace = 2 * time.Hour
+	g := newBillingGrid(t, grace)
+	ctx := context.Background()
+	_, _, nodeUser, node := g.farmWithNode(t, "farm1", 1)
+	tenant := g.user(t)
+	if _, err := g.treasury.c.Deposit(ctx, tenant.twin.ID, 100000); err != nil {
+		t.Fatal(err)
+	}
+	big, err := tenant.c.CreateNodeContract(ctx, node.ID, "ab", "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, err := tenant.c.CreateNodeContract(ctx, node.ID, "cd", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := g.user(t) // another twin's contract is never touched
+	if _, err := g.treasury.c.Deposit(ctx, other.twin.ID, 100); err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := other.c.CreateNodeContract(ctx, node.ID, "ef", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := big.Created.Unix()
+	hour := func() {
+		t.Helper()
+		r := report(node.ID, big.ID, next, next+3600)
+		r.PublicIPs = 1
+		next += 3600
+		g.clk.Advance(time.Hour)
+		if err := nodeUser.c.ReportUsage(ctx, []billing.UsageReport{r}); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.svc.BillOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantStates := func(when, wantBig, wantSmall string) {
+		t.Helper()
+		for _, w := range []struct {
+			c    *Client
+			id   uint64
+			want string
+		}{{tenant.c, big.ID, wantBig}, {tenant.c, small.ID, wantSmall}, {other.c, foreign.ID, ""}} {
+			got, err := w.c.Contract(ctx, w.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.BillingState != w.want {
+				t.Fatalf("%s: contract %d: got billing state %q, want %q", when, w.id, got.BillingState, w.want)
+			}
+		}
+	}
+	hour()
+	wantStates("paid", "", "")
+	hour()
+	wantStates("cannot pay", billing.StateGrace, billing.StateGrace)
+	if err := g.svc.BillOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantStates("the next run, still owing", billing.StateGrace, billing.StateGrace)
+	if _, err := g.treasury.c.Deposit(ctx, tenant.twin.ID, 80000); err != nil {
+		t.Fatal(err)
+	}
+	wantStates("paid by a deposit", billing.StateActive, billing.StateActive)
+	hour()
+	wantStates("cannot pay again", billing.StateGrace, billing.StateGrace)
+	g.clk.Advance(grace)
+	if err := g.svc.BillOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantStates("the grace period's end", billing.StateOutOfFunds, billing.StateOutOfFunds)
+	got, err := tenant.c.Contract(ctx, small.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != StateCanceled {
+		t.Fatalf("the small contract after the grace period: got state %q, want %q", got.State, StateCanceled)
+	}
+	checkLedger(t, tenant.c, tenant.twin.ID)
+}
