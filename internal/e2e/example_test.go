@@ -11,6 +11,8 @@ import (
 
 	"github.com/zos-go/zos/internal/gridtypes"
 	"github.com/zos-go/zos/internal/node/primitives"
+	"github.com/zos-go/zos/internal/registry"
+	"github.com/zos-go/zos/internal/testutil"
 )
 
 // TestVMExample deploys examples/vm.yaml (a VM on a network with a disk
@@ -68,4 +70,30 @@ func TestVMExample(t *testing.T) {
 	u.mustRun("deployment", "cancel", strconv.FormatUint(contract, 10))
 	vmName := primitives.VMName(gridtypes.NewWorkloadID(uint32(twin), contract, "vm"))
 	waitFor(t, 60*time.Second, "QEMU to stop", func() bool { return qemuPid(t, vmName) == 0 })
+}
+
+// TestZDBExample deploys examples/zdb.yaml unchanged, without --node: the
+// namespace answers with the example's password, and not without it.
+func TestZDBExample(t *testing.T) {
+	requireNodePrereqs(t)
+	g := startGrid(t)
+	farmer := newUser(t, g)
+	var farm registry.Farm
+	farmer.json(&farm, "farm", "create", "farm"+strconv.Itoa(testutil.FreePort(t)))
+	n := startNode(t, g, farmer.farmToken(farm.ID), "--disk", "hdd:4G")
+	n.waitRegistered(farmer)
+	u := newUser(t, g)
+
+	var d gridtypes.Deployment
+	u.json(&d, "deploy", "-f", filepath.Join("..", "..", "examples", "zdb.yaml"))
+	if st := d.Get("db").Result.State; st != gridtypes.StateOk {
+		t.Fatalf("examples/zdb.yaml: workload db is %s %q", st, d.Get("db").Result.Error)
+	}
+	r := zdbResult(t, &d, "db")
+	if out := redis(t, n.zdbPort, "SELECT "+r.Namespace+" s3cret\nSET k v\nGET k\n"); !strings.Contains(out, "v") {
+		t.Fatalf("the example's namespace with its password: %q", out)
+	}
+	if out := redis(t, n.zdbPort, "SELECT "+r.Namespace+" wrong\nGET k\n"); strings.Contains(out, "\nv") {
+		t.Fatalf("the example's namespace answered a wrong password: %q", out)
+	}
 }
