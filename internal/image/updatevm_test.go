@@ -114,7 +114,10 @@ type updateVM struct {
 }
 
 // deployUpdateVM deploys the ticking VM on the node (a network, 256 MiB,
-// a 1 GiB disk at /data) and waits for its first tick.
+// a 1 GiB disk at /data) and waits for its first tick. The VM's root and
+// disk need SSD capacity: the node types its first disk by seek time
+// (under 500 µs is an SSD), and on a loaded host it measures both disks as
+// HDDs and refuses the VM for capacity ("SSD needs ... 0 free").
 func deployUpdateVM(t *testing.T, e *imageEnv, nodeID string) *updateVM {
 	t.Helper()
 	url := guestFlist(t, e)
