@@ -78,6 +78,7 @@ func runInitNode(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Location, "location", "", "where the node stands, COUNTRY[,CITY] (location=)")
 	fs.BoolVar(&cfg.NewIdentity, "new-identity", false, "take a new key when the node's is lost although it had pools (new_identity)")
 	fs.BoolVar(&cfg.RecreateMissingDisks, "recreate-missing-disks", false, "recreate missing disks empty (recreate_missing_disks)")
+	fs.Var((*egressFlag)(&cfg.NodeEgress), "egress-allow", "let tenants' flists and zlogs reach this prefix, address, \"private\" or \"loopback\" (egress_allow=), repeatable")
 	upd := addUpdateFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err

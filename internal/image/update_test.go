@@ -67,8 +67,12 @@ func guestClock() string {
 // With ZOS_IMAGE_UPDATE_HANG=1 (about 2 minutes more), v1.3.0 is stuck at
 // start: init stops it once its bound is over and v1.1.0 runs again.
 //
-// The workload is a 0-db namespace, not a VM: a VM inside the tcg guest
-// (itself tcg) boots too slowly for a bounded test.
+// With ZOS_IMAGE_UPDATE_VM=1 (make bench: scripts/bench/image-update-vm.sh;
+// a VM inside the tcg guest is itself tcg, minutes more), a container VM
+// (busybox from the grid's hub, 256 MiB, a disk counting its boots) also
+// runs through N -> N+1 and the rollback from N+2: it boots once, its
+// console keeps ticking after each switch, and every node version that
+// comes up adopts the same QEMU pid.
 func TestImageLiveUpdate(t *testing.T) {
 	e := newGridEnv(t, true)
 	hub := fmt.Sprintf("http://127.0.0.1:%d", e.hubPort)
@@ -79,6 +83,13 @@ func TestImageLiveUpdate(t *testing.T) {
 	// The long variant adds a release stuck at start: init stops it at
 	// the gate + 30 s. A shorter gate keeps it near a minute.
 	hangs, gate := os.Getenv("ZOS_IMAGE_UPDATE_HANG") == "1", "90s"
+	withVM := os.Getenv("ZOS_IMAGE_UPDATE_VM") == "1"
+	// The VM reads its flist from the hub at the QEMU host (a private
+	// address); the guest needs RAM for it besides the node's.
+	extra, mem := "", 2048
+	if withVM {
+		extra, mem = " egress_allow=10.0.2.2", 3072
+	}
 	if hangs {
 		gate = "40s"
 	}
@@ -106,8 +117,8 @@ func TestImageLiveUpdate(t *testing.T) {
 	dir := t.TempDir()
 	zdbPort := testutil.FreePort(t)
 	v := bootVM(t, vmConfig{Kernel: filepath.Join(img, "vmlinux"), Initrd: filepath.Join(img, "initramfs.img"),
-		Cmdline: "console=ttyS0 quiet " + guestClock() + " panic=-1 update_every=3s update_gate=" + gate,
-		Disks:   sparseDisks(t, dir, 2), Monitor: filepath.Join(dir, "mon.sock"), HostFwd: [][2]int{{zdbPort, 9900}}, MemMiB: 2048},
+		Cmdline: "console=ttyS0 quiet " + guestClock() + " panic=-1 update_every=3s update_gate=" + gate + extra,
+		Disks:   sparseDisks(t, dir, 2), Monitor: filepath.Join(dir, "mon.sock"), HostFwd: [][2]int{{zdbPort, 9900}}, MemMiB: mem},
 		10*time.Minute)
 	nodeID := v.wait(t, registeredRe, 150*time.Second)[1]
 	t.Logf("boot: QEMU start to registered %s", time.Since(v.started).Round(100*time.Millisecond))
@@ -153,6 +164,10 @@ func TestImageLiveUpdate(t *testing.T) {
 			t.Fatalf("the 0-db data %s: %v", when, err)
 		}
 	}
+	var uv *updateVM
+	if withVM {
+		uv = deployUpdateVM(t, e, nodeID)
+	}
 	starts := func() int { return strings.Count(v.out.String(), "msg=node_started") }
 	if n := starts(); n != 1 {
 		t.Fatalf("init started the node %d times before any update, want 1", n)
@@ -173,6 +188,10 @@ func TestImageLiveUpdate(t *testing.T) {
 		t.Errorf("init started the node %d times through the live update, want 1 (an exec, same process)", n)
 	}
 	kept("after the live update")
+	if uv != nil {
+		uv.ticking(t, "after the live update")
+		sameQEMU(t, v, 1, "after the live update")
+	}
 
 	// N+1 -> broken N+2 -> back to N+1, by itself.
 	publish("v1.2.0", broken)
@@ -184,6 +203,10 @@ func TestImageLiveUpdate(t *testing.T) {
 	})
 	t.Logf("FIGURE publish_broken_to_failed_shown=%s", time.Since(published).Round(100*time.Millisecond))
 	kept("after the rollback")
+	if uv != nil {
+		uv.ticking(t, "after the rollback")
+		sameQEMU(t, v, 2, "after the rollback")
+	}
 	// Never retried: three more checks skip it, no second switch.
 	switches := regexp.MustCompile(`msg=update_switching .*version=v1.2.0`)
 	skips := strings.Count(v.out.String(), "msg=update_skipped_failed")
@@ -208,8 +231,15 @@ func TestImageLiveUpdate(t *testing.T) {
 		})
 		t.Logf("FIGURE publish_stuck_to_failed_shown=%s", time.Since(published).Round(100*time.Millisecond))
 		kept("after the stuck release")
+		if uv != nil {
+			uv.ticking(t, "after the stuck release")
+			sameQEMU(t, v, 3, "after the stuck release")
+		}
 	} else {
 		t.Log("a release stuck at start (init's bound): ZOS_IMAGE_UPDATE_HANG=1")
+	}
+	if uv == nil {
+		t.Log("a VM through the updates: ZOS_IMAGE_UPDATE_VM=1")
 	}
 	v.powerdown(t, 60*time.Second)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,9 @@ type NodeConfig struct {
 	// VMKernel, Vminit and Accel are the node's (node.Config): the image
 	// passes its guest kernel tree; "" runs no VMs.
 	VMKernel, Vminit, Accel string
+	// NodeEgress is the node's EgressAllow (--egress-allow, from
+	// egress_allow=).
+	NodeEgress []netip.Prefix
 	// Update is the self-update module (nil: none), UpdateDir its
 	// directory, whose state the console shows.
 	Update    node.Updater
@@ -66,7 +70,7 @@ func RunNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) error {
 			DataDir: cfg.DataDir, Grid: cfg.Grid, FarmID: cfg.Farm, FarmToken: cfg.FarmToken, ScanHost: true,
 			ListenIP: cfg.ListenIP, ZDBPort: cfg.ZDBPort, Location: loc,
 			NewIdentity: cfg.NewIdentity, RecreateMissingDisks: cfg.RecreateMissingDisks, Update: cfg.Update,
-			VMKernel: cfg.VMKernel, Vminit: cfg.Vminit, Accel: cfg.Accel,
+			VMKernel: cfg.VMKernel, Vminit: cfg.Vminit, Accel: cfg.Accel, EgressAllow: cfg.NodeEgress,
 			OnRegistered: func(n *node.Node) { registered.Store(n) },
 			// Standby: PID 1 stops the node, unmounts, syncs and powers
 			// off, as on the power button.

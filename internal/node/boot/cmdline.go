@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zos-go/zos/internal/egress"
 	"github.com/zos-go/zos/internal/registry"
 	"github.com/zos-go/zos/internal/release"
 )
@@ -55,6 +56,12 @@ type Config struct {
 	// Location (location=COUNTRY[,CITY], quoted when a name has spaces)
 	// is where the node stands; a location its farmer sets wins over it.
 	Location string
+	// EgressAllow (egress_allow=PREFIX[,PREFIX...]: prefixes, addresses,
+	// "private" or "loopback") is node.Config's EgressAllow: private
+	// addresses tenants' flists may still be read from (a farm's LAN hub,
+	// a test grid's hub at the QEMU host). Kept as the validated words so
+	// that Config stays comparable.
+	EgressAllow string
 }
 
 // DefaultRunMode is the run mode without runmode=.
@@ -149,6 +156,12 @@ func ParseCmdline(defaults, cmdline string) (Config, []error) {
 				continue
 			}
 			cfg.Location = v
+		case "egress_allow":
+			if _, err := egress.ParseAllow(strings.Split(v, ",")); err != nil {
+				errs = append(errs, fmt.Errorf("kernel command line: egress_allow=%q: %w", v, err))
+				continue
+			}
+			cfg.EgressAllow = v
 		case "new_identity":
 			cfg.NewIdentity = flagOn(hasValue, v)
 		case "recreate_missing_disks":

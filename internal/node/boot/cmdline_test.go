@@ -199,6 +199,9 @@ func TestParseCmdlineUpdateAndRecovery(t *testing.T) {
 		{"update timings", "update_every=5s", "update_gate=40s",
 			with(func(c *Config) { c.UpdateEvery, c.UpdateGate = 5*time.Second, 40*time.Second }), 0},
 		{"timings out of range or not durations", "", "update_every=10ms update_gate=forever update_gate=48h", base, 3},
+		{"egress allow", "", "egress_allow=10.0.2.2,private", with(func(c *Config) { c.EgressAllow = "10.0.2.2,private" }), 0},
+		{"bad egress allow is reported, the baked one kept", "egress_allow=10.0.2.2", "egress_allow=10.0.2.2,everywhere",
+			with(func(c *Config) { c.EgressAllow = "10.0.2.2" }), 1},
 		{"bad values keep the good ones", "update_hub=http://h:1", "update_hub=ftp://x update_root=sha256:zz",
 			with(func(c *Config) { c.UpdateHub = "http://h:1" }), 2},
 	}
@@ -230,6 +233,8 @@ func TestNodeArgs(t *testing.T) {
 			base + " --update-hub http://h:1 --update-root sha256:ab --update-every 5s --update-gate 40s"},
 		{"a hub without a root does not update", Config{Farm: 3, Grid: "nats://g:1", UpdateHub: "http://h:1"}, base},
 		{"location", Config{Farm: 3, Grid: "nats://g:1", Location: "Egypt,Cairo"}, base + " --location Egypt,Cairo"},
+		{"egress allow", Config{Farm: 3, Grid: "nats://g:1", EgressAllow: "10.0.2.2,private"},
+			base + " --egress-allow 10.0.2.2 --egress-allow private"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -495,6 +495,11 @@ func NodeArgs(exe string, c Config, ip string) []string {
 	if c.RecreateMissingDisks {
 		args = append(args, "--recreate-missing-disks")
 	}
+	if c.EgressAllow != "" {
+		for _, e := range strings.Split(c.EgressAllow, ",") {
+			args = append(args, "--egress-allow", e)
+		}
+	}
 	if c.Updating() {
 		args = append(args, "--update-hub", c.UpdateHub, "--update-root", c.UpdateRoot)
 		if c.UpdateChannel != "" {

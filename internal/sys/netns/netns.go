@@ -1,5 +1,5 @@
 // Package netns creates, enters and removes named network namespaces
-// (bind mounts under /var/run/netns, as iproute2 makes them). The network
+// (bind mounts under /run/netns, as iproute2 makes them). The network
 // manager and the test harness use it; nothing here changes the namespace
 // of the calling thread once a function returns.
 package netns
@@ -17,8 +17,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Dir is where named namespaces are bind-mounted.
-const Dir = "/var/run/netns"
+// Dir is where named namespaces are bind-mounted: where vishvananda/netns
+// (Create) mounts them. iproute2's /var/run/netns is the same directory
+// where /var/run links to /run (Debian); the Zero-OS image has no such
+// link, and a namespace made under /run/netns was not found under
+// /var/run/netns.
+const Dir = "/run/netns"
 
 // Path returns the file of namespace name.
 func Path(name string) string { return filepath.Join(Dir, name) }
