@@ -147,17 +147,22 @@ func (f *fixture) wait(twin uint32, contract uint64) *gridtypes.Deployment {
 	f.t.Helper()
 	var d *gridtypes.Deployment
 	testutil.Eventually(f.t, 10*time.Second, fmt.Sprintf("deployment %d-%d to settle", twin, contract), func() (bool, error) {
-		got, err := f.eng.store.Get(twin, contract)
+		// Jobs first: a job is removed only after its results are stored,
+		// so a deployment read after its last job went is settled. (Read
+		// the other way round, the deployment could be from before the
+		// job ran, and the job gone by the time the queue is read.)
+		jobs, err := f.eng.store.Jobs()
 		if err != nil {
 			return false, err
 		}
-		jobs, _ := f.eng.store.Jobs()
 		for _, j := range jobs {
 			if j.Twin == twin && j.Contract == contract {
 				return false, nil
 			}
 		}
-		d = got
+		if d, err = f.eng.store.Get(twin, contract); err != nil {
+			return false, err
+		}
 		return true, nil
 	})
 	return d
