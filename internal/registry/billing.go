@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"time"
 
@@ -28,6 +29,10 @@ type ContractBilling struct {
 	BilledUntil int64 `json:"billed_until"`
 	// Due is billed and not paid yet.
 	Due int64 `json:"due"`
+	// Carry is the fraction of a unit the node contract's reports cost
+	// beyond its bills so far (an exact rational, "" for none): added to
+	// the next bill, so that small reports are not each rounded away.
+	Carry string `json:"carry,omitempty"`
 	// Bills counts the bills; LastBill is the newest, copied to the bills
 	// bucket right after it is made or by the next run.
 	Bills    uint64 `json:"bills"`
@@ -346,14 +351,27 @@ func (s *Service) billContract(ctx context.Context, c Contract) error {
 				return nil
 			}
 			bill.Start, bill.End, bill.Reports = b.Pending[0].Start, b.Pending[len(b.Pending)-1].End, len(b.Pending)
+			// The reports' exact cost and the fraction carried from the
+			// bills before, rounded down once; the rest is carried on.
+			sum := new(big.Rat)
+			if c, ok := new(big.Rat).SetString(b.Carry); b.Carry != "" && ok && c.Sign() > 0 && c.Cmp(big.NewRat(1, 1)) < 0 {
+				sum.Set(c)
+			}
 			for _, r := range b.Pending {
-				n, err := p.ReportCost(r, rented)
+				c, err := p.exactReportCost(r, rented)
 				if err != nil {
 					return err
 				}
-				if bill.Amount, err = addAmount(bill.Amount, n); err != nil {
-					return err
-				}
+				sum.Add(sum, c)
+			}
+			amount, err := floorAmount(sum)
+			if err != nil {
+				return err
+			}
+			bill.Amount = amount
+			b.Carry = ""
+			if rest := sum.Sub(sum, new(big.Rat).SetInt64(amount)); rest.Sign() > 0 {
+				b.Carry = rest.RatString()
 			}
 			b.Pending = nil
 		default:

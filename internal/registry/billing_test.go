@@ -755,3 +755,48 @@ func TestTwinGraceCoversAllContracts(t *testing.T) {
 	}
 	checkLedger(t, tenant.c, tenant.twin.ID)
 }
+
+// TestSmallReportsCarried: reports that each cost less than a unit are not
+// rounded away one by one: the fraction is carried from bill to bill, so
+// the bills add up to the reports' exact total, rounded down once.
+func TestSmallReportsCarried(t *testing.T) {
+	g := newBillingGrid(t, time.Hour)
+	ctx := context.Background()
+	_, _, nodeUser, node := g.farmWithNode(t, "farm1", 0)
+	tenant := g.user(t)
+	if _, err := g.treasury.c.Deposit(ctx, tenant.twin.ID, 1_000_000); err != nil {
+		t.Fatal(err)
+	}
+	c, err := tenant.c.CreateNodeContract(ctx, node.ID, "ab", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 32 KiB of traffic at 15000 a GiB: 15000/32768 of a unit each.
+	const reports = 8
+	t0 := c.Created.Unix()
+	for i := range int64(reports) {
+		g.clk.Advance(time.Minute)
+		r := billing.UsageReport{NodeID: node.ID, ContractID: c.ID, Start: t0 + 60*i, End: t0 + 60*(i+1), NetBytes: 32 << 10}
+		if err := nodeUser.c.ReportUsage(ctx, []billing.UsageReport{r}); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.svc.BillOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bills, err := tenant.c.Bills(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, b := range bills {
+		sum += b.Amount
+	}
+	// 8 * 15000/32768 = 3.66: 3 billed in all (each alone would be 0).
+	if want := int64(reports * 15000 / 32768); sum != want || len(bills) != reports {
+		t.Fatalf("got %d bills summing to %d, want %d bills summing to %d", len(bills), sum, reports, want)
+	}
+	if got := checkLedger(t, tenant.c, tenant.twin.ID).Balance; got != 1_000_000-sum {
+		t.Fatalf("tenant: got %d, want %d", got, 1_000_000-sum)
+	}
+}

@@ -111,8 +111,17 @@ type Usage struct {
 // (CU*cu + SU*su + ips*ipv4 + names*name) * seconds/3600 + net/GB * nu,
 // computed exactly (rationals) and refused when above MaxAmount.
 func (p Pricing) Cost(u Usage) (int64, error) {
+	t, err := p.exactCost(u)
+	if err != nil {
+		return 0, err
+	}
+	return floorAmount(t)
+}
+
+// exactCost is the price of u under p, exactly.
+func (p Pricing) exactCost(u Usage) (*big.Rat, error) {
 	if u.Seconds < 0 {
-		return 0, fmt.Errorf("%w: negative duration %d s", ErrInvalid, u.Seconds)
+		return nil, fmt.Errorf("%w: negative duration %d s", ErrInvalid, u.Seconds)
 	}
 	r := func(n int64) *big.Rat { return new(big.Rat).SetInt64(n) }
 	ru := func(n uint64) *big.Rat { return new(big.Rat).SetInt(new(big.Int).SetUint64(n)) }
@@ -122,7 +131,13 @@ func (p Pricing) Cost(u Usage) (int64, error) {
 	perHour.Add(perHour, new(big.Rat).Mul(ru(u.Names), r(p.Name)))
 	total := perHour.Mul(perHour, big.NewRat(u.Seconds, 3600))
 	total.Add(total, new(big.Rat).Mul(new(big.Rat).Quo(ru(u.NetBytes), gib), r(p.NU)))
-	q := new(big.Int).Quo(total.Num(), total.Denom()) // both positive: floor
+	return total, nil
+}
+
+// floorAmount rounds a non-negative cost down to a whole unit, refusing
+// one above MaxAmount.
+func floorAmount(t *big.Rat) (int64, error) {
+	q := new(big.Int).Quo(t.Num(), t.Denom()) // both non-negative: floor
 	if !q.IsInt64() || q.Int64() > MaxAmount {
 		return 0, fmt.Errorf("%w: cost %s above %d", ErrOverflow, q, int64(MaxAmount))
 	}
@@ -133,11 +148,20 @@ func (p Pricing) Cost(u Usage) (int64, error) {
 // the contract's twin, whose rent contract pays for the capacity (only the
 // IPs and the traffic are billed here).
 func (p Pricing) ReportCost(r billing.UsageReport, rented bool) (int64, error) {
+	t, err := p.exactReportCost(r, rented)
+	if err != nil {
+		return 0, err
+	}
+	return floorAmount(t)
+}
+
+// exactReportCost prices one usage report exactly.
+func (p Pricing) exactReportCost(r billing.UsageReport, rented bool) (*big.Rat, error) {
 	u := Usage{Seconds: r.End - r.Start, PublicIPs: uint64(r.PublicIPs), NetBytes: r.NetBytes}
 	if !rented {
 		u.Capacity = Resources{CRU: r.CRU, MRU: r.MRU, SRU: r.SRU, HRU: r.HRU}
 	}
-	return p.Cost(u)
+	return p.exactCost(u)
 }
 
 // addAmount returns a+b, refusing a result outside 0..MaxAmount.
